@@ -1,0 +1,3 @@
+"""trajtok_hf: TrajTok trajectory tokens as Hugging Face transformers models."""
+
+__version__ = "0.1.0"
