@@ -1,0 +1,431 @@
+"""TrajTok tokenizer: each equation of the method spec (§1–§7) checked directly on small tensors."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from testers import tiny_trajtok_config, tiny_trajtok_model, video_batch
+from trajtok_hf import TrajTokConfig, TrajTokModel
+from trajtok_hf.models.perceiver_trajtok import (
+    apply_rotary,
+    dense_hard_mask_attention,
+    rotary_multiplier,
+    segment_hard_mask_attention,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------- shapes
+def test_output_shapes_and_types():
+    model = tiny_trajtok_model()
+    out = model(video_batch(2, 6), output_soft_masks=True, output_pixel_features=True)
+    K, D = model.config.num_trajectories, model.config.hidden_size
+    num_chunks = 2  # 6 frames, chunk 4
+    assert out.trajectory_tokens.shape == (2, num_chunks * K, D)
+    assert out.trajectory_mask.shape == (2, num_chunks * K) and out.trajectory_mask.dtype == torch.bool
+    assert out.assignment_logits.shape == (2, 6, 16, 16, K)
+    assert out.trajectory_ids.shape == (2, 6, 16, 16) and out.trajectory_ids.dtype == torch.long
+    assert out.num_trajectories.tolist() == out.trajectory_mask.sum(1).tolist()
+    assert out.trajectory_queries.shape == (2, num_chunks * K, D)
+    assert out.soft_masks.shape == out.assignment_logits.shape
+    assert out.pixel_features.shape == (2, 6, 16, 16, D)
+    assert torch.isfinite(out.trajectory_tokens).all()
+
+
+def test_single_image_is_one_frame_video():
+    model = tiny_trajtok_model()
+    out = model(video_batch(1, 1))
+    assert out.trajectory_tokens.shape == (1, 8, 32)
+    assert out.trajectory_ids.shape == (1, 1, 16, 16)
+    assert out.num_trajectories.item() >= 1
+
+
+def test_non_square_and_non_multiple_sizes():
+    model = tiny_trajtok_model()
+    out = model(torch.randn(1, 2, 3, 64, 96))
+    assert out.trajectory_ids.shape == (1, 2, 16, 24)
+    out = model(torch.randn(1, 2, 3, 70, 70))  # not a multiple of 32: the stem's grid (17×17) is the mask grid
+    assert out.trajectory_ids.shape == (1, 2, 17, 17)
+
+
+# ------------------------------------------------------------------------------------------------- Eq. 1 assignment
+def test_eq1_soft_mask_sums_to_one_over_trajectories():
+    out = tiny_trajtok_model()(video_batch(1, 2), output_soft_masks=True)
+    torch.testing.assert_close(out.soft_masks.sum(-1), torch.ones(1, 2, 16, 16))
+    torch.testing.assert_close(out.soft_masks, out.assignment_logits.softmax(-1))
+
+
+def test_eq1_logits_are_scaled_cosine_of_the_two_heads():
+    model = tiny_trajtok_model()
+    out = model(video_batch(1, 2), output_pixel_features=True)
+    features = out.pixel_features.reshape(1, -1, 32)
+    q = F.normalize(model.query_head(out.trajectory_queries), dim=-1)
+    p = F.normalize(model.pixel_head(features), dim=-1)
+    scale = min(math.log1p(math.exp(model.logit_scale.item())) + 1.0, 20.0)
+    expected = (p @ q.transpose(1, 2)) * scale
+    torch.testing.assert_close(out.assignment_logits.reshape(1, -1, 8), expected, atol=1e-5, rtol=1e-5)
+    # Initial scale: softplus(log 16) + 1.
+    assert scale == pytest.approx(math.log(17.0) + 1.0, rel=1e-6)
+
+
+def test_eq1_logit_scale_is_clamped():
+    model = tiny_trajtok_model()
+    with torch.no_grad():
+        model.logit_scale.fill_(100.0)
+    out = model(video_batch(1, 1), output_soft_masks=True)
+    assert out.assignment_logits.abs().max() <= 20.0 + 1e-4
+    assert out.assignment_logits.abs().max() > 10.0
+
+
+def test_hard_mask_is_argmax_and_active_set_is_non_empty_trajectories():
+    model = tiny_trajtok_model(num_trajectories=32)
+    out = model(video_batch(2, 1, size=32))  # 8×8 pixels, 32 slots: some slots must be empty
+    torch.testing.assert_close(out.trajectory_ids, out.assignment_logits.argmax(-1))
+    for b in range(2):
+        used = set(out.trajectory_ids[b].unique().tolist())
+        active = set(torch.nonzero(out.trajectory_mask[b]).flatten().tolist())
+        assert used == active
+        assert out.num_trajectories[b].item() == len(used)
+    assert not out.trajectory_mask.all(), "test needs inactive trajectories to mean anything"
+
+
+def test_inactive_trajectories_never_in_mask_for_multi_tokens():
+    model = tiny_trajtok_model(num_trajectories=32)
+    out = model(video_batch(1, 1, size=32), tokens_per_trajectory=4)
+    token_traj = torch.arange(out.trajectory_mask.shape[1]) // 4
+    used = out.trajectory_ids.unique()
+    assert torch.equal(out.trajectory_mask[0], torch.isin(token_traj, used))
+
+
+# --------------------------------------------------------------------------------------------- Eq. 2 initial tokens
+@pytest.mark.parametrize("normalization", ["sum", "mean"])
+def test_eq2_soft_pool_equals_direct_loop(normalization):
+    model = tiny_trajtok_model(soft_pool_normalization=normalization, tokens_per_trajectory_choices=[1])
+    torch.manual_seed(1)
+    logits = torch.randn(1, 6, 8) * 3
+    features = torch.randn(1, 6, 32)
+    got = model._initial_queries(logits, features, 1)  # (1, K, D) = z_k + offset
+    offset = model.subtoken_offsets[0]
+    mask = logits.softmax(-1)[0]
+    for k in range(8):
+        z = sum(mask[p, k] * features[0, p] for p in range(6))
+        if normalization == "mean":
+            z = z / (sum(mask[p, k] for p in range(6)) + 1e-6)
+        torch.testing.assert_close(got[0, k], z + offset, atol=1e-5, rtol=1e-5)
+
+
+def test_query_init_latent_variants():
+    for query_init in ("latent", "latent_plus_soft_pool"):
+        model = tiny_trajtok_model(query_init=query_init)
+        assert model.refinement_latents.shape == (8, 7, 32)
+        out = model(video_batch(1, 2), tokens_per_trajectory=2)
+        assert out.trajectory_tokens.shape == (1, 16, 32)
+    assert tiny_trajtok_model().refinement_latents is None
+
+
+# ------------------------------------------------------------------------------------------------------ §3 detach
+def _grad_norm(module):
+    grads = [p.grad.abs().sum() for p in module.parameters() if p.grad is not None]
+    return float(sum(grads)) if grads else 0.0
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_query_perceiver_gradient_never_reaches_backbone_when_detached(detach):
+    model = tiny_trajtok_model(detach_features=detach).train()
+    out = model(video_batch(1, 2), tokens_per_trajectory=1)
+    out.trajectory_queries.square().sum().backward()
+    backbone_grad = _grad_norm(model.feature_extractor)
+    assert _grad_norm(model.query_perceiver) > 0
+    assert (backbone_grad == 0) == detach
+
+
+def test_refinement_and_assignment_paths_reach_backbone():
+    model = tiny_trajtok_model().train()
+    out = model(video_batch(1, 2), tokens_per_trajectory=1)
+    out.trajectory_tokens.square().sum().backward()
+    assert _grad_norm(model.feature_extractor.backbone) > 0
+    model.zero_grad()
+    out = model(video_batch(1, 2), tokens_per_trajectory=1)
+    out.assignment_logits.square().sum().backward()
+    assert _grad_norm(model.feature_extractor.backbone) > 0  # through the pixel head
+    assert _grad_norm(model.query_perceiver) > 0
+
+
+# ------------------------------------------------------------------------------------------ §6 hard-mask attention
+def _random_attention_inputs(batch=2, heads=2, num_traj=5, n=2, pixels=40, dim=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    length = num_traj * n
+    tensors = [torch.randn(batch, heads, length, dim, generator=g) for _ in range(3)]
+    tensors += [torch.randn(batch, heads, pixels, dim, generator=g) for _ in range(2)]
+    ids = torch.randint(0, num_traj - 1, (batch, pixels), generator=g)  # the last trajectory stays empty
+    return tensors, ids
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("visible_last", [0, 2])
+def test_segment_softmax_equals_dense_reference(n, visible_last):
+    tensors, ids = _random_attention_inputs(n=n)
+    tensors = [t.double().requires_grad_() for t in tensors]
+    dense = dense_hard_mask_attention(*tensors, ids, n, visible_last)
+    fast = segment_hard_mask_attention(*tensors, ids, n, visible_last)
+    torch.testing.assert_close(fast, dense, atol=1e-10, rtol=1e-10)
+    weights = torch.randn_like(dense)
+    grads_dense = torch.autograd.grad((dense * weights).sum(), tensors)
+    grads_fast = torch.autograd.grad((fast * weights).sum(), tensors)
+    for a, b in zip(grads_fast, grads_dense):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    assert torch.isfinite(fast).all()  # the empty trajectory sees only its own sub-token latents
+
+
+@pytest.mark.parametrize("attention", [segment_hard_mask_attention, dense_hard_mask_attention])
+def test_hard_mask_attention_isolated_per_trajectory(attention):
+    (q, kl, vl, kp, vp), ids = _random_attention_inputs(n=2)
+    base = attention(q, kl, vl, kp, vp, ids, 2)
+    j = 1
+    pixels_of_j = (ids == j)[:, None, :, None]
+    kp2 = torch.where(pixels_of_j, torch.randn_like(kp) * 5, kp)
+    vp2 = torch.where(pixels_of_j, torch.randn_like(vp) * 5, vp)
+    moved = attention(q, kl, vl, kp2, vp2, ids, 2)
+    slot_traj = torch.arange(q.shape[2]) // 2
+    others = slot_traj != j
+    torch.testing.assert_close(moved[:, :, others], base[:, :, others], atol=0, rtol=0)
+    assert (moved[:, :, ~others] - base[:, :, ~others]).abs().max() > 1e-3
+
+
+def test_model_tokens_depend_only_on_own_pixels():
+    """Perturbing the features of trajectory j's pixels leaves every token k ≠ j of the refinement unchanged."""
+    model = tiny_trajtok_model()
+    out = model(video_batch(1, 2), output_pixel_features=True, tokens_per_trajectory=2)
+    features = out.pixel_features.reshape(1, -1, 32)
+    ids = out.trajectory_ids.reshape(1, -1)
+    j = int(ids[0, 0])
+    hard = {"trajectory_ids": ids, "tokens_per_trajectory": 2, "visible_last_pixels": 0, "implementation": "segment"}
+    queries = torch.randn(1, 16, 32)
+    base = model.refinement_perceiver(queries, features, hard)
+    moved = model.refinement_perceiver(queries, torch.where((ids == j)[..., None], torch.randn_like(features), features), hard)
+    slot_traj = torch.arange(16) // 2
+    torch.testing.assert_close(moved[0, slot_traj != j], base[0, slot_traj != j], atol=1e-6, rtol=0)
+    assert (moved[0, slot_traj == j] - base[0, slot_traj == j]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_model_fast_path_equals_dense_outputs_and_gradients(n):
+    model = tiny_trajtok_model(refinement_visible_last_pixels=2 if n == 2 else 0).train()
+    video = video_batch(2, 3)
+    outs, grads = [], []
+    for implementation in ("segment", "dense"):
+        model.zero_grad()
+        out = model(video, tokens_per_trajectory=n, hard_mask_implementation=implementation)
+        (out.trajectory_tokens * torch.linspace(-1, 1, out.trajectory_tokens.numel()).view_as(out.trajectory_tokens)).sum().backward()
+        outs.append(out.trajectory_tokens.detach())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=0)
+    assert grads[0].keys() == grads[1].keys()
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_unmasked_ablation_differs_and_sees_all_pixels():
+    model = tiny_trajtok_model(use_hard_mask=False)
+    out = model(video_batch(1, 2))
+    assert torch.isfinite(out.trajectory_tokens).all()
+
+
+# ------------------------------------------------------------------------------------------------- §7 Matryoshka
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_matryoshka_shapes(n):
+    model = tiny_trajtok_model()
+    out = model(video_batch(2, 4), tokens_per_trajectory=n)
+    assert out.trajectory_tokens.shape == (2, 8 * n, 32)
+    assert out.trajectory_mask.shape == (2, 8 * n)
+    # All sub-tokens of a trajectory share its activity.
+    assert (out.trajectory_mask.view(2, 8, n) == out.trajectory_mask.view(2, 8, n)[..., :1]).all()
+
+
+def test_fourier_ring_offsets_are_distinct_and_scaled():
+    model = tiny_trajtok_model()
+    config = model.config
+    for n in config.tokens_per_trajectory_choices:
+        offsets = model.subtoken_offsets[config.subtoken_slice(n)]
+        assert offsets.shape == (n, 32)
+        for a, b in itertools.combinations(range(n), 2):
+            assert (offsets[a] - offsets[b]).norm() > 1e-3
+        # ring of F frequencies, orthonormal projection: every offset has norm sqrt(F) × 0.02
+        torch.testing.assert_close(offsets.norm(dim=-1), torch.full((n,), math.sqrt(4) * 0.02), atol=1e-5, rtol=0)
+    # sub-tokens of one trajectory start apart, so they give different tokens
+    out = model(video_batch(1, 2), tokens_per_trajectory=4)
+    tokens = out.trajectory_tokens.view(1, 8, 4, 32)
+    assert (tokens[:, :, 0] - tokens[:, :, 1]).abs().max() > 1e-4
+
+
+def test_training_samples_tokens_per_trajectory_and_eval_uses_default():
+    model = tiny_trajtok_model(tokens_per_trajectory=2)
+    assert model(video_batch(1, 1)).trajectory_tokens.shape[1] == 16
+    model.train()
+    seen = {model(video_batch(1, 1)).trajectory_tokens.shape[1] // 8 for _ in range(12)}
+    assert seen == {1, 2, 4}
+
+
+# --------------------------------------------------------------------------------------------------- §1 chunking
+def test_chunking_equals_separate_chunks():
+    model = tiny_trajtok_model(chunk_size=16)
+    video = video_batch(1, 40, size=32)
+    out = model(video, output_soft_masks=True)
+    assert out.trajectory_tokens.shape == (1, 3 * 8, 32)
+    K = 8
+    for c, (start, stop) in enumerate([(0, 16), (16, 32), (32, 40)]):
+        part = model(video[:, start:stop])
+        torch.testing.assert_close(out.trajectory_tokens[:, c * K : (c + 1) * K], part.trajectory_tokens, atol=1e-5, rtol=1e-5)
+        assert torch.equal(out.trajectory_mask[:, c * K : (c + 1) * K], part.trajectory_mask)
+        torch.testing.assert_close(out.assignment_logits[:, start:stop], part.assignment_logits, atol=1e-5, rtol=1e-5)
+        assert torch.equal(out.trajectory_ids[:, start:stop], part.trajectory_ids + c * K)
+    assert out.num_trajectories.item() == out.trajectory_mask.sum().item()
+
+
+def test_batch_of_chunks_is_one_backbone_call(monkeypatch):
+    model = tiny_trajtok_model(chunk_size=4)
+    calls = []
+    original = model.feature_extractor.forward
+    monkeypatch.setattr(model.feature_extractor, "forward", lambda x: calls.append(x.shape[0]) or original(x))
+    model(video_batch(2, 8))
+    assert calls == [2 * 8]  # 2 videos × 2 full chunks × 4 frames in one batch
+
+
+# ----------------------------------------------------------------------------------------------------------- RoPE
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_rotary_matches_explicit_rotation(fraction):
+    head_dim, rotary_dim, positions = 8, int(8 * fraction), 5
+    x = torch.randn(1, positions, 2, head_dim)
+    got = apply_rotary(x, rotary_multiplier(positions, head_dim, rotary_dim, 10000.0, "cpu"))
+    expected = x.clone()
+    for m in range(positions):
+        for i in range(rotary_dim // 2):
+            theta = m * 10000.0 ** (-2 * i / rotary_dim)
+            a, b = x[0, m, :, 2 * i], x[0, m, :, 2 * i + 1]
+            expected[0, m, :, 2 * i] = a * math.cos(theta) - b * math.sin(theta)
+            expected[0, m, :, 2 * i + 1] = b * math.cos(theta) + a * math.sin(theta)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------- backbones & options
+@pytest.mark.parametrize("backbone_type", ["convnext", "convnextv2", "dinov3_convnext"])
+def test_convnext_family_backbones(backbone_type):
+    backbone = {"model_type": backbone_type, "depths": [1, 1, 1, 1], "hidden_sizes": [8, 16, 24, 32]}
+    model = tiny_trajtok_model(backbone_config=backbone)
+    out = model(video_batch(1, 2))
+    assert out.trajectory_ids.shape == (1, 2, 16, 16)
+
+
+def test_release_options_run():
+    model = tiny_trajtok_model(
+        backbone_config={"model_type": "dinov3_convnext", "depths": [1, 1, 1, 1], "hidden_sizes": [8, 16, 24, 32]},
+        shared_stage_layernorm=True,
+        backbone_final_layernorm=True,
+        rope_fraction=0.5,
+        latent_norm_placement="every_layer",
+        query_init="latent",
+        refinement_visible_last_pixels=2,
+        tokens_per_trajectory_choices=[1],
+    )
+    assert len(model.feature_extractor.layer_norms) == 1
+    assert model.feature_extractor.final_layernorm is not None
+    out = model(video_batch(1, 2))
+    assert torch.isfinite(out.trajectory_tokens).all()
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    model = tiny_trajtok_model().train()
+    video = video_batch(1, 2)
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model.zero_grad()
+        model(video, tokens_per_trajectory=1).trajectory_tokens.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+def test_return_tuple():
+    out = tiny_trajtok_model()(video_batch(1, 1), return_dict=False)
+    assert isinstance(out, tuple) and out[0].shape == (1, 8, 32)
+
+
+# ------------------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "video, match",
+    [
+        (torch.randn(2, 3, 64, 64), "pixel_values_videos must have shape"),
+        (torch.randn(2, 2, 2, 3, 64, 64), "pixel_values_videos must have shape"),
+        (torch.randn(1, 2, 1, 64, 64), "3 \\(RGB\\) channels"),
+        (torch.randn(1, 2, 4, 64, 64), "3 \\(RGB\\) channels"),
+        (torch.randn(1, 0, 3, 64, 64), "at least one video and one frame"),
+        (torch.randn(1, 2, 3, 16, 64), "at least 32×32"),
+        (torch.full((1, 1, 3, 64, 64), float("nan")), "NaN or inf"),
+        (torch.full((1, 1, 3, 64, 64), float("inf")), "NaN or inf"),
+        (torch.zeros(1, 1, 3, 64, 64, dtype=torch.uint8), "float tensor"),
+    ],
+)
+def test_bad_pixel_values(video, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_trajtok_model()(video)
+
+
+def test_bad_forward_arguments():
+    model = tiny_trajtok_model()
+    with pytest.raises(TypeError, match="pixel_values_videos must be a torch.Tensor"):
+        model(video_batch(1, 1).numpy())
+    for n in (3, 0, 8, True):
+        with pytest.raises(ValueError, match="tokens_per_trajectory"):
+            model(video_batch(1, 1), tokens_per_trajectory=n)
+    with pytest.raises(ValueError, match="hard_mask_implementation"):
+        model(video_batch(1, 1), hard_mask_implementation="sparse")
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        model(video_batch(1, 1), pixel_values=video_batch(1, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"query_init": "mean"}, "query_init"),
+        ({"soft_pool_normalization": "max"}, "soft_pool_normalization"),
+        ({"latent_norm_placement": "none"}, "latent_norm_placement"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"chunk_size": -4}, "chunk_size"),
+        ({"tokens_per_trajectory": 3}, "tokens_per_trajectory"),
+        ({"tokens_per_trajectory_choices": [1, 3]}, "tokens_per_trajectory_choices"),
+        ({"tokens_per_trajectory_choices": [2], "tokens_per_trajectory": 1}, "tokens_per_trajectory"),
+        ({"num_trajectories": 0}, "num_trajectories"),
+        ({"hidden_size": 30}, "divisible"),
+        ({"rope_fraction": 1.5}, "rope_fraction"),
+        ({"detach_features": "yes"}, "detach_features"),
+        ({"refinement_visible_last_pixels": -1}, "refinement_visible_last_pixels"),
+        ({"backbone_config": {"model_type": "resnet"}}, "backbone_config"),
+        ({"num_trajectory": 64}, "did you mean 'num_trajectories'"),
+        ({"chunksize": 8}, "did you mean 'chunk_size'"),
+    ],
+)
+def test_bad_config_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_trajtok_config(**kwargs)
+
+
+def test_config_json_round_trip(tmp_path):
+    config = tiny_trajtok_config(query_init="latent", tokens_per_trajectory_choices=[1, 2])
+    config.save_pretrained(tmp_path)
+    loaded = TrajTokConfig.from_pretrained(tmp_path)
+    assert loaded.query_init == "latent" and loaded.tokens_per_trajectory_choices == [1, 2]
+    assert loaded.backbone_config.hidden_sizes == [8, 16, 24, 32]
+    assert loaded.to_dict() == config.to_dict()
+
+
+def test_default_config_is_the_paper_tokenizer():
+    config = TrajTokConfig()
+    assert (config.hidden_size, config.num_trajectories, config.chunk_size) == (512, 128, 16)
+    assert config.backbone_config.model_type == "convnext"
+    assert list(config.backbone_config.depths) == [3, 3, 9, 3]  # ConvNeXt-Tiny
+    assert config.detach_features and config.use_hard_mask and config.query_init == "soft_pool"
+    assert config.tokens_per_trajectory_choices == [1, 2, 4]
+    assert TrajTokModel.main_input_name == "pixel_values_videos"
