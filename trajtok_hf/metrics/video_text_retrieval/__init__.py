@@ -1,0 +1,1 @@
+"""Bundled `evaluate` metric module folder (load with ``trajtok_hf.metrics.load_metric("video_text_retrieval")``)."""
