@@ -1,0 +1,307 @@
+"""Tests of the §8 segmentation supervision loss (trajtok_hf/models/loss_trajtok.py)."""
+
+import itertools
+import math
+import time
+
+import pytest
+import torch
+
+from trajtok_hf.models.loss_trajtok import (
+    DICE_EPS,
+    IGNORE_INDEX,
+    TrajectorySegmentationLoss,
+    hungarian_match,
+    trajectory_segmentation_loss,
+)
+
+
+def random_case(seed, num_gt, num_slots, shape=(2, 3, 4), unlabeled_fraction=0.2, batch_size=1):
+    """Random logits (B, T, h, w, K) and labels (B, T, h, w) with `num_gt` sparse ids, every id present."""
+    g = torch.Generator().manual_seed(seed)
+    numel = math.prod(shape)
+    labels = torch.empty(batch_size, numel, dtype=torch.long)
+    ids = torch.randperm(1000, generator=g)[:num_gt] * 3 + 11  # arbitrary, non-contiguous ids
+    for b in range(batch_size):
+        dense = torch.cat([torch.arange(num_gt), torch.randint(0, num_gt, (numel - num_gt,), generator=g)])
+        unlabeled = torch.rand(numel, generator=g) < unlabeled_fraction
+        unlabeled[:num_gt] = False  # keep one pixel of every GT id
+        perm = torch.randperm(numel, generator=g)
+        lab = ids[dense[perm]]
+        lab[unlabeled[perm]] = IGNORE_INDEX
+        labels[b] = lab
+    logits = torch.randn(batch_size, *shape, num_slots, generator=g)
+    return logits, labels.view(batch_size, *shape)
+
+
+def reference_iou(labels_flat, pred_flat, gt_id, slot):
+    """IoU between a GT trajectory and a hard-mask slot over labeled pixels, with Python sets."""
+    labeled = [i for i, lab in enumerate(labels_flat) if lab != IGNORE_INDEX]
+    gt = {i for i in labeled if labels_flat[i] == gt_id}
+    pred = {i for i in labeled if pred_flat[i] == slot}
+    union = gt | pred
+    return len(gt & pred) / len(union) if union else 0.0
+
+
+def first_appearance_order(labels_flat):
+    seen = []
+    for lab in labels_flat:
+        if lab != IGNORE_INDEX and lab not in seen:
+            seen.append(lab)
+    return seen
+
+
+def reference_focal_dice(logits, labels, matches, gamma):
+    """Loop-based focal and Dice straight from the formulas of §8 (given the matching)."""
+    focal_terms, dice_terms = [], []
+    batch_size, num_slots = logits.shape[0], logits.shape[-1]
+    logits = logits.reshape(batch_size, -1, num_slots).tolist()
+    labels = labels.reshape(batch_size, -1).tolist()
+    for b in range(batch_size):
+        slot_of = dict(zip(matches[b][0].tolist(), matches[b][1].tolist()))
+        probs = []
+        for row in logits[b]:
+            z = sum(math.exp(v) for v in row)
+            probs.append([math.exp(v) / z for v in row])
+        for n, lab in enumerate(labels[b]):
+            if lab != IGNORE_INDEX and lab in slot_of:
+                p = probs[n][slot_of[lab]]
+                focal_terms.append(-((1 - p) ** gamma) * math.log(p))
+        for gt_id, k in slot_of.items():
+            inter = sum(probs[n][k] for n, lab in enumerate(labels[b]) if lab == gt_id)
+            mass = sum(probs[n][k] for n, lab in enumerate(labels[b]) if lab != IGNORE_INDEX)
+            size = sum(1 for lab in labels[b] if lab == gt_id)
+            dice_terms.append(1 - (2 * inter + DICE_EPS) / (mass + size + DICE_EPS))
+    return sum(focal_terms) / len(focal_terms), sum(dice_terms) / len(dice_terms)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("num_gt,num_slots", [(3, 6), (4, 6), (5, 6), (6, 6), (5, 3), (4, 2)])
+def test_matching_is_optimal_against_brute_force(seed, num_gt, num_slots):
+    logits, labels = random_case(seed, num_gt, num_slots)
+    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    labels_flat = labels.flatten().tolist()
+    pred_flat = logits.argmax(-1).flatten().tolist()
+    order = first_appearance_order(labels_flat)
+    iou = [[reference_iou(labels_flat, pred_flat, g, k) for k in range(num_slots)] for g in order]
+
+    assert len(gt_ids) == len(slot_ids) == min(num_gt, num_slots)
+    assert len(set(slot_ids.tolist())) == len(slot_ids)  # injective
+    assert gt_ids.tolist() == [g for g in order if g in set(gt_ids.tolist())]  # first-appearance order kept
+    got = sum(iou[order.index(g)][k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist()))
+    if num_gt <= num_slots:  # every GT gets an injective slot
+        assignments = itertools.permutations(range(num_slots), num_gt)
+        best = max(sum(iou[g][perm[g]] for g in range(num_gt)) for perm in assignments)
+    else:  # every slot gets a distinct GT
+        assignments = itertools.permutations(range(num_gt), num_slots)
+        best = max(sum(iou[perm[k]][k] for k in range(num_slots)) for perm in assignments)
+    assert got == pytest.approx(best, abs=1e-9)
+
+
+def test_matching_recovers_a_known_permutation():
+    labels = torch.tensor([[[5, 5, 9, 9], [2, 2, 9, IGNORE_INDEX]]])  # (1, 1, 2, 4) after unsqueeze
+    labels = labels.unsqueeze(1)
+    slot_of = {5: 3, 9: 0, 2: 1}
+    logits = torch.full((1, 1, 2, 4, 4), -5.0)
+    for (i, j), lab in zip(itertools.product(range(2), range(4)), labels.flatten().tolist()):
+        if lab != IGNORE_INDEX:
+            logits[0, 0, i, j, slot_of[lab]] = 5.0
+    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    assert gt_ids.tolist() == [5, 9, 2]
+    assert slot_ids.tolist() == [3, 0, 1]
+
+
+def test_gt_ids_sorted_by_first_appearance_in_raster_order():
+    # id 42 first appears at t=0 only in the last pixel; 7 only at t=1 (row 0); 3 at t=1 row 1 col 0; 0 at t=1 last.
+    labels = torch.tensor(
+        [[[[IGNORE_INDEX, 100], [100, 42]], [[7, 42], [3, 0]]]]
+    )  # (B=1, T=2, h=2, w=2); order: 100, 42, 7, 3, 0
+    logits = torch.randn(1, 2, 2, 2, 8)
+    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    assert gt_ids.tolist() == [100, 42, 7, 3, 0]
+    assert gt_ids.dtype == slot_ids.dtype == torch.long
+
+
+@pytest.mark.parametrize("gamma", [2.0, 1.5, 0.0])
+@pytest.mark.parametrize("num_gt,num_slots", [(3, 5), (4, 4), (5, 3)])
+def test_focal_and_dice_equal_loop_reference(gamma, num_gt, num_slots):
+    logits, labels = random_case(7, num_gt, num_slots, shape=(2, 2, 3), batch_size=2)
+    logits = logits * 2
+    out = trajectory_segmentation_loss(logits, labels, gamma=gamma, return_dict=True)
+    focal, dice = reference_focal_dice(logits.double(), labels, out["matches"], gamma)
+    assert out["focal"].item() == pytest.approx(focal, rel=1e-5, abs=1e-6)
+    assert out["dice"].item() == pytest.approx(dice, rel=1e-5, abs=1e-6)
+    assert out["loss"].item() == pytest.approx(focal + dice, rel=1e-5, abs=1e-6)
+    weighted = trajectory_segmentation_loss(logits, labels, focal_weight=0.3, dice_weight=2.5, gamma=gamma)
+    assert weighted.item() == pytest.approx(0.3 * focal + 2.5 * dice, rel=1e-5, abs=1e-6)
+
+
+def test_focal_and_dice_on_hand_made_case():
+    # One sample, 4 pixels, K=2: GT "8" on pixels 0-1, GT "4" on pixel 2, pixel 3 unlabeled.
+    labels = torch.tensor([[8, 8, 4, IGNORE_INDEX]])
+    logits = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [9.0, -9.0]]])
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    (gt_ids, slot_ids), = out["matches"]
+    assert gt_ids.tolist() == [8, 4] and slot_ids.tolist() == [0, 1]
+    p = torch.softmax(logits[0, :3].double(), -1)
+    p0, p1, p2 = p[0, 0].item(), p[1, 0].item(), p[2, 1].item()
+    focal = sum(-((1 - q) ** 2) * math.log(q) for q in (p0, p1, p2)) / 3
+    dice_8 = 1 - (2 * (p0 + p1) + 1) / (p[:, 0].sum().item() + 2 + 1)
+    dice_4 = 1 - (2 * p2 + 1) / (p[:, 1].sum().item() + 1 + 1)
+    assert out["focal"].item() == pytest.approx(focal, rel=1e-6)
+    assert out["dice"].item() == pytest.approx((dice_8 + dice_4) / 2, rel=1e-6)
+
+
+def test_unlabeled_pixels_are_ignored():
+    logits, labels = random_case(3, 4, 6, shape=(3, 4, 4), unlabeled_fraction=0.4, batch_size=2)
+    unlabeled = labels == IGNORE_INDEX
+    assert unlabeled.any()
+    changed = logits.clone()
+    changed[unlabeled] = torch.randn(int(unlabeled.sum()), 6) * 10  # also changes their argmax
+    a = logits.clone().requires_grad_()
+    b = changed.clone().requires_grad_()
+    loss_a = trajectory_segmentation_loss(a, labels)
+    loss_b = trajectory_segmentation_loss(b, labels)
+    torch.testing.assert_close(loss_a, loss_b)
+    loss_b.backward()
+    assert torch.all(b.grad[unlabeled] == 0)
+    assert b.grad[~unlabeled].abs().sum() > 0
+
+
+def test_invariant_to_a_permutation_of_the_slots():
+    torch.manual_seed(0)
+    num_slots = 8
+    _, labels = random_case(5, 5, num_slots, shape=(2, 4, 4), batch_size=2)
+    # Noisy logits that favour a hidden slot per GT, so the optimal matching is unique (no ties).
+    hidden = {gid: k for k, gid in enumerate(sorted(set(labels.flatten().tolist()) - {IGNORE_INDEX}))}
+    logits = torch.randn(*labels.shape, num_slots)
+    for gid, k in hidden.items():
+        logits[..., k] += 3.0 * (labels == gid)
+    perm = torch.randperm(num_slots)
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    out_perm = trajectory_segmentation_loss(logits[..., perm], labels, return_dict=True)
+    torch.testing.assert_close(out["loss"], out_perm["loss"])
+    inverse = torch.argsort(perm)
+    for (g, k), (g_p, k_p) in zip(out["matches"], out_perm["matches"]):
+        assert g.tolist() == g_p.tolist()
+        assert k.tolist() == perm[k_p].tolist()
+        assert inverse[k].tolist() == k_p.tolist()
+
+
+def test_perfect_prediction_gives_zero_loss_and_finite_grads():
+    _, labels = random_case(2, 5, 7, shape=(2, 5, 5), batch_size=2)
+    ids = sorted(set(labels.flatten().tolist()) - {IGNORE_INDEX})
+    slot = torch.tensor([ids.index(v) + 1 if v != IGNORE_INDEX else 0 for v in labels.flatten().tolist()])
+    logits = (torch.nn.functional.one_hot(slot, 7).float() * 60 - 30).view(*labels.shape, 7).requires_grad_()
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    assert out["loss"].item() < 1e-6
+    assert out["focal"].item() >= 0 and out["dice"].item() >= -1e-7
+    out["loss"].backward()
+    assert torch.isfinite(logits.grad).all()
+    for gt_ids, slot_ids in out["matches"]:
+        assert slot_ids.tolist() == [ids.index(g) + 1 for g in gt_ids.tolist()]
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_gradients_finite_with_saturated_softmax(gamma):
+    logits, labels = random_case(4, 3, 4, batch_size=2)
+    logits = (logits * 1e3).requires_grad_()  # p == 1.0 exactly at many pixels
+    trajectory_segmentation_loss(logits, labels, gamma=gamma).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_no_labeled_pixels_gives_attached_zero():
+    logits = torch.randn(2, 2, 3, 3, 5, requires_grad=True)
+    labels = torch.full((2, 2, 3, 3), IGNORE_INDEX)
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    assert out["loss"].item() == 0.0 and out["loss"].requires_grad
+    out["loss"].backward()
+    assert torch.isfinite(logits.grad).all() and torch.all(logits.grad == 0)
+    assert all(g.numel() == 0 and k.numel() == 0 for g, k in out["matches"])
+
+
+def test_sample_without_labels_next_to_a_labeled_one():
+    logits, labels = random_case(6, 3, 4, batch_size=2)
+    labels[0] = IGNORE_INDEX
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    single = trajectory_segmentation_loss(logits[1:], labels[1:])
+    torch.testing.assert_close(out["loss"], single)
+    assert out["matches"][0][0].numel() == 0 and out["matches"][1][0].numel() == 3
+
+
+def test_flat_form_and_module_agree():
+    logits, labels = random_case(8, 4, 6, shape=(2, 3, 3), batch_size=2)
+    full = trajectory_segmentation_loss(logits, labels)
+    flat = trajectory_segmentation_loss(logits.flatten(1, 3), labels.flatten(1))
+    module = TrajectorySegmentationLoss(focal_weight=1.0, dice_weight=1.0, gamma=2.0)
+    torch.testing.assert_close(full, flat)
+    torch.testing.assert_close(full, module(logits, labels))
+    assert "gamma=2.0" in repr(module)
+
+
+def test_low_precision_logits_are_upcast():
+    logits, labels = random_case(9, 4, 6, batch_size=2)
+    loss = trajectory_segmentation_loss(logits.bfloat16(), labels)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_iou_matching_is_fast_at_paper_size():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 20, (2, 16, 7, 7)).repeat_interleave(8, 2).repeat_interleave(8, 3) * 13 + 1
+    labels[:, :, :4] = IGNORE_INDEX
+    logits = torch.randn(2, 16, 56, 56, 128)
+    timings = []
+    for _ in range(3):  # best of 3: robust to a briefly loaded machine
+        start = time.perf_counter()
+        matches = hungarian_match(logits, labels)
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 1.0  # ~15 ms on 2 idle CPU cores (most of it the argmax); generous bound for CI
+    assert [len(g) for g, _ in matches] == [20, 20]
+
+
+def _with_value(value):
+    logits = torch.randn(2, 9, 5)
+    logits[1, 3, 2] = value
+    return logits, torch.zeros(2, 9, dtype=torch.long)
+
+
+LONG = torch.long
+BAD_INPUTS = [
+    ("rank", lambda: (torch.randn(2, 3, 4, 5), torch.zeros(2, 3, 4, dtype=torch.long)), "assignment_logits"),
+    ("label rank", lambda: (torch.randn(2, 2, 3, 3, 5), torch.zeros(2, 18, dtype=torch.long)), "segmentation_labels"),
+    ("shape", lambda: (torch.randn(2, 2, 3, 3, 5), torch.zeros(2, 2, 3, 4, dtype=torch.long)), "segmentation_labels"),
+    ("float labels", lambda: (torch.randn(2, 9, 5), torch.zeros(2, 9)), "segmentation_labels"),
+    ("bool labels", lambda: (torch.randn(2, 9, 5), torch.zeros(2, 9, dtype=torch.bool)), "segmentation_labels"),
+    ("negative label", lambda: (torch.randn(2, 9, 5), torch.full((2, 9), -1)), "segmentation_labels"),
+    ("below -100", lambda: (torch.randn(2, 9, 5), torch.full((2, 9), -101)), "segmentation_labels"),
+    ("int logits", lambda: (torch.zeros(2, 9, 5, dtype=LONG), torch.zeros(2, 9, dtype=LONG)), "assignment_logits"),
+    ("nan logits", lambda: _with_value(float("nan")), "assignment_logits"),
+    ("inf logits", lambda: _with_value(float("-inf")), "assignment_logits"),
+    ("no slots", lambda: (torch.randn(2, 9, 0), torch.zeros(2, 9, dtype=torch.long)), "assignment_logits"),
+    ("not a tensor", lambda: ([[0.0]], torch.zeros(1, 1, dtype=torch.long)), "assignment_logits"),
+]
+
+
+@pytest.mark.parametrize("name,make,argument", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_inputs_raise_with_argument_name(name, make, argument):
+    logits, labels = make()
+    with pytest.raises(ValueError, match=argument):
+        trajectory_segmentation_loss(logits, labels)
+    with pytest.raises(ValueError, match=argument):
+        hungarian_match(logits, labels)
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"gamma": -1.0}, "gamma"),
+        ({"focal_weight": float("nan")}, "focal_weight"),
+        ({"dice_weight": -2}, "dice_weight"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, argument):
+    logits, labels = random_case(0, 2, 3)
+    with pytest.raises(ValueError, match=argument):
+        trajectory_segmentation_loss(logits, labels, **kwargs)
+    with pytest.raises(ValueError, match=argument):
+        TrajectorySegmentationLoss(**kwargs)
