@@ -5,10 +5,11 @@ marks the classes with ``register_for_auto_class`` so that ``save_pretrained`` w
 files: a saved folder then also loads with ``trust_remote_code=True`` where trajtok_hf is not installed.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoVideoProcessor
 
 from .models.configuration_trajtok import TrajTokConfig
 from .models.modeling_trajtok import TrajTokModel, TrajTokOutput, TrajTokPreTrainedModel
+from .models.video_processing_trajtok import TrajTokVideoProcessor
 
 __version__ = "0.1.0"
 
@@ -18,8 +19,10 @@ def _register() -> None:
     AutoModel.register(TrajTokConfig, TrajTokModel, exist_ok=True)
     TrajTokConfig.register_for_auto_class()
     TrajTokModel.register_for_auto_class("AutoModel")
+    AutoVideoProcessor.register(TrajTokConfig, TrajTokVideoProcessor, exist_ok=True)
+    TrajTokVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 
 _register()
 
-__all__ = ["TrajTokConfig", "TrajTokModel", "TrajTokOutput", "TrajTokPreTrainedModel"]
+__all__ = ["TrajTokConfig", "TrajTokModel", "TrajTokOutput", "TrajTokPreTrainedModel", "TrajTokVideoProcessor"]
