@@ -429,3 +429,21 @@ def test_default_config_is_the_paper_tokenizer():
     assert config.detach_features and config.use_hard_mask and config.query_init == "soft_pool"
     assert config.tokens_per_trajectory_choices == [1, 2, 4]
     assert TrajTokModel.main_input_name == "pixel_values_videos"
+
+
+def test_tiny_config_forward_is_fast():
+    """The tiny test configuration runs 2×4×3×64×64 well under a second (median of 3 after a warm-up; the bound is
+    loose because CI machines are shared)."""
+    import statistics
+    import time
+
+    model = tiny_trajtok_model()
+    video = video_batch(2, 4)
+    times = []
+    with torch.inference_mode():
+        model(video)
+        for _ in range(3):
+            start = time.perf_counter()
+            model(video)
+            times.append(time.perf_counter() - start)
+    assert statistics.median(times) < 1.0
