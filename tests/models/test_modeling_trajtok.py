@@ -120,6 +120,7 @@ def test_query_init_latent_variants():
     for query_init in ("latent", "latent_plus_soft_pool"):
         model = tiny_trajtok_model(query_init=query_init)
         assert model.refinement_latents.shape == (8, 7, 32)
+        assert model.subtoken_offsets is None  # only soft-pooled queries get the Fourier-ring offsets
         out = model(video_batch(1, 2), tokens_per_trajectory=2)
         assert out.trajectory_tokens.shape == (1, 16, 32)
     assert tiny_trajtok_model().refinement_latents is None
@@ -333,6 +334,17 @@ def test_release_options_run():
     assert model.feature_extractor.final_layernorm is not None
     out = model(video_batch(1, 2))
     assert torch.isfinite(out.trajectory_tokens).all()
+
+
+def test_eager_attention_equals_sdpa():
+    model = tiny_trajtok_model(latent_norm_placement="every_layer", rope_fraction=0.5)
+    video = video_batch(1, 2)
+    expected = model(video, output_pixel_features=True)
+    model.set_attn_implementation("eager")
+    assert model.query_perceiver.layers[0].attention.config._attn_implementation == "eager"
+    got = model(video, output_pixel_features=True)
+    torch.testing.assert_close(got.trajectory_queries, expected.trajectory_queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.trajectory_tokens, expected.trajectory_tokens, atol=1e-5, rtol=1e-5)
 
 
 def test_gradient_checkpointing_gives_same_gradients():

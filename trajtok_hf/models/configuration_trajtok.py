@@ -75,7 +75,9 @@ class TrajTokConfig(PreTrainedConfig):
             Upper clamp of the logit scale.
         query_init (`str`, *optional*, defaults to `"soft_pool"`):
             How refinement queries start (§5): `"soft_pool"` = z_k (Eq. 2) + Matryoshka offsets (paper),
-            `"latent"` = learned per-slot latents (release), `"latent_plus_soft_pool"` = both summed.
+            `"latent"` = learned per-slot latents (release), `"latent_plus_soft_pool"` = both summed. The model has
+            the Fourier-ring offsets (`subtoken_offsets`) only with `"soft_pool"` and the per-slot latents
+            (`refinement_latents`) only with the two latent variants.
         soft_pool_normalization (`str`, *optional*, defaults to `"mean"`):
             Eq. 2 as written in the paper is the sum Σ_p M_kp F_p (`"sum"`); it grows with region size, so the
             default divides by the soft mass Σ_p M_kp + 1e-6 (`"mean"`, as the release's soft pool).

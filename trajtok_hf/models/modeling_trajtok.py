@@ -144,7 +144,8 @@ class TrajTokPreTrainedModel(PreTrainedModel):
             offsets = torch.cat(
                 [fourier_ring_offsets(n, freqs, projection) for n in config.tokens_per_trajectory_choices]
             )
-            init.copy_(module.subtoken_offsets, offsets * config.subtoken_init_scale)
+            if module.subtoken_offsets is not None:
+                init.copy_(module.subtoken_offsets, offsets * config.subtoken_init_scale)
             if module.refinement_latents is not None:
                 slots = offsets[None].expand(config.num_trajectories, -1, -1) * config.subtoken_init_scale
                 init.copy_(module.refinement_latents, slots + torch.randn_like(slots) * std)
@@ -206,7 +207,11 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.query_head = TrajTokAssignmentHead(config)
         self.pixel_head = TrajTokAssignmentHead(config)
         self.logit_scale = nn.Parameter(torch.empty(1))
-        self.subtoken_offsets = nn.Parameter(torch.empty(config.max_subtokens, hidden))
+        # Fourier-ring sub-token offsets (§7) are only added to soft-pooled queries; the latent query inits carry
+        # their own per-slot latents instead, so a converted release checkpoint has no unused parameter.
+        self.subtoken_offsets = (
+            nn.Parameter(torch.empty(config.max_subtokens, hidden)) if config.query_init == "soft_pool" else None
+        )
         self.refinement_latents = (
             nn.Parameter(torch.empty(num_traj, config.max_subtokens, hidden))
             if config.query_init in ("latent", "latent_plus_soft_pool")

@@ -34,8 +34,9 @@ def rotary_multiplier(num_positions: int, head_dim: int, rotary_dim: int, theta:
     m is rotated by m·θ_i, θ_i = theta^(-2i/rotary_dim); pairs past rotary_dim are multiplied by 1 (not rotated).
 
     Computed in float32 on the fly (never a saved buffer: ``from_pretrained`` builds on the meta device; the
-    release's fp16 positions also rounded indices above 2048)."""
-    inv_freq = theta ** (-torch.arange(0, rotary_dim, 2, device=device, dtype=torch.float32) / max(rotary_dim, 1))
+    release's fp16 positions also rounded indices above 2048). θ_i is evaluated as ``1 / theta^(2i/rotary_dim)``,
+    rotary-embedding-torch's expression, so that converted release checkpoints get bitwise the same frequencies."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, rotary_dim, 2, device=device, dtype=torch.float32) / max(rotary_dim, 1))
     angles = torch.arange(num_positions, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]
     angles = F.pad(angles, (0, head_dim // 2 - angles.shape[1]))
     return torch.polar(torch.ones_like(angles), angles)
@@ -152,11 +153,23 @@ def segment_hard_mask_attention(
     return out.reshape(batch, length, heads, dim).permute(0, 2, 1, 3)
 
 
-class TrajTokPerceiverAttention(nn.Module):
-    """Latents attend to ``[latents ; context]`` (Flamingo); no biases, as the release."""
+def eager_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√d)·v written out (B, h, L, d): the ``attn_implementation="eager"`` path. Same result as SDPA up
+    to float rounding; it rounds like the official einsum/softmax Perceiver (converted checkpoints reproduce the
+    release's scale-20 assignment logits ~3× closer with it), at the cost of an (L × S) score tensor."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
+    return torch.matmul(scores.softmax(dim=-1), value)
 
-    def __init__(self, hidden_size: int, num_heads: int):
+
+class TrajTokPerceiverAttention(nn.Module):
+    """Latents attend to ``[latents ; context]`` (Flamingo); no biases, as the release.
+
+    Without a hard mask the attention runs through SDPA, or written out when ``config._attn_implementation`` is
+    ``"eager"`` (``from_pretrained(..., attn_implementation="eager")``); the hard-mask path is the segment softmax."""
+
+    def __init__(self, hidden_size: int, num_heads: int, config=None):
         super().__init__()
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.norm_media = nn.LayerNorm(hidden_size, eps=1e-5)
@@ -181,7 +194,10 @@ class TrajTokPerceiverAttention(nn.Module):
         key = apply_rotary(key.unflatten(-1, heads), rope).transpose(1, 2)  # (B, h, L+N, d)
         value = value.unflatten(-1, heads).transpose(1, 2)
         if hard_mask is None:
-            out = F.scaled_dot_product_attention(query, key, value)
+            if self.config is not None and getattr(self.config, "_attn_implementation", None) == "eager":
+                out = eager_attention(query, key, value)
+            else:
+                out = F.scaled_dot_product_attention(query, key, value)
         else:
             attention = (
                 dense_hard_mask_attention if hard_mask["implementation"] == "dense" else segment_hard_mask_attention
@@ -215,9 +231,9 @@ class TrajTokPerceiverFeedForward(nn.Module):
 
 
 class TrajTokPerceiverLayer(GradientCheckpointingLayer):
-    def __init__(self, hidden_size: int, num_heads: int, ff_mult: int):
+    def __init__(self, hidden_size: int, num_heads: int, ff_mult: int, config=None):
         super().__init__()
-        self.attention = TrajTokPerceiverAttention(hidden_size, num_heads)
+        self.attention = TrajTokPerceiverAttention(hidden_size, num_heads, config)
         self.feed_forward = TrajTokPerceiverFeedForward(hidden_size, ff_mult)
 
     def forward(self, latents, context, rope, hard_mask=None):
@@ -239,7 +255,8 @@ class TrajTokPerceiver(nn.Module):
         self.norm_context = nn.LayerNorm(hidden, eps=1e-6)
         self.norm_latents = nn.LayerNorm(hidden, eps=1e-6)
         self.layers = nn.ModuleList(
-            TrajTokPerceiverLayer(hidden, config.num_attention_heads, config.perceiver_ff_mult) for _ in range(depth)
+            TrajTokPerceiverLayer(hidden, config.num_attention_heads, config.perceiver_ff_mult, config)
+            for _ in range(depth)
         )
         self.latent_norm_placement = config.latent_norm_placement
         self.head_dim = config.head_dim
