@@ -280,6 +280,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         output_soft_masks: bool = False,
         output_pixel_features: bool = False,
         hard_mask_implementation: str = "segment",
+        output_trajectory_tokens: bool = True,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajTokOutput | tuple:
@@ -294,6 +295,9 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 Also return the soft masks (softmax over K of the logits).
             output_pixel_features (`bool`, *optional*, defaults to `False`):
                 Also return the multi-scale features F.
+            output_trajectory_tokens (`bool`, *optional*, defaults to `True`):
+                `False` skips the refinement Perceiver (§6) and returns `trajectory_tokens=None`: segmentation
+                pre-training (§8) only needs the assignment logits, and the refinement is a third of the compute.
             hard_mask_implementation (`str`, *optional*, defaults to `"segment"`):
                 `"segment"`: the per-pixel segment-softmax fast path; `"dense"`: the dense masked reference.
         """
@@ -315,9 +319,11 @@ class TrajTokModel(TrajTokPreTrainedModel):
         groups = []
         if num_full:
             full = pixel_values_videos[:, : num_full * chunk].reshape(batch * num_full, chunk, *pixel_values_videos.shape[2:])
-            groups.append((num_full, self._tokenize_chunks(full, n, hard_mask_implementation)))
+            groups.append((num_full, self._tokenize_chunks(full, n, hard_mask_implementation, output_trajectory_tokens)))
         if remainder:
-            groups.append((1, self._tokenize_chunks(pixel_values_videos[:, num_full * chunk :], n, hard_mask_implementation)))
+            groups.append((1, self._tokenize_chunks(
+                pixel_values_videos[:, num_full * chunk :], n, hard_mask_implementation, output_trajectory_tokens
+            )))
 
         def per_chunk(index):
             # (B·c, ...) of every group → (B, c, ...), concatenated along chunks.
@@ -334,7 +340,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         frame_chunk = torch.arange(frames, device=logits.device) // chunk
         trajectory_ids = per_frame(3) + (frame_chunk * self.config.num_trajectories).view(1, frames, 1, 1)
         output = TrajTokOutput(
-            trajectory_tokens=per_chunk(0).flatten(1, 2),
+            trajectory_tokens=per_chunk(0).flatten(1, 2) if output_trajectory_tokens else None,
             trajectory_mask=active.repeat_interleave(n, dim=1),
             assignment_logits=logits,
             trajectory_ids=trajectory_ids,
@@ -345,7 +351,9 @@ class TrajTokModel(TrajTokPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def _tokenize_chunks(self, chunks: torch.Tensor, n: int, hard_mask_implementation: str):
+    def _tokenize_chunks(
+        self, chunks: torch.Tensor, n: int, hard_mask_implementation: str, output_trajectory_tokens: bool = True
+    ):
         """Tokenize a batch of chunks (b, t, 3, H, W) independently.
 
         Returns tokens (b, K·n, D), active (b, K), logits (b, t, h, w, K), ids (b, t, h, w), queries (b, K, hidden),
@@ -370,6 +378,21 @@ class TrajTokModel(TrajTokPreTrainedModel):
         num_traj = self.config.num_trajectories
         active = torch.zeros(b, num_traj, dtype=torch.bool, device=ids.device).scatter_(1, ids, True)
 
+        if not output_trajectory_tokens:
+            tokens = None
+        else:
+            tokens = self._refine(logits, features, ids, n, hard_mask_implementation)
+        return (
+            tokens,
+            active,
+            logits.reshape(b, t, h, w, num_traj),
+            ids.reshape(b, t, h, w),
+            queries,
+            features.reshape(b, t, h, w, -1),
+        )
+
+    def _refine(self, logits, features, ids, n: int, hard_mask_implementation: str) -> torch.Tensor:
+        """§6: the hard-mask refinement Perceiver + output projection → tokens (b, K·n, D_out)."""
         refinement_queries = self._initial_queries(logits, features, n)  # (b, K·n, D)
         hard_mask = None
         if self.config.use_hard_mask:
@@ -379,16 +402,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 "visible_last_pixels": min(self.config.refinement_visible_last_pixels, features.shape[1]),
                 "implementation": hard_mask_implementation,
             }
-        refined = self.refinement_perceiver(refinement_queries, features, hard_mask)
-        tokens = self.output_projection(refined)
-        return (
-            tokens,
-            active,
-            logits.reshape(b, t, h, w, num_traj),
-            ids.reshape(b, t, h, w),
-            queries,
-            features.reshape(b, t, h, w, -1),
-        )
+        return self.output_projection(self.refinement_perceiver(refinement_queries, features, hard_mask))
 
     def _initial_queries(self, logits: torch.Tensor, features: torch.Tensor, n: int) -> torch.Tensor:
         """§5/§7: refinement queries (b, K·n, D), trajectory-major."""
