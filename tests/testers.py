@@ -77,3 +77,147 @@ MODEL_CASES = [
         ],
     ),
 ]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TrajViT2 (video-text CLIP) and its ViT3D baseline: tiny encoder (width 32, 2 layers, 4 heads), tiny BERT, projection 16
+from transformers import BertConfig  # noqa: E402
+
+from trajtok_hf import TrajViT2Config, TrajViT2Model, TrajViT2VisionConfig, TrajViT2VisionModel  # noqa: E402
+
+TINY_BERT = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+
+
+def tiny_trajvit2_vision_config(
+    vision_tokenizer="trajtok", tokenizer_overrides=None, **overrides
+) -> TrajViT2VisionConfig:
+    kwargs = dict(
+        vision_tokenizer=vision_tokenizer,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=64,
+        num_frames=4,
+    )
+    if vision_tokenizer == "trajtok":
+        kwargs["tokenizer_config"] = tiny_trajtok_config(**(tokenizer_overrides or {}))
+    kwargs.update(overrides)
+    return TrajViT2VisionConfig(**kwargs)
+
+
+def tiny_trajvit2_config(
+    vision_tokenizer="trajtok", vision_overrides=None, tokenizer_overrides=None, text_overrides=None, **overrides
+) -> TrajViT2Config:
+    vision = tiny_trajvit2_vision_config(vision_tokenizer, tokenizer_overrides, **(vision_overrides or {}))
+    kwargs = dict(
+        vision_config=vision,
+        text_config=BertConfig(**{**TINY_BERT, **(text_overrides or {})}).to_dict(),
+        projection_dim=16,
+    )
+    kwargs.update(overrides)
+    return TrajViT2Config(**kwargs)
+
+
+def tiny_trajvit2_model(vision_tokenizer="trajtok", **kwargs) -> TrajViT2Model:
+    return TrajViT2Model(tiny_trajvit2_config(vision_tokenizer, **kwargs)).eval()
+
+
+def tiny_trajvit2_vision_model(vision_tokenizer="trajtok", **kwargs) -> TrajViT2VisionModel:
+    return TrajViT2VisionModel(tiny_trajvit2_vision_config(vision_tokenizer, **kwargs)).eval()
+
+
+def text_batch(batch=2, length=7, seed=0, vocab_size=100) -> dict:
+    """input_ids [CLS]=1 ... with right padding (id 0) of varying lengths, and the matching attention_mask."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab_size, (batch, length), generator=generator)
+    input_ids[:, 0] = 1
+    lengths = torch.tensor([length - (i % 3) for i in range(batch)])
+    attention_mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return {"input_ids": input_ids * attention_mask, "attention_mask": attention_mask}
+
+
+def _trajvit2_inputs(batch, frames=5, size=64):
+    return {**text_batch(batch, seed=5), "pixel_values_videos": video_batch(batch, frames, size=size, seed=4)}
+
+
+def _trajvit2_outputs(out):
+    return {"video_embeds": out.video_embeds, "text_embeds": out.text_embeds}
+
+
+def _trajvit2_vision_outputs(out):
+    return {
+        "pooler_output": out.pooler_output,
+        "trajectory_mask": out.trajectory_mask,
+        "num_trajectories": out.num_trajectories,
+    }
+
+
+_TEXT_1 = text_batch(1, seed=1)
+_TEXT_2 = text_batch(2, seed=1)
+
+MODEL_CASES += [
+    ModelCase(
+        name="trajvit2",
+        # 32 trajectory slots on a 16×16 grid: batches mix videos with different active counts (padding matters).
+        build=lambda: tiny_trajvit2_model(tokenizer_overrides={"num_trajectories": 32}),
+        inputs=lambda batch: _trajvit2_inputs(batch),
+        outputs=_trajvit2_outputs,
+        bad_inputs=[
+            (dict(_TEXT_1), ValueError, "pixel_values_videos is required"),
+            ({"pixel_values_videos": video_batch(1, 2)}, ValueError, "input_ids is required"),
+            ({**_TEXT_1, "pixel_values_videos": torch.randn(1, 3, 64, 64)}, ValueError, "pixel_values_videos"),
+            ({**_TEXT_2, "pixel_values_videos": video_batch(1, 2), "return_loss": True}, ValueError, "batch size"),
+            (
+                {
+                    **_TEXT_1,
+                    "pixel_values_videos": video_batch(1, 2),
+                    "segmentation_labels": torch.zeros(1, 2, 8, 8).long(),
+                },
+                ValueError,
+                "segmentation_labels",
+            ),
+            (
+                {**_TEXT_1, "pixel_values_videos": video_batch(1, 2), "pixel_values": torch.randn(1, 3, 64, 64)},
+                TypeError,
+                "unexpected",
+            ),
+        ],
+    ),
+    ModelCase(
+        name="trajvit2_vit3d",
+        build=lambda: tiny_trajvit2_model("vit3d"),
+        inputs=lambda batch: _trajvit2_inputs(batch),
+        outputs=_trajvit2_outputs,
+        bad_inputs=[
+            ({**_TEXT_1, "pixel_values_videos": video_batch(1, 2, size=40)}, ValueError, "patch_size"),
+            (
+                {
+                    **_TEXT_1,
+                    "pixel_values_videos": video_batch(1, 2),
+                    "segmentation_labels": torch.zeros(1, 2, 16, 16).long(),
+                },
+                ValueError,
+                "vision_tokenizer",
+            ),
+            ({**_TEXT_1, "pixel_values_videos": video_batch(1, 2), "tokens_per_trajectory": 2}, ValueError, "vit3d"),
+        ],
+    ),
+    ModelCase(
+        name="trajvit2_vision",
+        build=lambda: tiny_trajvit2_vision_model(tokenizer_overrides={"num_trajectories": 32}),
+        inputs=lambda batch: {"pixel_values_videos": video_batch(batch, 5, seed=6)},
+        outputs=_trajvit2_vision_outputs,
+        bad_inputs=[
+            ({"pixel_values_videos": torch.randn(1, 3, 64, 64)}, ValueError, "pixel_values_videos"),
+            ({"pixel_values_videos": video_batch(1, 2).numpy()}, TypeError, "pixel_values_videos"),
+        ],
+    ),
+]

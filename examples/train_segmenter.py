@@ -1,0 +1,230 @@
+"""Segmentation pre-training of the TrajTok tokenizer (method spec §8): matched focal + Dice on trajectory labels.
+
+Runs with plain python or with accelerate (any number of processes, CPU or GPU):
+
+    python examples/train_segmenter.py --output_dir runs/seg --preset tiny --max_steps 200
+    accelerate launch --num_processes 2 examples/train_segmenter.py --output_dir runs/seg --preset small
+    python examples/train_segmenter.py --output_dir runs/seg --resume_from_checkpoint latest   # resume (or start)
+
+On a machine without GPUs, ``accelerate launch --cpu`` starts a single process (accelerate 1.x needs mpirun for
+multi-CPU); ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...`` runs 2 CPU processes (gloo).
+
+Data: ``--data synthetic`` (default) renders procedural clips with exact trajectory labels on the fly (different
+clips on every process and every epoch); ``--data DIR`` reads a video folder with ``metadata.jsonl`` and a
+``masks_file`` per clip (see ``trajtok_hf.data.load_video_text_dataset``). The evaluation set is held out: synthetic
+clips of another seed, ``--eval_data DIR``, or the last ``--eval_clips`` rows of ``--data DIR``.
+
+Output: ``output_dir/checkpoints/step_NNNNNN`` (+ ``latest``), ``output_dir/metrics.jsonl`` and, at the end,
+``output_dir/final`` with the model and its ``TrajTokVideoProcessor`` (``AutoModel`` / ``AutoVideoProcessor``).
+"""
+
+import argparse
+import math
+import os
+import time
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoModel
+
+from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
+from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+from trajtok_hf.training import (
+    CheckpointManager,
+    EpochShuffleSampler,
+    TRAJTOK_PRESETS,
+    SyntheticClipDataset,
+    TrainState,
+    add_training_args,
+    build_optimizer,
+    build_scheduler,
+    check_training_args,
+    default_warmup_steps,
+    evaluate_segmentation,
+    iterate_batches,
+    log_jsonl,
+)
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = parser.add_argument_group("model and data")
+    g.add_argument("--preset", choices=sorted(TRAJTOK_PRESETS), default="tiny",
+                   help="model size when no --model (trajtok_hf.training.TRAJTOK_PRESETS)")
+    g.add_argument("--model", default=None, help="start from a saved TrajTokModel folder instead of a preset")
+    g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata + masks")
+    g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
+    g.add_argument("--num_frames", type=int, default=8)
+    g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
+    g.add_argument("--max_objects", type=int, default=3, help="synthetic data: objects per clip (1..max)")
+    g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
+    add_training_args(parser)
+    args = parser.parse_args(argv)
+    check_training_args(parser, args)
+    if args.frame_size < 32 or args.frame_size % 4:
+        parser.error(f"--frame_size must be a multiple of 4 and >= 32 (the backbone's stride), got {args.frame_size}")
+    if args.num_frames < 1 or args.max_objects < 1 or args.num_train_clips < 1:
+        parser.error("--num_frames, --max_objects and --num_train_clips must be >= 1")
+    for flag in ("data", "eval_data"):
+        value = getattr(args, flag)
+        if value not in (None, "synthetic") and not os.path.isdir(value):
+            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+    if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
+        parser.error(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
+    return args
+
+
+def build_datasets(args, processor):
+    """(train dataset, its epoch-aware sampler or None, eval dataset)."""
+    if args.data == "synthetic":
+        synth = SyntheticVideoConfig(num_frames=args.num_frames, height=args.frame_size, width=args.frame_size,
+                                     max_objects=args.max_objects)
+        train = SyntheticClipDataset(synth, seed=args.seed, num_clips=args.num_train_clips, video_processor=processor)
+        # Held out: another generator seed never produces a training clip.
+        held_out = SyntheticClipDataset(synth, seed=args.seed + 1_000_000, num_clips=args.eval_clips,
+                                        video_processor=processor, fresh_each_epoch=False)
+        return train, None, held_out
+
+    def load(path):
+        # Frames are sampled by the decoder; the processor only resizes + normalises. Rows without masks are dropped.
+        rows = load_video_text_dataset(path, args.num_frames, decode=False)
+        with_masks = [i for i, m in enumerate(rows["masks_path"]) if m is not None]
+        if not with_masks:
+            raise SystemExit(f"error: {path} has no masks_file column: segmentation training needs label masks")
+        transform = lambda videos: processor(videos, return_tensors="pt", do_sample_frames=False)  # noqa: E731
+        grid = (args.frame_size // 4, args.frame_size // 4)
+        dataset = load_video_text_dataset(path, args.num_frames, transform=transform, mask_size=grid)
+        return dataset.select(with_masks)
+
+    train = load(args.data)
+    if args.eval_data is not None:
+        held_out = load(args.eval_data)
+    else:
+        if len(train) <= args.eval_clips:
+            raise SystemExit(f"error: {args.data} has {len(train)} clips with masks; need more than --eval_clips "
+                             f"({args.eval_clips}) to hold some out (or pass --eval_data)")
+        held_out = train.select(range(len(train) - args.eval_clips, len(train)))
+        train = train.select(range(len(train) - args.eval_clips))
+    return train, EpochShuffleSampler(len(train), seed=args.seed), held_out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # The segmentation loss reaches only the segmenter half of TrajTokModel (the refinement Perceiver gets no
+    # gradient in pre-training), so DDP must tolerate unused parameters.
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    set_seed(args.seed)  # same seed on every process: identical initial weights; the data differ by index
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    # ---- model, processor, data
+    if args.model:
+        model = AutoModel.from_pretrained(args.model)
+        if not isinstance(model, TrajTokModel):
+            raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a TrajTokModel")
+    else:
+        model = TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS[args.preset]))
+    processor = TrajTokVideoProcessor(size={"height": args.frame_size, "width": args.frame_size},
+                                      num_frames=args.num_frames)
+    train_set, sampler, eval_set = build_datasets(args, processor)
+    collate = VideoTextCollator(tokenizer=None, return_captions=False)
+    # A private generator keeps DataLoader start-up from drawing on the global RNG (exact resume).
+    train_loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, sampler=sampler,
+                              collate_fn=collate, num_workers=args.num_workers, drop_last=True,
+                              generator=torch.Generator().manual_seed(args.seed))
+    eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate,
+                             num_workers=args.num_workers)
+
+    # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
+    steps_per_epoch = None if sampler is None else math.ceil(
+        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),
+                                args.min_lr_ratio)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
+
+    # ---- resume
+    checkpoints = CheckpointManager(os.path.join(args.output_dir, "checkpoints"), args.checkpoints_total_limit,
+                                    accelerator.is_main_process)
+    state = TrainState()
+    resume = checkpoints.resolve(args.resume_from_checkpoint)
+    if resume is not None:
+        state = checkpoints.load(accelerator, resume)
+        accelerator.print(f"resumed from {resume} at step {state.step}")
+    elif args.resume_from_checkpoint == "latest":
+        accelerator.print(f"no checkpoint in {checkpoints.dir} yet: starting from scratch")
+    metrics_file = os.path.join(args.output_dir, "metrics.jsonl")
+    global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}")
+
+    def evaluate():
+        metrics = evaluate_segmentation(accelerator.unwrap_model(model), eval_loader, accelerator)
+        if accelerator.is_main_process:
+            log_jsonl(metrics_file, {"step": state.step, **{f"eval/{k}": v for k, v in metrics.items()}})
+            tqdm.write(f"step {state.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+
+    # ---- training loop
+    model.train()
+    progress = tqdm(total=args.max_steps, initial=state.step, desc="segmenter",
+                    disable=not accelerator.is_main_process)
+    window, steps_this_run, started = [], 0, time.time()
+    batches = iterate_batches(accelerator, train_loader, state) if state.step < args.max_steps else []
+    for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
+        with accelerator.accumulate(model):
+            out = model(pixel_values_videos=batch["pixel_values_videos"])
+            losses = trajectory_segmentation_loss(out.assignment_logits, batch["segmentation_labels"], return_dict=True)
+            accelerator.backward(losses["loss"])
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        window.append(torch.stack([losses["loss"], losses["focal"], losses["dice"]]).detach())
+        if not accelerator.sync_gradients:
+            continue
+
+        # one optimizer step done
+        scheduler.step()
+        state.step += 1
+        steps_this_run += 1
+        progress.update(1)
+        if state.step % args.logging_steps == 0 or state.step == args.max_steps:
+            loss, focal, dice = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
+            window = []
+            record = {"step": state.step, "loss": loss, "focal": focal, "dice": dice, "lr": scheduler.get_last_lr()[0],
+                      "grad_norm": float(grad_norm), "seconds": round(time.time() - started, 1)}
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}")
+            if accelerator.is_main_process:
+                log_jsonl(metrics_file, record)
+        if args.eval_steps and state.step % args.eval_steps == 0 and state.step < args.max_steps:
+            evaluate()
+        stop = state.step >= args.max_steps or steps_this_run == args.max_steps_this_run
+        if state.step % args.checkpointing_steps == 0 or stop:
+            checkpoints.save(accelerator, state, artifacts=(accelerator.unwrap_model(model).config, processor))
+        if stop:
+            break
+    progress.close()
+
+    if state.step < args.max_steps:  # stopped by --max_steps_this_run: resume with --resume_from_checkpoint latest
+        accelerator.print(f"stopped at step {state.step}/{args.max_steps}; checkpoint in {checkpoints.latest()}")
+        accelerator.end_training()
+        return
+    evaluate()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final_dir = os.path.join(args.output_dir, "final")
+        accelerator.unwrap_model(model).save_pretrained(final_dir)
+        processor.save_pretrained(final_dir)
+        accelerator.print(f"saved model + processor to {final_dir}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

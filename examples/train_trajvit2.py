@@ -1,0 +1,287 @@
+"""TrajViT2: video-text contrastive training over trajectory tokens, with the segmentation loss (method spec §9).
+
+Runs with plain python or with accelerate (the contrastive loss gathers embeddings over all processes):
+
+    python examples/train_trajvit2.py --output_dir runs/clip --preset tiny --segmenter runs/seg/final
+    accelerate launch --num_processes 2 examples/train_trajvit2.py --output_dir runs/clip --preset small
+    python examples/train_trajvit2.py --output_dir runs/vit3d --vision_tokenizer vit3d    # the ViT3D baseline
+
+(CPU only: ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...``; see train_segmenter.py.)
+
+Loss = contrastive InfoNCE (weight 1) + the §8 segmentation loss of the tokenizer (``--segmentation_loss_weight``,
+default 1) on clips with trajectory labels. ``--segmenter PATH`` warm-starts the tokenizer from segmentation
+pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints). Data as in
+``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions are tokenized
+by ``--tokenizer PATH`` (a saved tokenizer, e.g. a local copy of bert-base-uncased), or else by a word-level BERT
+tokenizer built over the caption vocabulary (synthetic words, or every word of the folder's captions).
+
+Output: ``output_dir/checkpoints/step_NNNNNN`` (+ ``latest``), ``metrics.jsonl`` and ``output_dir/final`` with the
+model and its ``TrajViT2Processor`` (``AutoModel`` / ``AutoProcessor``).
+"""
+
+import argparse
+import math
+import os
+import time
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor, AutoTokenizer, BertConfig
+
+from trajtok_hf import (
+    TrajTokConfig,
+    TrajTokModel,
+    TrajTokVideoProcessor,
+    TrajViT2Config,
+    TrajViT2Model,
+    TrajViT2Processor,
+)
+from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.training import (
+    TRAJTOK_PRESETS,
+    TRAJVIT2_PRESETS,
+    CheckpointManager,
+    EpochShuffleSampler,
+    SyntheticClipDataset,
+    TrainState,
+    add_training_args,
+    build_caption_tokenizer,
+    build_optimizer,
+    build_scheduler,
+    check_training_args,
+    default_warmup_steps,
+    evaluate_retrieval,
+    iterate_batches,
+    log_jsonl,
+    synthetic_caption_words,
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = parser.add_argument_group("model and data")
+    g.add_argument("--preset", choices=sorted(TRAJVIT2_PRESETS), default="tiny",
+                   help="model size when no --model (trajtok_hf.training.TRAJVIT2_PRESETS)")
+    g.add_argument("--vision_tokenizer", choices=("trajtok", "vit3d"), default="trajtok",
+                   help="trajectory tokens, or the ViT3D space-time patch baseline")
+    g.add_argument("--model", default=None, help="start from a saved TrajViT2Model folder (with its processor)")
+    g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
+    g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
+    g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
+    g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata (+ masks)")
+    g.add_argument("--eval_data", default=None, help="held-out video folder (default: see train_segmenter.py)")
+    g.add_argument("--num_frames", type=int, default=8)
+    g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
+    g.add_argument("--patch_size", type=int, default=16, help="ViT3D patch size")
+    g.add_argument("--max_objects", type=int, default=3, help="synthetic data: objects per clip (1..max)")
+    g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
+    g.add_argument("--max_text_length", type=int, default=64, help="captions are truncated to this many tokens")
+    add_training_args(parser)
+    args = parser.parse_args(argv)
+    check_training_args(parser, args)
+    if args.frame_size < 32 or args.frame_size % 4:
+        parser.error(f"--frame_size must be a multiple of 4 and >= 32 (the backbone's stride), got {args.frame_size}")
+    if args.vision_tokenizer == "vit3d" and args.frame_size % args.patch_size:
+        parser.error(f"--frame_size ({args.frame_size}) must be a multiple of --patch_size ({args.patch_size})")
+    if min(args.num_frames, args.max_objects, args.num_train_clips, args.max_text_length, args.patch_size) < 1:
+        parser.error("--num_frames, --max_objects, --num_train_clips, --max_text_length and --patch_size must be >= 1")
+    if not args.segmentation_loss_weight >= 0:
+        parser.error(f"--segmentation_loss_weight must be >= 0, got {args.segmentation_loss_weight}")
+    if args.segmenter is not None and args.vision_tokenizer != "trajtok":
+        parser.error("--segmenter warm-starts the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
+    if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
+        parser.error("the contrastive loss needs a batch")
+    for flag in ("data", "eval_data"):
+        value = getattr(args, flag)
+        if value not in (None, "synthetic") and not os.path.isdir(value):
+            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+    for flag in ("model", "segmenter"):
+        value = getattr(args, flag)
+        if value is not None and not os.path.isfile(os.path.join(value, "config.json")):
+            parser.error(f"--{flag} {value}: no config.json there (a save_pretrained folder or a training checkpoint)")
+    if args.tokenizer is not None and not os.path.isdir(args.tokenizer):
+        parser.error(f"--tokenizer {args.tokenizer}: not a folder")
+    return args
+
+
+def build_model_and_processor(args, video_processor, captions_for_vocab):
+    """A TrajViT2Model + TrajViT2Processor: from --model, or from the preset (tokenizer from --segmenter)."""
+    if args.model:
+        model, processor = AutoModel.from_pretrained(args.model), AutoProcessor.from_pretrained(args.model)
+        if not isinstance(model, TrajViT2Model):
+            raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a TrajViT2Model")
+        return model, processor
+    text_tokenizer = (AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer
+                      else build_caption_tokenizer(captions_for_vocab, args.max_text_length))
+    preset = TRAJVIT2_PRESETS[args.preset]
+    segmenter = None
+    vision = dict(preset["vision"], vision_tokenizer=args.vision_tokenizer)
+    if args.vision_tokenizer == "trajtok":
+        if args.segmenter:
+            segmenter = AutoModel.from_pretrained(args.segmenter)
+            if not isinstance(segmenter, TrajTokModel):
+                raise SystemExit(f"error: --segmenter {args.segmenter} is a {type(segmenter).__name__}, not TrajTok")
+        vision["tokenizer_config"] = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+    else:  # ViT3D: the learned space-time position grid of the training clips
+        vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
+    text = BertConfig(vocab_size=len(text_tokenizer), **preset["text"])
+    config = TrajViT2Config(vision_config=vision, text_config=text.to_dict(),
+                            segmentation_loss_weight=args.segmentation_loss_weight, **preset["model"])
+    model = TrajViT2Model(config)
+    if segmenter is not None:  # warm start (§9): the segmenter comes from segmentation pre-training
+        model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
+    return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
+
+
+def build_datasets(args, video_processor):
+    """(train dataset, its epoch-aware sampler or None, eval dataset, captions for the default vocabulary)."""
+    if args.data == "synthetic":
+        synth = SyntheticVideoConfig(num_frames=args.num_frames, height=args.frame_size, width=args.frame_size,
+                                     max_objects=args.max_objects)
+        train = SyntheticClipDataset(synth, seed=args.seed, num_clips=args.num_train_clips,
+                                     video_processor=video_processor)
+        held_out = SyntheticClipDataset(synth, seed=args.seed + 1_000_000, num_clips=args.eval_clips,
+                                        video_processor=video_processor, fresh_each_epoch=False)
+        return train, None, held_out, synthetic_caption_words()
+
+    def load(path):
+        transform = lambda videos: video_processor(videos, return_tensors="pt", do_sample_frames=False)  # noqa: E731
+        grid = (args.frame_size // 4, args.frame_size // 4)
+        return load_video_text_dataset(path, args.num_frames, transform=transform, mask_size=grid)
+
+    train = load(args.data)
+    captions = [c for row in load_video_text_dataset(args.data, decode=False)["captions"] for c in row]
+    if args.eval_data is not None:
+        held_out = load(args.eval_data)
+        captions += [c for row in load_video_text_dataset(args.eval_data, decode=False)["captions"] for c in row]
+    else:
+        if len(train) <= args.eval_clips:
+            raise SystemExit(f"error: {args.data} has {len(train)} clips; need more than --eval_clips "
+                             f"({args.eval_clips}) to hold some out (or pass --eval_data)")
+        held_out = train.select(range(len(train) - args.eval_clips, len(train)))
+        train = train.select(range(len(train) - args.eval_clips))
+    return train, EpochShuffleSampler(len(train), seed=args.seed), held_out, captions
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # e.g. ViT3D + unused pooler
+    )
+    set_seed(args.seed)  # same seed on every process: identical initial weights; the data differ by index
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    # ---- data, model, processor
+    video_processor = (AutoProcessor.from_pretrained(args.model).video_processor if args.model else  # as trained
+                       TrajTokVideoProcessor(size={"height": args.frame_size, "width": args.frame_size},
+                                             num_frames=args.num_frames))
+    train_set, sampler, eval_set, captions = build_datasets(args, video_processor)
+    model, processor = build_model_and_processor(args, video_processor, captions)
+    use_segmentation = model.config.vision_tokenizer == "trajtok" and model.config.segmentation_loss_weight > 0
+    max_length = min(args.max_text_length, getattr(model.config.text_config, "max_position_embeddings", 10**6))
+    collate = VideoTextCollator(tokenizer=processor.tokenizer, max_length=max_length, return_captions=False)
+    # A private generator keeps DataLoader start-up from drawing on the global RNG (exact resume).
+    train_loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, sampler=sampler,
+                              collate_fn=collate, num_workers=args.num_workers, drop_last=True,
+                              generator=torch.Generator().manual_seed(args.seed))
+    eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate,
+                             num_workers=args.num_workers)
+
+    # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
+    steps_per_epoch = None if sampler is None else math.ceil(
+        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),
+                                args.min_lr_ratio)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
+
+    # ---- resume
+    checkpoints = CheckpointManager(os.path.join(args.output_dir, "checkpoints"), args.checkpoints_total_limit,
+                                    accelerator.is_main_process)
+    state = TrainState()
+    resume = checkpoints.resolve(args.resume_from_checkpoint)
+    if resume is not None:
+        state = checkpoints.load(accelerator, resume)
+        accelerator.print(f"resumed from {resume} at step {state.step}")
+    elif args.resume_from_checkpoint == "latest":
+        accelerator.print(f"no checkpoint in {checkpoints.dir} yet: starting from scratch")
+    metrics_file = os.path.join(args.output_dir, "metrics.jsonl")
+    accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}, {args.vision_tokenizer} "
+                      f"tokens, contrastive batch {args.per_device_train_batch_size * accelerator.num_processes} "
+                      f"(gathered over processes), segmentation loss {'on' if use_segmentation else 'off'}")
+
+    def evaluate():
+        metrics = evaluate_retrieval(accelerator.unwrap_model(model), eval_loader, accelerator)
+        if accelerator.is_main_process:
+            log_jsonl(metrics_file, {"step": state.step, **{f"eval/{k}": v for k, v in metrics.items()}})
+            tqdm.write(f"step {state.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        return metrics
+
+    # ---- training loop
+    model.train()
+    progress = tqdm(total=args.max_steps, initial=state.step, desc="trajvit2",
+                    disable=not accelerator.is_main_process)
+    window, steps_this_run, started = [], 0, time.time()
+    batches = iterate_batches(accelerator, train_loader, state) if state.step < args.max_steps else []
+    for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
+        labels = batch.get("segmentation_labels") if use_segmentation else None
+        with accelerator.accumulate(model):
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        pixel_values_videos=batch["pixel_values_videos"], segmentation_labels=labels,
+                        return_loss=True)
+            accelerator.backward(out.loss)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        segmentation = out.segmentation_loss if out.segmentation_loss is not None else torch.zeros_like(out.loss)
+        window.append(torch.stack([out.loss, out.contrastive_loss, segmentation]).detach())
+        if not accelerator.sync_gradients:
+            continue
+
+        # one optimizer step done
+        scheduler.step()
+        state.step += 1
+        steps_this_run += 1
+        progress.update(1)
+        if state.step % args.logging_steps == 0 or state.step == args.max_steps:
+            loss, contrastive, seg = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
+            window = []
+            record = {"step": state.step, "loss": loss, "contrastive": contrastive, "segmentation": seg,
+                      "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                      "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),
+                      "seconds": round(time.time() - started, 1)}
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}")
+            if accelerator.is_main_process:
+                log_jsonl(metrics_file, record)
+        if args.eval_steps and state.step % args.eval_steps == 0 and state.step < args.max_steps:
+            evaluate()
+        stop = state.step >= args.max_steps or steps_this_run == args.max_steps_this_run
+        if state.step % args.checkpointing_steps == 0 or stop:
+            checkpoints.save(accelerator, state, artifacts=(accelerator.unwrap_model(model).config, processor))
+        if stop:
+            break
+    progress.close()
+
+    if state.step < args.max_steps:  # stopped by --max_steps_this_run: resume with --resume_from_checkpoint latest
+        accelerator.print(f"stopped at step {state.step}/{args.max_steps}; checkpoint in {checkpoints.latest()}")
+        accelerator.end_training()
+        return
+    evaluate()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final_dir = os.path.join(args.output_dir, "final")
+        accelerator.unwrap_model(model).save_pretrained(final_dir)
+        processor.save_pretrained(final_dir)
+        accelerator.print(f"saved model + processor to {final_dir}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""Converters from the official TrajTok release, checked against the official-format fixture
+``shared/fixtures/official_small`` (official classes' outputs on CPU, fp32; see its README for the tolerances)."""
+
+import argparse
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trajtok_hf import TrajTokModel
+from trajtok_hf.convert import (
+    OfficialCheckpointError,
+    convert_official_segmenter,
+    convert_official_trajtok_tokenizer,
+    load_converted_tokenizer,
+    load_official_state_dict,
+    official_tokenizer_outputs,
+)
+from trajtok_hf.convert.convert_official_segmenter import main as segmenter_main
+
+FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_small"
+pytestmark = pytest.mark.skipif(
+    not (FIXTURE / "reference.safetensors").is_file(),
+    reason=f"official-format fixture not found at {FIXTURE} (CI clones shared/ beside the repository)",
+)
+TOKENIZER_PREFIX = "vision_encoder.traj_tokenizer."
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_file(str(FIXTURE / "reference.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def segmenter_sd():
+    return load_file(str(FIXTURE / "segmenter.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def trajvit2_sd():
+    return load_file(str(FIXTURE / "trajvit2.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def segmenter_model(segmenter_sd):
+    model, _ = convert_official_segmenter(dict(segmenter_sd))
+    return model
+
+
+def _max_diff(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+# ------------------------------------------------------------------------------------------------------- parity
+def test_segmenter_parity(segmenter_model, reference):
+    out = official_tokenizer_outputs(segmenter_model, reference["pixel_values"])
+    assert _max_diff(out["patch_features"], reference["segmenter_patch_features"]) <= 1e-5
+    assert _max_diff(out["queries"], reference["segmenter_queries"]) <= 1e-5
+    assert _max_diff(out["logits"], reference["segmenter_logits"]) <= 1e-5
+    assert torch.equal(out["ids"], reference["segmenter_ids"])
+    # The active set is the set of argmax ids (README: 6 and 5 of 16).
+    active = [set(ids.tolist()) for ids in reference["segmenter_ids"]]
+    assert [len(a) for a in active] == [6, 5]
+    for b in range(2):
+        assert set(out["active_mask"][b].nonzero().flatten().tolist()) == active[b]
+
+
+def test_segmenter_release_options_and_fresh_refinement(segmenter_model, segmenter_sd):
+    config = segmenter_model.config
+    assert config.backbone_config.model_type == "dinov3_convnext"
+    assert list(config.backbone_config.hidden_sizes) == [16, 32, 64, 128]
+    assert list(config.backbone_config.depths) == [1, 1, 1, 1]
+    assert (config.hidden_size, config.num_trajectories, config.num_attention_heads) == (64, 16, 8)
+    assert (config.query_perceiver_depth, config.perceiver_ff_mult) == (2, 4)
+    assert (config.assignment_hidden_size, config.assignment_embed_dim) == (16, 8)
+    assert config.shared_stage_layernorm and config.backbone_final_layernorm
+    assert config.rope_fraction == 0.5 and config.latent_norm_placement == "every_layer"
+    assert config.query_init == "latent" and config.refinement_visible_last_pixels == 2
+    assert config.tokens_per_trajectory_choices == [1]
+    assert segmenter_model.subtoken_offsets is None
+    # The 1×1 convs became Linear weights.
+    torch.testing.assert_close(
+        segmenter_model.feature_extractor.projections[3].weight,
+        segmenter_sd["vision_encoder.patch_encoder.proj.3.weight"][:, :, 0, 0],
+        rtol=0,
+        atol=0,
+    )
+    # No refinement part in the segmenter file: freshly initialised, reproducibly (seeded), without touching the
+    # caller's RNG.
+    state = torch.random.get_rng_state()
+    again, _ = convert_official_segmenter(dict(segmenter_sd))
+    other_seed, _ = convert_official_segmenter(dict(segmenter_sd), seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(again.refinement_latents, segmenter_model.refinement_latents)
+    assert not torch.equal(other_seed.refinement_latents, segmenter_model.refinement_latents)
+    assert torch.equal(other_seed.query_latents, segmenter_model.query_latents)
+
+
+@pytest.fixture(scope="module")
+def trajvit2_tokenizer(trajvit2_sd):
+    converted = convert_official_trajtok_tokenizer(dict(trajvit2_sd), TOKENIZER_PREFIX)
+    return converted, load_converted_tokenizer(converted)
+
+
+def test_trajvit2_tokenizer_parity(trajvit2_tokenizer, reference):
+    converted, model = trajvit2_tokenizer
+    assert converted.has_refinement and converted.fresh_keys == ()
+    assert set(converted.state_dict) == set(model.state_dict())
+    out = official_tokenizer_outputs(model, reference["pixel_values"])
+    assert _max_diff(out["queries"], reference["trajvit2_queries"]) <= 1e-5
+    # Scale-20 logits: fp32 rounding alone moves them by ~3e-5 (both the official and our outputs are ~2.7e-5
+    # from a float64 run); SDPA rounds differently from the official einsum/softmax.
+    assert _max_diff(out["logits"], reference["trajvit2_logits"]) <= 1e-4
+    assert torch.equal(out["ids"], reference["trajvit2_ids"])
+    # All K·n = 16 slots, inactive ones included (the official SegmentTokenizer returns them all).
+    assert out["tokens"].shape == reference["traj_tokens"].shape == (2, 16, 64)
+    assert _max_diff(out["tokens"], reference["traj_tokens"]) <= 1e-5
+    assert torch.equal(out["active_mask"], reference["active_mask"])
+    assert reference["active_mask"].sum(1).tolist() == [4, 4]
+
+
+def test_trajvit2_tokenizer_parity_eager_attention(trajvit2_tokenizer, reference):
+    """Written-out attention rounds like the official Perceiver: the scale-20 logits come ~3× closer."""
+    converted, _ = trajvit2_tokenizer
+    model = load_converted_tokenizer(converted)
+    model.set_attn_implementation("eager")
+    out = official_tokenizer_outputs(model, reference["pixel_values"])
+    assert _max_diff(out["queries"], reference["trajvit2_queries"]) <= 5e-6
+    assert _max_diff(out["logits"], reference["trajvit2_logits"]) <= 5e-5
+    assert torch.equal(out["ids"], reference["trajvit2_ids"])
+    assert _max_diff(out["tokens"], reference["traj_tokens"]) <= 1e-5
+
+
+def test_tokenizer_consumes_every_key_under_its_prefix(trajvit2_tokenizer, trajvit2_sd):
+    converted, _ = trajvit2_tokenizer
+    under = {k for k in trajvit2_sd if k.startswith(TOKENIZER_PREFIX)}
+    assert converted.consumed_keys == under
+    documented = ("rotary_emb.freqs", "norms.3.weight", "norms.3.bias")
+    assert set(converted.dropped_keys) == {k for k in under if k.endswith(documented)}
+
+
+# -------------------------------------------------------------------------------------------- loud failures
+def test_unknown_key_fails_and_is_listed(segmenter_sd):
+    for key in ("vision_encoder.trajectory_perceiver.extra_scale", "some_other_head.weight"):
+        sd = dict(segmenter_sd)
+        sd[key] = torch.zeros(3)
+        with pytest.raises(OfficialCheckpointError, match="neither mapped nor documented") as info:
+            convert_official_segmenter(sd)
+        assert key in str(info.value)
+
+
+def test_missing_key_fails_and_is_listed(segmenter_sd, trajvit2_sd):
+    sd = dict(segmenter_sd)
+    del sd["vision_encoder.patch_decoder_low_res.2.bias"]
+    with pytest.raises(OfficialCheckpointError, match="missing") as info:
+        convert_official_segmenter(sd)
+    assert "pixel_head.2.bias" in str(info.value)
+    assert "vision_encoder.patch_decoder_low_res.2.bias" in str(info.value)
+
+    sd = dict(trajvit2_sd)
+    for key in ("traj_feature_updater.layers.1.0.to_kv.weight", "output_projector.bias"):
+        del sd[TOKENIZER_PREFIX + key]
+    with pytest.raises(OfficialCheckpointError, match="missing") as info:
+        convert_official_trajtok_tokenizer(sd, TOKENIZER_PREFIX)
+    for key in ("traj_feature_updater.layers.1.0.to_kv.weight", "output_projector.bias"):
+        assert TOKENIZER_PREFIX + key in str(info.value)
+
+
+def test_shape_mismatch_and_inconsistent_duplicates_fail(segmenter_sd):
+    sd = dict(segmenter_sd)
+    sd["vision_encoder.trajectory_perceiver.layers.1.0.to_out.weight"] = torch.zeros(64, 32)
+    with pytest.raises(OfficialCheckpointError, match="shape mismatch"):
+        convert_official_segmenter(sd)
+    sd = dict(segmenter_sd)
+    sd["vision_encoder.patch_encoder.backbone.norms.3.weight"] = sd["vision_encoder.patch_encoder.backbone.norm.weight"] + 1
+    with pytest.raises(OfficialCheckpointError, match="norms.3.weight differs"):
+        convert_official_segmenter(sd)
+    sd = dict(segmenter_sd)
+    sd["vision_encoder.trajectory_perceiver.layers.0.0.rotary_emb.freqs"] = torch.tensor([1.0, 0.1])
+    with pytest.raises(OfficialCheckpointError, match="rotary_emb.freqs"):
+        convert_official_segmenter(sd)
+
+
+def test_trajvit2_file_is_refused_by_the_segmenter_converter(trajvit2_sd):
+    with pytest.raises(OfficialCheckpointError, match="TrajViT2"):
+        convert_official_segmenter({k: v for k, v in trajvit2_sd.items() if k.startswith("vision_encoder.")})
+
+
+def test_release_segmenter_file_drops_the_documented_unused_keys(segmenter_sd, segmenter_model, reference):
+    """A real segmenter model.pth also holds the high-res head and SegmentWrapper's text/projection keys."""
+    sd = dict(segmenter_sd)
+    extra = {
+        "vision_encoder.patch_decoder_high_res.conv_up.0.weight": torch.zeros(64, 32, 2, 2),
+        "vision_encoder.patch_decoder_high_res.conv_up.1.weight": torch.zeros(32),
+        "vision_encoder.traj_seg_head_high_res.0.bias": torch.zeros(8),
+        "text_encoder.embeddings.word_embeddings.weight": torch.zeros(10, 4),
+        "text_encoder.encoder.layer.0.crossattention.self.key.weight": torch.zeros(4, 4),
+        "vision_proj.weight": torch.zeros(2, 64),
+        "text_proj.bias": torch.zeros(2),
+        "itm_head.weight": torch.zeros(2, 4),
+        "temp": torch.tensor(0.07),
+    }
+    sd.update(extra)
+    model, _ = convert_official_segmenter(sd)
+    out = official_tokenizer_outputs(model, reference["pixel_values"])
+    expected = official_tokenizer_outputs(segmenter_model, reference["pixel_values"])
+    assert torch.equal(out["logits"], expected["logits"])
+
+
+# ----------------------------------------------------------------------------------------------- file formats
+def test_pth_pickle_loads_with_weights_only(tmp_path, segmenter_sd, segmenter_model, reference):
+    path = tmp_path / "model.pth"
+    meta = {"epoch": 3, "global_step": 1000, "source_path": "/ckpt/filteredmixdata_all/ckpt_03.pth"}
+    torch.save({"model": dict(segmenter_sd), "meta": meta}, path)
+    assert load_official_state_dict(path).keys() == segmenter_sd.keys()
+    model, _ = convert_official_segmenter(path)
+    expected = official_tokenizer_outputs(segmenter_model, reference["pixel_values"])
+    assert torch.equal(official_tokenizer_outputs(model, reference["pixel_values"])["logits"], expected["logits"])
+    # A bare state dict works too.
+    torch.save(dict(segmenter_sd), tmp_path / "bare.pth")
+    assert load_official_state_dict(tmp_path / "bare.pth").keys() == segmenter_sd.keys()
+
+
+def test_unsafe_pickle_gets_a_clear_error(tmp_path, segmenter_sd):
+    path = tmp_path / "model.pth"
+    torch.save({"model": dict(segmenter_sd), "meta": {"args": argparse.Namespace(lr=1e-4)}}, path)
+    with pytest.raises(OfficialCheckpointError) as info:
+        load_official_state_dict(path)
+    message = str(info.value)
+    assert "weights_only=False" in message and "{'model': state_dict}" in message and "safetensors" in message
+
+
+def test_not_a_state_dict_fails(tmp_path):
+    torch.save({"model": {"a": torch.zeros(1), "b": "text"}}, tmp_path / "x.pth")
+    with pytest.raises(OfficialCheckpointError, match="not tensors"):
+        load_official_state_dict(tmp_path / "x.pth")
+
+
+# ----------------------------------------------------------------------------------------------- saved folder
+def test_converted_folder_reloads_with_automodel(tmp_path, segmenter_sd, reference):
+    from transformers import AutoModel
+
+    out_dir = tmp_path / "converted"
+    model, diffs = convert_official_segmenter(dict(segmenter_sd), out_dir, verify_with=reference)
+    assert set(diffs) == {"segmenter_patch_features", "segmenter_queries", "segmenter_logits", "segmenter_ids"}
+    assert diffs["segmenter_ids"] == 0 and max(diffs.values()) <= 1e-5
+    files = set(os.listdir(out_dir))
+    assert {"config.json", "model.safetensors"} <= files
+    loaded = AutoModel.from_pretrained(out_dir).eval()
+    assert isinstance(loaded, TrajTokModel)
+    video = reference["pixel_values"]
+    with torch.no_grad():
+        a, b = model(video, output_pixel_features=True), loaded(video, output_pixel_features=True)
+    for name in ("trajectory_tokens", "assignment_logits", "trajectory_queries", "pixel_features"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(a.trajectory_ids, b.trajectory_ids) and torch.equal(a.trajectory_mask, b.trajectory_mask)
+
+    try:
+        from trajtok_hf.models.video_processing_trajtok import TrajTokVideoProcessor  # noqa: F401
+    except ImportError:
+        return
+    from transformers import AutoVideoProcessor
+
+    processor = AutoVideoProcessor.from_pretrained(out_dir)
+    assert processor.size["height"] == processor.size["width"] == 224
+    assert not processor.do_center_crop and int(processor.resample) == 3  # bicubic
+    torch.testing.assert_close(torch.tensor(processor.image_mean), torch.tensor([0.485, 0.456, 0.406]))
+    torch.testing.assert_close(torch.tensor(processor.image_std), torch.tensor([0.229, 0.224, 0.225]))
+    frames = [clip.numpy() for clip in reference["frames_uint8"]]
+    pixel_values = processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values_videos"]
+    # Official preprocessing = PIL bicubic on uint8; the processor is within ~1 grey level of it.
+    assert _max_diff(pixel_values, reference["pixel_values"]) <= 0.02
+
+
+def test_outputs_are_checked_before_anything_is_written(tmp_path, segmenter_sd, reference):
+    bad = dict(reference)
+    bad["segmenter_queries"] = reference["segmenter_queries"] + 1e-3
+    out_dir = tmp_path / "converted"
+    with pytest.raises(OfficialCheckpointError, match="segmenter_queries"):
+        convert_official_segmenter(dict(segmenter_sd), out_dir, verify_with=bad)
+    assert not out_dir.exists()
+
+
+def test_command_line(tmp_path, capsys):
+    out_dir = tmp_path / "cli"
+    segmenter_main(
+        [
+            "--checkpoint",
+            str(FIXTURE / "segmenter.safetensors"),
+            "--output_dir",
+            str(out_dir),
+            "--verify_with",
+            str(FIXTURE / "reference.safetensors"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "segmenter_logits" in printed and "freshly initialised" in printed
+    assert (out_dir / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------------------------- full TrajViT2
+def _trajvit2_module():
+    try:
+        from trajtok_hf.convert import convert_official_trajvit2
+    except ImportError as err:  # the TrajViT2 model is not part of this checkout
+        pytest.skip(f"TrajViT2 model not available: {err}")
+    return convert_official_trajvit2
+
+
+@pytest.fixture(scope="module")
+def trajvit2_converted(trajvit2_sd):
+    module = _trajvit2_module()
+    model, _ = module.convert_official_trajvit2(dict(trajvit2_sd), text_num_attention_heads=4)
+    return model
+
+
+def _trajvit2_outputs(model, reference):
+    return _trajvit2_module().trajvit2_outputs(
+        model, reference["pixel_values"], reference["input_ids"], reference["attention_mask"]
+    )
+
+
+def test_trajvit2_full_parity(trajvit2_converted, reference):
+    out = _trajvit2_outputs(trajvit2_converted, reference)
+    for name in ("vision_last_hidden_state", "vision_embeds", "text_last_hidden_state", "text_embeds", "logits_per_video"):
+        assert out[name].shape == reference[name].shape, name
+        assert _max_diff(out[name], reference[name]) <= 1e-5, name
+    assert _max_diff(out["traj_tokens"], reference["traj_tokens"]) <= 1e-5
+    assert torch.equal(out["trajvit2_ids"], reference["trajvit2_ids"])
+    assert torch.equal(out["active_mask"], reference["active_mask"])
+
+
+def test_trajvit2_release_options(trajvit2_converted, trajvit2_sd, reference):
+    config = trajvit2_converted.config
+    vision, text = config.vision_config, config.text_config
+    assert vision.attend_to_inactive_tokens
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size) == (
+        64, 2, 16, 256
+    )
+    assert (vision.layer_norm_eps, vision.final_layer_norm_eps) == (1e-12, 1e-5)
+    assert text.model_type == "bert" and text.num_hidden_layers == 2  # = fusion_layer; layer 2 (fusion) dropped
+    assert (text.hidden_size, text.vocab_size, config.projection_dim, config.text_pooling) == (64, 1000, 32, "cls")
+    assert float(trajvit2_converted.logit_scale.detach().exp()) == pytest.approx(1 / 0.0537, rel=1e-6)
+    assert config.tokenizer_config.query_init == "latent"
+    # Honouring the padding mask (the paper's form) changes the video embedding (README: by ~0.15).
+    paper_config = copy.deepcopy(config)
+    paper_config.vision_config.attend_to_inactive_tokens = False
+    model = _trajvit2_module().load_converted_trajvit2(paper_config, trajvit2_converted.state_dict())
+    out = _trajvit2_outputs(model, reference)
+    assert _max_diff(out["vision_embeds"], reference["vision_embeds"]) > 0.05
+
+
+def test_trajvit2_every_key_mapped_or_documented(trajvit2_sd):
+    module = _trajvit2_module()
+    _, converted, dropped = module.convert_official_trajvit2_state_dict(dict(trajvit2_sd), text_num_attention_heads=4)
+    assert len(trajvit2_sd) == 265 and len(converted) + len(dropped) == 265
+    assert "text_encoder.embeddings.position_ids" in dropped and "itm_head.weight" in dropped
+    assert all(k in dropped for k in trajvit2_sd if k.startswith("text_encoder.encoder.layer.2."))
+    assert all(k in dropped for k in trajvit2_sd if ".vit.embeddings." in k or ".vit.pooler." in k)
+    assert not any(k.startswith("vision_model.input_projection") for k in converted)  # same width: Identity
+
+
+def test_trajvit2_unknown_and_missing_keys_fail(trajvit2_sd):
+    module = _trajvit2_module()
+    sd = dict(trajvit2_sd)
+    sd["text_encoder.encoder.layer.0.attention.self.rel_pos.weight"] = torch.zeros(2)
+    sd["vision_encoder.vision_encoder.extra_token"] = torch.zeros(1, 1, 64)
+    with pytest.raises(OfficialCheckpointError, match="neither mapped nor documented") as info:
+        module.convert_official_trajvit2_state_dict(sd, text_num_attention_heads=4)
+    assert "text_encoder.encoder.layer.0.attention.self.rel_pos.weight" in str(info.value)
+    assert "vision_encoder.vision_encoder.extra_token" in str(info.value)
+    sd = dict(trajvit2_sd)
+    del sd["vision_encoder.vision_encoder.vit.encoder.layer.1.attention.output.dense.bias"]
+    del sd["text_proj.bias"]
+    with pytest.raises(OfficialCheckpointError, match="missing") as info:
+        module.convert_official_trajvit2_state_dict(sd, text_num_attention_heads=4)
+    assert "vision_encoder.vision_encoder.vit.encoder.layer.1.attention.output.dense.bias" in str(info.value)
+    assert "text_proj.bias" in str(info.value)
+
+
+def test_trajvit2_folder_reloads_with_automodel(tmp_path, trajvit2_sd, reference):
+    from transformers import AutoModel
+
+    module = _trajvit2_module()
+    out_dir = tmp_path / "trajvit2"
+    model, diffs = module.convert_official_trajvit2(
+        dict(trajvit2_sd), out_dir, verify_with=reference, text_num_attention_heads=4
+    )
+    assert len(diffs) == 10 and diffs["trajvit2_ids"] == 0 and diffs["active_mask"] == 0
+    loaded = AutoModel.from_pretrained(out_dir).eval()
+    assert type(loaded) is type(model)
+    a, b = _trajvit2_outputs(model, reference), _trajvit2_outputs(loaded, reference)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -1,0 +1,460 @@
+"""TrajViT2 (method spec §9): config, vision tower (padding mask, compaction, release option), CLIP model, losses."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+from transformers.models.vit.modeling_vit import ViTLayer
+
+from testers import (
+    TINY_BERT,
+    text_batch,
+    tiny_trajtok_config,
+    tiny_trajvit2_config,
+    tiny_trajvit2_model,
+    tiny_trajvit2_vision_config,
+    tiny_trajvit2_vision_model,
+    video_batch,
+)
+from trajtok_hf import (
+    TrajTokConfig,
+    TrajViT2Config,
+    TrajViT2Model,
+    TrajViT2Output,
+    TrajViT2VisionConfig,
+    TrajViT2VisionModel,
+)
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+
+# 32 trajectory slots on an 8×8 (32² input) or 16×16 (64²) grid: some slots stay empty, and videos differ in counts.
+SPARSE = {"num_trajectories": 32}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Tiny tensors: intra-op threads cost more in synchronisation than they save (10-100x more on a shared, loaded
+    # CPU), so these tests run single-threaded and restore the setting afterwards.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------------------------------ config
+def test_config_defaults_are_the_release_shapes():
+    config = TrajViT2Config()
+    vision = config.vision_config
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size) == (
+        512,
+        24,
+        16,
+        2048,
+    )
+    assert vision.final_layer_norm_eps == 1e-5 and vision.vision_tokenizer == "trajtok"
+    assert vision.attend_to_inactive_tokens is False  # paper form; the release's is an option
+    assert isinstance(config.tokenizer_config, TrajTokConfig) and config.tokenizer_config is vision.tokenizer_config
+    assert isinstance(config.text_config, BertConfig)
+    assert config.projection_dim == 256
+    assert config.logit_scale_init_value == pytest.approx(math.log(1 / 0.07))
+    assert config.segmentation_loss_weight == 1.0 and config.contrastive_loss_weight == 1.0
+
+
+@pytest.mark.parametrize("vision_tokenizer", ["trajtok", "vit3d"])
+def test_config_json_round_trip_with_nested_configs(vision_tokenizer, tmp_path):
+    config = tiny_trajvit2_config(vision_tokenizer, vision_overrides={"position_embedding_type": "sinusoidal"})
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is TrajViT2Config and type(loaded.vision_config) is TrajViT2VisionConfig
+    assert type(loaded.text_config) is BertConfig
+    assert _without_path(loaded.to_dict()) == _without_path(config.to_dict())
+    if vision_tokenizer == "trajtok":
+        assert isinstance(loaded.tokenizer_config, TrajTokConfig)
+        assert loaded.tokenizer_config.num_trajectories == config.tokenizer_config.num_trajectories
+    else:
+        assert loaded.tokenizer_config is None
+    # The vision sub-config alone loads from the CLIP model's folder (base_config_key), as CLIPVisionConfig does.
+    vision = TrajViT2VisionConfig.from_pretrained(tmp_path)
+    assert _without_path(vision.to_dict()) == _without_path(config.vision_config.to_dict())
+
+
+def _without_path(config_dict):
+    return {k: v for k, v in config_dict.items() if k != "_name_or_path"}
+
+
+def test_config_shortcuts_and_misspelt_arguments():
+    config = TrajViT2Config(vision_tokenizer="vit3d", vision_config={"hidden_size": 64, "num_attention_heads": 4})
+    assert config.vision_tokenizer == "vit3d" and config.vision_config.hidden_size == 64
+    config = TrajViT2Config(tokenizer_config=tiny_trajtok_config(num_trajectories=16).to_dict())
+    assert config.tokenizer_config.num_trajectories == 16
+    with pytest.raises(ValueError, match="did you mean 'projection_dim'"):
+        TrajViT2Config(projection_dimm=8)
+    with pytest.raises(ValueError, match="did you mean 'attend_to_inactive_tokens'"):
+        TrajViT2VisionConfig(attend_to_inactive_token=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"vision_config": {"vision_tokenizer": "patches"}}, "vision_tokenizer"),
+        ({"vision_config": {"hidden_size": 30}}, "divisible"),
+        ({"vision_config": {"position_embedding_type": "rope"}}, "position_embedding_type"),
+        ({"vision_config": {"hidden_dropout_prob": 1.5}}, "hidden_dropout_prob"),
+        ({"vision_config": {"image_size": 100}}, "patch_size"),
+        ({"projection_dim": 0}, "projection_dim"),
+        ({"segmentation_loss_weight": -1.0}, "segmentation_loss_weight"),
+        ({"text_pooling": "max"}, "text_pooling"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrajViT2Config(**kwargs)
+
+
+def test_auto_classes_build_the_right_models():
+    assert type(AutoModel.from_config(tiny_trajvit2_config())) is TrajViT2Model
+    assert type(AutoModel.from_config(tiny_trajvit2_vision_config("vit3d"))) is TrajViT2VisionModel
+
+
+# ------------------------------------------------------------------------------------------------------ vision tower
+def test_vision_output_fields_and_compaction():
+    model = tiny_trajvit2_vision_model(tokenizer_overrides=SPARSE)
+    out = model(video_batch(3, 2, size=32, seed=1))
+    counts = out.num_trajectories
+    assert len(set(counts.tolist())) > 1 and counts.max() < 32, "test needs videos with different, partial counts"
+    length = int(counts.max())
+    assert out.last_hidden_state.shape == (3, 1 + length, 32)
+    assert out.pooler_output.shape == (3, 32)
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state[:, 0])
+    assert out.attention_mask.shape == (3, 1 + length) and out.attention_mask[:, 0].all()
+    torch.testing.assert_close(out.attention_mask[:, 1:].sum(1), counts)
+    # Each kept position points at an active slot, in the original order; padded positions are zeros.
+    for b in range(3):
+        kept = out.token_indices[b][out.attention_mask[b, 1:]]
+        assert torch.equal(kept, torch.nonzero(out.trajectory_mask[b]).flatten())
+        assert (out.last_hidden_state[b][~out.attention_mask[b]] == 0).all()
+    assert out.assignment_logits.shape == (3, 2, 8, 8, 32) and out.trajectory_ids.shape == (3, 2, 8, 8)
+
+
+def test_encoder_is_transformers_vit_layers_with_cls_and_final_norm():
+    model = tiny_trajvit2_vision_model()
+    vision = model.vision_model
+    assert len(vision.layers) == 2 and all(type(layer) is ViTLayer for layer in vision.layers)
+    assert vision.cls_token.shape == (1, 1, 32)
+    assert vision.post_layernorm.eps == 1e-5
+    assert isinstance(vision.input_projection, torch.nn.Identity)  # tokenizer width == encoder width
+    assert not any("position" in name for name, _ in vision.named_parameters())  # trajectory tokens are a set
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_inactive_tokens_have_no_effect_at_all(compact):
+    """Appending inactive slots with garbage values (huge, inf, NaN) changes nothing."""
+    model = tiny_trajvit2_vision_model(compact_tokens=compact)
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(2, 5, 32, generator=generator)
+    mask = torch.tensor([[True, True, False, True, True], [True, False, False, True, False]])
+    base = model.vision_model.encode_tokens(tokens, mask)
+    garbage = torch.randn(2, 4, 32, generator=generator) * 1e6
+    garbage[0, 0, 0], garbage[1, 1, 3] = float("inf"), float("nan")
+    tokens_more = torch.cat((tokens, garbage), dim=1)
+    tokens_more[~torch.cat((mask, torch.zeros(2, 4, dtype=torch.bool)), 1)] = float("nan")  # inactive old slots too
+    mask_more = torch.cat((mask, torch.zeros(2, 4, dtype=torch.bool)), dim=1)
+    more = model.vision_model.encode_tokens(tokens_more, mask_more)
+    torch.testing.assert_close(more.pooler_output, base.pooler_output, atol=1e-6, rtol=1e-6)
+    assert torch.isfinite(more.last_hidden_state).all()
+
+
+def test_cls_output_is_invariant_to_the_order_of_the_token_set():
+    model = tiny_trajvit2_vision_model()
+    tokens = torch.randn(1, 6, 32)
+    mask = torch.tensor([[True, False, True, True, False, True]])
+    perm = torch.tensor([5, 2, 4, 0, 3, 1])
+    a = model.vision_model.encode_tokens(tokens, mask).pooler_output
+    b = model.vision_model.encode_tokens(tokens[:, perm], mask[:, perm]).pooler_output
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_compaction_equals_keeping_all_slots_under_the_padding_mask():
+    compact = tiny_trajvit2_vision_model(tokenizer_overrides=SPARSE)
+    padded = TrajViT2VisionModel(tiny_trajvit2_vision_config(tokenizer_overrides=SPARSE, compact_tokens=False)).eval()
+    padded.load_state_dict(compact.state_dict())
+    videos = video_batch(3, 2, size=32, seed=1)
+    a, b = compact(videos), padded(videos)
+    assert a.last_hidden_state.shape[1] < b.last_hidden_state.shape[1] == 1 + 32
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_and_eager_attention_agree_under_the_padding_mask():
+    model = tiny_trajvit2_vision_model(tokenizer_overrides=SPARSE)
+    videos = video_batch(3, 2, size=32, seed=1)
+    sdpa = model(videos).pooler_output
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    torch.testing.assert_close(model(videos).pooler_output, sdpa, atol=1e-5, rtol=1e-5)
+
+
+def test_release_option_attends_to_inactive_tokens():
+    model = tiny_trajvit2_vision_model(attend_to_inactive_tokens=True)
+    tokens = torch.randn(1, 5, 32)
+    mask = torch.tensor([[True, True, False, True, False]])
+    out = model.vision_model.encode_tokens(tokens, mask)
+    assert out.last_hidden_state.shape == (1, 6, 32) and out.attention_mask.all()
+    changed = tokens.clone()
+    changed[0, 2] = torch.randn(32)  # an inactive slot (a constant shift would vanish in the LayerNorm)
+    assert not torch.allclose(model.vision_model.encode_tokens(changed, mask).pooler_output, out.pooler_output)
+
+
+def test_tokens_per_trajectory_and_token_width_projection():
+    model = tiny_trajvit2_vision_model(tokenizer_overrides={"output_size": 24})
+    assert isinstance(model.vision_model.input_projection, torch.nn.Linear)
+    out = model(video_batch(1, 2, size=32), tokens_per_trajectory=2)
+    assert out.trajectory_mask.shape == (1, 2 * 8) and out.pooler_output.shape == (1, 32)
+    assert out.attention_mask[0, 1:].sum() == 2 * out.num_trajectories[0]
+
+
+def test_output_hidden_states_and_tuple_output():
+    model = tiny_trajvit2_vision_model()
+    out = model(video_batch(1, 2, size=32), output_hidden_states=True)
+    assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == out.last_hidden_state.shape
+    as_tuple = model(video_batch(1, 2, size=32), return_dict=False)
+    torch.testing.assert_close(as_tuple[0], out.last_hidden_state)
+
+
+def test_vision_model_loads_the_vision_tower_of_a_saved_clip_model(tmp_path):
+    clip = tiny_trajvit2_model()
+    clip.save_pretrained(tmp_path)
+    vision = TrajViT2VisionModel.from_pretrained(tmp_path).eval()
+    videos = video_batch(2, 2, size=32)
+    torch.testing.assert_close(vision(videos).pooler_output, clip.vision_model(videos).pooler_output)
+
+
+# -------------------------------------------------------------------------------------------------------- CLIP model
+def _inputs(batch=2, frames=2, size=32, seed=0):
+    return {**text_batch(batch, seed=seed), "pixel_values_videos": video_batch(batch, frames, size=size, seed=seed)}
+
+
+@pytest.mark.parametrize("vision_tokenizer", ["trajtok", "vit3d"])
+def test_clip_outputs_embeddings_and_similarities(vision_tokenizer):
+    model = tiny_trajvit2_model(vision_tokenizer)
+    out = model(**_inputs(3))
+    assert isinstance(out, TrajViT2Output) and out.loss is None
+    assert out.video_embeds.shape == out.text_embeds.shape == (3, 16)
+    torch.testing.assert_close(out.video_embeds.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(out.text_embeds.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(out.logits_per_text, out.logits_per_video.T)
+    expected = model.logit_scale.exp() * out.video_embeds @ out.text_embeds.T
+    torch.testing.assert_close(out.logits_per_video, expected)
+    assert model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+
+
+def test_get_features_return_projected_unnormalised_embeddings():
+    model = tiny_trajvit2_model()
+    inputs = _inputs(2)
+    out = model(**inputs)
+    video = model.get_video_features(inputs["pixel_values_videos"]).pooler_output
+    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
+    assert video.shape == text.shape == (2, 16)
+    torch.testing.assert_close(F.normalize(video, dim=-1), out.video_embeds)
+    torch.testing.assert_close(F.normalize(text, dim=-1), out.text_embeds)
+    # Text pooling = the [CLS] hidden state, no pooler (release).
+    bert = model.text_model(**text_batch(2, seed=0))
+    assert bert.pooler_output is None
+    torch.testing.assert_close(model.text_projection(bert.last_hidden_state[:, 0]), text)
+
+
+def test_images_are_one_frame_videos():
+    model = tiny_trajvit2_model()
+    images = video_batch(2, 1, size=32)[:, 0]
+    a = model.get_image_features(images).pooler_output
+    b = model.get_video_features(images.unsqueeze(1)).pooler_output
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.get_image_features(video_batch(1, 1, size=32))
+
+
+def test_retrieval_with_different_numbers_of_texts_and_videos():
+    model = tiny_trajvit2_model()
+    out = model(**text_batch(3), pixel_values_videos=video_batch(2, 2, size=32))
+    assert out.logits_per_video.shape == (2, 3) and out.logits_per_text.shape == (3, 2)
+
+
+def test_contrastive_loss_is_symmetric_infonce_and_tuple_output():
+    model = tiny_trajvit2_model()
+    inputs = _inputs(3)
+    out = model(**inputs, return_loss=True)
+    labels = torch.arange(3)
+    expected = 0.5 * (F.cross_entropy(out.logits_per_video, labels) + F.cross_entropy(out.logits_per_text, labels))
+    torch.testing.assert_close(out.contrastive_loss, expected)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.segmentation_loss is None
+    as_tuple = model(**inputs, return_loss=True, return_dict=False)
+    torch.testing.assert_close(as_tuple[0], out.loss)
+
+
+def test_loss_decreases_when_overfitting_four_pairs():
+    # At BERT's init (std 0.02) the [CLS] states of a tiny random BERT are nearly identical for all captions
+    # (cos 0.98-1.0), and InfoNCE then first collapses the videos too (loss -> ln 4) before the pairs separate;
+    # a wider text init without dropout makes the captions distinct from step 0, so 30 steps show real fitting.
+    torch.manual_seed(0)
+    text = {"initializer_range": 0.2, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    model = TrajViT2Model(tiny_trajvit2_config(text_overrides=text)).train()
+    inputs = _inputs(4, frames=2, size=32, seed=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(**inputs, return_loss=True, tokens_per_trajectory=1).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert max(losses[-5:]) < 0.1 * losses[0] and max(losses[-5:]) < 0.5 * math.log(4), losses
+
+
+def _grad_norm(module):
+    grads = [p.grad.norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.stack(grads).sum()) if grads else 0.0
+
+
+def test_contrastive_gradients_reach_the_refinement_path_and_the_text_tower():
+    model = tiny_trajvit2_model().train()
+    model(**_inputs(3), return_loss=True, tokens_per_trajectory=1).loss.backward()
+    tokenizer = model.vision_model.tokenizer
+    for name, module in [
+        ("refinement_perceiver", tokenizer.refinement_perceiver),
+        ("output_projection", tokenizer.output_projection),
+        ("backbone (through the refinement keys/values)", tokenizer.feature_extractor),
+        ("vision encoder", model.vision_model.layers),
+        ("text embeddings", model.text_model.embeddings),
+        ("text encoder", model.text_model.encoder),
+        ("projections", model.text_projection),
+    ]:
+        assert _grad_norm(module) > 0, name
+    assert model.logit_scale.grad is not None and model.logit_scale.grad != 0
+
+
+def _labels(batch, frames, grid, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (batch, frames, grid, grid), generator=generator)
+    labels[:, :, :2] = -100
+    return labels
+
+
+def test_segmentation_loss_is_added_with_its_weight():
+    model = tiny_trajvit2_model(segmentation_loss_weight=0.5, contrastive_loss_weight=2.0)
+    inputs = _inputs(2)
+    labels = _labels(2, 2, 8)
+    out = model(**inputs, segmentation_labels=labels)  # labels imply return_loss
+    expected_seg = trajectory_segmentation_loss(out.vision_model_output.assignment_logits, labels)
+    torch.testing.assert_close(out.segmentation_loss, expected_seg)
+    torch.testing.assert_close(out.loss, 2.0 * out.contrastive_loss + 0.5 * out.segmentation_loss)
+
+
+def test_segmentation_loss_does_not_reach_the_query_perceivers_input_features():
+    """§3 stop-gradient: the gradient of the segmentation loss w.r.t. the features F equals the gradient through
+    the pixel head alone (queries held fixed), i.e. nothing flows back through the query Perceiver's input."""
+
+    def gradients(detach_features):
+        torch.manual_seed(0)
+        model = tiny_trajvit2_model(tokenizer_overrides={"detach_features": detach_features}).train()
+        tokenizer = model.vision_model.tokenizer
+        captured = {}
+        tokenizer.feature_extractor.register_forward_hook(lambda m, i, o: captured.setdefault("features", o))
+        tokenizer.query_perceiver.register_forward_hook(lambda m, i, o: captured.setdefault("queries", o))
+        out = model(**_inputs(2), segmentation_labels=_labels(2, 2, 8), tokens_per_trajectory=1)
+        features = captured["features"]
+        total = torch.autograd.grad(out.segmentation_loss, features, retain_graph=True)[0]
+        # The same loss with the queries cut from the graph: only the pixel-head path remains.
+        flat = features.reshape(2, -1, features.shape[-1])
+        scale = (F.softplus(tokenizer.logit_scale) + 1.0).clamp(max=tokenizer.config.logit_scale_max)
+        q = F.normalize(tokenizer.query_head(captured["queries"].detach()), dim=-1)
+        p = F.normalize(tokenizer.pixel_head(flat), dim=-1)
+        logits = (torch.einsum("bpe,bke->bpk", p, q) * scale).reshape(out.vision_model_output.assignment_logits.shape)
+        torch.testing.assert_close(logits, out.vision_model_output.assignment_logits)
+        pixel_path = torch.autograd.grad(trajectory_segmentation_loss(logits, _labels(2, 2, 8)), features)[0]
+        query_params = [p for p in tokenizer.query_perceiver.parameters()]
+        query_grads = torch.autograd.grad(out.segmentation_loss, query_params, allow_unused=True)
+        return total, pixel_path, query_grads
+
+    total, pixel_path, query_grads = gradients(detach_features=True)
+    torch.testing.assert_close(total, pixel_path, atol=1e-7, rtol=1e-5)
+    assert any(g is not None and g.abs().sum() > 0 for g in query_grads), "the queries themselves must still learn"
+    # Control: without the stop-gradient the query path does reach the features.
+    total, pixel_path, _ = gradients(detach_features=False)
+    assert not torch.allclose(total, pixel_path, atol=1e-7, rtol=1e-5)
+
+
+def test_segmentation_label_errors():
+    model = tiny_trajvit2_model()
+    inputs = _inputs(2)
+    with pytest.raises(ValueError, match=r"segmentation_labels must have shape \(B, T, h, w\) = \(2, 2, 8, 8\)"):
+        model(**inputs, segmentation_labels=_labels(2, 2, 7))
+    with pytest.raises(ValueError, match="integer"):
+        model(**inputs, segmentation_labels=_labels(2, 2, 8).float())
+    with pytest.raises(ValueError, match=r"\(2, 2, h, w\)"):
+        model(**inputs, segmentation_labels=_labels(1, 2, 8))
+    with pytest.raises(ValueError, match="return_loss=False"):
+        model(**inputs, segmentation_labels=_labels(2, 2, 8), return_loss=False)
+    with pytest.raises(ValueError, match="vision_tokenizer"):
+        tiny_trajvit2_model("vit3d")(**inputs, segmentation_labels=_labels(2, 2, 8))
+
+
+def test_bad_text_inputs():
+    model = tiny_trajvit2_model()
+    videos = video_batch(1, 2, size=32)
+    with pytest.raises(ValueError, match="input_ids"):
+        model(input_ids=torch.ones(5, dtype=torch.long), pixel_values_videos=videos)
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(input_ids=torch.ones(1, 5, dtype=torch.long), attention_mask=torch.ones(1, 4), pixel_values_videos=videos)
+
+
+# --------------------------------------------------------------------------------------------------- text tower
+def test_from_text_pretrained_and_loading_into_text_model(tmp_path):
+    torch.manual_seed(1)
+    bert = BertModel(BertConfig(**TINY_BERT)).eval()  # with a pooler: dropped, text pooling is the [CLS] state
+    bert.save_pretrained(tmp_path / "bert")
+    model = TrajViT2Model.from_text_pretrained(
+        tmp_path / "bert", config=tiny_trajvit2_config(), text_model_kwargs={}
+    ).eval()
+    assert model.text_model.pooler is None
+    torch.testing.assert_close(
+        model.text_model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
+    )
+    inputs = text_batch(2)
+    torch.testing.assert_close(model.text_model(**inputs).last_hidden_state, bert(**inputs).last_hidden_state)
+    # The other way: load the weights into .text_model of an existing model.
+    other = tiny_trajvit2_model()
+    result = other.text_model.load_state_dict(bert.state_dict(), strict=False)
+    assert not result.missing_keys and all(k.startswith("pooler.") for k in result.unexpected_keys)
+    torch.testing.assert_close(other.text_model(**inputs).last_hidden_state, bert(**inputs).last_hidden_state)
+
+
+@pytest.mark.parametrize("pooling", ["pooler", "mean"])
+def test_other_text_poolings(pooling):
+    model = tiny_trajvit2_model(text_pooling=pooling)
+    assert (model.text_model.pooler is not None) == (pooling == "pooler")
+    inputs = text_batch(2)
+    text = model.get_text_features(**inputs).pooler_output
+    hidden = model.text_model(**inputs)
+    if pooling == "mean":
+        weights = inputs["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden.last_hidden_state * weights).sum(1) / weights.sum(1)
+    else:
+        pooled = hidden.pooler_output
+    torch.testing.assert_close(text, model.text_projection(pooled))
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = tiny_trajvit2_model().train()
+    inputs = _inputs(2)
+
+    def encoder_grad():
+        torch.manual_seed(0)  # same dropout masks (checkpointing replays the RNG state when it recomputes)
+        model.zero_grad()
+        model(**inputs, return_loss=True, tokens_per_trajectory=1).loss.backward()
+        return model.vision_model.layers[0].mlp.fc1.weight.grad.clone()
+
+    plain = encoder_grad()
+    model.activation_checkpointing_enable()
+    assert model.vision_model.layers[0].gradient_checkpointing and model.text_model.encoder.layer[0].gradient_checkpointing
+    torch.testing.assert_close(encoder_grad(), plain)

@@ -1,0 +1,482 @@
+"""Training scripts (examples/train_*.py) and their reusable pieces (trajtok_hf/training.py).
+
+Unit tests (optimizer groups, scheduler, checkpoint manager, data) run in-process; the end-to-end tests run the
+scripts as subprocesses with tiny models on 64×64 synthetic clips: a 2-process accelerate run, the exact-resume check
+(uninterrupted vs stopped + resumed: identical final weights) and a SIGKILL in the middle of a checkpoint save.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from testers import tiny_trajtok_model
+
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf import TrajTokVideoProcessor
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.training import (
+    FAULT_ENV,
+    CheckpointManager,
+    EpochShuffleSampler,
+    SyntheticClipDataset,
+    TrainState,
+    build_optimizer,
+    build_scheduler,
+    normalize_video,
+    parameter_groups,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGMENTER = ROOT / "examples" / "train_segmenter.py"
+TINY_RUN = ["--preset", "tiny", "--num_frames", "4", "--frame_size", "64", "--per_device_train_batch_size", "2",
+            "--per_device_eval_batch_size", "2", "--eval_clips", "2", "--eval_steps", "0", "--logging_steps", "1",
+            "--learning_rate", "1e-3"]
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.pop(FAULT_ENV, None)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_script(script, args, *, processes=1, env_extra=None, expect_rc=0, timeout=240):
+    """Run a training script with plain python (1 process) or accelerate launch (torchrun + gloo on CPU)."""
+    if processes == 1:
+        cmd = [sys.executable, str(script), *args]
+    else:
+        # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x (multi-CPU needs mpirun);
+        # ACCELERATE_USE_CPU=1 + --multi_gpu uses the torchrun launcher with the gloo backend instead.
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+               "--dynamo_backend", "no", str(script), *args]
+    env = _env()
+    if processes > 1:
+        env["ACCELERATE_USE_CPU"] = "1"
+    env.update(env_extra or {})
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if expect_rc is not None and proc.returncode != expect_rc:
+        raise AssertionError(f"{cmd} exited with {proc.returncode} (expected {expect_rc}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def same_weights(dir_a, dir_b) -> bool:
+    a, b = load_file(Path(dir_a) / "model.safetensors"), load_file(Path(dir_b) / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Optimizer and scheduler
+
+
+def test_parameter_groups_exclude_norms_biases_latents_and_logit_scale():
+    model = tiny_trajtok_model()
+    decay, no_decay = parameter_groups(model, 0.02)
+    assert decay["weight_decay"] == 0.02 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    not_decayed = {names[id(p)] for p in no_decay["params"]}
+    assert len(decayed) + len(not_decayed) == len(names)
+    for name in ("query_latents", "logit_scale", "subtoken_offsets", "feature_extractor.layer_norms.0.weight",
+                 "query_head.0.bias", "feature_extractor.backbone.embeddings.layernorm.weight",
+                 "feature_extractor.backbone.encoder.stages.1.downsampling_layer.0.weight"):
+        assert name in not_decayed, name
+    for name in ("query_head.0.weight", "feature_extractor.projections.0.weight",
+                 "feature_extractor.backbone.embeddings.patch_embeddings.weight"):
+        assert name in decayed, name
+    optimizer = build_optimizer(model)
+    assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["betas"] == (0.9, 0.999)
+
+
+def test_scheduler_warms_up_then_cosine_to_one_percent():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1e-4)
+    scheduler = build_scheduler(optimizer, num_training_steps=100, num_warmup_steps=10, min_lr_ratio=0.01)
+    lrs = []
+    for _ in range(100):
+        lrs.append(scheduler.get_last_lr()[0])  # the LR the next optimizer step uses
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.5e-4)
+    assert lrs[10] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # cosine: non-increasing after warm-up
+    assert scheduler.get_last_lr()[0] == pytest.approx(1e-6, rel=1e-9)  # ends at 1 % of the peak
+    assert min(lrs[10:]) > 1e-6
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_training_steps=0), "num_training_steps"),
+    (dict(num_training_steps=10, num_warmup_steps=10), "num_warmup_steps"),
+    (dict(num_training_steps=10, min_lr_ratio=2.0), "min_lr_ratio"),
+])
+def test_scheduler_rejects_bad_arguments(kwargs, match):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    with pytest.raises(ValueError, match=match):
+        build_scheduler(optimizer, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def test_normalize_video_matches_processor_and_synthetic_dataset_is_deterministic():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64)
+    clip = generate_clip(config, seed=5, index=3)
+    expected = processor(videos=[clip["video"]], return_tensors="pt")["pixel_values_videos"][0]
+    torch.testing.assert_close(normalize_video(clip["video"], processor), expected, atol=1e-5, rtol=0)
+    # Frames of another size go through the full processor (resize).
+    big = np.repeat(np.repeat(clip["video"], 2, axis=1), 2, axis=2)
+    assert normalize_video(big, processor).shape == (4, 3, 64, 64)
+
+    dataset = SyntheticClipDataset(config, seed=5, num_clips=4, video_processor=processor)
+    item = dataset[3]
+    torch.testing.assert_close(item["pixel_values_videos"], expected, atol=1e-5, rtol=0)
+    assert torch.equal(item["segmentation_labels"], torch.from_numpy(clip["segmentation_labels"]))
+    dataset.set_epoch(1)  # epoch 1 = clips 4..7: fresh data
+    fresh = generate_clip(config, 5, 4)["segmentation_labels"]
+    assert torch.equal(dataset[0]["segmentation_labels"], torch.from_numpy(fresh))
+    with pytest.raises(IndexError):
+        dataset[4]
+    # An evaluation set ignores the epoch (accelerate's DataLoader calls set_epoch at every pass).
+    held_out = SyntheticClipDataset(config, seed=5, num_clips=4, video_processor=processor, fresh_each_epoch=False)
+    held_out.set_epoch(7)
+    assert torch.equal(held_out[3]["segmentation_labels"], item["segmentation_labels"])
+
+
+def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch():
+    a, b = EpochShuffleSampler(50, seed=1), EpochShuffleSampler(50, seed=1)
+    torch.manual_seed(123)  # the global RNG plays no part
+    first = list(a)
+    assert first == list(b) and sorted(first) == list(range(50))
+    a.set_epoch(1)
+    assert list(a) != first
+    assert list(EpochShuffleSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoint manager (with a stand-in for the Accelerator)
+
+
+class FakeAccelerator:
+    is_main_process = True
+
+    def __init__(self, fail_at_step=None):
+        self.fail_at_step = fail_at_step
+        self.loaded = None
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+        step = int(Path(output_dir).name.split("_")[-1])
+        with open(os.path.join(output_dir, "model.safetensors"), "w") as handle:
+            handle.write(f"weights of step {step}")
+            if step == self.fail_at_step:  # dies half-way through writing
+                raise KeyboardInterrupt("killed while saving")
+        Path(output_dir, "optimizer.bin").write_text("optimizer")
+
+    def load_state(self, input_dir):
+        self.loaded = input_dir
+
+
+def test_checkpoint_manager_save_latest_prune_and_load(tmp_path):
+    manager = CheckpointManager(tmp_path / "checkpoints", total_limit=2)
+    assert manager.latest() is None and manager.resolve("latest") is None and manager.resolve(None) is None
+    accelerator = FakeAccelerator()
+    for step in (2, 4, 6):
+        path = manager.save(accelerator, TrainState(step=step, epoch=1, batch_in_epoch=3))
+        assert path.name == f"step_{step:06d}"
+        assert (tmp_path / "checkpoints" / "latest").read_text().strip() == path.name
+    assert [p.name for p in manager.checkpoints()] == ["step_000004", "step_000006"]  # total_limit=2
+    assert manager.resolve("latest") == tmp_path / "checkpoints" / "step_000006"
+    state = manager.load(accelerator, manager.latest())
+    assert state == TrainState(step=6, epoch=1, batch_in_epoch=3)
+    assert accelerator.loaded == str(tmp_path / "checkpoints" / "step_000006")
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        manager.resolve(tmp_path / "nowhere")
+
+
+def test_checkpoint_manager_crash_during_save_keeps_latest(tmp_path):
+    manager = CheckpointManager(tmp_path / "checkpoints")
+    manager.save(FakeAccelerator(), TrainState(step=2))
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(FakeAccelerator(fail_at_step=4), TrainState(step=4))
+    checkpoints = tmp_path / "checkpoints"
+    assert (checkpoints / ".tmp-step_000004").is_dir()  # the half-written save ...
+    assert not (checkpoints / "step_000004").exists()  # ... never became a checkpoint
+    assert manager.latest() == checkpoints / "step_000002"
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        manager.resolve(checkpoints / ".tmp-step_000004")
+    # A new run cleans the debris up and can save the same step again.
+    manager = CheckpointManager(checkpoints)
+    assert not (checkpoints / ".tmp-step_000004").exists()
+    manager.save(FakeAccelerator(), TrainState(step=4))
+    assert manager.latest() == checkpoints / "step_000004"
+    # Saving a step whose folder already exists (crash between rename and pointer update) replaces it.
+    manager.save(FakeAccelerator(), TrainState(step=4, epoch=9))
+    assert manager.load(FakeAccelerator(), manager.latest()).epoch == 9
+
+
+def test_checkpoint_manager_dangling_or_missing_pointer(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    manager.save(FakeAccelerator(), TrainState(step=1))
+    manager.save(FakeAccelerator(), TrainState(step=3))
+    (tmp_path / "latest").unlink()  # pointer deleted by hand: newest complete checkpoint
+    assert manager.latest() == tmp_path / "step_000003"
+    (tmp_path / "latest").write_text("step_000099\n")
+    with pytest.raises(RuntimeError, match="not a complete checkpoint"):
+        manager.latest()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "/does/not/exist"], "--data /does/not/exist: not a folder"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+    (["--gradient_accumulation_steps", "-1"], "--gradient_accumulation_steps must be >= 1"),
+    (["--max_steps", "10", "--warmup_steps", "10"], "--warmup_steps must lie in"),
+    (["--resume_from_checkpoint", "/does/not/exist"], "no such checkpoint folder"),
+    (["--frame_size", "30"], "--frame_size must be a multiple of 4"),
+    (["--preset", "huge"], "invalid choice"),
+    (["--model", "/does/not/exist"], "no config.json"),
+])
+def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    script = load_script(SEGMENTER)
+    with pytest.raises(SystemExit) as exc:
+        script.parse_args(["--output_dir", str(tmp_path / "out"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end: the segmenter
+
+
+@pytest.fixture(scope="module")
+def segmenter_run(tmp_path_factory):
+    """2-process accelerate run of train_segmenter.py (3 steps, checkpoint every 2, eval at step 2 and the end)."""
+    out = tmp_path_factory.mktemp("segmenter")
+    proc = run_script(SEGMENTER, ["--output_dir", str(out), *TINY_RUN, "--max_steps", "3", "--checkpointing_steps",
+                                  "2", "--eval_steps", "2"], processes=2)  # later flags win
+    return out, proc
+
+
+def test_segmenter_two_processes_saves_loadable_model_and_processor(segmenter_run):
+    from transformers import AutoModel, AutoVideoProcessor
+
+    out, proc = segmenter_run
+    assert "2 process(es)" in proc.stdout
+    checkpoint = out / "checkpoints" / "step_000003"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "optimizer.bin",
+            "trainer_state.json", "config.json"} <= {p.name for p in checkpoint.iterdir()}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records if "loss" in r)
+    assert [r["step"] for r in records if "eval/FG-ARI" in r] == [2, 3]
+    assert {"eval/ARI", "eval/FG-ARI", "eval/mIoU", "eval/FG-mIoU"} <= set(records[-1])
+    model = AutoModel.from_pretrained(out / "final")
+    processor = AutoVideoProcessor.from_pretrained(out / "final")
+    assert type(model).__name__ == "TrajTokModel" and isinstance(processor, TrajTokVideoProcessor)
+    assert processor.size["height"] == 64 and processor.num_frames == 4
+    assert same_weights(out / "final", checkpoint)
+    # A training checkpoint is itself a from_pretrained folder (config + weights), e.g. for --segmenter.
+    assert type(AutoModel.from_pretrained(checkpoint)).__name__ == "TrajTokModel"
+
+
+def test_segmenter_exact_resume_on_a_shuffled_video_folder(tmp_path):
+    """--data DIR: 4 training clips, 2 per batch = 2 steps per epoch, shuffled per epoch; 5 steps cross 2 epoch
+    boundaries and the run is interrupted mid-epoch (after step 3)."""
+    from trajtok_hf.data import write_video_folder
+
+    write_video_folder(tmp_path / "videos", 5, SyntheticVideoConfig(num_frames=4, height=64, width=64), seed=1)
+    run = [*TINY_RUN, "--data", str(tmp_path / "videos"), "--eval_clips", "1", "--max_steps", "5",
+           "--checkpointing_steps", "2", "--warmup_steps", "1"]
+    run_script(SEGMENTER, ["--output_dir", str(tmp_path / "a"), *run])
+    # `latest` with no checkpoint yet starts from scratch (so one command both starts and resumes a job).
+    proc = run_script(SEGMENTER, ["--output_dir", str(tmp_path / "b"), *run, "--max_steps_this_run", "3",
+                                  "--resume_from_checkpoint", "latest"])
+    assert "starting from scratch" in proc.stdout and not (tmp_path / "b" / "final").exists()
+    assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    proc = run_script(SEGMENTER, ["--output_dir", str(tmp_path / "b"), *run, "--resume_from_checkpoint", "latest"])
+    assert "resumed from" in proc.stdout and "step 3" in proc.stdout
+    assert same_weights(tmp_path / "a" / "final", tmp_path / "b" / "final")
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(records[0]["loss"]) and "eval/FG-ARI" in records[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end: TrajViT2 (its loss depends on the Matryoshka level the tokenizer samples from the global RNG, so exact
+# resume also checks that the RNG states are restored; the segmenter's loss does not see that level)
+
+TRAJVIT2 = ROOT / "examples" / "train_trajvit2.py"
+RESUME_RUN = [*TINY_RUN, "--max_steps", "6", "--checkpointing_steps", "2", "--gradient_accumulation_steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN])
+    return out
+
+
+def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(tmp_path, uninterrupted_run):
+    """Two SIGKILLs at the two dangerous moments of a save; each time `latest` names the previous complete
+    checkpoint, and the twice-resumed run ends with exactly the weights of the uninterrupted run."""
+    out, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    # 1. SIGKILL inside the save of step 4, after save_state wrote its files, before the commit.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], env_extra={FAULT_ENV: "after_save_state:4"},
+                      expect_rc=None)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (checkpoints / "latest").read_text().strip() == "step_000002"  # never the half-saved step 4
+    assert (checkpoints / ".tmp-step_000004").is_dir() and not (checkpoints / "step_000004").exists()
+    # 2. Resume; SIGKILL in the save of step 6 after the folder was renamed, before `latest` was updated.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+                      env_extra={FAULT_ENV: "before_pointer:6"}, expect_rc=None)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert "resumed from" in proc.stdout and "step 2" in proc.stdout
+    assert not (checkpoints / ".tmp-step_000004").exists()  # debris of the first crash removed
+    assert (checkpoints / "latest").read_text().strip() == "step_000004"
+    assert (checkpoints / "step_000006").is_dir()
+    assert same_weights(checkpoints / "step_000004", uninterrupted_run / "checkpoints" / "step_000004")
+    # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder): same weights as uninterrupted.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"])
+    assert "step 4" in proc.stdout
+    assert not list(checkpoints.glob(".tmp-*")) and not list(checkpoints.glob(".trash-*"))
+    assert (checkpoints / "latest").read_text().strip() == "step_000006"
+    assert same_weights(out / "final", uninterrupted_run / "final")
+
+
+def test_trajvit2_two_processes_gathers_contrastive_batch(tmp_path):
+    from transformers import AutoModel, AutoProcessor
+
+    out = tmp_path / "run"
+    # One pair per process: without the cross-process gather the InfoNCE of a 1-pair batch would be exactly 0.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *TINY_RUN, "--per_device_train_batch_size", "1",
+                                 "--eval_clips", "3", "--max_steps", "2", "--checkpointing_steps", "2"], processes=2)
+    assert "2 process(es)" in proc.stdout and "contrastive batch 2" in proc.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["contrastive"] > 0.1  # ≈ ln 2 at initialisation: each rank scores against both pairs
+    assert np.isfinite(records[0]["segmentation"]) and records[0]["segmentation"] > 0
+    assert {"eval/t2v_R@1", "eval/t2v_R@5", "eval/t2v_R@10", "eval/v2t_R@1", "eval/v2t_R@5",
+            "eval/v2t_R@10"} <= set(records[-1])
+    assert (out / "checkpoints" / "step_000002" / "random_states_1.pkl").is_file()
+    model = AutoModel.from_pretrained(out / "final")
+    processor = AutoProcessor.from_pretrained(out / "final")
+    assert type(model).__name__ == "TrajViT2Model" and type(processor).__name__ == "TrajViT2Processor"
+    batch = processor(text=["a small red circle falls"], videos=[np.zeros((4, 64, 64, 3), np.uint8)],
+                      return_tensors="pt")
+    assert model(**batch).logits_per_video.shape == (1, 1)
+
+
+def test_caption_tokenizer_covers_the_synthetic_vocabulary():
+    from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+
+    tokenizer = build_caption_tokenizer(synthetic_caption_words())
+    config = SyntheticVideoConfig(num_frames=2, height=64, width=64, max_objects=4, caption_background=True)
+    captions = [generate_clip(config, seed=0, index=i)["caption"] for i in range(100)]
+    ids = tokenizer(captions)["input_ids"]
+    assert all(tokenizer.unk_token_id not in row for row in ids)
+    assert tokenizer.convert_ids_to_tokens(ids[0])[0] == "[CLS]"
+
+
+def _build_trajvit2(tmp_path, *argv):
+    from trajtok_hf.training import synthetic_caption_words
+
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", *argv])
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    return script.build_model_and_processor(args, processor, synthetic_caption_words())
+
+
+def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_run, tmp_path):
+    checkpoint = segmenter_run[0] / "checkpoints" / "step_000002"  # a training checkpoint, not only `final`
+    model, processor = _build_trajvit2(tmp_path, "--segmenter", str(checkpoint))
+    segmenter = load_file(checkpoint / "model.safetensors")
+    tokenizer_state = model.vision_model.tokenizer.state_dict()
+    assert segmenter.keys() == tokenizer_state.keys()
+    assert all(torch.equal(segmenter[k], tokenizer_state[k]) for k in segmenter)
+    assert processor.video_processor.size["height"] == 64
+
+
+def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
+    """--vision_tokenizer vit3d: same script, patch tokens; a training step of the contrastive loss."""
+    model, processor = _build_trajvit2(tmp_path, "--vision_tokenizer", "vit3d")
+    assert model.config.vision_tokenizer == "vit3d"
+    assert model.config.vision_config.image_size == 64 and model.config.vision_config.num_frames == 4
+    dataset = SyntheticClipDataset(SyntheticVideoConfig(num_frames=4, height=64, width=64), 0, 2,
+                                   processor.video_processor)
+    from trajtok_hf.data import VideoTextCollator
+
+    batch = VideoTextCollator(processor.tokenizer, return_captions=False)([dataset[0], dataset[1]])
+    out = model.train()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        pixel_values_videos=batch["pixel_values_videos"], return_loss=True)
+    out.loss.backward()
+    assert out.loss > 0 and out.segmentation_loss is None
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--vision_tokenizer", "vit3d", "--segmenter", "."], "needs --vision_tokenizer trajtok"),
+    (["--vision_tokenizer", "vit3d", "--frame_size", "72"], "multiple of --patch_size"),
+    (["--segmenter", "/does/not/exist"], "no config.json"),
+    (["--tokenizer", "/does/not/exist"], "--tokenizer /does/not/exist: not a folder"),
+    (["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+    (["--data", "/does/not/exist"], "not a folder"),
+])
+def test_trajvit2_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    script = load_script(TRAJVIT2)
+    with pytest.raises(SystemExit) as exc:
+        script.parse_args(["--output_dir", str(tmp_path / "out"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+def test_presets_give_valid_configs(preset):
+    from transformers import BertConfig
+
+    from trajtok_hf import TrajTokConfig, TrajViT2Config
+    from trajtok_hf.training import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
+
+    tokenizer = TrajTokConfig(**TRAJTOK_PRESETS[preset])
+    spec = TRAJVIT2_PRESETS[preset]
+    for vision_tokenizer in ("trajtok", "vit3d"):
+        vision = dict(spec["vision"], vision_tokenizer=vision_tokenizer)
+        if vision_tokenizer == "trajtok":
+            vision["tokenizer_config"] = tokenizer
+        config = TrajViT2Config(vision_config=vision, text_config=BertConfig(vocab_size=60, **spec["text"]).to_dict(),
+                                **spec["model"])
+        assert config.vision_tokenizer == vision_tokenizer

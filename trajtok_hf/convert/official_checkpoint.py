@@ -1,0 +1,289 @@
+"""Shared helpers of the converters from the official TrajTok release (hellomuffin/trajtok @658a6ed).
+
+- :func:`load_official_state_dict`: an official ``model.pth`` (pickle ``{"model": state_dict, "meta": {...}}`` or a bare
+  state dict), read with ``torch.load(..., weights_only=True)``, or a ``.safetensors`` file (the format of the parity
+  fixture ``shared/fixtures/official_small``).
+- :func:`rename_official_keys`: the regex key-mapping table machinery, in the style of transformers'
+  ``convert_dinov3_convnext_to_hf.py`` (``ORIGINAL_TO_CONVERTED_KEY_MAPPING``): every official key must either match
+  one rename rule or one *documented* drop pattern; anything else is reported, never silently ignored.
+- :func:`check_converted_state_dict`: compares the renamed tensors with the target model's state dict and fails
+  loudly (``ValueError`` with the full key lists) on missing keys, unexpected keys and shape mismatches.
+- :func:`compare_outputs`: the parity check of converted outputs against official reference outputs.
+- :func:`save_video_processor`: writes the preprocessing of the release (224×224 bicubic, no crop, ImageNet mean/std;
+  ``official_checkpoints.md`` §5.1) next to the converted weights, when ``TrajTokVideoProcessor`` is available.
+
+Key layout and forward of the release: ``shared/reference/official_checkpoints.md``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "OfficialCheckpointError",
+    "check_converted_state_dict",
+    "compare_outputs",
+    "format_key_list",
+    "invert_rename_rules",
+    "load_official_state_dict",
+    "load_reference",
+    "official_name",
+    "rename_official_keys",
+    "save_video_processor",
+]
+
+
+class OfficialCheckpointError(ValueError):
+    """A checkpoint that does not have the layout the converter expects (unused / missing keys, wrong shapes, a
+    pickle that cannot be read safely, reference outputs that do not match)."""
+
+
+def format_key_list(keys, limit: int = 200) -> str:
+    keys = sorted(keys)
+    shown = "\n  ".join(keys[:limit])
+    more = f"\n  ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"\n  {shown}{more}"
+
+
+# --------------------------------------------------------------------------------------------------------- loading
+_RESAVE_HINT = (
+    "Re-save it in a trusted environment (only if you trust the file: unpickling can run arbitrary code):\n"
+    "    import torch\n"
+    "    ckpt = torch.load(path, map_location='cpu', weights_only=False)\n"
+    "    state_dict = ckpt['model'] if 'model' in ckpt else ckpt\n"
+    "    torch.save({'model': state_dict}, 'model_tensors_only.pth')\n"
+    "    # or: safetensors.torch.save_file({k: v.contiguous() for k, v in state_dict.items()}, 'model.safetensors')\n"
+    "and convert that file."
+)
+
+
+def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official checkpoint into a flat ``{key: tensor}`` dict (float tensors as stored, fp32 in the release).
+
+    Accepted: a ``.safetensors`` file, or a torch pickle (``model.pth``) holding ``{"model": state_dict, ...}`` (the
+    release's ``release/prep_ckpt.py`` layout, other top-level entries such as ``"meta"`` are ignored) or a bare state
+    dict. Pickles are read with ``weights_only=True``; one that holds more than tensors and plain containers raises an
+    :class:`OfficialCheckpointError` that says how to re-save it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"official checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return unwrap_state_dict(load_file(str(path)), str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise OfficialCheckpointError(
+            f"{path} holds objects other than tensors and plain containers, so it cannot be read with "
+            f"torch.load(weights_only=True):\n  {str(err).splitlines()[0]}\n{_RESAVE_HINT}"
+        ) from err
+    return unwrap_state_dict(obj, str(path))
+
+
+def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """``{"model": sd, "meta": ...}`` → sd; a bare ``{key: tensor}`` dict is returned as it is."""
+    if not isinstance(obj, Mapping):
+        raise OfficialCheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
+    if "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise OfficialCheckpointError(
+            f"{source}: expected a state dict (or {{'model': state_dict, 'meta': ...}}) of tensors; these entries are "
+            f"not tensors:{format_key_list(map(str, bad))}"
+        )
+    return dict(obj)
+
+
+def load_reference(path: str | Path) -> dict[str, torch.Tensor]:
+    """Reference inputs/outputs for ``--verify_with`` (a ``.safetensors`` file or a torch pickle of tensors)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, Mapping):
+        raise OfficialCheckpointError(f"{path}: expected a dict of reference tensors, got {type(obj).__name__}")
+    return dict(obj)
+
+
+# ----------------------------------------------------------------------------------------------------- key mapping
+def rename_official_keys(
+    state_dict: Mapping[str, torch.Tensor],
+    prefix: str,
+    rename_rules: Mapping[str, str],
+    drop_patterns: Mapping[str, str],
+    target_prefix: str = "",
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """Rename the keys of ``state_dict`` under ``prefix`` with a regex table.
+
+    Args:
+        rename_rules: ``{regex: replacement}``; a key (with ``prefix`` removed) must ``re.fullmatch`` a regex, the new
+            key is ``target_prefix + match.expand(replacement)``.
+        drop_patterns: ``{regex: reason}``; keys that fullmatch one are documented as unused and dropped.
+    Returns:
+        ``(renamed, dropped, unused)``: the renamed tensors, ``{dropped key: reason}``, and the keys under ``prefix``
+        that matched nothing (the caller reports them). Keys outside ``prefix`` are not looked at.
+    Raises:
+        OfficialCheckpointError: two official keys map to the same new key, or a key matches several rules.
+    """
+    renamed: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    unused: list[str] = []
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        rel = key[len(prefix) :]
+        reason = next((why for pattern, why in drop_patterns.items() if re.fullmatch(pattern, rel)), None)
+        if reason is not None:
+            dropped[key] = reason
+            continue
+        matches = [(pattern, repl) for pattern, repl in rename_rules.items() if re.fullmatch(pattern, rel)]
+        if not matches:
+            unused.append(key)
+            continue
+        if len(matches) > 1:
+            raise OfficialCheckpointError(f"{key} matches several rename rules: {[p for p, _ in matches]}")
+        pattern, repl = matches[0]
+        new_key = target_prefix + re.fullmatch(pattern, rel).expand(repl)
+        if new_key in renamed:
+            raise OfficialCheckpointError(f"{origin[new_key]} and {key} both map to {new_key}")
+        renamed[new_key] = tensor
+        origin[new_key] = key
+    return renamed, dropped, unused
+
+
+def invert_rename_rules(rename_rules: Mapping[str, str], official_prefix: str = "") -> list[tuple[str, str]]:
+    """``{official regex: our template}`` → ``[(our regex, official template)]``, to name the official tensor a
+    missing key should have come from. Works for the tables' form: groups appear in the same order on both sides."""
+    inverted = []
+    for pattern, repl in rename_rules.items():
+        groups = re.findall(r"\((?:[^()\\]|\\.)*\)", pattern)
+        literal_parts = re.split(r"\\\d", repl)
+        if len(literal_parts) != len(groups) + 1:
+            continue
+        regex = "".join(re.escape(part) + (groups[i] if i < len(groups) else "") for i, part in enumerate(literal_parts))
+        template, index = pattern, 0
+
+        def _group(_match):
+            nonlocal index
+            index += 1
+            return f"\\{index}"
+
+        template = re.sub(r"\((?:[^()\\]|\\.)*\)", _group, template).replace("\\.", ".")
+        inverted.append((regex, official_prefix + template))
+    return inverted
+
+
+def official_name(key: str, inverted_rules) -> str | None:
+    for regex, template in inverted_rules:
+        match = re.fullmatch(regex, key)
+        if match:
+            return match.expand(template)
+    return None
+
+
+def check_converted_state_dict(
+    converted: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    unused_official_keys=(),
+    allowed_missing=(),
+    what: str = "model",
+    inverted_rules=(),
+) -> None:
+    """Fail loudly unless ``converted`` covers ``expected`` exactly (names and shapes) and nothing was left over.
+
+    Args:
+        converted: renamed official tensors.
+        expected: the target model's ``state_dict()``.
+        unused_official_keys: official keys that matched neither a rename rule nor a documented drop pattern.
+        allowed_missing: regexes of target keys that are *meant* to stay freshly initialised (e.g. the refinement
+            part of a model converted from the segmenter checkpoint, which has none).
+        inverted_rules: from :func:`invert_rename_rules`, to name the official tensor of each missing key.
+    """
+    problems = []
+    if unused_official_keys:
+        problems.append(
+            f"{len(unused_official_keys)} official key(s) are neither mapped nor documented as unused:"
+            f"{format_key_list(unused_official_keys)}"
+        )
+    missing = [
+        k for k in expected if k not in converted and not any(re.fullmatch(p, k) for p in allowed_missing)
+    ]
+    if missing:
+        named = [
+            f"{k} (official: {name})" if (name := official_name(k, inverted_rules)) else k for k in missing
+        ]
+        problems.append(f"{len(missing)} {what} key(s) get no official tensor (missing):{format_key_list(named)}")
+    unexpected = [k for k in converted if k not in expected]
+    if unexpected:
+        problems.append(f"{len(unexpected)} mapped key(s) do not exist in the {what}:{format_key_list(unexpected)}")
+    mismatched = [
+        f"{k}: official {tuple(converted[k].shape)} vs {what} {tuple(expected[k].shape)}"
+        for k in converted
+        if k in expected and tuple(converted[k].shape) != tuple(expected[k].shape)
+    ]
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es):{format_key_list(mismatched)}")
+    if problems:
+        raise OfficialCheckpointError("cannot convert the official checkpoint:\n" + "\n".join(problems))
+
+
+# ------------------------------------------------------------------------------------------------------- parity
+def compare_outputs(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]]) -> dict[str, float]:
+    """``{name: (ours, reference, atol)}`` → ``{name: max |ours − reference|}``; atol 0 means *exactly equal*
+    (ids, masks). Raises :class:`OfficialCheckpointError` listing every tensor out of tolerance."""
+    diffs, failures = {}, []
+    for name, (ours, ref, atol) in pairs.items():
+        ours, ref = ours.detach().cpu(), ref.detach().cpu()
+        if ours.shape != ref.shape:
+            failures.append(f"{name}: shape {tuple(ours.shape)} vs reference {tuple(ref.shape)}")
+            continue
+        if ours.is_floating_point() or ref.is_floating_point():
+            diff = (ours.double() - ref.double()).abs().max().item() if ours.numel() else 0.0
+        else:
+            diff = float((ours != ref).sum().item())  # number of differing entries
+        diffs[name] = diff
+        if not diff <= atol:  # also catches NaN
+            unit = "max abs diff" if ours.is_floating_point() else "entries differ"
+            failures.append(f"{name}: {unit} {diff:.3g} > {atol:g}")
+    if failures:
+        raise OfficialCheckpointError(
+            "converted model does not reproduce the reference outputs:\n  " + "\n  ".join(failures)
+        )
+    return diffs
+
+
+# -------------------------------------------------------------------------------------------------- processor
+def save_video_processor(output_dir: str | Path):
+    """Write the release's preprocessing (official_checkpoints.md §5.1: every frame 224×224 bicubic, aspect not
+    kept, no crop, /255, ImageNet mean/std) as a ``TrajTokVideoProcessor`` into ``output_dir``.
+
+    Returns the processor, or None when ``trajtok_hf.models.video_processing_trajtok`` is not available."""
+    try:
+        from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+        from ..models.video_processing_trajtok import TrajTokVideoProcessor
+    except ImportError:
+        return None
+    processor = TrajTokVideoProcessor(
+        size={"height": 224, "width": 224},
+        resample=PILImageResampling.BICUBIC,
+        do_center_crop=False,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
+    processor.save_pretrained(str(output_dir))
+    return processor
