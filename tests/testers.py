@@ -221,3 +221,182 @@ MODEL_CASES += [
         ],
     ),
 ]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TrajAdapter (probe on a frozen video backbone): tiny VideoMAE (32², patch 8, tubelets of 2 of 8 frames, width 32)
+# + the tiny TrajTok segmenter (chunks of 4 frames: two chunks) → a 4×4×4 token grid.
+from transformers import AutoModelForVideoClassification  # noqa: E402
+
+from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification  # noqa: E402
+
+TINY_VIDEOMAE = dict(
+    model_type="videomae",
+    image_size=32,
+    patch_size=8,
+    num_frames=8,
+    tubelet_size=2,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=64,
+)
+
+
+def tiny_trajadapter_config(
+    probe_type="trajectory", backbone_overrides=None, tokenizer_overrides=None, **overrides
+) -> TrajAdapterConfig:
+    kwargs = dict(
+        backbone_config={**TINY_VIDEOMAE, **(backbone_overrides or {})},
+        tokenizer_config=tiny_trajtok_config(**(tokenizer_overrides or {})) if probe_type == "trajectory" else None,
+        probe_type=probe_type,
+        num_labels=3,
+        num_attention_heads=4,
+        subtoken_fourier_frequencies=4,
+    )
+    kwargs.update(overrides)
+    return TrajAdapterConfig(**kwargs)
+
+
+def tiny_trajadapter_model(probe_type="trajectory", **kwargs) -> TrajAdapterForVideoClassification:
+    return TrajAdapterForVideoClassification(tiny_trajadapter_config(probe_type, **kwargs)).eval()
+
+
+def _trajadapter_outputs(out):
+    return {
+        "logits": out.logits,
+        "trajectory_tokens": out.trajectory_tokens,
+        "trajectory_mask": out.trajectory_mask,
+        "trajectory_ids": out.trajectory_ids,
+        "num_trajectories": out.num_trajectories,
+    }
+
+
+MODEL_CASES += [
+    ModelCase(
+        name="trajadapter",
+        build=lambda: tiny_trajadapter_model(tokens_per_trajectory=2),
+        inputs=lambda batch: {"pixel_values_videos": video_batch(batch, 8, size=32, seed=7)},
+        outputs=_trajadapter_outputs,
+        auto_class=AutoModelForVideoClassification,
+        bad_inputs=[
+            ({"pixel_values_videos": torch.randn(1, 3, 32, 32)}, ValueError, "pixel_values_videos"),
+            ({"pixel_values_videos": video_batch(1, 4, size=32)}, ValueError, "exactly 8"),
+            ({"pixel_values_videos": video_batch(1, 8, size=64)}, ValueError, "32×32"),
+            ({"pixel_values": video_batch(1, 8, size=32)}, TypeError, "pixel_values_videos"),
+            ({"pixel_values_videos": video_batch(1, 8, size=32), "labels": torch.tensor([0, 1])}, ValueError, "labels"),
+        ],
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TrajVLM (video LLM, TrajTok or patch-pool connector): tiny SigLIP tower (32², patch 8 → 4×4 patches), tiny TrajTok
+# segmenter (clips of 4 frames), tiny Qwen3 (width 32, 2 layers, 4 heads, 2 KV heads, head dim 8).
+from transformers import AutoModelForImageTextToText  # noqa: E402
+
+from trajtok_hf import TrajVLMConfig, TrajVLMForConditionalGeneration  # noqa: E402
+
+TINY_SIGLIP = dict(
+    model_type="siglip_vision_model",
+    image_size=32,
+    patch_size=8,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    vision_use_head=False,
+)
+TINY_QWEN3 = dict(
+    model_type="qwen3",
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=64,
+    max_position_embeddings=512,
+    pad_token_id=0,
+    bos_token_id=2,
+    eos_token_id=4,
+)
+TRAJVLM_VIDEO_TOKEN_ID = 5  # the id of <video> in trajtok_hf.data.video_qa.build_qa_tokenizer()
+
+
+def tiny_trajvlm_config(
+    connector_type="trajtok", tokenizer_overrides=None, vision_overrides=None, text_overrides=None, **overrides
+) -> TrajVLMConfig:
+    kwargs = dict(
+        vision_config={**TINY_SIGLIP, **(vision_overrides or {})},
+        text_config={**TINY_QWEN3, **(text_overrides or {})},
+        connector_type=connector_type,
+        video_token_id=TRAJVLM_VIDEO_TOKEN_ID,
+        clip_length=4,
+        segmenter_image_size=32,
+        connector_num_attention_heads=4,
+        subtoken_fourier_frequencies=4,
+        patch_pool_size=2,
+    )
+    if connector_type == "trajtok":
+        kwargs["tokenizer_config"] = tiny_trajtok_config(**{"chunk_size": 4, **(tokenizer_overrides or {})})
+    kwargs.update(overrides)
+    return TrajVLMConfig(**kwargs)
+
+
+def tiny_trajvlm_model(connector_type="trajtok", **kwargs) -> TrajVLMForConditionalGeneration:
+    return TrajVLMForConditionalGeneration(tiny_trajvlm_config(connector_type, **kwargs)).eval()
+
+
+def trajvlm_text_batch(batch=2, length=6, seed=0, placeholder_at=2) -> dict:
+    """Unpadded prompts with one <video> placeholder per row; other ids in [6, 100)."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(6, 100, (batch, length), generator=generator)
+    input_ids[:, placeholder_at] = TRAJVLM_VIDEO_TOKEN_ID
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+def _trajvlm_outputs(out):
+    return {
+        "logits": out.logits,
+        "video_token_mask": out.video_token_mask,
+        "expanded_attention_mask": out.expanded_attention_mask,
+    }
+
+
+_TRAJVLM_TEXT_1 = trajvlm_text_batch(1, seed=11)
+_TRAJVLM_NO_PLACEHOLDER = {"input_ids": torch.tensor([[7, 8, 9, 10]])}
+_TRAJVLM_TWO_PLACEHOLDERS = {"input_ids": torch.tensor([[7, TRAJVLM_VIDEO_TOKEN_ID, 9, TRAJVLM_VIDEO_TOKEN_ID]])}
+_TRAJVLM_BAD_INPUTS = [
+    ({**_TRAJVLM_NO_PLACEHOLDER, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),
+    ({**_TRAJVLM_TWO_PLACEHOLDERS, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),
+    (dict(_TRAJVLM_TEXT_1), ValueError, "no pixel_values_videos"),
+    ({**_TRAJVLM_TEXT_1, "pixel_values_videos": torch.randn(1, 3, 32, 32)}, ValueError, "pixel_values_videos"),
+    ({**_TRAJVLM_TEXT_1, "pixel_values_videos": video_batch(1, 6, size=64)}, ValueError, "32×32"),
+    ({"input_ids": torch.zeros(1, 0, dtype=torch.long), "pixel_values_videos": video_batch(1, 6, size=32)},
+     ValueError, "empty prompt"),
+    ({**_TRAJVLM_TEXT_1, "pixel_values": torch.randn(1, 3, 32, 32)}, TypeError, "pixel_values_videos"),
+]
+
+MODEL_CASES += [
+    ModelCase(
+        # One trajectory slot per clip: every video then has the same token count, so the expanded sequences (and
+        # the logits) stack across batch sizes. Variable counts are covered in tests/models/test_modeling_trajvlm.py.
+        name="trajvlm",
+        build=lambda: tiny_trajvlm_model(tokenizer_overrides={"num_trajectories": 1}),
+        inputs=lambda batch: {**trajvlm_text_batch(batch, seed=12), "pixel_values_videos": video_batch(batch, 6, size=32, seed=13)},
+        outputs=_trajvlm_outputs,
+        auto_class=AutoModelForImageTextToText,
+        bad_inputs=_TRAJVLM_BAD_INPUTS,
+        atol=1e-4,
+    ),
+    ModelCase(
+        name="trajvlm_patch_pool",
+        build=lambda: tiny_trajvlm_model("patch_pool", patch_pool_temporal_size=2),
+        inputs=lambda batch: {**trajvlm_text_batch(batch, seed=14), "pixel_values_videos": video_batch(batch, 6, size=32, seed=15)},
+        outputs=_trajvlm_outputs,
+        auto_class=AutoModelForImageTextToText,
+        bad_inputs=_TRAJVLM_BAD_INPUTS,
+        atol=1e-4,
+    ),
+]

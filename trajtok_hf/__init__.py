@@ -7,9 +7,17 @@ files: a saved folder then also loads with ``trust_remote_code=True`` where traj
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoProcessor, AutoVideoProcessor
 
+from .models.configuration_trajadapter import TrajAdapterConfig
 from .models.configuration_trajtok import TrajTokConfig
 from .models.configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
+from .models.configuration_trajvlm import TrajVLMConfig
 from .models.loss_contrastive import ClipContrastiveLoss, clip_contrastive_loss
+from .models.modeling_trajadapter import (
+    TrajAdapterClassifierOutput,
+    TrajAdapterForVideoClassification,
+    TrajAdapterFrozenFeatures,
+    TrajAdapterPreTrainedModel,
+)
 from .models.modeling_trajtok import TrajTokModel, TrajTokOutput, TrajTokPreTrainedModel
 from .models.modeling_trajvit2 import (
     TrajViT2Model,
@@ -19,7 +27,16 @@ from .models.modeling_trajvit2 import (
     TrajViT2VisionOutput,
 )
 from .models.modeling_vit3d import ViT3DPatchTokenizer
+from .models.modeling_trajvlm import (
+    TrajVLMCausalLMOutputWithPast,
+    TrajVLMForConditionalGeneration,
+    TrajVLMModel,
+    TrajVLMModelOutputWithPast,
+    TrajVLMPreTrainedModel,
+    TrajVLMVideoOutput,
+)
 from .models.processing_trajvit2 import TrajViT2Processor
+from .models.processing_trajvlm import TrajVLMProcessor
 from .models.video_processing_trajtok import TrajTokVideoProcessor
 
 __version__ = "0.1.0"
@@ -45,16 +62,45 @@ def _register() -> None:
     AutoProcessor.register(TrajViT2Config, TrajViT2Processor, exist_ok=True)
     TrajViT2Processor.register_for_auto_class("AutoProcessor")
 
+    AutoConfig.register(TrajAdapterConfig.model_type, TrajAdapterConfig, exist_ok=True)
+    AutoModelForVideoClassification.register(TrajAdapterConfig, TrajAdapterForVideoClassification, exist_ok=True)
+    TrajAdapterConfig.register_for_auto_class()
+    TrajAdapterForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")
+    AutoVideoProcessor.register(TrajAdapterConfig, TrajTokVideoProcessor, exist_ok=True)
 
+    # TrajVLM: the closest Auto class transformers offers for video-text-to-text is AutoModelForImageTextToText
     # (also mapped under AutoModelForMultimodalLM); saved folders carry an auto_map for AutoModelForImageTextToText.
     from transformers import AutoModelForImageTextToText, AutoModelForMultimodalLM
 
+    AutoConfig.register(TrajVLMConfig.model_type, TrajVLMConfig, exist_ok=True)
+    AutoModel.register(TrajVLMConfig, TrajVLMModel, exist_ok=True)
+    AutoModelForImageTextToText.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
+    AutoModelForMultimodalLM.register(TrajVLMConfig, TrajVLMForConditionalGeneration, exist_ok=True)
+    TrajVLMConfig.register_for_auto_class()
+    TrajVLMModel.register_for_auto_class("AutoModel")
+    TrajVLMForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+    AutoVideoProcessor.register(TrajVLMConfig, TrajTokVideoProcessor, exist_ok=True)
+    AutoProcessor.register(TrajVLMConfig, TrajVLMProcessor, exist_ok=True)
+    TrajVLMProcessor.register_for_auto_class("AutoProcessor")
 
 
 _register()
 
 __all__ = [
+    "TrajVLMCausalLMOutputWithPast",
+    "TrajVLMConfig",
+    "TrajVLMForConditionalGeneration",
+    "TrajVLMModel",
+    "TrajVLMModelOutputWithPast",
+    "TrajVLMPreTrainedModel",
+    "TrajVLMProcessor",
+    "TrajVLMVideoOutput",
     "ClipContrastiveLoss",
+    "TrajAdapterClassifierOutput",
+    "TrajAdapterConfig",
+    "TrajAdapterForVideoClassification",
+    "TrajAdapterFrozenFeatures",
+    "TrajAdapterPreTrainedModel",
     "TrajTokConfig",
     "TrajTokModel",
     "TrajTokOutput",

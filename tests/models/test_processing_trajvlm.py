@@ -1,0 +1,233 @@
+"""TrajVLMProcessor (tokenizer with <video> + chat template + TrajTokVideoProcessor) and the synthetic video QA data:
+chat template, placeholders, save/load, remote code, bad inputs, exact QA answers, JSONL round trip, collator,
+end-to-end generate."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from testers import TRAJVLM_VIDEO_TOKEN_ID, tiny_trajvlm_model
+from trajtok_hf import TrajTokVideoProcessor, TrajVLMProcessor
+from trajtok_hf.data.synthetic import MOTIONS
+from trajtok_hf.data.video_qa import (
+    NUMBER_WORDS,
+    VideoQACollator,
+    build_qa_tokenizer,
+    caption_example,
+    exact_match,
+    generate_qa,
+    iter_qa,
+    load_qa_jsonl,
+    make_questions,
+    shapes_video_config,
+    write_qa_jsonl,
+)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    video_processor = TrajTokVideoProcessor(
+        size={"height": 32, "width": 32}, num_frames=4, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+    )
+    return TrajVLMProcessor(video_processor=video_processor, tokenizer=build_qa_tokenizer())
+
+
+@pytest.fixture(scope="module")
+def qa_config():
+    return shapes_video_config(num_frames=4, size=32)
+
+
+def _conversation(question="What colour is the circle?", video=None):
+    block = {"type": "video"} if video is None else {"type": "video", "video": video}
+    return [{"role": "user", "content": [block, {"type": "text", "text": question}]}]
+
+
+# ------------------------------------------------------------------------------------------------------- processor
+def test_tokenizer_and_placeholder_id(processor):
+    assert processor.video_token == "<video>" and processor.video_token_id == TRAJVLM_VIDEO_TOKEN_ID
+    assert processor.tokenizer.padding_side == "left"
+    assert len(processor.tokenizer) <= 100  # fits the tiny test LLM's vocabulary
+
+
+def test_chat_template_puts_one_placeholder_per_video(processor):
+    prompt = processor.apply_chat_template(_conversation(), add_generation_prompt=True)
+    assert prompt == "<|im_start|>user\n<video>\nWhat colour is the circle?<|im_end|>\n<|im_start|>assistant\n"
+    two = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "and"}, {"type": "video"}]}]
+    assert processor.apply_chat_template(two).count("<video>") == 2
+
+
+def test_call_returns_model_inputs(processor, qa_config):
+    clips = [generate_qa(qa_config, 0, i)["video"] for i in range(2)]
+    prompts = [processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
+               for q in ("What colour is the circle?", "How many objects are there?")]
+    batch = processor(text=prompts, videos=clips, return_tensors="pt")
+    assert set(batch) == {"input_ids", "attention_mask", "pixel_values_videos"}
+    assert batch["pixel_values_videos"].shape == (2, 4, 3, 32, 32)
+    assert (batch["input_ids"] == TRAJVLM_VIDEO_TOKEN_ID).sum(1).tolist() == [1, 1]  # NOT repeated: the model expands
+    assert (batch["attention_mask"][:, -1] == 1).all()  # left padding
+    # Tower normalisation (mean/std 0.5): values in [-1, 1].
+    assert batch["pixel_values_videos"].min() >= -1.0 - 1e-6 and batch["pixel_values_videos"].max() <= 1.0 + 1e-6
+
+
+def test_tokenized_chat_template_with_videos_in_the_conversation(processor, qa_config):
+    clip = generate_qa(qa_config, 0, 1)["video"]
+    out = processor.apply_chat_template(
+        _conversation(video=clip), add_generation_prompt=True, tokenize=True, return_dict=True,
+        processor_kwargs={"return_tensors": "pt"},
+    )
+    assert out["pixel_values_videos"].shape == (1, 4, 3, 32, 32)
+    assert int((out["input_ids"] == TRAJVLM_VIDEO_TOKEN_ID).sum()) == 1
+
+
+def test_save_and_load_with_auto_processor(processor, qa_config, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is TrajVLMProcessor and isinstance(loaded.video_processor, TrajTokVideoProcessor)
+    assert loaded.chat_template == processor.chat_template and loaded.video_token_id == processor.video_token_id
+    clip = generate_qa(qa_config, 0, 2)["video"]
+    prompt = processor.apply_chat_template(_conversation(), add_generation_prompt=True)
+    a = processor(text=prompt, videos=[clip], return_tensors="pt")
+    b = loaded(text=prompt, videos=[clip], return_tensors="pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_processor_with_trust_remote_code_without_trajtok_hf(processor, qa_config, tmp_path):
+    folder = tmp_path / "processor"
+    processor.save_pretrained(folder)
+    assert {"processing_trajvlm.py", "video_processing_trajtok.py", "chat_template.jinja"} <= set(os.listdir(folder))
+    clip = generate_qa(qa_config, 0, 3)["video"]
+    np.save(tmp_path / "clip.npy", clip)
+    prompt = processor.apply_chat_template(_conversation(), add_generation_prompt=True)
+    torch.save(dict(processor(text=prompt, videos=[clip], return_tensors="pt")), tmp_path / "expected.pt")
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "trajtok_hf" or name.startswith("trajtok_hf."):
+                    raise ImportError("trajtok_hf is blocked in this test")
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np, torch
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        question = {{"type": "text", "text": "What colour is the circle?"}}
+        conversation = [{{"role": "user", "content": [{{"type": "video"}}, question]}}]
+        prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        assert prompt == {prompt!r}, prompt
+        got = processor(text=prompt, videos=[np.load({str(tmp_path / "clip.npy")!r})], return_tensors="pt")
+        expected = torch.load({str(tmp_path / "expected.pt")!r})
+        assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in got)
+        print("REMOTE_OK")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "REMOTE_OK" in result.stdout, result.stdout + result.stderr[-4000:]
+
+
+@pytest.mark.parametrize(
+    "text, num_videos, match",
+    [
+        ("<video> <video> how many objects", 1, "<video>"),  # more placeholders than videos
+        ("<video> how many objects", 2, "<video>"),  # fewer placeholders than videos
+        ("how many objects", 1, "<video>"),  # video without placeholder
+        ("", 1, "empty prompt"),
+        ([], 1, "empty"),
+        (None, 1, "prompt"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(processor, qa_config, text, num_videos, match):
+    clips = [generate_qa(qa_config, 0, i)["video"] for i in range(num_videos)]
+    with pytest.raises(ValueError, match=match):
+        processor(text=text, videos=clips, return_tensors="pt")
+
+
+def test_images_and_tokenizers_without_placeholder_are_rejected(processor):
+    with pytest.raises(ValueError, match="videos"):
+        processor(text="<video> what", images=[np.zeros((32, 32, 3), np.uint8)])
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
+    plain = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    with pytest.raises(ValueError, match="<video>"):
+        TrajVLMProcessor(video_processor=processor.video_processor, tokenizer=plain)
+
+
+@torch.no_grad()
+def test_end_to_end_generate_and_decode(processor, qa_config):
+    model = tiny_trajvlm_model(tokenizer_overrides={"num_trajectories": 16})
+    clips = [generate_qa(qa_config, 1, i)["video"] for i in range(2)]
+    prompts = [processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
+               for q in ("What colour is the circle?", "How many objects are there in this video?")]
+    inputs = processor(text=prompts, videos=clips, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    answers = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+# ------------------------------------------------------------------------------------------------- synthetic QA data
+def test_questions_have_exact_answers():
+    objects = [
+        {"shape": "circle", "colour": "red", "motion": "move_left"},
+        {"shape": "circle", "colour": "blue", "motion": "static"},
+        {"shape": "square", "colour": "green", "motion": "move_up"},
+    ]
+    questions = {(q["type"], q["question"]): q["answer"] for q in make_questions(objects)}
+    assert questions[("count", "How many objects are there?")] == "three"
+    assert questions[("colour", "What colour is the square?")] == "green"
+    assert ("colour", "What colour is the circle?") not in questions  # two circles: ambiguous, never asked
+    assert questions[("shape", "What shape is the blue object?")] == "circle"
+    assert questions[("direction", "Which way does the red circle move?")] == "left"
+    assert questions[("direction", "Which way does the square move?")] == "up"
+    assert questions[("motion", "What does the blue circle do?")] == MOTIONS["static"]
+
+
+def test_generated_examples_are_deterministic_and_consistent(qa_config):
+    a, b = generate_qa(qa_config, 3, 5), generate_qa(qa_config, 3, 5)
+    assert a["question"] == b["question"] and a["answer"] == b["answer"] and np.array_equal(a["video"], b["video"])
+    seen = set()
+    for example in iter_qa(qa_config, seed=4, num_examples=30):
+        objects = example["objects"]
+        seen.add(example["type"])
+        if example["type"] == "count":
+            assert example["answer"] == NUMBER_WORDS[len(objects)]
+        elif example["type"] == "colour":
+            shape = example["question"].split()[-1].rstrip("?")
+            assert [o["colour"] for o in objects if o["shape"] == shape] == [example["answer"]]
+        assert caption_example(example).startswith(NUMBER_WORDS[len(objects)] + " object")
+    assert seen == {"colour", "shape", "count", "direction", "motion"}
+    assert exact_match(" Left. ", "left") and not exact_match("left", "right")
+
+
+def test_jsonl_round_trip_and_collator(processor, qa_config, tmp_path):
+    examples = list(iter_qa(qa_config, seed=5, num_examples=3))
+    path = write_qa_jsonl(tmp_path / "qa" / "train.jsonl", examples)
+    rows = load_qa_jsonl(path)
+    assert [r["answer"] for r in rows] == [e["answer"] for e in examples]
+    assert json.loads(path.read_text().splitlines()[0])["video"].startswith("videos/")
+    batch = VideoQACollator(processor)(rows)
+    assert batch["pixel_values_videos"].shape == (3, 4, 3, 32, 32)
+    tokenizer = processor.tokenizer
+    for row in range(3):
+        target = batch["labels"][row][batch["labels"][row] != -100]
+        assert tokenizer.decode(target) == f"{rows[row]['answer'].lower()} <|im_end|>"
+        assert batch["attention_mask"][row, 0] == 1  # right padding for training
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"video": "missing.npy", "question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        load_qa_jsonl(bad)

@@ -1,0 +1,765 @@
+"""TrajVLM: TrajTok as the connector of a video LLM (Zheng et al., CVPR 2026, Sec. 5; method spec §11).
+
+The LLM sees one token (or ``tokens_per_trajectory``) per *active* object trajectory of each clip instead of hundreds
+of patches per frame:
+
+1. Vision tower (SigLIP by default) on every frame at its own size → patch features on a g×g grid (27×27 at 378²).
+2. Segmenter (a [`TrajTokModel`], frozen by default) on the same frames resized to ``segmenter_image_size`` with its
+   own normalisation → assignment logits on its 1/4 grid (56×56 at 224²) and its K trajectory queries per clip.
+3. The logits are resized (bilinear) to the tower's g×g grid and argmax'd: the hard mask on the tower grid. A
+   trajectory is active iff it owns at least one tower patch *after* this resize.
+4. The queries are linearly mapped to the tower width (+ Fourier-ring sub-token offsets when n > 1, §7); a hard-mask
+   refinement Perceiver (§6, the package's segment-softmax attention) pools each trajectory's tower patches into its
+   token(s). Clips of ``clip_length`` frames are tokenized independently (as one batch); a last shorter clip is kept.
+5. A 2-layer MLP projects the active tokens to the LLM width (LLaVA's projector).
+
+``connector_type="patch_pool"`` replaces 2–4 by p×p (× temporal) average pooling of the tower features: the paper's
+PatchVLM baseline, through the same projector and the same placeholder expansion.
+
+Placeholder expansion (variable count, vectorised): the prompt holds ONE ``<video>`` token per video; ``forward``
+computes each video's active-token count c_v and builds the expanded sequence at once — per-token repeat counts
+(1 for text, c_v for a placeholder, 0 for padding), their cumulative sum gives every token's new position, text and
+video embeddings are scattered into a (B, L_new, D) buffer. Rows keep the input's padding side: right-padded inputs
+(training collators) stay right-padded, anything else (left-padded or unpadded, e.g. ``generate``) is left-padded, as
+decoder-only generation needs. Attention mask, position ids and labels (-100 over video tokens) are expanded the same
+way; the output carries them (``expanded_*``) and the boolean ``video_token_mask``.
+
+Generation: ``pixel_values_videos`` is used at the prefill step only (transformers drops it afterwards when a cache is
+used), so the video tokens are computed once. After the prefill, :meth:`_update_model_kwargs_for_generation` swaps
+the text-length attention mask / position ids that ``GenerationMixin`` tracks for the expanded ones returned by
+``forward``, so that every decoding step sees a mask as long as the KV cache. Without a cache
+(``use_cache=False``) nothing is swapped: every step re-expands the full prompt.
+
+Differences from the official release: the segmenter's input is derived from the tower-normalised frames (undo the
+tower normalisation, bilinear antialiased resize, segmenter normalisation) instead of a second decode at 224²
+with bicubic resizing; the segmenter's own refinement Perceiver also runs (its tokens are unused: only the public
+``TrajTokModel.forward`` is called, so this file keeps working when the segmenter's internals change).
+
+Imports only torch, transformers and sibling files (remote code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
+
+from .configuration_trajtok import TrajTokConfig
+from .configuration_trajvlm import TrajVLMConfig
+from .modeling_trajtok import TrajTokModel, fourier_ring_offsets, random_orthonormal
+from .perceiver_trajtok import TrajTokPerceiver
+
+IGNORE_INDEX = -100
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class TrajVLMVideoOutput(ModelOutput):
+    r"""
+    Output of [`TrajVLMModel.get_video_features`]. B = videos, N = connector slots of a video (C·K·n for TrajTok,
+    the pooled grid for patch pooling), D = LLM width, D_v = tower width.
+
+    Args:
+        pooler_output (`tuple(torch.FloatTensor)`, one per video, each of shape `(num_video_tokens[i], D)`):
+            The projected tokens the LLM sees for each video, in clip order, then trajectory slot, then sub-token.
+            Only active trajectories: the count varies per video.
+        video_embeds (`torch.FloatTensor` of shape `(sum(num_video_tokens), D)`):
+            The same tokens packed video after video (what `forward` scatters into the sequence).
+        num_video_tokens (`torch.LongTensor` of shape `(B,)`):
+            LLM tokens per video (active trajectories × tokens per trajectory; all slots for patch pooling).
+        token_mask (`torch.BoolTensor` of shape `(B, N)`):
+            Which connector slots are active.
+        last_hidden_state (`torch.FloatTensor` of shape `(B, N, D_v)`):
+            Every connector slot before the projector (inactive slots hold finite values without meaning).
+        trajectory_ids (`torch.LongTensor` of shape `(B, T, g, g)`, *optional*):
+            TrajTok only: the hard mask on the tower's patch grid, global ids ``c·K + k`` (clip c, trajectory k).
+    """
+
+    pooler_output: tuple[torch.FloatTensor, ...] | None = None
+    video_embeds: torch.FloatTensor | None = None
+    num_video_tokens: torch.LongTensor | None = None
+    token_mask: torch.BoolTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    trajectory_ids: torch.LongTensor | None = None
+
+
+@dataclass
+class TrajVLMModelOutputWithPast(ModelOutput):
+    r"""
+    Output of [`TrajVLMModel`]. L' = length of the expanded sequence (placeholders replaced by video tokens).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, L', D)`): the LLM's last hidden states.
+        cache (`Cache`, *optional*): the KV cache of the expanded sequence.
+        hidden_states, attentions: as the language model returns them, when asked for.
+        expanded_attention_mask (`torch.LongTensor` of shape `(B, L')`, *optional*):
+            The attention mask of the expanded sequence (None when nothing was expanded).
+        expanded_position_ids (`torch.LongTensor` of shape `(B, L')`, *optional*): its position ids.
+        expanded_labels (`torch.LongTensor` of shape `(B, L')`, *optional*): labels, -100 over video tokens and padding.
+        video_token_mask (`torch.BoolTensor` of shape `(B, L')`, *optional*): True at video tokens.
+        video_outputs ([`TrajVLMVideoOutput`], *optional*): the video features that were inserted.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    expanded_attention_mask: torch.LongTensor | None = None
+    expanded_position_ids: torch.LongTensor | None = None
+    expanded_labels: torch.LongTensor | None = None
+    video_token_mask: torch.BoolTensor | None = None
+    video_outputs: TrajVLMVideoOutput | None = None
+
+
+@dataclass
+class TrajVLMCausalLMOutputWithPast(ModelOutput):
+    r"""
+    Output of [`TrajVLMForConditionalGeneration`]; fields as [`TrajVLMModelOutputWithPast`] plus:
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): next-token cross-entropy over the non -100 labels of
+            the expanded sequence (video tokens never count).
+        logits (`torch.FloatTensor` of shape `(B, L', vocab)`): LM logits of the expanded sequence (the last
+            `logits_to_keep` positions when that is set).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    expanded_attention_mask: torch.LongTensor | None = None
+    expanded_position_ids: torch.LongTensor | None = None
+    expanded_labels: torch.LongTensor | None = None
+    video_token_mask: torch.BoolTensor | None = None
+    video_outputs: TrajVLMVideoOutput | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------------------------
+class TrajVLMMultiModalProjector(nn.Module):
+    """Tower width → LLM width → LLM width (LLaVA's 2-layer MLP)."""
+
+    def __init__(self, config: TrajVLMConfig):
+        super().__init__()
+        text_width = config.text_config.hidden_size
+        bias = config.multimodal_projector_bias
+        self.linear_1 = nn.Linear(config.vision_config.hidden_size, text_width, bias=bias)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(text_width, text_width, bias=bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(features)))
+
+
+def _perceiver_config(config: TrajVLMConfig) -> TrajTokConfig:
+    """A TrajTokConfig that only carries the refinement Perceiver's shape at the tower width (never saved)."""
+    return TrajTokConfig(
+        backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 8, 8]),
+        hidden_size=config.vision_config.hidden_size,
+        num_attention_heads=config.connector_num_attention_heads,
+        perceiver_ff_mult=config.connector_ff_mult,
+        rope_theta=config.connector_rope_theta,
+        chunk_size=config.clip_length,
+    )
+
+
+class TrajVLMTrajectoryConnector(nn.Module):
+    """§11: resized hard mask + mapped segmenter queries + hard-mask refinement Perceiver over tower features."""
+
+    def __init__(self, config: TrajVLMConfig):
+        super().__init__()
+        width = config.vision_config.hidden_size
+        n = config.tokens_per_trajectory
+        self.tokens_per_trajectory = n
+        self.query_projection = nn.Linear(config.tokenizer_config.hidden_size, width)
+        self.subtoken_offsets = nn.Parameter(torch.empty(n, width)) if n > 1 else None
+        self.perceiver = TrajTokPerceiver(_perceiver_config(config), config.connector_depth)
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor, queries: torch.Tensor):
+        """One batch of clips.
+
+        Args:
+            features: (b, t, g, g, D_v) tower patch features.
+            logits: (b, t, h, w, K) the segmenter's assignment logits (local ids of the clip).
+            queries: (b, K, D_s) the segmenter's trajectory queries.
+        Returns:
+            tokens (b, K·n, D_v), active (b, K) bool, ids (b, t, g, g) local trajectory id per tower patch.
+        """
+        b, t, g = features.shape[:3]
+        num_traj = logits.shape[-1]
+        n = self.tokens_per_trajectory
+        # Resize the logits (not the ids) to the tower grid, then argmax: the hard mask on the tower's patches.
+        resized = F.interpolate(
+            logits.permute(0, 1, 4, 2, 3).flatten(0, 1), size=(g, g), mode="bilinear", align_corners=False
+        )
+        ids = resized.argmax(dim=1).reshape(b, t * g * g)
+        active = torch.zeros(b, num_traj, dtype=torch.bool, device=ids.device).scatter_(1, ids, True)
+        latents = self.query_projection(queries)  # (b, K, D_v)
+        if self.subtoken_offsets is not None:
+            latents = (latents.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, -1)).flatten(1, 2)
+        hard_mask = {
+            "trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0, "implementation": "segment"
+        }
+        tokens = self.perceiver(latents, features.reshape(b, t * g * g, -1), hard_mask)
+        return tokens, active, ids.reshape(b, t, g, g)
+
+
+def patch_pool(features: torch.Tensor, spatial: int, temporal: int) -> torch.Tensor:
+    """PatchVLM baseline: average pooling of (b, t, g, g, D) features over (temporal × spatial × spatial) windows.
+
+    A last partial window averages only the positions it covers. Returns (b, t'·g'·g', D), (t', row, col) order."""
+    x = features.permute(0, 4, 1, 2, 3)  # (b, D, t, g, g)
+    kernel = (min(temporal, x.shape[2]), spatial, spatial)
+    pooled = F.avg_pool3d(x, kernel_size=kernel, stride=kernel, ceil_mode=True, count_include_pad=False)
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def _clip_groups(frames: int, clip: int) -> list[tuple[int, int, int]]:
+    """(start, stop, clips) of the full clips (as one group) and of a last shorter clip."""
+    num_full, remainder = divmod(frames, clip)
+    groups = []
+    if num_full:
+        groups.append((0, num_full * clip, num_full))
+    if remainder:
+        groups.append((num_full * clip, frames, 1))
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------------
+class TrajVLMPreTrainedModel(PreTrainedModel):
+    config_class = TrajVLMConfig
+    config: TrajVLMConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["TrajTokPerceiverLayer"]
+    _skip_keys_device_placement = "cache"
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then re-freeze the segmenter (loading recreates the parameters with
+        `requires_grad=True`)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._freeze_segmenter()
+        return loaded
+
+    def _freeze_segmenter(self) -> None:
+        base = self if isinstance(self, TrajVLMModel) else getattr(self, self.base_model_prefix, None)
+        if isinstance(base, TrajVLMModel) and base.segmenter is not None and self.config.freeze_segmenter:
+            base.segmenter.requires_grad_(False)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, TrajVLMTrajectoryConnector) and module.subtoken_offsets is not None:
+            config = self.config
+            freqs = config.subtoken_fourier_frequencies
+            width = config.vision_config.hidden_size
+            offsets = fourier_ring_offsets(config.tokens_per_trajectory, freqs, random_orthonormal(2 * freqs, width))
+            init.copy_(module.subtoken_offsets, offsets * config.subtoken_init_scale)
+
+
+class TrajVLMModel(TrajVLMPreTrainedModel):
+    """Vision tower + connector (TrajTok or patch pooling) + projector + language model (without LM head)."""
+
+    def __init__(self, config: TrajVLMConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        if config.connector_type == "trajtok":
+            self.segmenter = TrajTokModel(config.tokenizer_config)
+            self.connector = TrajVLMTrajectoryConnector(config)
+        else:
+            self.segmenter = None
+            self.connector = None
+        self.multi_modal_projector = TrajVLMMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+        self._freeze_segmenter()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.segmenter is not None and self.config.freeze_segmenter:
+            self.segmenter.eval()  # a frozen segmenter always runs as at inference
+        return self
+
+    # ------------------------------------------------------------------ video
+    def _check_pixel_values(self, pixel_values_videos) -> None:
+        if not isinstance(pixel_values_videos, torch.Tensor):
+            raise TypeError(
+                "pixel_values_videos must be a torch.Tensor of shape (videos, frames, 3, height, width), got "
+                f"{type(pixel_values_videos).__name__}"
+            )
+        size = self.config.vision_config.image_size
+        if pixel_values_videos.ndim != 5:
+            hint = ""
+            if pixel_values_videos.ndim == 4:
+                hint = " (an image is a 1-frame video: add a frames dim with .unsqueeze(1))"
+            raise ValueError(
+                f"pixel_values_videos must have shape (videos, frames, 3, {size}, {size}), got "
+                f"{tuple(pixel_values_videos.shape)}{hint}"
+            )
+        if not pixel_values_videos.is_floating_point():
+            raise ValueError(
+                "pixel_values_videos must be a float tensor normalised by the processor, got "
+                f"{pixel_values_videos.dtype}"
+            )
+        videos, frames, channels, height, width = pixel_values_videos.shape
+        if videos == 0 or frames == 0:
+            raise ValueError(
+                f"pixel_values_videos needs at least one video and one frame, got {tuple(pixel_values_videos.shape)}"
+            )
+        if channels != 3:
+            raise ValueError(
+                f"pixel_values_videos must have 3 (RGB) channels in dim 2, got shape {tuple(pixel_values_videos.shape)}"
+            )
+        if (height, width) != (size, size):
+            raise ValueError(
+                f"pixel_values_videos frames must be {size}×{size} (the vision tower's image_size), got "
+                f"{height}×{width}: process the videos with this model's processor"
+            )
+
+    def _tower_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(M, 3, H, W) → (M, g, g, D_v) patch features of the selected tower layer."""
+        outputs = self.vision_tower(pixel_values=frames, output_hidden_states=True, return_dict=True)
+        features = outputs.hidden_states[self.config.vision_feature_layer]
+        if self.config.vision_feature_select_strategy == "default":
+            features = features[:, 1:]
+        g = self.config.patch_grid
+        if features.shape[1] != g * g:
+            raise ValueError(
+                f"the vision tower returned {features.shape[1]} positions per frame, expected {g}×{g} patches (check "
+                "vision_feature_select_strategy: 'default' drops a leading [CLS] token)"
+            )
+        return features.reshape(frames.shape[0], g, g, -1)
+
+    def _segmenter_frames(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        """Tower-normalised frames → the segmenter's size and normalisation."""
+        config = self.config
+        b, t = pixel_values_videos.shape[:2]
+        x = pixel_values_videos.flatten(0, 1)
+        size = config.segmenter_image_size
+        same_norm = (
+            config.vision_image_mean == config.segmenter_image_mean
+            and config.vision_image_std == config.segmenter_image_std
+        )
+        if not same_norm:
+            v_mean = x.new_tensor(config.vision_image_mean).view(1, 3, 1, 1)
+            v_std = x.new_tensor(config.vision_image_std).view(1, 3, 1, 1)
+            x = x * v_std + v_mean
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        if not same_norm:
+            s_mean = x.new_tensor(config.segmenter_image_mean).view(1, 3, 1, 1)
+            s_std = x.new_tensor(config.segmenter_image_std).view(1, 3, 1, 1)
+            x = (x - s_mean) / s_std
+        return x.reshape(b, t, *x.shape[1:])
+
+    def get_video_features(self, pixel_values_videos: torch.FloatTensor, **kwargs) -> TrajVLMVideoOutput:
+        r"""
+        The LLM tokens of each video.
+
+        Args:
+            pixel_values_videos (`torch.FloatTensor` of shape `(videos, frames, 3, H, W)`):
+                Frames normalised by the processor for the vision tower (H = W = `vision_config.image_size`).
+
+        Returns:
+            [`TrajVLMVideoOutput`]: `pooler_output` holds one `(num_video_tokens[i], D)` tensor per video (only active
+            trajectories), `video_embeds` the same tokens packed, `num_video_tokens` their counts.
+        """
+        kwargs.pop("return_dict", None)
+        if kwargs:
+            raise TypeError(f"get_video_features got unexpected arguments {sorted(kwargs)}")
+        self._check_pixel_values(pixel_values_videos)
+        config = self.config
+        b, t = pixel_values_videos.shape[:2]
+        g = config.patch_grid
+        features = self._tower_features(pixel_values_videos.flatten(0, 1)).reshape(b, t, g, g, -1)
+        groups = _clip_groups(t, config.clip_length)
+
+        trajectory_ids = None
+        if config.connector_type == "patch_pool":
+            parts = []
+            for start, stop, clips in groups:
+                clip_features = features[:, start:stop].reshape(b * clips, (stop - start) // clips, g, g, -1)
+                pooled = patch_pool(clip_features, config.patch_pool_size, config.patch_pool_temporal_size)
+                parts.append(pooled.reshape(b, -1, pooled.shape[-1]))
+            tokens = torch.cat(parts, dim=1)
+            token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        else:
+            segmenter_frames = self._segmenter_frames(pixel_values_videos)
+            level = min(config.tokenizer_config.tokens_per_trajectory_choices)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not config.freeze_segmenter):
+                segmentation = self.segmenter(segmenter_frames, tokens_per_trajectory=level, return_dict=True)
+            num_traj = config.tokenizer_config.num_trajectories
+            logits = segmentation.assignment_logits  # (b, t, h, w, K), local ids per clip
+            queries = segmentation.trajectory_queries
+            queries = queries.reshape(b, -1, num_traj, queries.shape[-1])  # (b, clips, K, D_s)
+            token_parts, active_parts, id_parts = [], [], []
+            first_clip = 0
+            for start, stop, clips in groups:
+                frames = (stop - start) // clips
+                clip_tokens, active, ids = self.connector(
+                    features[:, start:stop].reshape(b * clips, frames, g, g, -1),
+                    logits[:, start:stop].reshape(b * clips, frames, *logits.shape[2:]),
+                    queries[:, first_clip : first_clip + clips].flatten(0, 1),
+                )
+                token_parts.append(clip_tokens.reshape(b, -1, clip_tokens.shape[-1]))
+                active_parts.append(active.reshape(b, -1))
+                clip_index = torch.arange(first_clip, first_clip + clips, device=ids.device).repeat(b)
+                id_parts.append((ids + (clip_index * num_traj).view(-1, 1, 1, 1)).reshape(b, stop - start, g, g))
+                first_clip += clips
+            tokens = torch.cat(token_parts, dim=1)
+            token_mask = torch.cat(active_parts, dim=1).repeat_interleave(config.tokens_per_trajectory, dim=1)
+            trajectory_ids = torch.cat(id_parts, dim=1)
+
+        # Only the active tokens are projected (and seen by the LLM).
+        video_embeds = self.multi_modal_projector(tokens[token_mask])
+        num_video_tokens = token_mask.sum(dim=1)
+        return TrajVLMVideoOutput(
+            pooler_output=tuple(torch.split(video_embeds, num_video_tokens.tolist())),
+            video_embeds=video_embeds,
+            num_video_tokens=num_video_tokens,
+            token_mask=token_mask,
+            last_hidden_state=tokens,
+            trajectory_ids=trajectory_ids,
+        )
+
+    # ------------------------------------------------------------------ placeholder expansion
+    def _expand(
+        self,
+        input_ids: torch.LongTensor,
+        inputs_embeds: torch.Tensor,
+        video_embeds: torch.Tensor,
+        num_video_tokens: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.LongTensor | None,
+        labels: torch.LongTensor | None,
+    ) -> dict:
+        """Replace each placeholder by its video's tokens; vectorised (no loop over rows, videos or tokens)."""
+        batch, length = input_ids.shape
+        device = inputs_embeds.device
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        is_video = input_ids == self.config.video_token_id
+        # Right-padded rows stay right-padded; anything else (left-padded or unpadded) is left-padded.
+        left_pad = attention_mask is None or not bool((~real[:, -1]).any())
+
+        repeat = real.long()
+        repeat[is_video] = num_video_tokens.to(device)  # placeholders take their video's count, row-major order
+        ends = repeat.cumsum(dim=1)
+        starts = ends - repeat  # first new index of each token within its row's content
+        lengths = ends[:, -1]
+        new_length = int(lengths.max())
+        offset = (new_length - lengths) if left_pad else torch.zeros_like(lengths)
+
+        new_embeds = inputs_embeds.new_zeros(batch, new_length, inputs_embeds.shape[-1])
+        text_rows, text_cols = (real & ~is_video).nonzero(as_tuple=True)
+        text_dest = offset[text_rows] + starts[text_rows, text_cols]
+        new_embeds[text_rows, text_dest] = inputs_embeds[text_rows, text_cols]
+
+        video_rows, video_cols = is_video.nonzero(as_tuple=True)  # one per video, row-major = video order
+        counts = num_video_tokens.to(device)
+        video_of_token = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+        within = torch.arange(len(video_of_token), device=device) - (counts.cumsum(0) - counts)[video_of_token]
+        token_rows = video_rows[video_of_token]
+        token_cols = video_cols[video_of_token]
+        token_dest = offset[token_rows] + starts[token_rows, token_cols] + within
+        new_embeds[token_rows, token_dest] = video_embeds.to(new_embeds.dtype)
+
+        positions = torch.arange(new_length, device=device)
+        new_mask = (positions >= offset[:, None]) & (positions < (offset + lengths)[:, None])
+        video_token_mask = torch.zeros(batch, new_length, dtype=torch.bool, device=device)
+        video_token_mask[token_rows, token_dest] = True
+
+        if position_ids is None:
+            new_position_ids = (new_mask.long().cumsum(dim=1) - 1).masked_fill(~new_mask, 0)
+        else:
+            position_ids = position_ids.expand(batch, -1).to(device)
+            extra = torch.where(is_video, repeat - 1, torch.zeros_like(repeat))
+            shifted = position_ids + (extra.cumsum(dim=1) - extra)  # positions after the tokens added before
+            new_position_ids = torch.zeros(batch, new_length, dtype=position_ids.dtype, device=device)
+            new_position_ids[text_rows, text_dest] = shifted[text_rows, text_cols]
+            new_position_ids[token_rows, token_dest] = shifted[token_rows, token_cols] + within
+
+        new_labels = None
+        if labels is not None:
+            new_labels = torch.full((batch, new_length), IGNORE_INDEX, dtype=labels.dtype, device=device)
+            new_labels[text_rows, text_dest] = labels.to(device)[text_rows, text_cols]
+        return {
+            "inputs_embeds": new_embeds,
+            "attention_mask": new_mask.long(),
+            "position_ids": new_position_ids,
+            "labels": new_labels,
+            "video_token_mask": video_token_mask,
+        }
+
+    def _check_text_inputs(self, input_ids, attention_mask, labels, position_ids, num_videos, cache) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+            raise ValueError(
+                "input_ids must be a (batch, sequence) tensor, got "
+                f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}"
+            )
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"empty prompt: input_ids has shape {tuple(input_ids.shape)}")
+        if labels is not None and tuple(labels.shape) != tuple(input_ids.shape):
+            raise ValueError(
+                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+            )
+        if num_videos is not None:
+            # The expansion reads mask and positions token by token (with a cache, the mask also covers the past).
+            if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+                raise ValueError(
+                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)} when "
+                    f"pixel_values_videos are given, got {tuple(attention_mask.shape)}"
+                )
+            if attention_mask is not None and not bool(attention_mask.bool().any(dim=1).all()):
+                raise ValueError("empty prompt: a row of attention_mask is all zeros")
+            if position_ids is not None and position_ids.shape[-1] != input_ids.shape[1]:
+                raise ValueError(
+                    f"position_ids must have the length of input_ids ({input_ids.shape[1]}), got "
+                    f"{tuple(position_ids.shape)}"
+                )
+        is_video = input_ids == self.config.video_token_id
+        per_row = is_video.sum(dim=1).tolist()
+        decoding = cache is not None and cache.get_seq_length() > 0
+        if num_videos is None:
+            if sum(per_row) and not decoding:
+                raise ValueError(
+                    f"input_ids hold {sum(per_row)} <video> placeholder(s) (id {self.config.video_token_id}, per row "
+                    f"{per_row}) but no pixel_values_videos were given"
+                )
+            return
+        if sum(per_row) != num_videos:
+            raise ValueError(
+                f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos has "
+                f"{num_videos} video(s): the prompt needs exactly one <video> token (id {self.config.video_token_id}) "
+                "per video; videos fill the placeholders in row-major order"
+            )
+        if attention_mask is not None and bool((is_video & ~attention_mask.bool()).any()):
+            raise ValueError("a <video> placeholder lies under attention_mask == 0 (padding)")
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> TrajVLMModelOutputWithPast:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B, L)`):
+                Prompt ids with ONE `<video>` placeholder (`config.video_token_id`) per video.
+            pixel_values_videos (`torch.FloatTensor` of shape `(V, T, 3, H, W)`, *optional*):
+                The V videos of the batch, filling the placeholders in row-major order (a row may hold several).
+            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token, 0 = padding.
+            position_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): expanded consistently (a placeholder's
+                j-th video token gets its position + j, later tokens are shifted by the tokens added before them).
+            cache (`Cache`, *optional*): KV cache of the *expanded* sequence (`past_key_values` is accepted too).
+            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): expanded with -100 over video tokens; the
+                loss itself is computed by [`TrajVLMForConditionalGeneration`].
+        """
+        if pixel_values_videos is None and kwargs.get("pixel_values") is not None:
+            raise TypeError(
+                "TrajVLM takes videos as pixel_values_videos (an image is a 1-frame video), not pixel_values"
+            )
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if input_ids is None:
+            if pixel_values_videos is not None:
+                raise ValueError("pixel_values_videos needs input_ids (the <video> placeholders are found by id)")
+            expanded = None
+        else:
+            num_videos = None
+            if pixel_values_videos is not None:
+                self._check_pixel_values(pixel_values_videos)
+                num_videos = pixel_values_videos.shape[0]
+            self._check_text_inputs(input_ids, attention_mask, labels, position_ids, num_videos, cache)
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+            expanded = None
+            video_outputs = None
+            if pixel_values_videos is not None:
+                video_outputs = self.get_video_features(pixel_values_videos)
+                expanded = self._expand(
+                    input_ids, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
+                    attention_mask, position_ids, labels,
+                )
+                inputs_embeds = expanded["inputs_embeds"]
+                attention_mask = expanded["attention_mask"]
+                position_ids = expanded["position_ids"]
+
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            return_dict=True,
+            **{k: v for k, v in kwargs.items() if k != "pixel_values"},
+        )
+        return TrajVLMModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=getattr(outputs, "cache", None),
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+            expanded_attention_mask=None if expanded is None else expanded["attention_mask"],
+            expanded_position_ids=None if expanded is None else expanded["position_ids"],
+            expanded_labels=None if expanded is None else expanded["labels"],
+            video_token_mask=None if expanded is None else expanded["video_token_mask"],
+            video_outputs=None if expanded is None else video_outputs,
+        )
+
+
+class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
+    r"""
+    TrajVLM with a language-modelling head: answers questions about videos with `generate`.
+
+    Example:
+
+    ```python
+    >>> processor = AutoProcessor.from_pretrained(path)
+    >>> model = AutoModelForImageTextToText.from_pretrained(path)
+    >>> question = {"type": "text", "text": "What colour is the circle?"}
+    >>> conversation = [{"role": "user", "content": [{"type": "video"}, question]}]
+    >>> prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    >>> inputs = processor(text=prompt, videos=[clip], return_tensors="pt")
+    >>> answer = model.generate(**inputs, max_new_tokens=8)
+    >>> processor.batch_decode(answer[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    ```
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: TrajVLMConfig):
+        super().__init__(config)
+        self.model = TrajVLMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_video_features(self, pixel_values_videos: torch.FloatTensor, **kwargs) -> TrajVLMVideoOutput:
+        """See [`TrajVLMModel.get_video_features`]."""
+        return self.model.get_video_features(pixel_values_videos, **kwargs)
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> TrajVLMCausalLMOutputWithPast:
+        r"""
+        Args: as [`TrajVLMModel.forward`], plus
+            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): next-token targets aligned with `input_ids`
+                (-100 = ignored). They are expanded like the sequence (-100 over video tokens) before the usual
+                shifted cross-entropy.
+            logits_to_keep (`int`, *optional*, defaults to 0): compute logits for the last positions only (0 = all).
+        """
+        return_dict = kwargs.pop("return_dict", None)
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values_videos=pixel_values_videos,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])
+
+        loss = None
+        if labels is not None:
+            target = outputs.expanded_labels if outputs.expanded_labels is not None else labels
+            loss = self.loss_function(
+                logits=logits, labels=target, vocab_size=self.config.text_config.vocab_size,
+                num_items_in_batch=num_items_in_batch,
+            )
+        output = TrajVLMCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            expanded_attention_mask=outputs.expanded_attention_mask,
+            expanded_position_ids=outputs.expanded_position_ids,
+            expanded_labels=outputs.expanded_labels,
+            video_token_mask=outputs.video_token_mask,
+            video_outputs=outputs.video_outputs,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        """After a step that expanded placeholders with a KV cache, continue from the *expanded* attention mask and
+        position ids (the cache holds the expanded sequence); otherwise the default update."""
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        expanded_mask = getattr(outputs, "expanded_attention_mask", None)
+        with_cache = model_kwargs.get("use_cache", True) and getattr(outputs, "cache", None) is not None
+        if expanded_mask is not None and with_cache:
+            ones = expanded_mask.new_ones(expanded_mask.shape[0], num_new_tokens)
+            model_kwargs["attention_mask"] = torch.cat([expanded_mask, ones], dim=-1)
+            positions = outputs.expanded_position_ids
+            step = torch.arange(1, num_new_tokens + 1, dtype=positions.dtype, device=positions.device)
+            model_kwargs["position_ids"] = torch.cat([positions, positions[:, -1:] + step], dim=-1)
+        return model_kwargs
+
+
+__all__ = [
+    "TrajVLMCausalLMOutputWithPast",
+    "TrajVLMForConditionalGeneration",
+    "TrajVLMModel",
+    "TrajVLMModelOutputWithPast",
+    "TrajVLMPreTrainedModel",
+    "TrajVLMVideoOutput",
+]
