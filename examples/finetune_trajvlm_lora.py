@@ -1,6 +1,6 @@
 """Stage 2 of TrajVLM training: question-answering fine-tuning with PEFT LoRA, trained with accelerate.
 
-    python examples/finetune_trajvlm_lora.py --model runs/trajvlm-caption --output_dir runs/trajvlm-qa
+    python examples/finetune_trajvlm_lora.py --model outputs/trajvlm-caption --output_dir outputs/trajvlm-qa
     python examples/finetune_trajvlm_lora.py --model DIR --data train.jsonl --eval_data test.jsonl --output_dir OUT
     python examples/finetune_trajvlm_lora.py --model DIR --output_dir OUT --lora_mlp --merge
     accelerate launch examples/finetune_trajvlm_lora.py ...

@@ -56,6 +56,7 @@ from trajtok_hf.training import (
     evaluate_retrieval,
     iterate_batches,
     log_jsonl,
+    save_final,
     synthetic_caption_words,
 )
 
@@ -274,12 +275,7 @@ def main(argv=None):
         accelerator.end_training()
         return
     evaluate()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final_dir = os.path.join(args.output_dir, "final")
-        accelerator.unwrap_model(model).save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
-        accelerator.print(f"saved model + processor to {final_dir}")
+    save_final(accelerator, model, processor, args.output_dir)
     accelerator.end_training()
 
 

@@ -1,8 +1,8 @@
 """Stage 1 of TrajVLM training (paper Sec. 5, method spec §11): caption pre-training of a tiny TrajVLM on procedural
 videos, from scratch and offline. Stage 2 (QA fine-tuning with LoRA) is examples/finetune_trajvlm_lora.py.
 
-    python examples/train_trajvlm_caption.py --output_dir runs/trajvlm-caption --connector trajtok
-    python examples/train_trajvlm_caption.py --output_dir runs/patchvlm-caption --connector patch_pool \
+    python examples/train_trajvlm_caption.py --output_dir outputs/trajvlm-caption --connector trajtok
+    python examples/train_trajvlm_caption.py --output_dir outputs/patchvlm-caption --connector patch_pool \
         --patch_pool_size 4 --patch_pool_temporal_size 8
     accelerate launch examples/train_trajvlm_caption.py --output_dir ...   # several processes / a GPU
 

@@ -657,3 +657,15 @@ def log_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one JSON line (main process only; the caller checks)."""
     with open(path, "a") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def save_final(accelerator, model, processor, output_dir: str | os.PathLike) -> str:
+    """End of training: ``save_pretrained`` of the unwrapped model and its processor into ``output_dir/final``
+    (main process), after every process has finished; returns that folder."""
+    accelerator.wait_for_everyone()
+    final_dir = os.path.join(output_dir, "final")
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final_dir)
+        processor.save_pretrained(final_dir)
+        accelerator.print(f"saved model + processor to {final_dir}")
+    return final_dir

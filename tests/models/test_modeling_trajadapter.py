@@ -264,6 +264,17 @@ def test_refinement_is_hard_masked_per_trajectory():
     assert not torch.allclose(a.trajectory_tokens[0, others], b.trajectory_tokens[0, others])
 
 
+def test_segment_and_dense_hard_mask_agree():
+    model = tiny_trajadapter_model(tokens_per_trajectory=4)
+    frozen = model.get_frozen_features(_videos(2))
+    segment = model(frozen_features=frozen)
+    dense = model(frozen_features=frozen, hard_mask_implementation="dense")
+    torch.testing.assert_close(dense.trajectory_tokens, segment.trajectory_tokens, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dense.logits, segment.logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="hard_mask_implementation"):
+        model(frozen_features=frozen, hard_mask_implementation="sparse")
+
+
 def test_subtoken_offsets_are_a_fourier_ring():
     model = tiny_trajadapter_model(tokens_per_trajectory=4)
     offsets = model.subtoken_offsets.detach()

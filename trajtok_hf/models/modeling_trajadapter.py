@@ -52,7 +52,13 @@ from transformers.utils import ModelOutput
 
 from .configuration_trajadapter import BackboneTokenGrid, TrajAdapterConfig
 from .configuration_trajtok import TrajTokConfig
-from .modeling_trajtok import TrajTokModel, fourier_ring_offsets, random_orthonormal
+from .modeling_trajtok import (
+    HARD_MASK_IMPLEMENTATIONS,
+    TrajTokModel,
+    fourier_ring_offsets,
+    init_linear_and_norm,
+    random_orthonormal,
+)
 from .perceiver_trajtok import TrajTokPerceiver
 
 __all__ = [
@@ -280,14 +286,9 @@ class TrajAdapterPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # The backbone and the segmenter are PreTrainedModels: transformers dispatches their own _init_weights.
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, TrajAdapterAttentiveProbe):
+        if init_linear_and_norm(module, std):
+            return
+        if isinstance(module, TrajAdapterAttentiveProbe):
             init.trunc_normal_(module.queries, std=std)
         elif isinstance(module, TrajAdapterForVideoClassification) and module.subtoken_offsets is not None:
             # §7: n evenly spaced ring angles, Fourier features, one random orthonormal projection, scaled by 0.02.
@@ -497,7 +498,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         )
 
     # ------------------------------------------------------------------ adapter
-    def _trajectory_tokens(self, frozen: TrajAdapterFrozenFeatures):
+    def _trajectory_tokens(self, frozen: TrajAdapterFrozenFeatures, hard_mask_implementation: str = "segment"):
         """Refinement Perceiver over the backbone tokens under the hard mask → tokens (B, S·n, D), mask (B, S·n)."""
         config = self.config
         features = frozen.patch_features.to(self.classifier.weight.dtype)
@@ -519,7 +520,8 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             counts = torch.bincount(flat, minlength=batch * num_slots).clamp_min(1).to(context.dtype)
             queries = queries + (sums / counts[:, None]).reshape(batch, num_slots, width)
         latents = (queries.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, width)).reshape(batch, num_slots * n, width)
-        hard_mask = {"trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0, "implementation": "segment"}
+        hard_mask = {"trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0,
+                     "implementation": hard_mask_implementation}
         tokens = self.refinement(latents, context, hard_mask)
         mask = active.repeat_interleave(n, dim=1)
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask, active
@@ -530,6 +532,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         labels: torch.LongTensor | None = None,
         segmenter_pixel_values_videos: torch.FloatTensor | None = None,
         frozen_features: TrajAdapterFrozenFeatures | None = None,
+        hard_mask_implementation: str = "segment",
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajAdapterClassifierOutput | tuple:
@@ -544,11 +547,18 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
                 The segmenter's own input when its size/normalisation differ from the backbone's.
             frozen_features ([`TrajAdapterFrozenFeatures`], *optional*):
                 Cached output of [`get_frozen_features`]; replaces the two inputs above.
+            hard_mask_implementation (`str`, *optional*, defaults to `"segment"`):
+                Refinement attention: `"segment"` (per-token segment softmax, O(tokens)) or `"dense"` (an explicit
+                (queries × tokens) mask; equal to ≤ 1e-5, faster when C·K·n × tokens is small, as in tiny models).
         """
         if kwargs:
             hint = " (the video goes in pixel_values_videos)" if "pixel_values" in kwargs else ""
             raise TypeError(f"TrajAdapterForVideoClassification.forward got unexpected arguments {sorted(kwargs)}{hint}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if hard_mask_implementation not in HARD_MASK_IMPLEMENTATIONS:
+            raise ValueError(
+                f"hard_mask_implementation must be one of {HARD_MASK_IMPLEMENTATIONS}, got {hard_mask_implementation!r}"
+            )
         if frozen_features is None:
             if pixel_values_videos is None:
                 raise ValueError("pixel_values_videos is required (or frozen_features from get_frozen_features)")
@@ -561,7 +571,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         tokens = mask = ids = num_trajectories = None
         probe_type = self.config.probe_type
         if probe_type == "trajectory":
-            tokens, mask, active = self._trajectory_tokens(frozen_features)
+            tokens, mask, active = self._trajectory_tokens(frozen_features, hard_mask_implementation)
             pooled = self.probe(tokens, mask)
             ids, num_trajectories = frozen_features.trajectory_ids, active.sum(dim=1)
         else:

@@ -112,6 +112,21 @@ def random_orthonormal(rows: int, cols: int, generator: torch.Generator | None =
     return (q if rows >= cols else q.T).to(torch.float32)
 
 
+def init_linear_and_norm(module: nn.Module, std: float, linear_types=(nn.Linear,)) -> bool:
+    """Truncated-normal weights and zero biases for linear layers, identity LayerNorms; True if ``module`` was one of
+    them. Shared by every model of the package so that they initialise alike."""
+    if isinstance(module, linear_types):
+        init.trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+        return True
+    if isinstance(module, nn.LayerNorm):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+        return True
+    return False
+
+
 class TrajTokPreTrainedModel(PreTrainedModel):
     config_class = TrajTokConfig
     config: TrajTokConfig
@@ -124,14 +139,9 @@ class TrajTokPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, TrajTokModel):
+        if init_linear_and_norm(module, std):
+            return
+        if isinstance(module, TrajTokModel):
             config = self.config
             init.constant_(module.logit_scale, config.logit_scale_init_value)
             freqs = config.subtoken_fourier_frequencies

@@ -55,7 +55,7 @@ from transformers.utils import ModelOutput
 from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
 from .loss_contrastive import clip_contrastive_loss
 from .loss_trajtok import trajectory_segmentation_loss
-from .modeling_trajtok import TrajTokModel
+from .modeling_trajtok import TrajTokModel, init_linear_and_norm
 from .modeling_vit3d import ViT3DPatchTokenizer
 
 __all__ = [
@@ -257,14 +257,9 @@ class TrajViT2PreTrainedModel(PreTrainedModel):
         # The TrajTok tokenizer and the text model are PreTrainedModels: transformers dispatches their own
         # _init_weights to their submodules.
         std = self._vision_std()
-        if isinstance(module, (nn.Linear, nn.Conv3d)):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, TrajViT2VisionTransformer):
+        if init_linear_and_norm(module, std, linear_types=(nn.Linear, nn.Conv3d)):
+            return
+        if isinstance(module, TrajViT2VisionTransformer):
             init.trunc_normal_(module.cls_token, std=std)
         elif isinstance(module, ViT3DPatchTokenizer):
             if module.position_embeddings is not None:

@@ -32,8 +32,9 @@ the text-length attention mask / position ids that ``GenerationMixin`` tracks fo
 
 Differences from the official release: the segmenter's input is derived from the tower-normalised frames (undo the
 tower normalisation, bilinear antialiased resize, segmenter normalisation) instead of a second decode at 224²
-with bicubic resizing; the segmenter's own refinement Perceiver also runs (its tokens are unused: only the public
-``TrajTokModel.forward`` is called, so this file keeps working when the segmenter's internals change).
+with bicubic resizing. Only the public ``TrajTokModel.forward`` is called (with ``output_trajectory_tokens=False``:
+the segmenter's own refinement Perceiver is skipped), so this file keeps working when the segmenter's internals
+change.
 
 Imports only torch, transformers and sibling files (remote code).
 """
@@ -412,7 +413,10 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             segmenter_frames = self._segmenter_frames(pixel_values_videos)
             level = min(config.tokenizer_config.tokens_per_trajectory_choices)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not config.freeze_segmenter):
-                segmentation = self.segmenter(segmenter_frames, tokens_per_trajectory=level, return_dict=True)
+                # Only the logits and queries are used: the segmenter's own refinement Perceiver is skipped.
+                segmentation = self.segmenter(
+                    segmenter_frames, tokens_per_trajectory=level, output_trajectory_tokens=False, return_dict=True
+                )
             num_traj = config.tokenizer_config.num_trajectories
             logits = segmentation.assignment_logits  # (b, t, h, w, K), local ids per clip
             queries = segmentation.trajectory_queries
