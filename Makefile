@@ -3,7 +3,7 @@ PY ?= python
 .PHONY: demo test
 
 demo:
-	$(PY) examples/tokenize_video.py
+	$(PY) examples/retrieval.py
 
 test:
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -23,6 +23,7 @@ Authentication: ``HF_TOKEN`` / ``hf auth login`` or ``--token``; ``--endpoint`` 
 
 import argparse
 import sys
+from pathlib import Path
 
 from trajtok_hf.hub import (
     FolderValidationError,
@@ -48,6 +49,7 @@ def parse_args(argv=None):
                       help="JSON of evaluation numbers ({'metric': value} or {'metrics': {...}, 'dataset': {...}}); "
                            "default: metrics.jsonl / eval.json written by the training scripts next to --model")
     card.add_argument("--training_command", default=None, help="the command that trained this checkpoint")
+    card.add_argument("--card_notes", default=None, help="a Markdown file: the card's Notes section")
     card.add_argument("--dataset", action="append", default=[], help="Hub id of a training dataset (repeatable)")
     card.add_argument("--base_model", action="append", default=[], help="Hub id of a base model (repeatable)")
     card.add_argument("--license", default="apache-2.0")
@@ -78,10 +80,11 @@ def main(argv=None) -> int:
 
     try:
         eval_metrics = load_eval_results_json(args.eval_results) if args.eval_results else None
+        notes = Path(args.card_notes).read_text(encoding="utf-8") if args.card_notes else None
         card = build_model_card(
             report, args.repo_id, eval_metrics=eval_metrics, training_command=args.training_command,
             datasets=args.dataset, base_model=args.base_model, license=args.license, extra_tags=args.tag,
-            template_dir=args.template_dir,
+            template_dir=args.template_dir, notes=notes,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: cannot build the model card: {error}", file=sys.stderr)

@@ -62,6 +62,9 @@ def parse_args(argv=None):
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
     g.add_argument("--max_objects", type=int, default=3, help="synthetic data: objects per clip (1..max)")
     g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
+    g.add_argument("--matching_tie_break", choices=("index", "soft"), default=None,
+                   help="§8 matching ties: scipy's slot order (release) or soft-mask overlap (see loss_trajtok.py); "
+                        "default: the model config's (index for a preset); saved in the model config")
     add_training_args(parser)
     args = parser.parse_args(argv)
     check_training_args(parser, args)
@@ -131,6 +134,9 @@ def main(argv=None):
             raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a TrajTokModel")
     else:
         model = TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS[args.preset]))
+    if args.matching_tie_break is not None:
+        model.config.matching_tie_break = args.matching_tie_break
+    tie_break = model.config.matching_tie_break
     processor = TrajTokVideoProcessor(size={"height": args.frame_size, "width": args.frame_size},
                                       num_frames=args.num_frames)
     train_set, sampler, eval_set = build_datasets(args, processor)
@@ -181,7 +187,8 @@ def main(argv=None):
     for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
         with accelerator.accumulate(model):
             out = model(pixel_values_videos=batch["pixel_values_videos"])
-            losses = trajectory_segmentation_loss(out.assignment_logits, batch["segmentation_labels"], return_dict=True)
+            losses = trajectory_segmentation_loss(out.assignment_logits, batch["segmentation_labels"], return_dict=True,
+                                                  tie_break=tie_break)
             accelerator.backward(losses["loss"])
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

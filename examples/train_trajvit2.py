@@ -54,6 +54,7 @@ from trajtok_hf.training import (
     check_training_args,
     default_warmup_steps,
     evaluate_retrieval,
+    evaluate_segmentation,
     iterate_batches,
     log_jsonl,
     save_final,
@@ -72,6 +73,8 @@ def parse_args(argv=None):
     g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
     g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
     g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
+    g.add_argument("--no_detach", action="store_true",
+                   help="ablation (method spec §3): feed the query Perceiver undetached features")
     g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata (+ masks)")
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see train_segmenter.py)")
     g.add_argument("--num_frames", type=int, default=8)
@@ -93,6 +96,8 @@ def parse_args(argv=None):
         parser.error(f"--segmentation_loss_weight must be >= 0, got {args.segmentation_loss_weight}")
     if args.segmenter is not None and args.vision_tokenizer != "trajtok":
         parser.error("--segmenter warm-starts the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
+    if args.no_detach and args.vision_tokenizer != "trajtok":
+        parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
         parser.error("the contrastive loss needs a batch")
     for flag in ("data", "eval_data"):
@@ -114,6 +119,10 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         model, processor = AutoModel.from_pretrained(args.model), AutoProcessor.from_pretrained(args.model)
         if not isinstance(model, TrajViT2Model):
             raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a TrajViT2Model")
+        if args.no_detach:
+            if model.config.vision_tokenizer != "trajtok":
+                raise SystemExit(f"error: --no_detach needs a TrajTok model; {args.model} uses ViT3D")
+            model.vision_model.tokenizer.config.detach_features = False
         return model, processor
     text_tokenizer = (AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer
                       else build_caption_tokenizer(captions_for_vocab, args.max_text_length))
@@ -125,7 +134,10 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             segmenter = AutoModel.from_pretrained(args.segmenter)
             if not isinstance(segmenter, TrajTokModel):
                 raise SystemExit(f"error: --segmenter {args.segmenter} is a {type(segmenter).__name__}, not TrajTok")
-        vision["tokenizer_config"] = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+        tokenizer_config = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+        if args.no_detach:
+            tokenizer_config.detach_features = False
+        vision["tokenizer_config"] = tokenizer_config
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
     text = BertConfig(vocab_size=len(text_tokenizer), **preset["text"])
@@ -199,6 +211,7 @@ def main(argv=None):
         len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),
                                 args.min_lr_ratio)
+    has_eval_labels = "segmentation_labels" in eval_set[0]
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
 
@@ -218,7 +231,10 @@ def main(argv=None):
                       f"(gathered over processes), segmentation loss {'on' if use_segmentation else 'off'}")
 
     def evaluate():
-        metrics = evaluate_retrieval(accelerator.unwrap_model(model), eval_loader, accelerator)
+        unwrapped = accelerator.unwrap_model(model)
+        metrics = evaluate_retrieval(unwrapped, eval_loader, accelerator)
+        if unwrapped.config.vision_tokenizer == "trajtok" and has_eval_labels:  # the tokenizer's segmentation
+            metrics.update(evaluate_segmentation(unwrapped.vision_model.tokenizer, eval_loader, accelerator))
         if accelerator.is_main_process:
             log_jsonl(metrics_file, {"step": state.step, **{f"eval/{k}": v for k, v in metrics.items()}})
             tqdm.write(f"step {state.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -38,6 +38,7 @@ from .models.modeling_trajvlm import (
 from .models.processing_trajvit2 import TrajViT2Processor
 from .models.processing_trajvlm import TrajVLMProcessor
 from .models.video_processing_trajtok import TrajTokVideoProcessor
+from .pipelines import ZeroShotVideoClassificationPipeline, register_pipelines
 
 __version__ = "0.1.0"
 
@@ -85,6 +86,7 @@ def _register() -> None:
 
 
 _register()
+register_pipelines()
 
 __all__ = [
     "TrajVLMCausalLMOutputWithPast",
@@ -115,5 +117,6 @@ __all__ = [
     "TrajViT2VisionModel",
     "TrajViT2VisionOutput",
     "ViT3DPatchTokenizer",
+    "ZeroShotVideoClassificationPipeline",
     "clip_contrastive_loss",
 ]

@@ -876,9 +876,13 @@ def build_model_card(
     license: str = "apache-2.0",
     extra_tags: Sequence[str] = (),
     template_dir: str | os.PathLike | None = None,
+    notes: str | None = None,
 ):
     """The ``huggingface_hub.ModelCard`` of a validated folder (see the module docstring for where numbers come
-    from). ``eval_metrics`` defaults to :func:`find_eval_metrics` of the folder."""
+    from). ``eval_metrics`` defaults to :func:`find_eval_metrics` of the folder; ``notes`` is Markdown placed as a
+    "Notes" section before the limitations (e.g. why a text tower was chosen, measured results of a demo)."""
+    if notes is not None and not isinstance(notes, str):
+        raise TypeError(f"notes must be a Markdown string or None, got {type(notes).__name__}")
     from huggingface_hub import ModelCard, ModelCardData
 
     spec, config = report.spec, report.config
@@ -932,6 +936,7 @@ def build_model_card(
         training_command_source=command_source,
         files=report.files + ["README.md"],
         citation=CITATION,
+        notes=notes.strip() if notes else None,
     )
     validate_card_metadata(card)
     return card

@@ -305,3 +305,49 @@ def test_bad_hyperparameters_raise(kwargs, argument):
         trajectory_segmentation_loss(logits, labels, **kwargs)
     with pytest.raises(ValueError, match=argument):
         TrajectorySegmentationLoss(**kwargs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("num_gt,num_slots", [(3, 6), (5, 6), (5, 3)])
+def test_soft_tie_break_keeps_the_optimal_hard_iou(seed, num_gt, num_slots):
+    """tie_break="soft" only reorders assignments of equal hard IoU: the summed IoU stays the brute-force optimum."""
+    logits, labels = random_case(seed, num_gt, num_slots)
+    labels_flat = labels.flatten().tolist()
+    pred_flat = logits.argmax(-1).flatten().tolist()
+    order = first_appearance_order(labels_flat)
+    iou = {(g, k): reference_iou(labels_flat, pred_flat, g, k) for g in order for k in range(num_slots)}
+    totals = []
+    for tie_break in ("index", "soft"):
+        (gt_ids, slot_ids), = hungarian_match(logits, labels, tie_break=tie_break)
+        assert len(set(slot_ids.tolist())) == len(slot_ids)
+        totals.append(sum(iou[g, k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist())))
+    assert totals[0] == pytest.approx(totals[1], abs=1e-12)
+
+
+def test_soft_tie_break_gives_an_unclaimed_trajectory_to_the_closest_slot():
+    """Two objects (ids 1, 2) that slot 0 has swallowed next to background (id 0, slot 1): object 2 overlaps no free
+    slot. "index" gives it the lowest free slot (2); "soft" the free slot with the most soft mass on it (4)."""
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]).view(1, 1, 2, 4)
+    logits = torch.full((1, 1, 2, 4, 5), -4.0)
+    logits[..., 1] = torch.tensor([4.0, 4, 4, 4, -4, -4, -4, -4]).view(1, 1, 2, 4)  # background
+    logits[..., 0] = torch.tensor([-4.0, -4, -4, -4, 4, 4, 4, 4]).view(1, 1, 2, 4)  # both objects
+    logits[..., 4] = torch.tensor([-4.0, -4, -4, -4, -4, -4, 3, 3]).view(1, 1, 2, 4)  # close to claiming object 2
+    (gt_ids, index_slots), = hungarian_match(logits, labels, tie_break="index")
+    (_, soft_slots), = hungarian_match(logits, labels, tie_break="soft")
+    assert gt_ids.tolist() == [0, 1, 2]
+    assert index_slots.tolist() == [1, 0, 2]
+    assert soft_slots.tolist() == [1, 0, 4]
+    index_loss = trajectory_segmentation_loss(logits, labels, tie_break="index")
+    soft_loss = trajectory_segmentation_loss(logits, labels, tie_break="soft")
+    assert soft_loss < index_loss  # the chosen slot already has mass on the object
+    assert TrajectorySegmentationLoss(tie_break="soft")(logits, labels) == soft_loss
+
+
+def test_bad_tie_break_raises():
+    logits, labels = random_case(0, 3, 4)
+    with pytest.raises(ValueError, match="tie_break"):
+        trajectory_segmentation_loss(logits, labels, tie_break="random")
+    with pytest.raises(ValueError, match="tie_break"):
+        hungarian_match(logits, labels, tie_break=None)
+    with pytest.raises(ValueError, match="tie_break"):
+        TrajectorySegmentationLoss(tie_break="Soft")

@@ -18,6 +18,7 @@ SUPPORTED_BACKBONES = ("convnext", "convnextv2", "dinov3_convnext")
 QUERY_INITS = ("soft_pool", "latent", "latent_plus_soft_pool")
 SOFT_POOL_NORMALIZATIONS = ("sum", "mean")
 LATENT_NORM_PLACEMENTS = ("final", "every_layer")
+MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
 ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
 
 # ConvNeXt-Tiny (paper §2): depths 3/3/9/3, widths 96-768. All four stages are returned.
@@ -83,6 +84,10 @@ class TrajTokConfig(PreTrainedConfig):
             default divides by the soft mass Σ_p M_kp + 1e-6 (`"mean"`, as the release's soft pool).
         detach_features (`bool`, *optional*, defaults to `True`):
             Feed the query Perceiver with F.detach() (§3; the most important ablation).
+        matching_tie_break (`str`, *optional*, defaults to `"index"`):
+            Training only: how the §8 Hungarian matching breaks ties of equal hard IoU, `"index"` (scipy's choice,
+            as the release) or `"soft"` (the slot with the most soft-mask mass on the GT trajectory); see
+            `loss_trajtok.py`. Read by the training scripts and by [`TrajViT2Model`]'s segmentation loss.
         use_hard_mask (`bool`, *optional*, defaults to `True`):
             Refinement tokens attend only to their own trajectory's pixels (§6). `False` = unmasked ablation.
         refinement_visible_last_pixels (`int`, *optional*, defaults to 0):
@@ -135,6 +140,7 @@ class TrajTokConfig(PreTrainedConfig):
     query_init: str = "soft_pool"
     soft_pool_normalization: str = "mean"
     detach_features: bool = True
+    matching_tie_break: str = "index"
     use_hard_mask: bool = True
     refinement_visible_last_pixels: int = 0
     tokens_per_trajectory: int = 1
@@ -200,6 +206,7 @@ class TrajTokConfig(PreTrainedConfig):
             ("query_init", QUERY_INITS),
             ("soft_pool_normalization", SOFT_POOL_NORMALIZATIONS),
             ("latent_norm_placement", LATENT_NORM_PLACEMENTS),
+            ("matching_tie_break", MATCHING_TIE_BREAKS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -29,8 +29,17 @@ Choices this file makes (the spec leaves them open):
   the matched trajectories' Dice, where mass put on them is a false positive. With ``≤ K`` GT trajectories (the
   normal case) every GT trajectory is matched, even one with zero IoU to every prediction, and the focal mean runs
   over all labeled pixels.
-- **Ties**: when several assignments have the same total IoU (e.g. a GT trajectory that overlaps no predicted one),
-  scipy's deterministic tie-break picks one; the loss is invariant to a permutation of the K slots up to such ties.
+- **Ties** (``tie_break``): when several assignments have the same total hard IoU — above all a GT trajectory that
+  overlaps no predicted one, e.g. a second object that the slot of a first one has swallowed — ``"index"`` (default,
+  as the release) keeps scipy's deterministic choice (the lowest free slot index), ``"soft"`` prefers the slots whose
+  *soft* mask puts the most mass on the GT trajectory (mean ``p_k`` over its pixels). The soft term totals less
+  than ``1/(4n²)`` (n = labeled pixels of the sample), below the smallest difference of two hard IoUs, so it decides
+  between assignments of equal hard IoU (and at most between totals closer than that): the spec's matching is
+  unchanged wherever it is not a tie. Why: with ``"index"`` the unclaimed objects of a clip go
+  to whichever idle slots come first, whatever they look like, so no slot can specialise and a small segmenter
+  trained from scratch stays stuck with one slot for "all foreground" (measured on the synthetic shapes: 2 active
+  trajectories per clip and FG-ARI ≈ 0.5 after 2000 steps); ``"soft"`` hands each unclaimed object to the slot
+  already closest to claiming it. The loss is invariant to a permutation of the K slots up to ties.
 - Logits are upcast to float32 and normalised with ``log_softmax``; non-finite logits are rejected.
 - A batch without labeled pixels gives ``0 · logits.sum()`` (zero, still attached to the graph, never NaN).
 
@@ -121,8 +130,11 @@ def _validate_inputs(assignment_logits, segmentation_labels):
     )
 
 
+TIE_BREAKS = ("index", "soft")
+
+
 @torch.no_grad()
-def _match_flat(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+def _match_flat(logits: torch.Tensor, labels: torch.Tensor, tie_break: str = "index") -> dict:
     """Hungarian matching on validated flat inputs ``logits (B, N, K)``, ``labels (B, N)``.
 
     Returns a dict of tensors on the logits' device describing the M labeled pixels and the U (sample, GT trajectory)
@@ -170,6 +182,18 @@ def _match_flat(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     union_np = gt_size.cpu().numpy()[:, None] + pred_size.cpu().numpy()[gt_sample.cpu().numpy()] - inter_np
     iou = inter_np / union_np  # union >= |GT| >= 1
     pairs_per_sample = torch.bincount(gt_sample, minlength=batch_size).cpu().tolist()
+    if tie_break == "soft":
+        # Mean soft mass of every slot on every GT trajectory, in [0, 1]. Two hard IoUs a/b ≠ c/d differ by at least
+        # 1/(b·d) ≥ 1/n² (n = labeled pixels of the sample); the soft terms of the ≤ G matched pairs total < 1/(4n²).
+        probs = logits[batch_index, pixel_index].float().softmax(dim=-1)  # (M, K)
+        soft = torch.zeros(num_pairs, num_slots, dtype=torch.float64, device=device)
+        soft.index_add_(0, gt_index, probs.double())
+        soft = (soft / gt_size.clamp_min(1)[:, None].double()).cpu().numpy()
+        labeled_per_sample = torch.bincount(batch_index, minlength=batch_size).double().cpu().numpy()
+        pair_sample_np = gt_sample.cpu().numpy()
+        scale = 1.0 / (4.0 * np.asarray(pairs_per_sample, dtype=np.float64)[pair_sample_np]
+                       * labeled_per_sample[pair_sample_np] ** 2)
+        iou = iou + scale[:, None] * soft
 
     gt_slot = np.full(num_pairs, -1, dtype=np.int64)
     start = 0
@@ -197,7 +221,7 @@ def _match_flat(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def hungarian_match(
-    assignment_logits: torch.Tensor, segmentation_labels: torch.Tensor
+    assignment_logits: torch.Tensor, segmentation_labels: torch.Tensor, tie_break: str = "index"
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Match each sample's GT trajectories to predicted trajectory slots (spec §8), without gradient.
 
@@ -206,14 +230,21 @@ def hungarian_match(
             Per-pixel logits over the K trajectory queries; the hard mask is their argmax.
         segmentation_labels (`torch.Tensor` of shape `(B, T, h, w)` or `(B, N)`):
             Integer GT trajectory id per pixel (any non-negative ints), `-100` = unlabeled.
+        tie_break (`str`, defaults to `"index"`): `"index"` or `"soft"`, see the module docstring.
 
     Returns:
         A list of B pairs `(gt_ids, slot_ids)`, LongTensors of equal length `min(#GT, K)` on the logits' device:
         the matched GT ids, sorted by first appearance in `(t, row, col)` raster order, and their slots. The
         assignment maximises the summed IoU between GT and hard-mask trajectories over labeled pixels.
     """
+    _check_tie_break(tie_break)
     logits, labels = _validate_inputs(assignment_logits, segmentation_labels)
-    return _match_flat(logits.detach(), labels)["matches"]
+    return _match_flat(logits.detach(), labels, tie_break)["matches"]
+
+
+def _check_tie_break(tie_break):
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
 
 
 def _check_hyperparameters(focal_weight, dice_weight, gamma):
@@ -229,6 +260,7 @@ def trajectory_segmentation_loss(
     dice_weight: float = 1.0,
     gamma: float = 2.0,
     return_dict: bool = False,
+    tie_break: str = "index",
 ):
     """Matched focal + soft-Dice segmentation loss of TrajTok (spec §8). See the module docstring for the choices.
 
@@ -241,6 +273,8 @@ def trajectory_segmentation_loss(
         dice_weight (`float`, defaults to 1.0): weight of the Dice term.
         gamma (`float`, defaults to 2.0): focusing exponent γ of the focal term (0 gives cross-entropy).
         return_dict (`bool`, defaults to `False`): return a dict instead of the scalar loss.
+        tie_break (`str`, defaults to `"index"`): how the matching breaks ties of equal hard IoU (`"index"` or
+            `"soft"`, see the module docstring).
 
     Returns:
         The scalar float32 loss `focal_weight * focal + dice_weight * dice`, or, with `return_dict=True`, a dict with
@@ -248,8 +282,9 @@ def trajectory_segmentation_loss(
         (the output of [`hungarian_match`]).
     """
     _check_hyperparameters(focal_weight, dice_weight, gamma)
+    _check_tie_break(tie_break)
     logits, labels = _validate_inputs(assignment_logits, segmentation_labels)
-    match = _match_flat(logits.detach(), labels)
+    match = _match_flat(logits.detach(), labels, tie_break)
     batch_index, pixel_index = match["batch_index"], match["pixel_index"]
     gt_index, gt_slot = match["gt_index"], match["gt_slot"]
 
@@ -296,11 +331,15 @@ class TrajectorySegmentationLoss(nn.Module):
         focal_weight (`float`, defaults to 1.0): weight of the focal term.
         dice_weight (`float`, defaults to 1.0): weight of the Dice term.
         gamma (`float`, defaults to 2.0): focusing exponent of the focal term.
+        tie_break (`str`, defaults to `"index"`): matching tie-break, `"index"` or `"soft"`.
     """
 
-    def __init__(self, focal_weight: float = 1.0, dice_weight: float = 1.0, gamma: float = 2.0):
+    def __init__(self, focal_weight: float = 1.0, dice_weight: float = 1.0, gamma: float = 2.0,
+                 tie_break: str = "index"):
         super().__init__()
         _check_hyperparameters(focal_weight, dice_weight, gamma)
+        _check_tie_break(tie_break)
+        self.tie_break = tie_break
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
         self.gamma = float(gamma)
@@ -313,7 +352,9 @@ class TrajectorySegmentationLoss(nn.Module):
             dice_weight=self.dice_weight,
             gamma=self.gamma,
             return_dict=return_dict,
+            tie_break=self.tie_break,
         )
 
     def extra_repr(self) -> str:
-        return f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}"
+        return (f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}, "
+                f"tie_break={self.tie_break!r}")

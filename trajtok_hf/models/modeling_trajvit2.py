@@ -601,7 +601,10 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                         f"segmentation_labels must have shape (B, T, h, w) = {tuple(logits.shape[:-1])} (the "
                         f"tokenizer's mask grid), got {tuple(segmentation_labels.shape)}"
                     )
-                segmentation_loss = trajectory_segmentation_loss(logits, segmentation_labels)
+                segmentation_loss = trajectory_segmentation_loss(
+                    logits, segmentation_labels,
+                    tie_break=self.config.vision_config.tokenizer_config.matching_tie_break,
+                )
                 loss = loss + self.config.segmentation_loss_weight * segmentation_loss
 
         output = TrajViT2Output(

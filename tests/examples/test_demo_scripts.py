@@ -1,0 +1,77 @@
+"""The README's demo (examples/retrieval.py) and examples/visualize.py, run in-process on a few clips with the shipped
+checkpoints (the full 500-clip default run is the README's main job, not a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from trajtok_hf.data import SyntheticVideoConfig, write_video_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINTS = ROOT / "checkpoints"
+
+
+def _load(name):
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def retrieval():
+    return _load("retrieval")
+
+
+def test_default_model_is_the_shipped_checkpoint(retrieval):
+    assert Path(retrieval.DEFAULT_MODEL) == CHECKPOINTS / "trajvit2-tiny-shapes"
+    assert retrieval.HELD_OUT_SEED not in (0, 1_000_000)  # the training and evaluation seeds of train_trajvit2.py
+
+
+def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
+    metrics = retrieval.main(["--num_clips", "12", "--batch_size", "5", "--output_dir", str(tmp_path),
+                              "--num_visualize", "2", "--no_progress"])
+    out = capsys.readouterr().out
+    for key in ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10", "v2t_MedR"):
+        assert key in metrics
+    assert 0 <= metrics["t2v_R@1"] <= metrics["t2v_R@5"] <= metrics["t2v_R@10"] <= 100
+    assert 1 <= metrics["t2v_MedR"] <= 12 and 0 <= metrics["FG-ARI"] <= 1
+    assert "text → video" in out and "video → text" in out and "FG-ARI" in out
+    assert metrics["tokens_per_clip"] >= 1
+    with Image.open(tmp_path / "trajectories.png") as png:
+        assert png.width > 100
+    with Image.open(tmp_path / "trajectories.gif") as gif:
+        assert gif.n_frames == 8
+
+
+def test_retrieval_demo_with_a_video_folder_and_the_vit3d_baseline(retrieval, tmp_path, capsys):
+    data = tmp_path / "videos"
+    write_video_folder(data, 4, SyntheticVideoConfig(num_frames=8, height=64, width=64), seed=7)
+    metrics = retrieval.main(["--model", str(CHECKPOINTS / "vit3d-tiny-shapes"), "--data", str(data),
+                              "--output_dir", str(tmp_path / "out"), "--no_progress"])
+    out = capsys.readouterr().out
+    assert "4 videos, 4 captions" in out and "ViT3D" in out
+    assert "FG-ARI" not in metrics  # no trajectories, no labels from a folder without masks
+    assert not (tmp_path / "out" / "trajectories.png").exists()
+
+
+@pytest.mark.parametrize("argv, match", [(["--num_clips", "0"], "num_clips"), (["--model", "/nonexistent"], "model")])
+def test_retrieval_demo_rejects_bad_arguments(retrieval, argv, match, capsys):
+    with pytest.raises(SystemExit):
+        retrieval.main(argv)
+    assert match in capsys.readouterr().err
+
+
+def test_visualize_script(tmp_path, capsys):
+    visualize = _load("visualize")
+    paths = visualize.main(["--num_clips", "2", "--output_dir", str(tmp_path)])
+    assert [p.name for p in paths] == ["trajectories.png", "trajectories.gif"]
+    assert all(p.is_file() for p in paths)
+    assert "active trajectories per chunk" in capsys.readouterr().out

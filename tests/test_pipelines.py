@@ -1,0 +1,109 @@
+"""The "zero-shot-video-classification" pipeline (trajtok_hf.pipelines) on a tiny random TrajViT2 and on the shipped
+checkpoint (checkpoints/trajvit2-tiny-shapes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+
+from testers import tiny_trajvit2_model
+
+import trajtok_hf  # noqa: F401  (registers the task)
+from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor, ZeroShotVideoClassificationPipeline
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip, write_mp4
+from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "trajvit2-tiny-shapes"
+LABELS = ["a red circle rises", "a small blue star falls", "a large green square stays still"]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zs_pipeline")
+    tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
+    model = tiny_trajvit2_model(text_overrides={"vocab_size": len(tokenizer)})
+    processor = TrajViT2Processor(video_processor=TrajTokVideoProcessor(num_frames=4, size={"height": 64,
+                                                                                            "width": 64}),
+                                  tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _clip(seed=3, index=0, frames=4):
+    return generate_clip(SyntheticVideoConfig(num_frames=frames, height=64, width=64), seed, index)
+
+
+def _expected_scores(classifier, video, labels):
+    inputs = classifier.processor(videos=video, text=labels, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = classifier.model(**inputs).logits_per_video[0]
+    return dict(zip(labels, logits.softmax(-1).tolist()))
+
+
+def test_task_is_registered_and_scores_are_a_softmax(tiny_folder):
+    classifier = pipeline("zero-shot-video-classification", model=str(tiny_folder))
+    assert isinstance(classifier, ZeroShotVideoClassificationPipeline)
+    video = _clip()["video"]
+    result = classifier(video, candidate_labels=LABELS)
+    assert [r["label"] for r in result] == sorted(LABELS, key=lambda l: -_expected_scores(classifier, video,
+                                                                                           LABELS)[l])
+    assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-6)
+    assert all(a["score"] >= b["score"] for a, b in zip(result, result[1:]))
+    expected = _expected_scores(classifier, video, LABELS)
+    for r in result:
+        assert r["score"] == pytest.approx(expected[r["label"]], abs=1e-6)
+
+
+def test_video_forms_and_batches(tiny_folder, tmp_path):
+    classifier = pipeline("zero-shot-video-classification", model=str(tiny_folder))
+    video = _clip()["video"]
+    single = classifier(video, candidate_labels=LABELS)
+    as_tensor = classifier(torch.from_numpy(video), candidate_labels=LABELS)
+    as_frames = classifier([Image.fromarray(f) for f in video], candidate_labels=LABELS)
+    for other in (as_tensor, as_frames):
+        assert [r["label"] for r in other] == [r["label"] for r in single]
+        np.testing.assert_allclose([r["score"] for r in other], [r["score"] for r in single], atol=1e-5)
+    batch = classifier([video, _clip(index=1)["video"]], candidate_labels=LABELS)
+    assert len(batch) == 2 and [r["label"] for r in batch[0]] == [r["label"] for r in single]
+    np.testing.assert_allclose([r["score"] for r in batch[0]], [r["score"] for r in single], atol=1e-5)
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, _clip(frames=8)["video"])
+    from_file = classifier(str(path), candidate_labels=LABELS)
+    assert sum(r["score"] for r in from_file) == pytest.approx(1.0, abs=1e-6)
+    templated = classifier(video, candidate_labels=["red", "blue"], hypothesis_template="a {} circle rises")
+    assert {r["label"] for r in templated} == {"red", "blue"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(candidate_labels=None), ValueError, "candidate_labels is required"),
+        (dict(candidate_labels=[]), ValueError, "non-empty list"),
+        (dict(candidate_labels=["a", 3]), TypeError, "list of strings"),
+        (dict(candidate_labels=["a"], hypothesis_template="no placeholder"), ValueError, "hypothesis_template"),
+        (dict(candidate_labels=["a"], top_k=2), TypeError, "unexpected argument"),
+    ],
+)
+def test_bad_arguments(tiny_folder, kwargs, error, match):
+    classifier = pipeline("zero-shot-video-classification", model=str(tiny_folder))
+    with pytest.raises(error, match=match):
+        classifier(_clip()["video"], **kwargs)
+
+
+def test_shipped_checkpoint_ranks_the_true_caption_first():
+    """A clip of the training distribution (64², 8 frames, seed 0 = the training seed) against captions of other
+    clips: the pipeline of the shipped checkpoint puts its own caption first."""
+    classifier = pipeline("zero-shot-video-classification", model=str(SHIPPED))
+    config = SyntheticVideoConfig(num_frames=8, height=64, width=64)
+    clips = [generate_clip(config, 0, i) for i in range(5)]
+    labels = [clip["caption"] for clip in clips]
+    result = classifier(clips[0]["video"], candidate_labels=labels)
+    assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-6)
+    assert result[0]["label"] == clips[0]["caption"], result

@@ -1,0 +1,109 @@
+"""trajtok_hf.visualization: overlays, boundaries, per-chunk counts, PNG/GIF rendering and bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trajtok_hf.visualization import (
+    active_trajectories_per_chunk,
+    denormalize_video,
+    overlay_trajectories,
+    render_trajectory_animation,
+    render_trajectory_grid,
+    save_gif,
+    trajectory_boundaries,
+    trajectory_palette,
+)
+
+
+def _clip(frames=4, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    ids = np.zeros((frames, size // 4, size // 4), dtype=np.int64)
+    ids[:, :2, :2] = 3  # one object in the top-left quarter
+    ids[2:, 2:, 2:] = 5  # another one that appears in the second chunk
+    return video, ids
+
+
+def test_palette_distinct_and_deterministic():
+    palette = trajectory_palette(64)
+    assert palette.shape == (64, 3) and palette.dtype == np.uint8
+    assert len({tuple(c) for c in palette}) == 64
+    np.testing.assert_array_equal(palette, trajectory_palette(64))
+    with pytest.raises(ValueError, match="num_colours"):
+        trajectory_palette(0)
+
+
+def test_overlay_colours_each_trajectory_and_draws_boundaries():
+    video, ids = _clip()
+    out = overlay_trajectories(video, ids, alpha=1.0, draw_boundaries=False)
+    palette = trajectory_palette(6)
+    # alpha = 1: every pixel takes its (nearest-neighbour upsampled) trajectory colour
+    np.testing.assert_array_equal(out[0, 0, 0], palette[3])
+    np.testing.assert_array_equal(out[0, 15, 15], palette[0])
+    np.testing.assert_array_equal(out[3, 15, 15], palette[5])
+    untouched = overlay_trajectories(video, ids, alpha=0.0, draw_boundaries=False)
+    np.testing.assert_array_equal(untouched, video)
+    edges = trajectory_boundaries(np.repeat(np.repeat(ids, 4, 1), 4, 2))
+    assert edges[0, 7, 3] and not edges[0, 0, 0] and not edges[0, 12, 12]
+    with_edges = overlay_trajectories(video, ids, alpha=0.0)
+    np.testing.assert_array_equal(with_edges[0, 7, 3], [255, 255, 255])
+
+
+def test_active_trajectories_per_chunk_counts_distinct_ids():
+    _, ids = _clip(frames=4)
+    assert active_trajectories_per_chunk(ids, 2) == [2, 3]
+    assert active_trajectories_per_chunk(ids, 3) == [3, 3]  # a shorter last chunk counts like the others
+    assert active_trajectories_per_chunk(torch.from_numpy(ids), 4) == [3]
+    with pytest.raises(ValueError, match="chunk_size"):
+        active_trajectories_per_chunk(ids, 0)
+
+
+def test_denormalize_inverts_the_processor_normalisation():
+    video, _ = _clip()
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    normalised = (torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean)[:, None, None]) \
+        / torch.tensor(std)[:, None, None]
+    np.testing.assert_array_equal(denormalize_video(normalised, mean, std), video)
+    assert denormalize_video(normalised[None], mean, std).shape == (1, 4, 16, 16, 3)
+
+
+def test_grid_and_animation_render_and_save(tmp_path):
+    clips = [_clip(seed=0), _clip(seed=1)]
+    videos, ids = [c[0] for c in clips], [c[1] for c in clips]
+    grid = render_trajectory_grid(videos, ids, 2, captions=["a red circle", None], max_frames=3)
+    assert isinstance(grid, Image.Image) and grid.width >= 3 * 16 and grid.height > 2 * 2 * 16
+    frames = render_trajectory_animation(videos, ids, 2, captions=["a red circle", "a blue star"])
+    assert len(frames) == 4 and len({f.size for f in frames}) == 1
+    path = tmp_path / "clip.gif"
+    save_gif(frames, path, fps=5)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4
+    assert not list(tmp_path.glob("*.tmp-*"))
+    single = render_trajectory_grid(videos[0], ids[0], 2, captions="one clip")  # one clip without a list
+    assert single.height < grid.height
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda v, i: overlay_trajectories(v[0], i), ValueError, r"\(T, H, W, 3\)"),
+        (lambda v, i: overlay_trajectories(v.astype(np.float32), i), TypeError, "uint8"),
+        (lambda v, i: overlay_trajectories(v, i[:2]), ValueError, "frames"),
+        (lambda v, i: overlay_trajectories(v, i.astype(np.float32)), TypeError, "integers"),
+        (lambda v, i: overlay_trajectories(v, i - 10), ValueError, ">= 0"),
+        (lambda v, i: overlay_trajectories(v, i, alpha=2.0), ValueError, "alpha"),
+        (lambda v, i: overlay_trajectories(v.tolist(), i), TypeError, "numpy array or a torch tensor"),
+        (lambda v, i: render_trajectory_grid([v, v], [i], 2), ValueError, "2 videos but 1"),
+        (lambda v, i: render_trajectory_grid([], [], 2), ValueError, "empty"),
+        (lambda v, i: render_trajectory_grid([v], [i], 2, captions=["a", "b"]), ValueError, "captions"),
+        (lambda v, i: save_gif([], "x.gif"), ValueError, "empty"),
+    ],
+)
+def test_bad_inputs(call, error, match):
+    video, ids = _clip()
+    with pytest.raises(error, match=match):
+        call(video, ids)
