@@ -43,6 +43,7 @@ import sys
 import time
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 
@@ -296,14 +297,14 @@ def main(argv=None):
     log(f"segmenter on the test clips: {quality}")
     t = time.time()
     backbone_file = os.path.join(args.work_dir, f"backbone_{args.num_frames}x{args.frame_size}_w{args.backbone_width}"
-                                 f"l{args.backbone_layers}_{args.backbone_steps}.pt") if args.work_dir else None
+                                 f"l{args.backbone_layers}_{args.backbone_steps}.safetensors") if args.work_dir else None
     if backbone_file and os.path.isfile(backbone_file):
-        backbone_state = torch.load(backbone_file)
+        backbone_state = safetensors.torch.load_file(backbone_file)
         log(f"backbone loaded from {backbone_file}")
     else:
         backbone_state = pretrain_backbone(args, pretrain_config)
         if backbone_file:
-            torch.save(backbone_state, backbone_file)
+            safetensors.torch.save_file({k: v.detach().clone().contiguous() for k, v in backbone_state.items()}, backbone_file)
     timings["backbone_pretrain_s"] = round(time.time() - t, 1)
 
     t = time.time()

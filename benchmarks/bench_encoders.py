@@ -438,7 +438,7 @@ def measure(spec: dict) -> dict:
         else:
             # 2) plain warm-up runs, 3) timed runs, each only while the budget allows one more.
             last = first_run
-            for _ in range(spec["warmup"]):
+            for index in range(spec["warmup"] + spec["repeats"]):
                 if elapsed + last > budget:
                     break
                 start = time.perf_counter()
@@ -446,15 +446,8 @@ def measure(spec: dict) -> dict:
                 _sync(device)
                 last = time.perf_counter() - start
                 elapsed += last
-            for index in range(spec["repeats"]):
-                if elapsed + last > budget:
-                    break
-                start = time.perf_counter()
-                forward()
-                _sync(device)
-                last = time.perf_counter() - start
-                elapsed += last
-                times.append(last)
+                if index >= spec["warmup"]:  # the first `warmup` runs are not timed
+                    times.append(last)
             if not times:
                 record["status"] = "skipped"
                 record["reason"] = (
@@ -877,7 +870,9 @@ def plot(result: dict, path: str) -> bool:
         ax_tokens.plot(frames, tokens, **style)
     for ax, ylabel in ((ax_time, "video-embedding latency (s)"), (ax_tokens, "encoder tokens per clip")):
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        # A log axis needs at least one positive value (everything may have been skipped).
+        if any(y > 0 for line in ax.get_lines() for y in line.get_ydata() if y == y):
+            ax.set_yscale("log")
         ax.set_xticks(all_frames, [str(t) for t in all_frames])
         ax.set_xlabel("frames T")
         ax.set_ylabel(ylabel)

@@ -8,6 +8,7 @@ trajectory overlay PNG + GIF of a few clips to ``outputs/retrieval/``.
 
     python examples/retrieval.py
     python examples/retrieval.py --model checkpoints/vit3d-tiny-shapes          # the space-time patch baseline
+    python examples/retrieval.py --tokens_per_trajectory 4                       # 4 tokens per trajectory
     python examples/retrieval.py --model path/to/trajvit2 --data my_videos/ --num_frames 16 --device cuda
 
 ``--data DIR`` reads a local video folder with ``metadata.jsonl`` / ``metadata.csv`` (``file_name``, ``caption`` or
@@ -49,6 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--num_clips", type=int, default=500, help="synthetic clips (or the first N of --data)")
     parser.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the processor's)")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--tokens_per_trajectory", type=int, choices=(1, 2, 4), default=None,
+                        help="TrajTok models: tokens per trajectory n (default: the model config's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="synthetic data seed")
     parser.add_argument("--output_dir", default="outputs/retrieval", help="where the PNG/GIF go")
@@ -114,7 +117,8 @@ def load_clips(args, video_processor):
 
 
 @torch.inference_mode()
-def embed(model, processor, videos, captions, batch_size: int, device, progress: bool = True):
+def embed(model, processor, videos, captions, batch_size: int, device, progress: bool = True,
+          tokens_per_trajectory: int | None = None):
     """L2-normalised video and text embeddings, tokens per clip, seconds per clip, the first batch's vision output
     (for the pictures) and the trajectory ids of every clip (TrajTok models; else None)."""
     video_embeds, text_embeds, tokens, trajectory_ids, first = [], [], [], [], None
@@ -125,7 +129,7 @@ def embed(model, processor, videos, captions, batch_size: int, device, progress:
         inputs = processor(videos=batch_videos, text=batch_captions, padding=True, return_tensors="pt")
         pixel_values = inputs["pixel_values_videos"].to(device)
         tic = time.perf_counter()
-        vision = model.get_video_features(pixel_values_videos=pixel_values)
+        vision = model.get_video_features(pixel_values_videos=pixel_values, tokens_per_trajectory=tokens_per_trajectory)
         video_seconds += time.perf_counter() - tic
         text = model.get_text_features(input_ids=inputs["input_ids"].to(device),
                                        attention_mask=inputs["attention_mask"].to(device))
@@ -179,11 +183,14 @@ def main(argv=None) -> dict[str, float]:
         raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a video-text model")
     if args.num_frames is not None:
         processor.video_processor.num_frames = args.num_frames
+    if args.tokens_per_trajectory is not None and model.config.vision_config.vision_tokenizer != "trajtok":
+        raise SystemExit("error: --tokens_per_trajectory needs a TrajTok model (this one uses ViT3D patches)")
 
     videos, captions, labels = load_clips(args, processor.video_processor)
     source = args.data or f"synthetic held-out clips (seed {args.seed})"
     video_emb, text_emb, tokens, seconds_per_clip, first, trajectory_ids = embed(
-        model, processor, videos, captions, args.batch_size, device, progress=not args.no_progress)
+        model, processor, videos, captions, args.batch_size, device, progress=not args.no_progress,
+        tokens_per_trajectory=args.tokens_per_trajectory)
     text_to_video = [i for i, caps in enumerate(captions) for _ in caps]
     metrics = retrieval_metrics(text_emb @ video_emb.T, text_to_video, layout="text_video")
     segmentation = None
@@ -211,7 +218,9 @@ def main(argv=None) -> dict[str, float]:
     if args.save_metrics:
         split = f"held-out (seed {args.seed}, {len(videos)} clips)" if args.data is None else "test"
         name = "trajtok_hf synthetic shapes" if args.data is None else Path(args.data).name
-        record = {"metrics": {k: float(v) for k, v in metrics.items()},
+        timing = ("tokens_per_clip", "ms_per_clip")
+        record = {"metrics": {k: float(v) for k, v in metrics.items() if k not in timing},
+                  **{k: float(metrics[k]) for k in timing},
                   "dataset": {"type": "synthetic-shapes" if args.data is None else "video-folder", "name": name,
                               "split": split},
                   "model": args.model, "num_videos": len(videos), "num_captions": len(text_to_video),

@@ -492,7 +492,7 @@ def test_push_trajvit2_with_processor(fake_hub, trajvit2_run, tmp_path):
     out = _run_card_code(pushed["README.md"], "me/trajvit2-tiny", final)["out"]
     assert out.logits_per_video.shape == (2, 2)
     assert _folder_digest(final) == before
-    assert "## Notes" not in pushed["README.md"]
+    assert b"## Notes" not in pushed["README.md"]
     noted = build_model_card(report, "me/trajvit2-tiny", notes="The text tower is a **tiny BERT**.\n")
     assert "## Notes\n\nThe text tower is a **tiny BERT**." in noted.text
     assert noted.text.index("## Notes") < noted.text.index("## Limitations")

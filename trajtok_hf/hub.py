@@ -628,7 +628,7 @@ if not type(model).__module__.startswith("transformers_modules"):
     raise SystemExit(f"loaded {type(model).__module__}.{type(model).__name__}, not the folder's remote code")
 with torch.no_grad():
     out = model(**inputs)
-save_file({k: v.detach().contiguous() for k, v in out.items() if isinstance(v, torch.Tensor)}, out_path)
+save_file({k: v.detach().clone().contiguous() for k, v in out.items() if isinstance(v, torch.Tensor)}, out_path)
 print("REMOTE_CODE_OK", type(model).__name__)
 """
 
@@ -639,7 +639,7 @@ def _check_remote_code_subprocess(report: FolderReport, timeout: float, atol: fl
 
     with tempfile.TemporaryDirectory(prefix="trajtok_remote_code_") as tmp:
         io_path, out_path = os.path.join(tmp, "inputs.safetensors"), os.path.join(tmp, "outputs.safetensors")
-        save_file({k: v.contiguous() for k, v in report.inputs.items()}, io_path)
+        save_file({k: v.clone().contiguous() for k, v in report.inputs.items()}, io_path)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=os.path.join(tmp, "modules"))
         try:

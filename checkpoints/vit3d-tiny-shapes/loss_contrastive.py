@@ -1,0 +1,114 @@
+"""Symmetric InfoNCE (CLIP) loss of TrajViT2 (method spec §9), standalone, with its own cross-process gather.
+
+``loss = ½ · [CE(s · V Tᵀ, I) + CE(s · T Vᵀ, I)]`` for L2-normalised video embeddings V, text embeddings T (row i of
+V and T is a positive pair) and the logit scale s = exp(logit_scale).
+
+Multi-process training: when ``torch.distributed`` is initialised with world size > 1, the embeddings of every rank
+are all-gathered so that each rank scores its pairs against the negatives of the whole global batch, as open_clip's
+``ClipLoss(local_loss=False, gather_with_grad=False)``: the gathered copies carry no gradient, the rank's own rows are
+put back in place with their gradient, and every rank computes the full global-batch loss. The gradient a rank gets
+for its own embeddings is then exactly the gradient of the global-batch loss for those rows; DDP's averaging of
+parameter gradients over ranks divides the global-batch gradient by the world size (open_clip's behaviour too).
+Ranks may hold different batch sizes (e.g. the last batch of an epoch): sizes are gathered first and rows padded.
+
+The official code (hellomuffin/trajtok ``SegmentCLIP``) computes ``img·txtᵀ / temp`` on the local batch of each
+process; gathering is what CLIP-style training at scale needs and is a no-op in one process.
+
+Imports only torch: the file is copied beside the modeling files as remote code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ClipContrastiveLoss", "clip_contrastive_loss", "gather_with_local_grad"]
+
+
+def _distributed_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def gather_with_local_grad(features: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All-gather `features` (b_r, D) from every rank into (Σ_r b_r, D), rank order.
+
+    The rows of the calling rank are the input tensor itself (they keep their gradient); the other ranks' rows are
+    detached copies. Returns the gathered tensor and the offset of this rank's rows in it. Without an initialised
+    process group (or with world size 1) returns `(features, 0)`.
+    """
+    world_size, rank = _distributed_world()
+    if world_size == 1:
+        return features, 0
+    features = features.contiguous()
+    local_size = torch.tensor([features.shape[0]], device=features.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    dist.all_gather(sizes, local_size)
+    sizes = [int(s.item()) for s in sizes]
+    max_size = max(sizes)
+    padded = features.detach()
+    if features.shape[0] < max_size:
+        padded = torch.cat([padded, padded.new_zeros(max_size - features.shape[0], *features.shape[1:])])
+    gathered = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(gathered, padded)
+    parts = [g[:size] for g, size in zip(gathered, sizes)]
+    parts[rank] = features
+    return torch.cat(parts), sum(sizes[:rank])
+
+
+def clip_contrastive_loss(
+    video_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    gather_distributed: bool = True,
+) -> torch.Tensor:
+    """Symmetric InfoNCE over all pairs of the (global) batch.
+
+    Args:
+        video_embeds (`torch.Tensor` of shape `(batch_size, dim)`): L2-normalised video embeddings.
+        text_embeds (`torch.Tensor` of shape `(batch_size, dim)`): L2-normalised text embeddings; row i is the
+            caption of video i.
+        logit_scale (`torch.Tensor` or `float`): the multiplier s = exp(log scale) of the cosine similarities
+            (already exponentiated, as open_clip's `ClipLoss`).
+        gather_distributed (`bool`, defaults to `True`): gather the embeddings of all ranks when torch.distributed
+            is initialised with world size > 1 (see the module docstring); `False` = local batch only.
+
+    Returns:
+        The scalar loss ½ · (CE(video→text) + CE(text→video)), averaged over the (global) batch.
+    """
+    for name, value in (("video_embeds", video_embeds), ("text_embeds", text_embeds)):
+        if not isinstance(value, torch.Tensor) or value.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D tensor (batch_size, dim), got {getattr(value, 'shape', value)}")
+    if video_embeds.shape != text_embeds.shape:
+        raise ValueError(
+            f"video_embeds {tuple(video_embeds.shape)} and text_embeds {tuple(text_embeds.shape)} must have the same "
+            "shape: the contrastive loss needs one caption per video (row i of each is a positive pair)"
+        )
+    if video_embeds.shape[0] == 0:
+        raise ValueError("the contrastive loss needs at least one video-text pair")
+    if gather_distributed:
+        # Every rank computes the global-batch loss, so the row offset of its own pairs is not needed.
+        all_video, _ = gather_with_local_grad(video_embeds)
+        all_text, _ = gather_with_local_grad(text_embeds)
+    else:
+        all_video, all_text = video_embeds, text_embeds
+    logits_per_video = logit_scale * all_video @ all_text.t()
+    labels = torch.arange(all_video.shape[0], device=logits_per_video.device)
+    return 0.5 * (F.cross_entropy(logits_per_video, labels) + F.cross_entropy(logits_per_video.t(), labels))
+
+
+class ClipContrastiveLoss(nn.Module):
+    """`nn.Module` form of [`clip_contrastive_loss`]; no parameters (the logit scale belongs to the model)."""
+
+    def __init__(self, gather_distributed: bool = True):
+        super().__init__()
+        self.gather_distributed = bool(gather_distributed)
+
+    def forward(self, video_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale) -> torch.Tensor:
+        return clip_contrastive_loss(video_embeds, text_embeds, logit_scale, self.gather_distributed)
+
+    def extra_repr(self) -> str:
+        return f"gather_distributed={self.gather_distributed}"

@@ -1,0 +1,642 @@
+"""TrajViT2: video-text CLIP over trajectory tokens (method spec §9; paper Sec. 4), and its ViT3D baseline.
+
+Vision tower ([`TrajViT2VisionModel`], shared by both tokenizers):
+
+1. A vision tokenizer turns the video into a token set with a boolean mask: TrajTok (§1–§7, ``modeling_trajtok.py``)
+   → ``trajectory_tokens`` (B, C·K·n, D) + ``trajectory_mask``; or ViT3D (``modeling_vit3d.py``) → tubelet tokens
+   + an all-True mask. Tokens of another width than the encoder are linearly projected.
+2. A learned [CLS] is prepended. Trajectory tokens get **no position embedding** (they are a set; §9).
+3. Pre-LN transformer encoder: transformers' ``ViTLayer`` (the layer the official code uses; in transformers 5.24 it
+   takes a 4-D attention mask and dispatches to SDPA/eager), with the padding mask built by
+   ``create_bidirectional_mask``. Inactive token slots are zeroed and masked out as keys, so they have no effect at
+   all; by default (``compact_tokens``) the active tokens are first moved to the front with a stable argsort of the
+   mask and the sequence is cut to the batch's largest active count (cost ∝ ~10–30 active trajectories, not 128).
+4. Final LayerNorm (official ``vision_encoder.norm``, eps 1e-5); pooling = the [CLS] hidden state.
+
+CLIP model ([`TrajViT2Model`]): vision tower + any transformers text encoder (``AutoModel.from_config``, BERT-base by
+default) pooled at its first ([CLS]) token; linear projections (with bias) to ``projection_dim``; L2-normalised
+embeddings; ``logits = exp(logit_scale) · cos`` with logit_scale initialised to ln(1/0.07). With ``return_loss``:
+symmetric InfoNCE (``loss_contrastive.py``, gathered across processes under torch.distributed) weighted by
+``contrastive_loss_weight``, plus, when ``segmentation_labels`` are given, the Hungarian focal + Dice loss of §8
+(``loss_trajtok.py``) on the tokenizer's assignment logits, weighted by ``segmentation_loss_weight``.
+
+Differences from the official code (hellomuffin/trajtok ``SegmentCLIP``/``SegmentViT``), each a config option with the
+paper's form as default:
+
+- The padding mask is honoured (the release's ViT ignores it and attends over all 128 token slots, empty
+  trajectories included: ``vision_config.attend_to_inactive_tokens=True``, official_checkpoints.md §5.7).
+- Text tower: any ``text_config``; the release's is BERT-base run through its first 9 layers, i.e.
+  ``BertConfig(num_hidden_layers=9)`` (§5.8). Pooling is the [CLS] hidden state without a pooler in both.
+- The logit scale is not clamped (the release never calls its clamp either).
+- The contrastive loss gathers negatives over all processes (the release: per process).
+
+Convention of ``get_video_features`` / ``get_text_features`` (transformers 5.x CLIP style): they return the tower's
+output object whose ``pooler_output`` is the **projected, not normalised** embedding (B, projection_dim);
+``forward`` returns L2-normalised ``video_embeds`` / ``text_embeds``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.vit.modeling_vit import ViTLayer
+from transformers.utils import ModelOutput
+
+from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
+from .loss_contrastive import clip_contrastive_loss
+from .loss_trajtok import trajectory_segmentation_loss
+from .modeling_trajtok import TrajTokModel, init_linear_and_norm
+from .modeling_vit3d import ViT3DPatchTokenizer
+
+__all__ = [
+    "TrajViT2Model",
+    "TrajViT2Output",
+    "TrajViT2PreTrainedModel",
+    "TrajViT2VisionModel",
+    "TrajViT2VisionOutput",
+    "TrajViT2VisionTransformer",
+]
+
+
+@dataclass
+class TrajViT2VisionOutput(BaseModelOutputWithPooling):
+    r"""
+    Output of the TrajViT2 vision tower. B = batch, L = token positions after the optional compaction (the batch's
+    largest active-token count when `compact_tokens`, else all N token slots; ViT3D: all t·h·w patches),
+    D = `vision_config.hidden_size`, N = token slots of the tokenizer (TrajTok: chunks × K × n).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, 1 + L, D)`):
+            Final-LayerNorm'd encoder output, [CLS] first. Positions where `attention_mask` is False are zeros.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`):
+            The [CLS] hidden state (in [`TrajViT2Model.get_video_features`]: its projection, shape
+            `(B, projection_dim)`, not normalised).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+            The encoder input and the output of each layer (before the final LayerNorm), each `(B, 1 + L, D)`.
+        attentions: always None (the encoder layers do not return attention weights).
+        attention_mask (`torch.BoolTensor` of shape `(B, 1 + L)`):
+            True for the [CLS] and for the tokens the encoder attended to.
+        token_indices (`torch.LongTensor` of shape `(B, L)`):
+            For each position after the [CLS], the index of its slot in the tokenizer's N tokens (TrajTok: token
+            ``(c·K + k)·n + s``); meaningful where `attention_mask[:, 1:]` is True.
+        trajectory_mask (`torch.BoolTensor` of shape `(B, N)`, *optional*):
+            TrajTok only: True for tokens of non-empty trajectories.
+        num_trajectories (`torch.LongTensor` of shape `(B,)`, *optional*):
+            TrajTok only: active trajectories per video.
+        assignment_logits (`torch.FloatTensor` of shape `(B, T, h, w, K)`, *optional*):
+            TrajTok only: the segmenter's per-pixel logits over the K queries (Eq. 1), input of the §8 loss.
+        trajectory_ids (`torch.LongTensor` of shape `(B, T, h, w)`, *optional*):
+            TrajTok only: the hard segmentation (global trajectory index per pixel of the mask grid).
+    """
+
+    attention_mask: torch.BoolTensor | None = None
+    token_indices: torch.LongTensor | None = None
+    trajectory_mask: torch.BoolTensor | None = None
+    num_trajectories: torch.LongTensor | None = None
+    assignment_logits: torch.FloatTensor | None = None
+    trajectory_ids: torch.LongTensor | None = None
+
+
+@dataclass
+class TrajViT2Output(ModelOutput):
+    r"""
+    Output of [`TrajViT2Model`]. B_v = videos, B_t = texts (equal when a loss is computed), P = `projection_dim`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss` is True):
+            `contrastive_loss_weight · contrastive_loss + segmentation_loss_weight · segmentation_loss` (the second
+            term only when `segmentation_labels` are given).
+        logits_per_video (`torch.FloatTensor` of shape `(B_v, B_t)`):
+            `exp(logit_scale) · cos(video_embeds, text_embeds)`: video-text similarity scores.
+        logits_per_text (`torch.FloatTensor` of shape `(B_t, B_v)`):
+            The transpose of `logits_per_video`.
+        video_embeds (`torch.FloatTensor` of shape `(B_v, P)`):
+            L2-normalised projection of the vision tower's [CLS] output.
+        text_embeds (`torch.FloatTensor` of shape `(B_t, P)`):
+            L2-normalised projection of the text tower's pooled output.
+        contrastive_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Symmetric InfoNCE (unweighted; over the global batch under torch.distributed).
+        segmentation_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Hungarian focal + Dice loss of the tokenizer (unweighted), when `segmentation_labels` are given.
+        vision_model_output ([`TrajViT2VisionOutput`]):
+            The vision tower's output (`pooler_output` = the [CLS] hidden state, before projection).
+        text_model_output (`BaseModelOutputWithPooling`):
+            The text tower's output.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    segmentation_loss: torch.FloatTensor | None = None
+    vision_model_output: TrajViT2VisionOutput | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any]:
+        return tuple(
+            self[k].to_tuple() if k in ("vision_model_output", "text_model_output") else self[k] for k in self.keys()
+        )
+
+
+class TrajViT2VisionTransformer(nn.Module):
+    """Vision tokenizer → [CLS] + active tokens → ViT encoder (padding mask) → final LayerNorm → [CLS] pooling."""
+
+    def __init__(self, config: TrajViT2VisionConfig):
+        super().__init__()
+        self.config = config
+        if config.vision_tokenizer == "trajtok":
+            self.tokenizer = TrajTokModel(config.tokenizer_config)
+        else:
+            self.tokenizer = ViT3DPatchTokenizer(config)
+        width = config.hidden_size
+        self.input_projection = nn.Linear(config.token_width, width) if config.token_width != width else nn.Identity()
+        self.cls_token = nn.Parameter(torch.empty(1, 1, width))
+        self.layers = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
+        self.post_layernorm = nn.LayerNorm(width, eps=config.final_layer_norm_eps)
+
+    def forward(
+        self,
+        pixel_values_videos: torch.Tensor,
+        tokens_per_trajectory: int | None = None,
+        output_hidden_states: bool = False,
+    ) -> TrajViT2VisionOutput:
+        if self.config.vision_tokenizer == "trajtok":
+            tok = self.tokenizer(pixel_values_videos, tokens_per_trajectory=tokens_per_trajectory, return_dict=True)
+            output = self.encode_tokens(tok.trajectory_tokens, tok.trajectory_mask, output_hidden_states)
+            output.trajectory_mask = tok.trajectory_mask
+            output.num_trajectories = tok.num_trajectories
+            output.assignment_logits = tok.assignment_logits
+            output.trajectory_ids = tok.trajectory_ids
+            return output
+        if tokens_per_trajectory is not None:
+            raise ValueError(
+                "tokens_per_trajectory only applies to the TrajTok tokenizer, not to vision_tokenizer='vit3d'"
+            )
+        tok = self.tokenizer(pixel_values_videos)
+        return self.encode_tokens(tok.tokens, tok.token_mask, output_hidden_states)
+
+    def encode_tokens(
+        self, tokens: torch.Tensor, token_mask: torch.Tensor, output_hidden_states: bool = False
+    ) -> TrajViT2VisionOutput:
+        """Run [CLS] + the token set through the encoder.
+
+        Args:
+            tokens (`torch.FloatTensor` of shape `(B, N, token_width)`): the tokenizer's tokens.
+            token_mask (`torch.BoolTensor` of shape `(B, N)`): True for tokens that exist (active trajectories).
+                Unless `attend_to_inactive_tokens`, the other slots have no effect, whatever their values.
+        """
+        if tokens.ndim != 3 or token_mask.shape != tokens.shape[:2] or token_mask.dtype != torch.bool:
+            raise ValueError(
+                f"tokens must be (B, N, D) and token_mask a bool (B, N) tensor, got {tuple(tokens.shape)} and "
+                f"{tuple(token_mask.shape)} {token_mask.dtype}"
+            )
+        batch, num_slots = token_mask.shape
+        token_indices = torch.arange(num_slots, device=tokens.device).expand(batch, num_slots)
+        if self.config.attend_to_inactive_tokens:
+            # Release behaviour: every slot is a token, empty trajectories included.
+            token_mask = torch.ones_like(token_mask)
+        else:
+            # Zeroing (not only masking) keeps NaN/inf in unused slots out of the masked attention's 0·v products.
+            tokens = tokens.masked_fill(~token_mask.unsqueeze(-1), 0.0)
+            if self.config.compact_tokens:
+                length = int(token_mask.sum(dim=1).max())
+                if length < num_slots:
+                    # Stable sort keeps the active tokens in their original order; the sequence is cut to the
+                    # batch's largest active count.
+                    token_indices = torch.argsort((~token_mask).to(torch.uint8), dim=1, stable=True)[:, :length]
+                    tokens = tokens.gather(1, token_indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+                    token_mask = token_mask.gather(1, token_indices)
+
+        hidden = self.input_projection(tokens)
+        hidden = torch.cat((self.cls_token.expand(batch, -1, -1).to(hidden.dtype), hidden), dim=1)
+        attention_mask = torch.cat((token_mask.new_ones(batch, 1), token_mask), dim=1)
+        # Key-padding mask: every row keeps the [CLS], so no row is fully masked. None when nothing is padded.
+        mask_4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        all_hidden_states = (hidden,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden = layer(hidden, mask_4d)
+            if output_hidden_states:
+                all_hidden_states += (hidden,)
+        hidden = self.post_layernorm(hidden)
+        hidden = hidden.masked_fill(~attention_mask.unsqueeze(-1), 0.0)
+        return TrajViT2VisionOutput(
+            last_hidden_state=hidden,
+            pooler_output=hidden[:, 0],
+            hidden_states=all_hidden_states,
+            attention_mask=attention_mask,
+            token_indices=token_indices,
+        )
+
+
+class TrajViT2PreTrainedModel(PreTrainedModel):
+    config_class = TrajViT2Config
+    config: TrajViT2Config
+    base_model_prefix = "trajvit2"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["ViTLayer", "TrajTokPerceiverLayer"]
+
+    def _vision_std(self) -> float:
+        vision = getattr(self.config, "vision_config", self.config)
+        return vision.initializer_range
+
+    def _init_weights(self, module):
+        # The TrajTok tokenizer and the text model are PreTrainedModels: transformers dispatches their own
+        # _init_weights to their submodules.
+        std = self._vision_std()
+        if init_linear_and_norm(module, std, linear_types=(nn.Linear, nn.Conv3d)):
+            return
+        if isinstance(module, TrajViT2VisionTransformer):
+            init.trunc_normal_(module.cls_token, std=std)
+        elif isinstance(module, ViT3DPatchTokenizer):
+            if module.position_embeddings is not None:
+                init.trunc_normal_(module.position_embeddings, std=std)
+        elif isinstance(module, TrajViT2Model):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+            for projection in (module.visual_projection, module.text_projection):
+                init.trunc_normal_(projection.weight, std=self.config.initializer_range)
+                if projection.bias is not None:
+                    init.zeros_(projection.bias)
+
+
+def _check_video(name: str, value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (batch, frames, 3, height, width), got {type(value).__name__}"
+        )
+    if value.ndim != 5:
+        hint = (
+            " (an image is a 1-frame video: use pixel_values.unsqueeze(1) or get_image_features)"
+            if value.ndim == 4
+            else ""
+        )
+        raise ValueError(f"{name} must have shape (batch, frames, 3, height, width), got {tuple(value.shape)}{hint}")
+
+
+class TrajViT2VisionModel(TrajViT2PreTrainedModel):
+    """The TrajViT2 vision tower on its own (TrajTok or ViT3D tokens → [CLS] encoder), e.g. for video features."""
+
+    config_class = TrajViT2VisionConfig
+    config: TrajViT2VisionConfig
+    main_input_name = "pixel_values_videos"
+    input_modalities = ("video",)
+
+    def __init__(self, config: TrajViT2VisionConfig):
+        super().__init__(config)
+        self.vision_model = TrajViT2VisionTransformer(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        tokens_per_trajectory: int | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TrajViT2VisionOutput | tuple:
+        r"""
+        Args:
+            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
+                Frames normalised by [`TrajTokVideoProcessor`]; an image is a 1-frame video.
+            tokens_per_trajectory (`int`, *optional*):
+                TrajTok only: tokens per trajectory n (see [`TrajTokModel.forward`]).
+            output_hidden_states (`bool`, *optional*):
+                Also return the encoder's per-layer hidden states.
+        """
+        if kwargs:
+            raise TypeError(f"TrajViT2VisionModel.forward got unexpected arguments {sorted(kwargs)}")
+        _check_video("pixel_values_videos", pixel_values_videos)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
+def _build_text_model(text_config, text_pooling: str) -> PreTrainedModel:
+    """AutoModel.from_config(text_config); without its pooling layer when the pooler output is not used and the
+    model class supports `add_pooling_layer` (BERT-like), so no parameter stays untrained."""
+    kwargs = {}
+    if text_pooling != "pooler":
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+        try:
+            model_class = MODEL_MAPPING[type(text_config)]
+        except KeyError:
+            model_class = None
+        if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+            kwargs["add_pooling_layer"] = False
+    return AutoModel.from_config(text_config, **kwargs)
+
+
+class TrajViT2Model(TrajViT2PreTrainedModel):
+    """Video-text CLIP model with trajectory (or ViT3D patch) tokens: see the module docstring.
+
+    Example:
+
+    ```python
+    >>> model = AutoModel.from_pretrained(path)
+    >>> processor = AutoProcessor.from_pretrained(path)
+    >>> inputs = processor(text=["a dog runs", "a car turns"], videos=[clip_a, clip_b], return_tensors="pt")
+    >>> out = model(**inputs)
+    >>> out.logits_per_text.softmax(dim=-1)  # which clip each caption describes
+    ```
+    """
+
+    config_class = TrajViT2Config
+    main_input_name = "input_ids"
+
+    def __init__(self, config: TrajViT2Config):
+        super().__init__(config)
+        if config.vision_config._attn_implementation is None:
+            # PreTrainedModel.__init__ resolves the attention implementation of the top-level config only; the vision
+            # encoder is not a PreTrainedModel of its own, so its config inherits the resolved value.
+            config.vision_config._attn_implementation_internal = config._attn_implementation
+        self.vision_model = TrajViT2VisionTransformer(config.vision_config)
+        self.text_model = _build_text_model(config.text_config, config.text_pooling)
+        bias = config.projection_bias
+        self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=bias)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=bias)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        # The text tower's token embeddings (resize_token_embeddings, PEFT).
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_model.set_input_embeddings(value)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_text_pretrained(
+        cls,
+        text_model_name_or_path,
+        config: TrajViT2Config | None = None,
+        text_model_kwargs: dict | None = None,
+        **config_kwargs,
+    ) -> "TrajViT2Model":
+        """A new TrajViT2Model (randomly initialised vision tower and projections) whose text tower is the pretrained
+        text encoder at `text_model_name_or_path` (a local folder or Hub id loadable with `AutoModel`).
+
+        Args:
+            text_model_name_or_path: the pretrained text encoder.
+            config ([`TrajViT2Config`], *optional*): the rest of the model; its `text_config` is replaced by the
+                pretrained model's. Without it, `TrajViT2Config(**config_kwargs)` is used.
+            text_model_kwargs (`dict`, *optional*): passed to `AutoModel.from_pretrained` of the text encoder.
+        """
+        text_model = AutoModel.from_pretrained(text_model_name_or_path, **(text_model_kwargs or {}))
+        text_config = copy.deepcopy(text_model.config)
+        if config is None:
+            config = TrajViT2Config(text_config=text_config, **config_kwargs)
+        else:
+            if config_kwargs:
+                raise TypeError(f"pass either config or config keyword arguments, got both ({sorted(config_kwargs)})")
+            config = copy.deepcopy(config)
+            config.text_config = text_config
+            config._validate_trajvit2()
+        model = cls(config)
+        result = model.text_model.load_state_dict(text_model.state_dict(), strict=False)
+        unexpected = [k for k in result.unexpected_keys if not k.startswith("pooler.")]
+        if result.missing_keys or unexpected:
+            raise ValueError(
+                f"the pretrained text model at {text_model_name_or_path!r} does not match the text tower: missing "
+                f"{result.missing_keys}, unexpected {unexpected}"
+            )
+        return model
+
+    # ------------------------------------------------------------------ checks
+    def _check_text(self, input_ids, attention_mask) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+            raise ValueError(
+                f"input_ids must be a (batch, sequence) tensor of token ids, got "
+                f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}"
+            )
+        if input_ids.is_floating_point():
+            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids needs at least one text of one token, got shape {tuple(input_ids.shape)}")
+        if attention_mask is not None and (
+            not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape
+        ):
+            raise ValueError(
+                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                f"{tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else attention_mask!r}"
+            )
+
+    # ------------------------------------------------------------------ towers
+    def _text_pooled(self, text_outputs, attention_mask) -> torch.Tensor:
+        pooling = self.config.text_pooling
+        if pooling == "cls":
+            return text_outputs.last_hidden_state[:, 0]
+        if pooling == "pooler":
+            if text_outputs.pooler_output is None:
+                raise ValueError(f"text_pooling='pooler' but {type(self.text_model).__name__} returns no pooler_output")
+            return text_outputs.pooler_output
+        hidden = text_outputs.last_hidden_state
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+    def _run_text(self, input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states):
+        self._check_text(input_ids, attention_mask)
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "return_dict": True}
+        # Only pass what is given: not every text encoder takes token_type_ids.
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        if output_hidden_states:
+            kwargs["output_hidden_states"] = True
+        text_outputs = self.text_model(**kwargs)
+        return text_outputs, self._text_pooled(text_outputs, attention_mask)
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Returns:
+            The text tower's output whose `pooler_output` is the projected text embedding `(B, projection_dim)`,
+            **not** L2-normalised (normalise it for cosine retrieval; `forward` returns normalised embeddings).
+        """
+        text_outputs, pooled = self._run_text(
+            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states
+        )
+        text_outputs.pooler_output = self.text_projection(pooled)
+        return text_outputs
+
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        tokens_per_trajectory: int | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TrajViT2VisionOutput:
+        r"""
+        Args:
+            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
+                Frames normalised by the processor; an image is a 1-frame video.
+            tokens_per_trajectory (`int`, *optional*): TrajTok only, tokens per trajectory n.
+
+        Returns:
+            [`TrajViT2VisionOutput`] whose `pooler_output` is the projected video embedding `(B, projection_dim)`,
+            **not** L2-normalised.
+        """
+        _check_video("pixel_values_videos", pixel_values_videos)
+        vision_outputs = self.vision_model(pixel_values_videos, tokens_per_trajectory, bool(output_hidden_states))
+        vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
+        return vision_outputs
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        tokens_per_trajectory: int | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TrajViT2VisionOutput:
+        r"""Images `pixel_values` (batch, 3, height, width) as 1-frame videos; see [`get_video_features`]."""
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+            got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a (batch, 3, height, width) tensor of images, got {got}")
+        return self.get_video_features(pixel_values.unsqueeze(1), tokens_per_trajectory, output_hidden_states)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        segmentation_labels: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        tokens_per_trajectory: int | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TrajViT2Output | tuple:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B_t, sequence_length)`):
+                Token ids of the captions (from the processor's tokenizer).
+            pixel_values_videos (`torch.FloatTensor` of shape `(B_v, frames, 3, height, width)`):
+                Normalised frames; an image is a 1-frame video.
+            attention_mask, token_type_ids, position_ids (*optional*):
+                Passed to the text model.
+            segmentation_labels (`torch.LongTensor` of shape `(B_v, T, h, w)`, *optional*):
+                Ground-truth trajectory id per pixel of the tokenizer's mask grid (`-100` = unlabeled). Adds the §8
+                segmentation loss (TrajTok tokenizer only). Implies `return_loss=True`.
+            return_loss (`bool`, *optional*):
+                Compute the loss (needs B_v == B_t: text i is the caption of video i). Defaults to True when
+                `segmentation_labels` are given, else False.
+            tokens_per_trajectory (`int`, *optional*):
+                TrajTok only: tokens per trajectory n (None: sampled per step in training, config value in eval).
+            output_hidden_states (`bool`, *optional*):
+                Also return the hidden states of both towers.
+        """
+        if kwargs:
+            raise TypeError(f"TrajViT2Model.forward got unexpected arguments {sorted(kwargs)}")
+        if pixel_values_videos is None:
+            raise ValueError(
+                "pixel_values_videos is required (use get_text_features for text only, get_image_features for images)"
+            )
+        if input_ids is None:
+            raise ValueError("input_ids is required (use get_video_features for videos only)")
+        _check_video("pixel_values_videos", pixel_values_videos)
+        self._check_text(input_ids, attention_mask)
+        if return_loss is None:
+            return_loss = segmentation_labels is not None
+        elif segmentation_labels is not None and not return_loss:
+            raise ValueError("segmentation_labels were given with return_loss=False: drop them or set return_loss=True")
+        if return_loss and input_ids.shape[0] != pixel_values_videos.shape[0]:
+            raise ValueError(
+                f"return_loss=True needs one caption per video: input_ids has batch size {input_ids.shape[0]} but "
+                f"pixel_values_videos has {pixel_values_videos.shape[0]}"
+            )
+        if segmentation_labels is not None:
+            self._check_segmentation_labels_early(segmentation_labels, pixel_values_videos)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        vision_outputs = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states)
+        text_outputs, text_pooled = self._run_text(
+            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states
+        )
+        video_embeds = F.normalize(self.visual_projection(vision_outputs.pooler_output), dim=-1)
+        text_embeds = F.normalize(self.text_projection(text_pooled), dim=-1)
+        logit_scale = self.logit_scale.exp()
+        logits_per_text = logit_scale * text_embeds @ video_embeds.t()
+        logits_per_video = logits_per_text.t()
+
+        loss = contrastive_loss = segmentation_loss = None
+        if return_loss:
+            contrastive_loss = clip_contrastive_loss(video_embeds, text_embeds, logit_scale)
+            loss = self.config.contrastive_loss_weight * contrastive_loss
+            if segmentation_labels is not None:
+                logits = vision_outputs.assignment_logits
+                if tuple(segmentation_labels.shape) != tuple(logits.shape[:-1]):
+                    raise ValueError(
+                        f"segmentation_labels must have shape (B, T, h, w) = {tuple(logits.shape[:-1])} (the "
+                        f"tokenizer's mask grid), got {tuple(segmentation_labels.shape)}"
+                    )
+                segmentation_loss = trajectory_segmentation_loss(
+                    logits, segmentation_labels,
+                    tie_break=self.config.vision_config.tokenizer_config.matching_tie_break,
+                )
+                loss = loss + self.config.segmentation_loss_weight * segmentation_loss
+
+        output = TrajViT2Output(
+            loss=loss,
+            logits_per_video=logits_per_video,
+            logits_per_text=logits_per_text,
+            video_embeds=video_embeds,
+            text_embeds=text_embeds,
+            contrastive_loss=contrastive_loss,
+            segmentation_loss=segmentation_loss,
+            vision_model_output=vision_outputs,
+            text_model_output=text_outputs,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _check_segmentation_labels_early(self, segmentation_labels, pixel_values_videos) -> None:
+        """Checks that need no forward pass (the (h, w) grid is checked against the logits afterwards)."""
+        if self.config.vision_config.vision_tokenizer != "trajtok":
+            raise ValueError(
+                "segmentation_labels supervise the TrajTok segmenter; this model uses vision_tokenizer="
+                f"{self.config.vision_config.vision_tokenizer!r}"
+            )
+        if not isinstance(segmentation_labels, torch.Tensor):
+            raise TypeError(f"segmentation_labels must be a torch.Tensor, got {type(segmentation_labels).__name__}")
+        if segmentation_labels.is_floating_point() or segmentation_labels.dtype == torch.bool:
+            raise ValueError(
+                "segmentation_labels must be integer trajectory ids (-100 = unlabeled), got dtype "
+                f"{segmentation_labels.dtype}"
+            )
+        batch, frames = pixel_values_videos.shape[:2]
+        if segmentation_labels.ndim != 4 or tuple(segmentation_labels.shape[:2]) != (batch, frames):
+            raise ValueError(
+                f"segmentation_labels must have shape (B, T, h, w) = ({batch}, {frames}, h, w) on the tokenizer's "
+                f"mask grid, got {tuple(segmentation_labels.shape)}"
+            )
