@@ -31,12 +31,7 @@ from transformers import AutoModel, AutoProcessor
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset
 from trajtok_hf.metrics import retrieval_metrics, segmentation_metrics
-from trajtok_hf.visualization import (
-    denormalize_video,
-    render_trajectory_animation,
-    render_trajectory_grid,
-    save_gif,
-)
+from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
@@ -166,11 +161,7 @@ def write_pictures(model, processor, first_batch, captions, num_visualize: int, 
     ids = vision.trajectory_ids[:n].cpu()
     chunk_size = model.config.vision_config.tokenizer_config.chunk_size
     titles = [caps[0] for caps in captions[:n]]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    png, gif = output_dir / "trajectories.png", output_dir / "trajectories.gif"
-    render_trajectory_grid(list(frames), list(ids), chunk_size, captions=titles).save(png)
-    save_gif(render_trajectory_animation(list(frames), list(ids), chunk_size, captions=titles), gif, fps=4)
-    return [png, gif]
+    return [Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, output_dir, captions=titles)]
 
 
 def main(argv=None) -> dict[str, float]:

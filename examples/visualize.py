@@ -25,9 +25,7 @@ from trajtok_hf.data import SyntheticVideoConfig, generate_clip
 from trajtok_hf.visualization import (
     active_trajectories_per_chunk,
     denormalize_video,
-    render_trajectory_animation,
-    render_trajectory_grid,
-    save_gif,
+    save_trajectory_pictures,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,11 +86,8 @@ def main(argv=None) -> list[Path]:
     frames = denormalize_video(pixel_values, video_processor.image_mean, video_processor.image_std)
     chunk_size = tokenizer.config.chunk_size
 
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    png, gif = output_dir / "trajectories.png", output_dir / "trajectories.gif"
-    render_trajectory_grid(list(frames), list(ids), chunk_size, captions=captions, max_frames=args.max_frames).save(png)
-    save_gif(render_trajectory_animation(list(frames), list(ids), chunk_size, captions=captions), gif)
+    png, gif = (Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, args.output_dir,
+                                                           captions=captions, max_frames=args.max_frames))
     for caption, clip_ids in zip(captions, ids):
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
         print(f"{caption}: active trajectories per chunk {counts} (mean {np.mean(counts):.1f})")

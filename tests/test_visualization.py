@@ -14,6 +14,7 @@ from trajtok_hf.visualization import (
     render_trajectory_animation,
     render_trajectory_grid,
     save_gif,
+    save_trajectory_pictures,
     trajectory_boundaries,
     trajectory_palette,
 )
@@ -107,3 +108,13 @@ def test_bad_inputs(call, error, match):
     video, ids = _clip()
     with pytest.raises(error, match=match):
         call(video, ids)
+
+
+def test_save_trajectory_pictures_writes_png_and_gif(tmp_path):
+    video, ids = _clip()
+    png, gif = save_trajectory_pictures([video], [ids], 2, tmp_path / "pics", captions=["a clip"], fps=2)
+    assert png.endswith("trajectories.png") and gif.endswith("trajectories.gif")
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 4
+    with pytest.raises(ValueError, match="chunk_size"):
+        save_trajectory_pictures([video], [ids], 0, tmp_path / "bad")

@@ -30,6 +30,7 @@ __all__ = [
     "render_trajectory_animation",
     "render_trajectory_grid",
     "save_gif",
+    "save_trajectory_pictures",
     "trajectory_boundaries",
     "trajectory_palette",
 ]
@@ -279,3 +280,15 @@ def save_gif(images: Sequence[Image.Image], path: str | os.PathLike, fps: float 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_trajectory_pictures(videos, trajectory_ids, chunk_size: int, output_dir: str | os.PathLike,
+                             captions: Sequence[str | None] | None = None, max_frames: int = 8, fps: float = 4.0,
+                             name: str = "trajectories") -> list[str]:
+    """Write ``<name>.png`` (:func:`render_trajectory_grid`) and ``<name>.gif`` (:func:`render_trajectory_animation`)
+    of the clips into ``output_dir`` (created if missing); returns the two paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    png, gif = os.path.join(output_dir, f"{name}.png"), os.path.join(output_dir, f"{name}.gif")
+    render_trajectory_grid(videos, trajectory_ids, chunk_size, captions=captions, max_frames=max_frames).save(png)
+    save_gif(render_trajectory_animation(videos, trajectory_ids, chunk_size, captions=captions), gif, fps=fps)
+    return [png, gif]
