@@ -19,6 +19,7 @@ Output: ``output_dir/checkpoints/step_NNNNNN`` (+ ``latest``), ``output_dir/metr
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -61,6 +62,10 @@ def parse_args(argv=None):
     g.add_argument("--num_frames", type=int, default=8)
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
     g.add_argument("--max_objects", type=int, default=3, help="synthetic data: objects per clip (1..max)")
+    g.add_argument("--train_objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="synthetic data: objects per *training* clip (default 1 --max_objects); the held-out "
+                        "clips keep 1..--max_objects. More objects per clip force the K queries to split the "
+                        "foreground instead of one query claiming all of it")
     g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
     g.add_argument("--matching_tie_break", choices=("index", "soft"), default=None,
                    help="§8 matching ties: scipy's slot order (release) or soft-mask overlap (see loss_trajtok.py); "
@@ -72,6 +77,8 @@ def parse_args(argv=None):
         parser.error(f"--frame_size must be a multiple of 4 and >= 32 (the backbone's stride), got {args.frame_size}")
     if args.num_frames < 1 or args.max_objects < 1 or args.num_train_clips < 1:
         parser.error("--num_frames, --max_objects and --num_train_clips must be >= 1")
+    if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
+        parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
     for flag in ("data", "eval_data"):
         value = getattr(args, flag)
         if value not in (None, "synthetic") and not os.path.isdir(value):
@@ -86,7 +93,12 @@ def build_datasets(args, processor):
     if args.data == "synthetic":
         synth = SyntheticVideoConfig(num_frames=args.num_frames, height=args.frame_size, width=args.frame_size,
                                      max_objects=args.max_objects)
-        train = SyntheticClipDataset(synth, seed=args.seed, num_clips=args.num_train_clips, video_processor=processor)
+        train_synth = synth
+        if args.train_objects is not None:
+            train_synth = dataclasses.replace(synth, min_objects=args.train_objects[0],
+                                              max_objects=args.train_objects[1])
+        train = SyntheticClipDataset(train_synth, seed=args.seed, num_clips=args.num_train_clips,
+                                     video_processor=processor)
         # Held out: another generator seed never produces a training clip.
         held_out = SyntheticClipDataset(synth, seed=args.seed + 1_000_000, num_clips=args.eval_clips,
                                         video_processor=processor, fresh_each_epoch=False)

@@ -30,6 +30,16 @@ def test_checkpoint_is_small_and_publishable(name):
 
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
+def test_checkpoint_remote_code_is_the_package_code(name):
+    """The remote-code copies (what trust_remote_code runs) must be today's trajtok_hf/models files: a fix or a
+    speed-up of the package reaches Hub users of these folders only if the copies are refreshed with it."""
+    copies = sorted((ROOT / "checkpoints" / name).glob("*.py"))
+    assert {p.name for p in copies} >= {"modeling_trajvit2.py", "modeling_trajtok.py", "perceiver_trajtok.py"}
+    stale = [p.name for p in copies if p.read_bytes() != (ROOT / "trajtok_hf" / "models" / p.name).read_bytes()]
+    assert not stale, f"refresh with: cp trajtok_hf/models/<file> checkpoints/{name}/ for {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINTS))
 def test_checkpoint_card_and_results(name):
     folder = ROOT / "checkpoints" / name
     card = ModelCard.load(folder / "README.md")

@@ -270,6 +270,8 @@ def test_checkpoint_manager_dangling_or_missing_pointer(tmp_path):
     (["--frame_size", "30"], "--frame_size must be a multiple of 4"),
     (["--preset", "huge"], "invalid choice"),
     (["--model", "/does/not/exist"], "no config.json"),
+    (["--train_objects", "3", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+    (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
 ])
 def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     script = load_script(SEGMENTER)
@@ -409,6 +411,19 @@ def test_caption_tokenizer_covers_the_synthetic_vocabulary():
     ids = tokenizer(captions)["input_ids"]
     assert all(tokenizer.unk_token_id not in row for row in ids)
     assert tokenizer.convert_ids_to_tokens(ids[0])[0] == "[CLS]"
+
+
+def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--train_objects", "4", "6"])
+    train, sampler, held_out = script.build_datasets(args, processor)
+    assert (train.config.min_objects, train.config.max_objects) == (4, 6)
+    assert (held_out.config.min_objects, held_out.config.max_objects) == (1, 3)
+    assert sampler is None and train.config.num_frames == held_out.config.num_frames == 4
+    default = script.build_datasets(script.parse_args(["--output_dir", str(tmp_path), "--max_objects", "2"]),
+                                    processor)[0]
+    assert (default.config.min_objects, default.config.max_objects) == (1, 2)
 
 
 def _build_trajvit2(tmp_path, *argv):

@@ -176,9 +176,21 @@ class TrajTokFeatureExtractor(nn.Module):
         self.final_layernorm = (
             nn.LayerNorm(stage_widths[-1], eps=1e-6) if config.backbone_final_layernorm else None
         )
+        self.frames_per_pass = config.backbone_frames_per_pass
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (M, 3, H, W) → features (M, h, w, D) on the grid of the first stage (stride 4)."""
+        """frames (M, 3, H, W) → features (M, h, w, D) on the grid of the first stage (stride 4).
+
+        Every op is per frame, so running the frames in passes (``config.backbone_frames_per_pass``) changes no
+        value; on CPU small passes keep the ConvNeXt activations in cache."""
+        step = self.frames_per_pass
+        if step is None:
+            step = 4 if frames.device.type == "cpu" else frames.shape[0]
+        if frames.shape[0] <= step:
+            return self._features(frames)
+        return torch.cat([self._features(part) for part in frames.split(step)])
+
+    def _features(self, frames: torch.Tensor) -> torch.Tensor:
         maps = self.backbone(frames).feature_maps
         grid = maps[0].shape[-2:]
         summed = None

@@ -17,11 +17,20 @@ values are accumulated with ``index_add``. That is O(N·n·D) work and memory in
 masked attention. :func:`dense_hard_mask_attention` is the dense reference kept for tests; the two agree to ≤ 1e-5
 in outputs and gradients. Inactive trajectories (no pixel) still see their own sub-token latents, so no attention
 row is ever empty and nothing produces NaN.
+
+Values of the segment path are aggregated before they are projected: with ``x_p`` the normalised pixel features and
+``W_v,h`` head h's rows of the value projection, ``Σ_p a_{k,h,p} W_v,h x_p = W_v,h Σ_p a_{k,h,p} x_p``. Every pixel
+has weights for its own trajectory only (n·h of them), so the sum on the right is a sparse (K·n·h × N) by (N × D)
+product (:class:`SegmentWeightedSum`, CSR) costing N·n·h·D instead of the N·D² of projecting every pixel's value,
+and ``W_v`` is applied K·n times instead of N times. At the release size (D=512, 8 heads, n=1) that removes half of
+the refinement's pixel projections; the keys cannot be treated this way because RoPE rotates each pixel's key by its
+own position. Same result as projecting first up to float summation order (≤ 1e-5, tested against the dense path).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +93,60 @@ def dense_hard_mask_attention(
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None])
 
 
+class SegmentWeightedSum(torch.autograd.Function):
+    """``out[s, j] = Σ_{p: segment[p] = s} weights[p, j] · inputs[p]`` as one sparse CSR × dense product.
+
+    ``weights`` (P, J), ``inputs`` (P, D), ``segment`` (P,) long in ``[0, S)`` → ``(S, J, D)``. Each pixel p is one
+    CSR column with J non-zeros (rows ``segment[p]·J + j``), so the work is P·J·D multiply-adds whatever S is, with
+    no (P, J, D) intermediate. Backward: the input gradient is the transposed product (a CSR matrix with J sorted
+    non-zeros per row, built without sorting) and the weight gradient is one (P, D) row-dot per j."""
+
+    @staticmethod
+    def forward(ctx, weights, inputs, segment, num_segments: int):
+        num_pixels, width = weights.shape
+        rows = (segment[:, None] * width + torch.arange(width, device=segment.device)).reshape(-1)  # (P·J,)
+        order = torch.argsort(rows, stable=True)  # CSR row order; stable keeps pixels ascending within a row
+        counts = torch.bincount(rows, minlength=num_segments * width)
+        crow = torch.cat((counts.new_zeros(1), counts.cumsum(0)))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            matrix = torch.sparse_csr_tensor(
+                crow, torch.div(order, width, rounding_mode="floor"), weights.reshape(-1)[order],
+                size=(num_segments * width, num_pixels), check_invariants=False,
+            )
+        ctx.save_for_backward(weights, inputs, segment)
+        ctx.num_segments = num_segments
+        return (matrix @ inputs).view(num_segments, width, inputs.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        weights, inputs, segment = ctx.saved_tensors
+        num_pixels, width = weights.shape
+        grad_output = grad_output.contiguous()
+        grad_weights = grad_inputs = None
+        if ctx.needs_input_grad[1]:
+            device = segment.device
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                transposed = torch.sparse_csr_tensor(
+                    torch.arange(0, num_pixels * width + 1, width, device=device),
+                    (segment[:, None] * width + torch.arange(width, device=device)).reshape(-1),
+                    weights.reshape(-1),
+                    size=(num_pixels, ctx.num_segments * width), check_invariants=False,
+                )
+            grad_inputs = transposed @ grad_output.view(-1, grad_output.shape[-1])
+        if ctx.needs_input_grad[0]:
+            # A loop over the J = n·heads weight columns (≤ 64), each a gather + row-dot over the P pixels.
+            grad_weights = torch.stack(
+                [(grad_output[:, j].index_select(0, segment) * inputs).sum(-1) for j in range(width)], dim=1
+            )
+        return grad_weights, grad_inputs, None, None
+
+
+# Sparse CSR × dense products exist for these dtypes on every backend; others project the values first.
+_SPARSE_DTYPES = (torch.float32, torch.float64)
+
+
 def segment_hard_mask_attention(
     query: torch.Tensor,
     latent_key: torch.Tensor,
@@ -93,9 +156,20 @@ def segment_hard_mask_attention(
     trajectory_ids: torch.Tensor,
     tokens_per_trajectory: int,
     visible_last_pixels: int = 0,
+    pixel_inputs: torch.Tensor | None = None,
+    value_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hard-mask attention as a per-pixel segment softmax; same arguments and result as
-    :func:`dense_hard_mask_attention`, without any (L × N) tensor."""
+    :func:`dense_hard_mask_attention`, without any (L × N) tensor.
+
+    Instead of ``pixel_value`` (pass ``None``), the unprojected ``pixel_inputs`` (B, N, D_in) and the value projection
+    ``value_weight`` (h·d, D_in) may be given: the values are then aggregated per trajectory before the projection
+    (module docstring)."""
+    if pixel_value is None:
+        if pixel_inputs is None or value_weight is None:
+            raise ValueError("segment_hard_mask_attention needs pixel_value, or pixel_inputs and value_weight")
+        if pixel_inputs.dtype not in _SPARSE_DTYPES:
+            pixel_value = F.linear(pixel_inputs, value_weight).unflatten(-1, (query.shape[1], -1)).transpose(1, 2)
     batch, heads, length, dim = query.shape
     n = tokens_per_trajectory
     num_traj = length // n
@@ -107,7 +181,7 @@ def segment_hard_mask_attention(
     k_lat = latent_key.permute(0, 2, 1, 3).reshape(batch, num_traj, n, heads, dim)
     v_lat = latent_value.permute(0, 2, 1, 3).reshape(batch, num_traj, n, heads, dim)
     k_pix = pixel_key.permute(0, 2, 1, 3)  # (B, N, h, d)
-    v_pix = pixel_value.permute(0, 2, 1, 3)
+    v_pix = pixel_value.permute(0, 2, 1, 3) if pixel_value is not None else None
 
     # Latent keys: each sub-token sees the n sub-tokens of its own trajectory (block-diagonal).
     s_lat = torch.einsum("bkqhd,bkmhd->bkqmh", q, k_lat) * scale  # (B, K, n, n, h)
@@ -122,7 +196,10 @@ def segment_hard_mask_attention(
         # The release exposes the clip's last E pixels to every query: treat them as shared dense keys and take
         # them out of the per-trajectory segments so that no pixel is counted twice.
         k_ext = k_pix[:, num_pixels - visible_last_pixels :]
-        v_ext = v_pix[:, num_pixels - visible_last_pixels :]
+        if v_pix is not None:
+            v_ext = v_pix[:, num_pixels - visible_last_pixels :]
+        else:
+            v_ext = F.linear(pixel_inputs[:, num_pixels - visible_last_pixels :], value_weight).unflatten(-1, (heads, dim))
         s_ext = torch.einsum("bkqhd,behd->bkqeh", q, k_ext) * scale  # (B, K, n, E, h)
         in_segment = torch.ones(batch, num_pixels, dtype=torch.bool, device=query.device)
         in_segment[:, num_pixels - visible_last_pixels :] = False
@@ -143,7 +220,15 @@ def segment_hard_mask_attention(
     denominator = e_lat.sum(dim=3).reshape(segment_count, n, heads)
     denominator = denominator.index_add(0, flat_ids, e_pix)
     numerator = torch.einsum("bkqmh,bkmhd->bkqhd", e_lat, v_lat).reshape(segment_count, n, heads, dim)
-    numerator = numerator.index_add(0, flat_ids, e_pix[..., None] * v_pix.reshape(-1, 1, heads, dim))
+    if v_pix is not None:
+        numerator = numerator.index_add(0, flat_ids, e_pix[..., None] * v_pix.reshape(-1, 1, heads, dim))
+    else:
+        summed = SegmentWeightedSum.apply(  # weights in the inputs' dtype: under autocast the scores may be bf16
+            e_pix.reshape(batch * num_pixels, n * heads).to(pixel_inputs.dtype),
+            pixel_inputs.reshape(batch * num_pixels, -1), flat_ids,
+            segment_count,
+        ).view(segment_count, n, heads, -1)  # Σ_p e·x per (trajectory, sub-token, head): (B·K, n, h, D_in)
+        numerator = numerator + torch.einsum("gshi,hdi->gshd", summed, value_weight.view(heads, dim, -1))
     if visible_last_pixels:
         e_ext = torch.exp(s_ext - row_max[:, :, :, None])
         denominator = denominator + e_ext.sum(dim=3).reshape(segment_count, n, heads)
@@ -188,9 +273,27 @@ class TrajTokPerceiverAttention(nn.Module):
         batch, num_latents = latents.shape[:2]
         latents = self.norm_latents(latents)
         heads = (self.num_heads, self.head_dim)
+        query = apply_rotary(self.to_q(latents).unflatten(-1, heads), rope[:num_latents]).transpose(1, 2)
+        if hard_mask is not None and hard_mask["implementation"] == "segment":
+            # Pixel values are aggregated per trajectory before W_v (module docstring): project only their keys.
+            key_weight, value_weight = self.to_kv.weight.chunk(2, dim=0)
+            latent_key, latent_value = self.to_kv(latents).unflatten(-1, (2, -1)).unbind(2)
+            context = self.norm_media(context)
+            out = segment_hard_mask_attention(
+                query,
+                apply_rotary(latent_key.unflatten(-1, heads), rope[:num_latents]).transpose(1, 2),
+                latent_value.unflatten(-1, heads).transpose(1, 2),
+                apply_rotary(F.linear(context, key_weight).unflatten(-1, heads), rope[num_latents:]).transpose(1, 2),
+                None,
+                hard_mask["trajectory_ids"],
+                hard_mask["tokens_per_trajectory"],
+                hard_mask["visible_last_pixels"],
+                pixel_inputs=context,
+                value_weight=value_weight,
+            )
+            return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
         # One projection over [latents ; context] (positions 0..L+N-1) instead of two plus a concatenation of keys.
         key, value = self.to_kv(torch.cat((latents, self.norm_media(context)), dim=1)).unflatten(-1, (2, -1)).unbind(2)
-        query = apply_rotary(self.to_q(latents).unflatten(-1, heads), rope[:num_latents]).transpose(1, 2)
         key = apply_rotary(key.unflatten(-1, heads), rope).transpose(1, 2)  # (B, h, L+N, d)
         value = value.unflatten(-1, heads).transpose(1, 2)
         if hard_mask is None:
@@ -199,10 +302,7 @@ class TrajTokPerceiverAttention(nn.Module):
             else:
                 out = F.scaled_dot_product_attention(query, key, value)
         else:
-            attention = (
-                dense_hard_mask_attention if hard_mask["implementation"] == "dense" else segment_hard_mask_attention
-            )
-            out = attention(
+            out = dense_hard_mask_attention(
                 query,
                 key[:, :, :num_latents],
                 value[:, :, :num_latents],

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from testers import tiny_trajtok_config, tiny_trajtok_model, video_batch
 from trajtok_hf import TrajTokConfig, TrajTokModel
 from trajtok_hf.models.perceiver_trajtok import (
+    SegmentWeightedSum,
     apply_rotary,
     dense_hard_mask_attention,
     rotary_multiplier,
@@ -178,6 +179,45 @@ def test_segment_softmax_equals_dense_reference(n, visible_last):
     for a, b in zip(grads_fast, grads_dense):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     assert torch.isfinite(fast).all()  # the empty trajectory sees only its own sub-token latents
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("visible_last", [0, 2])
+def test_segment_softmax_aggregating_values_before_projection(n, visible_last):
+    """pixel_value=None + (pixel_inputs, value_weight): Σ a·W x computed as W·Σ a x, same outputs and gradients."""
+    tensors, ids = _random_attention_inputs(n=n)
+    g = torch.Generator().manual_seed(1)
+    heads, dim, width = 2, 4, 6
+    inputs = torch.randn(2, tensors[3].shape[2], width, generator=g, dtype=torch.float64)
+    value_weight = torch.randn(heads * dim, width, generator=g, dtype=torch.float64)
+    tensors = [t.double() for t in tensors[:4]]
+    leaves = [*tensors, inputs, value_weight]
+    for leaf in leaves:
+        leaf.requires_grad_()
+    projected = F.linear(inputs, value_weight).unflatten(-1, (heads, dim)).transpose(1, 2)
+    dense = dense_hard_mask_attention(*tensors, projected, ids, n, visible_last)
+    fast = segment_hard_mask_attention(*tensors, None, ids, n, visible_last, pixel_inputs=inputs,
+                                       value_weight=value_weight)
+    torch.testing.assert_close(fast, dense, atol=1e-10, rtol=1e-10)
+    weights = torch.randn_like(dense)
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
+                    torch.autograd.grad((dense * weights).sum(), leaves)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match="pixel_inputs and value_weight"):
+        segment_hard_mask_attention(*tensors, None, ids, n, visible_last)
+
+
+def test_segment_weighted_sum_matches_index_add_and_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(30, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    inputs = torch.randn(30, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    segment = torch.randint(0, 4, (30,), generator=g)
+    segment[segment == 2] = 1  # segment 2 stays empty: its rows must be zero
+    out = SegmentWeightedSum.apply(weights, inputs, segment, 4)
+    reference = torch.zeros(4, 3, 5, dtype=torch.float64).index_add(0, segment, weights[..., None] * inputs[:, None])
+    torch.testing.assert_close(out, reference, atol=1e-12, rtol=0)
+    assert out[2].abs().max() == 0
+    assert torch.autograd.gradcheck(lambda w, x: SegmentWeightedSum.apply(w, x, segment, 4), (weights, inputs))
 
 
 @pytest.mark.parametrize("attention", [segment_hard_mask_attention, dense_hard_mask_attention])
@@ -398,6 +438,20 @@ def test_bad_forward_arguments():
         model(video_batch(1, 1), pixel_values=video_batch(1, 1))
 
 
+@pytest.mark.parametrize("frames_per_pass", [1, 3, None])
+def test_backbone_frames_per_pass_changes_no_value(frames_per_pass):
+    """The ConvNeXt over 2 videos × 5 frames in passes of 1 / 3 / 4 (the CPU default) frames vs one pass."""
+    reference = tiny_trajtok_model(backbone_frames_per_pass=64)
+    model = tiny_trajtok_model(backbone_frames_per_pass=frames_per_pass)
+    model.load_state_dict(reference.state_dict())
+    video = video_batch(2, 5)
+    with torch.no_grad():
+        a, b = reference(video, output_pixel_features=True), model(video, output_pixel_features=True)
+    for key in ("pixel_features", "assignment_logits", "trajectory_tokens"):
+        torch.testing.assert_close(getattr(b, key), getattr(a, key), atol=1e-6, rtol=1e-6)
+    assert torch.equal(a.trajectory_ids, b.trajectory_ids)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -414,6 +468,8 @@ def test_bad_forward_arguments():
         ({"rope_fraction": 1.5}, "rope_fraction"),
         ({"detach_features": "yes"}, "detach_features"),
         ({"refinement_visible_last_pixels": -1}, "refinement_visible_last_pixels"),
+        ({"backbone_frames_per_pass": 0}, "backbone_frames_per_pass"),
+        ({"backbone_frames_per_pass": 2.0}, "backbone_frames_per_pass"),
         ({"backbone_config": {"model_type": "resnet"}}, "backbone_config"),
         ({"num_trajectory": 64}, "did you mean 'num_trajectories'"),
         ({"chunksize": 8}, "did you mean 'chunk_size'"),

@@ -102,6 +102,10 @@ class TrajTokConfig(PreTrainedConfig):
             Scale of the Fourier-ring initialisation of the sub-token offsets.
         chunk_size (`int`, *optional*, defaults to 16):
             Frames per chunk; chunks are tokenized independently as one batch (§1).
+        backbone_frames_per_pass (`int`, *optional*):
+            Speed only, never the result: the ConvNeXt runs over the frames of all chunks in passes of this many
+            frames. `None` (default): 4 on CPU (its activations then stay in cache; measured 1.3–1.4× faster for
+            the release backbone than one pass over 48 frames), all frames in one pass on other devices.
         output_size (`int`, *optional*):
             Width of the output tokens (after the output projection). Defaults to `hidden_size`.
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -148,6 +152,7 @@ class TrajTokConfig(PreTrainedConfig):
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
+    backbone_frames_per_pass: int | None = None
     output_size: int | None = None
     initializer_range: float = 0.02
 
@@ -230,6 +235,11 @@ class TrajTokConfig(PreTrainedConfig):
                 f"tokens_per_trajectory must be one of tokens_per_trajectory_choices "
                 f"{self.tokens_per_trajectory_choices}, got {self.tokens_per_trajectory!r}"
             )
+        frames_per_pass = self.backbone_frames_per_pass
+        if frames_per_pass is not None and (
+            isinstance(frames_per_pass, bool) or not isinstance(frames_per_pass, int) or frames_per_pass < 1
+        ):
+            raise ValueError(f"backbone_frames_per_pass must be None or an int >= 1, got {frames_per_pass!r}")
         if (
             isinstance(self.refinement_visible_last_pixels, bool)
             or not isinstance(self.refinement_visible_last_pixels, int)
