@@ -1,0 +1,59 @@
+"""benchmarks/compare_encoders.py: the before/after table of two bench_encoders.py result files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def compare():
+    path = os.path.join(ROOT, "benchmarks", "compare_encoders.py")
+    spec = importlib.util.spec_from_file_location("compare_encoders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(latencies, stage_ms=None):
+    measurements = []
+    for (model, frames), latency in latencies.items():
+        m = {"scale": "release", "batch_size": 1, "frames": frames, "model": model, "latency_s": latency}
+        if model == "trajvit2" and stage_ms:
+            m["tokenizer_stages"] = {k: {"time_s": v / 1000} for k, v in stage_ms.items()}
+        measurements.append(m)
+    return {"measurements": measurements}
+
+
+def test_before_after_table(compare, tmp_path, capsys):
+    before = _result({("trajvit2", 8): 2.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 16): 4.0},
+                     {"backbone": 700, "refinement": 600})
+    after = _result({("trajvit2", 8): 1.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 64): 9.0},
+                    {"backbone": 500, "refinement": 300})
+    paths = []
+    for name, result in (("before", before), ("after", after)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(result))
+    table = compare.main([str(p) for p in paths])
+    assert table in capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| release")]
+    assert len(rows) == 2  # only T = 8 is in both files: one latency row and one stage row
+    assert "| release | 1 | 8 | 2.00 → 1.00 | 2.00× | 2.00 → 1.00 | 4.00 → 2.00 |" in rows[0]
+    assert "700 → 500 ms" in rows[1] and "600 → 300 ms" in rows[1] and "— → — ms" in rows[1]
+
+
+def test_rejects_unrelated_or_unreadable_files(compare, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(_result({("trajvit2", 8): 1.0})))
+    (tmp_path / "b.json").write_text(json.dumps(_result({("trajvit2", 16): 1.0})))
+    (tmp_path / "c.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="share no TrajViT2 measurement"):
+        compare.main([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    with pytest.raises(SystemExit, match="not a bench_encoders.py result"):
+        compare.main([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    with pytest.raises(SystemExit, match="cannot read"):
+        compare.main([str(tmp_path / "a.json"), str(tmp_path / "missing.json")])
