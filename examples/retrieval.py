@@ -164,6 +164,20 @@ def write_pictures(model, processor, first_batch, captions, num_visualize: int, 
     return [Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, output_dir, captions=titles)]
 
 
+def fg_ari_by_object_count(per_clip_fg_ari, labels) -> dict[str, dict]:
+    """Mean FG-ARI of the clips with 1, 2, … objects (``{"1": {"FG-ARI": mean, "clips": n}, …}``). With one object
+    FG-ARI is all-or-nothing: a single object pixel outside the object's trajectory makes it 0 for that clip, so the
+    split shows how much of the mean comes from boundary pixels of single objects rather than from merged objects."""
+    counts = np.array([np.unique(l[l > 0]).size for l in labels])
+    out = {}
+    for count in sorted(set(counts.tolist()) - {0}):
+        values = per_clip_fg_ari[counts == count]
+        values = values[~np.isnan(values)]
+        if values.size:
+            out[str(count)] = {"FG-ARI": float(values.mean()), "clips": int(values.size)}
+    return out
+
+
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
     start = time.perf_counter()
@@ -187,7 +201,8 @@ def main(argv=None) -> dict[str, float]:
     segmentation = None
     if labels is not None and trajectory_ids is not None:  # the tokenizer against the exact synthetic trajectories
         segmentation = segmentation_metrics(trajectory_ids, [torch.from_numpy(l) for l in labels], background_id=0,
-                                            ignore_index=IGNORE_INDEX)
+                                            ignore_index=IGNORE_INDEX, return_per_clip=True)
+        by_objects = fg_ari_by_object_count(segmentation["per_clip"]["FG-ARI"], labels)
     pictures = write_pictures(model, processor, first, captions, args.num_visualize, Path(args.output_dir)) \
         if args.num_visualize else []
 
@@ -199,6 +214,8 @@ def main(argv=None) -> dict[str, float]:
     if segmentation is not None:
         print(f"tokenizer segmentation on these clips: FG-ARI {segmentation['FG-ARI']:.3f}  "
               f"mIoU {segmentation['mIoU']:.3f}  FG-mIoU {segmentation['FG-mIoU']:.3f}  ARI {segmentation['ARI']:.3f}")
+        print("FG-ARI by objects per clip: " + " · ".join(
+            f"{count}: {value['FG-ARI']:.3f} ({value['clips']} clips)" for count, value in by_objects.items()))
         metrics.update({key: segmentation[key] for key in ("FG-ARI", "mIoU", "FG-mIoU", "ARI")})
     print(f"encoder tokens per clip: {tokens.mean():.1f} (min {tokens.min():.0f}, max {tokens.max():.0f}); "
           f"video embedding {1000 * seconds_per_clip:.1f} ms per clip on {device}")
@@ -216,6 +233,8 @@ def main(argv=None) -> dict[str, float]:
                               "split": split},
                   "model": args.model, "num_videos": len(videos), "num_captions": len(text_to_video),
                   "device": str(device), "torch_threads": torch.get_num_threads()}
+        if segmentation is not None:
+            record["fg_ari_by_objects_per_clip"] = by_objects
         Path(args.save_metrics).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_metrics).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.save_metrics}")

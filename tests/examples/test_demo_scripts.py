@@ -4,6 +4,7 @@ checkpoints (the full 500-clip default run is the README's main job, not a test)
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -37,8 +38,11 @@ def test_default_model_is_the_shipped_checkpoint(retrieval):
 
 def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
     metrics = retrieval.main(["--num_clips", "12", "--batch_size", "5", "--output_dir", str(tmp_path),
-                              "--num_visualize", "2", "--no_progress"])
+                              "--num_visualize", "2", "--no_progress", "--save_metrics", str(tmp_path / "m.json")])
     out = capsys.readouterr().out
+    by_objects = json.loads((tmp_path / "m.json").read_text())["fg_ari_by_objects_per_clip"]
+    assert sum(v["clips"] for v in by_objects.values()) == 12 and set(by_objects) <= {"1", "2", "3"}
+    assert "FG-ARI by objects per clip: " in out
     for key in ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10", "v2t_MedR"):
         assert key in metrics
     assert 0 <= metrics["t2v_R@1"] <= metrics["t2v_R@5"] <= metrics["t2v_R@10"] <= 100
