@@ -9,6 +9,17 @@ from trajtok_hf import TrajTokConfig, TrajTokModel
 TINY_BACKBONE = {"model_type": "convnext", "depths": [1, 1, 1, 1], "hidden_sizes": [8, 16, 24, 32]}
 
 
+def load_file_module(path, name: str | None = None):
+    """Import a script (an example or benchmark, not a package module) from its file path."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(name or os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_trajtok_config(**overrides) -> TrajTokConfig:
     kwargs = dict(
         backbone_config=dict(TINY_BACKBONE),

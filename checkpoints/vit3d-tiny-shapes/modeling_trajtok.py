@@ -4,14 +4,17 @@ One forward pass clusters every pixel of a chunk of frames into at most K trajec
 trajectory into n ∈ {1, 2, 4} tokens:
 
 1. §2 dense features: a transformers ConvNeXt backbone per frame; each stage map → linear projection to D →
-   LayerNorm → bilinear to the 1/4 grid → summed: F ∈ R^{T·h·w × D}, flattened (t, row, col).
+   LayerNorm → bilinear to the 1/4 grid → summed: F ∈ R^{T·h·w × D}, flattened (t, row, col). The frames of all
+   chunks go through the ConvNeXt in passes of ``backbone_frames_per_pass`` (CPU default: ~4 frames of 224², which
+   keeps activations in cache); every op is per frame, so this changes no value.
 2. §3 trajectory queries: a Perceiver resampler with 1D RoPE over **detached** features (K learned queries).
 3. §4 Eq. 1 assignment: ℓ_{p,k} = s · cos(MLP(q_k), MLP(F_p)), s = min(softplus(σ)+1, 20); soft mask = softmax over
    K; hard mask id_p = argmax_k; trajectory k is active iff some pixel has id_p = k.
 4. §5 Eq. 2 initial tokens z_k = Σ_p M_kp F_p (``soft_pool_normalization="sum"``, as the paper writes it) or its
    mass-normalised mean (default; the sum grows with region size).
 5. §6 refinement: a second Perceiver whose queries see only their own trajectory's pixels (hard mask) and sibling
-   sub-tokens; features not detached. Computed with a segment softmax (see ``perceiver_trajtok.py``).
+   sub-tokens; features not detached. Computed with a segment softmax, the pixel values summed per trajectory
+   before the value projection (see ``perceiver_trajtok.py``).
 6. §7 Matryoshka: sub-token queries z_k + n Fourier-ring offsets.
 
 Differences from the official release (hellomuffin/trajtok), all config options whose defaults keep the paper's form:
@@ -161,6 +164,10 @@ class TrajTokPreTrainedModel(PreTrainedModel):
                 init.copy_(module.refinement_latents, slots + torch.randn_like(slots) * std)
 
 
+# Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).
+CPU_PIXELS_PER_BACKBONE_PASS = 4 * 224 * 224
+
+
 class TrajTokFeatureExtractor(nn.Module):
     """§2: ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to the 1/4 grid → sum."""
 
@@ -185,7 +192,10 @@ class TrajTokFeatureExtractor(nn.Module):
         value; on CPU small passes keep the ConvNeXt activations in cache."""
         step = self.frames_per_pass
         if step is None:
-            step = 4 if frames.device.type == "cpu" else frames.shape[0]
+            # ~4 frames of 224² a pass on CPU: measured 1.3-1.4x faster than one pass over 48 such frames, while a
+            # fixed 4 frames of 64² would be slower than one pass (per-op overhead outweighs the cache gain).
+            step = max(1, CPU_PIXELS_PER_BACKBONE_PASS // (frames.shape[-2] * frames.shape[-1])) \
+                if frames.device.type == "cpu" else frames.shape[0]
         if frames.shape[0] <= step:
             return self._features(frames)
         return torch.cat([self._features(part) for part in frames.split(step)])

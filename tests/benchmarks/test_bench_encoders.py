@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 
 import pytest
 import torch
-from testers import tiny_trajtok_model, video_batch
+from testers import load_file_module, tiny_trajtok_model, video_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = os.path.join(ROOT, "benchmarks", "bench_encoders.py")
-    spec = importlib.util.spec_from_file_location("bench_encoders", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(os.path.join(ROOT, "benchmarks", "bench_encoders.py"))
 
 
 @pytest.fixture(scope="module")

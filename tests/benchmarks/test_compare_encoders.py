@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
+from testers import load_file_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
 def compare():
-    path = os.path.join(ROOT, "benchmarks", "compare_encoders.py")
-    spec = importlib.util.spec_from_file_location("compare_encoders", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(os.path.join(ROOT, "benchmarks", "compare_encoders.py"))
 
 
 def _result(latencies, stage_ms=None):
