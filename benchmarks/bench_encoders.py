@@ -188,7 +188,8 @@ class MemoryTracker:
 
 
 def flop_counter():
-    """FlopCounterMode that also counts CPU SDPA (torch registers formulas for the CUDA SDPA kernels only)."""
+    """FlopCounterMode that also counts CPU SDPA (torch registers formulas for the CUDA SDPA kernels only) and counts a
+    sparse × dense ``mm`` by its stored elements."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     custom = {}
@@ -199,6 +200,16 @@ def flop_counter():
             return sdpa_flop_count(query_shape, key_shape, value_shape)
 
         custom[cpu_sdpa] = cpu_sdpa_flops
+
+    def mm_flops(a, b, *args, out_val=None, **kwargs) -> int:
+        # A sparse left factor (the refinement's per-trajectory value sums, a CSR matrix) costs 2 FLOPs per stored
+        # element and output column; torch's formula would count it as the dense (rows × cols) product.
+        if a.layout != torch.strided:
+            return 2 * int(a._nnz()) * b.shape[1]
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+    mm_flops._get_raw = True
+    custom[torch.ops.aten.mm] = mm_flops
     return FlopCounterMode(display=False, custom_mapping=custom)
 
 

@@ -187,3 +187,13 @@ def test_override_and_arguments_reject_bad_values(bench):
                  ["--quick", "--active_trajectories", "33"], ["--quick", "--max_seconds_per_measurement", "0"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
+
+
+def test_flop_counter_counts_sparse_products_by_stored_elements(bench):
+    from trajtok_hf.models.perceiver_trajtok import SegmentWeightedSum
+
+    weights, inputs, segment = torch.rand(100, 8), torch.randn(100, 16), torch.randint(0, 5, (100,))
+    with bench.flop_counter() as counter:
+        SegmentWeightedSum.apply(weights, inputs, segment, 5)  # a (5·8 × 100) CSR with 800 stored weights
+        torch.randn(3, 4) @ torch.randn(4, 5)
+    assert counter.get_total_flops() == 2 * 800 * 16 + 2 * 3 * 4 * 5
