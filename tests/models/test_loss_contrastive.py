@@ -135,7 +135,7 @@ def test_two_process_gather_equals_full_batch(scenario, two_process_results):
     full = clip_contrastive_loss(video, text, torch.tensor(12.0), gather_distributed=False)
     full.backward()
     for rank in range(2):
-        result = torch.load(two_process_results / f"{scenario}_rank{rank}.pt")
+        result = torch.load(two_process_results / f"{scenario}_rank{rank}.pt", weights_only=True)
         start = sum(sizes[:rank])
         rows = slice(start, start + sizes[rank])
         torch.testing.assert_close(result["loss"], full.detach(), atol=1e-6, rtol=1e-6)

@@ -183,7 +183,7 @@ def test_auto_processor_with_trust_remote_code_without_trajtok_hf(processor, tmp
         assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
         videos = list(np.load({str(tmp_path / "videos.npy")!r}))
         got = processor(text={CAPTIONS!r}, videos=videos, return_tensors="pt")
-        expected = torch.load({str(tmp_path / "expected.pt")!r})
+        expected = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
         assert set(got) == set(expected), (set(got), set(expected))
         for key in got:
             assert torch.equal(got[key], expected[key]), key

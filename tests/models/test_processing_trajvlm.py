@@ -126,7 +126,7 @@ def test_auto_processor_with_trust_remote_code_without_trajtok_hf(processor, qa_
         prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
         assert prompt == {prompt!r}, prompt
         got = processor(text=prompt, videos=[np.load({str(tmp_path / "clip.npy")!r})], return_tensors="pt")
-        expected = torch.load({str(tmp_path / "expected.pt")!r})
+        expected = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
         assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in got)
         print("REMOTE_OK")
         """
