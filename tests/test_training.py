@@ -7,7 +7,6 @@ scripts as subprocesses with tiny models on 64×64 synthetic clips: a 2-process 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from testers import tiny_trajtok_model
+from testers import load_file_module, tiny_trajtok_model
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor
@@ -80,10 +79,7 @@ def run_script(script, args, *, processes=1, env_extra=None, expect_rc=0, timeou
 
 
 def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(path)
 
 
 def same_weights(dir_a, dir_b) -> bool:
