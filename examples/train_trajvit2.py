@@ -41,6 +41,7 @@ from trajtok_hf import (
 )
 from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
 from trajtok_hf.training import (
+    SEGMENTER_MODULES,
     TRAJTOK_PRESETS,
     TRAJVIT2_PRESETS,
     CheckpointManager,
@@ -73,6 +74,10 @@ def parse_args(argv=None):
     g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
     g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
     g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
+    g.add_argument("--segmenter_learning_rate", type=float, default=None,
+                   help="peak LR of the tokenizer parts that segmentation pre-training trained (backbone features, "
+                        "query Perceiver, assignment heads; trajtok_hf.training.SEGMENTER_MODULES); default: "
+                        "--learning_rate. The refinement Perceiver, which starts untrained, keeps --learning_rate")
     g.add_argument("--no_detach", action="store_true",
                    help="ablation (method spec §3): feed the query Perceiver undetached features")
     g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata (+ masks)")
@@ -96,6 +101,11 @@ def parse_args(argv=None):
         parser.error(f"--segmentation_loss_weight must be >= 0, got {args.segmentation_loss_weight}")
     if args.segmenter is not None and args.vision_tokenizer != "trajtok":
         parser.error("--segmenter warm-starts the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
+    if args.segmenter_learning_rate is not None:
+        if args.vision_tokenizer != "trajtok":
+            parser.error("--segmenter_learning_rate sets the LR of the TrajTok segmenter: it needs --vision_tokenizer trajtok")
+        if not args.segmenter_learning_rate > 0:
+            parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
     if args.no_detach and args.vision_tokenizer != "trajtok":
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
@@ -147,6 +157,16 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     if segmenter is not None:  # warm start (§9): the segmenter comes from segmentation pre-training
         model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
+
+
+def make_optimizer(args, model) -> torch.optim.AdamW:
+    """AdamW (§9) at ``--learning_rate``; with ``--segmenter_learning_rate`` the warm-started segmenter modules
+    (``SEGMENTER_MODULES`` of the tokenizer) get that peak LR instead, in their own parameter groups."""
+    learning_rates = None
+    if args.segmenter_learning_rate is not None:
+        learning_rates = {f"vision_model.tokenizer.{name}": args.segmenter_learning_rate for name in SEGMENTER_MODULES}
+    return build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
+                           learning_rates=learning_rates)
 
 
 def build_datasets(args, video_processor):
@@ -206,7 +226,7 @@ def main(argv=None):
                              num_workers=args.num_workers)
 
     # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
-    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
+    optimizer = make_optimizer(args, model)
     steps_per_epoch = None if sampler is None else math.ceil(
         len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),

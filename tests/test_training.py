@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from testers import load_file_module, tiny_trajtok_model
+from testers import load_file_module, tiny_trajtok_model, video_batch
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor
@@ -108,6 +108,56 @@ def test_parameter_groups_exclude_norms_biases_latents_and_logit_scale():
         assert name in decayed, name
     optimizer = build_optimizer(model)
     assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["betas"] == (0.9, 0.999)
+
+
+def test_parameter_groups_per_prefix_learning_rates():
+    model = tiny_trajtok_model()
+    groups = parameter_groups(model, 0.02, {"query_perceiver": 1e-5, "feature_extractor.backbone": 2e-5})
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = [names[id(p)] for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(names.values())  # every parameter exactly once
+    for group in groups:
+        group_names = [names[id(p)] for p in group["params"]]
+        if "lr" not in group:
+            assert not any(n.startswith(("query_perceiver.", "feature_extractor.backbone.")) for n in group_names)
+        else:
+            prefix = "query_perceiver." if group["lr"] == 1e-5 else "feature_extractor.backbone."
+            assert all(n.startswith(prefix) for n in group_names)
+    assert {(g.get("lr"), g["weight_decay"]) for g in groups} >= {(1e-5, 0.02), (1e-5, 0.0), (2e-5, 0.02)}
+    assert "lr" not in groups[0] and groups[0]["weight_decay"] == 0.02  # default-LR decayed group first
+    # The scheduler scales every group by the same factor, so the ratio of the peaks is kept.
+    optimizer = build_optimizer(model, 1e-3, learning_rates={"query_perceiver": 1e-5})
+    scheduler = build_scheduler(optimizer, num_training_steps=10, num_warmup_steps=2)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    lrs = {group.get("initial_lr"): group["lr"] for group in optimizer.param_groups}
+    assert lrs[1e-5] / lrs[1e-3] == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("learning_rates, match", [
+    ({"query_perceivr": 1e-5}, "no trainable parameter"),  # a typo must not silently use the default LR
+    ({"query": 1e-5}, "no trainable parameter"),  # prefixes match whole module names
+    ({"query_perceiver": 0.0}, "must be a number > 0"),
+    ({"": 1e-5}, "non-empty"),
+])
+def test_parameter_groups_reject_bad_learning_rates(learning_rates, match):
+    with pytest.raises(ValueError, match=match):
+        parameter_groups(tiny_trajtok_model(), 0.02, learning_rates)
+
+
+def test_segmenter_modules_are_what_the_segmentation_loss_trains():
+    """SEGMENTER_MODULES (the parts --segmenter_learning_rate applies to) = the tokenizer's top-level modules that
+    get a gradient from the §8 loss, which is all that segmentation pre-training trains."""
+    from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+    from trajtok_hf.training import SEGMENTER_MODULES
+
+    model = tiny_trajtok_model().train()
+    labels = torch.randint(0, 3, (2, 4, 16, 16))
+    out = model(pixel_values_videos=video_batch(2, 4, 64))
+    trajectory_segmentation_loss(out.assignment_logits, labels).backward()
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    assert trained == set(SEGMENTER_MODULES)
 
 
 def test_scheduler_warms_up_then_cosine_to_one_percent():
@@ -441,6 +491,31 @@ def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_ru
     assert processor.video_processor.size["height"] == 64
 
 
+def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(tmp_path):
+    from trajtok_hf.training import SEGMENTER_MODULES
+
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--learning_rate", "5e-4",
+                              "--segmenter_learning_rate", "1e-4"])
+    model, _ = _build_trajvit2(tmp_path, "--learning_rate", "5e-4", "--segmenter_learning_rate", "1e-4")
+    optimizer = script.make_optimizer(args, model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups
+             for p in group["params"]}
+    assert len(lr_of) == len(names)
+    tokenizer = "vision_model.tokenizer."
+    for name, lr in lr_of.items():
+        module = name[len(tokenizer):].split(".")[0] if name.startswith(tokenizer) else None
+        assert lr == (1e-4 if module in SEGMENTER_MODULES else 5e-4), name
+    # The parts segmentation pre-training never trains keep the full LR.
+    assert lr_of["vision_model.tokenizer.refinement_perceiver.norm_context.weight"] == 5e-4
+    assert lr_of["vision_model.tokenizer.query_perceiver.norm_context.weight"] == 1e-4
+    assert set(SEGMENTER_MODULES) <= {n.split(".")[0] for n, _ in model.vision_model.tokenizer.named_parameters()}
+    default_args = script.parse_args(["--output_dir", str(tmp_path)])
+    default = script.make_optimizer(default_args, model)
+    assert {group["lr"] for group in default.param_groups} == {default_args.learning_rate}
+
+
 def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
     """--vision_tokenizer vit3d: same script, patch tokens; a training step of the contrastive loss."""
     model, processor = _build_trajvit2(tmp_path, "--vision_tokenizer", "vit3d")
@@ -466,6 +541,8 @@ def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
     (["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
     (["--data", "/does/not/exist"], "not a folder"),
+    (["--segmenter_learning_rate", "0"], "--segmenter_learning_rate must be > 0"),
+    (["--vision_tokenizer", "vit3d", "--segmenter_learning_rate", "1e-4"], "needs --vision_tokenizer trajtok"),
 ])
 def test_trajvit2_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     script = load_script(TRAJVIT2)

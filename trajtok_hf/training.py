@@ -43,6 +43,7 @@ from .data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
 from .metrics import retrieval_metrics, segmentation_metrics
 
 __all__ = [
+    "SEGMENTER_MODULES",
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
     "CheckpointManager",
@@ -74,27 +75,59 @@ NO_DECAY_NAME_PARTS = ("latents", "subtoken_offsets", "logit_scale", "cls_token"
                        "position_embedding", "pos_embed")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW parameter groups: ``weight_decay`` on weight matrices / conv kernels, 0 on everything else.
+# The TrajTok modules that segmentation pre-training (method spec §8, examples/train_segmenter.py) trains: the
+# feature extractor, the query latents and Perceiver, the two assignment heads and the logit scale of Eq. 1. The
+# refinement Perceiver, the sub-token offsets and the output projection get no gradient from the segmentation loss,
+# so they are still at their initialisation when TrajViT2 training warm-starts from a segmenter.
+SEGMENTER_MODULES = ("feature_extractor", "query_latents", "query_perceiver", "query_head", "pixel_head", "logit_scale")
+
+
+def parameter_groups(
+    model: nn.Module, weight_decay: float, learning_rates: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups: ``weight_decay`` on weight matrices / conv kernels, 0 on everything else.
 
     No decay: parameters of normalisation layers (any module whose class name contains ``"Norm"``), biases and other
     tensors with fewer than 2 dims (ConvNeXt layer scales, logit scales), and names containing one of
     :data:`NO_DECAY_NAME_PARTS` (learned latents, sub-token offsets, [CLS] / position embeddings). Frozen
     parameters are left out.
+
+    ``learning_rates`` maps parameter-name prefixes (module paths such as ``"vision_model.tokenizer.query_perceiver"``,
+    matched at a ``.`` boundary) to their own learning rate; those parameters get separate groups with an ``"lr"``
+    key, the rest use the optimizer's default. The schedulers of :func:`build_scheduler` scale every group's LR by
+    the same factor. A prefix that matches no trainable parameter raises ``ValueError`` (a typo would otherwise
+    silently train those weights at the default LR).
     """
+    learning_rates = dict(learning_rates or {})
+    for prefix, lr in learning_rates.items():
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"learning_rates keys must be non-empty parameter-name prefixes, got {prefix!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"learning_rates[{prefix!r}] must be a number > 0, got {lr!r}")
     norm_params = {
         id(p) for module in model.modules() if "Norm" in type(module).__name__ for p in module.parameters(recurse=False)
     }
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, float | None], list[nn.Parameter]] = {}
+    matched = set()
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim < 2 or id(param) in norm_params or any(part in name for part in NO_DECAY_NAME_PARTS):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [group for group in groups if group["params"]]
+        decay = not (param.ndim < 2 or id(param) in norm_params or any(part in name for part in NO_DECAY_NAME_PARTS))
+        prefix = next((p for p in learning_rates if name == p or name.startswith(p + ".")), None)
+        matched.add(prefix)
+        groups.setdefault((decay, None if prefix is None else float(learning_rates[prefix])), []).append(param)
+    unmatched = sorted(set(learning_rates) - matched)
+    if unmatched:
+        raise ValueError(f"learning_rates: no trainable parameter of the model is named like {unmatched}")
+    # Default-LR groups first, decayed before not decayed: the layout of the two-group case stays as it was.
+    order = sorted(groups, key=lambda key: (key[1] is not None, key[1] or 0.0, not key[0]))
+    out = []
+    for decay, lr in order:
+        group = {"params": groups[(decay, lr)], "weight_decay": weight_decay if decay else 0.0}
+        if lr is not None:
+            group["lr"] = lr
+        out.append(group)
+    return out
 
 
 def build_optimizer(
@@ -103,13 +136,16 @@ def build_optimizer(
     weight_decay: float = 0.02,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    learning_rates: dict[str, float] | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW of the paper (§9) over :func:`parameter_groups`."""
+    """AdamW of the paper (§9) over :func:`parameter_groups` (``learning_rates``: per-prefix LRs, see there)."""
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=learning_rate, betas=tuple(betas), eps=eps)
+    return torch.optim.AdamW(
+        parameter_groups(model, weight_decay, learning_rates), lr=learning_rate, betas=tuple(betas), eps=eps
+    )
 
 
 def build_scheduler(
