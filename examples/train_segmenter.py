@@ -66,6 +66,10 @@ def parse_args(argv=None):
                    help="synthetic data: objects per *training* clip (default 1 --max_objects); the held-out "
                         "clips keep 1..--max_objects. More objects per clip force the K queries to split the "
                         "foreground instead of one query claiming all of it")
+    g.add_argument("--train_texture_probability", type=float, default=None, metavar="P",
+                   help="synthetic data: chance that an object of a *training* clip is striped/checkered (default: "
+                        "the generator's 0.25, also used for the held-out clips). Textured objects are the ones "
+                        "whose dark half the segmenter leaves out of their trajectory most often")
     g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
     g.add_argument("--matching_tie_break", choices=("index", "soft"), default=None,
                    help="§8 matching ties: scipy's slot order (release) or soft-mask overlap (see loss_trajtok.py); "
@@ -77,6 +81,8 @@ def parse_args(argv=None):
         parser.error(f"--frame_size must be a multiple of 4 and >= 32 (the backbone's stride), got {args.frame_size}")
     if args.num_frames < 1 or args.max_objects < 1 or args.num_train_clips < 1:
         parser.error("--num_frames, --max_objects and --num_train_clips must be >= 1")
+    if args.train_texture_probability is not None and not 0.0 <= args.train_texture_probability <= 1.0:
+        parser.error(f"--train_texture_probability must lie in [0, 1], got {args.train_texture_probability}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
     for flag in ("data", "eval_data"):
@@ -95,8 +101,10 @@ def build_datasets(args, processor):
                                      max_objects=args.max_objects)
         train_synth = synth
         if args.train_objects is not None:
-            train_synth = dataclasses.replace(synth, min_objects=args.train_objects[0],
+            train_synth = dataclasses.replace(train_synth, min_objects=args.train_objects[0],
                                               max_objects=args.train_objects[1])
+        if args.train_texture_probability is not None:
+            train_synth = dataclasses.replace(train_synth, texture_probability=args.train_texture_probability)
         train = SyntheticClipDataset(train_synth, seed=args.seed, num_clips=args.num_train_clips,
                                      video_processor=processor)
         # Held out: another generator seed never produces a training clip.
@@ -198,7 +206,9 @@ def main(argv=None):
     batches = iterate_batches(accelerator, train_loader, state) if state.step < args.max_steps else []
     for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
         with accelerator.accumulate(model):
-            out = model(pixel_values_videos=batch["pixel_values_videos"])
+            # The §8 loss reads only the assignment logits: skipping the refinement Perceiver changes no gradient
+            # and makes a 64² training step ~1.4x faster (measured here: 0.73 → 0.53 s for 8 clips, small preset).
+            out = model(pixel_values_videos=batch["pixel_values_videos"], output_trajectory_tokens=False)
             losses = trajectory_segmentation_loss(out.assignment_logits, batch["segmentation_labels"], return_dict=True,
                                                   tie_break=tie_break)
             accelerator.backward(losses["loss"])

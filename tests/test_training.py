@@ -160,6 +160,30 @@ def test_segmenter_modules_are_what_the_segmentation_loss_trains():
     assert trained == set(SEGMENTER_MODULES)
 
 
+def test_evaluate_segmentation_skips_the_refinement_of_a_bare_tokenizer(monkeypatch):
+    """The ids come from the assignment alone: evaluating a TrajTokModel must not run (and pay for) its refinement
+    Perceiver, and must give the ids of a full forward."""
+    from accelerate import Accelerator
+
+    from trajtok_hf.metrics import segmentation_metrics
+    from trajtok_hf.training import evaluate_segmentation
+
+    model = tiny_trajtok_model().eval()
+    pixels = video_batch(2, 4, 64)
+    labels = torch.randint(0, 3, (2, 4, 16, 16))
+    with torch.no_grad():
+        full_ids = model(pixel_values_videos=pixels).trajectory_ids
+    expected = segmentation_metrics(list(full_ids), list(labels), background_id=0)
+
+    def refinement_must_not_run(*args, **kwargs):
+        raise AssertionError("the refinement Perceiver ran during evaluate_segmentation")
+
+    monkeypatch.setattr(model.refinement_perceiver, "forward", refinement_must_not_run)
+    batches = [{"pixel_values_videos": pixels, "segmentation_labels": labels}]
+    metrics = evaluate_segmentation(model, batches, Accelerator(cpu=True))
+    assert metrics == {key: pytest.approx(expected[key]) for key in ("ARI", "FG-ARI", "mIoU", "FG-mIoU")}
+
+
 def test_scheduler_warms_up_then_cosine_to_one_percent():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=1e-4)
@@ -318,6 +342,8 @@ def test_checkpoint_manager_dangling_or_missing_pointer(tmp_path):
     (["--model", "/does/not/exist"], "no config.json"),
     (["--train_objects", "3", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
     (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+    (["--train_texture_probability", "1.5"], "--train_texture_probability must lie in"),
+    (["--train_texture_probability", "-0.1"], "--train_texture_probability must lie in"),
 ])
 def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     script = load_script(SEGMENTER)
@@ -470,6 +496,19 @@ def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
     default = script.build_datasets(script.parse_args(["--output_dir", str(tmp_path), "--max_objects", "2"]),
                                     processor)[0]
     assert (default.config.min_objects, default.config.max_objects) == (1, 2)
+    assert default.config.texture_probability == 0.25
+
+
+def test_segmenter_train_texture_probability_changes_only_the_training_clips(tmp_path):
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--train_objects", "1", "6",
+                              "--train_texture_probability", "0.6"])
+    train, _, held_out = script.build_datasets(args, processor)
+    assert train.config.texture_probability == 0.6 and held_out.config.texture_probability == 0.25
+    assert (train.config.min_objects, train.config.max_objects) == (1, 6)  # both overrides apply
+    textured = [obj["texture"] != "plain" for i in range(60) for obj in generate_clip(train.config, 0, i)["objects"]]
+    assert 0.45 < np.mean(textured) < 0.75
 
 
 def _build_trajvit2(tmp_path, *argv):

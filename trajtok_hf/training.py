@@ -559,13 +559,17 @@ def evaluate_segmentation(model, dataloader, accelerator, background_id: int | N
     """ARI, FG-ARI, matched mIoU and FG-mIoU (fractions) of the model's hard trajectory ids against the ground-truth
     ``segmentation_labels`` over a prepared eval dataloader, gathered over processes (every process returns the
     same numbers). ``model`` is a TrajTok model, or any model whose output has ``trajectory_ids``."""
+    from .models.modeling_trajtok import TrajTokModel
+
     was_training = model.training
     model.eval()
     predictions, references = [], []
     for batch in dataloader:
         if batch is None:
             continue
-        ids = model(pixel_values_videos=batch["pixel_values_videos"]).trajectory_ids
+        # A bare tokenizer can skip its refinement Perceiver: the ids come from the assignment alone.
+        kwargs = {"output_trajectory_tokens": False} if isinstance(model, TrajTokModel) else {}
+        ids = model(pixel_values_videos=batch["pixel_values_videos"], **kwargs).trajectory_ids
         ids, labels = accelerator.gather_for_metrics((ids.contiguous(), batch["segmentation_labels"].contiguous()))
         predictions.extend(ids.cpu())
         references.extend(labels.cpu())

@@ -15,6 +15,7 @@ from trajtok_hf.models.perceiver_trajtok import (
     dense_hard_mask_attention,
     rotary_multiplier,
     segment_hard_mask_attention,
+    streamed_context_attention,
 )
 
 
@@ -207,6 +208,34 @@ def test_segment_softmax_aggregating_values_before_projection(n, visible_last):
         segment_hard_mask_attention(*tensors, None, ids, n, visible_last)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("visible_last", [0, 2])
+def test_segment_softmax_with_streamed_pixel_keys(monkeypatch, n, visible_last):
+    """pixel_key as a function of a pixel range: scores are made block by block (here 14 rows over a batch of 2 =
+    blocks of 7 of the 40 pixels, the last one short) and give the dense result; the function is asked for each block
+    once (+ the last E pixels)."""
+    import trajtok_hf.models.perceiver_trajtok as perceiver
+
+    monkeypatch.setattr(perceiver, "STREAM_BLOCK_PIXELS", 14)
+    tensors, ids = _random_attention_inputs(n=n)
+    tensors = [t.double() for t in tensors]
+    query, latent_key, latent_value, pixel_key, pixel_value = tensors
+    calls = []
+
+    def key_of(start, stop):
+        calls.append((start, stop))
+        return pixel_key[:, :, start:stop].transpose(1, 2)
+
+    dense = dense_hard_mask_attention(*tensors, ids, n, visible_last)
+    streamed = segment_hard_mask_attention(query, latent_key, latent_value, key_of, pixel_value, ids, n, visible_last,
+                                           num_pixels=40)
+    torch.testing.assert_close(streamed, dense, atol=1e-10, rtol=1e-10)
+    assert calls[:6] == [(s, min(s + 7, 40)) for s in range(0, 40, 7)]
+    assert calls[6:] == ([(40 - visible_last, 40)] if visible_last else [])
+    with pytest.raises(ValueError, match="needs num_pixels"):
+        segment_hard_mask_attention(query, latent_key, latent_value, key_of, pixel_value, ids, n)
+
+
 def test_segment_weighted_sum_matches_index_add_and_gradcheck():
     g = torch.Generator().manual_seed(0)
     weights = torch.rand(30, 3, generator=g, dtype=torch.float64, requires_grad=True)
@@ -385,6 +414,49 @@ def test_eager_attention_equals_sdpa():
     got = model(video, output_pixel_features=True)
     torch.testing.assert_close(got.trajectory_queries, expected.trajectory_queries, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.trajectory_tokens, expected.trajectory_tokens, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_pixels, block", [(1, 4), (37, 8), (64, 64), (100, 1000)])
+def test_streamed_context_attention_equals_sdpa(num_pixels, block):
+    torch.manual_seed(0)
+    query, latent_key, latent_value = (torch.randn(2, 4, 6, 8) for _ in range(3))
+    key, value = torch.randn(2, 4, num_pixels, 8) * 4, torch.randn(2, 4, num_pixels, 8)  # peaked: tests the rescaling
+    calls = []
+
+    def project(start, stop):
+        calls.append((start, stop))
+        return key[:, :, start:stop], value[:, :, start:stop]
+
+    got = streamed_context_attention(query, latent_key, latent_value, torch.empty(2, num_pixels, 1), project, block)
+    expected = F.scaled_dot_product_attention(query, torch.cat((latent_key, key), 2), torch.cat((latent_value, value), 2))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert calls == [(s, min(s + block, num_pixels)) for s in range(0, num_pixels, block)]
+
+
+def test_perceivers_stream_pixels_at_inference_with_the_same_result(monkeypatch):
+    """Inference over more than STREAM_BLOCK_PIXELS pixels takes the streamed paths (query Perceiver: blocked online
+    softmax; refinement: blocked pixel keys); the outputs equal the one-shot paths that autograd mode takes (≤ 1e-5),
+    which is what the model computed before streaming existed."""
+    import trajtok_hf.models.perceiver_trajtok as perceiver
+
+    monkeypatch.setattr(perceiver, "STREAM_BLOCK_PIXELS", 100)  # 2 videos × 2 frames of 64²: blocks of 50 of 512 pixels
+    model = tiny_trajtok_model().eval()
+    video = video_batch(2, 2)
+    streamed_calls = []
+    original = perceiver.streamed_context_attention
+    monkeypatch.setattr(perceiver, "streamed_context_attention",
+                        lambda *a, **k: streamed_calls.append(1) or original(*a, **k))
+    with torch.no_grad():
+        streamed = model(video, output_pixel_features=True)
+    assert len(streamed_calls) == model.config.query_perceiver_depth
+    with torch.enable_grad():  # autograd on: the one-shot path
+        one_shot = model(video, output_pixel_features=True)
+    assert len(streamed_calls) == model.config.query_perceiver_depth
+    torch.testing.assert_close(streamed.trajectory_queries, one_shot.trajectory_queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(streamed.assignment_logits, one_shot.assignment_logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(streamed.trajectory_ids, one_shot.trajectory_ids)
+    # The refinement's segment softmax streams its pixel keys too.
+    torch.testing.assert_close(streamed.trajectory_tokens, one_shot.trajectory_tokens, atol=1e-5, rtol=1e-5)
 
 
 def test_gradient_checkpointing_gives_same_gradients():
