@@ -6,6 +6,13 @@ after. Rows where either file lacks a latency (a skipped measurement) show "—"
 is measured, so compare files taken on the same machine.
 
     python benchmarks/compare_encoders.py benchmarks/results/before/encoders.json benchmarks/results/encoders.json
+
+``--shared_peers``: when a change touches only TrajViT2, the "before" run may measure TrajViT2 alone
+(``--models trajvit2``); its ratios then use the other file's ViT3D / ToMe latency of the same (scale, batch, T),
+marked with ``†`` (a peer missing from both files still shows "—").
+
+    python benchmarks/compare_encoders.py --shared_peers benchmarks/results/streaming/before.json \
+        benchmarks/results/streaming/after.json
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b is not None else None
 
 
-def compare(before: dict, after: dict) -> str:
-    """Markdown tables (str) comparing two loaded result dicts keyed by (scale, batch, frames, model)."""
+def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
+    """Markdown tables (str) comparing two loaded result dicts keyed by (scale, batch, frames, model);
+    ``shared_peers``: a peer latency missing from one file is taken from the other (marked †)."""
     cases = sorted({k[:3] for k in before if k[3] == "trajvit2"} & {k[:3] for k in after if k[3] == "trajvit2"})
     if not cases:
         raise SystemExit("error: the two files share no TrajViT2 measurement (scale, batch size, frames)")
@@ -55,9 +63,14 @@ def compare(before: dict, after: dict) -> str:
         t_after = _latency(after, (scale, batch, frames, "trajvit2"))
         ratios = []
         for peer in ("vit3d", "tome"):
-            r_before = _ratio(t_before, _latency(before, (scale, batch, frames, peer)))
-            r_after = _ratio(t_after, _latency(after, (scale, batch, frames, peer)))
-            ratios.append(f"{_fmt(r_before, '.2f')} → {_fmt(r_after, '.2f')}")
+            key = (scale, batch, frames, peer)
+            cells = []
+            for t, own, other in ((t_before, before, after), (t_after, after, before)):
+                peer_latency, mark = _latency(own, key), ""
+                if peer_latency is None and shared_peers and _latency(other, key) is not None:
+                    peer_latency, mark = _latency(other, key), "†"
+                cells.append(_fmt(_ratio(t, peer_latency), ".2f") + (mark if peer_latency is not None else ""))
+            ratios.append(" → ".join(cells))
         lines.append(f"| {scale} | {batch} | {frames} | {_fmt(t_before, '.2f')} → {_fmt(t_after, '.2f')} | "
                      f"{_fmt(_ratio(t_before, t_after), '.2f')}× | {ratios[0]} | {ratios[1]} |")
     lines += ["", "| scale | batch | T | " + " | ".join(STAGES) + " |", "|---|---|---|" + "---|" * len(STAGES)]
@@ -77,8 +90,10 @@ def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before", help="bench_encoders.py JSON measured first")
     parser.add_argument("after", help="bench_encoders.py JSON measured after the change")
+    parser.add_argument("--shared_peers", action="store_true",
+                        help="use the other file's ViT3D / ToMe latency where one file has none (marked †)")
     args = parser.parse_args(argv)
-    table = compare(_load(args.before), _load(args.after))
+    table = compare(_load(args.before), _load(args.after), shared_peers=args.shared_peers)
     print(table)
     return table
 

@@ -53,3 +53,16 @@ def test_rejects_unrelated_or_unreadable_files(compare, tmp_path):
         compare.main([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
     with pytest.raises(SystemExit, match="cannot read"):
         compare.main([str(tmp_path / "a.json"), str(tmp_path / "missing.json")])
+
+
+def test_shared_peers_fill_a_trajvit2_only_before_run(compare, tmp_path):
+    before = _result({("trajvit2", 8): 3.0, ("trajvit2", 16): 6.0})
+    after = _result({("trajvit2", 8): 1.5, ("vit3d", 8): 2.0, ("tome", 8): 0.5, ("trajvit2", 16): 4.0})
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, result in zip(paths, (before, after)):
+        path.write_text(json.dumps(result))
+    plain = compare.main([str(p) for p in paths]).splitlines()
+    assert "| release | 1 | 8 | 3.00 → 1.50 | 2.00× | — → 0.75 | — → 3.00 |" in plain
+    shared = compare.main(["--shared_peers", *map(str, paths)]).splitlines()
+    assert "| release | 1 | 8 | 3.00 → 1.50 | 2.00× | 1.50† → 0.75 | 6.00† → 3.00 |" in shared
+    assert "| release | 1 | 16 | 6.00 → 4.00 | 1.50× | — → — | — → — |" in shared  # no peer in either file
