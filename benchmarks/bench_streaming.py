@@ -1,0 +1,151 @@
+"""Streamed vs one-shot Perceiver pixel keys (CPU inference): interleaved A/B timing of the TrajTok tokenizer.
+
+At inference on CPU the two Perceivers make and use their pixel keys in blocks of
+``trajtok_hf.models.perceiver_trajtok.STREAM_BLOCK_PIXELS`` rows instead of as (B·N, D) tensors (see that module's
+docstring). This script times both paths of the *same* model in one process: each round runs the one-shot path
+(streaming switched off by raising the block size above every input) and then the streamed path, so slow drifts of
+the machine (other load, frequency changes) hit both alike; a separate run per path, minutes apart, is not comparable
+on a shared machine. Per path: the tokenizer's latency and its backbone / query Perceiver / refinement times (forward
+hooks), medians over ``--rounds``; and the largest absolute difference of the outputs (trajectory tokens, assignment
+logits) and whether the hard ids agree.
+
+    python benchmarks/bench_streaming.py                       # release tokenizer, T = 16 and 64, 5 rounds
+    python benchmarks/bench_streaming.py --frames 8 --quick    # tiny tokenizer at 64², seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
+from trajtok_hf.models import perceiver_trajtok  # noqa: E402
+
+STAGES = ("feature_extractor", "query_perceiver", "refinement_perceiver")
+ONE_SHOT = 1 << 62  # a block size no input reaches: the one-shot paths
+
+
+def _stage_timer(model: TrajTokModel, sink: dict) -> None:
+    started = {}
+    for name in STAGES:
+        module = getattr(model, name)
+        module.register_forward_pre_hook(lambda _m, _i, name=name: started.__setitem__(name, time.perf_counter()))
+        module.register_forward_hook(
+            lambda _m, _i, _o, name=name: sink["current"].setdefault(name, []).append(time.perf_counter() - started[name])
+        )
+
+
+def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    if quick:
+        config = TrajTokConfig(backbone_config=dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]), hidden_size=32,
+                               num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16,
+                               assignment_embed_dim=8)
+        size = 64
+    else:
+        config = TrajTokConfig()  # the release width: ConvNeXt-T, D = 512, K = 128, chunks of 16
+        size = 224
+    model = TrajTokModel(config).eval()
+    video = torch.randn(1, frames, 3, size, size)
+    sink = {"current": {}}
+    _stage_timer(model, sink)
+    default_block = perceiver_trajtok.STREAM_BLOCK_PIXELS
+    block_rows = block_rows or default_block
+    if video.shape[1] * (size // 4) ** 2 <= block_rows:
+        raise ValueError(f"{frames} frames of {size}² fit in one block of {block_rows} rows: nothing would stream "
+                         "(use more frames or a smaller --block_rows)")
+    paths = {"one_shot": ONE_SHOT, "streamed": block_rows}
+    latency = {path: [] for path in paths}
+    stages = {path: {} for path in paths}
+    outputs = {}
+    try:
+        with torch.inference_mode():
+            for path, block in paths.items():  # warm-up, and the outputs to compare
+                perceiver_trajtok.STREAM_BLOCK_PIXELS = block
+                outputs[path] = model(video)
+            for _ in range(rounds):
+                for path, block in paths.items():
+                    perceiver_trajtok.STREAM_BLOCK_PIXELS = block
+                    sink["current"] = stages[path]
+                    tic = time.perf_counter()
+                    model(video)
+                    latency[path].append(time.perf_counter() - tic)
+    finally:
+        perceiver_trajtok.STREAM_BLOCK_PIXELS = default_block
+    a, b = outputs["one_shot"], outputs["streamed"]
+    result = {
+        "frames": frames,
+        "size": size,
+        "pixels_per_chunk": (min(frames, config.chunk_size) * (size // 4) ** 2),
+        "block_rows": block_rows,
+        "rounds": rounds,
+        "max_abs_diff_tokens": float((a.trajectory_tokens - b.trajectory_tokens).abs().max()),
+        "max_abs_diff_logits": float((a.assignment_logits - b.assignment_logits).abs().max()),
+        "same_ids": bool(torch.equal(a.trajectory_ids, b.trajectory_ids)),
+    }
+    for path in paths:
+        result[path] = {"latency_s": statistics.median(latency[path]), "latencies_s": latency[path],
+                        **{f"{name}_s": statistics.median(values) for name, values in stages[path].items()}}
+    result["speedup"] = result["one_shot"]["latency_s"] / result["streamed"]["latency_s"]
+    return result
+
+
+def format_table(results: list[dict]) -> str:
+    lines = ["| T | tokenizer s one-shot → streamed | speed-up | backbone s | query Perceiver s | refinement s "
+             "| max abs diff (tokens / logits) | same ids |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        one, streamed = r["one_shot"], r["streamed"]
+        cells = [f"{one[f'{name}_s']:.2f} → {streamed[f'{name}_s']:.2f}" for name in STAGES]
+        lines.append(f"| {r['frames']} | {one['latency_s']:.2f} → {streamed['latency_s']:.2f} | {r['speedup']:.2f}× | "
+                     + " | ".join(cells)
+                     + f" | {r['max_abs_diff_tokens']:.1e} / {r['max_abs_diff_logits']:.1e} | {r['same_ids']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=None, help="T values (default 16 64; --quick: 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per T (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="tiny tokenizer at 64² (CI-sized), blocks of 256 rows")
+    parser.add_argument("--block_rows", type=int, default=None,
+                        help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)")
+    parser.add_argument("--output", default=None, help="JSON path (default: print only)")
+    args = parser.parse_args(argv)
+    frames = args.frames or ([8] if args.quick else [16, 64])
+    if args.rounds < 1 or any(t < 1 for t in frames):
+        parser.error("--rounds and --frames must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    if args.block_rows is not None and args.block_rows < 1:
+        parser.error("--block_rows must be >= 1")
+    block_rows = args.block_rows or (256 if args.quick else None)
+    try:
+        results = [run(t, args.rounds, args.quick, block_rows) for t in frames]
+    except ValueError as error:
+        parser.error(str(error))
+    print(format_table(results))
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        record = {"results": results, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "machine": platform.machine(), "processor": platform.processor()}
+        with open(args.output, "w") as f:
+            json.dump(record, f, indent=2)
+        print(f"wrote {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""benchmarks/bench_streaming.py: interleaved A/B of the streamed and one-shot Perceiver paths."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from testers import load_file_module
+
+from trajtok_hf.models import perceiver_trajtok
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_file_module(os.path.join(ROOT, "benchmarks", "bench_streaming.py"))
+
+
+def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsys):
+    out = tmp_path / "streaming.json"
+    results = bench.main(["--quick", "--rounds", "2", "--output", str(out)])
+    assert perceiver_trajtok.STREAM_BLOCK_PIXELS == 4096  # restored after the run
+    (result,) = results
+    assert result["frames"] == 8 and result["block_rows"] == 256 and result["same_ids"]
+    assert result["max_abs_diff_tokens"] <= 1e-5 and result["max_abs_diff_logits"] <= 1e-5
+    for path in ("one_shot", "streamed"):
+        assert len(result[path]["latencies_s"]) == 2 and result[path]["latency_s"] > 0
+        assert {"feature_extractor_s", "query_perceiver_s", "refinement_perceiver_s"} <= set(result[path])
+    assert result["speedup"] == pytest.approx(result["one_shot"]["latency_s"] / result["streamed"]["latency_s"])
+    assert json.loads(out.read_text())["results"][0]["frames"] == 8
+    assert "| 8 |" in capsys.readouterr().out
+
+
+def test_streamed_path_really_streams(bench, monkeypatch):
+    calls = []
+    original = perceiver_trajtok.streamed_context_attention
+    monkeypatch.setattr(perceiver_trajtok, "streamed_context_attention",
+                        lambda *a, **k: calls.append(perceiver_trajtok.STREAM_BLOCK_PIXELS) or original(*a, **k))
+    bench.run(8, rounds=1, quick=True, block_rows=256)
+    assert calls and set(calls) == {256}  # only the streamed path streams, with the asked block size
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--rounds", "0"], "--rounds and --frames must be >= 1"),
+    (["--quick", "--block_rows", "100000"], "nothing would stream"),
+    (["--quick", "--threads", "0"], "--threads must be >= 1"),
+    (["--quick", "--block_rows", "0"], "--block_rows must be >= 1"),
+])
+def test_rejects_bad_arguments(bench, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert message in capsys.readouterr().err
