@@ -24,6 +24,8 @@ def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsy
     assert perceiver_trajtok.STREAM_BLOCK_PIXELS == 4096  # restored after the run
     (result,) = results
     assert result["frames"] == 8 and result["block_rows"] == 256 and result["same_ids"]
+    assert result["pixels_with_other_id"] == 0 and result["pixels"] == 8 * 16 * 16
+    assert result["max_top2_gap_where_ids_differ"] is None
     assert result["max_abs_diff_tokens"] <= 1e-5 and result["max_abs_diff_logits"] <= 1e-5
     for path in ("one_shot", "streamed"):
         assert len(result[path]["latencies_s"]) == 2 and result[path]["latency_s"] > 0
