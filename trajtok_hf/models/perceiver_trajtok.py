@@ -353,6 +353,14 @@ class TrajTokPerceiverAttention(nn.Module):
         return (not torch.is_grad_enabled() and context.device.type == "cpu"
                 and context.shape[0] * context.shape[1] > STREAM_BLOCK_PIXELS)
 
+    def _latent_keys_values(self, latents: torch.Tensor, rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (rotated at the latents' positions 0..L−1) and values of the (normalised) latents, (B, h, L, d) each:
+        the latent half of ``[latents ; context]`` for the paths that handle the pixels apart."""
+        heads = (self.num_heads, self.head_dim)
+        key, value = self.to_kv(latents).unflatten(-1, (2, -1)).unbind(2)
+        return (apply_rotary(key.unflatten(-1, heads), rope[: latents.shape[1]]).transpose(1, 2),
+                value.unflatten(-1, heads).transpose(1, 2))
+
     def forward(
         self,
         latents: torch.Tensor,
@@ -367,7 +375,6 @@ class TrajTokPerceiverAttention(nn.Module):
         if hard_mask is not None and hard_mask["implementation"] == "segment":
             # Pixel values are aggregated per trajectory before W_v (module docstring): project only their keys.
             key_weight, value_weight = self.to_kv.weight.chunk(2, dim=0)
-            latent_key, latent_value = self.to_kv(latents).unflatten(-1, (2, -1)).unbind(2)
             context = self.norm_media(context)
             pixel_rope = rope[num_latents:]
 
@@ -379,8 +386,7 @@ class TrajTokPerceiverAttention(nn.Module):
                 pixel_key = pixel_key(0, context.shape[1]).transpose(1, 2)
             out = segment_hard_mask_attention(
                 query,
-                apply_rotary(latent_key.unflatten(-1, heads), rope[:num_latents]).transpose(1, 2),
-                latent_value.unflatten(-1, heads).transpose(1, 2),
+                *self._latent_keys_values(latents, rope),
                 pixel_key,
                 None,
                 hard_mask["trajectory_ids"],
@@ -393,7 +399,6 @@ class TrajTokPerceiverAttention(nn.Module):
             return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
         eager = self.config is not None and getattr(self.config, "_attn_implementation", None) == "eager"
         if hard_mask is None and not eager and self._streams(context):
-            latent_key, latent_value = self.to_kv(latents).unflatten(-1, (2, -1)).unbind(2)
 
             def project_context(start: int, stop: int):
                 block_key, block_value = self.to_kv(self.norm_media(context[:, start:stop])).unflatten(
@@ -404,8 +409,7 @@ class TrajTokPerceiverAttention(nn.Module):
 
             out = streamed_context_attention(
                 query,
-                apply_rotary(latent_key.unflatten(-1, heads), rope[:num_latents]).transpose(1, 2),
-                latent_value.unflatten(-1, heads).transpose(1, 2),
+                *self._latent_keys_values(latents, rope),
                 context,
                 project_context,
             )
