@@ -69,7 +69,7 @@ def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
                 peer_latency, mark = _latency(own, key), ""
                 if peer_latency is None and shared_peers and _latency(other, key) is not None:
                     peer_latency, mark = _latency(other, key), "†"
-                cells.append(_fmt(_ratio(t, peer_latency), ".2f") + (mark if peer_latency is not None else ""))
+                cells.append(_fmt(_ratio(t, peer_latency), ".2f") + mark)
             ratios.append(" → ".join(cells))
         lines.append(f"| {scale} | {batch} | {frames} | {_fmt(t_before, '.2f')} → {_fmt(t_after, '.2f')} | "
                      f"{_fmt(_ratio(t_before, t_after), '.2f')}× | {ratios[0]} | {ratios[1]} |")

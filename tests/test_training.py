@@ -146,6 +146,11 @@ def test_parameter_groups_reject_bad_learning_rates(learning_rates, match):
         parameter_groups(tiny_trajtok_model(), 0.02, learning_rates)
 
 
+def test_parameter_groups_reject_learning_rates_that_are_not_a_mapping():
+    with pytest.raises(TypeError, match="learning_rates must be a mapping"):
+        parameter_groups(tiny_trajtok_model(), 0.02, [("query_perceiver", 1e-5)])
+
+
 def test_segmenter_modules_are_what_the_segmentation_loss_trains():
     """SEGMENTER_MODULES (the parts --segmenter_learning_rate applies to) = the tokenizer's top-level modules that
     get a gradient from the §8 loss, which is all that segmentation pre-training trains."""

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +42,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
 from .metrics import retrieval_metrics, segmentation_metrics
+from .models.modeling_trajtok import TrajTokModel
 
 __all__ = [
     "SEGMENTER_MODULES",
@@ -98,6 +100,9 @@ def parameter_groups(
     the same factor. A prefix that matches no trainable parameter raises ``ValueError`` (a typo would otherwise
     silently train those weights at the default LR).
     """
+    if learning_rates is not None and not isinstance(learning_rates, Mapping):
+        raise TypeError(f"learning_rates must be a mapping of parameter-name prefix -> lr, got "
+                        f"{type(learning_rates).__name__}")
     learning_rates = dict(learning_rates or {})
     for prefix, lr in learning_rates.items():
         if not isinstance(prefix, str) or not prefix:
@@ -559,8 +564,6 @@ def evaluate_segmentation(model, dataloader, accelerator, background_id: int | N
     """ARI, FG-ARI, matched mIoU and FG-mIoU (fractions) of the model's hard trajectory ids against the ground-truth
     ``segmentation_labels`` over a prepared eval dataloader, gathered over processes (every process returns the
     same numbers). ``model`` is a TrajTok model, or any model whose output has ``trajectory_ids``."""
-    from .models.modeling_trajtok import TrajTokModel
-
     was_training = model.training
     model.eval()
     predictions, references = [], []

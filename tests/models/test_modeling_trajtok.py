@@ -427,7 +427,7 @@ def test_streamed_context_attention_equals_sdpa(num_pixels, block):
         calls.append((start, stop))
         return key[:, :, start:stop], value[:, :, start:stop]
 
-    got = streamed_context_attention(query, latent_key, latent_value, torch.empty(2, num_pixels, 1), project, block)
+    got = streamed_context_attention(query, latent_key, latent_value, num_pixels, project, block)
     expected = F.scaled_dot_product_attention(query, torch.cat((latent_key, key), 2), torch.cat((latent_value, value), 2))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert calls == [(s, min(s + block, num_pixels)) for s in range(0, num_pixels, block)]
