@@ -30,7 +30,7 @@ from transformers import AutoModel, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset
-from trajtok_hf.metrics import retrieval_metrics, segmentation_metrics
+from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics
 from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -164,20 +164,6 @@ def write_pictures(model, processor, first_batch, captions, num_visualize: int, 
     return [Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, output_dir, captions=titles)]
 
 
-def fg_ari_by_object_count(per_clip_fg_ari, labels) -> dict[str, dict]:
-    """Mean FG-ARI of the clips with 1, 2, … objects (``{"1": {"FG-ARI": mean, "clips": n}, …}``). With one object
-    FG-ARI is all-or-nothing: a single object pixel outside the object's trajectory makes it 0 for that clip, so the
-    split shows how much of the mean comes from boundary pixels of single objects rather than from merged objects."""
-    counts = np.array([np.unique(l[l > 0]).size for l in labels])
-    out = {}
-    for count in sorted(set(counts.tolist()) - {0}):
-        values = per_clip_fg_ari[counts == count]
-        values = values[~np.isnan(values)]
-        if values.size:
-            out[str(count)] = {"FG-ARI": float(values.mean()), "clips": int(values.size)}
-    return out
-
-
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
     start = time.perf_counter()
@@ -202,7 +188,7 @@ def main(argv=None) -> dict[str, float]:
     if labels is not None and trajectory_ids is not None:  # the tokenizer against the exact synthetic trajectories
         segmentation = segmentation_metrics(trajectory_ids, [torch.from_numpy(l) for l in labels], background_id=0,
                                             ignore_index=IGNORE_INDEX, return_per_clip=True)
-        by_objects = fg_ari_by_object_count(segmentation["per_clip"]["FG-ARI"], labels)
+        by_objects = fg_ari_by_object_count(segmentation["per_clip"]["FG-ARI"], labels, ignore_index=IGNORE_INDEX)
     pictures = write_pictures(model, processor, first, captions, args.num_visualize, Path(args.output_dir)) \
         if args.num_visualize else []
 

@@ -29,7 +29,6 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoModel
 
 from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
 from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
@@ -47,6 +46,7 @@ from trajtok_hf.training import (
     default_warmup_steps,
     evaluate_segmentation,
     iterate_batches,
+    load_segmenter,
     log_jsonl,
     save_final,
 )
@@ -56,7 +56,9 @@ def parse_args(argv=None):
     g = parser.add_argument_group("model and data")
     g.add_argument("--preset", choices=sorted(TRAJTOK_PRESETS), default="tiny",
                    help="model size when no --model (trajtok_hf.training.TRAJTOK_PRESETS)")
-    g.add_argument("--model", default=None, help="start from a saved TrajTokModel folder instead of a preset")
+    g.add_argument("--model", default=None,
+                   help="start from a saved TrajTokModel folder (or the tokenizer of a TrajViT2 folder) instead of a "
+                        "preset")
     g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata + masks")
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
     g.add_argument("--num_frames", type=int, default=8)
@@ -149,9 +151,10 @@ def main(argv=None):
 
     # ---- model, processor, data
     if args.model:
-        model = AutoModel.from_pretrained(args.model)
-        if not isinstance(model, TrajTokModel):
-            raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a TrajTokModel")
+        try:
+            model, _ = load_segmenter(args.model)
+        except ValueError as error:
+            raise SystemExit(f"error: --model {error}") from None
     else:
         model = TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS[args.preset]))
     if args.matching_tie_break is not None:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor, AutoVideoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf import TrajTokModel, TrajViT2Model
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.training import load_segmenter
 from trajtok_hf.visualization import (
     active_trajectories_per_chunk,
     denormalize_video,
@@ -53,21 +52,12 @@ def parse_args(argv=None):
     return args
 
 
-def load_tokenizer(path: str):
-    """(TrajTokModel, video processor) from a TrajTok folder or from a TrajViT2 folder's vision tower."""
-    model = AutoModel.from_pretrained(path)
-    if isinstance(model, TrajViT2Model):
-        if model.config.vision_tokenizer != "trajtok":
-            raise SystemExit(f"error: {path} uses ViT3D space-time patches: there are no trajectories to draw")
-        return model.vision_model.tokenizer, AutoProcessor.from_pretrained(path).video_processor
-    if isinstance(model, TrajTokModel):
-        return model, AutoVideoProcessor.from_pretrained(path)
-    raise SystemExit(f"error: {path} holds a {type(model).__name__}, not a TrajTok or TrajViT2 model")
-
-
 def main(argv=None) -> list[Path]:
     args = parse_args(argv)
-    tokenizer, video_processor = load_tokenizer(args.model)
+    try:
+        tokenizer, video_processor = load_segmenter(args.model)
+    except ValueError as error:
+        raise SystemExit(f"error: --model {error}") from None
     tokenizer = tokenizer.to(args.device).eval()
     if args.num_frames is not None:
         video_processor.num_frames = args.num_frames

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from testers import load_file_module, tiny_trajtok_model, video_batch
+from testers import load_file_module, tiny_trajtok_model, tiny_trajvit2_model, video_batch
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor
@@ -33,6 +33,7 @@ from trajtok_hf.training import (
     TrainState,
     build_optimizer,
     build_scheduler,
+    load_segmenter,
     normalize_video,
     parameter_groups,
 )
@@ -187,6 +188,29 @@ def test_evaluate_segmentation_skips_the_refinement_of_a_bare_tokenizer(monkeypa
     batches = [{"pixel_values_videos": pixels, "segmentation_labels": labels}]
     metrics = evaluate_segmentation(model, batches, Accelerator(cpu=True))
     assert metrics == {key: pytest.approx(expected[key]) for key in ("ARI", "FG-ARI", "mIoU", "FG-mIoU")}
+
+
+def test_load_segmenter_from_a_trajtok_or_a_trajvit2_folder(tmp_path):
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    segmenter = tiny_trajtok_model().eval()
+    segmenter.save_pretrained(tmp_path / "seg")
+    processor.save_pretrained(tmp_path / "seg")
+    loaded, loaded_processor = load_segmenter(tmp_path / "seg")
+    assert type(loaded) is type(segmenter) and loaded_processor.num_frames == 4
+    for name, tensor in segmenter.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+    trajvit2 = tiny_trajvit2_model().eval()
+    trajvit2.save_pretrained(tmp_path / "trajvit2")
+    processor.save_pretrained(tmp_path / "trajvit2")
+    tokenizer, _ = load_segmenter(tmp_path / "trajvit2")
+    expected = trajvit2.vision_model.tokenizer.state_dict()
+    assert tokenizer.state_dict().keys() == expected.keys()
+    assert all(torch.equal(tokenizer.state_dict()[k], v) for k, v in expected.items())
+
+    tiny_trajvit2_model(vision_tokenizer="vit3d").save_pretrained(tmp_path / "vit3d")
+    with pytest.raises(ValueError, match="ViT3D"):
+        load_segmenter(tmp_path / "vit3d")
 
 
 def test_scheduler_warms_up_then_cosine_to_one_percent():

@@ -45,6 +45,7 @@ from .metrics import retrieval_metrics, segmentation_metrics
 from .models.modeling_trajtok import TrajTokModel
 
 __all__ = [
+    "load_segmenter",
     "SEGMENTER_MODULES",
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
@@ -557,6 +558,25 @@ class CheckpointManager:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Evaluation
+
+
+def load_segmenter(path: str | os.PathLike):
+    """``(TrajTokModel, its video processor)`` from a ``save_pretrained`` folder of a TrajTok segmenter, or the TrajTok
+    tokenizer inside a TrajViT2 folder (the segmenter after joint training). Raises ``ValueError`` for any other
+    model, including a TrajViT2 whose vision tokenizer is ViT3D (no trajectories)."""
+    from transformers import AutoModel, AutoVideoProcessor
+
+    from .models.modeling_trajvit2 import TrajViT2Model
+
+    model = AutoModel.from_pretrained(path)
+    if isinstance(model, TrajViT2Model):
+        if model.config.vision_tokenizer != "trajtok":
+            raise ValueError(f"{path} is a TrajViT2 with ViT3D space-time patches: it has no TrajTok segmenter")
+        model = model.vision_model.tokenizer
+    elif not isinstance(model, TrajTokModel):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a TrajTokModel or a TrajViT2Model")
+    # A TrajViT2 folder's processor_config.json nests the video processor; AutoVideoProcessor reads it from there.
+    return model, AutoVideoProcessor.from_pretrained(path)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
-"""The README's demo (examples/retrieval.py) and examples/visualize.py, run in-process on a few clips with the shipped
-checkpoints (the full 500-clip default run is the README's main job, not a test)."""
+"""The README's demo (examples/retrieval.py), examples/visualize.py and examples/evaluate_segmenter.py, run
+in-process on a few clips with the shipped checkpoints (the full 500-clip default run is the README's main job, not a
+test)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,31 @@ def test_visualize_script(tmp_path, capsys):
     assert [p.name for p in paths] == ["trajectories.png", "trajectories.gif"]
     assert all(p.is_file() for p in paths)
     assert "active trajectories per chunk" in capsys.readouterr().out
+
+
+def test_evaluate_segmenter_on_a_few_clips(tmp_path, capsys):
+    evaluate = _load("evaluate_segmenter")
+    assert evaluate.HELD_OUT_SEED not in (0, 1_000_000)
+    assert Path(evaluate.DEFAULT_MODEL) == CHECKPOINTS / "trajtok-small-shapes"
+    shipped = evaluate.main(["--num_clips", "4", "--no_progress"])  # the shipped segmenter, a TrajTokModel folder
+    assert 0 <= shipped["FG-ARI"] <= 1 and "trajtok-small-shapes (TrajTokModel" in capsys.readouterr().out
+    out_json = tmp_path / "seg.json"
+    metrics = evaluate.main(["--model", str(CHECKPOINTS / "trajvit2-tiny-shapes"), "--num_clips", "6",
+                             "--batch_size", "4", "--no_progress", "--save_metrics", str(out_json)])
+    out = capsys.readouterr().out
+    assert "FG-ARI by objects per clip" in out and "objects merged with another object" in out
+    saved = json.loads(out_json.read_text())
+    assert saved["metrics"]["FG-ARI"] == metrics["FG-ARI"] and 0 <= metrics["FG-ARI"] <= 1
+    assert sum(v["clips"] for v in saved["fg_ari_by_objects_per_clip"].values()) == 6
+    textures = saved["objects"]["missed_by_texture"]
+    assert sum(v["objects"] for v in textures.values()) == saved["objects"]["objects"] >= 6
+    assert all(0 <= v["with_missed_cell"] <= v["objects"] for v in textures.values())
+
+
+@pytest.mark.parametrize("argv, match", [(["--model", str(CHECKPOINTS / "vit3d-tiny-shapes")], "ViT3D"),
+                                         (["--num_clips", "0"], "num_clips")])
+def test_evaluate_segmenter_rejects_bad_arguments(argv, match, capsys):
+    evaluate = _load("evaluate_segmenter")
+    with pytest.raises(SystemExit) as caught:
+        evaluate.main(argv)
+    assert match in capsys.readouterr().err + str(caught.value)

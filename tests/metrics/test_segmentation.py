@@ -12,8 +12,10 @@ from trajtok_hf.metrics.segmentation import (
     adjusted_rand_index,
     clip_segmentation_metrics,
     contingency_table,
+    fg_ari_by_object_count,
     foreground_adjusted_rand_index,
     matched_mean_iou,
+    object_errors,
     segmentation_metrics,
 )
 
@@ -279,3 +281,34 @@ def test_torch_inputs():
 def test_bad_inputs_raise_value_error_naming_argument(fn, args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fn(*args, **kwargs)
+
+
+def test_object_errors_merges_and_missed_pixels():
+    # GT: background 0, objects 1, 2, 3 (2 px each), 5 ignored. Objects 1 and 3 share prediction 7; object 2 has one
+    # pixel in the background's prediction 0.
+    gt = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, -100])
+    pred = np.array([0, 0, 0, 7, 7, 4, 0, 7, 7, 9])
+    errors = object_errors(pred, gt)
+    assert errors["ids"].tolist() == [1, 2, 3]
+    assert errors["merged"].tolist() == [False, False, True]  # a trajectory with m objects counts m - 1
+    assert errors["missed_pixels"].tolist() == [0, 1, 0]
+    # Three objects in one trajectory: two merged; majority ties go to the smallest predicted id.
+    errors = object_errors([5, 5, 5, 5, 5, 5, 3], [1, 1, 2, 2, 3, 3, 3], background_id=None)
+    assert errors["merged"].tolist() == [False, True, True] and errors["missed_pixels"].tolist() == [0, 0, 1]
+    errors = object_errors([4, 2, 2, 4], [1, 1, 2, 2], background_id=None)
+    assert errors["merged"].tolist() == [False, True] and errors["missed_pixels"].tolist() == [1, 1]
+    empty = object_errors(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+    assert all(v.size == 0 for v in empty.values())
+
+
+def test_fg_ari_by_object_count_groups_clips():
+    refs = [np.array([0, 1, 1]), np.array([0, 1, 2]), np.array([1, 1, 0]), np.array([0, 0, -100]),
+            np.array([2, 3, 3])]
+    per_clip = np.array([1.0, 0.5, 0.0, np.nan, np.nan])
+    out = fg_ari_by_object_count(per_clip, refs)
+    assert out == {"1": {"FG-ARI": 0.5, "clips": 2}, "2": {"FG-ARI": 0.5, "clips": 1}}  # NaN / no-fg clips left out
+    with pytest.raises(ValueError, match="per_clip_fg_ari"):
+        fg_ari_by_object_count([1.0], refs)
+    metrics = segmentation_metrics([r * 0 for r in refs[:3]], refs[:3], return_per_clip=True)
+    by_count = fg_ari_by_object_count(metrics["per_clip"]["FG-ARI"], refs[:3])
+    assert by_count["1"]["FG-ARI"] == 1.0 and by_count["2"]["FG-ARI"] == 0.0

@@ -26,8 +26,10 @@ from .segmentation import (
     adjusted_rand_index,
     clip_segmentation_metrics,
     contingency_table,
+    fg_ari_by_object_count,
     foreground_adjusted_rand_index,
     matched_mean_iou,
+    object_errors,
     segmentation_metrics,
 )
 
@@ -44,6 +46,8 @@ __all__ = [
     "matched_mean_iou",
     "clip_segmentation_metrics",
     "segmentation_metrics",
+    "object_errors",
+    "fg_ari_by_object_count",
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -55,6 +55,8 @@ __all__ = [
     "matched_mean_iou",
     "clip_segmentation_metrics",
     "segmentation_metrics",
+    "object_errors",
+    "fg_ari_by_object_count",
 ]
 
 
@@ -292,4 +294,61 @@ def segmentation_metrics(
         out[f"num_clips_{k}"] = int((~np.isnan(per_clip[k])).sum())
     if return_per_clip:
         out["per_clip"] = per_clip
+    return out
+
+
+def object_errors(pred: Any, gt: Any, *, background_id: Optional[int] = 0, ignore_index: Optional[int] = -100
+                  ) -> Dict[str, np.ndarray]:
+    """Per foreground GT segment (object) of one clip, the two ways FG-ARI loses it.
+
+    Every object is assigned its *majority* predicted id (the predicted segment holding most of its valid pixels;
+    ties → the smallest id). Returns ``{"ids", "merged", "missed_pixels"}``, one entry per object in ascending id
+    order: ``merged`` is True when an object of smaller id has the same majority id (a trajectory holding m objects
+    counts m - 1 of them as merged);
+    ``missed_pixels`` counts the object's pixels outside its majority id (for a single-object clip, any such pixel
+    drops its FG-ARI to 0). Empty arrays when the clip has no foreground.
+    """
+    p, g = _prepare(pred, gt, ignore_index)
+    empty = {"ids": np.zeros(0, np.int64), "merged": np.zeros(0, bool), "missed_pixels": np.zeros(0, np.int64)}
+    if g.size == 0:
+        return empty
+    table, gt_ids, pred_ids = _contingency(p, g, dense=True)
+    fg = gt_ids != background_id if background_id is not None else np.ones(gt_ids.size, bool)
+    if not fg.any():
+        return empty
+    table = table[fg]
+    majority = table.argmax(axis=1)  # first maximum = smallest predicted id (pred_ids are sorted)
+    # An object is merged when an object of smaller id already holds its majority trajectory: a group of m objects
+    # in one trajectory counts m - 1 (the objects lost to the merge).
+    first = np.unique(majority, return_index=True)[1]
+    shared = np.ones(majority.size, bool)
+    shared[first] = False
+    missed = table.sum(axis=1) - table[np.arange(majority.size), majority]
+    return {"ids": gt_ids[fg], "merged": shared, "missed_pixels": missed.astype(np.int64)}
+
+
+def fg_ari_by_object_count(
+    per_clip_fg_ari: Any, references: Sequence[Any], *, background_id: Optional[int] = 0,
+    ignore_index: Optional[int] = -100
+) -> Dict[str, Dict[str, float]]:
+    """Mean FG-ARI of the clips with 1, 2, … foreground segments: ``{"1": {"FG-ARI": mean, "clips": n}, …}``.
+
+    ``per_clip_fg_ari`` is ``segmentation_metrics(..., return_per_clip=True)["per_clip"]["FG-ARI"]`` and
+    ``references`` the GT id arrays it was computed from. With one object FG-ARI is all-or-nothing (one object pixel
+    outside the object's trajectory gives 0), so the split separates boundary errors of single objects from merges.
+    Clips without foreground or with a NaN value are left out.
+    """
+    values = np.asarray(per_clip_fg_ari, dtype=np.float64).reshape(-1)
+    if values.size != len(references):
+        raise ValueError(f"`per_clip_fg_ari` has {values.size} values for {len(references)} `references`")
+    counts = np.empty(values.size, np.int64)
+    for i, gt in enumerate(references):
+        g = _ids(gt, "references").reshape(-1)
+        drop = [x for x in (background_id, ignore_index) if x is not None]
+        counts[i] = np.setdiff1d(np.unique(g), drop).size
+    out: Dict[str, Dict[str, float]] = {}
+    for count in np.unique(counts[counts > 0]):
+        chosen = values[(counts == count) & ~np.isnan(values)]
+        if chosen.size:
+            out[str(int(count))] = {"FG-ARI": float(chosen.mean()), "clips": int(chosen.size)}
     return out

@@ -1,0 +1,296 @@
+"""Configuration of the TrajTok tokenizer (method spec §1–§7; paper Sec. 3, Eq. 1–2).
+
+Every hyper-parameter of the tokenizer is a documented field with the official default. Where the public release
+(hellomuffin/trajtok) differs from the paper, the release's behaviour is an option whose default stays the paper's
+form (see ``shared/reference/official_checkpoints.md`` §5–§7); the converters switch those options on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+# Backbones whose AutoBackbone returns one feature map per stage at strides 4, 8, 16, 32.
+SUPPORTED_BACKBONES = ("convnext", "convnextv2", "dinov3_convnext")
+QUERY_INITS = ("soft_pool", "latent", "latent_plus_soft_pool")
+SOFT_POOL_NORMALIZATIONS = ("sum", "mean")
+LATENT_NORM_PLACEMENTS = ("final", "every_layer")
+MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
+ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
+
+# ConvNeXt-Tiny (paper §2): depths 3/3/9/3, widths 96-768. All four stages are returned.
+_DEFAULT_BACKBONE = {
+    "depths": [3, 3, 9, 3],
+    "hidden_sizes": [96, 192, 384, 768],
+    "layer_norm_eps": 1e-6,
+    "out_features": ["stage1", "stage2", "stage3", "stage4"],
+}
+
+
+class TrajTokConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`TrajTokModel`], the trajectory tokenizer. Defaults reproduce the paper's tokenizer with a
+    ConvNeXt-Tiny backbone, width 512 and K=128 trajectories per chunk.
+
+    Args:
+        backbone_config (`dict` or `PreTrainedConfig`, *optional*):
+            A transformers ConvNeXt-family config (`convnext`, `convnextv2` or `dinov3_convnext`) for the per-frame
+            backbone (§2). Defaults to ConvNeXt-Tiny. `out_features` is forced to all four stages.
+        hidden_size (`int`, *optional*, defaults to 512):
+            Feature width D of the summed multi-scale features and of both Perceivers (§2).
+        num_trajectories (`int`, *optional*, defaults to 128):
+            K, the number of trajectory queries = the maximum number of trajectories per chunk (§3).
+        feature_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of the LayerNorm after each stage's 1×1 projection.
+        shared_stage_layernorm (`bool`, *optional*, defaults to `False`):
+            Release option: one LayerNorm shared by the four stage projections (the paper: one per stage).
+        backbone_final_layernorm (`bool`, *optional*, defaults to `False`):
+            Release option: pass the last stage map through the backbone's final norm (DINOv3
+            `get_intermediate_layers(norm=True)`), as the official segmenter does.
+        query_perceiver_depth (`int`, *optional*, defaults to 2):
+            Layers of the trajectory-query Perceiver resampler (§3).
+        refinement_perceiver_depth (`int`, *optional*, defaults to 2):
+            Layers of the hard-mask refinement Perceiver (§6).
+        num_attention_heads (`int`, *optional*, defaults to 8):
+            Heads of both Perceivers; head dim = hidden_size / heads (64 at the defaults).
+        perceiver_ff_mult (`int`, *optional*, defaults to 4):
+            Width multiplier of the Perceivers' gated feed-forward.
+        rope_theta (`float`, *optional*, defaults to 10000.0):
+            Base of the 1D rotary embedding over the flattened (latents; t, row, col) sequence index.
+        rope_fraction (`float`, *optional*, defaults to 1.0):
+            Fraction of each head's dims that are rotated. Paper: all of them; release: 0.5 (first 32 of 64).
+        latent_norm_placement (`str`, *optional*, defaults to `"final"`):
+            `"final"`: Flamingo-style residual stream with one LayerNorm on the Perceiver output (paper).
+            `"every_layer"`: release form, the latent LayerNorm replaces the residual stream at every layer and the
+            output is not normalized.
+        assignment_hidden_size (`int`, *optional*, defaults to 128):
+            Hidden width of the two assignment MLP heads (D→128→64, §4).
+        assignment_embed_dim (`int`, *optional*, defaults to 64):
+            Output width of the two assignment heads, the space of the cosine similarity (Eq. 1).
+        logit_scale_init_value (`float`, *optional*, defaults to log(16)):
+            Initial σ of the learnable logit scale s = min(softplus(σ) + 1, logit_scale_max) (§4).
+        logit_scale_max (`float`, *optional*, defaults to 20.0):
+            Upper clamp of the logit scale.
+        query_init (`str`, *optional*, defaults to `"soft_pool"`):
+            How refinement queries start (§5): `"soft_pool"` = z_k (Eq. 2) + Matryoshka offsets (paper),
+            `"latent"` = learned per-slot latents (release), `"latent_plus_soft_pool"` = both summed. The model has
+            the Fourier-ring offsets (`subtoken_offsets`) only with `"soft_pool"` and the per-slot latents
+            (`refinement_latents`) only with the two latent variants.
+        soft_pool_normalization (`str`, *optional*, defaults to `"mean"`):
+            Eq. 2 as written in the paper is the sum Σ_p M_kp F_p (`"sum"`); it grows with region size, so the
+            default divides by the soft mass Σ_p M_kp + 1e-6 (`"mean"`, as the release's soft pool).
+        detach_features (`bool`, *optional*, defaults to `True`):
+            Feed the query Perceiver with F.detach() (§3; the most important ablation).
+        matching_tie_break (`str`, *optional*, defaults to `"index"`):
+            Training only: how the §8 Hungarian matching breaks ties of equal hard IoU, `"index"` (scipy's choice,
+            as the release) or `"soft"` (the slot with the most soft-mask mass on the GT trajectory); see
+            `loss_trajtok.py`. Read by the training scripts and by [`TrajViT2Model`]'s segmentation loss.
+        use_hard_mask (`bool`, *optional*, defaults to `True`):
+            Refinement tokens attend only to their own trajectory's pixels (§6). `False` = unmasked ablation.
+        refinement_visible_last_pixels (`int`, *optional*, defaults to 0):
+            Release quirk: every refinement query also sees the last N pixels of the chunk (release: 2).
+        tokens_per_trajectory (`int`, *optional*, defaults to 1):
+            n, tokens per trajectory used at inference when `forward` is not told otherwise (§7).
+        tokens_per_trajectory_choices (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
+            Matryoshka levels: training samples n uniformly from these when `forward` is not told otherwise.
+        subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
+            F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets (§7).
+        subtoken_init_scale (`float`, *optional*, defaults to 0.02):
+            Scale of the Fourier-ring initialisation of the sub-token offsets.
+        chunk_size (`int`, *optional*, defaults to 16):
+            Frames per chunk; chunks are tokenized independently as one batch (§1).
+        backbone_frames_per_pass (`int`, *optional*):
+            Speed only, never the result: the ConvNeXt runs over the frames of all chunks in passes of this many
+            frames. `None` (default): on CPU, passes of about 4 frames of 224² (max(1, 200704 // (H·W)) frames; the
+            activations then stay in cache: measured 1.3–1.4× faster for the release backbone than one pass over
+            48 frames of 224², while 4-frame passes of 64² frames were 1.6× slower than one pass in training); on
+            other devices all frames in one pass.
+        output_size (`int`, *optional*):
+            Width of the output tokens (after the output projection). Defaults to `hidden_size`.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the truncated-normal initialisation of linear layers.
+
+    Example:
+
+    ```python
+    >>> from trajtok_hf import TrajTokConfig, TrajTokModel
+    >>> model = TrajTokModel(TrajTokConfig())
+    ```
+    """
+
+    model_type = "trajtok"
+    sub_configs_defaults = {
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="convnext", init_kwargs=_DEFAULT_BACKBONE)
+    }
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    hidden_size: int = 512
+    num_trajectories: int = 128
+    feature_layer_norm_eps: float = 1e-5
+    shared_stage_layernorm: bool = False
+    backbone_final_layernorm: bool = False
+    query_perceiver_depth: int = 2
+    refinement_perceiver_depth: int = 2
+    num_attention_heads: int = 8
+    perceiver_ff_mult: int = 4
+    rope_theta: float = 10000.0
+    rope_fraction: float = 1.0
+    latent_norm_placement: str = "final"
+    assignment_hidden_size: int = 128
+    assignment_embed_dim: int = 64
+    logit_scale_init_value: float = math.log(16.0)
+    logit_scale_max: float = 20.0
+    query_init: str = "soft_pool"
+    soft_pool_normalization: str = "mean"
+    detach_features: bool = True
+    matching_tie_break: str = "index"
+    use_hard_mask: bool = True
+    refinement_visible_last_pixels: int = 0
+    tokens_per_trajectory: int = 1
+    tokens_per_trajectory_choices: list[int] | tuple[int, ...] = (1, 2, 4)
+    subtoken_fourier_frequencies: int = 16
+    subtoken_init_scale: float = 0.02
+    chunk_size: int = 16
+    backbone_frames_per_pass: int | None = None
+    output_size: int | None = None
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        _reject_misspelt_kwargs(type(self), kwargs)
+        if isinstance(self.backbone_config, dict):
+            backbone = dict(self.backbone_config)
+            backbone.setdefault("model_type", "convnext")
+            self.backbone_config = backbone
+        super().__post_init__(**kwargs)
+        self._validate_trajtok()
+
+    def _validate_trajtok(self):
+        backbone = self.backbone_config
+        if backbone.model_type not in SUPPORTED_BACKBONES:
+            raise ValueError(
+                f"backbone_config must be one of the ConvNeXt-family configs {SUPPORTED_BACKBONES}, got model_type "
+                f"{backbone.model_type!r}"
+            )
+        if len(backbone.hidden_sizes) != 4:
+            raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
+        # All four stages feed the multi-scale sum (§2): the ablation without them loses ~3 R@5.
+        backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]
+        if hasattr(backbone, "out_indices"):
+            backbone.out_indices = [1, 2, 3, 4]
+
+        for name in (
+            "hidden_size",
+            "num_trajectories",
+            "query_perceiver_depth",
+            "refinement_perceiver_depth",
+            "num_attention_heads",
+            "perceiver_ff_mult",
+            "assignment_hidden_size",
+            "assignment_embed_dim",
+            "subtoken_fourier_frequencies",
+            "chunk_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.output_size is not None and (not isinstance(self.output_size, int) or self.output_size <= 0):
+            raise ValueError(f"output_size must be None or a positive int, got {self.output_size!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+            )
+        head_dim = self.hidden_size // self.num_attention_heads
+        if not 0.0 <= self.rope_fraction <= 1.0:
+            raise ValueError(f"rope_fraction must lie in [0, 1], got {self.rope_fraction!r}")
+        if int(head_dim * self.rope_fraction) % 2:
+            raise ValueError(
+                f"rope_fraction ({self.rope_fraction}) × head dim ({head_dim}) must be an even number of dims"
+            )
+        for name, allowed in (
+            ("query_init", QUERY_INITS),
+            ("soft_pool_normalization", SOFT_POOL_NORMALIZATIONS),
+            ("latent_norm_placement", LATENT_NORM_PLACEMENTS),
+            ("matching_tie_break", MATCHING_TIE_BREAKS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("detach_features", "use_hard_mask", "shared_stage_layernorm", "backbone_final_layernorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        choices = self.tokens_per_trajectory_choices
+        if (
+            not isinstance(choices, (list, tuple))
+            or not choices
+            or any(c not in ALLOWED_TOKENS_PER_TRAJECTORY for c in choices)
+            or len(set(choices)) != len(choices)
+        ):
+            raise ValueError(
+                f"tokens_per_trajectory_choices must be a non-empty list of distinct values from "
+                f"{ALLOWED_TOKENS_PER_TRAJECTORY}, got {choices!r}"
+            )
+        self.tokens_per_trajectory_choices = sorted(int(c) for c in choices)
+        if self.tokens_per_trajectory not in self.tokens_per_trajectory_choices:
+            raise ValueError(
+                f"tokens_per_trajectory must be one of tokens_per_trajectory_choices "
+                f"{self.tokens_per_trajectory_choices}, got {self.tokens_per_trajectory!r}"
+            )
+        frames_per_pass = self.backbone_frames_per_pass
+        if frames_per_pass is not None and (
+            isinstance(frames_per_pass, bool) or not isinstance(frames_per_pass, int) or frames_per_pass < 1
+        ):
+            raise ValueError(f"backbone_frames_per_pass must be None or an int >= 1, got {frames_per_pass!r}")
+        if (
+            isinstance(self.refinement_visible_last_pixels, bool)
+            or not isinstance(self.refinement_visible_last_pixels, int)
+            or self.refinement_visible_last_pixels < 0
+        ):
+            raise ValueError(
+                f"refinement_visible_last_pixels must be an int >= 0, got {self.refinement_visible_last_pixels!r}"
+            )
+        if not self.logit_scale_max > 1.0:
+            raise ValueError(f"logit_scale_max must be > 1 (s = softplus(σ) + 1), got {self.logit_scale_max!r}")
+        if not self.subtoken_init_scale >= 0:
+            raise ValueError(f"subtoken_init_scale must be >= 0, got {self.subtoken_init_scale!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def token_size(self) -> int:
+        """Width of the output trajectory tokens."""
+        return self.output_size if self.output_size is not None else self.hidden_size
+
+    @property
+    def max_subtokens(self) -> int:
+        """Number of sub-token slots over all Matryoshka levels (1 + 2 + 4 = 7 at the defaults)."""
+        return sum(self.tokens_per_trajectory_choices)
+
+    def subtoken_slice(self, n: int) -> slice:
+        """The slots of level n inside the concatenated sub-token parameters."""
+        start = 0
+        for c in self.tokens_per_trajectory_choices:
+            if c == n:
+                return slice(start, start + c)
+            start += c
+        raise ValueError(
+            f"tokens_per_trajectory must be one of {self.tokens_per_trajectory_choices}, got {n!r}"
+        )
+
+
+def _reject_misspelt_kwargs(config_class, kwargs: dict) -> None:
+    """PretrainedConfig stores unknown kwargs silently; catch near-misses of our own field names
+    (``num_trajectory=64``) which would otherwise leave the default in force without a word."""
+    own = [f for f in config_class.__dataclass_fields__ if not f.startswith("_")]
+    for key in kwargs:
+        if key in own:
+            continue
+        close = difflib.get_close_matches(key, own, n=1, cutoff=0.85)
+        if close:
+            raise ValueError(f"Unknown config argument {key!r} for {config_class.__name__}: did you mean {close[0]!r}?")
+
+
+__all__ = ["TrajTokConfig"]
