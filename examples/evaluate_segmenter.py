@@ -52,6 +52,8 @@ def parse_args(argv=None):
     for name in ("num_clips", "batch_size", "max_objects"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     if args.num_frames is not None and args.num_frames < 1:
         parser.error(f"--num_frames must be >= 1, got {args.num_frames}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):

@@ -43,9 +43,9 @@ from torch.utils.data import Dataset, Sampler
 from .data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
 from .metrics import retrieval_metrics, segmentation_metrics
 from .models.modeling_trajtok import TrajTokModel
+from .models.modeling_trajvit2 import TrajViT2Model
 
 __all__ = [
-    "load_segmenter",
     "SEGMENTER_MODULES",
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
@@ -60,6 +60,7 @@ __all__ = [
     "check_training_args",
     "default_warmup_steps",
     "evaluate_retrieval",
+    "load_segmenter",
     "evaluate_segmentation",
     "iterate_batches",
     "log_jsonl",
@@ -565,8 +566,6 @@ def load_segmenter(path: str | os.PathLike):
     tokenizer inside a TrajViT2 folder (the segmenter after joint training). Raises ``ValueError`` for any other
     model, including a TrajViT2 whose vision tokenizer is ViT3D (no trajectories)."""
     from transformers import AutoModel, AutoVideoProcessor
-
-    from .models.modeling_trajvit2 import TrajViT2Model
 
     model = AutoModel.from_pretrained(path)
     if isinstance(model, TrajViT2Model):

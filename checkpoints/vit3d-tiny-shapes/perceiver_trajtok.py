@@ -302,7 +302,8 @@ def streamed_context_attention(
     """softmax(q·[k_lat ; k_ctx]ᵀ/√d)·[v_lat ; v_ctx] with the context keys/values made block by block.
 
     ``query``, ``latent_key``, ``latent_value``: (B, h, L, d). ``project_context(start, stop)`` returns the keys and
-    values (B, h, stop − start, d) of context rows ``start:stop`` of the ``num_pixels`` (norm, projection and RoPE of those rows only).
+    values (B, h, stop − start, d) of context rows ``start:stop`` out of ``num_pixels`` (norm, projection and RoPE of
+    those rows only).
     An online softmax (running maximum, rescaled sums) merges the blocks, so no (B, N, 2D) key/value tensor and no
     (L, N) score matrix is ever materialised: the work of each block stays in cache. Same result as one SDPA call
     over the concatenated keys up to float summation order (≤ 1e-5, tested)."""

@@ -102,7 +102,7 @@ def test_evaluate_segmenter_on_a_few_clips(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [(["--model", str(CHECKPOINTS / "vit3d-tiny-shapes")], "ViT3D"),
-                                         (["--num_clips", "0"], "num_clips")])
+                                         (["--num_clips", "0"], "num_clips"), (["--seed", "-1"], "seed")])
 def test_evaluate_segmenter_rejects_bad_arguments(argv, match, capsys):
     evaluate = _load("evaluate_segmenter")
     with pytest.raises(SystemExit) as caught:

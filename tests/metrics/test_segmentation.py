@@ -309,6 +309,10 @@ def test_fg_ari_by_object_count_groups_clips():
     assert out == {"1": {"FG-ARI": 0.5, "clips": 2}, "2": {"FG-ARI": 0.5, "clips": 1}}  # NaN / no-fg clips left out
     with pytest.raises(ValueError, match="per_clip_fg_ari"):
         fg_ari_by_object_count([1.0], refs)
+    with pytest.raises(ValueError, match="per_clip_fg_ari"):
+        fg_ari_by_object_count(["a", "b", "c", "d", "e"], refs)
+    with pytest.raises(TypeError, match="references"):
+        fg_ari_by_object_count([1.0], 7)
     metrics = segmentation_metrics([r * 0 for r in refs[:3]], refs[:3], return_per_clip=True)
     by_count = fg_ari_by_object_count(metrics["per_clip"]["FG-ARI"], refs[:3])
     assert by_count["1"]["FG-ARI"] == 1.0 and by_count["2"]["FG-ARI"] == 0.0

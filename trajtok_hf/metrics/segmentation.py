@@ -304,9 +304,8 @@ def object_errors(pred: Any, gt: Any, *, background_id: Optional[int] = 0, ignor
     Every object is assigned its *majority* predicted id (the predicted segment holding most of its valid pixels;
     ties → the smallest id). Returns ``{"ids", "merged", "missed_pixels"}``, one entry per object in ascending id
     order: ``merged`` is True when an object of smaller id has the same majority id (a trajectory holding m objects
-    counts m - 1 of them as merged);
-    ``missed_pixels`` counts the object's pixels outside its majority id (for a single-object clip, any such pixel
-    drops its FG-ARI to 0). Empty arrays when the clip has no foreground.
+    counts m - 1 of them as merged); ``missed_pixels`` counts the object's pixels outside its majority id (for a
+    single-object clip, any such pixel drops its FG-ARI to 0). Empty arrays when the clip has no foreground.
     """
     p, g = _prepare(pred, gt, ignore_index)
     empty = {"ids": np.zeros(0, np.int64), "merged": np.zeros(0, bool), "missed_pixels": np.zeros(0, np.int64)}
@@ -338,14 +337,16 @@ def fg_ari_by_object_count(
     outside the object's trajectory gives 0), so the split separates boundary errors of single objects from merges.
     Clips without foreground or with a NaN value are left out.
     """
-    values = np.asarray(per_clip_fg_ari, dtype=np.float64).reshape(-1)
+    if isinstance(references, (str, bytes)) or not hasattr(references, "__len__"):
+        raise TypeError(f"`references` must be a sequence of GT id arrays, got {type(references).__name__}")
+    try:
+        values = np.asarray(per_clip_fg_ari, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`per_clip_fg_ari` must be a 1-D array of per-clip FG-ARI values: {error}") from error
     if values.size != len(references):
         raise ValueError(f"`per_clip_fg_ari` has {values.size} values for {len(references)} `references`")
-    counts = np.empty(values.size, np.int64)
-    for i, gt in enumerate(references):
-        g = _ids(gt, "references").reshape(-1)
-        drop = [x for x in (background_id, ignore_index) if x is not None]
-        counts[i] = np.setdiff1d(np.unique(g), drop).size
+    drop = [x for x in (background_id, ignore_index) if x is not None]
+    counts = np.array([np.setdiff1d(_ids(gt, "references"), drop).size for gt in references], dtype=np.int64)
     out: Dict[str, Dict[str, float]] = {}
     for count in np.unique(counts[counts > 0]):
         chosen = values[(counts == count) & ~np.isnan(values)]
