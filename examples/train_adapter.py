@@ -40,6 +40,7 @@ from transformers import AutoConfig, AutoModel, get_scheduler
 
 from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip, read_video
+from trajtok_hf.training import save_final
 
 MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
 
@@ -288,12 +289,7 @@ def main(argv=None):
     metrics = evaluate(model, eval_loader, accelerator)
     log({"step": step, **{f"eval/{k}": v for k, v in metrics.items()}})
     accelerator.print(f"held-out accuracy {metrics['accuracy']:.4f} ({len(eval_set)} clips)")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final_dir = os.path.join(args.output_dir, "final")
-        accelerator.unwrap_model(model).save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
-        accelerator.print(f"saved model + processor to {final_dir}")
+    save_final(accelerator, model, processor, args.output_dir)  # atomic: a kill leaves no half-written final/
     accelerator.end_training()
     return metrics
 

@@ -178,7 +178,6 @@ def main(argv=None):
     scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),
                                 args.min_lr_ratio)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, saved with the state
 
     # ---- resume
     checkpoints = CheckpointManager(os.path.join(args.output_dir, "checkpoints"), args.checkpoints_total_limit,
@@ -186,7 +185,10 @@ def main(argv=None):
     state = TrainState()
     resume = checkpoints.resolve(args.resume_from_checkpoint)
     if resume is not None:
-        state = checkpoints.load(accelerator, resume)
+        try:  # reads only safetensors / JSON; a damaged or tampered checkpoint is refused, naming the file
+            state = checkpoints.load(accelerator, resume, model, optimizer, scheduler)
+        except ValueError as error:
+            raise SystemExit(f"error: --resume_from_checkpoint {resume}: {error}") from None
         accelerator.print(f"resumed from {resume} at step {state.step}")
     elif args.resume_from_checkpoint == "latest":
         accelerator.print(f"no checkpoint in {checkpoints.dir} yet: starting from scratch")
@@ -240,7 +242,8 @@ def main(argv=None):
             evaluate()
         stop = state.step >= args.max_steps or steps_this_run == args.max_steps_this_run
         if state.step % args.checkpointing_steps == 0 or stop:
-            checkpoints.save(accelerator, state, artifacts=(accelerator.unwrap_model(model).config, processor))
+            checkpoints.save(accelerator, state, model, optimizer, scheduler,
+                             artifacts=(accelerator.unwrap_model(model).config, processor))
         if stop:
             break
     progress.close()

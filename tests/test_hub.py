@@ -557,9 +557,32 @@ def _break_remove(folder):
     (folder / "perceiver_trajtok.py").unlink()
 
 
-def _break_weights(folder):
-    data = (folder / "model.safetensors").read_bytes()
-    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+def _break_weights(folder, name="model.safetensors"):
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])
+
+
+def _break_a_shard(folder):
+    """Re-save the weights as two shards + index (as save_pretrained(max_shard_size=...)), then cut the second."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, folder / shard, metadata={"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "model.safetensors").unlink()
+    _break_weights(folder, "model-00002-of-00002.safetensors")
+
+
+def _break_extra_weights(folder):
+    (folder / "extra.safetensors").write_bytes(b"not safetensors")  # would be pushed: refused, by name
+
+
+def _break_index(folder):
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-0')
 
 
 def _break_only_pickle(folder):
@@ -587,7 +610,10 @@ def _break_no_auto_map(folder):
 
 BROKEN = [
     (_break_remove, "perceiver_trajtok.py is not in"),
-    (_break_weights, "does not load"),
+    (_break_weights, "does not load: .*/model.safetensors is not a readable safetensors file"),
+    (_break_a_shard, "does not load: .*/model-00002-of-00002.safetensors is not a readable safetensors file"),
+    (_break_extra_weights, "does not load: .*/extra.safetensors is not a readable safetensors file"),
+    (_break_index, "weight index .*/model.safetensors.index.json cannot be read as JSON"),
     (_break_only_pickle, "no \\*.safetensors weights .*pytorch_model.bin"),
     (_break_model_type, "not a trajtok_hf model"),
     (_break_missing_tensor, "missing_keys"),
@@ -704,3 +730,28 @@ def test_file_selection_and_eval_sources(trajtok_run, tmp_path, capsys):
     assert [(r.dataset_name, r.dataset_split, r.metric_value) for r in card.data.eval_results] == [
         ("DAVIS-17", "val", 0.25)]
     assert "python examples/train_segmenter.py --max_steps 1" in card.text
+
+
+@pytest.mark.parametrize(
+    "files, expected, warning",
+    [
+        # a kill while metrics.jsonl was being appended: the cut line is named and skipped, the last eval stands
+        ({"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n{"step": 2, "eval/A'}, {"ARI": 0.5},
+         r"metrics.jsonl: skipped line\(s\) \[2\]"),
+        ({"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n[1, 2]\n'}, {"ARI": 0.5}, r"metrics.jsonl: skipped line\(s\) \[2\]"),
+        # an eval.json cut short: named, and the metrics.jsonl beside it is used instead
+        ({"eval.json": '{"after": {"accur', "metrics.jsonl": '{"step": 3, "eval/ARI": 0.25}\n'}, {"ARI": 0.25},
+         "eval.json is not valid JSON"),
+        ({"eval.json": '{"after": {"accuracy": 0.75}}'}, {"accuracy": 0.75}, None),
+    ],
+)
+def test_eval_sources_cut_short_are_named(files, expected, warning, tmp_path, recwarn):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    found = find_eval_metrics(tmp_path)
+    assert found.metrics == expected
+    messages = [str(w.message) for w in recwarn.list if issubclass(w.category, UserWarning)]
+    if warning is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and re.search(warning, messages[0]) and str(tmp_path) in messages[0]

@@ -36,6 +36,11 @@ def tiny_folder(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def classifier(tiny_folder):
+    return pipeline("zero-shot-video-classification", model=str(tiny_folder))
+
+
 def _clip(seed=3, index=0, frames=4):
     return generate_clip(SyntheticVideoConfig(num_frames=frames, height=64, width=64), seed, index)
 
@@ -82,10 +87,50 @@ def test_video_forms_and_batches(tiny_folder, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ("a red circle rises, a small blue star falls", LABELS[:2]),
+        (" a red circle rises ,, a small blue star falls , ", LABELS[:2]),  # blanks and empty entries dropped
+        ("a red circle rises", LABELS[:1]),
+        (", ".join(LABELS), LABELS),
+    ],
+)
+def test_a_string_of_labels_is_split_on_commas(classifier, labels, expected):
+    """transformers' zero-shot convention (``zero-shot-classification``'s label parsing): "a, b" is two labels."""
+    video = _clip()["video"]
+    from_string = classifier(video, candidate_labels=labels)
+    from_list = classifier(video, candidate_labels=expected)
+    assert sorted(r["label"] for r in from_string) == sorted(expected)
+    assert from_string == from_list
+
+
+@pytest.mark.parametrize(
+    "labels, template, unknown",
+    [
+        (["a red circle rises", "a blue zebra gallops"], None, ["zebra", "gallops"]),
+        ("a red circle rises, a mauve star falls", None, ["mauve"]),
+        (["red", "blue"], "a video of a {} circle", ["video", "of"]),  # template words are read by the model too
+        (LABELS, None, []),
+        (["red", "blue"], "a {} circle rises", []),
+    ],
+)
+def test_words_outside_the_vocabulary_are_listed_in_a_warning(classifier, caplog, labels, template, unknown):
+    kwargs = {} if template is None else {"hypothesis_template": template}
+    with caplog.at_level("WARNING", logger="trajtok_hf.pipelines"):
+        classifier(_clip()["video"], candidate_labels=labels, **kwargs)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "trajtok_hf.pipelines"]
+    if unknown:
+        assert len(warnings) == 1 and "'[UNK]'" in warnings[0] and str(unknown) in warnings[0], warnings
+    else:
+        assert warnings == []
+
+
+@pytest.mark.parametrize(
     "kwargs, error, match",
     [
         (dict(candidate_labels=None), ValueError, "candidate_labels is required"),
         (dict(candidate_labels=[]), ValueError, "non-empty list"),
+        (dict(candidate_labels=" , "), ValueError, "non-empty list"),
         (dict(candidate_labels=["a", 3]), TypeError, "list of strings"),
         (dict(candidate_labels=["a"], hypothesis_template="no placeholder"), ValueError, "hypothesis_template"),
         (dict(candidate_labels=["a"], top_k=2), TypeError, "unexpected argument"),

@@ -1,8 +1,9 @@
 """Training scripts (examples/train_*.py) and their reusable pieces (trajtok_hf/training.py).
 
-Unit tests (optimizer groups, scheduler, checkpoint manager, data) run in-process; the end-to-end tests run the
-scripts as subprocesses with tiny models on 64×64 synthetic clips: a 2-process accelerate run, the exact-resume check
-(uninterrupted vs stopped + resumed: identical final weights) and a SIGKILL in the middle of a checkpoint save.
+Unit tests (optimizer groups, scheduler, data) run in-process (the checkpoint manager's are in
+test_training_checkpoints.py); the end-to-end tests run the scripts as subprocesses with tiny models on 64×64
+synthetic clips: a 2-process accelerate run, the exact-resume check (uninterrupted vs stopped + resumed: identical
+final weights) and SIGKILLs in the middle of a checkpoint save and of the final save.
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip
 from trajtok_hf.training import (
     FAULT_ENV,
-    CheckpointManager,
     EpochShuffleSampler,
     SyntheticClipDataset,
-    TrainState,
     build_optimizer,
     build_scheduler,
     load_segmenter,
@@ -280,83 +279,6 @@ def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoint manager (with a stand-in for the Accelerator)
-
-
-class FakeAccelerator:
-    is_main_process = True
-
-    def __init__(self, fail_at_step=None):
-        self.fail_at_step = fail_at_step
-        self.loaded = None
-
-    def wait_for_everyone(self):
-        pass
-
-    def save_state(self, output_dir):
-        os.makedirs(output_dir, exist_ok=True)
-        step = int(Path(output_dir).name.split("_")[-1])
-        with open(os.path.join(output_dir, "model.safetensors"), "w") as handle:
-            handle.write(f"weights of step {step}")
-            if step == self.fail_at_step:  # dies half-way through writing
-                raise KeyboardInterrupt("killed while saving")
-        Path(output_dir, "optimizer.bin").write_text("optimizer")
-
-    def load_state(self, input_dir):
-        self.loaded = input_dir
-
-
-def test_checkpoint_manager_save_latest_prune_and_load(tmp_path):
-    manager = CheckpointManager(tmp_path / "checkpoints", total_limit=2)
-    assert manager.latest() is None and manager.resolve("latest") is None and manager.resolve(None) is None
-    accelerator = FakeAccelerator()
-    for step in (2, 4, 6):
-        path = manager.save(accelerator, TrainState(step=step, epoch=1, batch_in_epoch=3))
-        assert path.name == f"step_{step:06d}"
-        assert (tmp_path / "checkpoints" / "latest").read_text().strip() == path.name
-    assert [p.name for p in manager.checkpoints()] == ["step_000004", "step_000006"]  # total_limit=2
-    assert manager.resolve("latest") == tmp_path / "checkpoints" / "step_000006"
-    state = manager.load(accelerator, manager.latest())
-    assert state == TrainState(step=6, epoch=1, batch_in_epoch=3)
-    assert accelerator.loaded == str(tmp_path / "checkpoints" / "step_000006")
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
-    with pytest.raises(ValueError, match="no such checkpoint"):
-        manager.resolve(tmp_path / "nowhere")
-
-
-def test_checkpoint_manager_crash_during_save_keeps_latest(tmp_path):
-    manager = CheckpointManager(tmp_path / "checkpoints")
-    manager.save(FakeAccelerator(), TrainState(step=2))
-    with pytest.raises(KeyboardInterrupt):
-        manager.save(FakeAccelerator(fail_at_step=4), TrainState(step=4))
-    checkpoints = tmp_path / "checkpoints"
-    assert (checkpoints / ".tmp-step_000004").is_dir()  # the half-written save ...
-    assert not (checkpoints / "step_000004").exists()  # ... never became a checkpoint
-    assert manager.latest() == checkpoints / "step_000002"
-    with pytest.raises(ValueError, match="not a complete checkpoint"):
-        manager.resolve(checkpoints / ".tmp-step_000004")
-    # A new run cleans the debris up and can save the same step again.
-    manager = CheckpointManager(checkpoints)
-    assert not (checkpoints / ".tmp-step_000004").exists()
-    manager.save(FakeAccelerator(), TrainState(step=4))
-    assert manager.latest() == checkpoints / "step_000004"
-    # Saving a step whose folder already exists (crash between rename and pointer update) replaces it.
-    manager.save(FakeAccelerator(), TrainState(step=4, epoch=9))
-    assert manager.load(FakeAccelerator(), manager.latest()).epoch == 9
-
-
-def test_checkpoint_manager_dangling_or_missing_pointer(tmp_path):
-    manager = CheckpointManager(tmp_path)
-    manager.save(FakeAccelerator(), TrainState(step=1))
-    manager.save(FakeAccelerator(), TrainState(step=3))
-    (tmp_path / "latest").unlink()  # pointer deleted by hand: newest complete checkpoint
-    assert manager.latest() == tmp_path / "step_000003"
-    (tmp_path / "latest").write_text("step_000099\n")
-    with pytest.raises(RuntimeError, match="not a complete checkpoint"):
-        manager.latest()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -402,8 +324,11 @@ def test_segmenter_two_processes_saves_loadable_model_and_processor(segmenter_ru
     assert "2 process(es)" in proc.stdout
     checkpoint = out / "checkpoints" / "step_000003"
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_000003"
-    assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "optimizer.bin",
-            "trainer_state.json", "config.json"} <= {p.name for p in checkpoint.iterdir()}
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {"rng_state_0.safetensors", "rng_state_0.json", "rng_state_1.safetensors", "rng_state_1.json",
+            "model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json", "trainer_state.json",
+            "config.json"} <= files
+    assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt"))]  # nothing pickled
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records if "loss" in r)
@@ -455,11 +380,12 @@ def uninterrupted_run(tmp_path_factory):
 
 
 def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(tmp_path, uninterrupted_run):
-    """Two SIGKILLs at the two dangerous moments of a save; each time `latest` names the previous complete
-    checkpoint, and the twice-resumed run ends with exactly the weights of the uninterrupted run."""
+    """SIGKILLs at the dangerous moments of a checkpoint save and of the final save; each time `latest` names the
+    previous complete checkpoint and final/ is absent or complete, and the resumed run ends with exactly the weights
+    of the uninterrupted run."""
     out, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
-    # 1. SIGKILL inside the save of step 4, after save_state wrote its files, before the commit.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], env_extra={FAULT_ENV: "after_save_state:4"},
+    # 1. SIGKILL inside the save of step 4, after every file was written, before the commit.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], env_extra={FAULT_ENV: "before_commit:4"},
                       expect_rc=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (checkpoints / "latest").read_text().strip() == "step_000002"  # never the half-saved step 4
@@ -473,11 +399,17 @@ def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(t
     assert (checkpoints / "latest").read_text().strip() == "step_000004"
     assert (checkpoints / "step_000006").is_dir()
     assert same_weights(checkpoints / "step_000004", uninterrupted_run / "checkpoints" / "step_000004")
-    # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder): same weights as uninterrupted.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"])
+    # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder); SIGKILL while final/ is written.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+                      env_extra={FAULT_ENV: "final_before_commit"}, expect_rc=None)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "step 4" in proc.stdout
     assert not list(checkpoints.glob(".tmp-*")) and not list(checkpoints.glob(".trash-*"))
     assert (checkpoints / "latest").read_text().strip() == "step_000006"
+    assert (out / ".tmp-final").is_dir() and not (out / "final").exists()  # never a half-written final/
+    # 4. Resume at the last step: only final/ is written, with exactly the weights of the uninterrupted run.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"])
+    assert "step 6" in proc.stdout and not (out / ".tmp-final").exists()
     assert same_weights(out / "final", uninterrupted_run / "final")
 
 
@@ -494,7 +426,7 @@ def test_trajvit2_two_processes_gathers_contrastive_batch(tmp_path):
     assert np.isfinite(records[0]["segmentation"]) and records[0]["segmentation"] > 0
     assert {"eval/t2v_R@1", "eval/t2v_R@5", "eval/t2v_R@10", "eval/v2t_R@1", "eval/v2t_R@5",
             "eval/v2t_R@10"} <= set(records[-1])
-    assert (out / "checkpoints" / "step_000002" / "random_states_1.pkl").is_file()
+    assert (out / "checkpoints" / "step_000002" / "rng_state_1.safetensors").is_file()
     model = AutoModel.from_pretrained(out / "final")
     processor = AutoProcessor.from_pretrained(out / "final")
     assert type(model).__name__ == "TrajViT2Model" and type(processor).__name__ == "TrajViT2Processor"

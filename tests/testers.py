@@ -20,6 +20,38 @@ def load_file_module(path, name: str | None = None):
     return module
 
 
+def float_error_bound(magnitude: float, reduction_length: int, dtype: torch.dtype = torch.float32) -> float:
+    """Worst-case rounding error of a value computed by reductions over ``reduction_length`` terms of size up to
+    ``magnitude`` in ``dtype``: magnitude × length × eps (the classic bound of a recursive sum, which also covers a
+    different summation order or blocking, e.g. oneDNN/AMX kernels versus plain AVX ones)."""
+    return float(magnitude) * int(reduction_length) * torch.finfo(dtype).eps
+
+
+def assert_close_within_bound(actual, expected, reduction_length: int, magnitude: float | None = None, msg=None):
+    """``|actual − expected| ≤ float_error_bound(magnitude, reduction_length, dtype)`` elementwise; the magnitude
+    defaults to the largest |value| of either tensor (at least 1: intermediate values of a normalised network are
+    O(1) even where an output is small), the dtype is ``expected``'s."""
+    if magnitude is None:
+        magnitude = max(actual.detach().abs().max().item(), expected.detach().abs().max().item(), 1.0)
+    bound = float_error_bound(magnitude, reduction_length, expected.dtype)
+    torch.testing.assert_close(actual, expected, atol=bound, rtol=0, msg=msg)
+
+
+def assert_ids_equal_up_to_ties(ids_a: torch.Tensor, ids_b: torch.Tensor, logits: torch.Tensor, bound: float) -> None:
+    """Hard ids (argmax over the last dim of ``logits``) of two computations that agree up to ``bound`` in their
+    logits may differ only where the two best logits are within 2 × ``bound`` of each other (a genuine near-tie);
+    every other id must be equal."""
+    differ = ids_a != ids_b
+    if not differ.any():
+        return
+    top2 = logits.topk(2, dim=-1).values
+    gap = top2[..., 0] - top2[..., 1]
+    assert (gap[differ] <= 2 * bound).all(), (
+        f"{int(differ.sum())} ids differ, some where the two best logits are {gap[differ].max().item():.3g} apart "
+        f"(> 2 × bound {bound:.3g}): not a float tie"
+    )
+
+
 def tiny_trajtok_config(**overrides) -> TrajTokConfig:
     kwargs = dict(
         backbone_config=dict(TINY_BACKBONE),
@@ -174,6 +206,50 @@ def _trajvit2_vision_outputs(out):
 _TEXT_1 = text_batch(1, seed=1)
 _TEXT_2 = text_batch(2, seed=1)
 
+
+def _video_with(value, batch=1):
+    """A normalised video batch with one bad pixel value (inf, NaN, or a magnitude no normalised frame reaches)."""
+    video = video_batch(batch, 2)
+    video[0, 1, 2, 3, 4] = value
+    return video
+
+
+def _text_with(**changes):
+    """_TEXT_1 with some entries replaced: {"input_ids": (index, value)} or a whole tensor."""
+    text = {k: v.clone() for k, v in _TEXT_1.items()}
+    for name, change in changes.items():
+        if isinstance(change, torch.Tensor):
+            text[name] = change
+        else:
+            text[name][0, change[0]] = change[1]
+    return text
+
+
+# Bad values at the public boundary, shared by the TrajViT2 cases (pixels) and the CLIP cases (text too).
+TRAJVIT2_BAD_PIXELS = [
+    (_video_with(float("inf")), "pixel_values_videos must hold finite frames"),
+    (_video_with(float("-inf")), "pixel_values_videos must hold finite frames"),
+    (_video_with(float("nan")), "pixel_values_videos must hold finite frames"),
+    (_video_with(1e30), r"\|value\| <= 10000"),
+    (video_batch(1, 2).to(torch.int64), "float tensor"),
+]
+TRAJVIT2_BAD_TEXT = [
+    (_text_with(input_ids=(1, TINY_BERT["vocab_size"])), r"input_ids must be in \[0, 100\)"),
+    (_text_with(input_ids=(1, -1)), r"input_ids must be in \[0, 100\).*\[-1, "),
+    (text_batch(1, length=TINY_BERT["max_position_embeddings"] + 1), "position table holds 64"),
+    (_text_with(attention_mask=torch.zeros(1, 7, dtype=torch.long)), r"masks every token of text\(s\) \[0\]"),
+    (_text_with(attention_mask=(0, 2)), "attention_mask must hold 1 for tokens"),
+    (_text_with(token_type_ids=torch.full((1, 7), 2)), r"token_type_ids must be in \[0, 2\)"),
+    (_text_with(input_ids=_TEXT_1["input_ids"].float()), "integer token ids"),
+]
+
+
+def _trajvit2_bad_inputs():
+    pixels = [({**_TEXT_1, "pixel_values_videos": video}, ValueError, match) for video, match in TRAJVIT2_BAD_PIXELS]
+    video = video_batch(1, 2)
+    texts = [({**text, "pixel_values_videos": video}, ValueError, match) for text, match in TRAJVIT2_BAD_TEXT]
+    return pixels + texts
+
 MODEL_CASES += [
     ModelCase(
         name="trajvit2",
@@ -200,6 +276,7 @@ MODEL_CASES += [
                 TypeError,
                 "unexpected",
             ),
+            *_trajvit2_bad_inputs(),
         ],
     ),
     ModelCase(
@@ -219,6 +296,7 @@ MODEL_CASES += [
                 "vision_tokenizer",
             ),
             ({**_TEXT_1, "pixel_values_videos": video_batch(1, 2), "tokens_per_trajectory": 2}, ValueError, "vit3d"),
+            *_trajvit2_bad_inputs(),
         ],
     ),
     ModelCase(
@@ -229,6 +307,7 @@ MODEL_CASES += [
         bad_inputs=[
             ({"pixel_values_videos": torch.randn(1, 3, 64, 64)}, ValueError, "pixel_values_videos"),
             ({"pixel_values_videos": video_batch(1, 2).numpy()}, TypeError, "pixel_values_videos"),
+            *(({"pixel_values_videos": video}, ValueError, match) for video, match in TRAJVIT2_BAD_PIXELS),
         ],
     ),
 ]
@@ -296,6 +375,9 @@ MODEL_CASES += [
             ({"pixel_values_videos": video_batch(1, 8, size=64)}, ValueError, "32×32"),
             ({"pixel_values": video_batch(1, 8, size=32)}, TypeError, "pixel_values_videos"),
             ({"pixel_values_videos": video_batch(1, 8, size=32), "labels": torch.tensor([0, 1])}, ValueError, "labels"),
+            ({"pixel_values_videos": video_batch(1, 8, size=32) * float("inf")}, ValueError, "pixel_values_videos"),
+            ({"pixel_values_videos": video_batch(1, 8, size=32) * 1e30}, ValueError, "pixel_values_videos"),
+            ({"pixel_values_videos": video_batch(1, 8, size=32).to(torch.int64)}, ValueError, "pixel_values_videos"),
         ],
     ),
 ]
@@ -377,7 +459,9 @@ def _trajvlm_outputs(out):
 
 _TRAJVLM_TEXT_1 = trajvlm_text_batch(1, seed=11)
 _TRAJVLM_NO_PLACEHOLDER = {"input_ids": torch.tensor([[7, 8, 9, 10]])}
-_TRAJVLM_TWO_PLACEHOLDERS = {"input_ids": torch.tensor([[7, TRAJVLM_VIDEO_TOKEN_ID, 9, TRAJVLM_VIDEO_TOKEN_ID]])}
+# Three placeholders for one video: neither one per video nor one per connector slot (2 or 12 slots here).
+_TRAJVLM_TWO_PLACEHOLDERS = {"input_ids": torch.tensor([[7, TRAJVLM_VIDEO_TOKEN_ID, 9, TRAJVLM_VIDEO_TOKEN_ID,
+                                                         TRAJVLM_VIDEO_TOKEN_ID]])}
 _TRAJVLM_BAD_INPUTS = [
     ({**_TRAJVLM_NO_PLACEHOLDER, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),
     ({**_TRAJVLM_TWO_PLACEHOLDERS, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),

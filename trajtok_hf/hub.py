@@ -44,8 +44,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from warnings import warn
 
 import torch
+
+from .models.modeling_utils_trajtok import check_safetensors_file
 
 __all__ = [
     "MODEL_SPECS",
@@ -389,6 +392,11 @@ def _check_weights(folder: Path, files: Sequence[str], skipped: Sequence[tuple[s
             else ""
         )
         raise FolderValidationError(f"{folder} has no *.safetensors weights{hint}")
+    for name in weights:  # every one would be uploaded: a truncated or corrupt file is refused, by name
+        try:
+            check_safetensors_file(folder / name)
+        except OSError as error:
+            raise FolderValidationError(f"{folder} does not load: {error}") from error
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = set((_read_json(index, "weight index").get("weight_map") or {}).values())
@@ -716,18 +724,25 @@ def _numeric(value: Any) -> bool:
 def _last_eval_record(path: Path) -> tuple[dict[str, float], int | None, dict | None]:
     """The last ``eval/*`` record of a training script's metrics.jsonl, and the last training record."""
     last_eval, step, last_train = {}, None, None
-    for line in path.read_text(encoding="utf-8").splitlines():
+    unreadable = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError:
+            unreadable.append(number)
+            continue
+        if not isinstance(record, dict):
+            unreadable.append(number)
             continue
         evals = {k[len("eval/"):]: v for k, v in record.items() if k.startswith("eval/") and _numeric(v)}
         if evals:
             last_eval, step = evals, record.get("step")
         elif "loss" in record:
             last_train = record
+    if unreadable:
+        warn(f"{path}: skipped line(s) {unreadable}, not JSON records (a write cut short?)", stacklevel=3)
     return last_eval, step, last_train
 
 
@@ -754,8 +769,13 @@ def find_eval_metrics(folder: str | os.PathLike) -> EvalMetrics | None:
         eval_json = directory / "eval.json"
         if eval_json.is_file():
             try:
-                metrics = _eval_json_metrics(json.loads(eval_json.read_text(encoding="utf-8")))
-            except (ValueError, KeyError, AttributeError):
+                data = json.loads(eval_json.read_text(encoding="utf-8"))
+            except ValueError as error:
+                warn(f"{eval_json} is not valid JSON ({error}): its metrics are not used", stacklevel=2)
+                data = None
+            try:
+                metrics = _eval_json_metrics(data) if data is not None else {}
+            except (KeyError, AttributeError):
                 metrics = {}
             if metrics:
                 return EvalMetrics(metrics=metrics, source=str(eval_json))

@@ -14,7 +14,11 @@ temperature-scaled cosine of the two embeddings) and the scores are the softmax 
 transformers has no video counterpart of this task. The default ``hypothesis_template`` is ``"{}"`` (the label as
 given) rather than the image pipeline's ``"This is a photo of {}."``: the checkpoints trained here use a closed
 caption vocabulary, and a phrase outside it would map to ``[UNK]``; pass a template for a model with an open
-vocabulary (e.g. ``"a video of {}."``).
+vocabulary (e.g. ``"a video of {}."``). Words that the text tokenizer maps to its unknown token (in the labels or the
+template) are listed in a logged warning, since every such word reads the same to the model.
+
+``candidate_labels`` given as one string is split on commas (``"cat, dog"`` → ``["cat", "dog"]``, blanks dropped), as
+transformers' ``zero-shot-classification`` pipeline parses its labels; pass a list to keep commas inside a label.
 
 Any model whose forward takes ``pixel_values_videos`` / ``input_ids`` / ``attention_mask`` and returns
 ``logits_per_video`` works (``TrajViT2Model`` with either vision tokenizer); its processor (``AutoProcessor``) takes
@@ -30,10 +34,37 @@ import numpy as np
 import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
 
 __all__ = ["ZeroShotVideoClassificationPipeline", "register_pipelines"]
 
+logger = logging.get_logger(__name__)
+
 TASK = "zero-shot-video-classification"
+
+
+def _parse_labels(candidate_labels) -> list[str]:
+    """The labels as a non-empty list of strings; one string is split on commas (transformers' zero-shot-classification
+    convention: ``"cat, dog"`` → ``["cat", "dog"]``, blank entries dropped)."""
+    if candidate_labels is None:
+        raise ValueError("candidate_labels is required: a list of label strings (or one comma-separated string)")
+    if isinstance(candidate_labels, str):
+        candidate_labels = [label.strip() for label in candidate_labels.split(",") if label.strip()]
+    if not isinstance(candidate_labels, (list, tuple)) or not candidate_labels:
+        raise ValueError(f"candidate_labels must be a non-empty list of strings, got {candidate_labels!r}")
+    if not all(isinstance(label, str) for label in candidate_labels):
+        raise TypeError("candidate_labels must be a list of strings")
+    return list(candidate_labels)
+
+
+def _unknown_words(tokenizer, texts: list[str]) -> list[str]:
+    """The whitespace-separated words of `texts` that `tokenizer` maps (in part) to its unknown token, in order."""
+    unk_id = getattr(tokenizer, "unk_token_id", None)
+    if unk_id is None:
+        return []
+    words = list(dict.fromkeys(word for text in texts for word in text.split()))
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    return [word for word, word_ids in zip(words, ids) if unk_id in word_ids]
 
 
 def _is_single_video(value: Any) -> bool:
@@ -49,12 +80,18 @@ def _is_single_video(value: Any) -> bool:
     return False
 
 
+def _check_template(hypothesis_template) -> str:
+    if not isinstance(hypothesis_template, str) or hypothesis_template.count("{}") != 1:
+        raise ValueError(f"hypothesis_template must be a string with one '{{}}', got {hypothesis_template!r}")
+    return hypothesis_template
+
+
 class ZeroShotVideoClassificationPipeline(Pipeline):
     """Score videos against free-text candidate labels with a video-text dual encoder (see the module docstring).
 
     Call arguments:
         videos: one video or a list of videos (see the module docstring).
-        candidate_labels (`list[str]`): the labels, at least one.
+        candidate_labels (`list[str]` or `str`): the labels, at least one; a string is split on commas.
         hypothesis_template (`str`, defaults to `"{}"`): format string with one `{}` for the label.
         tokenizer_kwargs (`dict`, *optional*): passed to the processor's tokenizer (default: `padding=True`).
 
@@ -73,24 +110,32 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         if self.processor is None:
             raise ValueError(f"the {TASK} pipeline needs a processor with videos= and text= (AutoProcessor)")
 
-    def __call__(self, videos=None, candidate_labels: list[str] | None = None, **kwargs):
+    def __call__(self, videos=None, candidate_labels: list[str] | str | None = None, **kwargs):
         if videos is None:
             videos = kwargs.pop("video", None)
         if videos is None:
             raise ValueError(f"the {TASK} pipeline needs a video (path, (T, H, W, 3) array or list of PIL frames)")
-        if candidate_labels is None:
-            raise ValueError("candidate_labels is required: a list of label strings")
-        if isinstance(candidate_labels, str):
-            candidate_labels = [candidate_labels]
-        if not isinstance(candidate_labels, (list, tuple)) or not candidate_labels:
-            raise ValueError(f"candidate_labels must be a non-empty list of strings, got {candidate_labels!r}")
-        if not all(isinstance(label, str) for label in candidate_labels):
-            raise TypeError("candidate_labels must be a list of strings")
-        if _is_single_video(videos):
-            return super().__call__([videos], candidate_labels=list(candidate_labels), **kwargs)[0]
-        if not isinstance(videos, (list, tuple)) or not videos:
+        candidate_labels = _parse_labels(candidate_labels)
+        single = _is_single_video(videos)
+        if not single and (not isinstance(videos, (list, tuple)) or not videos):
             raise TypeError(f"videos must be a video or a non-empty list of videos, got {type(videos).__name__}")
-        return super().__call__(list(videos), candidate_labels=list(candidate_labels), **kwargs)
+        self._warn_unknown_words(candidate_labels, kwargs.get("hypothesis_template"))
+        if single:
+            return super().__call__([videos], candidate_labels=candidate_labels, **kwargs)[0]
+        return super().__call__(list(videos), candidate_labels=candidate_labels, **kwargs)
+
+    def _warn_unknown_words(self, candidate_labels: list[str], hypothesis_template) -> None:
+        """Log the words of the labels and the template that the text tokenizer reads as its unknown token."""
+        template = _check_template(hypothesis_template) if hypothesis_template is not None else "{}"
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is None:
+            return
+        unknown = _unknown_words(tokenizer, [template.format(label) for label in candidate_labels])
+        if unknown:
+            logger.warning(
+                f"words outside the text tokenizer's vocabulary are all read as {tokenizer.unk_token!r}, so the model "
+                f"cannot tell them apart: {unknown}"
+            )
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, tokenizer_kwargs=None, **kwargs):
         if kwargs:
@@ -99,9 +144,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         if candidate_labels is not None:
             preprocess["candidate_labels"] = candidate_labels
         if hypothesis_template is not None:
-            if not isinstance(hypothesis_template, str) or hypothesis_template.count("{}") != 1:
-                raise ValueError(f"hypothesis_template must be a string with one '{{}}', got {hypothesis_template!r}")
-            preprocess["hypothesis_template"] = hypothesis_template
+            preprocess["hypothesis_template"] = _check_template(hypothesis_template)
         if tokenizer_kwargs is not None:
             preprocess["tokenizer_kwargs"] = dict(tokenizer_kwargs)
         return preprocess, {}, {}

@@ -10,9 +10,11 @@ The scripts keep the training loop in plain sight (nanoGPT style); this module h
   ``(seed, e · num_clips + i)``, so processes and epochs see different clips and a resumed run sees the same ones);
   :class:`EpochShuffleSampler` shuffles a finite dataset with an order that depends only on ``(seed, epoch)``;
   :func:`iterate_batches` walks epochs forever and resumes mid-epoch with ``accelerator.skip_first_batches``.
-* **Checkpoints**: :class:`CheckpointManager` — ``accelerator.save_state`` into a temporary folder, fsync, atomic
-  rename to ``checkpoints/step_NNNNNN``, then an atomic update of the ``checkpoints/latest`` pointer file. ``latest``
-  therefore never names a half-written checkpoint; left-over temporary folders are ignored and removed.
+* **Checkpoints**: :class:`CheckpointManager` — model, optimizer, scheduler and per-process RNG states as safetensors
+  + JSON (nothing is ever unpickled on resume) into a temporary folder, fsync, atomic rename to
+  ``checkpoints/step_NNNNNN``, then an atomic update of the ``checkpoints/latest`` pointer file. ``latest`` therefore
+  never names a half-written checkpoint; left-over temporary folders are ignored and removed. :func:`save_final`
+  writes ``final/`` the same way.
 * **Evaluation**: :func:`evaluate_segmentation` (ARI / FG-ARI / matched mIoU of the hard ids vs ground truth) and
   :func:`evaluate_retrieval` (R@1/5/10 both directions), gathered over processes, computed with
   :mod:`trajtok_hf.metrics`.
@@ -26,8 +28,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -44,6 +48,8 @@ from .data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
 from .metrics import retrieval_metrics, segmentation_metrics
 from .models.modeling_trajtok import TrajTokModel
 from .models.modeling_trajvit2 import TrajViT2Model
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SEGMENTER_MODULES",
@@ -383,21 +389,31 @@ def iterate_batches(accelerator, dataloader, state: TrainState) -> Iterator[Any]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints: safetensors + JSON only (nothing in a checkpoint folder is ever unpickled), committed atomically
 
 LATEST_FILE = "latest"
 STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_STEM = "optimizer"  # optimizer.safetensors (state tensors) + optimizer.json (param_groups, scalars)
+SCHEDULER_FILE = "scheduler.json"
+SCALER_FILE = "scaler.json"
+RNG_STEM = "rng_state_{}"  # per process: rng_state_N.safetensors (torch generators) + rng_state_N.json (random, numpy)
+CHECKPOINT_FORMAT = "trajtok_hf-safetensors-json-1"
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
-# Fault injection for tests: "<stage>:<step>" SIGKILLs this process at that stage of saving that step's checkpoint.
-# Stages: "after_save_state" (files written into the temporary folder, nothing committed) and "before_pointer"
-# (checkpoint folder renamed into place, `latest` not yet updated).
+# Fault injection for tests: "<stage>:<step>" (or "<stage>" for the final save) SIGKILLs this process there. Stages:
+# "before_commit" (every file written into the temporary folder, nothing committed), "before_pointer" (checkpoint
+# folder renamed into place, `latest` not yet updated) and "final_before_commit" (final/ written into its temporary
+# folder, not yet renamed).
 FAULT_ENV = "TRAJTOK_TEST_KILL_IN_CHECKPOINT"
+# Tags of the JSON encoding of state dicts (a tag object has exactly one key).
+_TENSOR, _TUPLE, _INT_KEYS = "__tensor__", "__tuple__", "__int_keys__"
+_TAGS = (_TENSOR, _TUPLE, _INT_KEYS)
 
 
-def _maybe_fault(stage: str, step: int) -> None:
+def _maybe_fault(stage: str, step: int | None = None) -> None:
     spec = os.environ.get(FAULT_ENV)
-    if spec and spec == f"{stage}:{step}":
+    if spec and spec == (stage if step is None else f"{stage}:{step}"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -418,16 +434,229 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fresh_folder(path: Path) -> Path:
+    """An empty ``path`` (a left-over of a crashed save is removed first)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _commit_folder(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` and rename it to ``final`` (atomic): ``final`` is its previous complete version, the new complete
+    one, or absent (a previous ``final`` is moved aside just before the rename and removed after), never a
+    half-written folder."""
+    _fsync_tree(tmp)
+    trash = None
+    if final.exists():
+        trash = final.parent / f"{_TRASH_PREFIX}{final.name}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _listing(path: Path) -> list[str]:
+    """Relative paths of every file under ``path``, sorted."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def _to_json(value: Any, tensors: dict[str, torch.Tensor] | None, name: str) -> Any:
+    """``value`` (a state dict) → JSON-able data; tensors go into ``tensors`` (``None``: tensors are an error) and are
+    replaced by ``{"__tensor__": name}``. Tuples and int-keyed dicts are tagged so that they come back as they were."""
+    if isinstance(value, torch.Tensor):
+        if tensors is None or name in tensors:
+            raise TypeError(f"{name}: cannot store this tensor in a JSON-only state")
+        tensors[name] = value.detach().cpu().contiguous()
+        return {_TENSOR: name}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_to_json(v, tensors, f"{name}.{i}") for i, v in enumerate(value)]
+        return {_TUPLE: items} if isinstance(value, tuple) else items
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)) in _TAGS):
+            return {k: _to_json(v, tensors, f"{name}.{k}") for k, v in value.items()}
+        if all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+            return {_INT_KEYS: {str(k): _to_json(v, tensors, f"{name}.{k}") for k, v in value.items()}}
+    raise TypeError(f"{name}: cannot store a {type(value).__name__} in a checkpoint (tensors, numbers, strings, "
+                    "lists, tuples and dicts with str or int keys only)")
+
+
+def _from_json(value: Any, tensors: Mapping[str, torch.Tensor], used: set[str]) -> Any:
+    """Inverse of :func:`_to_json`; ``used`` collects the tensor names referenced. Raises ``ValueError``."""
+    if isinstance(value, list):
+        return [_from_json(v, tensors, used) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and next(iter(value)) in _TAGS:
+        (tag, inner), = value.items()
+        if tag == _TENSOR:
+            if not isinstance(inner, str) or inner not in tensors:
+                raise ValueError(f"refers to tensor {inner!r}, which its .safetensors file does not hold")
+            used.add(inner)
+            return tensors[inner]
+        if tag == _TUPLE and isinstance(inner, list):
+            return tuple(_from_json(v, tensors, used) for v in inner)
+        if tag == _INT_KEYS and isinstance(inner, dict) and all(re.fullmatch(r"-?\d+", k) for k in inner):
+            return {int(k): _from_json(v, tensors, used) for k, v in inner.items()}
+        raise ValueError(f"malformed {tag!r} entry")
+    return {k: _from_json(v, tensors, used) for k, v in value.items()}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=True) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a valid JSON file ({error}); the checkpoint is damaged") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: not a readable safetensors file ({error}); the checkpoint is damaged") from None
+
+
+def _save_state(folder: Path, stem: str, state: Any) -> None:
+    """``state`` → ``{stem}.safetensors`` (its tensors) + ``{stem}.json`` (everything else, tensors referenced)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    data = _to_json(state, tensors, stem)
+    save_file(tensors, str(folder / f"{stem}.safetensors"))
+    _write_json(folder / f"{stem}.json", data)
+
+
+def _load_state(folder: Path, stem: str) -> Any:
+    """Inverse of :func:`_save_state`; ``ValueError`` naming the file for anything malformed."""
+    tensors = _read_tensors(folder / f"{stem}.safetensors")
+    path, used = folder / f"{stem}.json", set()
+    try:
+        state = _from_json(_read_json(path), tensors, used)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise ValueError(f"{folder / f'{stem}.safetensors'}: holds tensors {unused[:5]} that {path.name} never uses")
+    return state
+
+
+def _unique_storage(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop later names of a tensor already present under another name (tied weights): safetensors stores each
+    storage once. :func:`_load_model` restores them through the model's own sharing."""
+    seen, out = set(), {}
+    for name, tensor in state_dict.items():
+        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and key in seen:
+            continue
+        seen.add(key)
+        out[name] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def _load_model(model: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model`` after checking it has exactly the model's tensors (names, shapes, dtypes)."""
+    tensors = _read_tensors(path)
+    expected = model.state_dict()
+    aliases: dict[tuple, list[str]] = {}
+    for name, tensor in expected.items():
+        aliases.setdefault((tensor.data_ptr(), tuple(tensor.shape)) if tensor.numel() else (name,), []).append(name)
+    missing = [names[0] for names in aliases.values() if not any(n in tensors for n in names)]
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [f"{k}: {tuple(v.shape)} {v.dtype} (model: {tuple(expected[k].shape)} {expected[k].dtype})"
+                  for k, v in tensors.items() if k in expected
+                  and (v.shape != expected[k].shape or v.dtype != expected[k].dtype)]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"{path} does not fit the model being trained: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, mismatched {mismatched[:5]}")
+    model.load_state_dict(tensors, strict=False)
+
+
+def _device_rng_states(device_type: str) -> list[torch.Tensor]:
+    if device_type == "cpu":
+        return []
+    module = torch.get_device_module(device_type)
+    return list(module.get_rng_state_all()) if hasattr(module, "get_rng_state_all") else [module.get_rng_state()]
+
+
+def _rng_state(accelerator) -> dict[str, Any]:
+    device_type = accelerator.device.type
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "device": {"type": device_type, "states": _device_rng_states(device_type)},
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *(_plain(v) for v in numpy_state[2:])),
+        "accelerator_step": int(accelerator.step),
+    }
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _set_rng_state(accelerator, state: Any) -> None:
+    """Restore what :func:`_rng_state` saved; ``ValueError``/``TypeError`` from the setters on malformed values."""
+    if not isinstance(state, dict) or set(state) != {"torch", "device", "python", "numpy", "accelerator_step"}:
+        raise ValueError("expected the keys torch, device, python, numpy, accelerator_step")
+    torch.set_rng_state(state["torch"])
+    device = state["device"]
+    if device["type"] == accelerator.device.type != "cpu":  # states of another device type do not apply
+        module = torch.get_device_module(device["type"])
+        if hasattr(module, "set_rng_state_all"):
+            module.set_rng_state_all(device["states"])
+        else:
+            module.set_rng_state(device["states"][0])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    step = state["accelerator_step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"accelerator_step must be an int >= 0, got {step!r}")
+    accelerator.step = step
+
+
+def _load_into(folder: Path, files: str, what: str, restore) -> None:
+    """Run ``restore()`` (which reads ``files`` of ``folder``), turning any error of a malformed value into a
+    ``ValueError`` that names the file(s)."""
+    where = " / ".join(str(folder / name) for name in files.split(" "))
+    try:
+        restore()
+    except ValueError as error:
+        message = str(error)  # already names its file when it comes from a reader
+        raise ValueError(message if str(folder) in message else f"{where}: {message}") from None
+    except (TypeError, KeyError, IndexError, OverflowError, RuntimeError) as error:
+        raise ValueError(f"{where}: not a valid {what} for this run ({type(error).__name__}: {error})") from None
+
+
 class CheckpointManager:
-    """Atomic training checkpoints under ``checkpoint_dir``::
+    """Atomic training checkpoints under ``checkpoint_dir``, written with safetensors and JSON only::
 
         checkpoint_dir/
-          step_000100/       accelerator.save_state (model, optimizer, RNG states, registered objects)
-                             + trainer_state.json (TrainState; written last)
+          step_000100/       model.safetensors (the unwrapped model's keys) + the config / processor artifacts
+                             optimizer.safetensors + optimizer.json (state tensors; param_groups and scalars)
+                             scheduler.json, scaler.json (fp16 only)
+                             rng_state_N.safetensors + rng_state_N.json (one pair per process: torch CPU / device
+                             generators; python ``random``, numpy, accelerate's step counter)
+                             trainer_state.json (TrainState + the list of files; written last)
           step_000200/
           latest             one line: "step_000200"
 
-    Saving (all processes call :meth:`save`): ``save_state`` writes into ``.tmp-step_NNNNNN``; then the main process
+    Nothing in a checkpoint folder is ever unpickled: :meth:`load` reads only the files above, and refuses (with a
+    ``ValueError`` naming the file) a folder holding any file the save did not write (e.g. accelerate's
+    ``random_states_0.pkl`` / ``custom_checkpoint_0.pkl`` / ``optimizer.bin``) or a file that is malformed.
+
+    Saving (all processes call :meth:`save`): the files are written into ``.tmp-step_NNNNNN``; then the main process
     adds ``trainer_state.json``, fsyncs, renames the folder to ``step_NNNNNN`` (atomic), and replaces ``latest``
     (write ``latest.tmp`` + fsync + ``os.replace``, atomic). A crash at any point leaves ``latest`` naming the previous
     complete checkpoint; temporary folders of crashed saves are removed by the next manager (and never read).
@@ -497,35 +726,39 @@ class CheckpointManager:
             raise ValueError(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
         return path
 
-    def save(self, accelerator, state: TrainState, artifacts=(), extra: dict | None = None) -> Path:
-        """Save the accelerator state + ``state`` as checkpoint ``step_{state.step}``; call on every process.
+    def save(self, accelerator, state: TrainState, model: nn.Module, optimizer, scheduler=None, artifacts=(),
+             extra: dict | None = None) -> Path:
+        """Save ``model`` (prepared or not), ``optimizer``, ``scheduler``, the RNG states of every process and
+        ``state`` as checkpoint ``step_{state.step}``; call on every process.
 
         ``artifacts``: objects with ``save_pretrained`` (the model's config, the processor) written into the folder
         too, so that a checkpoint loads with ``AutoModel.from_pretrained`` / ``AutoProcessor.from_pretrained`` (its
         ``model.safetensors`` has the keys of the unwrapped model)."""
+        from safetensors.torch import save_file
+
         name = self.name_for(state.step)
         final, tmp = self.dir / name, self.dir / f"{_TMP_PREFIX}{name}"
         if accelerator.is_main_process:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            _fresh_folder(tmp)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every process writes its RNG state file into the same folder
+        model_state = accelerator.get_state_dict(model)  # a collective under FSDP / DeepSpeed: every process calls it
+        if accelerator.is_main_process:
+            save_file(_unique_storage(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+            _save_state(tmp, OPTIMIZER_STEM, optimizer.state_dict())
+            if scheduler is not None:
+                _write_json(tmp / SCHEDULER_FILE, _to_json(scheduler.state_dict(), None, "scheduler"))
+            if accelerator.scaler is not None:
+                _write_json(tmp / SCALER_FILE, _to_json(accelerator.scaler.state_dict(), None, "scaler"))
+        _save_state(tmp, RNG_STEM.format(accelerator.process_index), _rng_state(accelerator))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            _maybe_fault("after_save_state", state.step)
             for artifact in artifacts:
                 artifact.save_pretrained(tmp)
-            payload = {**dataclasses.asdict(state), **(extra or {})}
-            (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-            _fsync_tree(tmp)
-            trash = None
-            if final.exists():  # a checkpoint of this step from an earlier (crashed) attempt
-                trash = self.dir / f"{_TRASH_PREFIX}{name}"
-                shutil.rmtree(trash, ignore_errors=True)
-                os.replace(final, trash)
-            os.replace(tmp, final)  # atomic: the folder appears complete or not at all
-            _fsync_dir(self.dir)
+            _maybe_fault("before_commit", state.step)
+            payload = {**dataclasses.asdict(state), **(extra or {}), "format": CHECKPOINT_FORMAT,
+                       "files": _listing(tmp)}
+            _write_json(tmp / STATE_FILE, payload)
+            _commit_folder(tmp, final)
             _maybe_fault("before_pointer", state.step)
             pointer_tmp = self.dir / f"{LATEST_FILE}.tmp"
             with open(pointer_tmp, "w") as handle:
@@ -534,8 +767,6 @@ class CheckpointManager:
                 os.fsync(handle.fileno())
             os.replace(pointer_tmp, self.dir / LATEST_FILE)  # atomic pointer update
             _fsync_dir(self.dir)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
             self._prune(keep=final)
         accelerator.wait_for_everyone()
         return final
@@ -548,13 +779,120 @@ class CheckpointManager:
             shutil.rmtree(path, ignore_errors=True)
 
     @staticmethod
-    def load(accelerator, path: str | os.PathLike) -> TrainState:
-        """Restore the accelerator state (model, optimizer, registered scheduler, RNG states) and the counters."""
+    def load(accelerator, path: str | os.PathLike, model: nn.Module, optimizer, scheduler=None) -> TrainState:
+        """Restore what :meth:`save` wrote into ``model``, ``optimizer``, ``scheduler``, this process's RNG states and
+        accelerate's step counter, and return the counters; call on every process.
+
+        Reads only safetensors and JSON. ``ValueError`` naming the file when the folder holds a file the save did
+        not write (a pickle planted there is never opened), when a file is missing, malformed, or does not fit
+        ``model`` / ``optimizer`` / ``scheduler``."""
         path = Path(path)
-        accelerator.load_state(str(path))
-        payload = json.loads((path / STATE_FILE).read_text())
-        fields = {f.name for f in dataclasses.fields(TrainState)}
-        return TrainState(**{k: int(v) for k, v in payload.items() if k in fields})
+        payload = _read_json(path / STATE_FILE)
+        state = _check_manifest(path, payload)
+        unwrapped = accelerator.unwrap_model(model)
+        _load_into(path, MODEL_FILE, "model state", lambda: _load_model(unwrapped, path / MODEL_FILE))
+        _load_into(path, f"{OPTIMIZER_STEM}.json {OPTIMIZER_STEM}.safetensors", "optimizer state",
+                   lambda: optimizer.load_state_dict(_check_optimizer_state(_load_state(path, OPTIMIZER_STEM),
+                                                                             optimizer)))
+        if scheduler is not None:
+            _load_into(path, SCHEDULER_FILE, "scheduler state",
+                       lambda: scheduler.load_state_dict(_matching_keys(_read_state_json(path / SCHEDULER_FILE),
+                                                                        scheduler.state_dict())))
+        scaler = accelerator.scaler
+        if scaler is not None:
+            _load_into(path, SCALER_FILE, "gradient scaler state",
+                       lambda: scaler.load_state_dict(_matching_keys(_read_state_json(path / SCALER_FILE),
+                                                                     scaler.state_dict())))
+        rng = RNG_STEM.format(accelerator.process_index)
+        if (path / f"{rng}.json").is_file():
+            _load_into(path, f"{rng}.json {rng}.safetensors", "RNG state",
+                       lambda: _set_rng_state(accelerator, _load_state(path, rng)))
+        else:  # resumed with more processes than saved it: exact resume is impossible anyway
+            logger.warning("%s has no %s.json: process %d starts with fresh random states", path, rng,
+                           accelerator.process_index)
+        return state
+
+
+def _check_manifest(path: Path, payload: Any) -> TrainState:
+    """The counters of ``trainer_state.json``, after checking that the folder holds exactly the files it lists."""
+    state_file = path / STATE_FILE
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{state_file}: not a checkpoint of format {CHECKPOINT_FORMAT!r} (an older checkpoint written with "
+            "accelerate's pickle-based save_state cannot be resumed without unpickling; start from its "
+            f"{MODEL_FILE} instead, e.g. with --model / --segmenter)"
+        )
+    listed = payload.get("files")
+    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+        raise ValueError(f"{state_file}: 'files' must be the list of the checkpoint's files")
+    unexpected = sorted(set(_listing(path)) - set(listed) - {STATE_FILE})
+    if unexpected:
+        raise ValueError(f"{path / unexpected[0]}: unexpected file in the checkpoint (not written by its save; never "
+                         f"opened). Remove it to resume from {path}")
+    required = {MODEL_FILE, f"{OPTIMIZER_STEM}.json", f"{OPTIMIZER_STEM}.safetensors"}
+    missing = sorted(name for name in required | set(listed) if not (path / name).is_file())
+    if missing:
+        raise ValueError(f"{path / missing[0]}: missing from the checkpoint")
+    counters = {}
+    for field in dataclasses.fields(TrainState):
+        value = payload.get(field.name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{state_file}: {field.name!r} must be an int >= 0, got {value!r}")
+        counters[field.name] = value
+    return TrainState(**counters)
+
+
+def _read_state_json(path: Path) -> Any:
+    try:
+        return _from_json(_read_json(path), {}, set())
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _matching_keys(saved: Any, current: Mapping[str, Any], what: str = "state") -> dict[str, Any]:
+    """``saved`` when it is a dict with exactly the keys of ``current`` (the live object's own state dict) and values
+    of the same kinds (numbers, strings, lists, ...; ``None`` matches anything)."""
+    if not isinstance(saved, dict) or set(saved) != set(current):
+        keys = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(f"{what}: expected the keys {sorted(current)}, got {keys}")
+    for key, value in saved.items():
+        if not (value is None or current[key] is None or _kind(value) == _kind(current[key])):
+            raise ValueError(f"{what}[{key!r}] must be a {_kind(current[key])}, got {value!r}")
+    return saved
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _check_optimizer_state(saved: Any, optimizer) -> dict[str, Any]:
+    """``saved`` when it has the layout of ``optimizer.state_dict()``: the same groups with the same parameter
+    ids, state only for those ids, each state tensor either a scalar or shaped like its parameter."""
+    current = optimizer.state_dict()
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        raise ValueError("expected a dict with the keys 'state' and 'param_groups'")
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
+        raise ValueError(f"expected {len(current['param_groups'])} parameter groups")
+    ids = [group["params"] for group in current["param_groups"]]
+    if [g.get("params") if isinstance(g, dict) else None for g in groups] != ids:
+        raise ValueError("the parameter groups hold other parameters than this run's optimizer")
+    for i, (group, live) in enumerate(zip(groups, current["param_groups"])):
+        _matching_keys(group, live, f"param_groups[{i}]")
+    params = {i: p for group, live in zip(ids, optimizer.param_groups) for i, p in zip(group, live["params"])}
+    state = saved["state"]
+    if not isinstance(state, dict) or not set(state) <= set(params):
+        raise ValueError("'state' must map this optimizer's parameter ids to their state")
+    for index, entry in state.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"state of parameter {index} must be a dict")
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
+                raise ValueError(f"state[{index}][{key!r}] has shape {tuple(value.shape)}, the parameter "
+                                 f"{tuple(params[index].shape)}")
+    return saved
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -723,11 +1061,18 @@ def log_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def save_final(accelerator, model, processor, output_dir: str | os.PathLike) -> str:
     """End of training: ``save_pretrained`` of the unwrapped model and its processor into ``output_dir/final``
-    (main process), after every process has finished; returns that folder."""
+    (main process), after every process has finished; returns that folder.
+
+    Atomic like a checkpoint: written into ``output_dir/.tmp-final``, fsynced, then renamed, so that a kill during the
+    save leaves the previous ``final`` (or none), never a half-written folder that looks complete."""
     accelerator.wait_for_everyone()
-    final_dir = os.path.join(output_dir, "final")
+    final_dir = Path(output_dir) / "final"
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
+        tmp = _fresh_folder(final_dir.parent / f"{_TMP_PREFIX}{final_dir.name}")
+        accelerator.unwrap_model(model).save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        _maybe_fault("final_before_commit")
+        _commit_folder(tmp, final_dir)
         accelerator.print(f"saved model + processor to {final_dir}")
-    return final_dir
+    accelerator.wait_for_everyone()
+    return str(final_dir)

@@ -12,6 +12,9 @@ import math
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # Backbones whose AutoBackbone returns one feature map per stage at strides 4, 8, 16, 32.
 SUPPORTED_BACKBONES = ("convnext", "convnextv2", "dinov3_convnext")
@@ -159,7 +162,7 @@ class TrajTokConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        _reject_misspelt_kwargs(type(self), kwargs)
+        _warn_unknown_kwargs(type(self), kwargs)
         if isinstance(self.backbone_config, dict):
             backbone = dict(self.backbone_config)
             backbone.setdefault("model_type", "convnext")
@@ -281,16 +284,33 @@ class TrajTokConfig(PreTrainedConfig):
         )
 
 
-def _reject_misspelt_kwargs(config_class, kwargs: dict) -> None:
-    """PretrainedConfig stores unknown kwargs silently; catch near-misses of our own field names
-    (``num_trajectory=64``) which would otherwise leave the default in force without a word."""
+# Keys that transformers itself writes into or passes with a saved config; never reported as unknown.
+_SERIALIZATION_KEYS = frozenset(
+    {"auto_map", "model_type", "transformers_version", "architectures", "attn_implementation", "dtype", "torch_dtype"}
+)
+# Similarity (difflib ratio) above which an unknown key is reported with the field it most likely meant: loose
+# enough that prefixes and abbreviations match (``num_traj`` → ``num_trajectories``, ratio 0.58).
+_CLOSE_MATCH_CUTOFF = 0.5
+
+
+def _warn_unknown_kwargs(config_class, kwargs: dict) -> None:
+    """transformers' convention for unknown config keys: they are kept as attributes (so a saved config with extra
+    keys reloads), with a logger warning naming the closest field of ``config_class`` when there is one, so that a
+    misspelt hyper-parameter (``num_traj=64``) does not leave the default in force without a word."""
     own = [f for f in config_class.__dataclass_fields__ if not f.startswith("_")]
     for key in kwargs:
-        if key in own:
+        if key in own or key in _SERIALIZATION_KEYS or hasattr(PreTrainedConfig, key):
             continue
-        close = difflib.get_close_matches(key, own, n=1, cutoff=0.85)
-        if close:
-            raise ValueError(f"Unknown config argument {key!r} for {config_class.__name__}: did you mean {close[0]!r}?")
+        close = difflib.get_close_matches(key, own, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
+        hint = f": did you mean {close[0]!r}?" if close else ""
+        logger.warning(
+            f"{config_class.__name__} got an unknown argument {key!r}; it is kept as an attribute but the model does "
+            f"not read it{hint}"
+        )
+
+
+# The name the other configurations of the package import.
+_reject_misspelt_kwargs = _warn_unknown_kwargs
 
 
 __all__ = ["TrajTokConfig"]

@@ -88,17 +88,24 @@ def dense_hard_mask_attention(
     Returns:
         (B, h, L, d)
     """
-    batch, _, length, _ = query.shape
-    num_pixels = pixel_key.shape[2]
-    slot_trajectory = torch.arange(length, device=query.device) // tokens_per_trajectory
+    mask = hard_mask_allowed(trajectory_ids, query.shape[2], tokens_per_trajectory, visible_last_pixels)
+    key = torch.cat((latent_key, pixel_key), dim=2)
+    value = torch.cat((latent_value, pixel_value), dim=2)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None])
+
+
+def hard_mask_allowed(
+    trajectory_ids: torch.Tensor, length: int, tokens_per_trajectory: int, visible_last_pixels: int = 0
+) -> torch.Tensor:
+    """The dense boolean mask (B, L, L + N) of §6 over ``[latents ; pixels]``: slot l = k·n + s sees the n sub-token
+    latents of trajectory k and the pixels whose hard id is k (plus the last ``visible_last_pixels`` pixels)."""
+    num_pixels = trajectory_ids.shape[1]
+    slot_trajectory = torch.arange(length, device=trajectory_ids.device) // tokens_per_trajectory
     latent_allowed = slot_trajectory[:, None] == slot_trajectory[None, :]
     pixel_allowed = trajectory_ids[:, None, :] == slot_trajectory[None, :, None]
     if visible_last_pixels:
         pixel_allowed[..., num_pixels - visible_last_pixels :] = True
-    mask = torch.cat((latent_allowed.expand(batch, -1, -1), pixel_allowed), dim=-1)
-    key = torch.cat((latent_key, pixel_key), dim=2)
-    value = torch.cat((latent_value, pixel_value), dim=2)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None])
+    return torch.cat((latent_allowed.expand(trajectory_ids.shape[0], -1, -1), pixel_allowed), dim=-1)
 
 
 class SegmentWeightedSum(torch.autograd.Function):
@@ -283,12 +290,19 @@ def segment_hard_mask_attention(
     return out.reshape(batch, length, heads, dim).permute(0, 2, 1, 3)
 
 
-def eager_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """softmax(q·kᵀ/√d)·v written out (B, h, L, d): the ``attn_implementation="eager"`` path. Same result as SDPA up
-    to float rounding; it rounds like the official einsum/softmax Perceiver (converted checkpoints reproduce the
-    release's scale-20 assignment logits ~3× closer with it), at the cost of an (L × S) score tensor."""
+def eager_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q·kᵀ/√d)·v written out: (output (B, h, L, d), weights (B, h, L, S)), the ``attn_implementation=
+    "eager"`` path and the one that returns attention maps. ``allowed`` (B, L, S) bool masks keys out (the §6 hard
+    mask; every row keeps its own latents, so no row is empty). Same result as SDPA up to float rounding; it rounds
+    like the official einsum/softmax Perceiver (converted checkpoints reproduce the release's scale-20 assignment
+    logits ~3× closer with it), at the cost of an (L × S) score tensor."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
-    return torch.matmul(scores.softmax(dim=-1), value)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return torch.matmul(weights, value), weights
 
 
 def streamed_context_attention(
@@ -367,11 +381,22 @@ class TrajTokPerceiverAttention(nn.Module):
         context: torch.Tensor,
         rope: torch.Tensor,
         hard_mask: dict | None = None,
-    ) -> torch.Tensor:
-        batch, num_latents = latents.shape[:2]
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the attention output (B, L, D) and, with ``output_attentions``, the weights (B, h, L, L + N) over
+        ``[latents ; context]`` (computed written out, whatever the attention implementation)."""
+        num_latents = latents.shape[1]
         latents = self.norm_latents(latents)
         heads = (self.num_heads, self.head_dim)
         query = apply_rotary(self.to_q(latents).unflatten(-1, heads), rope[:num_latents]).transpose(1, 2)
+        if output_attentions:
+            key, value = self._keys_values(latents, context, rope)
+            allowed = None
+            if hard_mask is not None:
+                allowed = hard_mask_allowed(hard_mask["trajectory_ids"], num_latents,
+                                            hard_mask["tokens_per_trajectory"], hard_mask["visible_last_pixels"])
+            out, weights = eager_attention(query, key, value, allowed)
+            return self._merge_heads(out), weights
         if hard_mask is not None and hard_mask["implementation"] == "segment":
             # Pixel values are aggregated per trajectory before W_v (module docstring): project only their keys.
             key_weight, value_weight = self.to_kv.weight.chunk(2, dim=0)
@@ -396,7 +421,7 @@ class TrajTokPerceiverAttention(nn.Module):
                 value_weight=value_weight,
                 num_pixels=context.shape[1],
             )
-            return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
+            return self._merge_heads(out), None
         eager = self.config is not None and getattr(self.config, "_attn_implementation", None) == "eager"
         if hard_mask is None and not eager and self._streams(context):
 
@@ -413,14 +438,11 @@ class TrajTokPerceiverAttention(nn.Module):
                 context.shape[1],
                 project_context,
             )
-            return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
-        # One projection over [latents ; context] (positions 0..L+N-1) instead of two plus a concatenation of keys.
-        key, value = self.to_kv(torch.cat((latents, self.norm_media(context)), dim=1)).unflatten(-1, (2, -1)).unbind(2)
-        key = apply_rotary(key.unflatten(-1, heads), rope).transpose(1, 2)  # (B, h, L+N, d)
-        value = value.unflatten(-1, heads).transpose(1, 2)
+            return self._merge_heads(out), None
+        key, value = self._keys_values(latents, context, rope)
         if hard_mask is None:
             if eager:
-                out = eager_attention(query, key, value)
+                out = eager_attention(query, key, value)[0]
             else:
                 out = F.scaled_dot_product_attention(query, key, value)
         else:
@@ -434,7 +456,18 @@ class TrajTokPerceiverAttention(nn.Module):
                 hard_mask["tokens_per_trajectory"],
                 hard_mask["visible_last_pixels"],
             )
-        return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
+        return self._merge_heads(out), None
+
+    def _keys_values(self, latents: torch.Tensor, context: torch.Tensor, rope: torch.Tensor):
+        """Rotated keys and values (B, h, L + N, d) of ``[latents ; context]`` (latents already normalised). One
+        projection over the concatenation (positions 0..L+N-1) instead of two plus a concatenation of keys."""
+        heads = (self.num_heads, self.head_dim)
+        key, value = self.to_kv(torch.cat((latents, self.norm_media(context)), dim=1)).unflatten(-1, (2, -1)).unbind(2)
+        return apply_rotary(key.unflatten(-1, heads), rope).transpose(1, 2), value.unflatten(-1, heads).transpose(1, 2)
+
+    def _merge_heads(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, h, L, d) → output projection of the concatenated heads (B, L, D)."""
+        return self.to_out(out.transpose(1, 2).flatten(2))
 
 
 class TrajTokPerceiverFeedForward(nn.Module):
@@ -458,9 +491,11 @@ class TrajTokPerceiverLayer(GradientCheckpointingLayer):
         self.attention = TrajTokPerceiverAttention(hidden_size, num_heads, config)
         self.feed_forward = TrajTokPerceiverFeedForward(hidden_size, ff_mult)
 
-    def forward(self, latents, context, rope, hard_mask=None):
-        latents = latents + self.attention(latents, context, rope, hard_mask)
-        return latents + self.feed_forward(latents)
+    def forward(self, latents, context, rope, hard_mask=None, output_attentions=False):
+        """Returns the updated latents (B, L, D) and the attention weights (B, h, L, L + N) or None."""
+        attended, weights = self.attention(latents, context, rope, hard_mask, output_attentions)
+        latents = latents + attended
+        return latents + self.feed_forward(latents), weights
 
 
 class TrajTokPerceiver(nn.Module):
@@ -469,6 +504,11 @@ class TrajTokPerceiver(nn.Module):
     ``forward(latents (B, L, D), context (B, N, D), hard_mask=None) -> (B, L, D)``. With ``hard_mask`` (a dict with
     ``trajectory_ids`` (B, N), ``tokens_per_trajectory``, ``visible_last_pixels`` and ``implementation`` ∈
     {"segment", "dense"}) each latent slot sees only its own trajectory's pixels and sub-tokens.
+
+    With ``output_hidden_states`` or ``output_attentions`` it returns ``(latents, hidden_states, attentions)``:
+    hidden_states = the latents entering the first layer and leaving each layer (before the final LayerNorm),
+    depth + 1 tensors (B, L, D); attentions = each layer's weights (B, h, L, L + N) over ``[latents ; context]``
+    (None where not asked for).
     """
 
     def __init__(self, config, depth: int):
@@ -485,16 +525,35 @@ class TrajTokPerceiver(nn.Module):
         self.rotary_dim = int(config.head_dim * config.rope_fraction)
         self.rope_theta = config.rope_theta
 
-    def forward(self, latents: torch.Tensor, context: torch.Tensor, hard_mask: dict | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        latents: torch.Tensor,
+        context: torch.Tensor,
+        hard_mask: dict | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ):
         num_latents, num_pixels = latents.shape[1], context.shape[1]
         # 1D positions over the flattened sequence: latents 0..L-1, then pixel p at L + p (queries share the
         # latents' positions).
         rope = rotary_multiplier(num_latents + num_pixels, self.head_dim, self.rotary_dim, self.rope_theta, context.device)
         context = self.norm_context(context)
+        hidden_states = [latents] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for layer in self.layers:
             if self.latent_norm_placement == "every_layer":
                 latents = self.norm_latents(latents)
-            latents = layer(latents, context, rope, hard_mask)
+            latents, weights = layer(latents, context, rope, hard_mask, output_attentions=output_attentions)
+            if output_hidden_states:
+                hidden_states.append(latents)
+            if output_attentions:
+                attentions.append(weights)
         if self.latent_norm_placement == "final":
             latents = self.norm_latents(latents)
-        return latents
+        if not (output_hidden_states or output_attentions):
+            return latents
+        return latents, _as_tuple(hidden_states), _as_tuple(attentions)
+
+
+def _as_tuple(items: list | None) -> tuple | None:
+    return tuple(items) if items is not None else None

@@ -72,8 +72,8 @@ class TrajViT2Processor(ProcessorMixin):
         text (`str` or `list[str]`, *optional*): caption(s).
         videos (*optional*): one clip or a batch of clips, in any form [`TrajTokVideoProcessor`] accepts.
         images (*optional*): a PIL image / 3-D array, or a list / 4-D batch of them, processed as 1-frame videos.
-        paired (`bool`, defaults to `False`): `text[i]` is the caption of `videos[i]` (or `images[i]`): raise a
-            `ValueError` unless their counts are equal.
+        paired (`bool`, *optional*): True when `text[i]` is the caption of `videos[i]` (or `images[i]`): raise a
+            `ValueError` unless their counts are equal. Unset (None) or False: any numbers of texts and videos.
         return_tensors (`str`, *optional*): `"pt"` for tensors.
         Tokenizer arguments (`padding`, `truncation`, `max_length`, ...) and video-processor arguments
         (`num_frames`, `fps`, `size`, ...) are routed to their component; unknown names raise `TypeError`.
@@ -119,13 +119,13 @@ class TrajViT2Processor(ProcessorMixin):
             raise TypeError(f"text must be a list of strings; text[{bad[0]}] is a {type(text[bad[0]]).__name__}")
         return len(text)
 
-    def __call__(self, text=None, videos=None, images=None, paired: bool = False, **kwargs) -> BatchFeature:
+    def __call__(self, text=None, videos=None, images=None, paired: bool | None = None, **kwargs) -> BatchFeature:
         if text is None and videos is None and images is None:
             raise ValueError(f"{type(self).__name__} needs at least one of text, videos or images")
         if videos is not None and images is not None:
             raise ValueError("pass either videos or images (images are 1-frame videos), not both")
-        if not isinstance(paired, bool):
-            raise TypeError(f"paired must be a bool, got {type(paired).__name__}")
+        if paired is not None and not isinstance(paired, bool):
+            raise TypeError(f"paired must be a bool or None, got {type(paired).__name__}")
         num_texts = self._check_text(text) if text is not None else None
         if paired and (text is None or (videos is None and images is None)):
             raise ValueError("paired=True needs both text and videos (or images)")
@@ -152,6 +152,20 @@ class TrajViT2Processor(ProcessorMixin):
         if not merged["videos_kwargs"].get("return_metadata"):
             data.pop("video_metadata", None)
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`ProcessorMixin.save_pretrained`, leaving this processor unchanged: transformers sets the remote-code
+        `auto_map` on the processor it saves (it is written to `processor_config.json`) but drops it when loading, so
+        a saved processor's `to_dict()` differed from its reloaded copy's."""
+        missing = object()
+        previous = self.__dict__.get("auto_map", missing)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is missing:
+                self.__dict__.pop("auto_map", None)
+            else:
+                self.auto_map = previous
 
     @property
     def model_input_names(self) -> list[str]:

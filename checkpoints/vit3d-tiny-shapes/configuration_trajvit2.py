@@ -30,7 +30,7 @@ import math
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _reject_misspelt_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
 
 VISION_TOKENIZERS = ("trajtok", "vit3d")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
@@ -147,7 +147,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        _reject_misspelt_kwargs(type(self), kwargs)
+        _warn_unknown_kwargs(type(self), kwargs)
         _check_choice(self, "vision_tokenizer", VISION_TOKENIZERS)
         if self.tokenizer_config is None and self.vision_tokenizer == "trajtok":
             self.tokenizer_config = {}
@@ -263,7 +263,7 @@ class TrajViT2Config(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         tokenizer_config = kwargs.pop("tokenizer_config", None)
         vision_tokenizer = kwargs.pop("vision_tokenizer", None)
-        _reject_misspelt_kwargs(type(self), kwargs)
+        _warn_unknown_kwargs(type(self), kwargs)
         if vision_tokenizer is not None or tokenizer_config is not None:
             # The shortcuts are applied to the vision config before it is built so that its validation (and its
             # default TrajTok config for "trajtok") sees them.

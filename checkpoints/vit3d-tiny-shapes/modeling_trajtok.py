@@ -40,9 +40,14 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_trajtok import TrajTokConfig
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin
 from .perceiver_trajtok import TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
+# Largest |pixel value| forward accepts. Frames normalised by TrajTokVideoProcessor lie within about ±3 (ImageNet
+# mean/std), raw 0–255 frames within 255; far larger values only come from a bug upstream, and from ~1e19 on the
+# LayerNorms' variance overflows float32 (NaN tokens without a word).
+MAX_PIXEL_MAGNITUDE = 1e4
 
 
 @dataclass
@@ -73,6 +78,19 @@ class TrajTokOutput(ModelOutput):
             softmax over K of `assignment_logits` (Eq. 1), returned when ``output_soft_masks=True``.
         pixel_features (`torch.FloatTensor` of shape `(B, T, h, w, hidden_size)`, *optional*):
             The summed multi-scale features F (§2), returned when ``output_pixel_features=True``.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Returned when ``output_hidden_states`` is set (argument or config): the latent stream of the query
+            Perceiver (§3) — its input queries and the output of each of its ``query_perceiver_depth`` layers, each
+            `(B, C·K, hidden_size)` — followed, unless ``output_trajectory_tokens=False``, by that of the refinement
+            Perceiver (§6), ``refinement_perceiver_depth`` + 1 tensors `(B, N, hidden_size)` (before the output
+            projection). Layer outputs are taken before the Perceiver's final LayerNorm. Given a list of indices
+            (transformers' convention, negative ones count from the end), the other entries are None.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Returned when ``output_attentions`` is set: the attention weights of each query-Perceiver layer,
+            `(B, heads, C·K, K + T·h·w)`, then of each refinement layer, `(B, heads, N, K·n + T·h·w)`. Keys are the
+            query's own chunk's latents, then every pixel of the video in (t, row, col) order; pixels of other
+            chunks (and, in the refinement, of other trajectories: the §6 hard mask) have weight 0. Computed written
+            out, so these are (L × keys) tensors per layer.
     """
 
     trajectory_tokens: torch.FloatTensor | None = None
@@ -83,6 +101,49 @@ class TrajTokOutput(ModelOutput):
     trajectory_queries: torch.FloatTensor | None = None
     soft_masks: torch.FloatTensor | None = None
     pixel_features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def _merge_chunks(parts: list, batch: int) -> torch.Tensor:
+    """[(c, (B·c, ...)), ...] of the chunk groups → (B, C, ...), concatenated along chunks."""
+    merged = [tensor.reshape(batch, count, *tensor.shape[1:]) for count, tensor in parts]
+    return torch.cat(merged, dim=1) if len(merged) > 1 else merged[0]
+
+
+def _merge_frames(parts: list, batch: int) -> torch.Tensor:
+    """[(c, (B·c, t, ...)), ...] of the chunk groups → (B, c·t summed = T, ...), concatenated along frames."""
+    merged = [tensor.reshape(batch, -1, *tensor.shape[2:]) for _, tensor in parts]
+    return torch.cat(merged, dim=1) if len(merged) > 1 else merged[0]
+
+
+def _merge_attention_maps(parts: list, batch: int, num_latent_keys: int) -> torch.Tensor:
+    """Per-chunk attention weights [(c, (B·c, h, L, K_lat + P_chunk)), ...] → one map (B, h, C·L, K_lat + P_video):
+    the latent keys stay per chunk, each chunk's pixel keys go to its own columns of the video's pixels (zero
+    elsewhere, block-diagonal over chunks)."""
+    total_pixels = sum(count * (tensor.shape[-1] - num_latent_keys) for count, tensor in parts)
+    rows, offset = [], 0
+    for count, tensor in parts:
+        maps = tensor.reshape(batch, count, *tensor.shape[1:])  # (B, c, h, L, K_lat + P)
+        latent, pixel = maps[..., :num_latent_keys], maps[..., num_latent_keys:]
+        eye = torch.eye(count, dtype=maps.dtype, device=maps.device).view(1, count, 1, 1, count, 1)
+        blocks = (pixel.unsqueeze(-2) * eye).flatten(-2)  # (B, c, h, L, c·P): chunk i's pixels in column block i
+        width = blocks.shape[-1]
+        blocks = F.pad(blocks, (offset, total_pixels - offset - width))
+        rows.append(torch.cat((latent, blocks), dim=-1).transpose(1, 2).flatten(2, 3))
+        offset += width
+    return torch.cat(rows, dim=2)
+
+
+def _select_hidden_states(hidden_states: tuple, selection) -> tuple:
+    """transformers' ``output_hidden_states`` convention: True keeps all; an int or a list of indices (negative ones
+    from the end) keeps those and puts None elsewhere."""
+    if isinstance(selection, bool):
+        return hidden_states
+    indices = [selection] if isinstance(selection, int) else list(selection)
+    count = len(hidden_states)
+    kept = {i % count for i in indices if -count <= i < count}
+    return tuple(state if i in kept else None for i, state in enumerate(hidden_states))
 
 
 def fourier_ring_offsets(num_points: int, num_frequencies: int, projection: torch.Tensor) -> torch.Tensor:
@@ -130,7 +191,7 @@ def init_linear_and_norm(module: nn.Module, std: float, linear_types=(nn.Linear,
     return False
 
 
-class TrajTokPreTrainedModel(PreTrainedModel):
+class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     config_class = TrajTokConfig
     config: TrajTokConfig
     base_model_prefix = "trajtok"
@@ -227,6 +288,23 @@ class TrajTokAssignmentHead(nn.Sequential):
         )
 
 
+class _PerceiverStreams:
+    """Runs the Perceivers of one chunk batch, collecting their hidden states and attention weights when asked."""
+
+    def __init__(self, output_hidden_states: bool = False, output_attentions: bool = False):
+        self.flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        self.hidden_states, self.attentions, self.num_latent_keys = (), (), ()
+
+    def run(self, perceiver: TrajTokPerceiver, latents, context, hard_mask=None) -> torch.Tensor:
+        if not any(self.flags.values()):
+            return perceiver(latents, context, hard_mask)
+        latents_out, hidden_states, attentions = perceiver(latents, context, hard_mask, **self.flags)
+        self.hidden_states += hidden_states or ()
+        self.attentions += attentions or ()
+        self.num_latent_keys += (latents.shape[1],) * len(attentions or ())
+        return latents_out
+
+
 class TrajTokModel(TrajTokPreTrainedModel):
     """The TrajTok tokenizer: video (B, T, 3, H, W) → trajectory tokens, their mask and the hard segmentation."""
 
@@ -285,8 +363,15 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 f"pixel_values_videos frames must be at least {min_size}×{min_size} (the backbone's total stride), "
                 f"got {height}×{width}"
             )
-        if not torch.isfinite(pixel_values_videos).all():
+        peak = pixel_values_videos.detach().abs().amax()  # NaN if any value is NaN, inf if any is ±inf
+        if not torch.isfinite(peak):
             raise ValueError("pixel_values_videos contains NaN or inf values")
+        if peak > MAX_PIXEL_MAGNITUDE:
+            raise ValueError(
+                f"pixel_values_videos has values up to {peak.item():.3g} in magnitude; frames normalized by "
+                f"TrajTokVideoProcessor lie within about ±3, and values beyond ±{MAX_PIXEL_MAGNITUDE:g} are refused "
+                "(the backbone's LayerNorms overflow long before 1e30)"
+            )
 
     @property
     def min_input_size(self) -> int:
@@ -313,6 +398,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
         output_pixel_features: bool = False,
         hard_mask_implementation: str = "segment",
         output_trajectory_tokens: bool = True,
+        output_hidden_states: bool | int | list[int] | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajTokOutput | tuple:
@@ -332,10 +419,24 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 pre-training (§8) only needs the assignment logits, and the refinement is a third of the compute.
             hard_mask_implementation (`str`, *optional*, defaults to `"segment"`):
                 `"segment"`: the per-pixel segment-softmax fast path; `"dense"`: the dense masked reference.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Return the Perceivers' latent streams (see [`TrajTokOutput`]); indices select some of them.
+                Defaults to ``config.output_hidden_states``.
+            output_attentions (`bool`, *optional*):
+                Return the Perceivers' attention weights (see [`TrajTokOutput`]). Defaults to
+                ``config.output_attentions``.
+
+        Floating inputs are cast to the model's dtype, so a bf16/fp16 model runs on the processor's float32 output.
         """
         if kwargs:
             raise TypeError(f"TrajTokModel.forward got unexpected arguments {sorted(kwargs)}")
         self._check_pixel_values(pixel_values_videos)
+        pixel_values_videos = pixel_values_videos.to(self.dtype)
+        if output_hidden_states is None:
+            output_hidden_states = getattr(self.config, "output_hidden_states", False)
+        if output_attentions is None:
+            output_attentions = getattr(self.config, "output_attentions", False)
+        outputs_asked = {"hidden_states": output_hidden_states is not False, "attentions": bool(output_attentions)}
         if hard_mask_implementation not in HARD_MASK_IMPLEMENTATIONS:
             raise ValueError(
                 f"hard_mask_implementation must be one of {HARD_MASK_IMPLEMENTATIONS}, got {hard_mask_implementation!r}"
@@ -351,21 +452,20 @@ class TrajTokModel(TrajTokPreTrainedModel):
         groups = []
         if num_full:
             full = pixel_values_videos[:, : num_full * chunk].reshape(batch * num_full, chunk, *pixel_values_videos.shape[2:])
-            groups.append((num_full, self._tokenize_chunks(full, n, hard_mask_implementation, output_trajectory_tokens)))
+            groups.append((num_full, self._tokenize_chunks(
+                full, n, hard_mask_implementation, output_trajectory_tokens, outputs_asked
+            )))
         if remainder:
             groups.append((1, self._tokenize_chunks(
-                pixel_values_videos[:, num_full * chunk :], n, hard_mask_implementation, output_trajectory_tokens
+                pixel_values_videos[:, num_full * chunk :], n, hard_mask_implementation, output_trajectory_tokens,
+                outputs_asked,
             )))
 
         def per_chunk(index):
-            # (B·c, ...) of every group → (B, c, ...), concatenated along chunks.
-            parts = [g[index].reshape(batch, count, *g[index].shape[1:]) for count, g in groups]
-            return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            return _merge_chunks([(count, g[index]) for count, g in groups], batch)
 
         def per_frame(index):
-            # (B·c, t, ...) of every group → (B, c·t, ...), concatenated along frames.
-            parts = [g[index].reshape(batch, -1, *g[index].shape[2:]) for _, g in groups]
-            return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            return _merge_frames([(count, g[index]) for count, g in groups], batch)
 
         active = per_chunk(1).flatten(1)  # (B, C·K)
         logits = per_frame(2)  # (B, T, h, w, K)
@@ -381,21 +481,45 @@ class TrajTokModel(TrajTokPreTrainedModel):
             soft_masks=logits.softmax(dim=-1) if output_soft_masks else None,
             pixel_features=per_frame(5) if output_pixel_features else None,
         )
+        if outputs_asked["hidden_states"]:
+            hidden_states = tuple(
+                _merge_chunks([(count, g[6][i]) for count, g in groups], batch).flatten(1, 2)
+                for i in range(len(groups[0][1][6]))
+            )
+            output.hidden_states = _select_hidden_states(hidden_states, output_hidden_states)
+        if outputs_asked["attentions"]:
+            output.attentions = tuple(
+                _merge_attention_maps([(count, g[7][i]) for count, g in groups], batch, num_latent_keys)
+                for i, num_latent_keys in enumerate(groups[0][1][8])
+            )
         return output if return_dict else output.to_tuple()
 
     def _tokenize_chunks(
-        self, chunks: torch.Tensor, n: int, hard_mask_implementation: str, output_trajectory_tokens: bool = True
+        self,
+        chunks: torch.Tensor,
+        n: int,
+        hard_mask_implementation: str,
+        output_trajectory_tokens: bool = True,
+        outputs_asked: dict | None = None,
     ):
         """Tokenize a batch of chunks (b, t, 3, H, W) independently.
 
         Returns tokens (b, K·n, D), active (b, K), logits (b, t, h, w, K), ids (b, t, h, w), queries (b, K, hidden),
-        features (b, t, h, w, hidden)."""
+        features (b, t, h, w, hidden), then the Perceivers' hidden states and attention weights (tuples, query
+        Perceiver first; empty unless ``outputs_asked``) and the number of latent keys of each attention map."""
+        asked = outputs_asked or {}
+        perceiver_flags = {
+            "output_hidden_states": asked.get("hidden_states", False),
+            "output_attentions": asked.get("attentions", False),
+        }
         b, t = chunks.shape[:2]
         features = self.feature_extractor(chunks.flatten(0, 1))  # (b·t, h, w, D)
         h, w = features.shape[1:3]
         features = features.reshape(b, t * h * w, -1)  # (t, row, col) raster order, t slowest
 
-        queries = self.query_perceiver(
+        streams = _PerceiverStreams(**perceiver_flags)
+        queries = streams.run(
+            self.query_perceiver,
             self.query_latents.unsqueeze(0).expand(b, -1, -1),
             features.detach() if self.config.detach_features else features,
         )
@@ -413,7 +537,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         if not output_trajectory_tokens:
             tokens = None
         else:
-            tokens = self._refine(logits, features, ids, n, hard_mask_implementation)
+            tokens = self._refine(logits, features, ids, n, hard_mask_implementation, streams)
         return (
             tokens,
             active,
@@ -421,9 +545,14 @@ class TrajTokModel(TrajTokPreTrainedModel):
             ids.reshape(b, t, h, w),
             queries,
             features.reshape(b, t, h, w, -1),
+            streams.hidden_states,
+            streams.attentions,
+            streams.num_latent_keys,
         )
 
-    def _refine(self, logits, features, ids, n: int, hard_mask_implementation: str) -> torch.Tensor:
+    def _refine(
+        self, logits, features, ids, n: int, hard_mask_implementation: str, streams: _PerceiverStreams | None = None
+    ) -> torch.Tensor:
         """§6: the hard-mask refinement Perceiver + output projection → tokens (b, K·n, D_out)."""
         refinement_queries = self._initial_queries(logits, features, n)  # (b, K·n, D)
         hard_mask = None
@@ -434,7 +563,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 "visible_last_pixels": min(self.config.refinement_visible_last_pixels, features.shape[1]),
                 "implementation": hard_mask_implementation,
             }
-        return self.output_projection(self.refinement_perceiver(refinement_queries, features, hard_mask))
+        streams = streams or _PerceiverStreams()
+        return self.output_projection(streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask))
 
     def _initial_queries(self, logits: torch.Tensor, features: torch.Tensor, n: int) -> torch.Tensor:
         """§5/§7: refinement queries (b, K·n, D), trajectory-major."""

@@ -30,15 +30,24 @@ paper's form as default:
 - The logit scale is not clamped (the release never calls its clamp either).
 - The contrastive loss gathers negatives over all processes (the release: per process).
 
-Convention of ``get_video_features`` / ``get_text_features`` (transformers 5.x CLIP style): they return the tower's
-output object whose ``pooler_output`` is the **projected, not normalised** embedding (B, projection_dim);
-``forward`` returns L2-normalised ``video_embeds`` / ``text_embeds``.
+Convention of ``get_video_features`` / ``get_image_features`` / ``get_text_features`` (transformers 5.x CLIP style):
+they return the tower's output object whose ``pooler_output`` is the **projected, not normalised** embedding
+(B, projection_dim), a tuple with ``return_dict=False``; ``output_hidden_states`` / ``output_attentions`` reach the
+tower.
+``forward`` returns L2-normalised ``video_embeds`` / ``text_embeds``; the towers' hidden states and attention weights
+ride in ``vision_model_output`` / ``text_model_output``, as in CLIP and SigLIP.
+
+Inputs are checked once, at the public methods: pixel values must be finite and normalised (|value| ≤
+``MAX_ABS_PIXEL_VALUE``), token ids inside the text vocabulary, texts no longer than the text tower's position table,
+and every text must attend to at least one token. Floating inputs are cast to the model's dtype there, so a bf16/fp16
+model runs straight from the processor's fp32 output.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +59,23 @@ from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.vit.modeling_vit import ViTLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
 from .loss_contrastive import clip_contrastive_loss
 from .loss_trajtok import trajectory_segmentation_loss
 from .modeling_trajtok import TrajTokModel, init_linear_and_norm
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin
 from .modeling_vit3d import ViT3DPatchTokenizer
 
+logger = logging.get_logger(__name__)
+
+# Normalised frames lie within a few units of zero (ImageNet statistics: [-2.2, 2.7]); larger values are frames that
+# were not normalised, or garbage (1e30 overflows the encoder's LayerNorms to NaN); 1e4 still fits float16.
+MAX_ABS_PIXEL_VALUE = 1e4
+
 __all__ = [
+    "MAX_ABS_PIXEL_VALUE",
     "TrajViT2Model",
     "TrajViT2Output",
     "TrajViT2PreTrainedModel",
@@ -81,9 +98,14 @@ class TrajViT2VisionOutput(BaseModelOutputWithPooling):
         pooler_output (`torch.FloatTensor` of shape `(B, D)`):
             The [CLS] hidden state (in [`TrajViT2Model.get_video_features`]: its projection, shape
             `(B, projection_dim)`, not normalised).
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
-            The encoder input and the output of each layer (before the final LayerNorm), each `(B, 1 + L, D)`.
-        attentions: always None (the encoder layers do not return attention weights).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states` is set):
+            The encoder input and the output of each layer (before the final LayerNorm, as CLIP/SigLIP), each
+            `(B, 1 + L, D)`: `num_hidden_layers + 1` entries. With a list of indices for `output_hidden_states`
+            (transformers' convention; negative ones count from the end), the entries not selected are None.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            Attention weights of each encoder layer, `(B, num_attention_heads, 1 + L, 1 + L)` (keys of inactive
+            positions get weight 0). Only the eager attention computes them (`attn_implementation="eager"`); under
+            SDPA a warning is logged and the tuple is empty, as in transformers' models.
         attention_mask (`torch.BoolTensor` of shape `(B, 1 + L)`):
             True for the [CLS] and for the tokens the encoder attended to.
         token_indices (`torch.LongTensor` of shape `(B, L)`):
@@ -150,8 +172,53 @@ class TrajViT2Output(ModelOutput):
         )
 
 
+def _hidden_state_indices(output_hidden_states, num_hidden_states: int) -> frozenset[int] | None:
+    """The hidden states to return, in transformers' convention: None/False = none, True = all, an int or a list of
+    ints = those indices (negative ones count from the end, out-of-range ones select nothing)."""
+    if output_hidden_states is None or output_hidden_states is False:
+        return None
+    if output_hidden_states is True:
+        return frozenset(range(num_hidden_states))
+    indices = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+    valid = isinstance(indices, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+    if not valid:
+        raise TypeError(
+            f"output_hidden_states must be a bool, an int or a list of ints (hidden-state indices), got "
+            f"{output_hidden_states!r}"
+        )
+    return frozenset(i % num_hidden_states for i in indices if -num_hidden_states <= i < num_hidden_states)
+
+
+@contextmanager
+def _recorded_attention_weights(layers: nn.ModuleList, enabled: bool):
+    """Yields the list that collects the attention weights of each `ViTLayer` run inside the block (when `enabled`).
+
+    `ViTLayer` drops the weights its `ViTAttention` returns; a forward hook on each attention module records them, as
+    transformers' `capture_outputs` does. SDPA returns None for them: nothing is recorded.
+    """
+    weights: list[torch.Tensor] = []
+    if not enabled:
+        yield weights
+        return
+
+    def record(module, args, output):
+        if output[1] is not None:
+            weights.append(output[1])
+
+    handles = [layer.attention.register_forward_hook(record) for layer in layers]
+    try:
+        yield weights
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class TrajViT2VisionTransformer(nn.Module):
     """Vision tokenizer → [CLS] + active tokens → ViT encoder (padding mask) → final LayerNorm → [CLS] pooling."""
+
+    # The encoder's ViTLayers dispatch on `config._attn_implementation` (eager or SDPA), as a PreTrainedModel tower
+    # that declares it; composite-model tooling reads the flag on the `vision_model` attribute.
+    _supports_sdpa = True
 
     def __init__(self, config: TrajViT2VisionConfig):
         super().__init__()
@@ -170,11 +237,12 @@ class TrajViT2VisionTransformer(nn.Module):
         self,
         pixel_values_videos: torch.Tensor,
         tokens_per_trajectory: int | None = None,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool | int | list[int] = False,
+        output_attentions: bool = False,
     ) -> TrajViT2VisionOutput:
         if self.config.vision_tokenizer == "trajtok":
             tok = self.tokenizer(pixel_values_videos, tokens_per_trajectory=tokens_per_trajectory, return_dict=True)
-            output = self.encode_tokens(tok.trajectory_tokens, tok.trajectory_mask, output_hidden_states)
+            output = self._encode(tok.trajectory_tokens, tok.trajectory_mask, output_hidden_states, output_attentions)
             output.trajectory_mask = tok.trajectory_mask
             output.num_trajectories = tok.num_trajectories
             output.assignment_logits = tok.assignment_logits
@@ -185,10 +253,23 @@ class TrajViT2VisionTransformer(nn.Module):
                 "tokens_per_trajectory only applies to the TrajTok tokenizer, not to vision_tokenizer='vit3d'"
             )
         tok = self.tokenizer(pixel_values_videos)
-        return self.encode_tokens(tok.tokens, tok.token_mask, output_hidden_states)
+        return self._encode(tok.tokens, tok.token_mask, output_hidden_states, output_attentions)
+
+    def _encode(self, tokens, token_mask, output_hidden_states, output_attentions: bool) -> TrajViT2VisionOutput:
+        """[`encode_tokens`], also collecting the layers' attention weights when `output_attentions`."""
+        if output_attentions and self.config._attn_implementation != "eager":
+            logger.warning_once(
+                f"output_attentions=True needs attn_implementation='eager' (the vision encoder uses "
+                f"{self.config._attn_implementation!r}, which computes no attention weights): no attentions returned"
+            )
+        with _recorded_attention_weights(self.layers, output_attentions) as attentions:
+            output = self.encode_tokens(tokens, token_mask, output_hidden_states)
+        if output_attentions:
+            output.attentions = tuple(attentions)
+        return output
 
     def encode_tokens(
-        self, tokens: torch.Tensor, token_mask: torch.Tensor, output_hidden_states: bool = False
+        self, tokens: torch.Tensor, token_mask: torch.Tensor, output_hidden_states: bool | int | list[int] = False
     ) -> TrajViT2VisionOutput:
         """Run [CLS] + the token set through the encoder.
 
@@ -196,12 +277,15 @@ class TrajViT2VisionTransformer(nn.Module):
             tokens (`torch.FloatTensor` of shape `(B, N, token_width)`): the tokenizer's tokens.
             token_mask (`torch.BoolTensor` of shape `(B, N)`): True for tokens that exist (active trajectories).
                 Unless `attend_to_inactive_tokens`, the other slots have no effect, whatever their values.
+            output_hidden_states (`bool`, `int` or `list[int]`): the hidden states to return (see
+                [`TrajViT2VisionOutput`]).
         """
         if tokens.ndim != 3 or token_mask.shape != tokens.shape[:2] or token_mask.dtype != torch.bool:
             raise ValueError(
                 f"tokens must be (B, N, D) and token_mask a bool (B, N) tensor, got {tuple(tokens.shape)} and "
                 f"{tuple(token_mask.shape)} {token_mask.dtype}"
             )
+        keep = _hidden_state_indices(output_hidden_states, len(self.layers) + 1)
         batch, num_slots = token_mask.shape
         token_indices = torch.arange(num_slots, device=tokens.device).expand(batch, num_slots)
         if self.config.attend_to_inactive_tokens:
@@ -224,11 +308,14 @@ class TrajViT2VisionTransformer(nn.Module):
         attention_mask = torch.cat((token_mask.new_ones(batch, 1), token_mask), dim=1)
         # Key-padding mask: every row keeps the [CLS], so no row is fully masked. None when nothing is padded.
         mask_4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        all_hidden_states = (hidden,) if output_hidden_states else None
-        for layer in self.layers:
+        # Only the selected hidden states are kept alive (an entry per layer input, None where not selected).
+        all_hidden_states = [] if keep is not None else None
+        for index, layer in enumerate(self.layers):
+            if keep is not None:
+                all_hidden_states.append(hidden if index in keep else None)
             hidden = layer(hidden, mask_4d)
-            if output_hidden_states:
-                all_hidden_states += (hidden,)
+        if keep is not None:
+            all_hidden_states = tuple(all_hidden_states) + (hidden if len(self.layers) in keep else None,)
         hidden = self.post_layernorm(hidden)
         hidden = hidden.masked_fill(~attention_mask.unsqueeze(-1), 0.0)
         return TrajViT2VisionOutput(
@@ -240,7 +327,7 @@ class TrajViT2VisionTransformer(nn.Module):
         )
 
 
-class TrajViT2PreTrainedModel(PreTrainedModel):
+class TrajViT2PreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     config_class = TrajViT2Config
     config: TrajViT2Config
     base_model_prefix = "trajvit2"
@@ -248,6 +335,36 @@ class TrajViT2PreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["ViTLayer", "TrajTokPerceiverLayer"]
+
+    def _prepare_video(self, name: str, value) -> torch.Tensor:
+        """Check a video batch at the public boundary and cast it to the model's dtype (fp32 processor output → a
+        bf16/fp16 model), as transformers' models do with their pixel values."""
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape (batch, frames, 3, height, width), got {type(value).__name__}"
+            )
+        if value.ndim != 5:
+            hint = (
+                " (an image is a 1-frame video: use pixel_values.unsqueeze(1) or get_image_features)"
+                if value.ndim == 4
+                else ""
+            )
+            raise ValueError(
+                f"{name} must have shape (batch, frames, 3, height, width), got {tuple(value.shape)}{hint}"
+            )
+        if not value.is_floating_point():
+            raise ValueError(
+                f"{name} must be a float tensor normalised by the video processor, got dtype {value.dtype} (raw "
+                "uint8 frames go through the processor first)"
+            )
+        if value.numel():
+            low, high = (float(v) for v in torch.aminmax(value))  # min/max propagate NaN: one pass finds NaN and inf
+            if not (-MAX_ABS_PIXEL_VALUE <= low and high <= MAX_ABS_PIXEL_VALUE):
+                raise ValueError(
+                    f"{name} must hold finite frames normalised by the video processor (|value| <= "
+                    f"{MAX_ABS_PIXEL_VALUE:g}), got values in [{low:g}, {high:g}]"
+                )
+        return value.to(self.dtype)
 
     def _vision_std(self) -> float:
         vision = getattr(self.config, "vision_config", self.config)
@@ -272,22 +389,6 @@ class TrajViT2PreTrainedModel(PreTrainedModel):
                     init.zeros_(projection.bias)
 
 
-def _check_video(name: str, value) -> None:
-    if value is None:
-        return
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (batch, frames, 3, height, width), got {type(value).__name__}"
-        )
-    if value.ndim != 5:
-        hint = (
-            " (an image is a 1-frame video: use pixel_values.unsqueeze(1) or get_image_features)"
-            if value.ndim == 4
-            else ""
-        )
-        raise ValueError(f"{name} must have shape (batch, frames, 3, height, width), got {tuple(value.shape)}{hint}")
-
-
 class TrajViT2VisionModel(TrajViT2PreTrainedModel):
     """The TrajViT2 vision tower on its own (TrajTok or ViT3D tokens → [CLS] encoder), e.g. for video features."""
 
@@ -301,32 +402,68 @@ class TrajViT2VisionModel(TrajViT2PreTrainedModel):
         self.vision_model = TrajViT2VisionTransformer(config)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The layer that embeds the pixels (as ViT's patch embedding): ViT3D's tubelet `Conv3d`, or what the TrajTok
+        tokenizer reports as its input embeddings."""
+        tokenizer = self.vision_model.tokenizer
+        if isinstance(tokenizer, ViT3DPatchTokenizer):
+            return tokenizer.projection
+        return tokenizer.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        tokenizer = self.vision_model.tokenizer
+        if isinstance(tokenizer, ViT3DPatchTokenizer):
+            tokenizer.projection = value
+        else:
+            tokenizer.set_input_embeddings(value)
+
     def forward(
         self,
         pixel_values_videos: torch.FloatTensor,
         tokens_per_trajectory: int | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajViT2VisionOutput | tuple:
         r"""
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
-                Frames normalised by [`TrajTokVideoProcessor`]; an image is a 1-frame video.
+                Frames normalised by [`TrajTokVideoProcessor`]; an image is a 1-frame video. Cast to the model's
+                dtype.
             tokens_per_trajectory (`int`, *optional*):
                 TrajTok only: tokens per trajectory n (see [`TrajTokModel.forward`]).
-            output_hidden_states (`bool`, *optional*):
-                Also return the encoder's per-layer hidden states.
+            output_attentions (`bool`, *optional*):
+                Also return the encoder's attention weights (eager attention only).
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Also return the encoder's hidden states: all (True) or those at the given indices.
         """
         if kwargs:
             raise TypeError(f"TrajViT2VisionModel.forward got unexpected arguments {sorted(kwargs)}")
-        _check_video("pixel_values_videos", pixel_values_videos)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
+        pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
+        output_attentions = _flag(output_attentions, "output_attentions", self.config)
+        output_hidden_states = _flag(output_hidden_states, "output_hidden_states", self.config)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        output = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states)
+        output = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states, output_attentions)
         return output if return_dict else output.to_tuple()
+
+
+def _check_index_range(name: str, value: torch.Tensor, size: int, what: str) -> None:
+    """`value` must hold integer indices into a table of `size` rows."""
+    if value.is_floating_point() or value.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got dtype {value.dtype}")
+    if value.numel():
+        low, high = (int(v) for v in torch.aminmax(value))
+        if low < 0 or high >= size:
+            raise ValueError(f"{name} must be in [0, {size}) ({what}), got values in [{low}, {high}]")
+
+
+def _flag(value, name: str, *configs):
+    """An output flag (`output_attentions` / `output_hidden_states`): the argument when given, else whether any of the
+    configs sets it (a model's config and its tower's sub-config, as transformers' composite models read them)."""
+    if value is not None:
+        return value
+    return any(bool(getattr(config, name, False)) for config in configs)
 
 
 def _build_text_model(text_config, text_pooling: str) -> PreTrainedModel:
@@ -422,23 +559,53 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         return model
 
     # ------------------------------------------------------------------ checks
-    def _check_text(self, input_ids, attention_mask) -> None:
+    def _text_position_limit(self) -> int | None:
+        """Length of the text tower's absolute position table (`max_position_embeddings`); None for rotary
+        positions, which have no table."""
+        text_config = self.config.text_config
+        if getattr(text_config, "rope_parameters", None) is not None:
+            return None
+        return getattr(text_config, "max_position_embeddings", None)
+
+    def _check_text(self, input_ids, attention_mask, token_type_ids=None, position_ids=None) -> None:
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
             raise ValueError(
                 f"input_ids must be a (batch, sequence) tensor of token ids, got "
                 f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}"
             )
-        if input_ids.is_floating_point():
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids needs at least one text of one token, got shape {tuple(input_ids.shape)}")
-        if attention_mask is not None and (
-            not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape
-        ):
+        _check_index_range("input_ids", input_ids, self.text_model.get_input_embeddings().num_embeddings, "the text "
+                           "model's vocabulary size")
+        limit = self._text_position_limit()
+        if position_ids is None and limit is not None and input_ids.shape[1] > limit:
             raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
-                f"{tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else attention_mask!r}"
+                f"input_ids has {input_ids.shape[1]} tokens per text but the text model's position table holds "
+                f"{limit} (text_config.max_position_embeddings): truncate the texts (the processor does with "
+                "truncation=True)"
             )
+        for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
+                            ("position_ids", position_ids)):
+            if value is not None and (not isinstance(value, torch.Tensor) or value.shape != input_ids.shape):
+                raise ValueError(
+                    f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                    f"{tuple(value.shape) if isinstance(value, torch.Tensor) else value!r}"
+                )
+        if attention_mask is not None:
+            if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+                raise ValueError("attention_mask must hold 1 for tokens to attend to and 0 for padding, got others")
+            empty = torch.nonzero(attention_mask.sum(dim=1) == 0).flatten().tolist()
+            if empty:
+                raise ValueError(
+                    f"attention_mask masks every token of text(s) {empty}: each text needs at least one attended token"
+                )
+        type_vocab_size = getattr(self.config.text_config, "type_vocab_size", None)
+        if token_type_ids is not None and type_vocab_size is not None:
+            _check_index_range("token_type_ids", token_type_ids, type_vocab_size, "text_config.type_vocab_size")
+        if position_ids is not None and limit is not None:
+            _check_index_range("position_ids", position_ids, limit, "text_config.max_position_embeddings")
 
     # ------------------------------------------------------------------ towers
     def _text_pooled(self, text_outputs, attention_mask) -> torch.Tensor:
@@ -455,70 +622,109 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
-    def _run_text(self, input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states):
-        self._check_text(input_ids, attention_mask)
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "return_dict": True}
+    def _run_text(
+        self, input_ids, attention_mask, token_type_ids, position_ids, output_attentions, output_hidden_states
+    ):
+        text_config = self.config.text_config
+        kwargs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "output_attentions": _flag(output_attentions, "output_attentions", self.config, text_config),
+            "output_hidden_states": _flag(output_hidden_states, "output_hidden_states", self.config, text_config),
+            "return_dict": True,
+        }
         # Only pass what is given: not every text encoder takes token_type_ids.
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        if output_hidden_states:
-            kwargs["output_hidden_states"] = True
         text_outputs = self.text_model(**kwargs)
         return text_outputs, self._text_pooled(text_outputs, attention_mask)
 
+    def _run_vision(self, pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states):
+        vision_config = self.config.vision_config
+        return self.vision_model(
+            pixel_values_videos,
+            tokens_per_trajectory,
+            _flag(output_hidden_states, "output_hidden_states", self.config, vision_config),
+            _flag(output_attentions, "output_attentions", self.config, vision_config),
+        )
+
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> BaseModelOutputWithPooling:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+    ) -> BaseModelOutputWithPooling | tuple:
         r"""
+        Args:
+            input_ids, attention_mask, token_type_ids, position_ids: as in [`forward`].
+            output_attentions, output_hidden_states (*optional*): passed to the text model.
+            return_dict (`bool`, *optional*): False returns a tuple (defaults to `config.return_dict`).
+
         Returns:
             The text tower's output whose `pooler_output` is the projected text embedding `(B, projection_dim)`,
             **not** L2-normalised (normalise it for cosine retrieval; `forward` returns normalised embeddings).
         """
+        self._check_text(input_ids, attention_mask, token_type_ids, position_ids)
         text_outputs, pooled = self._run_text(
-            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states
+            input_ids, attention_mask, token_type_ids, position_ids, output_attentions, output_hidden_states
         )
         text_outputs.pooler_output = self.text_projection(pooled)
         return text_outputs
 
+    @can_return_tuple
     def get_video_features(
         self,
         pixel_values_videos: torch.Tensor,
         tokens_per_trajectory: int | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TrajViT2VisionOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+    ) -> TrajViT2VisionOutput | tuple:
         r"""
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
-                Frames normalised by the processor; an image is a 1-frame video.
+                Frames normalised by the processor; an image is a 1-frame video. Cast to the model's dtype.
             tokens_per_trajectory (`int`, *optional*): TrajTok only, tokens per trajectory n.
+            output_attentions, output_hidden_states (*optional*): see [`TrajViT2VisionOutput`].
+            return_dict (`bool`, *optional*): False returns a tuple (defaults to `config.return_dict`).
 
         Returns:
             [`TrajViT2VisionOutput`] whose `pooler_output` is the projected video embedding `(B, projection_dim)`,
             **not** L2-normalised.
         """
-        _check_video("pixel_values_videos", pixel_values_videos)
-        vision_outputs = self.vision_model(pixel_values_videos, tokens_per_trajectory, bool(output_hidden_states))
-        vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
-        return vision_outputs
+        return self._video_features(
+            "pixel_values_videos", pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
+        )
 
+    @can_return_tuple
     def get_image_features(
         self,
         pixel_values: torch.Tensor,
         tokens_per_trajectory: int | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TrajViT2VisionOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+    ) -> TrajViT2VisionOutput | tuple:
         r"""Images `pixel_values` (batch, 3, height, width) as 1-frame videos; see [`get_video_features`]."""
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
             got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
             raise ValueError(f"pixel_values must be a (batch, 3, height, width) tensor of images, got {got}")
-        return self.get_video_features(pixel_values.unsqueeze(1), tokens_per_trajectory, output_hidden_states)
+        return self._video_features(
+            "pixel_values", pixel_values.unsqueeze(1), tokens_per_trajectory, output_attentions, output_hidden_states
+        )
+
+    def _video_features(self, name, pixel_values_videos, tokens_per_trajectory, output_attentions,
+                        output_hidden_states):
+        pixel_values_videos = self._prepare_video(name, pixel_values_videos)
+        vision_outputs = self._run_vision(
+            pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
+        )
+        vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
+        return vision_outputs
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -531,7 +737,8 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         segmentation_labels: torch.LongTensor | None = None,
         return_loss: bool | None = None,
         tokens_per_trajectory: int | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajViT2Output | tuple:
@@ -540,9 +747,9 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             input_ids (`torch.LongTensor` of shape `(B_t, sequence_length)`):
                 Token ids of the captions (from the processor's tokenizer).
             pixel_values_videos (`torch.FloatTensor` of shape `(B_v, frames, 3, height, width)`):
-                Normalised frames; an image is a 1-frame video.
+                Normalised frames; an image is a 1-frame video. Cast to the model's dtype.
             attention_mask, token_type_ids, position_ids (*optional*):
-                Passed to the text model.
+                Passed to the text model (every text must attend to at least one token).
             segmentation_labels (`torch.LongTensor` of shape `(B_v, T, h, w)`, *optional*):
                 Ground-truth trajectory id per pixel of the tokenizer's mask grid (`-100` = unlabeled). Adds the §8
                 segmentation loss (TrajTok tokenizer only). Implies `return_loss=True`.
@@ -551,8 +758,12 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                 `segmentation_labels` are given, else False.
             tokens_per_trajectory (`int`, *optional*):
                 TrajTok only: tokens per trajectory n (None: sampled per step in training, config value in eval).
-            output_hidden_states (`bool`, *optional*):
-                Also return the hidden states of both towers.
+            output_attentions (`bool`, *optional*):
+                Also return the attention weights of both towers (in `vision_model_output` / `text_model_output`;
+                eager attention only). Defaults to the configs' `output_attentions`.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Also return the hidden states of both towers (all, or those at the given indices), in
+                `vision_model_output` / `text_model_output`. Defaults to the configs' `output_hidden_states`.
         """
         if kwargs:
             raise TypeError(f"TrajViT2Model.forward got unexpected arguments {sorted(kwargs)}")
@@ -562,8 +773,8 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             )
         if input_ids is None:
             raise ValueError("input_ids is required (use get_video_features for videos only)")
-        _check_video("pixel_values_videos", pixel_values_videos)
-        self._check_text(input_ids, attention_mask)
+        pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
+        self._check_text(input_ids, attention_mask, token_type_ids, position_ids)
         if return_loss is None:
             return_loss = segmentation_labels is not None
         elif segmentation_labels is not None and not return_loss:
@@ -575,14 +786,13 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             )
         if segmentation_labels is not None:
             self._check_segmentation_labels_early(segmentation_labels, pixel_values_videos)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
-        vision_outputs = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states)
+        vision_outputs = self._run_vision(
+            pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
+        )
         text_outputs, text_pooled = self._run_text(
-            input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states
+            input_ids, attention_mask, token_type_ids, position_ids, output_attentions, output_hidden_states
         )
         video_embeds = F.normalize(self.visual_projection(vision_outputs.pooler_output), dim=-1)
         text_embeds = F.normalize(self.text_projection(text_pooled), dim=-1)

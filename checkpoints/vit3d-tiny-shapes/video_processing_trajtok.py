@@ -50,10 +50,17 @@ from transformers.image_utils import (
     PILImageResampling,
 )
 from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata
 
 __all__ = ["TrajTokVideoProcessor", "read_video_pyav", "uniform_frame_indices"]
+
+logger = logging.get_logger(__name__)
+
+# Largest |value| of a float input frame: float frames are 0-255 grey levels (0-1 with do_rescale=False), plus the
+# overshoot of an earlier bicubic resize; far larger values are a bug upstream and end as NaN tokens in the model.
+MAX_FLOAT_PIXEL_MAGNITUDE = 1e4
 
 # Keys that transformers itself writes into / passes with a saved processor dict; accepted and ignored.
 _SERIALIZATION_KEYS = frozenset(
@@ -231,6 +238,23 @@ class _Video:
 
     def __len__(self):
         return len(self.data)
+
+
+def _check_float_pixels(data: torch.Tensor, name: str) -> None:
+    """Float frames must be finite and of a sane magnitude (one reduction: NaN/inf propagate into the maximum)."""
+    peak = data.abs().amax() if data.numel() else data.new_zeros(())
+    if not torch.isfinite(peak):
+        raise ValueError(f"`{name}`: pixel values must be finite, got NaN or inf in {_describe(data)}")
+    if peak > MAX_FLOAT_PIXEL_MAGNITUDE:
+        raise ValueError(
+            f"`{name}`: float pixel values are taken as 0-255 grey levels (0-1 with `do_rescale=False`), got values "
+            f"up to {peak.item():.3g} in magnitude (at most {MAX_FLOAT_PIXEL_MAGNITUDE:g} is accepted)"
+        )
+
+
+def _is_scaled_video(video: torch.Tensor) -> bool:
+    """transformers' ``is_scaled_image`` for a video tensor: float values all within [0, 1]."""
+    return video.is_floating_point() and bool(video.min() >= 0) and bool(video.max() <= 1)
 
 
 def _is_frame(x: Any) -> bool:
@@ -570,6 +594,7 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
                 data = data.permute(0, 3, 1, 2)
             if data.dtype.is_floating_point:
                 data = data.to(torch.float32)
+                _check_float_pixels(data, name)
             elif data.dtype != torch.uint8:
                 low, high = int(data.min()), int(data.max())
                 if low < 0 or high > 255:
@@ -584,6 +609,13 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
 
     def _preprocess(self, videos: list[torch.Tensor], return_tensors=None, **kwargs) -> BatchFeature:
         """Resize / crop / rescale / normalize (transformers' batched implementation), after a shape check."""
+        if kwargs.get("do_rescale") and any(_is_scaled_video(video) for video in videos):
+            # transformers' image processors warn the same way (image_utils.is_scaled_image).
+            logger.warning_once(
+                "It looks like you are trying to rescale already rescaled videos (float pixel values within [0, 1]). "
+                "If the input videos have pixel values between 0 and 1, set `do_rescale=False` to avoid rescaling "
+                "them again."
+            )
         if return_tensors is not None and len(videos) > 1:
             frame_counts = sorted({int(v.shape[0]) for v in videos})
             if len(frame_counts) > 1:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from trajtok_hf import TrajTokModel
 from trajtok_hf.convert import (
@@ -19,29 +19,36 @@ from trajtok_hf.convert import (
     load_official_state_dict,
     official_tokenizer_outputs,
 )
+from trajtok_hf.convert.official_checkpoint import load_reference
 from trajtok_hf.convert.convert_official_segmenter import main as segmenter_main
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_small"
-pytestmark = pytest.mark.skipif(
+needs_fixture = pytest.mark.skipif(
     not (FIXTURE / "reference.safetensors").is_file(),
     reason=f"official-format fixture not found at {FIXTURE} (CI clones shared/ beside the repository)",
 )
 TOKENIZER_PREFIX = "vision_encoder.traj_tokenizer."
 
 
+def _fixture_file(name):
+    if not (FIXTURE / name).is_file():
+        pytest.skip(f"official-format fixture not found at {FIXTURE} (CI clones shared/ beside the repository)")
+    return load_file(str(FIXTURE / name))
+
+
 @pytest.fixture(scope="module")
 def reference():
-    return load_file(str(FIXTURE / "reference.safetensors"))
+    return _fixture_file("reference.safetensors")
 
 
 @pytest.fixture(scope="module")
 def segmenter_sd():
-    return load_file(str(FIXTURE / "segmenter.safetensors"))
+    return _fixture_file("segmenter.safetensors")
 
 
 @pytest.fixture(scope="module")
 def trajvit2_sd():
-    return load_file(str(FIXTURE / "trajvit2.safetensors"))
+    return _fixture_file("trajvit2.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +246,49 @@ def test_not_a_state_dict_fails(tmp_path):
         load_official_state_dict(tmp_path / "x.pth")
 
 
+def _write_truncated_pth(path):
+    torch.save({"model": {"w": torch.zeros(64)}}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _write_truncated_safetensors(path):
+    save_file({"w": torch.zeros(64)}, str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size - 16])
+
+
+NOT_A_CHECKPOINT = {
+    "text file": ("model.pth", lambda p: p.write_text("hello world\n"), "first bytes are b'hello world"),
+    "text that starts like a pickle": ("model.pth", lambda p: p.write_text("cos\nsystem\n"), "first bytes"),
+    "empty file": ("model.pth", lambda p: p.write_bytes(b""), "it is empty"),
+    "truncated torch file": ("model.pth", _write_truncated_pth, "damaged or truncated torch file"),
+    "truncated safetensors": ("model.safetensors", _write_truncated_safetensors, "damaged or truncated safetensors"),
+    "text named .safetensors": ("model.safetensors", lambda p: p.write_text("{}"), "first bytes"),
+    "directory": ("folder", lambda p: p.mkdir(), "is a folder"),
+}
+
+
+@pytest.mark.parametrize("loader", [load_official_state_dict, load_reference], ids=["checkpoint", "reference"])
+@pytest.mark.parametrize("name, write, match", NOT_A_CHECKPOINT.values(), ids=NOT_A_CHECKPOINT.keys())
+def test_not_a_checkpoint_file_gets_a_value_error_naming_it(tmp_path, loader, name, write, match):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ValueError, match=match) as info:
+        loader(path)
+    assert isinstance(info.value, OfficialCheckpointError) and str(path) in str(info.value)
+    assert "safetensors" in str(info.value) and "unsafe" not in str(info.value).lower()
+
+
+@pytest.mark.parametrize("main", ["segmenter", "trajvit2"])
+def test_command_line_names_a_bad_checkpoint_file(tmp_path, main):
+    from trajtok_hf.convert import convert_official_trajvit2
+
+    entry = segmenter_main if main == "segmenter" else convert_official_trajvit2.main
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match="notes.txt: not an official checkpoint"):
+        entry(["--checkpoint", str(tmp_path / "notes.txt"), "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------------------------- saved folder
 def test_converted_folder_reloads_with_automodel(tmp_path, segmenter_sd, reference):
     from transformers import AutoModel
@@ -284,6 +334,7 @@ def test_outputs_are_checked_before_anything_is_written(tmp_path, segmenter_sd, 
     assert not out_dir.exists()
 
 
+@needs_fixture
 def test_command_line(tmp_path, capsys):
     out_dir = tmp_path / "cli"
     segmenter_main(

@@ -64,6 +64,22 @@ def test_matches_direct_formula():
     torch.testing.assert_close(loss, _reference_loss(video, text, 14.3), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_embeddings_give_the_float32_loss_of_their_values(dtype):
+    """Logits and cross-entropy run in float32: the loss of half embeddings is the float32 loss of the same (rounded)
+    values, and their gradient comes back in the embeddings' dtype."""
+    video, text = _embeds(5, dim=16, seed=4)
+    video, text = video.to(dtype).requires_grad_(), text.to(dtype)
+    loss = clip_contrastive_loss(video, text, torch.tensor(14.3, dtype=dtype), gather_distributed=False)
+    assert loss.dtype == torch.float32
+    expected = clip_contrastive_loss(video.float(), text.float(), torch.tensor(14.3, dtype=dtype).float())
+    # Same float32 operations on the same values: only the summation order could differ, over dim=16 terms of
+    # products of size <= 14.3 (scale × unit vectors).
+    torch.testing.assert_close(loss, expected, atol=14.3 * 16 * torch.finfo().eps, rtol=0)
+    loss.backward()
+    assert video.grad.dtype == dtype
+
+
 def test_symmetric_in_video_and_text():
     video, text = _embeds(6, seed=1)
     torch.testing.assert_close(clip_contrastive_loss(video, text, 10.0), clip_contrastive_loss(text, video, 10.0))

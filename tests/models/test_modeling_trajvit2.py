@@ -1,5 +1,8 @@
 """TrajViT2 (method spec §9): config, vision tower (padding mask, compaction, release option), CLIP model, losses."""
 
+import copy
+import functools
+import logging
 import math
 
 import pytest
@@ -10,6 +13,7 @@ from transformers.models.vit.modeling_vit import ViTLayer
 
 from testers import (
     TINY_BERT,
+    float_error_bound,
     text_batch,
     tiny_trajtok_config,
     tiny_trajvit2_config,
@@ -83,15 +87,31 @@ def _without_path(config_dict):
     return {k: v for k, v in config_dict.items() if k != "_name_or_path"}
 
 
-def test_config_shortcuts_and_misspelt_arguments():
+def test_config_shortcuts():
     config = TrajViT2Config(vision_tokenizer="vit3d", vision_config={"hidden_size": 64, "num_attention_heads": 4})
     assert config.vision_tokenizer == "vit3d" and config.vision_config.hidden_size == 64
     config = TrajViT2Config(tokenizer_config=tiny_trajtok_config(num_trajectories=16).to_dict())
     assert config.tokenizer_config.num_trajectories == 16
-    with pytest.raises(ValueError, match="did you mean 'projection_dim'"):
-        TrajViT2Config(projection_dimm=8)
-    with pytest.raises(ValueError, match="did you mean 'attend_to_inactive_tokens'"):
-        TrajViT2VisionConfig(attend_to_inactive_token=True)
+
+
+@pytest.mark.parametrize(
+    "config_class, key, hint",
+    [
+        (TrajViT2Config, "projection_dimm", "did you mean 'projection_dim'"),
+        (TrajViT2VisionConfig, "attend_to_inactive_token", "did you mean 'attend_to_inactive_tokens'"),
+        # transformers' eager-vs-SDPA tests set this attribute on every config: it must survive save -> reload.
+        (TrajViT2VisionConfig, "layer_norm_epsilon", "did you mean 'layer_norm_eps'"),
+    ],
+)
+def test_unknown_config_keys_warn_and_stay_loadable(config_class, key, hint, caplog, tmp_path):
+    """transformers' convention: an unknown key is kept (a saved config with extras reloads) and a warning names the
+    closest field, so a misspelt hyper-parameter does not leave the default in force without a word."""
+    kwargs = {"vision_tokenizer": "vit3d"} if config_class is TrajViT2VisionConfig else {}
+    with caplog.at_level("WARNING"):
+        config = config_class(**kwargs, **{key: 0.5})
+    assert any(key in record.getMessage() and hint in record.getMessage() for record in caplog.records)
+    config.save_pretrained(tmp_path)
+    assert getattr(config_class.from_pretrained(tmp_path), key) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -458,3 +478,237 @@ def test_activation_checkpointing_gives_the_same_gradients():
     model.activation_checkpointing_enable()
     assert model.vision_model.layers[0].gradient_checkpointing and model.text_model.encoder.layer[0].gradient_checkpointing
     torch.testing.assert_close(encoder_grad(), plain)
+
+
+# ------------------------------------------------------------------------------- output flags (CLIP/SigLIP style)
+def _vision_output(kind, model, inputs, **flags):
+    """The vision tower's output of a TrajViT2VisionModel or a TrajViT2Model (its vision_model_output)."""
+    if kind == "vision":
+        return model(inputs["pixel_values_videos"], **flags)
+    return model(**inputs, **flags).vision_model_output
+
+
+def _flag_model(kind, tokenizer, attn_implementation="eager"):
+    build = tiny_trajvit2_vision_model if kind == "vision" else tiny_trajvit2_model
+    model = build(tokenizer, tokenizer_overrides=SPARSE) if tokenizer == "trajtok" else build(tokenizer)
+    if attn_implementation != model.config._attn_implementation:
+        model.set_attn_implementation(attn_implementation)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_flag_model(kind, tokenizer, attn_implementation="eager"):
+    """One model per kind for the tests that only read it (building them dominates these tests' time)."""
+    return _flag_model(kind, tokenizer, attn_implementation)
+
+
+FLAG_MODELS = [("vision", "trajtok"), ("vision", "vit3d"), ("clip", "trajtok"), ("clip", "vit3d")]
+
+
+@pytest.mark.parametrize("kind, tokenizer", FLAG_MODELS)
+@pytest.mark.parametrize("from_config", [False, True], ids=["argument", "config"])
+@torch.no_grad()
+def test_output_attentions(kind, tokenizer, from_config):
+    """One (B, heads, S, S) map per encoder layer (S = the encoder's sequence, [CLS] included); rows are
+    distributions, and keys that are padding (inactive trajectory slots) get weight exactly 0."""
+    model = _flag_model(kind, tokenizer) if from_config else _shared_flag_model(kind, tokenizer)
+    inputs = _inputs(3, size=32, seed=1)
+    if from_config:
+        model.config.output_attentions = True
+        out = _vision_output(kind, model, inputs)
+    else:
+        out = _vision_output(kind, model, inputs, output_attentions=True)
+    seq = out.last_hidden_state.shape[1]
+    assert len(out.attentions) == 2 and all(a.shape == (3, 4, seq, seq) for a in out.attentions)
+    for attention in out.attentions:
+        # Softmax rows sum to 1 up to one rounding per summed term (seq terms of size <= 1).
+        torch.testing.assert_close(attention.sum(-1), torch.ones(3, 4, seq), atol=seq * torch.finfo().eps, rtol=0)
+        assert (attention.transpose(1, 3)[~out.attention_mask] == 0).all()
+    if tokenizer == "trajtok":
+        assert not out.attention_mask.all(), "test needs padded positions"
+    if kind == "clip":
+        assert len(model(**inputs, output_attentions=True).text_model_output.attentions) == 2
+
+
+@pytest.mark.parametrize("kind, tokenizer", FLAG_MODELS)
+@torch.no_grad()
+def test_output_attentions_under_sdpa_warn_and_return_none(kind, tokenizer, caplog):
+    """transformers' convention: SDPA computes no attention weights; a warning says so and the tuple is empty."""
+    model = _shared_flag_model(kind, tokenizer, attn_implementation="sdpa")
+    logging.Logger.warning_once.cache_clear()  # transformers' warning_once: each message is logged once per process
+    with caplog.at_level("WARNING"):
+        out = _vision_output(kind, model, _inputs(2, size=32), output_attentions=True)
+    assert out.attentions == ()
+    assert any("attn_implementation='eager'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind, tokenizer", FLAG_MODELS)
+@pytest.mark.parametrize(
+    "selection, kept",
+    [(True, (0, 1, 2)), ([0, -1], (0, 2)), (-2, (1,)), ([1, 7], (1,)), (False, None)],
+)
+@torch.no_grad()
+def test_output_hidden_states_all_or_selected_layers(kind, tokenizer, selection, kept):
+    """transformers' convention: num_hidden_layers + 1 entries (the encoder input, then each layer's output before the
+    final LayerNorm); with indices, only those are kept and the others are None (negative indices count from the
+    end, out-of-range ones select nothing)."""
+    model = _shared_flag_model(kind, tokenizer)
+    inputs = _inputs(2, size=32, seed=1)
+    out = _vision_output(kind, model, inputs, output_hidden_states=selection)
+    if kept is None:
+        assert out.hidden_states is None
+        return
+    assert len(out.hidden_states) == 3
+    assert [i for i, h in enumerate(out.hidden_states) if h is not None] == list(kept)
+    reference = _vision_output(kind, model, inputs, output_hidden_states=True).hidden_states
+    for index in kept:
+        torch.testing.assert_close(out.hidden_states[index], reference[index], atol=0, rtol=0)
+    last = model.vision_model.post_layernorm(reference[-1]).masked_fill(~out.attention_mask.unsqueeze(-1), 0.0)
+    torch.testing.assert_close(last, out.last_hidden_state, atol=0, rtol=0)
+    if kind == "clip" and selection is True:
+        assert len(model(**inputs, output_hidden_states=True).text_model_output.hidden_states) == 3
+
+
+@pytest.mark.parametrize("selection", ["all", 1.5, [0, "1"], [True]])
+def test_output_hidden_states_of_the_wrong_type(selection):
+    with pytest.raises(TypeError, match="output_hidden_states must be a bool, an int or a list of ints"):
+        tiny_trajvit2_vision_model("vit3d")(video_batch(1, 2, size=32), output_hidden_states=selection)
+
+
+def _features(model, method, inputs, **kwargs):
+    if method == "text":
+        return model.get_text_features(inputs["input_ids"], inputs["attention_mask"], **kwargs)
+    if method == "video":
+        return model.get_video_features(inputs["pixel_values_videos"], **kwargs)
+    return model.get_image_features(inputs["pixel_values_videos"][:, 0], **kwargs)
+
+
+@pytest.mark.parametrize("method", ["text", "video", "image"])
+@pytest.mark.parametrize("tokenizer", ["trajtok", "vit3d"])
+@torch.no_grad()
+def test_get_features_honour_return_dict_and_output_flags(method, tokenizer):
+    """As CLIP/SigLIP's get_*_features: an output object (a tuple with return_dict=False, or when the config says
+    so) whose pooler_output is the projected embedding; output_attentions / output_hidden_states reach the tower."""
+    model = tiny_trajvit2_model(tokenizer)
+    model.set_attn_implementation("eager")
+    inputs = _inputs(2)
+    out = _features(model, method, inputs, output_attentions=True, output_hidden_states=True)
+    assert out.pooler_output.shape == (2, 16)
+    assert len(out.attentions) == 2 and len(out.hidden_states) == 3
+    plain = _features(model, method, inputs)
+    assert plain.attentions is None and plain.hidden_states is None
+    as_tuple = _features(model, method, inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], plain.last_hidden_state, atol=0, rtol=0)
+    torch.testing.assert_close(as_tuple[1], plain.pooler_output, atol=0, rtol=0)
+    model.config.return_dict = False
+    assert isinstance(_features(model, method, inputs), tuple)
+
+
+# ---------------------------------------------------------------------------------------- bad values, entry points
+@pytest.mark.parametrize("method", ["video", "image"])
+@pytest.mark.parametrize("tokenizer", ["trajtok", "vit3d"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e30])
+def test_get_video_and_image_features_reject_non_normalised_pixels(method, tokenizer, value):
+    """±inf, NaN and magnitudes no normalised frame reaches (1e30 overflows the LayerNorms to NaN) are named at the
+    public boundary for both tokenizers, before any layer runs."""
+    model = tiny_trajvit2_model(tokenizer)
+    videos = video_batch(1, 1, size=32)
+    videos[0, 0, 1, 2, 3] = value
+    name = "pixel_values_videos" if method == "video" else "pixel_values"
+    with pytest.raises(ValueError, match=rf"{name} must hold finite frames normalised by the video processor"):
+        _features(model, method, {"pixel_values_videos": videos})
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e30])
+def test_vit3d_vision_model_rejects_non_normalised_pixels(value):
+    videos = video_batch(1, 2, size=32)
+    videos[0, 1, 0, 5, 5] = value
+    with pytest.raises(ValueError, match="pixel_values_videos must hold finite frames"):
+        tiny_trajvit2_vision_model("vit3d")(videos)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"input_ids": (2, 100)}, r"input_ids must be in \[0, 100\)"),
+        ({"input_ids": (2, -5)}, r"input_ids must be in \[0, 100\)"),
+        ({"attention_mask": torch.zeros(2, 7, dtype=torch.long)}, r"masks every token of text\(s\) \[0, 1\]"),
+        ({"position_ids": torch.full((2, 7), 64)}, r"position_ids must be in \[0, 64\)"),
+    ],
+)
+def test_get_text_features_rejects_bad_text(changes, match):
+    inputs = text_batch(2)
+    for name, change in changes.items():
+        if isinstance(change, torch.Tensor):
+            inputs[name] = change
+        else:
+            inputs[name][1, change[0]] = change[1]
+    with pytest.raises(ValueError, match=match):
+        tiny_trajvit2_model().get_text_features(**inputs)
+
+
+def test_text_length_limit_follows_the_position_table():
+    """A text as long as the table runs; one token more is named (BERT would fail deep in its embeddings)."""
+    model = tiny_trajvit2_model()
+    assert model.get_text_features(**text_batch(1, length=64)).pooler_output.shape == (1, 16)
+    with pytest.raises(ValueError, match="input_ids has 65 tokens per text but the text model's position table holds"):
+        model.get_text_features(**text_batch(1, length=65))
+
+
+# ----------------------------------------------------------------------------------------------- half precision
+def _processor_pixels(frames=2, size=32, batch=2):
+    """The fp32 `pixel_values_videos` of the video processor for random uint8 clips."""
+    from trajtok_hf import TrajTokVideoProcessor
+
+    generator = torch.Generator().manual_seed(0)
+    shape = (frames, size, size, 3)
+    clips = [torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8) for _ in range(batch)]
+    processor = TrajTokVideoProcessor(num_frames=frames, size={"height": size, "width": size})
+    pixels = processor(videos=[c.numpy() for c in clips], return_tensors="pt")["pixel_values_videos"]
+    assert pixels.dtype == torch.float32
+    return pixels
+
+
+def _half_supported(dtype) -> bool:
+    try:
+        torch.nn.functional.layer_norm(torch.ones(2, 4, dtype=dtype), (4,))
+        torch.nn.functional.conv3d(torch.ones(1, 1, 2, 2, 2, dtype=dtype), torch.ones(1, 1, 1, 1, 1, dtype=dtype))
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind, tokenizer", FLAG_MODELS)
+@torch.no_grad()
+def test_half_precision_runs_straight_from_the_processor(kind, tokenizer, dtype):
+    """A bf16/fp16 model takes the processor's fp32 pixels (cast at the top-level forward, as transformers' models
+    do) and gives what the fp32 model gives, within the rounding error of the half dtype."""
+    if not _half_supported(dtype):
+        pytest.skip(f"this CPU build of torch has no {dtype} kernels for LayerNorm / Conv3d")
+    pixels = _processor_pixels()
+    fp32 = _shared_flag_model(kind, tokenizer, attn_implementation="sdpa")
+    half = copy.deepcopy(fp32).to(dtype)
+    if kind == "vision":
+        expected, out = fp32(pixels), half(pixels)
+        expected_embeds, embeds = F.normalize(expected.pooler_output, dim=-1), F.normalize(out.pooler_output, dim=-1)
+        vision, reference = out, expected
+    else:
+        inputs = {**text_batch(2), "pixel_values_videos": pixels}
+        expected, out = fp32(**inputs), half(**inputs)
+        expected_embeds, embeds = expected.video_embeds, out.video_embeds
+        vision, reference = out.vision_model_output, expected.vision_model_output
+        assert out.text_embeds.dtype == dtype
+        torch.testing.assert_close(out.text_embeds.float(), expected.text_embeds, atol=_half_bound(dtype), rtol=0)
+        assert half(**inputs, return_loss=True).loss.isfinite()
+    assert embeds.dtype == dtype and torch.isfinite(embeds).all()
+    if tokenizer == "trajtok" and not torch.equal(vision.trajectory_ids, reference.trajectory_ids):
+        return  # a near-tie in the hard segmentation flipped: a different token set, nothing to compare
+    torch.testing.assert_close(embeds.float(), expected_embeds, atol=_half_bound(dtype), rtol=0)
+
+
+def _half_bound(dtype) -> float:
+    # Unit-norm embeddings (magnitude 1) whose last reduction is the width-32 encoder/projection; each LayerNorm
+    # renormalises what earlier layers rounded, so one width-32 reduction bounds the error: 1 × 32 × eps(dtype).
+    return float_error_bound(1.0, 32, dtype)

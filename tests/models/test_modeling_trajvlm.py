@@ -68,7 +68,6 @@ def test_default_config_is_the_paper_setup_and_builds_offline():
         (dict(tokens_per_trajectory=3), "tokens_per_trajectory"),
         (dict(vision_feature_select_strategy="cls"), "vision_feature_select_strategy"),
         (dict(vision_image_std=[0.5, 0.5]), "vision_image_std"),
-        (dict(clip_lenght=4), "clip_length"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -318,3 +317,72 @@ def test_text_only_prompt_and_placeholder_checks():
         model(input_ids=torch.tensor([[VID, 11, 12]]), labels=torch.tensor([[1, 2]]), pixel_values_videos=videos)
     with pytest.raises(ValueError, match="1 video"):
         model(input_ids=torch.tensor([[VID, 11, VID]]), pixel_values_videos=videos)
+
+
+# ------------------------------------------------------------------------------------ conformance and bad input
+_IDS = torch.tensor([[7, VID, 9]])
+BAD_INPUTS = [
+    (dict(input_ids=torch.tensor([[7, VID, 100]])), ValueError, "input_ids must lie in"),
+    (dict(input_ids=torch.tensor([[-1, VID, 9]])), ValueError, "input_ids must lie in"),
+    (dict(input_ids=_IDS.float()), TypeError, "input_ids must be an integer"),
+    (dict(input_ids=_IDS, attention_mask=torch.zeros(1, 3, dtype=torch.long)), ValueError, "all zeros"),
+    (dict(input_ids=_IDS, attention_mask=torch.tensor([[1, 2, 1]])), ValueError, "attention_mask must hold"),
+    (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), float("nan"))), ValueError, "finite"),
+    (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), float("inf"))), ValueError, "finite"),
+    (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), 1e30)), ValueError, "finite"),
+    (dict(input_ids=_IDS, pixel_values_videos=torch.zeros(1, 4, 3, 32, 32, dtype=torch.long)), ValueError,
+     "float tensor"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", BAD_INPUTS)
+def test_bad_inputs_raise_named_errors(kwargs, error, match):
+    model = _model("trajtok")
+    kwargs = {"pixel_values_videos": video_batch(1, 4, size=32), **kwargs}
+    with pytest.raises(error, match=match):
+        model(**kwargs)
+
+
+def test_return_dict_false_tie_word_embeddings_and_video_features_options():
+    model = _model("trajtok")
+    inputs = {**trajvlm_text_batch(1), "pixel_values_videos": video_batch(1, 4, size=32)}
+    with torch.no_grad():
+        as_tuple = model.model(**inputs, return_dict=False)
+        features = model.get_video_features(inputs["pixel_values_videos"], output_hidden_states=True,
+                                            output_attentions=True)
+        features_tuple = model.get_video_features(inputs["pixel_values_videos"], return_dict=False)
+    assert isinstance(as_tuple, tuple) and isinstance(features_tuple, tuple)
+    # Hidden states: embeddings + 2 layers. Attentions are accepted (transformers records them with eager attention only).
+    assert len(features.hidden_states) == 3 and isinstance(features.attentions, tuple)
+    assert tiny_trajvlm_config(tie_word_embeddings=False, text_overrides={"tie_word_embeddings": True}) \
+        .tie_word_embeddings is False
+    assert tiny_trajvlm_config(text_overrides={"tie_word_embeddings": True}).tie_word_embeddings is True
+
+
+def test_shift_labels_give_the_labels_loss():
+    model = _model("trajtok")
+    inputs = {**trajvlm_text_batch(1), "pixel_values_videos": video_batch(1, 4, size=32)}
+    labels = inputs["input_ids"].clone()
+    shift = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+    with torch.no_grad():
+        slots = model.get_video_features(inputs["pixel_values_videos"]).token_mask.shape[1]
+        ids = torch.cat([labels[:, :2], torch.full((1, slots), VID), labels[:, 3:]], dim=1)
+        slot_labels = ids.masked_fill(ids == VID, -100)
+        shift_slot = torch.nn.functional.pad(slot_labels, (0, 1), value=-100)[:, 1:]
+        a = model(input_ids=ids, pixel_values_videos=inputs["pixel_values_videos"], labels=slot_labels).loss
+        b = model(input_ids=ids, pixel_values_videos=inputs["pixel_values_videos"], shift_labels=shift_slot).loss
+        with pytest.raises(ValueError, match="shift_labels"):
+            model(**inputs, shift_labels=shift)
+    torch.testing.assert_close(a, b)  # same targets, same logits: exactly equal up to the reduction order
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_from_fp32_pixels(dtype):
+    model = _model("trajtok").to(dtype)
+    inputs = {**trajvlm_text_batch(1), "pixel_values_videos": video_batch(1, 4, size=32)}
+    try:
+        with torch.no_grad():
+            out = model(**inputs)
+    except RuntimeError as error:  # an op without a kernel for this dtype on this CPU
+        pytest.skip(f"{dtype} not supported on this CPU: {error}")
+    assert out.logits.dtype == dtype and bool(torch.isfinite(out.logits).all())

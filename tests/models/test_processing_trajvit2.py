@@ -1,5 +1,6 @@
 """TrajViT2Processor: TrajTokVideoProcessor + a text tokenizer (built offline with the `tokenizers` library)."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -220,3 +221,11 @@ def test_auto_processor_with_trust_remote_code_without_trajtok_hf(processor, tmp
 def test_bad_inputs_raise_clear_errors(processor, kwargs, error, match):
     with pytest.raises(error, match=match):
         processor(**kwargs)
+
+
+@pytest.mark.parametrize("paired", [{}, {"paired": None}, {"paired": False}], ids=["omitted", "None", "False"])
+def test_paired_defaults_to_none_and_then_allows_any_counts(processor, paired):
+    """transformers' processor convention: call arguments default to None; unset means unpaired (retrieval)."""
+    assert inspect.signature(TrajViT2Processor.__call__).parameters["paired"].default is None
+    batch = processor(text=CAPTIONS, videos=clips(3), return_tensors="pt", **paired)
+    assert batch["input_ids"].shape[0] == 2 and batch["pixel_values_videos"].shape[0] == 3

@@ -231,3 +231,16 @@ def test_jsonl_round_trip_and_collator(processor, qa_config, tmp_path):
     bad.write_text(json.dumps({"video": "missing.npy", "question": "q", "answer": "a"}) + "\n")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         load_qa_jsonl(bad)
+
+
+@pytest.mark.parametrize("connector, frames", [("trajtok", 4), ("trajtok", 6), ("patch_pool", 5), ("patch_pool", 8)])
+def test_slot_count_matches_the_model(connector, frames):
+    """The processor's slot count (from the frame count alone) equals the model's connector slots."""
+    from testers import tiny_trajvlm_model, video_batch
+    from trajtok_hf.models.processing_trajvlm import num_video_slots
+
+    kwargs = {"patch_pool_temporal_size": 3} if connector == "patch_pool" else {}
+    model = tiny_trajvlm_model(connector, **kwargs)
+    with torch.no_grad():
+        slots = model.get_video_features(video_batch(1, frames, size=32)).token_mask.shape[1]
+    assert num_video_slots(frames, **model.config.video_slot_layout) == slots

@@ -348,6 +348,10 @@ def test_auto_video_processor_round_trip(tmp_path):
         ([np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8)], ValueError, r"`videos`.*same shape"),
         (np.full((2, 8, 8, 3), 300, np.int64), ValueError, r"`videos`.*\[0, 255\]"),
         (np.zeros((2, 8, 8, 3), bool), TypeError, r"`videos`.*uint8"),
+        (np.full((2, 8, 8, 3), np.inf, np.float32), ValueError, r"`videos`.*finite"),
+        (np.full((2, 8, 8, 3), -np.inf, np.float64), ValueError, r"`videos`.*finite"),
+        ([grey_ramp(2), np.full((2, 8, 8, 3), np.nan, np.float32)], ValueError, r"`videos\[1\]`.*finite"),
+        (torch.full((2, 3, 8, 8), 1e30), ValueError, r"`videos`.*up to 1e\+30"),
         (42, TypeError, r"`videos`.*unsupported input type int"),
         (None, TypeError, r"`videos`.*unsupported input type NoneType"),
         ({"video": 1}, TypeError, r"`videos`.*unsupported input type dict"),
@@ -420,3 +424,24 @@ def test_channels_first_numpy_frame_list_and_input_data_format(processor):
     torch.testing.assert_close(explicit["pixel_values_videos"], reference)
     with pytest.raises(ValueError, match=r"`videos`.*3 colour channels \(RGB\) on the channels_first axis"):
         processor(video, input_data_format="channels_first", return_tensors="pt")
+
+
+@pytest.mark.parametrize(
+    "videos, kwargs, warns",
+    [
+        (np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32), {}, True),  # [0, 1] floats, rescaled again
+        (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), {}, True),
+        (np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32), {"do_rescale": False}, False),
+        (np.full((2, 8, 8, 3), 200.0, np.float32), {}, False),  # 0-255 floats: what do_rescale expects
+        (np.ones((2, 8, 8, 3), np.uint8), {}, False),  # uint8 is never "already rescaled"
+    ],
+)
+def test_already_rescaled_floats_warn(processor, videos, kwargs, warns, monkeypatch):
+    """transformers' image processors warn when do_rescale meets pixel values already in [0, 1] (the normalised
+    mean would otherwise end near −2 without a word)."""
+    from trajtok_hf.models import video_processing_trajtok
+
+    messages = []  # warning_once prints a message once per process: record the calls instead
+    monkeypatch.setattr(video_processing_trajtok.logger, "warning_once", lambda message, *a, **k: messages.append(message))
+    processor(videos, return_tensors="pt", **kwargs)
+    assert any("already rescaled" in m for m in messages) == warns

@@ -489,7 +489,11 @@ def main(argv=None) -> None:
     parser.add_argument("--atol", type=float, default=None, help="float tolerance of --verify_with (default 1e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the freshly initialised refinement part")
     args = parser.parse_args(argv)
-    model, diffs = convert_official_segmenter(args.checkpoint, args.output_dir, args.verify_with, args.seed, args.atol)
+    try:
+        model, diffs = convert_official_segmenter(args.checkpoint, args.output_dir, args.verify_with, args.seed,
+                                                  args.atol)
+    except (OfficialCheckpointError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
     config = model.config
     print(
         f"converted {args.checkpoint} → {args.output_dir}: width {config.hidden_size}, K={config.num_trajectories}, "

@@ -375,15 +375,18 @@ def main(argv=None) -> None:
     parser.add_argument("--text_tokenizer", help="local bert-base-uncased tokenizer folder: also write a TrajViT2Processor")
     parser.add_argument("--atol", type=float, default=None, help="float tolerance of --verify_with (default 1e-4)")
     args = parser.parse_args(argv)
-    model, diffs = convert_official_trajvit2(
-        args.checkpoint,
-        args.output_dir,
-        args.verify_with,
-        args.vision_num_attention_heads,
-        args.text_num_attention_heads,
-        args.text_tokenizer,
-        args.atol,
-    )
+    try:
+        model, diffs = convert_official_trajvit2(
+            args.checkpoint,
+            args.output_dir,
+            args.verify_with,
+            args.vision_num_attention_heads,
+            args.text_num_attention_heads,
+            args.text_tokenizer,
+            args.atol,
+        )
+    except (OfficialCheckpointError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
     config = model.config
     vision, text = config.vision_config, config.text_config
     print(

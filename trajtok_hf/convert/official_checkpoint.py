@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 __all__ = [
     "OfficialCheckpointError",
@@ -67,23 +69,54 @@ def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Accepted: a ``.safetensors`` file, or a torch pickle (``model.pth``) holding ``{"model": state_dict, ...}`` (the
     release's ``release/prep_ckpt.py`` layout, other top-level entries such as ``"meta"`` are ignored) or a bare state
     dict. Pickles are read with ``weights_only=True``; one that holds more than tensors and plain containers raises an
-    :class:`OfficialCheckpointError` that says how to re-save it.
+    :class:`OfficialCheckpointError` that says how to re-save it. Any other file (text, empty, truncated, a folder)
+    raises an :class:`OfficialCheckpointError` (a ``ValueError``) naming the file and the formats expected.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"official checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    return unwrap_state_dict(_read_tensor_file(path, "an official checkpoint"), str(path))
 
-        return unwrap_state_dict(load_file(str(path)), str(path))
+
+def _read_tensor_file(path: str | Path, what: str):
+    """The object stored in ``path``, a safetensors file or a torch checkpoint read with ``weights_only=True``; the
+    format is told by the file's first bytes, not its name."""
+    path = Path(path)
+    if path.is_dir():
+        raise OfficialCheckpointError(f"{path}: is a folder, not {what}; expected {_FORMATS}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path} (expected {what})")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    kind = _sniff(head, path.stat().st_size)
+    if kind is None:
+        shown = f"its first bytes are {head!r}" if head else "it is empty"
+        raise OfficialCheckpointError(f"{path}: not {what} ({shown}); expected {_FORMATS}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if kind == "safetensors":
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "weights_only" not in str(err).lower():
+            raise OfficialCheckpointError(f"{path}: a damaged torch pickle ({str(err).splitlines()[0]})") from err
         raise OfficialCheckpointError(
             f"{path} holds objects other than tensors and plain containers, so it cannot be read with "
             f"torch.load(weights_only=True):\n  {str(err).splitlines()[0]}\n{_RESAVE_HINT}"
         ) from err
-    return unwrap_state_dict(obj, str(path))
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise OfficialCheckpointError(
+            f"{path}: a damaged or truncated {kind} file ({type(err).__name__}: {first_line}); expected {_FORMATS}"
+        ) from err
+
+
+_FORMATS = "a .safetensors file or a torch checkpoint (.pth, a zip archive or a pickle of tensors)"
+
+
+def _sniff(head: bytes, size: int) -> str | None:
+    """"safetensors", "torch" (zip archive or legacy pickle) or None from the first bytes of a file."""
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"
+    if len(head) > 8 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{":
+        return "safetensors"  # an 8-byte little-endian header length, then the JSON header
+    return None
 
 
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -103,12 +136,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor
 
 def load_reference(path: str | Path) -> dict[str, torch.Tensor]:
     """Reference inputs/outputs for ``--verify_with`` (a ``.safetensors`` file or a torch pickle of tensors)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = _read_tensor_file(path, "a reference file")
     if not isinstance(obj, Mapping):
         raise OfficialCheckpointError(f"{path}: expected a dict of reference tensors, got {type(obj).__name__}")
     return dict(obj)

@@ -132,8 +132,8 @@ class TrajVLMConfig(PreTrainedConfig):
             Keep the segmenter frozen (no gradient, run under `no_grad`): the common practice, and what this package
             does by default. The paper's release trains connector and tower at 5e-6 and the LLM at 1e-5 on top of a
             segmentation-pre-trained segmenter; set `False` to let gradients reach the segmenter's queries.
-        tie_word_embeddings (`bool`, *optional*, defaults to `False`):
-            Tie the LM head to the input embeddings; follows `text_config.tie_word_embeddings` when that is set.
+        tie_word_embeddings (`bool`, *optional*):
+            Tie the LM head to the input embeddings; unset, it follows `text_config.tie_word_embeddings`.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the initialisation of the connector and projector.
 
@@ -187,7 +187,7 @@ class TrajVLMConfig(PreTrainedConfig):
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
     freeze_segmenter: bool = True
-    tie_word_embeddings: bool = False
+    tie_word_embeddings: bool | None = None
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -205,9 +205,9 @@ class TrajVLMConfig(PreTrainedConfig):
         if isinstance(self.vision_config, dict) and "model_type" not in self.vision_config:
             self.vision_config = {**_DEFAULT_VISION, **self.vision_config}
         super().__post_init__(**kwargs)
-        # The LM head follows the text model's tying (as LLaVA-OneVision), so a Qwen3-4B text config ties.
-        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
-            self.tie_word_embeddings = True
+        # Unset: the LM head follows the text model's tying (as LLaVA-OneVision), so a Qwen3-4B text config ties.
+        if self.tie_word_embeddings is None:
+            self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
         self._validate_trajvlm()
 
     def _validate_trajvlm(self):
@@ -312,6 +312,16 @@ class TrajVLMConfig(PreTrainedConfig):
             return self.tokenizer_config.num_trajectories * self.tokens_per_trajectory
         pooled = math.ceil(self.patch_grid / self.patch_pool_size) ** 2
         return pooled * math.ceil(self.clip_length / self.patch_pool_temporal_size)
+
+    @property
+    def video_slot_layout(self) -> dict:
+        """What [`TrajVLMProcessor`] needs to write one `<video>` per connector slot (the slot form): clips of
+        `clip_length` frames, each `ceil(frames / slot_group_frames) * slots_per_group` slots."""
+        if self.connector_type == "trajtok":
+            group, per_group = self.clip_length, self.num_slots_per_clip
+        else:
+            group, per_group = self.patch_pool_temporal_size, math.ceil(self.patch_grid / self.patch_pool_size) ** 2
+        return {"clip_length": self.clip_length, "slot_group_frames": group, "slots_per_group": per_group}
 
 
 __all__ = ["TrajVLMConfig"]

@@ -14,6 +14,10 @@ Ranks may hold different batch sizes (e.g. the last batch of an epoch): sizes ar
 The official code (hellomuffin/trajtok ``SegmentCLIP``) computes ``img·txtᵀ / temp`` on the local batch of each
 process; gathering is what CLIP-style training at scale needs and is a no-op in one process.
 
+The logits and the cross-entropy are computed in float32 whatever the embeddings' dtype (a bf16 model's logits of up
+to s = 100 keep only ~2 significant digits), as transformers' losses upcast their logits; the gradient flows back in
+the embeddings' dtype.
+
 Imports only torch: the file is copied beside the modeling files as remote code.
 """
 
@@ -77,7 +81,7 @@ def clip_contrastive_loss(
             is initialised with world size > 1 (see the module docstring); `False` = local batch only.
 
     Returns:
-        The scalar loss ½ · (CE(video→text) + CE(text→video)), averaged over the (global) batch.
+        The scalar float32 loss ½ · (CE(video→text) + CE(text→video)), averaged over the (global) batch.
     """
     for name, value in (("video_embeds", video_embeds), ("text_embeds", text_embeds)):
         if not isinstance(value, torch.Tensor) or value.ndim != 2:
@@ -95,7 +99,7 @@ def clip_contrastive_loss(
         all_text, _ = gather_with_local_grad(text_embeds)
     else:
         all_video, all_text = video_embeds, text_embeds
-    logits_per_video = logit_scale * all_video @ all_text.t()
+    logits_per_video = logit_scale * all_video.float() @ all_text.float().t()
     labels = torch.arange(all_video.shape[0], device=logits_per_video.device)
     return 0.5 * (F.cross_entropy(logits_per_video, labels) + F.cross_entropy(logits_per_video.t(), labels))
 

@@ -48,7 +48,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_trajadapter import BackboneTokenGrid, TrajAdapterConfig
 from .configuration_trajtok import TrajTokConfig
@@ -59,7 +59,10 @@ from .modeling_trajtok import (
     init_linear_and_norm,
     random_orthonormal,
 )
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin
 from .perceiver_trajtok import TrajTokPerceiver
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "TrajAdapterClassifierOutput",
@@ -68,6 +71,7 @@ __all__ = [
     "TrajAdapterPreTrainedModel",
     "backbone_patch_features",
     "resize_assignment_logits",
+    "run_backbone",
     "token_grid_trajectory_ids",
 ]
 
@@ -89,11 +93,21 @@ class TrajAdapterFrozenFeatures(ModelOutput):
             Trajectory probe only: the hard mask on the token grid, video-global ids ``chunk · K + k`` in [0, C·K).
         segmenter_queries (`torch.FloatTensor` of shape `(B, C·K, segmenter hidden size)`, *optional*):
             Trajectory probe only: the segmenter's trajectory queries (§3), chunk-major.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states` is set):
+            The backbone's hidden states, as the backbone model itself returns them (VideoMAE: the embeddings and
+            every layer's output, `num_hidden_layers + 1` tensors of shape `(B, prefix + t'·h'·w', D)`; with a list
+            of layer indices, the other entries are None).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            The backbone's attention weights, one `(B, heads, sequence, sequence)` tensor per layer, as the backbone
+            returns them (empty for an attention implementation that computes no weights, such as SDPA: load the
+            model with `attn_implementation="eager"`).
     """
 
     patch_features: torch.FloatTensor | None = None
     trajectory_ids: torch.LongTensor | None = None
     segmenter_queries: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -108,7 +122,14 @@ class TrajAdapterClassifierOutput(ImageClassifierOutput):
             classifiers (`config.problem_type`).
         logits (`torch.FloatTensor` of shape `(B, num_labels)`):
             Classification scores (before softmax).
-        hidden_states, attentions: always None.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states` is set):
+            The frozen backbone's hidden states, as a transformers video classifier returns its encoder's (VideoMAE:
+            `num_hidden_layers + 1` tensors of shape `(B, prefix + t'·h'·w', D)`, the embeddings then each layer;
+            with a list of layer indices, only those entries are tensors, the others None). Computed without
+            gradient (the backbone is frozen).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            The frozen backbone's attention weights, one tensor of shape `(B, heads, sequence, sequence)` per layer
+            (load the model with `attn_implementation="eager"`: SDPA computes no weights).
         pooled_output (`torch.FloatTensor` of shape `(B, D)`):
             The probe's output (attentive probe output, or the mean patch token for the linear probe), before the
             classifier's LayerNorm.
@@ -134,11 +155,13 @@ class TrajAdapterClassifierOutput(ImageClassifierOutput):
 # Token grid: backbone tokens and resized segmenter logits
 
 
-def backbone_patch_features(backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-    """Run ``backbone`` on ``(B, T, 3, H, W)`` and return its patch tokens as a ``(B, t', h', w', D)`` grid."""
+def run_backbone(backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_videos: torch.Tensor, **kwargs):
+    """Run ``backbone`` on ``(B, T, 3, H, W)``: (its patch tokens as a ``(B, t', h', w', D)`` grid, its output).
+
+    ``kwargs`` (``output_hidden_states``, ``output_attentions``) go to the backbone's forward."""
     batch, frames, _, height, width = pixel_values_videos.shape
     t, h, w = grid.grid(frames, height, width)
-    output = backbone(**{grid.input_name: pixel_values_videos}, **dict(grid.forward_kwargs), return_dict=True)
+    output = backbone(**{grid.input_name: pixel_values_videos}, **dict(grid.forward_kwargs), **kwargs, return_dict=True)
     tokens = output.last_hidden_state
     expected = grid.prefix_tokens + t * h * w
     if tokens.ndim != 3 or tokens.shape[0] != batch or tokens.shape[1] != expected:
@@ -149,8 +172,13 @@ def backbone_patch_features(backbone: nn.Module, grid: BackboneTokenGrid, pixel_
         )
     tokens = tokens[:, grid.prefix_tokens :]
     if grid.layout == "hwt":
-        return tokens.reshape(batch, h, w, t, -1).permute(0, 3, 1, 2, 4)
-    return tokens.reshape(batch, t, h, w, -1)
+        return tokens.reshape(batch, h, w, t, -1).permute(0, 3, 1, 2, 4), output
+    return tokens.reshape(batch, t, h, w, -1), output
+
+
+def backbone_patch_features(backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+    """Run ``backbone`` on ``(B, T, 3, H, W)`` and return its patch tokens as a ``(B, t', h', w', D)`` grid."""
+    return run_backbone(backbone, grid, pixel_values_videos)[0]
 
 
 def resize_assignment_logits(
@@ -199,6 +227,7 @@ class _PerceiverSettings:
     """The fields [`TrajTokPerceiver`] reads from a config, at the backbone's width."""
 
     def __init__(self, config: TrajAdapterConfig):
+        self._config = config
         self.hidden_size = config.backbone_hidden_size
         self.num_attention_heads = config.num_attention_heads
         self.perceiver_ff_mult = config.perceiver_ff_mult
@@ -206,7 +235,12 @@ class _PerceiverSettings:
         self.rope_fraction = config.rope_fraction
         self.rope_theta = config.rope_theta
         self.latent_norm_placement = config.latent_norm_placement
-        self._attn_implementation = "sdpa"  # only used without a hard mask, which the adapter never runs
+
+    @property
+    def _attn_implementation(self) -> str:
+        # The adapter's (attn_implementation=... / set_attn_implementation). Only read without a hard mask, which
+        # the adapter never runs: the hard-masked refinement has its own segment / dense attention.
+        return self._config._attn_implementation or "sdpa"
 
 
 class TrajAdapterAttentiveProbe(nn.Module):
@@ -258,6 +292,12 @@ def _build_backbone(backbone_config) -> PreTrainedModel:
     return AutoModel.from_config(backbone_config, **kwargs)
 
 
+# Normalised pixels lie within about ±10 (rescaled to [0, 1], then (x - mean) / std with std ≥ 0.1); even raw
+# 0–255 frames normalised without rescaling stay below ±1200. Far larger values come from no video processor and
+# overflow the backbone: 1e30 squared in a LayerNorm is inf in float32/bfloat16, which returns NaN tokens.
+PIXEL_VALUE_LIMIT = 1e4
+
+
 def _check_video(name: str, value) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(
@@ -272,9 +312,30 @@ def _check_video(name: str, value) -> None:
         raise ValueError(f"{name} needs at least one video and one frame, got shape {tuple(value.shape)}")
     if value.shape[2] != 3:
         raise ValueError(f"{name} must have 3 (RGB) channels in dim 2, got {value.shape[2]}")
+    low, high = torch.aminmax(value)  # min/max propagate NaN and expose ±inf in one pass
+    magnitude = max(abs(float(low)), abs(float(high)))
+    if not magnitude <= PIXEL_VALUE_LIMIT:
+        raise ValueError(
+            f"{name} must hold finite normalised pixel values within ±{PIXEL_VALUE_LIMIT:g}, got values in "
+            f"[{float(low):g}, {float(high):g}] (NaN or ±inf, or not the video processor's output)"
+        )
 
 
-class TrajAdapterPreTrainedModel(PreTrainedModel):
+def _check_output_flags(output_attentions, output_hidden_states) -> None:
+    if not isinstance(output_attentions, bool):
+        raise TypeError(f"output_attentions must be a bool, got {output_attentions!r}")
+    if isinstance(output_hidden_states, (list, tuple)):
+        valid = all(isinstance(i, int) and not isinstance(i, bool) for i in output_hidden_states)
+    else:
+        valid = isinstance(output_hidden_states, int)  # a bool or one layer index
+    if not valid:
+        raise TypeError(
+            "output_hidden_states must be a bool, a layer index or a list of layer indices (as for transformers' "
+            f"models), got {output_hidden_states!r}"
+        )
+
+
+class TrajAdapterPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     config_class = TrajAdapterConfig
     config: TrajAdapterConfig
     base_model_prefix = "trajadapter"
@@ -336,6 +397,10 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
         self._freeze()
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The frozen backbone's input embedding (its tubelet / patch embedding, as its own model returns it)."""
+        return self.backbone.get_input_embeddings()
 
     # ------------------------------------------------------------------ frozen parts
     def frozen_modules(self) -> list[nn.Module]:
@@ -455,25 +520,49 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         self,
         pixel_values_videos: torch.FloatTensor,
         segmenter_pixel_values_videos: torch.FloatTensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool | int | list[int] = False,
     ) -> TrajAdapterFrozenFeatures:
         r"""
-        Run the frozen parts (no gradient, eval mode).
+        Run the frozen parts (no gradient, eval mode). Floating inputs are cast to the frozen parts' dtype (a
+        bfloat16 model runs straight from the processor's float32 output).
 
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
                 Frames normalised for the backbone (and for the segmenter unless the next argument is given).
             segmenter_pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height', width')`, *optional*):
                 The same frames normalised/sized for the segmenter (trajectory probe only).
+            output_attentions (`bool`, *optional*, defaults to `False`):
+                Return the backbone's attention weights.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*, defaults to `False`):
+                Return the backbone's hidden states (an index or a list of indices selects some of them, as for
+                transformers' models).
         """
         self._check_backbone_input(pixel_values_videos)
+        _check_output_flags(output_attentions, output_hidden_states)
+        if output_attentions and self.backbone.config._attn_implementation != "eager":
+            logger.warning_once(
+                f"output_attentions=True: the backbone's {self.backbone.config._attn_implementation!r} attention "
+                "computes no weights; load the model with attn_implementation='eager' to get them"
+            )
         grid = self.token_grid
-        features = backbone_patch_features(self.backbone, grid, pixel_values_videos)
+        features, output = run_backbone(
+            self.backbone,
+            grid,
+            pixel_values_videos.to(self.backbone.dtype),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        recorded = {
+            "hidden_states": output.get("hidden_states") if output_hidden_states is not False else None,
+            "attentions": output.get("attentions") if output_attentions else None,
+        }
         if self.segmenter is None:
             if segmenter_pixel_values_videos is not None:
                 raise ValueError(
                     f"segmenter_pixel_values_videos were given but probe_type={self.config.probe_type!r} has no segmenter"
                 )
-            return TrajAdapterFrozenFeatures(patch_features=features)
+            return TrajAdapterFrozenFeatures(patch_features=features, **recorded)
         segmenter_pixels = pixel_values_videos
         if segmenter_pixel_values_videos is not None:
             _check_video("segmenter_pixel_values_videos", segmenter_pixel_values_videos)
@@ -485,7 +574,9 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
                 )
             segmenter_pixels = segmenter_pixel_values_videos
         n_segmenter = min(self.segmenter.config.tokens_per_trajectory_choices)  # its tokens are not used
-        segmentation = self.segmenter(segmenter_pixels, tokens_per_trajectory=n_segmenter, return_dict=True)
+        segmentation = self.segmenter(
+            segmenter_pixels.to(self.segmenter.dtype), tokens_per_trajectory=n_segmenter, return_dict=True
+        )
         ids = token_grid_trajectory_ids(
             segmentation.assignment_logits,
             tuple(features.shape[1:4]),
@@ -494,7 +585,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             self.config.segmenter_logits_antialias,
         )
         return TrajAdapterFrozenFeatures(
-            patch_features=features, trajectory_ids=ids, segmenter_queries=segmentation.trajectory_queries
+            patch_features=features, trajectory_ids=ids, segmenter_queries=segmentation.trajectory_queries, **recorded
         )
 
     # ------------------------------------------------------------------ adapter
@@ -533,6 +624,8 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         segmenter_pixel_values_videos: torch.FloatTensor | None = None,
         frozen_features: TrajAdapterFrozenFeatures | None = None,
         hard_mask_implementation: str = "segment",
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajAdapterClassifierOutput | tuple:
@@ -550,11 +643,27 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             hard_mask_implementation (`str`, *optional*, defaults to `"segment"`):
                 Refinement attention: `"segment"` (per-token segment softmax, O(tokens)) or `"dense"` (an explicit
                 (queries × tokens) mask; equal to ≤ 1e-5, faster when C·K·n × tokens is small, as in tiny models).
+            output_attentions (`bool`, *optional*):
+                Return the frozen backbone's attention weights (`attentions`). Defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+                Return the frozen backbone's hidden states (`hidden_states`); an index or a list of indices selects
+                some of them, as for transformers' models. Defaults to `config.output_hidden_states`. With
+                `frozen_features`, both are taken from the cache (None unless [`get_frozen_features`] was asked).
+            return_dict (`bool`, *optional*):
+                Return a [`TrajAdapterClassifierOutput`] (default: `config.return_dict`) or a tuple of its non-None
+                fields.
+
+        Floating inputs are cast to the model's dtype: a model loaded in bfloat16 / float16 runs straight from the
+        video processor's float32 output.
         """
         if kwargs:
             hint = " (the video goes in pixel_values_videos)" if "pixel_values" in kwargs else ""
             raise TypeError(f"TrajAdapterForVideoClassification.forward got unexpected arguments {sorted(kwargs)}{hint}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        _check_output_flags(output_attentions, output_hidden_states)
         if hard_mask_implementation not in HARD_MASK_IMPLEMENTATIONS:
             raise ValueError(
                 f"hard_mask_implementation must be one of {HARD_MASK_IMPLEMENTATIONS}, got {hard_mask_implementation!r}"
@@ -562,9 +671,16 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         if frozen_features is None:
             if pixel_values_videos is None:
                 raise ValueError("pixel_values_videos is required (or frozen_features from get_frozen_features)")
-            frozen_features = self.get_frozen_features(pixel_values_videos, segmenter_pixel_values_videos)
+            frozen_features = self.get_frozen_features(
+                pixel_values_videos, segmenter_pixel_values_videos, output_attentions, output_hidden_states
+            )
         elif pixel_values_videos is not None or segmenter_pixel_values_videos is not None:
             raise ValueError("pass either pixel_values_videos or frozen_features, not both")
+        elif not isinstance(frozen_features, TrajAdapterFrozenFeatures):
+            raise TypeError(
+                "frozen_features must be the TrajAdapterFrozenFeatures of get_frozen_features, got "
+                f"{type(frozen_features).__name__}"
+            )
         if self.segmenter is not None and frozen_features.trajectory_ids is None:
             raise ValueError("frozen_features lack trajectory_ids/segmenter_queries (computed without a segmenter?)")
 
@@ -583,8 +699,12 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         loss = None
         if labels is not None:
             num_labels = self.config.num_labels
-            if labels.shape[0] != logits.shape[0]:
-                raise ValueError(f"labels has batch size {labels.shape[0]} but the videos have {logits.shape[0]}")
+            if not isinstance(labels, torch.Tensor):
+                raise TypeError(f"labels must be a torch.Tensor of shape (batch,), got {type(labels).__name__}")
+            if labels.ndim == 0 or labels.shape[0] != logits.shape[0]:
+                raise ValueError(
+                    f"labels must have the videos' batch size {logits.shape[0]} in dim 0, got shape {tuple(labels.shape)}"
+                )
             class_indices = not labels.is_floating_point() and num_labels > 1
             if class_indices and labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < num_labels):
                 raise ValueError(f"labels must be class indices in [0, {num_labels}), got {labels.tolist()}")
@@ -598,5 +718,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             trajectory_mask=mask,
             trajectory_ids=ids,
             num_trajectories=num_trajectories,
+            hidden_states=frozen_features.hidden_states if output_hidden_states is not False else None,
+            attentions=frozen_features.attentions if output_attentions else None,
         )
         return output if return_dict else output.to_tuple()

@@ -16,19 +16,19 @@ of patches per frame:
 ``connector_type="patch_pool"`` replaces 2–4 by p×p (× temporal) average pooling of the tower features: the paper's
 PatchVLM baseline, through the same projector and the same placeholder expansion.
 
-Placeholder expansion (variable count, vectorised): the prompt holds ONE ``<video>`` token per video; ``forward``
-computes each video's active-token count c_v and builds the expanded sequence at once — per-token repeat counts
-(1 for text, c_v for a placeholder, 0 for padding), their cumulative sum gives every token's new position, text and
-video embeddings are scattered into a (B, L_new, D) buffer. Rows keep the input's padding side: right-padded inputs
-(training collators) stay right-padded, anything else (left-padded or unpadded, e.g. ``generate``) is left-padded, as
-decoder-only generation needs. Attention mask, position ids and labels (-100 over video tokens) are expanded the same
-way; the output carries them (``expanded_*``) and the boolean ``video_token_mask``.
+Placeholders, two forms (vectorised, no loop over rows, videos or tokens):
 
-Generation: ``pixel_values_videos`` is used at the prefill step only (transformers drops it afterwards when a cache is
-used), so the video tokens are computed once. After the prefill, :meth:`_update_model_kwargs_for_generation` swaps
-the text-length attention mask / position ids that ``GenerationMixin`` tracks for the expanded ones returned by
-``forward``, so that every decoding step sees a mask as long as the KV cache. Without a cache
-(``use_cache=False``) nothing is swapped: every step re-expands the full prompt.
+* slot form (what [`TrajVLMProcessor`] writes with a ``video_slot_layout``): one ``<video>`` per connector slot
+  (clips × K × n, fixed by the frame count). The active slots receive the video tokens; the empty ones get attention
+  mask 0 and are not counted in the positions (cumulative sum of the mask), so the LLM computes what it would without
+  them. The cache remembers its empty slots, so every generation path (continuing from a returned cache, prompt-lookup
+  and assisted decoding, beam search, ``inputs_embeds``) sees the same sequence as greedy decoding.
+* compact form: ONE ``<video>`` per video; ``forward`` replaces it by the video's active tokens (per-token repeat
+  counts, cumulative sums, one scatter). Rows keep the input's padding side. The output is longer than the input and
+  carries the ``expanded_*`` mask, positions and labels; generation supports greedy / sampled decoding only.
+
+Videos are read only at a prefill from an empty cache (:meth:`prepare_inputs_for_generation` also gives them to an
+assistant model, which transformers would leave without).
 
 Differences from the official release: the segmenter's input is derived from the tower-normalised frames (undo the
 tower normalisation, bilinear antialiased resize, segmenter normalisation) instead of a second decode at 224²
@@ -56,9 +56,13 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .configuration_trajtok import TrajTokConfig
 from .configuration_trajvlm import TrajVLMConfig
 from .modeling_trajtok import TrajTokModel, fourier_ring_offsets, random_orthonormal
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin
 from .perceiver_trajtok import TrajTokPerceiver
 
 IGNORE_INDEX = -100
+# Normalised pixels are O(1) (|x| < 3 for ImageNet / SigLIP statistics); values far beyond, or inf / NaN, are a bug
+# upstream and would overflow the tower (1e30 squared in a LayerNorm is inf, then NaN tokens).
+MAX_ABS_PIXEL = 1e4
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -84,6 +88,7 @@ class TrajVLMVideoOutput(ModelOutput):
             Every connector slot before the projector (inactive slots hold finite values without meaning).
         trajectory_ids (`torch.LongTensor` of shape `(B, T, g, g)`, *optional*):
             TrajTok only: the hard mask on the tower's patch grid, global ids ``c·K + k`` (clip c, trajectory k).
+        hidden_states, attentions (*optional*): the vision tower's, over all `B·T` frames, when asked for.
     """
 
     pooler_output: tuple[torch.FloatTensor, ...] | None = None
@@ -92,6 +97,8 @@ class TrajVLMVideoOutput(ModelOutput):
     token_mask: torch.BoolTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     trajectory_ids: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -108,6 +115,8 @@ class TrajVLMModelOutputWithPast(ModelOutput):
         expanded_position_ids (`torch.LongTensor` of shape `(B, L')`, *optional*): its position ids.
         expanded_labels (`torch.LongTensor` of shape `(B, L')`, *optional*): labels, -100 over video tokens and padding.
         video_token_mask (`torch.BoolTensor` of shape `(B, L')`, *optional*): True at video tokens.
+        slot_attention_mask (`torch.LongTensor` of shape `(B, past + L)`, *optional*): slot form with empty slots: the
+            attention mask the LLM used (0 at padding and at empty slots).
         video_outputs ([`TrajVLMVideoOutput`], *optional*): the video features that were inserted.
     """
 
@@ -120,6 +129,7 @@ class TrajVLMModelOutputWithPast(ModelOutput):
     expanded_labels: torch.LongTensor | None = None
     video_token_mask: torch.BoolTensor | None = None
     video_outputs: TrajVLMVideoOutput | None = None
+    slot_attention_mask: torch.LongTensor | None = None
 
 
 @dataclass
@@ -144,6 +154,7 @@ class TrajVLMCausalLMOutputWithPast(ModelOutput):
     expanded_labels: torch.LongTensor | None = None
     video_token_mask: torch.BoolTensor | None = None
     video_outputs: TrajVLMVideoOutput | None = None
+    slot_attention_mask: torch.LongTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -238,10 +249,23 @@ def _clip_groups(frames: int, clip: int) -> list[tuple[int, int, int]]:
     return groups
 
 
+def _skip_unattended(shift_labels: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """Move each next-token target from an unattended position (an empty slot) to the last attended position before
+    it, and drop targets left on unattended positions: the targets of the dropped-token sequence."""
+    attended = attended.bool()
+    positions = torch.arange(attended.shape[1], device=attended.device).expand_as(attended)
+    last_attended = torch.where(attended, positions, -1).cummax(dim=1).values
+    moved = torch.full_like(shift_labels, IGNORE_INDEX)
+    valid = (shift_labels != IGNORE_INDEX) & (last_attended >= 0)
+    rows = valid.nonzero(as_tuple=True)[0]
+    moved[rows, last_attended[valid]] = shift_labels[valid]
+    return moved
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------------------------------
-class TrajVLMPreTrainedModel(PreTrainedModel):
+class TrajVLMPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     config_class = TrajVLMConfig
     config: TrajVLMConfig
     base_model_prefix = "model"
@@ -341,10 +365,18 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 f"pixel_values_videos frames must be {size}×{size} (the vision tower's image_size), got "
                 f"{height}×{width}: process the videos with this model's processor"
             )
+        largest = float(pixel_values_videos.detach().abs().amax())
+        if not largest <= MAX_ABS_PIXEL:  # also catches NaN
+            raise ValueError(
+                f"pixel_values_videos must be finite normalised pixels with |value| <= {MAX_ABS_PIXEL:g}, got a largest "
+                f"|value| of {largest:g}: process the videos with this model's processor"
+            )
 
-    def _tower_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(M, 3, H, W) → (M, g, g, D_v) patch features of the selected tower layer."""
-        outputs = self.vision_tower(pixel_values=frames, output_hidden_states=True, return_dict=True)
+    def _tower_features(self, frames: torch.Tensor, output_attentions: bool = False):
+        """(M, 3, H, W) → (M, g, g, D_v) patch features of the selected tower layer, and the tower's outputs."""
+        outputs = self.vision_tower(
+            pixel_values=frames, output_hidden_states=True, output_attentions=output_attentions, return_dict=True
+        )
         features = outputs.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
             features = features[:, 1:]
@@ -354,7 +386,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 f"the vision tower returned {features.shape[1]} positions per frame, expected {g}×{g} patches (check "
                 "vision_feature_select_strategy: 'default' drops a leading [CLS] token)"
             )
-        return features.reshape(frames.shape[0], g, g, -1)
+        return features.reshape(frames.shape[0], g, g, -1), outputs
 
     def _segmenter_frames(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """Tower-normalised frames → the segmenter's size and normalisation."""
@@ -378,26 +410,35 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             x = (x - s_mean) / s_std
         return x.reshape(b, t, *x.shape[1:])
 
-    def get_video_features(self, pixel_values_videos: torch.FloatTensor, **kwargs) -> TrajVLMVideoOutput:
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TrajVLMVideoOutput | tuple:
         r"""
         The LLM tokens of each video.
 
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(videos, frames, 3, H, W)`):
-                Frames normalised by the processor for the vision tower (H = W = `vision_config.image_size`).
+                Frames normalised by the processor for the vision tower (H = W = `vision_config.image_size`); cast
+                to the model's dtype.
+            output_hidden_states / output_attentions (`bool`, *optional*): return the vision tower's.
+            return_dict (`bool`, *optional*): False returns a tuple.
 
         Returns:
             [`TrajVLMVideoOutput`]: `pooler_output` holds one `(num_video_tokens[i], D)` tensor per video (only active
             trajectories), `video_embeds` the same tokens packed, `num_video_tokens` their counts.
         """
-        kwargs.pop("return_dict", None)
-        if kwargs:
-            raise TypeError(f"get_video_features got unexpected arguments {sorted(kwargs)}")
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
         self._check_pixel_values(pixel_values_videos)
+        pixel_values_videos = pixel_values_videos.to(self.vision_tower.dtype)
         config = self.config
         b, t = pixel_values_videos.shape[:2]
         g = config.patch_grid
-        features = self._tower_features(pixel_values_videos.flatten(0, 1)).reshape(b, t, g, g, -1)
+        features, tower_outputs = self._tower_features(pixel_values_videos.flatten(0, 1), bool(output_attentions))
+        features = features.reshape(b, t, g, g, -1)
         groups = _clip_groups(t, config.clip_length)
 
         trajectory_ids = None
@@ -442,14 +483,17 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         # Only the active tokens are projected (and seen by the LLM).
         video_embeds = self.multi_modal_projector(tokens[token_mask])
         num_video_tokens = token_mask.sum(dim=1)
-        return TrajVLMVideoOutput(
+        output = TrajVLMVideoOutput(
             pooler_output=tuple(torch.split(video_embeds, num_video_tokens.tolist())),
             video_embeds=video_embeds,
             num_video_tokens=num_video_tokens,
             token_mask=token_mask,
             last_hidden_state=tokens,
             trajectory_ids=trajectory_ids,
+            hidden_states=tower_outputs.hidden_states if output_hidden_states else None,
+            attentions=tower_outputs.attentions if output_attentions else None,
         )
+        return output if return_dict else output.to_tuple()
 
     # ------------------------------------------------------------------ placeholder expansion
     def _expand(
@@ -519,50 +563,128 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             "video_token_mask": video_token_mask,
         }
 
-    def _check_text_inputs(self, input_ids, attention_mask, labels, position_ids, num_videos, cache) -> None:
+    # ------------------------------------------------------------------ input checks (public boundary)
+    def _check_ids(self, input_ids, labels) -> None:
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
             raise ValueError(
                 "input_ids must be a (batch, sequence) tensor, got "
                 f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}"
             )
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must be an integer tensor of token ids, got {input_ids.dtype}")
         if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"empty prompt: input_ids has shape {tuple(input_ids.shape)}")
+        vocab = self.config.text_config.vocab_size
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab:
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab}) (text_config.vocab_size), got values in [{low}, {high}]"
+            )
         if labels is not None and tuple(labels.shape) != tuple(input_ids.shape):
             raise ValueError(
                 f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
             )
-        if num_videos is not None:
-            # The expansion reads mask and positions token by token (with a cache, the mask also covers the past).
-            if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-                raise ValueError(
-                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)} when "
-                    f"pixel_values_videos are given, got {tuple(attention_mask.shape)}"
-                )
-            if attention_mask is not None and not bool(attention_mask.bool().any(dim=1).all()):
-                raise ValueError("empty prompt: a row of attention_mask is all zeros")
-            if position_ids is not None and position_ids.shape[-1] != input_ids.shape[1]:
-                raise ValueError(
-                    f"position_ids must have the length of input_ids ({input_ids.shape[1]}), got "
-                    f"{tuple(position_ids.shape)}"
-                )
-        is_video = input_ids == self.config.video_token_id
+
+    def _check_embeds(self, inputs_embeds) -> None:
+        width = self.config.text_config.hidden_size
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != width:
+            raise ValueError(
+                f"inputs_embeds must be a (batch, sequence, {width}) float tensor, got "
+                f"{tuple(inputs_embeds.shape) if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds)}"
+            )
+        if not inputs_embeds.is_floating_point():
+            raise TypeError(f"inputs_embeds must be a float tensor, got {inputs_embeds.dtype}")
+
+    @staticmethod
+    def _check_attention_mask(attention_mask, batch: int, length: int, past: int) -> None:
+        if attention_mask is None:
+            return
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_complex():
+            raise TypeError(f"attention_mask must be a tensor of 0/1, got {type(attention_mask).__name__}")
+        if attention_mask.ndim != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] not in (
+            length, past + length
+        ):
+            raise ValueError(
+                f"attention_mask must have shape ({batch}, {past + length}) (the cached {past} plus the {length} new "
+                f"tokens), got {tuple(attention_mask.shape)}"
+            )
+        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        if not bool(attention_mask.bool().any(dim=1).all()):
+            raise ValueError("empty prompt: a row of attention_mask is all zeros")
+
+    def _placeholder_mask(self, input_ids, inputs_embeds) -> torch.BoolTensor:
+        """True at `<video>` placeholders: found by id, or (embeddings only) by equality with the `<video>` embedding,
+        as LLaVA does."""
+        if input_ids is not None:
+            return input_ids == self.config.video_token_id
+        token = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
+        return (inputs_embeds == self.get_input_embeddings()(token).to(inputs_embeds.dtype)).all(dim=-1)
+
+    def _check_placeholders(self, is_video, attention_mask, slots, past) -> None:
+        """Placeholders against videos: V·N of them (slot form: one per connector slot) or V (compact form: one per
+        video, ids only). `slots` is the video outputs' (V, N) token mask, None without videos."""
         per_row = is_video.sum(dim=1).tolist()
-        decoding = cache is not None and cache.get_seq_length() > 0
-        if num_videos is None:
-            if sum(per_row) and not decoding:
+        if slots is None:
+            if sum(per_row) and past == 0:
                 raise ValueError(
                     f"input_ids hold {sum(per_row)} <video> placeholder(s) (id {self.config.video_token_id}, per row "
                     f"{per_row}) but no pixel_values_videos were given"
                 )
             return
-        if sum(per_row) != num_videos:
+        videos, num_slots = slots.shape
+        if sum(per_row) not in (videos * num_slots, videos):
             raise ValueError(
                 f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos has "
-                f"{num_videos} video(s): the prompt needs exactly one <video> token (id {self.config.video_token_id}) "
-                "per video; videos fill the placeholders in row-major order"
+                f"{videos} video(s) of {num_slots} connector slots: the prompt needs {num_slots} placeholders per video "
+                f"(slot form, what TrajVLMProcessor writes with video_slot_layout) or exactly one <video> token (id "
+                f"{self.config.video_token_id}) per video; videos fill the placeholders in row-major order"
             )
-        if attention_mask is not None and bool((is_video & ~attention_mask.bool()).any()):
-            raise ValueError("a <video> placeholder lies under attention_mask == 0 (padding)")
+        if attention_mask is not None:
+            current = attention_mask[:, -is_video.shape[1]:].bool()
+            if bool((is_video & ~current).any()):
+                raise ValueError("a <video> placeholder lies under attention_mask == 0 (padding)")
+
+    # ------------------------------------------------------------------ slot form
+    @staticmethod
+    def _fill_slots(inputs_embeds, is_video, video_outputs) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """Slot form: the active slots' tokens go to their placeholders (row-major = video, then slot order); returns
+        the embeddings and the (B, L) mask of empty slots (placeholders of inactive trajectories)."""
+        active = torch.zeros_like(is_video)
+        active[is_video] = video_outputs.token_mask.flatten().to(is_video.device)
+        embeds = inputs_embeds.masked_scatter(
+            active.unsqueeze(-1), video_outputs.video_embeds.to(inputs_embeds.dtype)
+        )
+        return embeds, is_video & ~active
+
+    @staticmethod
+    def _attended_positions(cache, empty, attention_mask, position_ids, batch, length, past):
+        """Hide empty slots from attention and from the position count, in this call and in every later call on the
+        same cache (the cache remembers them as `trajvlm_empty_slots`): the LLM then computes what it would on the
+        sequence without them (the dropped-token form). Position of a token = attended tokens before it."""
+        stored = getattr(cache, "trajvlm_empty_slots", None) if cache is not None else None
+        device = (attention_mask if attention_mask is not None else empty if empty is not None else position_ids)
+        device = device.device if device is not None else None
+        if stored is None:
+            stored = torch.zeros(batch, past, dtype=torch.bool, device=device)
+        stored = F.pad(stored[:, :past], (0, max(past - stored.shape[1], 0)))
+        current = empty if empty is not None else torch.zeros(batch, length, dtype=torch.bool, device=stored.device)
+        skipped = torch.cat([stored, current], dim=1)  # (B, past + L)
+        if cache is not None and (empty is not None or getattr(cache, "trajvlm_empty_slots", None) is not None):
+            cache.trajvlm_empty_slots = skipped
+        full_mask = attention_mask is not None and attention_mask.shape[1] == past + length
+        if not bool(skipped.any()):
+            if position_ids is None and full_mask:
+                position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)[:, past:]
+            return attention_mask, position_ids
+        keep = (attention_mask.bool() if full_mask else torch.ones_like(skipped)) & ~skipped
+        if position_ids is None:
+            position_ids = (keep.long().cumsum(1) - 1).clamp(min=0)[:, past:]
+        else:
+            before = skipped.long().cumsum(1) - skipped.long()
+            position_ids = position_ids.to(before.device) - before[:, past:]
+        mask_dtype = attention_mask.dtype if attention_mask is not None else torch.long
+        return keep.to(mask_dtype), position_ids
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -575,49 +697,82 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> TrajVLMModelOutputWithPast:
+    ) -> TrajVLMModelOutputWithPast | tuple:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(B, L)`):
-                Prompt ids with ONE `<video>` placeholder (`config.video_token_id`) per video.
+                Prompt ids. Slot form (what [`TrajVLMProcessor`] writes with a `video_slot_layout`): one `<video>`
+                (`config.video_token_id`) per connector slot of each video; the active slots get the video tokens, the
+                empty ones are masked (no attention, not counted in the positions). Compact form: ONE `<video>` per
+                video, replaced here by the video's active tokens (the output is then longer than the input).
             pixel_values_videos (`torch.FloatTensor` of shape `(V, T, 3, H, W)`, *optional*):
-                The V videos of the batch, filling the placeholders in row-major order (a row may hold several).
-            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 = real token, 0 = padding.
-            position_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): expanded consistently (a placeholder's
-                j-th video token gets its position + j, later tokens are shifted by the tokens added before them).
-            cache (`Cache`, *optional*): KV cache of the *expanded* sequence (`past_key_values` is accepted too).
-            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): expanded with -100 over video tokens; the
-                loss itself is computed by [`TrajVLMForConditionalGeneration`].
+                The V videos of the batch, filling the placeholders in row-major order (a row may hold several). Cast
+                to the model's dtype. Only read when the cache is empty (the prompt's prefill); ignored afterwards.
+            attention_mask (`torch.Tensor` of shape `(B, L)` or `(B, past + L)`, *optional*): 1 = token, 0 = padding.
+            position_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): default: the number of attended tokens
+                before each token (padding-invariant). Given ones are shifted down by the empty slots before them.
+            cache (`Cache`, *optional*): KV cache (`past_key_values` is accepted too).
+            inputs_embeds (`torch.FloatTensor` of shape `(B, L, D)`, *optional*): instead of `input_ids`; with videos,
+                the slot form only (placeholders found as the `<video>` embedding).
+            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): returned as `expanded_labels` with -100 over
+                video tokens; the loss itself is computed by [`TrajVLMForConditionalGeneration`].
+            return_dict (`bool`, *optional*): False returns a tuple.
+            output_hidden_states / output_attentions: passed to the language model (a list of layer indices selects
+                hidden states, as in transformers).
         """
         if pixel_values_videos is None and kwargs.get("pixel_values") is not None:
             raise TypeError(
                 "TrajVLM takes videos as pixel_values_videos (an image is a 1-frame video), not pixel_values"
             )
+        kwargs.pop("pixel_values", None)
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        if input_ids is None:
-            if pixel_values_videos is not None:
-                raise ValueError("pixel_values_videos needs input_ids (the <video> placeholders are found by id)")
-            expanded = None
-        else:
-            num_videos = None
-            if pixel_values_videos is not None:
-                self._check_pixel_values(pixel_values_videos)
-                num_videos = pixel_values_videos.shape[0]
-            self._check_text_inputs(input_ids, attention_mask, labels, position_ids, num_videos, cache)
+        if input_ids is not None:
+            self._check_ids(input_ids, labels)
             inputs_embeds = self.get_input_embeddings()(input_ids)
-            expanded = None
-            video_outputs = None
-            if pixel_values_videos is not None:
-                video_outputs = self.get_video_features(pixel_values_videos)
-                expanded = self._expand(
-                    input_ids, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
-                    attention_mask, position_ids, labels,
+        else:
+            self._check_embeds(inputs_embeds)
+        batch, length = inputs_embeds.shape[:2]
+        past = cache.get_seq_length() if cache is not None else 0
+        self._check_attention_mask(attention_mask, batch, length, past)
+        is_video = self._placeholder_mask(input_ids, inputs_embeds)
+        if past > 0:
+            pixel_values_videos = None  # the prompt (and its videos) is in the cache already: videos fill a prefill
+        video_outputs = self.get_video_features(pixel_values_videos) if pixel_values_videos is not None else None
+        self._check_placeholders(is_video, attention_mask, None if video_outputs is None else video_outputs.token_mask,
+                                 past)
+
+        expanded = empty = None
+        llm_labels = None if labels is None else labels.masked_fill(is_video, IGNORE_INDEX)
+        video_token_mask = None
+        if video_outputs is not None and int(is_video.sum()) == video_outputs.token_mask.numel():
+            inputs_embeds, empty = self._fill_slots(inputs_embeds, is_video, video_outputs)
+            video_token_mask = is_video & ~empty
+        elif video_outputs is not None:
+            if input_ids is None:
+                raise ValueError("inputs_embeds with videos need the slot form (one <video> embedding per slot)")
+            if attention_mask is not None and attention_mask.shape[1] != length:
+                raise ValueError(
+                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)} when one <video> per "
+                    f"video is expanded, got {tuple(attention_mask.shape)}"
                 )
-                inputs_embeds = expanded["inputs_embeds"]
-                attention_mask = expanded["attention_mask"]
-                position_ids = expanded["position_ids"]
+            if position_ids is not None and position_ids.shape[-1] != length:
+                raise ValueError(f"position_ids must have the length of input_ids ({length}), got "
+                                 f"{tuple(position_ids.shape)}")
+            expanded = self._expand(
+                input_ids, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
+                attention_mask, position_ids, labels,
+            )
+            inputs_embeds, attention_mask = expanded["inputs_embeds"], expanded["attention_mask"]
+            position_ids, llm_labels = expanded["position_ids"], expanded["labels"]
+            video_token_mask = expanded["video_token_mask"]
+        if expanded is None:
+            attention_mask, position_ids = self._attended_positions(
+                cache, empty, attention_mask, position_ids, batch, length, past
+            )
 
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
@@ -626,19 +781,21 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             cache=cache,
             use_cache=use_cache,
             return_dict=True,
-            **{k: v for k, v in kwargs.items() if k != "pixel_values"},
+            **kwargs,
         )
-        return TrajVLMModelOutputWithPast(
+        output = TrajVLMModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
             cache=getattr(outputs, "cache", None),
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
             expanded_attention_mask=None if expanded is None else expanded["attention_mask"],
             expanded_position_ids=None if expanded is None else expanded["position_ids"],
-            expanded_labels=None if expanded is None else expanded["labels"],
-            video_token_mask=None if expanded is None else expanded["video_token_mask"],
-            video_outputs=None if expanded is None else video_outputs,
+            expanded_labels=llm_labels,
+            video_token_mask=video_token_mask,
+            video_outputs=video_outputs,
+            slot_attention_mask=attention_mask if empty is not None else None,
         )
+        return output if return_dict else output.to_tuple()
 
 
 class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
@@ -705,7 +862,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             logits_to_keep (`int`, *optional*, defaults to 0): compute logits for the last positions only (0 = all).
         """
         return_dict = kwargs.pop("return_dict", None)
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        shift_labels = kwargs.pop("shift_labels", None)
         outputs = self.model(
             input_ids=input_ids,
             pixel_values_videos=pixel_values_videos,
@@ -715,6 +874,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -722,12 +882,8 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states[:, keep, :])
 
         loss = None
-        if labels is not None:
-            target = outputs.expanded_labels if outputs.expanded_labels is not None else labels
-            loss = self.loss_function(
-                logits=logits, labels=target, vocab_size=self.config.text_config.vocab_size,
-                num_items_in_batch=num_items_in_batch,
-            )
+        if labels is not None or shift_labels is not None:
+            loss = self._loss(logits, labels, shift_labels, outputs, num_items_in_batch)
         output = TrajVLMCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -739,8 +895,44 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             expanded_labels=outputs.expanded_labels,
             video_token_mask=outputs.video_token_mask,
             video_outputs=outputs.video_outputs,
+            slot_attention_mask=outputs.slot_attention_mask,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
+
+    def _loss(self, logits, labels, shift_labels, outputs, num_items_in_batch):
+        """Next-token cross-entropy over what the LLM attends to. Each attended token predicts the target of the next
+        attended one, so an empty slot (slot form) is skipped exactly as in the dropped-token (compact) form."""
+        if shift_labels is None:
+            target = outputs.expanded_labels if outputs.expanded_labels is not None else labels
+            shift_labels = F.pad(target, (0, 1), value=IGNORE_INDEX)[:, 1:]
+        elif outputs.expanded_attention_mask is not None:
+            raise ValueError("shift_labels need the slot form (one <video> per connector slot) or no video: with one "
+                             "<video> per video the sequence is expanded, pass labels instead")
+        elif outputs.video_token_mask is not None:
+            not_target = outputs.video_token_mask
+            if outputs.slot_attention_mask is not None:
+                not_target = not_target | ~outputs.slot_attention_mask[:, -not_target.shape[1]:].bool()
+            shift_labels = shift_labels.masked_fill(F.pad(not_target, (0, 1))[:, 1:], IGNORE_INDEX)
+        if outputs.slot_attention_mask is not None:
+            shift_labels = _skip_unattended(shift_labels, outputs.slot_attention_mask[:, -shift_labels.shape[1]:])
+        if logits.shape[1] != shift_labels.shape[1]:
+            shift_labels = shift_labels[:, -logits.shape[1]:]
+        return self.loss_function(
+            logits=logits, labels=None, shift_labels=shift_labels.contiguous(),
+            vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch,
+        )
+
+    def prepare_inputs_for_generation(
+        self, input_ids, cache=None, attention_mask=None, inputs_embeds=None, pixel_values_videos=None, **kwargs
+    ):
+        """transformers' preparation, but the videos go with every prefill from an empty cache (transformers gives
+        none to an assistant model, which would see bare placeholders) and with every step without a cache."""
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, cache=cache, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        )
+        if pixel_values_videos is not None and (cache is None or cache.get_seq_length() == 0):
+            model_inputs["pixel_values_videos"] = pixel_values_videos
+        return model_inputs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         """After a step that expanded placeholders with a KV cache, continue from the *expanded* attention mask and

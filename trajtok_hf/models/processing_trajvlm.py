@@ -3,9 +3,15 @@ special token and a chat template.
 
 ``processor.apply_chat_template(conversation, add_generation_prompt=True)`` renders ``{"type": "video"}`` content as
 ONE ``<video>`` token; ``processor(text=prompts, videos=clips, return_tensors="pt")`` returns ``input_ids``,
-``attention_mask`` and ``pixel_values_videos`` (frames at the vision tower's size and normalisation). Unlike
-LLaVA-OneVision, the placeholder is **not** repeated here: how many tokens a video becomes depends on how many
-trajectories the segmenter finds, so [`TrajVLMForConditionalGeneration`] expands it itself.
+``attention_mask`` and ``pixel_values_videos`` (frames at the vision tower's size and normalisation).
+
+Slot form (``video_slot_layout`` set, e.g. ``TrajVLMProcessor(..., video_slot_layout=config.video_slot_layout)``): each
+``<video>`` is repeated once per connector *slot* of its video (C clips × K trajectories × n sub-tokens for TrajTok,
+the pooled grid for patch pooling), a count known from the frame count alone. The model scatters the active
+trajectories' tokens into their slots and masks the empty ones (paper Sec. 5: the LLM attends only to active
+trajectories), so ``input_ids``, logits and KV cache have one length and every ``generate`` path works unchanged.
+Without a layout (processors saved before it existed) one ``<video>`` is kept per video and the model expands it
+itself (compact form: training and plain greedy/sampled generation).
 
 Padding follows the tokenizer's ``padding_side``; :func:`build_trajvlm_processor`-style setups use ``"left"`` (what
 batched ``generate`` needs). Training collators may pad right: the model keeps whichever side the batch uses.
@@ -19,7 +25,7 @@ import os
 
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 
-__all__ = ["TrajVLMProcessor", "DEFAULT_CHAT_TEMPLATE"]
+__all__ = ["TrajVLMProcessor", "DEFAULT_CHAT_TEMPLATE", "num_video_slots"]
 
 # ChatML (Qwen's format). A "video" content block becomes one <video> placeholder, a "text" block its text; a message
 # whose content is a plain string is rendered as is. The assistant turn is wrapped in {% generation %} so that
@@ -42,6 +48,27 @@ DEFAULT_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
 )
+
+
+def num_video_slots(num_frames: int, clip_length: int, slot_group_frames: int, slots_per_group: int) -> int:
+    """Connector slots of a ``num_frames``-frame video: clips of ``clip_length`` frames (a last shorter clip kept),
+    each giving ``ceil(frames / slot_group_frames) * slots_per_group`` slots (TrajTok: one group of K·n slots per clip;
+    patch pooling: a pooled grid per group of ``patch_pool_temporal_size`` frames)."""
+    full, remainder = divmod(num_frames, clip_length)
+    per_clip = -(-clip_length // slot_group_frames) * slots_per_group
+    return full * per_clip + (-(-remainder // slot_group_frames) * slots_per_group if remainder else 0)
+
+
+def _check_slot_layout(layout) -> dict | None:
+    keys = ("clip_length", "slot_group_frames", "slots_per_group")
+    if layout is None:
+        return None
+    if not isinstance(layout, dict) or set(layout) != set(keys) or not all(
+        isinstance(layout[k], int) and not isinstance(layout[k], bool) and layout[k] > 0 for k in keys
+    ):
+        raise ValueError(f"video_slot_layout must be None or a dict of positive ints {keys} (TrajVLMConfig."
+                         f"video_slot_layout), got {layout!r}")
+    return dict(layout)
 
 
 def _is_whole_video(item) -> bool:
@@ -76,6 +103,9 @@ class TrajVLMProcessor(ProcessorMixin):
         chat_template (`str`, *optional*): Jinja template; defaults to the tokenizer's, else [`DEFAULT_CHAT_TEMPLATE`]
             (ChatML, a `{"type": "video"}` block → one `<video>`).
         video_token (`str`, *optional*, defaults to `"<video>"`): the placeholder.
+        video_slot_layout (`dict`, *optional*): `TrajVLMConfig.video_slot_layout` of the model. Set: each `<video>`
+            becomes one placeholder per connector slot (slot form, every generation path works). None: one
+            placeholder per video, expanded by the model (compact form).
 
     Call: `processor(text=..., videos=..., return_tensors="pt")`. The total number of `<video>` tokens in `text` must
     equal the number of videos (they fill the placeholders in order); a prompt may hold several. Empty prompts and
@@ -84,7 +114,11 @@ class TrajVLMProcessor(ProcessorMixin):
 
     valid_processor_kwargs = TrajVLMProcessorKwargs
 
-    def __init__(self, video_processor=None, tokenizer=None, chat_template=None, video_token="<video>", **kwargs):
+    def __init__(
+        self, video_processor=None, tokenizer=None, chat_template=None, video_token="<video>", video_slot_layout=None,
+        **kwargs,
+    ):
+        self.video_slot_layout = _check_slot_layout(video_slot_layout)
         if tokenizer is None:
             raise ValueError("TrajVLMProcessor needs a tokenizer")
         self.video_token = getattr(tokenizer, "video_token", None) or video_token
@@ -121,8 +155,10 @@ class TrajVLMProcessor(ProcessorMixin):
         super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
-        # ONE placeholder per video: the model replaces it with the video's (variable number of) tokens.
-        return self.video_token
+        if self.video_slot_layout is None:
+            return self.video_token  # compact form: the model expands it
+        frames = video_inputs["pixel_values_videos"][video_idx].shape[0]
+        return self.video_token * num_video_slots(frames, **self.video_slot_layout)
 
     @property
     def model_input_names(self) -> list[str]:
