@@ -297,9 +297,11 @@ def _warn_unknown_kwargs(config_class, kwargs: dict) -> None:
     """transformers' convention for unknown config keys: they are kept as attributes (so a saved config with extra
     keys reloads), with a logger warning naming the closest field of ``config_class`` when there is one, so that a
     misspelt hyper-parameter (``num_traj=64``) does not leave the default in force without a word."""
-    own = [f for f in config_class.__dataclass_fields__ if not f.startswith("_")]
+    inherited = set(getattr(PreTrainedConfig, "__dataclass_fields__", ()))
+    own = [f for f in config_class.__dataclass_fields__ if not f.startswith("_") and f not in inherited]
     for key in kwargs:
-        if key in own or key in _SERIALIZATION_KEYS or hasattr(PreTrainedConfig, key):
+        # Private keys (``_name_or_path`` in a nested config dict) and transformers' own fields are never reported.
+        if key in own or key.startswith("_") or key in _SERIALIZATION_KEYS or hasattr(PreTrainedConfig, key):
             continue
         close = difflib.get_close_matches(key, own, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
         hint = f": did you mean {close[0]!r}?" if close else ""
@@ -307,10 +309,6 @@ def _warn_unknown_kwargs(config_class, kwargs: dict) -> None:
             f"{config_class.__name__} got an unknown argument {key!r}; it is kept as an attribute but the model does "
             f"not read it{hint}"
         )
-
-
-# The name the other configurations of the package import.
-_reject_misspelt_kwargs = _warn_unknown_kwargs
 
 
 __all__ = ["TrajTokConfig"]

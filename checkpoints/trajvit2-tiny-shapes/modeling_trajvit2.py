@@ -65,14 +65,10 @@ from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
 from .loss_contrastive import clip_contrastive_loss
 from .loss_trajtok import trajectory_segmentation_loss
 from .modeling_trajtok import TrajTokModel, init_linear_and_norm
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin
+from .modeling_utils_trajtok import MAX_ABS_PIXEL_VALUE, SafetensorsFileCheckMixin, check_video_pixels
 from .modeling_vit3d import ViT3DPatchTokenizer
 
 logger = logging.get_logger(__name__)
-
-# Normalised frames lie within a few units of zero (ImageNet statistics: [-2.2, 2.7]); larger values are frames that
-# were not normalised, or garbage (1e30 overflows the encoder's LayerNorms to NaN); 1e4 still fits float16.
-MAX_ABS_PIXEL_VALUE = 1e4
 
 __all__ = [
     "MAX_ABS_PIXEL_VALUE",
@@ -339,31 +335,7 @@ class TrajViT2PreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     def _prepare_video(self, name: str, value) -> torch.Tensor:
         """Check a video batch at the public boundary and cast it to the model's dtype (fp32 processor output → a
         bf16/fp16 model), as transformers' models do with their pixel values."""
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"{name} must be a torch.Tensor of shape (batch, frames, 3, height, width), got {type(value).__name__}"
-            )
-        if value.ndim != 5:
-            hint = (
-                " (an image is a 1-frame video: use pixel_values.unsqueeze(1) or get_image_features)"
-                if value.ndim == 4
-                else ""
-            )
-            raise ValueError(
-                f"{name} must have shape (batch, frames, 3, height, width), got {tuple(value.shape)}{hint}"
-            )
-        if not value.is_floating_point():
-            raise ValueError(
-                f"{name} must be a float tensor normalised by the video processor, got dtype {value.dtype} (raw "
-                "uint8 frames go through the processor first)"
-            )
-        if value.numel():
-            low, high = (float(v) for v in torch.aminmax(value))  # min/max propagate NaN: one pass finds NaN and inf
-            if not (-MAX_ABS_PIXEL_VALUE <= low and high <= MAX_ABS_PIXEL_VALUE):
-                raise ValueError(
-                    f"{name} must hold finite frames normalised by the video processor (|value| <= "
-                    f"{MAX_ABS_PIXEL_VALUE:g}), got values in [{low:g}, {high:g}]"
-                )
+        check_video_pixels(value, name)
         return value.to(self.dtype)
 
     def _vision_std(self) -> float:

@@ -108,8 +108,9 @@ def test_sinusoidal_positions_formula_and_any_grid():
     ],
 )
 def test_bad_inputs(videos, error, match):
+    # The checks run once, at the public boundary of the model that owns the ViT3D tokenizer.
     with pytest.raises(error, match=match):
-        tokenizer()(videos)
+        tiny_trajvit2_vision_model("vit3d")(videos)
 
 
 # ----------------------------------------------------------------------------------- same encoder, same CLIP code

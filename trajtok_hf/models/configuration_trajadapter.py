@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _reject_misspelt_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
 
 PROBE_TYPES = ("trajectory", "attentive", "linear")
 QUERY_INITS = ("segmenter_queries", "mean_pool", "segmenter_queries_plus_mean_pool")
@@ -225,7 +225,7 @@ class TrajAdapterConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        _reject_misspelt_kwargs(type(self), kwargs)
+        _warn_unknown_kwargs(type(self), kwargs)
         if self.probe_type not in PROBE_TYPES:
             raise ValueError(f"probe_type must be one of {PROBE_TYPES}, got {self.probe_type!r}")
         if self.tokenizer_config is None and self.probe_type == "trajectory":

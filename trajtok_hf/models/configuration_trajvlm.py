@@ -27,7 +27,7 @@ import math
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _reject_misspelt_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
 
 CONNECTOR_TYPES = ("trajtok", "patch_pool")
 FEATURE_SELECT_STRATEGIES = ("full", "default")
@@ -191,7 +191,7 @@ class TrajVLMConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        _reject_misspelt_kwargs(type(self), kwargs)
+        _warn_unknown_kwargs(type(self), kwargs)
         if self.connector_type not in CONNECTOR_TYPES:
             raise ValueError(f"connector_type must be one of {CONNECTOR_TYPES}, got {self.connector_type!r}")
         if self.tokenizer_config is None and self.connector_type == "trajtok":

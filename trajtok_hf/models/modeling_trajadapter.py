@@ -59,7 +59,7 @@ from .modeling_trajtok import (
     init_linear_and_norm,
     random_orthonormal,
 )
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels
 from .perceiver_trajtok import TrajTokPerceiver
 
 logger = logging.get_logger(__name__)
@@ -292,35 +292,6 @@ def _build_backbone(backbone_config) -> PreTrainedModel:
     return AutoModel.from_config(backbone_config, **kwargs)
 
 
-# Normalised pixels lie within about ±10 (rescaled to [0, 1], then (x - mean) / std with std ≥ 0.1); even raw
-# 0–255 frames normalised without rescaling stay below ±1200. Far larger values come from no video processor and
-# overflow the backbone: 1e30 squared in a LayerNorm is inf in float32/bfloat16, which returns NaN tokens.
-PIXEL_VALUE_LIMIT = 1e4
-
-
-def _check_video(name: str, value) -> None:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (batch, frames, 3, height, width), got {type(value).__name__}"
-        )
-    if value.ndim != 5:
-        hint = " (an image is a 1-frame video: use pixel_values.unsqueeze(1))" if value.ndim == 4 else ""
-        raise ValueError(f"{name} must have shape (batch, frames, 3, height, width), got {tuple(value.shape)}{hint}")
-    if not value.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor normalised by the video processor, got dtype {value.dtype}")
-    if value.shape[0] == 0 or value.shape[1] == 0:
-        raise ValueError(f"{name} needs at least one video and one frame, got shape {tuple(value.shape)}")
-    if value.shape[2] != 3:
-        raise ValueError(f"{name} must have 3 (RGB) channels in dim 2, got {value.shape[2]}")
-    low, high = torch.aminmax(value)  # min/max propagate NaN and expose ±inf in one pass
-    magnitude = max(abs(float(low)), abs(float(high)))
-    if not magnitude <= PIXEL_VALUE_LIMIT:
-        raise ValueError(
-            f"{name} must hold finite normalised pixel values within ±{PIXEL_VALUE_LIMIT:g}, got values in "
-            f"[{float(low):g}, {float(high):g}] (NaN or ±inf, or not the video processor's output)"
-        )
-
-
 def _check_output_flags(output_attentions, output_hidden_states) -> None:
     if not isinstance(output_attentions, bool):
         raise TypeError(f"output_attentions must be a bool, got {output_attentions!r}")
@@ -491,7 +462,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
 
     # ------------------------------------------------------------------ input checks
     def _check_backbone_input(self, pixel_values_videos: torch.Tensor) -> None:
-        _check_video("pixel_values_videos", pixel_values_videos)
+        check_video_pixels(pixel_values_videos, "pixel_values_videos")
         grid = self.token_grid
         frames, height, width = pixel_values_videos.shape[1], *pixel_values_videos.shape[3:]
         backbone = type(self.backbone).__name__
@@ -565,7 +536,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             return TrajAdapterFrozenFeatures(patch_features=features, **recorded)
         segmenter_pixels = pixel_values_videos
         if segmenter_pixel_values_videos is not None:
-            _check_video("segmenter_pixel_values_videos", segmenter_pixel_values_videos)
+            check_video_pixels(segmenter_pixel_values_videos, "segmenter_pixel_values_videos")
             if segmenter_pixel_values_videos.shape[:2] != pixel_values_videos.shape[:2]:
                 raise ValueError(
                     "segmenter_pixel_values_videos must hold the same videos and frames as pixel_values_videos: "

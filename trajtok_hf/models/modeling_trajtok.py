@@ -40,14 +40,13 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_trajtok import TrajTokConfig
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels
 from .perceiver_trajtok import TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
 # Largest |pixel value| forward accepts. Frames normalised by TrajTokVideoProcessor lie within about ±3 (ImageNet
 # mean/std), raw 0–255 frames within 255; far larger values only come from a bug upstream, and from ~1e19 on the
 # LayerNorms' variance overflows float32 (NaN tokens without a word).
-MAX_PIXEL_MAGNITUDE = 1e4
 
 
 @dataclass
@@ -334,43 +333,13 @@ class TrajTokModel(TrajTokPreTrainedModel):
 
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values_videos) -> None:
-        if not isinstance(pixel_values_videos, torch.Tensor):
-            raise TypeError(
-                f"pixel_values_videos must be a torch.Tensor of shape (batch, frames, 3, height, width), got "
-                f"{type(pixel_values_videos).__name__}"
-            )
-        if pixel_values_videos.ndim != 5:
-            hint = " (an image is a 1-frame video: use pixel_values.unsqueeze(1))" if pixel_values_videos.ndim == 4 else ""
-            raise ValueError(
-                "pixel_values_videos must have shape (batch, frames, 3, height, width), got "
-                f"{tuple(pixel_values_videos.shape)}{hint}"
-            )
-        if not pixel_values_videos.is_floating_point():
-            raise ValueError(
-                f"pixel_values_videos must be a float tensor normalized by TrajTokVideoProcessor, got dtype "
-                f"{pixel_values_videos.dtype} (raw uint8 frames go through the video processor first)"
-            )
-        batch, frames, channels, height, width = pixel_values_videos.shape
-        if batch == 0 or frames == 0:
-            raise ValueError(
-                f"pixel_values_videos needs at least one video and one frame, got shape {tuple(pixel_values_videos.shape)}"
-            )
-        if channels != 3:
-            raise ValueError(f"pixel_values_videos must have 3 (RGB) channels in dim 2, got {channels}")
+        check_video_pixels(pixel_values_videos)
+        height, width = pixel_values_videos.shape[-2:]
         min_size = self.min_input_size
         if height < min_size or width < min_size:
             raise ValueError(
                 f"pixel_values_videos frames must be at least {min_size}×{min_size} (the backbone's total stride), "
                 f"got {height}×{width}"
-            )
-        peak = pixel_values_videos.detach().abs().amax()  # NaN if any value is NaN, inf if any is ±inf
-        if not torch.isfinite(peak):
-            raise ValueError("pixel_values_videos contains NaN or inf values")
-        if peak > MAX_PIXEL_MAGNITUDE:
-            raise ValueError(
-                f"pixel_values_videos has values up to {peak.item():.3g} in magnitude; frames normalized by "
-                f"TrajTokVideoProcessor lie within about ±3, and values beyond ±{MAX_PIXEL_MAGNITUDE:g} are refused "
-                "(the backbone's LayerNorms overflow long before 1e30)"
             )
 
     @property

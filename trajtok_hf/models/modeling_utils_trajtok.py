@@ -19,9 +19,22 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 
-__all__ = ["SafetensorsFileCheckMixin", "check_safetensors_file", "check_weight_files", "safetensors_weight_files"]
+__all__ = [
+    "MAX_ABS_PIXEL_VALUE",
+    "SafetensorsFileCheckMixin",
+    "check_safetensors_file",
+    "check_video_pixels",
+    "check_weight_files",
+    "safetensors_weight_files",
+]
+
+# Normalised pixels lie within about ±10 (rescaled to [0, 1], then (x - mean) / std with std ≥ 0.1); even raw 0–255
+# frames normalised without rescaling stay below ±1200. Far larger values come from no video processor and overflow
+# the models: 1e30 squared in a LayerNorm is inf in float32/bfloat16, which gives NaN tokens. 1e4 still fits float16.
+MAX_ABS_PIXEL_VALUE = 1e4
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -98,3 +111,35 @@ class SafetensorsFileCheckMixin:
                     "download it again with force_download=True"
                 ) from error
             raise
+
+
+def check_video_pixels(value, name: str = "pixel_values_videos", channels: int = 3) -> None:
+    """The public-boundary check of a batch of processed videos, shared by every model.
+
+    ``value`` must be a float ``torch.Tensor`` of shape ``(batch, frames, channels, height, width)`` with at least one
+    video and one frame, holding finite values within ``±MAX_ABS_PIXEL_VALUE``. Raises a ``TypeError`` or
+    ``ValueError`` naming ``name`` and what was expected. The range check is one ``aminmax`` pass (min/max propagate
+    NaN and expose ±inf); it runs before any cast to half precision, where 1e30 would already be inf (float16) or
+    pass for finite (bfloat16)."""
+    shape = f"(batch, frames, {channels}, height, width)"
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(value).__name__}")
+    if value.ndim != 5:
+        hint = " (an image is a 1-frame video: use pixel_values.unsqueeze(1))" if value.ndim == 4 else ""
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}{hint}")
+    if not value.is_floating_point():
+        raise ValueError(
+            f"{name} must be a float tensor normalised by the video processor, got dtype {value.dtype} (raw uint8 "
+            "frames go through the processor first)"
+        )
+    if value.shape[0] == 0 or value.shape[1] == 0:
+        raise ValueError(f"{name} needs at least one video and one frame, got shape {tuple(value.shape)}")
+    if value.shape[2] != channels:
+        raise ValueError(f"{name} must have {channels} (RGB) channels in dim 2, got shape {tuple(value.shape)}")
+    low, high = (float(v) for v in torch.aminmax(value.detach()))
+    if not (-MAX_ABS_PIXEL_VALUE <= low and high <= MAX_ABS_PIXEL_VALUE):
+        raise ValueError(
+            f"{name} must hold finite frames normalised by the video processor (|value| <= "
+            f"{MAX_ABS_PIXEL_VALUE:g}), got values in [{low:g}, {high:g}] (NaN or inf values, or frames that did "
+            "not go through the processor)"
+        )
