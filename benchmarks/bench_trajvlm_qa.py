@@ -141,10 +141,11 @@ def main(argv=None):
         "--segmenter_steps", args.segmenter_steps, "--steps", args.caption_steps, *common,
         log=out / "trajtok-caption.log",
     )
-    processor = AutoProcessor.from_pretrained(traj_caption)
+    traj_model = traj_caption / "final"  # the script's atomic end-of-training save
+    processor = AutoProcessor.from_pretrained(traj_model)
     examples = held_out(processor, args.num_eval, args.seed)
-    traj_tokens, traj_counts = tokens_per_clip(traj_caption, processor, examples)
-    grid = json.loads((traj_caption / "config.json").read_text())["vision_config"]["image_size"] // 8
+    traj_tokens, traj_counts = tokens_per_clip(traj_model, processor, examples)
+    grid = json.loads((traj_model / "config.json").read_text())["vision_config"]["image_size"] // 8
     frames = processor.video_processor.num_frames
     p, t, pool_tokens = matched_patch_pool(traj_tokens, grid, frames)
     print(f"TrajTok: {traj_tokens:.2f} LLM tokens per {frames}-frame clip → patch pool p={p}, t={t}: {pool_tokens}")
@@ -162,7 +163,8 @@ def main(argv=None):
     for name, caption_dir in (("trajtok", traj_caption), ("patch_pool", patch_caption)):
         lora_dir = out / f"{name}-lora"
         timings[f"{name}_lora_s"] = run(
-            "finetune_trajvlm_lora.py", "--model", caption_dir, "--output_dir", lora_dir, "--steps", args.lora_steps,
+            "finetune_trajvlm_lora.py", "--model", caption_dir / "final", "--output_dir", lora_dir,
+            "--steps", args.lora_steps,
             "--num_eval", args.num_eval, "--eval_before", "--merge", *common, log=out / f"{name}-lora.log",
         )
         evaluation = json.loads((lora_dir / "eval.json").read_text())

@@ -1,6 +1,6 @@
 """Stage 2 of TrajVLM training: question-answering fine-tuning with PEFT LoRA, trained with accelerate.
 
-    python examples/finetune_trajvlm_lora.py --model outputs/trajvlm-caption --output_dir outputs/trajvlm-qa
+    python examples/finetune_trajvlm_lora.py --model outputs/trajvlm-caption/final --output_dir outputs/trajvlm-qa
     python examples/finetune_trajvlm_lora.py --model DIR --data train.jsonl --eval_data test.jsonl --output_dir OUT
     python examples/finetune_trajvlm_lora.py --model DIR --output_dir OUT --lora_mlp --merge
     accelerate launch examples/finetune_trajvlm_lora.py ...
@@ -50,7 +50,8 @@ LLM_ATTENTION_AND_MLP = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a saved TrajVLM folder (model + processor)")
+    p.add_argument("--model", required=True,
+                   help="a saved TrajVLM folder (model + processor), e.g. train_trajvlm_caption.py's OUTPUT/final")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--data", default="synthetic", help="'synthetic' or a (video, question, answer) JSONL file")
     p.add_argument("--eval_data", default=None, help="held-out JSONL (default: synthetic clips of another seed)")

@@ -16,7 +16,9 @@ What it does:
 
 The model is a SigLIP tower (64², patch 8 → 8×8 patches, width 64, 2 layers), a TrajTok segmenter (ConvNeXt 8-32,
 width 32, K=8 trajectories per clip, run at 64²) and a Qwen3 LLM (width 64, 2 layers) with the word-level tokenizer of
-trajtok_hf.data.video_qa. Output: ``output_dir/`` with the model, its processor (AutoProcessor) and metrics.jsonl.
+trajtok_hf.data.video_qa. Output: ``output_dir/final`` with the model and its processor (AutoProcessor; it writes one
+``<video>`` per connector slot, so every ``generate`` path works), written atomically (a kill during the save leaves no
+half-written ``final``), plus ``output_dir/metrics.jsonl`` and ``output_dir/train_args.json``.
 """
 
 import argparse
@@ -47,7 +49,9 @@ from trajtok_hf.data.video_qa import (
     shapes_video_config,
 )
 from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+from trajtok_hf.training import save_final
 
+VIDEO_TOKEN = "<video>"  # the placeholder of trajtok_hf.data.video_qa's tokenizer
 TINY_SEGMENTER = dict(
     backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
     hidden_size=32, num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16, assignment_embed_dim=8,
@@ -87,13 +91,9 @@ def parse_args(argv=None):
 
 
 def build_model_and_processor(args):
-    """A tiny TrajVLM (or PatchVLM) and its processor; the tower sees the frames at --frame_size."""
+    """A tiny TrajVLM (or PatchVLM) and its processor (slot form: one <video> per connector slot); the tower sees the
+    frames at --frame_size."""
     tokenizer = build_qa_tokenizer()
-    video_processor = TrajTokVideoProcessor(
-        size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],  # the tower's normalisation (SigLIP)
-    )
-    processor = TrajVLMProcessor(video_processor=video_processor, tokenizer=tokenizer)
     segmenter = None
     if args.connector == "trajtok":
         segmenter = TrajTokConfig(**{**TINY_SEGMENTER, "num_trajectories": args.num_trajectories,
@@ -107,13 +107,19 @@ def build_model_and_processor(args):
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True),
         connector_type=args.connector,
-        video_token_id=processor.video_token_id,
+        video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
         clip_length=args.num_frames,
         segmenter_image_size=args.segmenter_size,
         connector_num_attention_heads=4,
         patch_pool_size=args.patch_pool_size,
         patch_pool_temporal_size=args.patch_pool_temporal_size,
     )
+    video_processor = TrajTokVideoProcessor(
+        size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],  # the tower's normalisation (SigLIP)
+    )
+    processor = TrajVLMProcessor(video_processor=video_processor, tokenizer=tokenizer, video_token=VIDEO_TOKEN,
+                                 video_slot_layout=config.video_slot_layout)
     model = TrajVLMForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -208,14 +214,11 @@ def main(argv=None):
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
 
-    accelerator.wait_for_everyone()
+    train_seconds = round(time.time() - started, 1)
+    save_final(accelerator, model, processor, args.output_dir)  # atomic: a kill leaves no half-written final/
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(args.output_dir)
-        processor.save_pretrained(args.output_dir)
         with open(os.path.join(args.output_dir, "train_args.json"), "w") as f:
-            json.dump({**vars(args), "train_seconds": round(time.time() - started, 1)}, f, indent=2)
-        accelerator.print(f"saved to {args.output_dir}")
+            json.dump({**vars(args), "train_seconds": train_seconds}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,13 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForImageTextToText
 
-from testers import TRAJVLM_VIDEO_TOKEN_ID, tiny_trajvlm_model, video_batch
+from testers import (
+    TRAJVLM_REDUCTION_LENGTH,
+    TRAJVLM_VIDEO_TOKEN_ID,
+    assert_close_within_bound,
+    tiny_trajvlm_model,
+    video_batch,
+)
 
 VID = TRAJVLM_VIDEO_TOKEN_ID
 # Regex: only the LLM's projections (SigLIP's attention also has q_proj/k_proj/v_proj).
@@ -63,14 +69,17 @@ def test_only_lora_and_projector_train_and_loss_decreases(base_dir, tmp_path):
     fresh_base = AutoModelForImageTextToText.from_pretrained(base_dir)
     reloaded = PeftModel.from_pretrained(fresh_base, tmp_path / "adapter").eval()
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-6, rtol=1e-6)
+        # Bound: the same weights and adapter; only kernel choices for reloaded tensors may reorder the sums.
+        assert_close_within_bound(reloaded(**batch).logits, expected, TRAJVLM_REDUCTION_LENGTH)
 
         # --merge: a plain TrajVLM with the LoRA folded in, saved with save_pretrained.
         merged = reloaded.merge_and_unload()
         merged.save_pretrained(tmp_path / "merged")
         full = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged").eval()
         assert not any("lora" in n for n, _ in full.named_parameters())
-        torch.testing.assert_close(full(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+        # Bound: the model's reduction chain plus the rank-4 sums folded into W + (alpha/r)·B·A, in each of the 8
+        # adapted projections (2 layers × q/k/v/o).
+        assert_close_within_bound(full(**batch).logits, expected, TRAJVLM_REDUCTION_LENGTH + 4 * 8)
 
         # Generation through the PeftModel (KV cache, video computed once).
         out = reloaded.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -86,7 +95,7 @@ def test_caption_then_lora_example_scripts_end_to_end(tmp_path):
     import subprocess
     import sys
 
-    from transformers import AutoProcessor
+    from transformers import AutoConfig, AutoProcessor
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -94,8 +103,14 @@ def test_caption_then_lora_example_scripts_end_to_end(tmp_path):
                str(tmp_path / "caption"), "--segmenter_steps", "2", "--steps", "2", "--batch_size", "2",
                "--num_frames", "4", "--frame_size", "32", "--log_every", "1", "--num_threads", "1"]
     subprocess.run(caption, check=True, env=env, cwd=root, capture_output=True, timeout=600)
+    # The end-of-training save is atomic (output_dir/final, no temporary folder left) and writes the slot form.
+    assert sorted(p.name for p in (tmp_path / "caption").iterdir()) == ["final", "metrics.jsonl", "train_args.json"]
+    caption_processor = AutoProcessor.from_pretrained(tmp_path / "caption" / "final")
+    caption_config = AutoConfig.from_pretrained(tmp_path / "caption" / "final")
+    assert caption_processor.video_slot_layout == caption_config.video_slot_layout
     lora = [sys.executable, os.path.join(root, "examples", "finetune_trajvlm_lora.py"), "--model",
-            str(tmp_path / "caption"), "--output_dir", str(tmp_path / "lora"), "--steps", "2", "--batch_size", "2",
+            str(tmp_path / "caption" / "final"), "--output_dir", str(tmp_path / "lora"), "--steps", "2",
+            "--batch_size", "2",
             "--num_eval", "4", "--merge", "--num_threads", "1"]
     subprocess.run(lora, check=True, env=env, cwd=root, capture_output=True, timeout=600)
     evaluation = json.loads((tmp_path / "lora" / "eval.json").read_text())

@@ -505,8 +505,11 @@ def _validation_inputs(spec: ModelSpec, config: Any, processor: Any, clip: dict,
             vocab = int(config.text_config.vocab_size)
             batch["input_ids"] = (torch.arange(1, 6) % vocab)[None]
             batch["attention_mask"] = torch.ones_like(batch["input_ids"])
-        elif spec.model_type == "trajvlm":
-            batch["input_ids"] = torch.tensor([[int(config.video_token_id)]])
+        elif spec.model_type == "trajvlm":  # slot form: one <video> per connector slot (as its processor writes)
+            from .models.processing_trajvlm import num_video_slots
+
+            slots = num_video_slots(batch["pixel_values_videos"].shape[1], **config.video_slot_layout)
+            batch["input_ids"] = torch.full((1, slots), int(config.video_token_id))
             batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     inputs = {k: v for k, v in dict(batch).items() if isinstance(v, torch.Tensor)}
     return inputs, warnings

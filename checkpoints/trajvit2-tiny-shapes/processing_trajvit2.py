@@ -23,6 +23,8 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, TextKwargs, VideosKwargs
 
+from .processing_utils_trajtok import KeepAutoMapOnSaveMixin
+
 __all__ = ["TrajViT2Processor"]
 
 
@@ -60,7 +62,7 @@ def _images_as_videos(images):
     raise TypeError(f"images must be a PIL image, an array or a list of these, got {type(images).__name__}")
 
 
-class TrajViT2Processor(ProcessorMixin):
+class TrajViT2Processor(KeepAutoMapOnSaveMixin, ProcessorMixin):
     r"""
     Wraps a [`TrajTokVideoProcessor`] and a tokenizer into one processor for [`TrajViT2Model`].
 
@@ -152,20 +154,6 @@ class TrajViT2Processor(ProcessorMixin):
         if not merged["videos_kwargs"].get("return_metadata"):
             data.pop("video_metadata", None)
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`ProcessorMixin.save_pretrained`, leaving this processor unchanged: transformers sets the remote-code
-        `auto_map` on the processor it saves (it is written to `processor_config.json`) but drops it when loading, so
-        a saved processor's `to_dict()` differed from its reloaded copy's."""
-        missing = object()
-        previous = self.__dict__.get("auto_map", missing)
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            if previous is missing:
-                self.__dict__.pop("auto_map", None)
-            else:
-                self.auto_map = previous
 
     @property
     def model_input_names(self) -> list[str]:

@@ -426,6 +426,18 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
             return np.arange(total)
         return uniform_frame_indices(total, num_frames)
 
+    def check_videos(self, videos) -> None:
+        """Raise the ``TypeError``/``ValueError`` (naming ``videos`` or ``videos[i]``) that :meth:`preprocess` would
+        raise for a malformed batch structure, an empty video or frames of different sizes, without decoding files
+        or resizing. Processors that combine this video processor with a tokenizer call it before transformers'
+        own batching of the videos, whose errors do not name the argument."""
+        batch, names = self._split_batch(videos)
+        for item, name in zip(batch, names):
+            if isinstance(item, (list, tuple)):
+                self._stack_frames(item, name)
+            elif isinstance(item, (np.ndarray, torch.Tensor)) and item.shape[0] == 0:
+                raise ValueError(f"`{name}` is an empty video (0 frames), got {_describe(item)}")
+
     # ------------------------------------------------------------------------------------------------------------------
     @staticmethod
     def _split_batch(videos) -> tuple[list, list[str]]:

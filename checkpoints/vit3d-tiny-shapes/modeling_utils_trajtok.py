@@ -136,6 +136,8 @@ def check_video_pixels(value, name: str = "pixel_values_videos", channels: int =
         raise ValueError(f"{name} needs at least one video and one frame, got shape {tuple(value.shape)}")
     if value.shape[2] != channels:
         raise ValueError(f"{name} must have {channels} (RGB) channels in dim 2, got shape {tuple(value.shape)}")
+    if value.shape[3] == 0 or value.shape[4] == 0:
+        raise ValueError(f"{name} frames must have a positive height and width, got shape {tuple(value.shape)}")
     low, high = (float(v) for v in torch.aminmax(value.detach()))
     if not (-MAX_ABS_PIXEL_VALUE <= low and high <= MAX_ABS_PIXEL_VALUE):
         raise ValueError(

@@ -5,8 +5,8 @@ active-trajectory counts."""
 import pytest
 import torch
 
+from testers import TRAJVLM_REDUCTION_LENGTH, assert_close_within_bound, tiny_trajvlm_model, video_batch
 from testers import TRAJVLM_VIDEO_TOKEN_ID as VID
-from testers import tiny_trajvlm_model, video_batch
 
 NEW = 6
 
@@ -93,7 +93,9 @@ def test_slot_form_equals_compact_form_and_logits_to_keep(setup):
         slot = model(**row, labels=slot_labels)
         dropped = model(input_ids=compact, pixel_values_videos=row["pixel_values_videos"], labels=labels)
         last = model(**row, logits_to_keep=1)
-    # Float error bound: |logit| ~ 1, reductions over ~40 tokens × width 32 in fp32 → 1e-4 covers sum-order changes.
-    torch.testing.assert_close(slot.logits[:, -2:], dropped.logits[:, -2:], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(slot.loss, dropped.loss, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(last.logits, slot.logits[:, -1:], atol=1e-5, rtol=1e-5)
+    # Bound: the tiny model's reduction chain (testers.TRAJVLM_REDUCTION_LENGTH); masking empty slots instead of
+    # dropping them changes only the lengths of the attention sums. The loss adds the cross-entropy's sums.
+    assert_close_within_bound(slot.logits[:, -2:], dropped.logits[:, -2:], TRAJVLM_REDUCTION_LENGTH)
+    assert_close_within_bound(slot.loss, dropped.loss, TRAJVLM_REDUCTION_LENGTH + 100)
+    # Bound: the same hidden states; only the LM head's sum over the width (32) may be blocked differently.
+    assert_close_within_bound(last.logits, slot.logits[:, -1:], reduction_length=32)

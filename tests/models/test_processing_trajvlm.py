@@ -156,9 +156,44 @@ def test_bad_inputs_raise_clear_errors(processor, qa_config, text, num_videos, m
         processor(text=text, videos=clips, return_tensors="pt")
 
 
-def test_images_and_tokenizers_without_placeholder_are_rejected(processor):
-    with pytest.raises(ValueError, match="videos"):
-        processor(text="<video> what", images=[np.zeros((32, 32, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"images": [np.zeros((32, 32, 3), np.uint8)]}, "not images"),
+        ({"audio": [np.zeros(16, np.float32)]}, "no audio"),
+    ],
+)
+def test_other_modalities_are_rejected(processor, qa_config, kwargs, match):
+    clip = generate_qa(qa_config, 0, 0)["video"]
+    with pytest.raises(ValueError, match=match):
+        processor(text="<video> what", videos=[clip], **kwargs)
+
+
+def test_text_is_the_first_positional_argument(processor, qa_config):
+    clip = generate_qa(qa_config, 0, 0)["video"]
+    positional = processor("<video> what", [clip], return_tensors="pt")
+    named = processor(text="<video> what", videos=[clip], return_tensors="pt")
+    assert positional.keys() == named.keys() and all(torch.equal(positional[k], named[k]) for k in named)
+
+
+def test_slot_layout_survives_save_and_load(processor, qa_config, tmp_path):
+    layout = {"clip_length": 4, "slot_group_frames": 4, "slots_per_group": 16}
+    slotted = TrajVLMProcessor(video_processor=processor.video_processor, tokenizer=processor.tokenizer,
+                               video_slot_layout=layout)
+    slotted.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.video_slot_layout == layout
+    clip = generate_qa(qa_config, 0, 0)["video"]
+    batch = loaded(text="<video> what", videos=[clip], return_tensors="pt")
+    assert int((batch["input_ids"] == TRAJVLM_VIDEO_TOKEN_ID).sum()) == 16  # 4 frames = one clip of 16 slots
+
+
+def test_saved_processor_equals_its_reloaded_copy(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    assert processor.to_dict() == AutoProcessor.from_pretrained(tmp_path).to_dict()
+
+
+def test_tokenizers_without_placeholder_are_rejected(processor):
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
@@ -231,6 +266,24 @@ def test_jsonl_round_trip_and_collator(processor, qa_config, tmp_path):
     bad.write_text(json.dumps({"video": "missing.npy", "question": "q", "answer": "a"}) + "\n")
     with pytest.raises(FileNotFoundError, match="missing.npy"):
         load_qa_jsonl(bad)
+
+
+@torch.no_grad()
+def test_evaluate_video_qa_prompts_in_the_slot_form(processor, qa_config):
+    """A processor saved without a slot layout is given the model's: the prompts hold one <video> per slot."""
+    from trajtok_hf.data.video_qa import evaluate_video_qa, slot_form_processor
+
+    model = tiny_trajvlm_model(tokenizer_overrides={"num_trajectories": 16})
+    slotted = slot_form_processor(processor, model.config)
+    assert slotted.video_slot_layout == model.config.video_slot_layout and processor.video_slot_layout is None
+    assert slot_form_processor(slotted, model.config) is slotted
+    examples = list(iter_qa(qa_config, seed=6, num_examples=2))
+    calls = []
+    original = model.generate
+    model.generate = lambda **kw: calls.append(kw["input_ids"]) or original(**kw)
+    result = evaluate_video_qa(model, processor, examples, batch_size=2, max_new_tokens=2)
+    assert result["num_examples"] == 2 and 0.0 <= result["accuracy"] <= 1.0
+    assert (calls[0] == TRAJVLM_VIDEO_TOKEN_ID).sum(1).tolist() == [16, 16]  # 4 frames = one clip of K = 16 slots
 
 
 @pytest.mark.parametrize("connector, frames", [("trajtok", 4), ("trajtok", 6), ("patch_pool", 5), ("patch_pool", 8)])

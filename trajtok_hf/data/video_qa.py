@@ -282,9 +282,22 @@ class VideoQACollator:
         }
 
 
+def slot_form_processor(processor, config):
+    """``processor`` writing one ``<video>`` per connector slot of the model with ``config`` (the slot form, where
+    every ``generate`` path is correct); a processor saved without ``video_slot_layout`` is rebuilt with it."""
+    layout = config.video_slot_layout
+    if getattr(processor, "video_slot_layout", None) == layout:
+        return processor
+    return type(processor)(
+        video_processor=processor.video_processor, tokenizer=processor.tokenizer,
+        chat_template=processor.chat_template, video_token=processor.video_token, video_slot_layout=layout,
+    )
+
+
 def evaluate_video_qa(model, processor, examples: Sequence[dict[str, Any]], batch_size: int = 16,
                       max_new_tokens: int = 6) -> dict[str, Any]:
     """Greedy answers of ``model`` (a TrajVLM, or a PeftModel around one) to ``examples``; exact-match accuracy.
+    Prompts are written in the slot form (:func:`slot_form_processor`).
 
     Returns ``accuracy``, ``accuracy_by_type`` (when examples carry a ``type``), ``seconds_per_answer`` (wall time of
     ``generate`` only, batched, divided by the number of questions), ``video_tokens_per_video`` (mean LLM tokens per
@@ -293,8 +306,9 @@ def evaluate_video_qa(model, processor, examples: Sequence[dict[str, Any]], batc
 
     import torch
 
-    collator = VideoQACollator(processor, padding_side="left")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    processor = slot_form_processor(processor, base.config)
+    collator = VideoQACollator(processor, padding_side="left")
     was_training = model.training
     model.eval()
     predictions, correct, seconds, token_counts = [], [], 0.0, []
@@ -397,5 +411,6 @@ __all__ = [
     "make_questions",
     "qa_vocabulary",
     "shapes_video_config",
+    "slot_form_processor",
     "write_qa_jsonl",
 ]

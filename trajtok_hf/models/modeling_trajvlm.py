@@ -195,6 +195,10 @@ class TrajVLMTrajectoryConnector(nn.Module):
         self.query_projection = nn.Linear(config.tokenizer_config.hidden_size, width)
         self.subtoken_offsets = nn.Parameter(torch.empty(n, width)) if n > 1 else None
         self.perceiver = TrajTokPerceiver(_perceiver_config(config), config.connector_depth)
+        for layer in self.perceiver.layers:
+            # The attention implementation is the model's (`attn_implementation=`, `set_attn_implementation`), read
+            # from the live TrajVLM config rather than from the shape-only config above.
+            layer.attention.config = config
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor, queries: torch.Tensor):
         """One batch of clips.
@@ -223,6 +227,21 @@ class TrajVLMTrajectoryConnector(nn.Module):
         }
         tokens = self.perceiver(latents, features.reshape(b, t * g * g, -1), hard_mask)
         return tokens, active, ids.reshape(b, t, g, g)
+
+
+# Modules of a vision tower that act after its last hidden state: the post-LayerNorm (SigLIP, CLIP) and the pooling
+# head (SigLIP with `vision_use_head`). The connector reads `hidden_states[vision_feature_layer]`, which never passes
+# through them, so they would get no gradient and compute an unused output.
+UNUSED_TOWER_MODULES = ("post_layernorm", "head")
+UNUSED_TOWER_KEYS = r"vision_tower\.(vision_model\.)?(post_layernorm|head)\."
+
+
+def drop_unused_tower_modules(tower: nn.Module) -> None:
+    """Replace the tower's :data:`UNUSED_TOWER_MODULES` (on the tower or its `vision_model`) by `nn.Identity`."""
+    for parent in (tower, getattr(tower, "vision_model", None)):
+        for name in UNUSED_TOWER_MODULES:
+            if isinstance(parent, nn.Module) and isinstance(getattr(parent, name, None), nn.Module):
+                setattr(parent, name, nn.Identity())
 
 
 def patch_pool(features: torch.Tensor, spatial: int, temporal: int) -> torch.Tensor:
@@ -273,6 +292,8 @@ class TrajVLMPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["TrajTokPerceiverLayer"]
     _skip_keys_device_placement = "cache"
+    # Checkpoints saved while the tower kept its unused post-LayerNorm / pooling head load without a warning.
+    _keys_to_ignore_on_load_unexpected = [UNUSED_TOWER_KEYS]
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -304,6 +325,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
     def __init__(self, config: TrajVLMConfig):
         super().__init__(config)
         self.vision_tower = AutoModel.from_config(config.vision_config)
+        drop_unused_tower_modules(self.vision_tower)
         if config.connector_type == "trajtok":
             self.segmenter = TrajTokModel(config.tokenizer_config)
             self.connector = TrajVLMTrajectoryConnector(config)
@@ -390,17 +412,20 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             pixel_values_videos (`torch.FloatTensor` of shape `(videos, frames, 3, H, W)`):
                 Frames normalised by the processor for the vision tower (H = W = `vision_config.image_size`); cast
                 to the model's dtype.
-            output_hidden_states / output_attentions (`bool`, *optional*): return the vision tower's.
+            output_hidden_states / output_attentions (`bool`, *optional*): return the vision tower's (default: the
+                config's `output_hidden_states` / `output_attentions`).
             return_dict (`bool`, *optional*): False returns a tuple.
 
         Returns:
             [`TrajVLMVideoOutput`]: `pooler_output` holds one `(num_video_tokens[i], D)` tensor per video (only active
             trajectories), `video_embeds` the same tokens packed, `num_video_tokens` their counts.
         """
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         self._check_pixel_values(pixel_values_videos)
         pixel_values_videos = pixel_values_videos.to(self.vision_tower.dtype)
-        config = self.config
         b, t = pixel_values_videos.shape[:2]
         g = config.patch_grid
         features, tower_outputs = self._tower_features(pixel_values_videos.flatten(0, 1), bool(output_attentions))
@@ -462,9 +487,9 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     # ------------------------------------------------------------------ placeholder expansion
+    @staticmethod
     def _expand(
-        self,
-        input_ids: torch.LongTensor,
+        is_video: torch.BoolTensor,
         inputs_embeds: torch.Tensor,
         video_embeds: torch.Tensor,
         num_video_tokens: torch.LongTensor,
@@ -472,11 +497,11 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         position_ids: torch.LongTensor | None,
         labels: torch.LongTensor | None,
     ) -> dict:
-        """Replace each placeholder by its video's tokens; vectorised (no loop over rows, videos or tokens)."""
-        batch, length = input_ids.shape
+        """Replace each placeholder (True in the (B, L) `is_video`) by its video's tokens; vectorised (no loop over
+        rows, videos or tokens)."""
+        batch, length = is_video.shape
         device = inputs_embeds.device
-        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        is_video = input_ids == self.config.video_token_id
+        real = torch.ones_like(is_video) if attention_mask is None else attention_mask.bool()
         # Right-padded rows stay right-padded; anything else (left-padded or unpadded) is left-padded.
         left_pad = attention_mask is None or not bool((~real[:, -1]).any())
 
@@ -530,7 +555,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         }
 
     # ------------------------------------------------------------------ input checks (public boundary)
-    def _check_ids(self, input_ids, labels) -> None:
+    def _check_ids(self, input_ids) -> None:
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
             raise ValueError(
                 "input_ids must be a (batch, sequence) tensor, got "
@@ -546,9 +571,17 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             raise ValueError(
                 f"input_ids must lie in [0, {vocab}) (text_config.vocab_size), got values in [{low}, {high}]"
             )
-        if labels is not None and tuple(labels.shape) != tuple(input_ids.shape):
+
+    @staticmethod
+    def _check_labels(labels, batch: int, length: int) -> None:
+        if labels is None:
+            return
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+            got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise TypeError(f"labels must be an integer tensor of token ids (-100 = ignored), got {got}")
+        if tuple(labels.shape) != (batch, length):
             raise ValueError(
-                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                f"labels must have the shape of input_ids / inputs_embeds {(batch, length)}, got {tuple(labels.shape)}"
             )
 
     def _check_embeds(self, inputs_embeds) -> None:
@@ -589,7 +622,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
 
     def _check_placeholders(self, is_video, attention_mask, slots, past) -> None:
         """Placeholders against videos: V·N of them (slot form: one per connector slot) or V (compact form: one per
-        video, ids only). `slots` is the video outputs' (V, N) token mask, None without videos."""
+        video). `slots` is the video outputs' (V, N) token mask, None without videos."""
         per_row = is_video.sum(dim=1).tolist()
         if slots is None:
             if sum(per_row) and past == 0:
@@ -680,8 +713,8 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             position_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): default: the number of attended tokens
                 before each token (padding-invariant). Given ones are shifted down by the empty slots before them.
             cache (`Cache`, *optional*): KV cache (`past_key_values` is accepted too).
-            inputs_embeds (`torch.FloatTensor` of shape `(B, L, D)`, *optional*): instead of `input_ids`; with videos,
-                the slot form only (placeholders found as the `<video>` embedding).
+            inputs_embeds (`torch.FloatTensor` of shape `(B, L, D)`, *optional*): instead of `input_ids`; placeholders
+                are found as the `<video>` embedding (as LLaVA does), in either form.
             labels (`torch.LongTensor` of shape `(B, L)`, *optional*): returned as `expanded_labels` with -100 over
                 video tokens; the loss itself is computed by [`TrajVLMForConditionalGeneration`].
             return_dict (`bool`, *optional*): False returns a tuple.
@@ -693,15 +726,16 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 "TrajVLM takes videos as pixel_values_videos (an image is a 1-frame video), not pixel_values"
             )
         kwargs.pop("pixel_values", None)
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None:
-            self._check_ids(input_ids, labels)
+            self._check_ids(input_ids)
             inputs_embeds = self.get_input_embeddings()(input_ids)
         else:
             self._check_embeds(inputs_embeds)
         batch, length = inputs_embeds.shape[:2]
+        self._check_labels(labels, batch, length)
         past = cache.get_seq_length() if cache is not None else 0
         self._check_attention_mask(attention_mask, batch, length, past)
         is_video = self._placeholder_mask(input_ids, inputs_embeds)
@@ -718,18 +752,16 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             inputs_embeds, empty = self._fill_slots(inputs_embeds, is_video, video_outputs)
             video_token_mask = is_video & ~empty
         elif video_outputs is not None:
-            if input_ids is None:
-                raise ValueError("inputs_embeds with videos need the slot form (one <video> embedding per slot)")
             if attention_mask is not None and attention_mask.shape[1] != length:
                 raise ValueError(
-                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)} when one <video> per "
-                    f"video is expanded, got {tuple(attention_mask.shape)}"
+                    f"attention_mask must have the shape of the prompt {(batch, length)} when one <video> per video "
+                    f"is expanded, got {tuple(attention_mask.shape)}"
                 )
             if position_ids is not None and position_ids.shape[-1] != length:
-                raise ValueError(f"position_ids must have the length of input_ids ({length}), got "
+                raise ValueError(f"position_ids must have the length of the prompt ({length}), got "
                                  f"{tuple(position_ids.shape)}")
             expanded = self._expand(
-                input_ids, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
+                is_video, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
                 attention_mask, position_ids, labels,
             )
             inputs_embeds, attention_mask = expanded["inputs_embeds"], expanded["attention_mask"]
@@ -783,6 +815,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    # The text config's base plan shards embed_tokens (embedding_rowwise); the tied head is sharded with it, as in
+    # LLaVA and Qwen3ForCausalLM.
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: TrajVLMConfig):
         super().__init__(config)
@@ -828,7 +863,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             logits_to_keep (`int`, *optional*, defaults to 0): compute logits for the last positions only (0 = all).
         """
         return_dict = kwargs.pop("return_dict", None)
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         shift_labels = kwargs.pop("shift_labels", None)
         outputs = self.model(

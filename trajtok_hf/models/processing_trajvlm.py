@@ -25,6 +25,8 @@ import os
 
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 
+from .processing_utils_trajtok import KeepAutoMapOnSaveMixin
+
 __all__ = ["TrajVLMProcessor", "DEFAULT_CHAT_TEMPLATE", "num_video_slots"]
 
 # ChatML (Qwen's format). A "video" content block becomes one <video> placeholder, a "text" block its text; a message
@@ -92,7 +94,7 @@ class TrajVLMProcessorKwargs(ProcessingKwargs, total=False):
     _defaults = {"text_kwargs": {"padding": True}}
 
 
-class TrajVLMProcessor(ProcessorMixin):
+class TrajVLMProcessor(KeepAutoMapOnSaveMixin, ProcessorMixin):
     r"""
     Wraps a [`TrajTokVideoProcessor`] (configured with the vision tower's size and normalisation) and a tokenizer that
     has a `<video>` special token.
@@ -135,13 +137,17 @@ class TrajVLMProcessor(ProcessorMixin):
             chat_template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
         super().__init__(video_processor, tokenizer, chat_template=chat_template, **kwargs)
 
-    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
+    def __call__(self, text=None, videos=None, **kwargs):
+        """`text` (a prompt or a list) with `<video>` placeholders and `videos` (one per placeholder, in order); an
+        image is a 1-frame video (`images` are refused with a ValueError)."""
         videos = _flatten_conversation_videos(videos)
-        return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
+        return super().__call__(text=text, videos=videos, **kwargs)
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None:
             raise ValueError("TrajVLMProcessor takes videos (an image is a 1-frame video), not images")
+        if audio is not None:
+            raise ValueError("TrajVLMProcessor takes no audio: pass text and videos")
         if text is not None:
             texts = [text] if isinstance(text, str) else text
             if isinstance(texts, (list, tuple)):
@@ -152,6 +158,8 @@ class TrajVLMProcessor(ProcessorMixin):
                     raise ValueError(f"empty prompt: text[{empty[0]}] is empty")
         elif videos is not None:
             raise ValueError("videos need a prompt: pass text with one <video> token per video")
+        if videos is not None:
+            self.video_processor.check_videos(videos)
         super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:

@@ -1,0 +1,25 @@
+"""Processor helpers shared by the trajtok_hf processors (they import only transformers, so that remote code copies
+them beside the processing files)."""
+
+from __future__ import annotations
+
+__all__ = ["KeepAutoMapOnSaveMixin"]
+
+
+class KeepAutoMapOnSaveMixin:
+    """Put before ``ProcessorMixin`` in a processor's bases: ``save_pretrained`` leaves the processor unchanged.
+
+    transformers sets the remote-code ``auto_map`` on the processor it saves (it is written to
+    ``processor_config.json``) but drops it when loading, so without this a saved processor's ``to_dict()`` differs
+    from its reloaded copy's."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        missing = object()
+        previous = self.__dict__.get("auto_map", missing)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is missing:
+                self.__dict__.pop("auto_map", None)
+            else:
+                self.auto_map = previous
