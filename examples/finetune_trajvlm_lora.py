@@ -15,10 +15,12 @@ clips (trajtok_hf.data.video_qa, exact answers); ``--data FILE.jsonl`` reads loc
 "answer"}`` rows (``.npy`` uint8 frames or video files). Held-out evaluation: ``--eval_data FILE.jsonl``, or synthetic
 clips of another seed. The model's processor (saved next to it) turns videos and prompts into inputs.
 
-Output: ``output_dir/`` with the adapter (``adapter_config.json``, ``adapter_model.safetensors``; load it with
-``PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), output_dir)``), the processor,
-``eval.json`` (exact-match accuracy before/after, per question type, seconds per answer) and, with ``--merge``,
-``output_dir/merged``: a full TrajVLM with the LoRA folded in, written with ``save_pretrained``.
+Output: ``output_dir/final`` with the adapter (``adapter_config.json``, ``adapter_model.safetensors``; load it with
+``PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), output_dir + "/final")``) and the
+processor; ``output_dir/eval.json`` (exact-match accuracy before/after, per question type, seconds per answer) and,
+with ``--merge``, ``output_dir/merged``: a full TrajVLM with the LoRA folded in, written with ``save_pretrained``.
+Both folders are written atomically (a temporary sibling renamed when complete), so a kill during a save leaves the
+previous folder or none, never a half-written one.
 """
 
 import argparse
@@ -35,6 +37,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
+from trajtok_hf.training import atomic_folder
 from trajtok_hf.data.video_qa import (
     QUESTION_TYPES,
     VideoQACollator,
@@ -157,8 +160,9 @@ def main(argv=None):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         peft_model = accelerator.unwrap_model(model)
-        peft_model.save_pretrained(args.output_dir)  # the adapter (+ the projector, modules_to_save)
-        processor.save_pretrained(args.output_dir)
+        with atomic_folder(os.path.join(args.output_dir, "final")) as folder:
+            peft_model.save_pretrained(folder)  # the adapter (+ the projector, modules_to_save)
+            processor.save_pretrained(folder)
         after = evaluate_video_qa(peft_model, processor, eval_examples)
         results["after"] = {k: v for k, v in after.items() if k != "predictions"}
         results["train_seconds"] = round(train_seconds, 1)
@@ -169,8 +173,9 @@ def main(argv=None):
         accelerator.print(f"after LoRA: accuracy {after['accuracy']:.3f} {after.get('accuracy_by_type', '')}")
         if args.merge:
             merged = peft_model.merge_and_unload()
-            merged.save_pretrained(os.path.join(args.output_dir, "merged"))
-            processor.save_pretrained(os.path.join(args.output_dir, "merged"))
+            with atomic_folder(os.path.join(args.output_dir, "merged")) as folder:
+                merged.save_pretrained(folder)
+                processor.save_pretrained(folder)
         with open(os.path.join(args.output_dir, "eval.json"), "w") as f:
             json.dump({**results, "args": vars(args)}, f, indent=2)
 

@@ -115,7 +115,8 @@ def test_caption_then_lora_example_scripts_end_to_end(tmp_path):
     subprocess.run(lora, check=True, env=env, cwd=root, capture_output=True, timeout=600)
     evaluation = json.loads((tmp_path / "lora" / "eval.json").read_text())
     assert 0.0 <= evaluation["after"]["accuracy"] <= 1.0 and evaluation["after"]["num_examples"] == 4
-    assert (tmp_path / "lora" / "adapter_config.json").exists()
+    assert sorted(p.name for p in (tmp_path / "lora").iterdir()) == ["eval.json", "final", "merged"]  # atomic saves
+    assert (tmp_path / "lora" / "final" / "adapter_config.json").exists()
     merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora" / "merged")
     processor = AutoProcessor.from_pretrained(tmp_path / "lora" / "merged")
     assert merged.config.video_token_id == processor.video_token_id

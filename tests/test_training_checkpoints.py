@@ -25,7 +25,14 @@ from testers import tiny_trajtok_model
 
 from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf import training
-from trajtok_hf.training import CheckpointManager, TrainState, build_optimizer, build_scheduler, save_final
+from trajtok_hf.training import (
+    CheckpointManager,
+    TrainState,
+    atomic_folder,
+    build_optimizer,
+    build_scheduler,
+    save_final,
+)
 
 RNG_FILES = ("rng_state_0.safetensors", "rng_state_0.json")
 CHECKPOINT_FILES = {"model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json", *RNG_FILES,
@@ -309,6 +316,23 @@ def test_final_save_is_atomic(tmp_path, accelerator, monkeypatch):
     save_final(accelerator, second, processor, tmp_path)
     assert torch.equal(load_file(final / "model.safetensors")["logit_scale"], second.logit_scale.detach())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+@pytest.mark.parametrize("previous", [None, "old"], ids=["fresh", "over a previous folder"])
+def test_atomic_folder_commits_whole_or_nothing(tmp_path, previous):
+    target = tmp_path / "merged"
+    if previous:
+        target.mkdir()
+        (target / "weights.txt").write_text(previous)
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_folder(target) as folder:
+            (folder / "weights.txt").write_text("new, half")
+            raise RuntimeError("killed")  # an error (or a kill) before the body ends: nothing is committed
+    assert (target / "weights.txt").read_text() == previous if previous else not target.exists()
+    with atomic_folder(target) as folder:
+        (folder / "weights.txt").write_text("new")
+    assert (target / "weights.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no temporary or trash folder left
 
 
 def test_checkpoint_copy_resumes(tmp_path, accelerator, checkpoint):

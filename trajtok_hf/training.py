@@ -26,6 +26,7 @@ The scripts keep the training loop in plain sight (nanoGPT style); this module h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -60,6 +61,7 @@ __all__ = [
     "SyntheticClipDataset",
     "TrainState",
     "add_training_args",
+    "atomic_folder",
     "build_caption_tokenizer",
     "build_optimizer",
     "build_scheduler",
@@ -456,6 +458,18 @@ def _commit_folder(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike):
+    """Write a whole folder atomically: the ``with`` body writes into the yielded temporary sibling
+    (``.tmp-<name>``), which is fsynced and renamed to ``folder`` when the body ends without an error. A kill or an
+    error in the body leaves the previous ``folder`` (or none), never a half-written one; the temporary folder is
+    removed by the next save."""
+    folder = Path(folder)
+    tmp = _fresh_folder(folder.parent / f"{_TMP_PREFIX}{folder.name}")
+    yield tmp
+    _commit_folder(tmp, folder)
 
 
 def _listing(path: Path) -> list[str]:
@@ -1068,11 +1082,10 @@ def save_final(accelerator, model, processor, output_dir: str | os.PathLike) -> 
     accelerator.wait_for_everyone()
     final_dir = Path(output_dir) / "final"
     if accelerator.is_main_process:
-        tmp = _fresh_folder(final_dir.parent / f"{_TMP_PREFIX}{final_dir.name}")
-        accelerator.unwrap_model(model).save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        _maybe_fault("final_before_commit")
-        _commit_folder(tmp, final_dir)
+        with atomic_folder(final_dir) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            _maybe_fault("final_before_commit")
         accelerator.print(f"saved model + processor to {final_dir}")
     accelerator.wait_for_everyone()
     return str(final_dir)

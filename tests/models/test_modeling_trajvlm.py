@@ -343,6 +343,8 @@ BAD_INPUTS = [
     (dict(input_ids=_IDS, pixel_values_videos=torch.zeros(1, 4, 3, 32, 32, dtype=torch.long)), ValueError,
      "float tensor"),
     (dict(input_ids=_IDS, labels=torch.tensor([[1, 2]])), ValueError, "labels must have the shape"),
+    (dict(input_ids=_IDS, labels=torch.tensor([[7, -100, 100]])), ValueError, r"labels must be token ids in \[0, 100\)"),
+    (dict(input_ids=_IDS, labels=torch.tensor([[7, -100, -5]])), ValueError, r"got values in \[-5, 7\]"),
     (dict(input_ids=_IDS, labels=_IDS.float()), TypeError, "labels must be an integer"),
     (dict(inputs_embeds=torch.zeros(1, 3, 32), labels=torch.tensor([[1, 2]])), ValueError,
      "labels must have the shape"),

@@ -572,8 +572,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 f"input_ids must lie in [0, {vocab}) (text_config.vocab_size), got values in [{low}, {high}]"
             )
 
-    @staticmethod
-    def _check_labels(labels, batch: int, length: int) -> None:
+    def _check_labels(self, labels, batch: int, length: int) -> None:
         if labels is None:
             return
         if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
@@ -582,6 +581,13 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         if tuple(labels.shape) != (batch, length):
             raise ValueError(
                 f"labels must have the shape of input_ids / inputs_embeds {(batch, length)}, got {tuple(labels.shape)}"
+            )
+        vocab = self.config.text_config.vocab_size
+        kept = labels[labels != IGNORE_INDEX]
+        if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= vocab):
+            raise ValueError(
+                f"labels must be token ids in [0, {vocab}) (text_config.vocab_size) or {IGNORE_INDEX} (ignored), got "
+                f"values in [{int(kept.min())}, {int(kept.max())}]"
             )
 
     def _check_embeds(self, inputs_embeds) -> None:
