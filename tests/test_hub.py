@@ -420,11 +420,13 @@ def _assert_pushed_model_repo(hub, repo_id, folder, expected_files, tmp_path, br
 
 # --------------------------------------------------------------------------------------------------------- the tests
 TRAJTOK_FILES = ["README.md", "config.json", "configuration_trajtok.py", "model.safetensors", "modeling_trajtok.py",
-                 "perceiver_trajtok.py", "video_preprocessor_config.json", "video_processing_trajtok.py"]
+                 "modeling_utils_trajtok.py", "perceiver_trajtok.py", "video_preprocessor_config.json",
+                 "video_processing_trajtok.py"]
 TRAJVIT2_FILES = ["README.md", "config.json", "configuration_trajtok.py", "configuration_trajvit2.py",
                   "loss_contrastive.py", "loss_trajtok.py", "model.safetensors", "modeling_trajtok.py",
-                  "modeling_trajvit2.py", "modeling_vit3d.py", "perceiver_trajtok.py", "processing_trajvit2.py",
-                  "processor_config.json", "tokenizer.json", "tokenizer_config.json", "video_processing_trajtok.py"]
+                  "modeling_trajvit2.py", "modeling_utils_trajtok.py", "modeling_vit3d.py", "perceiver_trajtok.py",
+                  "processing_trajvit2.py", "processing_utils_trajtok.py", "processor_config.json", "tokenizer.json",
+                  "tokenizer_config.json", "video_processing_trajtok.py"]
 
 
 def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
@@ -439,7 +441,7 @@ def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
     ])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "remote code matches" in out.out and "pushed 8 files" in out.out
+    assert "remote code matches" in out.out and "pushed 9 files" in out.out
     repo = fake_hub.repos["me/trajtok-segmenter-tiny"]
     assert repo["private"] and set(repo["branches"]) == {"main", "v0.1"}
     assert fake_hub.commits("me/trajtok-segmenter-tiny")[-1]["summary"] == "tiny segmenter"

@@ -37,6 +37,13 @@ def assert_close_within_bound(actual, expected, reduction_length: int, magnitude
     torch.testing.assert_close(actual, expected, atol=bound, rtol=0, msg=msg)
 
 
+def transformer_layer_terms(sequence_length: int, hidden_size: int, intermediate_size: int, num_heads: int) -> int:
+    """Reduction length (for float_error_bound) of one pre- or post-norm transformer layer: two LayerNorms and the
+    Q/K/V, output and first MLP projections sum ``hidden_size`` terms each, q·k sums a head's width, softmax and the
+    weighted sum of values run over the sequence, the second MLP projection sums ``intermediate_size`` terms."""
+    return 5 * hidden_size + hidden_size // num_heads + sequence_length + intermediate_size
+
+
 def assert_ids_equal_up_to_ties(ids_a: torch.Tensor, ids_b: torch.Tensor, logits: torch.Tensor, bound: float) -> None:
     """Hard ids (argmax over the last dim of ``logits``) of two computations that agree up to ``bound`` in their
     logits may differ only where the two best logits are within 2 × ``bound`` of each other (a genuine near-tie);
@@ -67,6 +74,18 @@ def tiny_trajtok_config(**overrides) -> TrajTokConfig:
     return TrajTokConfig(**kwargs)
 
 
+def tiny_trajtok_terms(size: int = 64, chunk_frames: int = 4) -> tuple[int, int]:
+    """Reduction lengths (for float_error_bound) of tiny_trajtok_config on size² frames, up to the assignment logits
+    and up to the trajectory tokens. Each ConvNeXt stage sums a 7×7 depthwise window and two linears of width ≤ 4·32,
+    then the stage projection sums 32 terms; a Perceiver layer sums over a chunk's chunk_frames·(size/4)² pixels
+    + 8·4 latents in its attention and over ≤ 4·32 terms in its projections and feed-forward; the logits add 2 query
+    layers and heads of width ≤ 32, the tokens 2 refinement layers and the output projection."""
+    backbone = 4 * (49 + 2 * 128) + 32
+    perceiver_layer = (chunk_frames * (size // 4) ** 2 + 32) + 2 * 128
+    logits = backbone + 2 * perceiver_layer + 3 * 32
+    return logits, logits + 2 * perceiver_layer + 32
+
+
 def tiny_trajtok_model(**overrides) -> TrajTokModel:
     return TrajTokModel(tiny_trajtok_config(**overrides)).eval()
 
@@ -87,7 +106,9 @@ from transformers import AutoModel  # noqa: E402
 @dataclass
 class ModelCase:
     """name: test id; build(): a tiny model in eval mode; inputs(batch_size): forward kwargs whose tensors all have
-    the batch first; outputs(output): the tensors to compare (batch first); bad_inputs: (kwargs, error, match)."""
+    the batch first; outputs(output): the tensors to compare (batch first); bad_inputs: (kwargs, error, match);
+    reduction_terms: the reduction length up to the outputs, for the float error bound of a comparison across batch
+    sizes or a reload (float_error_bound with the outputs' magnitude, fp32)."""
 
     name: str
     build: Callable
@@ -95,7 +116,7 @@ class ModelCase:
     outputs: Callable
     auto_class: type = AutoModel
     bad_inputs: list = field(default_factory=list)
-    atol: float = 1e-5
+    reduction_terms: int = 0
 
 
 def _trajtok_outputs(out):
@@ -114,6 +135,7 @@ MODEL_CASES = [
         build=lambda: tiny_trajtok_model(),
         inputs=lambda batch: {"pixel_values_videos": video_batch(batch, 5, seed=3)},
         outputs=_trajtok_outputs,
+        reduction_terms=tiny_trajtok_terms(64)[1],
         bad_inputs=[
             ({"pixel_values_videos": torch.randn(1, 3, 64, 64)}, ValueError, "pixel_values_videos"),
             ({"pixel_values_videos": torch.randn(1, 2, 4, 64, 64)}, ValueError, "pixel_values_videos"),
@@ -175,6 +197,22 @@ def tiny_trajvit2_model(vision_tokenizer="trajtok", **kwargs) -> TrajViT2Model:
 
 def tiny_trajvit2_vision_model(vision_tokenizer="trajtok", **kwargs) -> TrajViT2VisionModel:
     return TrajViT2VisionModel(tiny_trajvit2_vision_config(vision_tokenizer, **kwargs)).eval()
+
+
+def tiny_trajvit2_terms(vision_tokenizer="trajtok", size=32, frames=2, text_length=7, num_layers=2) -> tuple[int, int]:
+    """Reduction lengths (for float_error_bound) of the tiny TrajViT2 towers up to the video and the text embeddings.
+    Video: the tokenizer (TrajTok's tokens, or ViT3D's Conv3d over a 2-frame 3-channel 16² tubelet), the input
+    projection (32), ``num_layers`` encoder layers over [CLS] + ≤ 32 slots per 4-frame chunk (or the tubelets), the
+    final LayerNorm, the projection (32) and the L2 normalisation (16). Text: the BERT embeddings' LayerNorm, 2 layers
+    over the text, the same projection and normalisation."""
+    if vision_tokenizer == "trajtok":
+        tokens, sequence = tiny_trajtok_terms(size)[1], 1 + 32 * -(-frames // 4)
+    else:
+        tokens, sequence = 2 * 3 * 16 * 16, 1 + -(-frames // 2) * (size // 16) ** 2
+    head = 32 + 32 + 16  # the final (text: embeddings') LayerNorm, the projection, the L2 normalisation
+    video = tokens + 32 + num_layers * transformer_layer_terms(sequence, 32, 64, 4) + head
+    text = 2 * transformer_layer_terms(text_length, 32, 64, 4) + head
+    return video, text
 
 
 def text_batch(batch=2, length=7, seed=0, vocab_size=100) -> dict:
@@ -257,6 +295,7 @@ MODEL_CASES += [
         build=lambda: tiny_trajvit2_model(tokenizer_overrides={"num_trajectories": 32}),
         inputs=lambda batch: _trajvit2_inputs(batch),
         outputs=_trajvit2_outputs,
+        reduction_terms=max(tiny_trajvit2_terms(size=64, frames=5)),
         bad_inputs=[
             (dict(_TEXT_1), ValueError, "pixel_values_videos is required"),
             ({"pixel_values_videos": video_batch(1, 2)}, ValueError, "input_ids is required"),
@@ -284,6 +323,7 @@ MODEL_CASES += [
         build=lambda: tiny_trajvit2_model("vit3d"),
         inputs=lambda batch: _trajvit2_inputs(batch),
         outputs=_trajvit2_outputs,
+        reduction_terms=max(tiny_trajvit2_terms("vit3d", size=64, frames=5)),
         bad_inputs=[
             ({**_TEXT_1, "pixel_values_videos": video_batch(1, 2, size=40)}, ValueError, "patch_size"),
             (
@@ -304,6 +344,7 @@ MODEL_CASES += [
         build=lambda: tiny_trajvit2_vision_model(tokenizer_overrides={"num_trajectories": 32}),
         inputs=lambda batch: {"pixel_values_videos": video_batch(batch, 5, seed=6)},
         outputs=_trajvit2_vision_outputs,
+        reduction_terms=tiny_trajvit2_terms(size=64, frames=5)[0],
         bad_inputs=[
             ({"pixel_values_videos": torch.randn(1, 3, 64, 64)}, ValueError, "pixel_values_videos"),
             ({"pixel_values_videos": video_batch(1, 2).numpy()}, TypeError, "pixel_values_videos"),
@@ -348,6 +389,18 @@ def tiny_trajadapter_config(
     return TrajAdapterConfig(**kwargs)
 
 
+def tiny_trajadapter_terms(tokens_per_trajectory: int = 1) -> int:
+    """Reduction length (for float_error_bound) of the tiny TrajAdapter up to its logits: the VideoMAE backbone (a
+    2×3×8×8 tubelet, one layer over 64 tokens, its LayerNorm), the tiny TrajTok on 32² frames up to its logits (ids,
+    queries), 2 refinement Perceiver layers over 64 tokens + the 2·8·n queries (feed-forward 4·32), the attentive
+    probe over those slots, the classifier's LayerNorm and linear."""
+    slots = 2 * 8 * tokens_per_trajectory
+    backbone = 2 * 3 * 8 * 8 + transformer_layer_terms(64, 32, 64, 4) + 32
+    refinement = 2 * transformer_layer_terms(64 + slots, 32, 128, 4)
+    probe = transformer_layer_terms(slots, 32, 128, 4)
+    return backbone + tiny_trajtok_terms(32)[0] + refinement + probe + 2 * 32
+
+
 def tiny_trajadapter_model(probe_type="trajectory", **kwargs) -> TrajAdapterForVideoClassification:
     return TrajAdapterForVideoClassification(tiny_trajadapter_config(probe_type, **kwargs)).eval()
 
@@ -368,6 +421,7 @@ MODEL_CASES += [
         build=lambda: tiny_trajadapter_model(tokens_per_trajectory=2),
         inputs=lambda batch: {"pixel_values_videos": video_batch(batch, 8, size=32, seed=7)},
         outputs=_trajadapter_outputs,
+        reduction_terms=tiny_trajadapter_terms(tokens_per_trajectory=2),
         auto_class=AutoModelForVideoClassification,
         bad_inputs=[
             ({"pixel_values_videos": torch.randn(1, 3, 32, 32)}, ValueError, "pixel_values_videos"),
@@ -415,6 +469,13 @@ TINY_QWEN3 = dict(
     eos_token_id=4,
 )
 TRAJVLM_VIDEO_TOKEN_ID = 5  # the id of <video> in trajtok_hf.data.video_qa.build_qa_tokenizer()
+# Longest chain of reductions behind a tiny TrajVLM output, in terms summed: tower (patch embedding 3·8·8 = 192; 2
+# layers of norms 32, q/k/v 32, scores 8 over 16 patches, out 32, MLP 32 + 64: ~250 each), connector Perceiver (query
+# map 32; 2 layers of norms, q/kv 32, scores 8 over <= 64 pixels + 32 latents, out 32, FF 32 + 128: ~400 each),
+# projector 32 + 32, LLM (2 layers of RMSNorm 32, q/k/v 32, scores 8 over <= 48 tokens, out 32, MLP 32 + 64: ~250
+# each), head 32: about 2,200 terms. float_error_bound(magnitude, TRAJVLM_REDUCTION_LENGTH) bounds the rounding
+# difference of two evaluations of the same tiny model that sum in different orders (batching, padding, kernels).
+TRAJVLM_REDUCTION_LENGTH = 2500
 
 
 def tiny_trajvlm_config(
@@ -483,7 +544,7 @@ MODEL_CASES += [
         outputs=_trajvlm_outputs,
         auto_class=AutoModelForImageTextToText,
         bad_inputs=_TRAJVLM_BAD_INPUTS,
-        atol=1e-4,
+        reduction_terms=TRAJVLM_REDUCTION_LENGTH,  # batched vs alone: summation order only
     ),
     ModelCase(
         name="trajvlm_patch_pool",
@@ -492,6 +553,6 @@ MODEL_CASES += [
         outputs=_trajvlm_outputs,
         auto_class=AutoModelForImageTextToText,
         bad_inputs=_TRAJVLM_BAD_INPUTS,
-        atol=1e-4,
+        reduction_terms=TRAJVLM_REDUCTION_LENGTH,  # batched vs alone: summation order only
     ),
 ]

@@ -21,7 +21,7 @@ import numpy as np
 import PIL.Image
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, TextKwargs, VideosKwargs
+from transformers.processing_utils import ProcessingKwargs, TextKwargs, VideosKwargs
 
 from .processing_utils_trajtok import KeepAutoMapOnSaveMixin
 
@@ -62,7 +62,7 @@ def _images_as_videos(images):
     raise TypeError(f"images must be a PIL image, an array or a list of these, got {type(images).__name__}")
 
 
-class TrajViT2Processor(KeepAutoMapOnSaveMixin, ProcessorMixin):
+class TrajViT2Processor(KeepAutoMapOnSaveMixin):
     r"""
     Wraps a [`TrajTokVideoProcessor`] and a tokenizer into one processor for [`TrajViT2Model`].
 

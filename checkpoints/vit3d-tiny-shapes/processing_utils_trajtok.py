@@ -3,11 +3,14 @@ them beside the processing files)."""
 
 from __future__ import annotations
 
+from transformers.processing_utils import ProcessorMixin
+
 __all__ = ["KeepAutoMapOnSaveMixin"]
 
 
-class KeepAutoMapOnSaveMixin:
-    """Put before ``ProcessorMixin`` in a processor's bases: ``save_pretrained`` leaves the processor unchanged.
+class KeepAutoMapOnSaveMixin(ProcessorMixin):
+    """A ``ProcessorMixin`` whose ``save_pretrained`` leaves the processor unchanged (a processor's only base, so that
+    ``__mro__[1]`` is still a ``ProcessorMixin``, as transformers' processor tests assume).
 
     transformers sets the remote-code ``auto_map`` on the processor it saves (it is written to
     ``processor_config.json``) but drops it when loading, so without this a saved processor's ``to_dict()`` differs

@@ -257,8 +257,44 @@ def _is_scaled_video(video: torch.Tensor) -> bool:
     return video.is_floating_point() and bool(video.min() >= 0) and bool(video.max() <= 1)
 
 
+def _only_file_references(x: Any) -> bool:
+    """A path or URL, or a non-empty (nested) list holding only those."""
+    if isinstance(x, (str, os.PathLike)):
+        return True
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(_only_file_references(item) for item in x)
+
+
+IMAGE_FILE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def is_image_file(x: Any) -> bool:
+    """A path to an image file (by its suffix): a frame of a video given as a list of image files."""
+    return isinstance(x, (str, os.PathLike)) and os.fspath(x).lower().endswith(IMAGE_FILE_SUFFIXES)
+
+
 def _is_frame(x: Any) -> bool:
-    return isinstance(x, PIL.Image.Image) or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 3)
+    return (
+        isinstance(x, PIL.Image.Image)
+        or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 3)
+        or is_image_file(x)
+    )
+
+
+def _is_nested_frame_files(videos) -> bool:
+    """[[[frame files of a video], ...], ...]: the nesting transformers' ``make_batched_videos`` keeps for videos
+    given as image files, one list per conversation."""
+    try:
+        return isinstance(videos[0][0], (list, tuple)) and is_image_file(videos[0][0][0])
+    except (IndexError, TypeError, KeyError):
+        return False
+
+
+def _open_image(path, name: str) -> PIL.Image.Image:
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"`{name}`: could not read the image file {os.fspath(path)!r} ({error})") from error
 
 
 def _describe(x: Any) -> str:
@@ -270,8 +306,8 @@ def _describe(x: Any) -> str:
 
 
 _INPUT_HELP = (
-    "a video file path, a list of PIL images, a list of (H, W, 3) numpy arrays, a (T, H, W, 3) numpy array or a "
-    "(T, 3, H, W) torch tensor, or a list of these (a batch of videos)"
+    "a video file path, a list of PIL images, image files or (H, W, 3) numpy arrays, a (T, H, W, 3) numpy array or "
+    "a (T, 3, H, W) torch tensor, or a list of these (a batch of videos)"
 )
 
 
@@ -430,7 +466,10 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
         """Raise the ``TypeError``/``ValueError`` (naming ``videos`` or ``videos[i]``) that :meth:`preprocess` would
         raise for a malformed batch structure, an empty video or frames of different sizes, without decoding files
         or resizing. Processors that combine this video processor with a tokenizer call it before transformers'
-        own batching of the videos, whose errors do not name the argument."""
+        own batching of the videos, whose errors do not name the argument. File paths and URLs (also nested lists of
+        them: frames given as image files) are left to the loading step, whose errors name the file."""
+        if _only_file_references(videos):
+            return
         batch, names = self._split_batch(videos)
         for item, name in zip(batch, names):
             if isinstance(item, (list, tuple)):
@@ -461,6 +500,9 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
         if isinstance(videos, (list, tuple)):
             if len(videos) == 0:
                 raise ValueError("`videos` is empty: expected " + _INPUT_HELP)
+            if _is_nested_frame_files(videos):
+                # transformers' chat-template form: per conversation, videos given as lists of frame files.
+                videos = [frames for conversation in videos for frames in conversation]
             if all(_is_frame(x) for x in videos):
                 return [list(videos)], ["videos"]  # one video given as a list of frames
             batch, names = [], []
@@ -504,7 +546,9 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
                 raise ValueError(f"`{name}`: all frames of a video must have the same shape, got {sorted(shapes)}")
             return torch.stack(list(frames))
         arrays = []
-        for frame in frames:
+        for j, frame in enumerate(frames):
+            if is_image_file(frame):
+                frame = _open_image(frame, f"{name}[{j}]")
             if isinstance(frame, PIL.Image.Image):
                 frame = np.asarray(frame if frame.mode == "RGB" else frame.convert("RGB"))
             elif isinstance(frame, torch.Tensor):
@@ -542,6 +586,11 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
                 out_videos.append(_Video(data, ChannelDimension.FIRST, name))
                 out_metadata.append(metadata)
                 continue
+            if sampler is not None and isinstance(item, (list, tuple)) and any(map(is_image_file, item)):
+                raise ValueError(
+                    f"`{name}`: Sampling frames from a list of images is not supported! Set `do_sample_frames=False` "
+                    "(frames given as image files are taken as already sampled, as in transformers)"
+                )
             data = self._stack_frames(item, name) if isinstance(item, (list, tuple)) else item
             if data.ndim != 4:
                 raise ValueError(f"`{name}`: expected a 4-D video (T, H, W, 3) / (T, 3, H, W), got {_describe(data)}")

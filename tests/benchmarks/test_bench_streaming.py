@@ -6,8 +6,9 @@ import json
 import os
 
 import pytest
-from testers import load_file_module
+from testers import float_error_bound, load_file_module, tiny_trajtok_terms
 
+from trajtok_hf import TrajTokConfig
 from trajtok_hf.models import perceiver_trajtok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,13 +24,20 @@ def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsy
     results = bench.main(["--quick", "--rounds", "2", "--output", str(out)])
     assert perceiver_trajtok.STREAM_BLOCK_PIXELS == 4096  # restored after the run
     (result,) = results
-    assert result["frames"] == 8 and result["block_rows"] == 256 and result["same_ids"]
-    assert result["pixels_with_other_id"] == 0 and result["pixels"] == 8 * 16 * 16
-    assert result["max_top2_gap_where_ids_differ"] is None
-    assert result["max_abs_diff_tokens"] <= 1e-5 and result["max_abs_diff_logits"] <= 1e-5
+    assert result["frames"] == 8 and result["block_rows"] == 256 and result["pixels"] == 8 * 16 * 16
+    # Error bounds: the quick tokenizer is tiny_trajtok_config's at 64² with its 8 frames in one chunk; its logits are
+    # at most the scale cap (20) in size, its tokens O(1) (LayerNorm'ed latents through a 0.02-std projection).
+    logit_terms, token_terms = tiny_trajtok_terms(64, chunk_frames=8)
+    logit_bound = float_error_bound(TrajTokConfig().logit_scale_max, logit_terms)
+    assert result["max_abs_diff_tokens"] <= float_error_bound(1.0, token_terms)
+    assert result["max_abs_diff_logits"] <= logit_bound
+    # Hard ids may differ only where the two best logits are a float tie.
+    gap = result["max_top2_gap_where_ids_differ"]
+    assert gap is None or gap <= 2 * logit_bound
     for path in ("one_shot", "streamed"):
         assert len(result[path]["latencies_s"]) == 2 and result[path]["latency_s"] > 0
         assert {"feature_extractor_s", "query_perceiver_s", "refinement_perceiver_s"} <= set(result[path])
+    # The same float64 ratio redone here: only float64 rounding separates them.
     assert result["speedup"] == pytest.approx(result["one_shot"]["latency_s"] / result["streamed"]["latency_s"])
     assert json.loads(out.read_text())["results"][0]["frames"] == 8
     assert "| 8 |" in capsys.readouterr().out

@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 
+# Tolerances: metric values here are the plain functions' float64 values, accumulated over add_batch calls;
+# pytest.approx (rel 1e-6 by default) absorbs only their float64 rounding. No float32 computation is compared.
+
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

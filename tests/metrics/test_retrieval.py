@@ -7,6 +7,9 @@ import torch
 from trajtok_hf.metrics import retrieval as retrieval_mod
 from trajtok_hf.metrics.retrieval import ranks_to_metrics, retrieval_metrics, retrieval_ranks
 
+# Tolerances: metric values here are exact rationals (counts, ranks, pair counts) evaluated in float64; pytest.approx
+# (rel 1e-6 by default) absorbs only their float64 rounding. No float32 computation is compared.
+
 # 5 captions x 3 videos, hand-checked below. Captions 0,1 -> video 0; 2 -> video 1; 3,4 -> video 2.
 S_HAND = np.array(
     [

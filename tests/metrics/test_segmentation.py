@@ -19,6 +19,9 @@ from trajtok_hf.metrics.segmentation import (
     segmentation_metrics,
 )
 
+# Tolerances: metric values here are exact rationals (counts, ranks, pair counts) evaluated in float64; pytest.approx
+# (rel 1e-6 by default) absorbs only their float64 rounding. No float32 computation is compared.
+
 
 def _brute_ari(pred, gt):
     """ARI by explicit pair counting (Hubert & Arabie), with scikit-learn's 1.0 special cases."""
@@ -88,6 +91,7 @@ def test_ari_matches_brute_force_pair_counting():
         n = int(rng.integers(1, 25))
         gt = rng.integers(0, int(rng.integers(1, 5)), n)
         pred = rng.integers(0, int(rng.integers(1, 6)), n)
+        # abs=1e-12: float64 of the same integer pair counts, ~1e3 × the rounding of the handful of divisions.
         assert adjusted_rand_index(pred, gt) == pytest.approx(_brute_ari(pred, gt), abs=1e-12)
         # ignored pixels are simply removed
         gt_ign = gt.copy()
@@ -114,7 +118,7 @@ def test_ari_large_clip_no_overflow():
     want = (index - expected) / ((sa + sb) / 2 - expected)
     val = adjusted_rand_index(pred, gt)
     assert 0.99 < val < 1.0
-    assert val == pytest.approx(float(want), rel=1e-14, abs=0)
+    assert val == pytest.approx(float(want), rel=1e-14, abs=0)  # float64 against exact rationals: ~50 float64 eps
     assert adjusted_rand_index(gt + 1, gt) == 1.0
 
 

@@ -13,13 +13,17 @@ from transformers.models.vit.modeling_vit import ViTLayer
 
 from testers import (
     TINY_BERT,
+    assert_close_within_bound,
+    assert_ids_equal_up_to_ties,
     float_error_bound,
     text_batch,
     tiny_trajtok_config,
     tiny_trajvit2_config,
     tiny_trajvit2_model,
+    tiny_trajvit2_terms,
     tiny_trajvit2_vision_config,
     tiny_trajvit2_vision_model,
+    transformer_layer_terms,
     video_batch,
 )
 from trajtok_hf import (
@@ -34,6 +38,23 @@ from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
 
 # 32 trajectory slots on an 8×8 (32² input) or 16×16 (64²) grid: some slots stay empty, and videos differ in counts.
 SPARSE = {"num_trajectories": 32}
+
+# Error bounds (testers.float_error_bound: magnitude × reduction length × eps). Reduction lengths of the tiny vision
+# encoder alone (input projection, 2 layers over `sequence` tokens, final LayerNorm), of the whole towers on 2 frames
+# of 32² (testers.tiny_trajvit2_terms), and of the tokenizer's assignment-logit heads (a linear of 32 terms, an L2
+# norm and a dot product of 8, the scale).
+VIDEO_TERMS, TEXT_TERMS = tiny_trajvit2_terms(size=32, frames=2)
+HEAD_TERMS = 32 + 8 + 8 + 1
+
+
+def _encoder_terms(sequence: int) -> int:
+    return 32 + 2 * transformer_layer_terms(sequence, 32, 64, 4) + 32
+
+
+def _clip_loss_terms(batch: int) -> int:
+    """The contrastive loss: a logit's dot product of projection_dim (16) terms, a log-sum-exp over the batch and the
+    mean of 2·batch cross-entropies (terms of size <= the logit scale)."""
+    return 16 + 3 * batch
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -61,7 +82,7 @@ def test_config_defaults_are_the_release_shapes():
     assert isinstance(config.tokenizer_config, TrajTokConfig) and config.tokenizer_config is vision.tokenizer_config
     assert isinstance(config.text_config, BertConfig)
     assert config.projection_dim == 256
-    assert config.logit_scale_init_value == pytest.approx(math.log(1 / 0.07))
+    assert config.logit_scale_init_value == math.log(1 / 0.07)  # the same Python float
     assert config.segmentation_loss_weight == 1.0 and config.contrastive_loss_weight == 1.0
 
 
@@ -146,9 +167,9 @@ def test_vision_output_fields_and_compaction():
     length = int(counts.max())
     assert out.last_hidden_state.shape == (3, 1 + length, 32)
     assert out.pooler_output.shape == (3, 32)
-    torch.testing.assert_close(out.pooler_output, out.last_hidden_state[:, 0])
+    assert torch.equal(out.pooler_output, out.last_hidden_state[:, 0])
     assert out.attention_mask.shape == (3, 1 + length) and out.attention_mask[:, 0].all()
-    torch.testing.assert_close(out.attention_mask[:, 1:].sum(1), counts)
+    assert torch.equal(out.attention_mask[:, 1:].sum(1), counts)
     # Each kept position points at an active slot, in the original order; padded positions are zeros.
     for b in range(3):
         kept = out.token_indices[b][out.attention_mask[b, 1:]]
@@ -181,7 +202,8 @@ def test_inactive_tokens_have_no_effect_at_all(compact):
     tokens_more[~torch.cat((mask, torch.zeros(2, 4, dtype=torch.bool)), 1)] = float("nan")  # inactive old slots too
     mask_more = torch.cat((mask, torch.zeros(2, 4, dtype=torch.bool)), dim=1)
     more = model.vision_model.encode_tokens(tokens_more, mask_more)
-    torch.testing.assert_close(more.pooler_output, base.pooler_output, atol=1e-6, rtol=1e-6)
+    # bound: |hidden| (>= 1), the encoder over <= 10 tokens, fp32 eps; the longer padded sequence blocks differently.
+    assert_close_within_bound(more.pooler_output, base.pooler_output, _encoder_terms(10))
     assert torch.isfinite(more.last_hidden_state).all()
 
 
@@ -192,7 +214,7 @@ def test_cls_output_is_invariant_to_the_order_of_the_token_set():
     perm = torch.tensor([5, 2, 4, 0, 3, 1])
     a = model.vision_model.encode_tokens(tokens, mask).pooler_output
     b = model.vision_model.encode_tokens(tokens[:, perm], mask[:, perm]).pooler_output
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_close_within_bound(a, b, _encoder_terms(7))  # bound: |hidden| (>= 1), the encoder over 7 tokens, fp32 eps
 
 
 def test_compaction_equals_keeping_all_slots_under_the_padding_mask():
@@ -202,16 +224,22 @@ def test_compaction_equals_keeping_all_slots_under_the_padding_mask():
     videos = video_batch(3, 2, size=32, seed=1)
     a, b = compact(videos), padded(videos)
     assert a.last_hidden_state.shape[1] < b.last_hidden_state.shape[1] == 1 + 32
-    torch.testing.assert_close(a.pooler_output, b.pooler_output, atol=1e-5, rtol=1e-5)
+    # bound: |hidden| (>= 1), the encoder over 33 tokens, fp32 eps (the tokenizer runs the same operations in both).
+    assert_close_within_bound(a.pooler_output, b.pooler_output, _encoder_terms(33))
 
 
 def test_sdpa_and_eager_attention_agree_under_the_padding_mask():
     model = tiny_trajvit2_vision_model(tokenizer_overrides=SPARSE)
     videos = video_batch(3, 2, size=32, seed=1)
-    sdpa = model(videos).pooler_output
+    sdpa = model(videos)
     model.set_attn_implementation("eager")
     assert model.config._attn_implementation == "eager"
-    torch.testing.assert_close(model(videos).pooler_output, sdpa, atol=1e-5, rtol=1e-5)
+    eager = model(videos)
+    # bound: |hidden| (>= 1), the whole tower (its Perceivers switch kernels too), fp32 eps; hard ids may flip only
+    # at a float tie of the assignment logits.
+    logit_bound = float_error_bound(max(sdpa.assignment_logits.abs().max().item(), 1.0), VIDEO_TERMS)
+    assert_ids_equal_up_to_ties(eager.trajectory_ids, sdpa.trajectory_ids, sdpa.assignment_logits, logit_bound)
+    assert_close_within_bound(eager.pooler_output, sdpa.pooler_output, VIDEO_TERMS)
 
 
 def test_release_option_attends_to_inactive_tokens():
@@ -222,7 +250,8 @@ def test_release_option_attends_to_inactive_tokens():
     assert out.last_hidden_state.shape == (1, 6, 32) and out.attention_mask.all()
     changed = tokens.clone()
     changed[0, 2] = torch.randn(32)  # an inactive slot (a constant shift would vanish in the LayerNorm)
-    assert not torch.allclose(model.vision_model.encode_tokens(changed, mask).pooler_output, out.pooler_output)
+    difference = model.vision_model.encode_tokens(changed, mask).pooler_output - out.pooler_output
+    assert difference.abs().max() > float_error_bound(max(out.pooler_output.abs().max().item(), 1.0), _encoder_terms(6))
 
 
 def test_tokens_per_trajectory_and_token_width_projection():
@@ -238,7 +267,7 @@ def test_output_hidden_states_and_tuple_output():
     out = model(video_batch(1, 2, size=32), output_hidden_states=True)
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == out.last_hidden_state.shape
     as_tuple = model(video_batch(1, 2, size=32), return_dict=False)
-    torch.testing.assert_close(as_tuple[0], out.last_hidden_state)
+    assert torch.equal(as_tuple[0], out.last_hidden_state)  # the same forward again: bit-identical
 
 
 def test_vision_model_loads_the_vision_tower_of_a_saved_clip_model(tmp_path):
@@ -246,7 +275,8 @@ def test_vision_model_loads_the_vision_tower_of_a_saved_clip_model(tmp_path):
     clip.save_pretrained(tmp_path)
     vision = TrajViT2VisionModel.from_pretrained(tmp_path).eval()
     videos = video_batch(2, 2, size=32)
-    torch.testing.assert_close(vision(videos).pooler_output, clip.vision_model(videos).pooler_output)
+    # bound: |hidden| (>= 1), the vision tower, fp32 eps: reloaded weights may sit at other alignments (other kernels).
+    assert_close_within_bound(vision(videos).pooler_output, clip.vision_model(videos).pooler_output, VIDEO_TERMS)
 
 
 # -------------------------------------------------------------------------------------------------------- CLIP model
@@ -260,12 +290,17 @@ def test_clip_outputs_embeddings_and_similarities(vision_tokenizer):
     out = model(**_inputs(3))
     assert isinstance(out, TrajViT2Output) and out.loss is None
     assert out.video_embeds.shape == out.text_embeds.shape == (3, 16)
-    torch.testing.assert_close(out.video_embeds.norm(dim=-1), torch.ones(3))
-    torch.testing.assert_close(out.text_embeds.norm(dim=-1), torch.ones(3))
-    torch.testing.assert_close(out.logits_per_text, out.logits_per_video.T)
-    expected = model.logit_scale.exp() * out.video_embeds @ out.text_embeds.T
-    torch.testing.assert_close(out.logits_per_video, expected)
-    assert model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    # bound: unit vectors, two L2 norms of 16 terms and a division, fp32 eps.
+    assert_close_within_bound(out.video_embeds.norm(dim=-1), torch.ones(3), 2 * 16 + 1, magnitude=1.0)
+    assert_close_within_bound(out.text_embeds.norm(dim=-1), torch.ones(3), 2 * 16 + 1, magnitude=1.0)
+    assert torch.equal(out.logits_per_text, out.logits_per_video.T)  # one is the other's transpose
+    scale = model.logit_scale.exp()
+    expected = scale * out.video_embeds @ out.text_embeds.T
+    # bound: |logit| <= the scale, a dot product of 16 terms and the scaling, fp32 eps (other operand order).
+    assert_close_within_bound(out.logits_per_video, expected, 16 + 1, magnitude=scale.item())
+    # The float32 parameter is the init value rounded once.
+    init = math.log(1 / 0.07)
+    assert model.logit_scale.item() == pytest.approx(init, rel=0, abs=float_error_bound(init, 1))
 
 
 def test_get_features_return_projected_unnormalised_embeddings():
@@ -275,12 +310,13 @@ def test_get_features_return_projected_unnormalised_embeddings():
     video = model.get_video_features(inputs["pixel_values_videos"]).pooler_output
     text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
     assert video.shape == text.shape == (2, 16)
-    torch.testing.assert_close(F.normalize(video, dim=-1), out.video_embeds)
-    torch.testing.assert_close(F.normalize(text, dim=-1), out.text_embeds)
+    # The same towers and projections on the same inputs, then the same normalisation: bit-identical.
+    assert torch.equal(F.normalize(video, dim=-1), out.video_embeds)
+    assert torch.equal(F.normalize(text, dim=-1), out.text_embeds)
     # Text pooling = the [CLS] hidden state, no pooler (release).
     bert = model.text_model(**text_batch(2, seed=0))
     assert bert.pooler_output is None
-    torch.testing.assert_close(model.text_projection(bert.last_hidden_state[:, 0]), text)
+    assert torch.equal(model.text_projection(bert.last_hidden_state[:, 0]), text)
 
 
 def test_images_are_one_frame_videos():
@@ -288,7 +324,7 @@ def test_images_are_one_frame_videos():
     images = video_batch(2, 1, size=32)[:, 0]
     a = model.get_image_features(images).pooler_output
     b = model.get_video_features(images.unsqueeze(1)).pooler_output
-    torch.testing.assert_close(a, b)
+    assert torch.equal(a, b)  # an image is passed on as a 1-frame video: the same operations
     with pytest.raises(ValueError, match="pixel_values"):
         model.get_image_features(video_batch(1, 1, size=32))
 
@@ -305,11 +341,13 @@ def test_contrastive_loss_is_symmetric_infonce_and_tuple_output():
     out = model(**inputs, return_loss=True)
     labels = torch.arange(3)
     expected = 0.5 * (F.cross_entropy(out.logits_per_video, labels) + F.cross_entropy(out.logits_per_text, labels))
-    torch.testing.assert_close(out.contrastive_loss, expected)
-    torch.testing.assert_close(out.loss, expected)
+    # bound: |logit| <= the scale, the loss's reductions, fp32 eps (the loss recomputes the logits in another order).
+    scale = model.logit_scale.exp().item()
+    assert_close_within_bound(out.contrastive_loss, expected, _clip_loss_terms(3), magnitude=scale)
+    assert torch.equal(out.loss, out.contrastive_loss)  # weight 1.0
     assert out.segmentation_loss is None
     as_tuple = model(**inputs, return_loss=True, return_dict=False)
-    torch.testing.assert_close(as_tuple[0], out.loss)
+    assert torch.equal(as_tuple[0], out.loss)  # the same forward again: bit-identical
 
 
 def test_loss_decreases_when_overfitting_four_pairs():
@@ -366,8 +404,8 @@ def test_segmentation_loss_is_added_with_its_weight():
     labels = _labels(2, 2, 8)
     out = model(**inputs, segmentation_labels=labels)  # labels imply return_loss
     expected_seg = trajectory_segmentation_loss(out.vision_model_output.assignment_logits, labels)
-    torch.testing.assert_close(out.segmentation_loss, expected_seg)
-    torch.testing.assert_close(out.loss, 2.0 * out.contrastive_loss + 0.5 * out.segmentation_loss)
+    assert torch.equal(out.segmentation_loss, expected_seg)  # the same function on the same logits
+    assert torch.equal(out.loss, 2.0 * out.contrastive_loss + 0.5 * out.segmentation_loss)  # the same formula
 
 
 def test_segmentation_loss_does_not_reach_the_query_perceivers_input_features():
@@ -390,18 +428,23 @@ def test_segmentation_loss_does_not_reach_the_query_perceivers_input_features():
         q = F.normalize(tokenizer.query_head(captured["queries"].detach()), dim=-1)
         p = F.normalize(tokenizer.pixel_head(flat), dim=-1)
         logits = (torch.einsum("bpe,bke->bpk", p, q) * scale).reshape(out.vision_model_output.assignment_logits.shape)
-        torch.testing.assert_close(logits, out.vision_model_output.assignment_logits)
+        # bound: |logit| (>= 1), the heads' reductions (HEAD_TERMS), fp32 eps: the heads rewritten here.
+        assert_close_within_bound(logits, out.vision_model_output.assignment_logits, HEAD_TERMS)
         pixel_path = torch.autograd.grad(trajectory_segmentation_loss(logits, _labels(2, 2, 8)), features)[0]
         query_params = [p for p in tokenizer.query_perceiver.parameters()]
         query_grads = torch.autograd.grad(out.segmentation_loss, query_params, allow_unused=True)
         return total, pixel_path, query_grads
 
+    def bound(gradient):
+        # |gradient| <= its max, the backward of the loss (32 slots, 2 × the 256 labelled pixels) and of the heads.
+        return float_error_bound(gradient.abs().max().item(), 32 + 2 * 256 + HEAD_TERMS)
+
     total, pixel_path, query_grads = gradients(detach_features=True)
-    torch.testing.assert_close(total, pixel_path, atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(total, pixel_path, atol=bound(pixel_path), rtol=0)
     assert any(g is not None and g.abs().sum() > 0 for g in query_grads), "the queries themselves must still learn"
     # Control: without the stop-gradient the query path does reach the features.
     total, pixel_path, _ = gradients(detach_features=False)
-    assert not torch.allclose(total, pixel_path, atol=1e-7, rtol=1e-5)
+    assert (total - pixel_path).abs().max() > bound(pixel_path)
 
 
 def test_segmentation_label_errors():
@@ -437,16 +480,16 @@ def test_from_text_pretrained_and_loading_into_text_model(tmp_path):
         tmp_path / "bert", config=tiny_trajvit2_config(), text_model_kwargs={}
     ).eval()
     assert model.text_model.pooler is None
-    torch.testing.assert_close(
-        model.text_model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
-    )
+    assert torch.equal(model.text_model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
     inputs = text_batch(2)
-    torch.testing.assert_close(model.text_model(**inputs).last_hidden_state, bert(**inputs).last_hidden_state)
+    # bound: |hidden| (>= 1), the text tower, fp32 eps: loaded weights may sit at other alignments (other kernels).
+    expected = bert(**inputs).last_hidden_state
+    assert_close_within_bound(model.text_model(**inputs).last_hidden_state, expected, TEXT_TERMS)
     # The other way: load the weights into .text_model of an existing model.
     other = tiny_trajvit2_model()
     result = other.text_model.load_state_dict(bert.state_dict(), strict=False)
     assert not result.missing_keys and all(k.startswith("pooler.") for k in result.unexpected_keys)
-    torch.testing.assert_close(other.text_model(**inputs).last_hidden_state, bert(**inputs).last_hidden_state)
+    assert_close_within_bound(other.text_model(**inputs).last_hidden_state, expected, TEXT_TERMS)
 
 
 @pytest.mark.parametrize("pooling", ["pooler", "mean"])
@@ -461,7 +504,8 @@ def test_other_text_poolings(pooling):
         pooled = (hidden.last_hidden_state * weights).sum(1) / weights.sum(1)
     else:
         pooled = hidden.pooler_output
-    torch.testing.assert_close(text, model.text_projection(pooled))
+    # bound: |value| (>= 1), the text tower and the pooling over 7 tokens, fp32 eps (the mean written here).
+    assert_close_within_bound(text, model.text_projection(pooled), TEXT_TERMS + 7)
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
@@ -477,7 +521,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     plain = encoder_grad()
     model.activation_checkpointing_enable()
     assert model.vision_model.layers[0].gradient_checkpointing and model.text_model.encoder.layer[0].gradient_checkpointing
-    torch.testing.assert_close(encoder_grad(), plain)
+    assert torch.equal(encoder_grad(), plain)  # the recomputed forward runs the same operations: bit-identical
 
 
 # ------------------------------------------------------------------------------- output flags (CLIP/SigLIP style)
@@ -521,8 +565,8 @@ def test_output_attentions(kind, tokenizer, from_config):
     seq = out.last_hidden_state.shape[1]
     assert len(out.attentions) == 2 and all(a.shape == (3, 4, seq, seq) for a in out.attentions)
     for attention in out.attentions:
-        # Softmax rows sum to 1 up to one rounding per summed term (seq terms of size <= 1).
-        torch.testing.assert_close(attention.sum(-1), torch.ones(3, 4, seq), atol=seq * torch.finfo().eps, rtol=0)
+        # bound: softmax rows of seq terms of size <= 1 sum to 1 within 1 × seq × fp32 eps.
+        assert_close_within_bound(attention.sum(-1), torch.ones(3, 4, seq), seq, magnitude=1.0)
         assert (attention.transpose(1, 3)[~out.attention_mask] == 0).all()
     if tokenizer == "trajtok":
         assert not out.attention_mask.all(), "test needs padded positions"
@@ -704,7 +748,12 @@ def test_half_precision_runs_straight_from_the_processor(kind, tokenizer, dtype)
         assert half(**inputs, return_loss=True).loss.isfinite()
     assert embeds.dtype == dtype and torch.isfinite(embeds).all()
     if tokenizer == "trajtok" and not torch.equal(vision.trajectory_ids, reference.trajectory_ids):
-        return  # a near-tie in the hard segmentation flipped: a different token set, nothing to compare
+        # Hard ids may flip only at a near-tie of the logits (scale × cosines of normalised heads: the same
+        # one-reduction bound as the embeddings); a flip gives a different token set, nothing more to compare.
+        logits = reference.assignment_logits
+        bound = float_error_bound(logits.abs().max().item(), 32, dtype)
+        assert_ids_equal_up_to_ties(vision.trajectory_ids, reference.trajectory_ids, logits, bound)
+        return
     torch.testing.assert_close(embeds.float(), expected_embeds, atol=_half_bound(dtype), rtol=0)
 
 

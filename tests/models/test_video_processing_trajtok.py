@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoVideoProcessor, PretrainedConfig
 
+from testers import float_error_bound
 from trajtok_hf.models.video_processing_trajtok import (
     TrajTokVideoProcessor,
     read_video_pyav,
@@ -22,6 +23,13 @@ from trajtok_hf.models.video_processing_trajtok import (
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
 CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+# Float error bounds (testers.float_error_bound) of the float32 output. A normalised pixel x·(1/(255·std)) − mean/std
+# has terms up to 1/std ≤ 4.5 and 4 roundings (two folded constants, the product, the difference); a float input is
+# first resized in float (two 4-tap bicubic passes: 8 more terms, relative to 255).
+PIXEL_BOUND = float_error_bound(1 / STD.min(), 4)
+FLOAT_RESIZE_BOUND = float_error_bound(1 / STD.min(), 8 + 4)
+# A frame's grey level read back by frame_levels (a float64 mean of pixels: at most one pixel's error), in 0-255.
+LEVEL_BOUND = PIXEL_BOUND * STD.max() * 255
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -124,7 +132,7 @@ def test_layouts_and_containers_give_identical_values(processor):
         video.astype(np.int64),
     ):
         out = processor(variant, num_frames=3, return_tensors="pt")["pixel_values_videos"]
-        torch.testing.assert_close(out, reference, rtol=0, atol=0)
+        assert torch.equal(out, reference)  # the same uint8 frames: the same operations
 
 
 def test_return_tensors_none_gives_list_of_videos(processor):
@@ -141,7 +149,7 @@ def test_constant_colour_normalizes_to_exact_values(processor):
     video = np.broadcast_to(colour, (5, 37, 53, 3)).copy()
     pixel_values = processor(video, return_tensors="pt")["pixel_values_videos"]
     expected = torch.tensor((colour / 255.0 - MEAN) / STD, dtype=torch.float32).view(1, 1, 3, 1, 1)
-    torch.testing.assert_close(pixel_values, expected.expand_as(pixel_values), rtol=0, atol=1e-6)
+    torch.testing.assert_close(pixel_values, expected.expand_as(pixel_values), rtol=0, atol=PIXEL_BOUND)
 
 
 @pytest.mark.parametrize("source_hw", [(100, 120), (480, 640)])
@@ -152,14 +160,16 @@ def test_resize_matches_pil_bicubic(processor, source_hw):
     ours = processor([frame], return_tensors="pt")["pixel_values_videos"][0, 0].double()
     pil = np.asarray(PIL.Image.fromarray(frame).resize((224, 224), PIL.Image.BICUBIC), dtype=np.float64)
     official = torch.from_numpy(((pil / 255.0 - MEAN) / STD).transpose(2, 0, 1))
-    assert (ours - official).abs().max().item() <= 1.0 / 255 / STD.min() + 1e-6
+    # 1 grey level (codec-independent resize difference: uint8 rounding), + the float32 normalisation's bound.
+    assert (ours - official).abs().max().item() <= 1.0 / 255 / STD.min() + PIXEL_BOUND
 
 
 def test_float_input_is_treated_as_0_255(processor):
     video = grey_ramp(4)
     as_uint8 = processor(video, return_tensors="pt")["pixel_values_videos"]
     as_float = processor(video.astype(np.float32), return_tensors="pt")["pixel_values_videos"]
-    torch.testing.assert_close(as_float, as_uint8, rtol=0, atol=1e-5)
+    # Constant frames: the uint8 path's integer rounding changes nothing; the float path's resize rounds in float.
+    torch.testing.assert_close(as_float, as_uint8, rtol=0, atol=FLOAT_RESIZE_BOUND)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -172,7 +182,9 @@ def test_uniform_sampling_40_frames_to_16_picks_segment_centres(processor):
     assert uniform_frame_indices(40, 16).tolist() == EXPECTED_40_TO_16
     out = processor(grey_ramp(40, step=5), return_tensors="pt", return_metadata=True)
     assert out["video_metadata"][0].frames_indices == EXPECTED_40_TO_16
-    np.testing.assert_allclose(frame_levels(out["pixel_values_videos"][0]), np.array(EXPECTED_40_TO_16) * 5, atol=1e-3)
+    np.testing.assert_allclose(
+        frame_levels(out["pixel_values_videos"][0]), np.array(EXPECTED_40_TO_16) * 5, rtol=0, atol=LEVEL_BOUND
+    )
 
 
 def test_short_video_repeats_frames_uniformly_without_zeros(processor):
@@ -184,9 +196,10 @@ def test_short_video_repeats_frames_uniformly_without_zeros(processor):
     assert indices.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     counts = np.bincount(indices, minlength=5)
     assert counts.min() >= 3 and counts.max() - counts.min() <= 1  # every frame, evenly, in temporal order
-    np.testing.assert_allclose(frame_levels(pixel_values), 20 + 40 * indices, atol=1e-3)
+    np.testing.assert_allclose(frame_levels(pixel_values), 20 + 40 * indices, rtol=0, atol=LEVEL_BOUND)
     zero_level = torch.tensor(-MEAN / STD, dtype=torch.float32).view(3, 1, 1)
-    assert not torch.isclose(pixel_values, zero_level, atol=1e-4).all(dim=(1, 2, 3)).any()  # no black padding
+    black = torch.isclose(pixel_values, zero_level, rtol=0, atol=PIXEL_BOUND).all(dim=(1, 2, 3))
+    assert not black.any()  # no black padding
 
 
 def test_batch_of_different_lengths_is_sampled_to_same_t(processor):
@@ -194,7 +207,7 @@ def test_batch_of_different_lengths_is_sampled_to_same_t(processor):
     pixel_values = processor(videos, return_tensors="pt")["pixel_values_videos"]
     assert pixel_values.shape == (4, 16, 3, 224, 224)
     single = processor(videos[2], return_tensors="pt")["pixel_values_videos"]
-    torch.testing.assert_close(pixel_values[2:3], single, rtol=0, atol=0)  # batching does not change a video
+    assert torch.equal(pixel_values[2:3], single)  # batching does not change a video
 
 
 def test_num_frames_override_and_no_sampling(processor):
@@ -215,15 +228,15 @@ def test_fps_sampling_on_written_mp4(processor, mp4_30f_10fps):
     assert (metadata.total_num_frames, metadata.fps, metadata.duration) == (30, 10.0, 3.0)
     assert metadata.frames_indices == [2, 7, 12, 17, 22, 27] == uniform_frame_indices(30, 6).tolist()
     assert out["pixel_values_videos"].shape == (1, 6, 3, 224, 224)
+    # atol=3: grey levels after a lossy H.264/MPEG-4 round trip (codec error, not float order).
     np.testing.assert_allclose(
         frame_levels(out["pixel_values_videos"][0]), 8 * np.array(metadata.frames_indices), atol=3
     )
     # an fps processor round-trips and samples the same way; a call-time num_frames overrides its fps
     fps_processor = TrajTokVideoProcessor(fps=2)
     assert fps_processor.num_frames is None and fps_processor.fps == 2
-    torch.testing.assert_close(
-        fps_processor(mp4_30f_10fps, return_tensors="pt")["pixel_values_videos"], out["pixel_values_videos"]
-    )
+    from_fps_processor = fps_processor(mp4_30f_10fps, return_tensors="pt")["pixel_values_videos"]
+    assert torch.equal(from_fps_processor, out["pixel_values_videos"])  # the same frames: bit-identical
     assert fps_processor(mp4_30f_10fps, num_frames=4, return_tensors="pt")["pixel_values_videos"].shape[1] == 4
 
 
@@ -242,6 +255,7 @@ def test_mp4_written_with_pyav_decodes(processor, tmp_path):
     video, metadata = read_video_pyav(path)
     assert video.shape == (20, 3, 40, 56) and video.dtype == torch.uint8
     assert (metadata.total_num_frames, metadata.fps, metadata.height, metadata.width) == (20, 25.0, 40, 56)
+    # atol=3 (here and below): grey levels after a lossy codec round trip (codec error, not float order).
     np.testing.assert_allclose(video[:, 0].double().mean(dim=(1, 2)).numpy(), 8 * np.arange(20), atol=3)
     out = processor(str(path), return_tensors="pt", return_metadata=True)
     indices = out["video_metadata"][0].frames_indices
@@ -261,7 +275,7 @@ def test_container_without_frame_count_is_counted_by_decoding(processor, tmp_pat
     out = processor(path, num_frames=4, return_tensors="pt", return_metadata=True)
     metadata = out["video_metadata"][0]
     assert (metadata.total_num_frames, metadata.frames_indices) == (12, [1, 4, 7, 10])
-    np.testing.assert_allclose(frame_levels(out["pixel_values_videos"][0]), [10, 40, 70, 100], atol=3)
+    np.testing.assert_allclose(frame_levels(out["pixel_values_videos"][0]), [10, 40, 70, 100], atol=3)  # codec error
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -274,8 +288,8 @@ def test_center_crop_option_keeps_aspect():
     cropped = crop(video, return_tensors="pt")["pixel_values_videos"]
     squeezed = TrajTokVideoProcessor()(video, return_tensors="pt")["pixel_values_videos"]
     assert cropped.shape == squeezed.shape == (1, 16, 3, 224, 224)
-    assert frame_levels(cropped[0]).max() < 1e-3  # all black
-    assert abs(frame_levels(squeezed[0]).mean() - 255 / 5) < 2  # a fifth white
+    assert frame_levels(cropped[0]).max() <= LEVEL_BOUND  # all black
+    assert abs(frame_levels(squeezed[0]).mean() - 255 / 5) < 2  # a fifth white (± bicubic ringing at the edge)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -297,7 +311,7 @@ def test_save_pretrained_from_pretrained_round_trip(tmp_path):
     loaded = TrajTokVideoProcessor.from_pretrained(tmp_path)
     assert loaded.to_dict() == original.to_dict()
     video = grey_ramp(30)
-    torch.testing.assert_close(
+    assert torch.equal(  # the same settings: the same operations
         loaded(video, return_tensors="pt")["pixel_values_videos"],
         original(video, return_tensors="pt")["pixel_values_videos"],
     )
@@ -417,11 +431,10 @@ def test_channels_first_numpy_frame_list_and_input_data_format(processor):
     video = grey_ramp(5)
     reference = processor(video, num_frames=2, return_tensors="pt")["pixel_values_videos"]
     frames_chw = [f.transpose(2, 0, 1) for f in video]
-    torch.testing.assert_close(
-        processor(frames_chw, num_frames=2, return_tensors="pt")["pixel_values_videos"], reference
-    )
+    # The same uint8 frames in another layout: the same operations, bit-identical values.
+    assert torch.equal(processor(frames_chw, num_frames=2, return_tensors="pt")["pixel_values_videos"], reference)
     explicit = processor(video, num_frames=2, input_data_format="channels_last", return_tensors="pt")
-    torch.testing.assert_close(explicit["pixel_values_videos"], reference)
+    assert torch.equal(explicit["pixel_values_videos"], reference)
     with pytest.raises(ValueError, match=r"`videos`.*3 colour channels \(RGB\) on the channels_first axis"):
         processor(video, input_data_format="channels_first", return_tensors="pt")
 
@@ -445,3 +458,41 @@ def test_already_rescaled_floats_warn(processor, videos, kwargs, warns, monkeypa
     monkeypatch.setattr(video_processing_trajtok.logger, "warning_once", lambda message, *a, **k: messages.append(message))
     processor(videos, return_tensors="pt", **kwargs)
     assert any("already rescaled" in m for m in messages) == warns
+
+
+# ------------------------------------------------------------------------------------ frames given as image files
+def _frame_files(folder: Path, count: int = 3) -> list[str]:
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(count):
+        path = folder / f"frame_{i}.png"
+        PIL.Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("nesting", ["one video", "batch", "per conversation"])
+def test_frames_as_image_files_equal_the_same_frames_as_pil(tmp_path, nesting):
+    files = _frame_files(tmp_path)
+    videos = {"one video": files, "batch": [files], "per conversation": [[files]]}[nesting]
+    processor = TrajTokVideoProcessor(num_frames=3, size={"height": 16, "width": 16})
+    got = processor(videos, do_sample_frames=False, return_tensors="pt")["pixel_values_videos"]
+    frames = [PIL.Image.open(path).convert("RGB") for path in files]
+    expected = processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values_videos"]
+    assert got.shape == (1, 3, 3, 16, 16) and torch.equal(got, expected)  # the same decoded frames, same arithmetic
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda files: files, "Sampling frames from a list of images is not supported"),  # sampling asked (default)
+        (lambda files: [files[0], files[1] + ".missing.png"], "could not read the image file"),
+    ],
+    ids=["sampling asked", "unreadable file"],
+)
+def test_frames_as_image_files_bad_use_is_named(tmp_path, change, match):
+    files = change(_frame_files(tmp_path, 2))
+    processor = TrajTokVideoProcessor(num_frames=2, size={"height": 16, "width": 16})
+    do_sample = match.startswith("Sampling")
+    with pytest.raises(ValueError, match=match):
+        processor(files, do_sample_frames=do_sample, return_tensors="pt")

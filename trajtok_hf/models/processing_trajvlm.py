@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
+from transformers.processing_utils import ProcessingKwargs
 
 from .processing_utils_trajtok import KeepAutoMapOnSaveMixin
 
@@ -94,7 +94,7 @@ class TrajVLMProcessorKwargs(ProcessingKwargs, total=False):
     _defaults = {"text_kwargs": {"padding": True}}
 
 
-class TrajVLMProcessor(KeepAutoMapOnSaveMixin, ProcessorMixin):
+class TrajVLMProcessor(KeepAutoMapOnSaveMixin):
     r"""
     Wraps a [`TrajTokVideoProcessor`] (configured with the vision tower's size and normalisation) and a tokenizer that
     has a `<video>` special token.
