@@ -40,7 +40,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_trajtok import TrajTokConfig
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
@@ -233,7 +233,7 @@ class TrajTokFeatureExtractor(nn.Module):
 
     def __init__(self, config: TrajTokConfig):
         super().__init__()
-        self.backbone = AutoBackbone.from_config(config.backbone_config)
+        self.backbone = from_sub_config(AutoBackbone, config.backbone_config)
         stage_widths = list(config.backbone_config.hidden_sizes)
         self.projections = nn.ModuleList(nn.Linear(width, config.hidden_size) for width in stage_widths)
         num_norms = 1 if config.shared_stage_layernorm else len(stage_widths)

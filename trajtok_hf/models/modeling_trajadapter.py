@@ -59,7 +59,7 @@ from .modeling_trajtok import (
     init_linear_and_norm,
     random_orthonormal,
 )
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import TrajTokPerceiver
 
 logger = logging.get_logger(__name__)
@@ -289,7 +289,7 @@ def _build_backbone(backbone_config) -> PreTrainedModel:
     model_class = MODEL_MAPPING.get(type(backbone_config), None)
     if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
-    return AutoModel.from_config(backbone_config, **kwargs)
+    return from_sub_config(AutoModel, backbone_config, **kwargs)
 
 
 def _check_output_flags(output_attentions, output_hidden_states) -> None:

@@ -65,7 +65,7 @@ from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
 from .loss_contrastive import clip_contrastive_loss
 from .loss_trajtok import trajectory_segmentation_loss
 from .modeling_trajtok import TrajTokModel, init_linear_and_norm
-from .modeling_utils_trajtok import MAX_ABS_PIXEL_VALUE, SafetensorsFileCheckMixin, check_video_pixels
+from .modeling_utils_trajtok import MAX_ABS_PIXEL_VALUE, SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .modeling_vit3d import ViT3DPatchTokenizer
 
 logger = logging.get_logger(__name__)
@@ -451,7 +451,7 @@ def _build_text_model(text_config, text_pooling: str) -> PreTrainedModel:
             model_class = None
         if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
             kwargs["add_pooling_layer"] = False
-    return AutoModel.from_config(text_config, **kwargs)
+    return from_sub_config(AutoModel, text_config, **kwargs)
 
 
 class TrajViT2Model(TrajViT2PreTrainedModel):

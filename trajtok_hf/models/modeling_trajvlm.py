@@ -56,7 +56,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .configuration_trajtok import TrajTokConfig
 from .configuration_trajvlm import TrajVLMConfig
 from .modeling_trajtok import TrajTokModel, fourier_ring_offsets, random_orthonormal
-from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels
+from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import TrajTokPerceiver
 
 IGNORE_INDEX = -100
@@ -247,11 +247,12 @@ def drop_unused_tower_modules(tower: nn.Module) -> None:
 def patch_pool(features: torch.Tensor, spatial: int, temporal: int) -> torch.Tensor:
     """PatchVLM baseline: average pooling of (b, t, g, g, D) features over (temporal × spatial × spatial) windows.
 
-    A last partial window averages only the positions it covers. Returns (b, t'·g'·g', D), (t', row, col) order."""
+    A last partial window averages only the positions it covers. Returns (b, t'·g'·g', D), (t', row, col) order.
+    The average runs in float32 (CPU torch has no half-precision 3-D average pooling) and returns the input dtype."""
     x = features.permute(0, 4, 1, 2, 3)  # (b, D, t, g, g)
     kernel = (min(temporal, x.shape[2]), spatial, spatial)
-    pooled = F.avg_pool3d(x, kernel_size=kernel, stride=kernel, ceil_mode=True, count_include_pad=False)
-    return pooled.flatten(2).transpose(1, 2)
+    pooled = F.avg_pool3d(x.float(), kernel_size=kernel, stride=kernel, ceil_mode=True, count_include_pad=False)
+    return pooled.to(features.dtype).flatten(2).transpose(1, 2)
 
 
 def _clip_groups(frames: int, clip: int) -> list[tuple[int, int, int]]:
@@ -324,7 +325,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
 
     def __init__(self, config: TrajVLMConfig):
         super().__init__(config)
-        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.vision_tower = from_sub_config(AutoModel, config.vision_config)
         drop_unused_tower_modules(self.vision_tower)
         if config.connector_type == "trajtok":
             self.segmenter = TrajTokModel(config.tokenizer_config)
@@ -333,7 +334,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             self.segmenter = None
             self.connector = None
         self.multi_modal_projector = TrajVLMMultiModalProjector(config)
-        self.language_model = AutoModel.from_config(config.text_config)
+        self.language_model = from_sub_config(AutoModel, config.text_config)
         self.post_init()
         self._freeze_segmenter()
 

@@ -28,6 +28,7 @@ __all__ = [
     "check_safetensors_file",
     "check_video_pixels",
     "check_weight_files",
+    "from_sub_config",
     "safetensors_weight_files",
 ]
 
@@ -145,3 +146,14 @@ def check_video_pixels(value, name: str = "pixel_values_videos", channels: int =
             f"{MAX_ABS_PIXEL_VALUE:g}), got values in [{low:g}, {high:g}] (NaN or inf values, or frames that did "
             "not go through the processor)"
         )
+
+
+def from_sub_config(auto_class, config, **kwargs):
+    """``auto_class.from_config(config)`` for a model nested in one of ours, built in the dtype that the enclosing
+    model is being built in (``torch.get_default_dtype()``, which ``from_pretrained(..., dtype=...)`` sets while it
+    builds).
+
+    transformers gives ``from_pretrained``'s ``dtype`` to the top config's direct sub-configs only, and
+    ``from_config`` builds in the sub-config's own saved ``dtype``: a backbone nested two levels down (TrajViT2 →
+    vision config → TrajTok config → ConvNeXt config) would otherwise stay float32 in a bfloat16 model."""
+    return auto_class.from_config(config, dtype=torch.get_default_dtype(), **kwargs)
