@@ -166,7 +166,16 @@ class TrajTokConfig(PreTrainedConfig):
         if isinstance(self.backbone_config, dict):
             backbone = dict(self.backbone_config)
             backbone.setdefault("model_type", "convnext")
+            if backbone["model_type"] not in SUPPORTED_BACKBONES:
+                raise ValueError(
+                    f"backbone_config must be one of the ConvNeXt-family configs {SUPPORTED_BACKBONES}, got model_type "
+                    f"{backbone['model_type']!r}"
+                )
             self.backbone_config = backbone
+        elif self.backbone_config is not None and not isinstance(self.backbone_config, PreTrainedConfig):
+            raise TypeError(
+                f"backbone_config must be a dict, a PreTrainedConfig or None, got {type(self.backbone_config).__name__}"
+            )
         super().__post_init__(**kwargs)
         self._validate_trajtok()
 

@@ -662,10 +662,12 @@ def test_backbone_frames_per_pass_changes_no_value(frames_per_pass):
         ({"backbone_frames_per_pass": 0}, "backbone_frames_per_pass"),
         ({"backbone_frames_per_pass": 2.0}, "backbone_frames_per_pass"),
         ({"backbone_config": {"model_type": "resnet"}}, "backbone_config"),
+        ({"backbone_config": {"model_type": "no-such-model"}}, "ConvNeXt-family configs"),
+        ({"backbone_config": "convnext"}, "backbone_config must be a dict, a PreTrainedConfig or None"),
     ],
 )
 def test_bad_config_values(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         tiny_trajtok_config(**kwargs)
 
 

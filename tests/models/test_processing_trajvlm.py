@@ -148,11 +148,13 @@ def test_auto_processor_with_trust_remote_code_without_trajtok_hf(processor, qa_
         ("", 1, "empty prompt"),
         ([], 1, "empty"),
         (None, 1, "prompt"),
+        (3, 1, "text must be a string or a list of strings"),
+        (["<video> ok", None], 1, "text must be a string or a list of strings"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(processor, qa_config, text, num_videos, match):
     clips = [generate_qa(qa_config, 0, i)["video"] for i in range(num_videos)]
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         processor(text=text, videos=clips, return_tensors="pt")
 
 

@@ -140,6 +140,13 @@ class TrajVLMProcessor(KeepAutoMapOnSaveMixin):
     def __call__(self, text=None, videos=None, **kwargs):
         """`text` (a prompt or a list) with `<video>` placeholders and `videos` (one per placeholder, in order); an
         image is a 1-frame video (`images` are refused with a ValueError)."""
+        if text is not None and not (
+            isinstance(text, str) or (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text))
+        ):
+            got = type(text).__name__
+            if isinstance(text, (list, tuple)):
+                got = f"a list of {sorted({type(t).__name__ for t in text})}"
+            raise TypeError(f"text must be a string or a list of strings (prompts with <video> placeholders), got {got}")
         videos = _flatten_conversation_videos(videos)
         return super().__call__(text=text, videos=videos, **kwargs)
 
