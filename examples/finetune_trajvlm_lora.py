@@ -37,7 +37,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
-from trajtok_hf.training import atomic_folder
+from trajtok_hf.file_utils import atomic_folder
 from trajtok_hf.data.video_qa import (
     QUESTION_TYPES,
     VideoQACollator,

@@ -25,14 +25,8 @@ from testers import tiny_trajtok_model
 
 from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf import training
-from trajtok_hf.training import (
-    CheckpointManager,
-    TrainState,
-    atomic_folder,
-    build_optimizer,
-    build_scheduler,
-    save_final,
-)
+from trajtok_hf.file_utils import atomic_folder
+from trajtok_hf.training import CheckpointManager, TrainState, build_optimizer, build_scheduler, save_final
 
 RNG_FILES = ("rng_state_0.safetensors", "rng_state_0.json")
 CHECKPOINT_FILES = {"model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json", *RNG_FILES,

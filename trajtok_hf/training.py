@@ -26,7 +26,6 @@ The scripts keep the training loop in plain sight (nanoGPT style); this module h
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -46,6 +45,7 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from .data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
+from .file_utils import TMP_PREFIX, TRASH_PREFIX, atomic_folder, commit_folder, fresh_folder, fsync_dir
 from .metrics import retrieval_metrics, segmentation_metrics
 from .models.modeling_trajtok import TrajTokModel
 from .models.modeling_trajvit2 import TrajViT2Model
@@ -61,7 +61,6 @@ __all__ = [
     "SyntheticClipDataset",
     "TrainState",
     "add_training_args",
-    "atomic_folder",
     "build_caption_tokenizer",
     "build_optimizer",
     "build_scheduler",
@@ -401,8 +400,6 @@ SCHEDULER_FILE = "scheduler.json"
 SCALER_FILE = "scaler.json"
 RNG_STEM = "rng_state_{}"  # per process: rng_state_N.safetensors (torch generators) + rng_state_N.json (random, numpy)
 CHECKPOINT_FORMAT = "trajtok_hf-safetensors-json-1"
-_TMP_PREFIX = ".tmp-"
-_TRASH_PREFIX = ".trash-"
 # Fault injection for tests: "<stage>:<step>" (or "<stage>" for the final save) SIGKILLs this process there. Stages:
 # "before_commit" (every file written into the temporary folder, nothing committed), "before_pointer" (checkpoint
 # folder renamed into place, `latest` not yet updated) and "final_before_commit" (final/ written into its temporary
@@ -417,59 +414,6 @@ def _maybe_fault(stage: str, step: int | None = None) -> None:
     spec = os.environ.get(FAULT_ENV)
     if spec and spec == (stage if step is None else f"{stage}:{step}"):
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_tree(path: Path) -> None:
-    """Flush every file under ``path`` and the folders themselves to disk (so a rename commits complete data)."""
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(Path(root))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fresh_folder(path: Path) -> Path:
-    """An empty ``path`` (a left-over of a crashed save is removed first)."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def _commit_folder(tmp: Path, final: Path) -> None:
-    """fsync ``tmp`` and rename it to ``final`` (atomic): ``final`` is its previous complete version, the new complete
-    one, or absent (a previous ``final`` is moved aside just before the rename and removed after), never a
-    half-written folder."""
-    _fsync_tree(tmp)
-    trash = None
-    if final.exists():
-        trash = final.parent / f"{_TRASH_PREFIX}{final.name}"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_folder(folder: str | os.PathLike):
-    """Write a whole folder atomically: the ``with`` body writes into the yielded temporary sibling
-    (``.tmp-<name>``), which is fsynced and renamed to ``folder`` when the body ends without an error. A kill or an
-    error in the body leaves the previous ``folder`` (or none), never a half-written one; the temporary folder is
-    removed by the next save."""
-    folder = Path(folder)
-    tmp = _fresh_folder(folder.parent / f"{_TMP_PREFIX}{folder.name}")
-    yield tmp
-    _commit_folder(tmp, folder)
 
 
 def _listing(path: Path) -> list[str]:
@@ -694,7 +638,7 @@ class CheckpointManager:
     def remove_stale(self) -> None:
         """Delete temporary folders left by crashed saves (they are never referenced by ``latest``)."""
         for entry in self.dir.iterdir():
-            if entry.is_dir() and entry.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
+            if entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
                 shutil.rmtree(entry, ignore_errors=True)
         (self.dir / f"{LATEST_FILE}.tmp").unlink(missing_ok=True)
 
@@ -751,9 +695,9 @@ class CheckpointManager:
         from safetensors.torch import save_file
 
         name = self.name_for(state.step)
-        final, tmp = self.dir / name, self.dir / f"{_TMP_PREFIX}{name}"
+        final, tmp = self.dir / name, self.dir / f"{TMP_PREFIX}{name}"
         if accelerator.is_main_process:
-            _fresh_folder(tmp)
+            fresh_folder(tmp)
         accelerator.wait_for_everyone()
         model_state = accelerator.get_state_dict(model)  # a collective under FSDP / DeepSpeed: every process calls it
         if accelerator.is_main_process:
@@ -772,7 +716,7 @@ class CheckpointManager:
             payload = {**dataclasses.asdict(state), **(extra or {}), "format": CHECKPOINT_FORMAT,
                        "files": _listing(tmp)}
             _write_json(tmp / STATE_FILE, payload)
-            _commit_folder(tmp, final)
+            commit_folder(tmp, final)
             _maybe_fault("before_pointer", state.step)
             pointer_tmp = self.dir / f"{LATEST_FILE}.tmp"
             with open(pointer_tmp, "w") as handle:
@@ -780,7 +724,7 @@ class CheckpointManager:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(pointer_tmp, self.dir / LATEST_FILE)  # atomic pointer update
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._prune(keep=final)
         accelerator.wait_for_everyone()
         return final

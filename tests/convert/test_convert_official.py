@@ -500,3 +500,39 @@ def test_trajvit2_folder_reloads_with_automodel(tmp_path, trajvit2_sd, reference
     a, b = _trajvit2_outputs(model, reference), _trajvit2_outputs(loaded, reference)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+# ------------------------------------------------------------------------------------------ where converters write
+@pytest.mark.parametrize(
+    "existing, refused",
+    [
+        (None, False),
+        ({}, False),
+        ({"config.json": "{}", "model.safetensors": "old"}, False),  # a previous conversion: replaced whole
+        ({"notes.txt": "mine"}, True),  # someone's files: never deleted
+    ],
+    ids=["absent", "empty", "model folder", "other files"],
+)
+def test_converted_model_folder_is_atomic_and_never_deletes_other_files(tmp_path, existing, refused):
+    from trajtok_hf.convert.official_checkpoint import OfficialCheckpointError, converted_model_folder
+
+    target = tmp_path / "out"
+    if existing is not None:
+        target.mkdir()
+        for name, text in existing.items():
+            (target / name).write_text(text)
+    before = {p.name: p.read_text() for p in target.iterdir()} if target.exists() else None
+    if refused:
+        with pytest.raises(OfficialCheckpointError, match="not a model folder"):
+            with converted_model_folder(target):
+                pass
+        assert {p.name: p.read_text() for p in target.iterdir()} == before
+        return
+    with pytest.raises(RuntimeError):  # a conversion that fails half-way commits nothing
+        with converted_model_folder(target) as folder:
+            (folder / "config.json").write_text("half")
+            raise RuntimeError("killed")
+    assert ({p.name: p.read_text() for p in target.iterdir()} if target.exists() else None) == before
+    with converted_model_folder(target) as folder:
+        (folder / "config.json").write_text("new")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"config.json": "new"}

@@ -76,11 +76,12 @@ from .official_checkpoint import (
     OfficialCheckpointError,
     check_converted_state_dict,
     compare_outputs,
+    converted_model_folder,
     format_key_list,
     invert_rename_rules,
     load_official_state_dict,
-    official_name,
     load_reference,
+    official_name,
     rename_official_keys,
     save_video_processor,
 )
@@ -464,10 +465,9 @@ def convert_official_segmenter(
         reference = verify_with if isinstance(verify_with, dict) else load_reference(verify_with)
         diffs = verify_tokenizer(model, reference, SEGMENTER_REFERENCE, atol=atol)
     if output_dir is not None:
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(output_dir)
-        save_video_processor(output_dir)
+        with converted_model_folder(output_dir) as folder:
+            model.save_pretrained(folder)
+            save_video_processor(folder)
     return model, diffs
 
 

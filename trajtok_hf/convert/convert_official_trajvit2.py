@@ -69,6 +69,7 @@ from .official_checkpoint import (
     OfficialCheckpointError,
     check_converted_state_dict,
     compare_outputs,
+    converted_model_folder,
     format_key_list,
     invert_rename_rules,
     load_official_state_dict,
@@ -339,17 +340,16 @@ def convert_official_trajvit2(
         reference = verify_with if isinstance(verify_with, dict) else load_reference(verify_with)
         diffs = verify_trajvit2(model, reference, atol=atol)
     if output_dir is not None:
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(output_dir)
-        video_processor = save_video_processor(output_dir)
-        if text_tokenizer is not None:
-            from transformers import AutoTokenizer
+        with converted_model_folder(output_dir) as folder:
+            model.save_pretrained(folder)
+            video_processor = save_video_processor(folder)
+            if text_tokenizer is not None:
+                from transformers import AutoTokenizer
 
-            from ..models.processing_trajvit2 import TrajViT2Processor
+                from ..models.processing_trajvit2 import TrajViT2Processor
 
-            tokenizer = AutoTokenizer.from_pretrained(str(text_tokenizer), model_max_length=77)
-            TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(str(output_dir))
+                tokenizer = AutoTokenizer.from_pretrained(str(text_tokenizer), model_max_length=77)
+                TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(str(folder))
     return model, diffs
 
 

@@ -17,6 +17,8 @@ Key layout and forward of the release: ``shared/reference/official_checkpoints.m
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import re
 from collections.abc import Mapping
@@ -26,10 +28,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..file_utils import atomic_folder
+
 __all__ = [
     "OfficialCheckpointError",
     "check_converted_state_dict",
     "compare_outputs",
+    "converted_model_folder",
     "format_key_list",
     "invert_rename_rules",
     "load_official_state_dict",
@@ -314,3 +319,22 @@ def save_video_processor(output_dir: str | Path):
     )
     processor.save_pretrained(str(output_dir))
     return processor
+
+
+@contextlib.contextmanager
+def converted_model_folder(output_dir: str | os.PathLike):
+    """Where a converter writes its model folder: a temporary sibling renamed to ``output_dir`` once every file is
+    written (:func:`~trajtok_hf.file_utils.atomic_folder`), so a kill during the conversion leaves no half-written
+    model. The new folder replaces ``output_dir`` whole, so ``output_dir`` must be absent, empty or a model folder
+    (``config.json`` beside weights); anything else is refused before the conversion writes."""
+    path = Path(output_dir)
+    if path.exists():
+        if not path.is_dir():
+            raise OfficialCheckpointError(f"output_dir {path} is a file: give a folder for the converted model")
+        if any(path.iterdir()) and not (path / "config.json").is_file():
+            raise OfficialCheckpointError(
+                f"output_dir {path} holds files that are not a model folder: the converted model replaces the folder "
+                "whole, so choose a new or empty folder"
+            )
+    with atomic_folder(path) as folder:
+        yield folder
