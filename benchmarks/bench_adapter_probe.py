@@ -232,7 +232,7 @@ def accuracy(args, model, features, labels, batch_size=128) -> float:
     return correct / len(labels)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects")
     parser.add_argument("--max_objects", type=int, default=4)
@@ -264,7 +264,11 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     parser.add_argument("--work_dir", default=None,
                         help="save the trained segmenter/backbone here and reuse them in later runs with the same settings")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
     timings = {}

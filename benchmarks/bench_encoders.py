@@ -87,7 +87,6 @@ import sys
 import time
 import traceback
 
-import torch
 
 MODELS = ("trajvit2", "vit3d", "tome")
 MODEL_LABELS = {"trajvit2": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe-ViT3D"}
@@ -955,6 +954,12 @@ def parse_args(argv=None):
     if args.plot is None:
         args.plot = os.path.splitext(args.output)[0] + ".png"
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
 
 
 def main(argv=None) -> dict | None:

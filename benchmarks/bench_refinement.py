@@ -20,8 +20,6 @@ import subprocess
 import sys
 import time
 
-import torch
-
 
 def _setup(frames: int, n: int, seed: int = 0):
     from trajtok_hf import TrajTokConfig
@@ -59,15 +57,24 @@ def _run_single(implementation: str, frames: int, n: int, repeats: int) -> dict:
     return {"time_s": statistics.median(times), "peak_extra_mib": peak_mib}
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--tokens_per_trajectory", type=int, default=1, choices=[1, 2, 4])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=str, default=None, help="write the results as JSON here")
     parser.add_argument("--single", nargs=2, metavar=("IMPL", "T"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.single:
         print(json.dumps(_run_single(args.single[0], int(args.single[1]), args.tokens_per_trajectory, args.repeats)))
         return

@@ -25,12 +25,9 @@ import statistics
 import sys
 import time
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
-from trajtok_hf.models import perceiver_trajtok  # noqa: E402
 
 STAGES = ("feature_extractor", "query_perceiver", "refinement_perceiver")
 ONE_SHOT = 1 << 62  # a block size no input reaches: the one-shot paths
@@ -125,7 +122,7 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> list[dict]:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=None, help="T values (default 16 64; --quick: 8)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per T (after one warm-up)")
@@ -135,20 +132,34 @@ def main(argv=None) -> list[dict]:
                         help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)")
     parser.add_argument("--output", default=None, help="JSON path (default: print only)")
     args = parser.parse_args(argv)
-    frames = args.frames or ([8] if args.quick else [16, 64])
-    if args.rounds < 1 or any(t < 1 for t in frames):
+    args.frames = args.frames or ([8] if args.quick else [16, 64])
+    if args.rounds < 1 or any(t < 1 for t in args.frames):
         parser.error("--rounds and --frames must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
     if args.block_rows is not None and args.block_rows < 1:
         parser.error("--block_rows must be >= 1")
+    args.parser = parser  # main reports the model's own argument errors through it
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
+from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
+from trajtok_hf.models import perceiver_trajtok  # noqa: E402
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     block_rows = args.block_rows or (256 if args.quick else None)
     try:
-        results = [run(t, args.rounds, args.quick, block_rows) for t in frames]
+        results = [run(t, args.rounds, args.quick, block_rows) for t in args.frames]
     except ValueError as error:
-        parser.error(str(error))
+        args.parser.error(str(error))
     print(format_table(results))
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -41,20 +41,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import trajtok_hf  # noqa: E402,F401
-from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
-
-from trajtok_hf.data.video_qa import (  # noqa: E402
-    QUESTION_TYPES,
-    evaluate_video_qa,
-    generate_qa,
-    shapes_video_config,
-)
 
 EVAL_SEED = 1_000_000  # examples/finetune_trajvlm_lora.py holds out generator seed `seed + 1_000_000`
 
@@ -70,6 +60,20 @@ def parse_args(argv=None):
     p.add_argument("--num_latency", type=int, default=20, help="questions timed one at a time")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
+import trajtok_hf  # noqa: E402,F401
+from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+from trajtok_hf.data.video_qa import (  # noqa: E402
+    QUESTION_TYPES,
+    evaluate_video_qa,
+    generate_qa,
+    shapes_video_config,
+)
 
 
 def run(script, *arguments, log):

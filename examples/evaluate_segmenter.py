@@ -22,14 +22,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
-
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
-from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics
-from trajtok_hf.training import load_segmenter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajtok-small-shapes"
@@ -63,6 +55,18 @@ def parse_args(argv=None):
     except RuntimeError as error:
         parser.error(f"--device {args.device}: {error}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip  # noqa: E402
+from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics  # noqa: E402
+from trajtok_hf.training import load_segmenter  # noqa: E402
 
 
 def object_report(trajectory_ids, clips) -> dict:

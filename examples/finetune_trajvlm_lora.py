@@ -38,6 +38,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
 from trajtok_hf.file_utils import atomic_folder
+from trajtok_hf.training import add_output_dir_args, check_output_dir
 from trajtok_hf.data.video_qa import (
     QUESTION_TYPES,
     VideoQACollator,
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True,
                    help="a saved TrajVLM folder (model + processor), e.g. train_trajvlm_caption.py's OUTPUT/final")
-    p.add_argument("--output_dir", required=True)
+    add_output_dir_args(p, "the LoRA adapter, metrics and (with --merge) merged/ go here")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a (video, question, answer) JSONL file")
     p.add_argument("--eval_data", default=None, help="held-out JSONL (default: synthetic clips of another seed)")
     p.add_argument("--num_eval", type=int, default=200, help="synthetic held-out questions")
@@ -76,7 +77,13 @@ def parse_args(argv=None):
     p.add_argument("--num_threads", type=int, default=None,
                    help="torch CPU threads (on a shared CPU, 1 thread per process avoids oversubscription)")
     p.add_argument("--log_every", type=int, default=25)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ("data", "eval_data"):
+        value = getattr(args, flag)
+        if value not in (None, "synthetic") and not os.path.isfile(value):
+            p.error(f"--{flag} {value}: expected 'synthetic' or a JSONL file of (video, question, answer) records")
+    check_output_dir(p, args)
+    return args
 
 
 def synthetic_config(processor, max_objects):

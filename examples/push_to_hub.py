@@ -13,10 +13,10 @@ same outputs (``--skip_remote_code_check`` to skip). A folder that fails is refu
 
 Pushed in one commit: ``*.safetensors``, ``config.json`` / ``generation_config.json``, processor and tokenizer files,
 the remote-code ``*.py`` files, and the model card as ``README.md`` (never the folder's own README, pickle weights,
-sub-folders or logs). The card (template ``model_cards/<model>.md``) takes its evaluation results from the files the
-training scripts write next to the model (``metrics.jsonl``'s last ``eval/*`` record, ``eval.json``) or from
-``--eval_results FILE.json``; the training command from ``train_args.json``, ``--training_command`` or the script's
-default. An upload failure names the failed step (exit 1); the local folder is only ever read.
+sub-folders or logs). The card (template ``trajtok_hf/model_card_templates/<model>.md``) takes its evaluation
+results from the files the training scripts write next to the model (``metrics.jsonl``'s last ``eval/*`` record,
+``eval.json``) or from ``--eval_results FILE.json``; the training command from ``train_args.json``,
+``--training_command`` or the script's default. An upload failure names the failed step (exit 1); the local folder is only ever read.
 
 Authentication: ``HF_TOKEN`` / ``hf auth login`` or ``--token``; ``--endpoint`` (or ``HF_ENDPOINT``) for another Hub.
 """
@@ -24,15 +24,6 @@ Authentication: ``HF_TOKEN`` / ``hf auth login`` or ``--token``; ``--endpoint`` 
 import argparse
 import sys
 from pathlib import Path
-
-from trajtok_hf.hub import (
-    FolderValidationError,
-    PushError,
-    build_model_card,
-    load_eval_results_json,
-    push_folder,
-    validate_folder,
-)
 
 
 def parse_args(argv=None):
@@ -54,7 +45,9 @@ def parse_args(argv=None):
     card.add_argument("--base_model", action="append", default=[], help="Hub id of a base model (repeatable)")
     card.add_argument("--license", default="apache-2.0")
     card.add_argument("--tag", action="append", default=[], help="extra card tag (repeatable)")
-    card.add_argument("--template_dir", default=None, help="card templates (default: the repository's model_cards/)")
+    card.add_argument(
+        "--template_dir", default=None, help="card templates (default: the ones shipped in trajtok_hf/model_card_templates/)"
+    )
     parser.add_argument("--skip_remote_code_check", action="store_true",
                         help="do not load the folder with trust_remote_code=True without trajtok_hf (faster)")
     parser.add_argument("--dry_run", action="store_true", help="validate and build the card, upload nothing")
@@ -63,6 +56,19 @@ def parse_args(argv=None):
     if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
         parser.error(f"--repo_id must be 'namespace/name' (the card's code names the repository), got {args.repo_id!r}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+from trajtok_hf.hub import (  # noqa: E402
+    FolderValidationError,
+    PushError,
+    build_model_card,
+    load_eval_results_json,
+    push_folder,
+    validate_folder,
+)
 
 
 def main(argv=None) -> int:

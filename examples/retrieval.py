@@ -23,15 +23,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
-from transformers import AutoModel, AutoProcessor
-
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset
-from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics
-from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
@@ -64,13 +55,29 @@ def parse_args(argv=None):
         parser.error(f"--num_visualize must be >= 0, got {args.num_visualize}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a save_pretrained folder of a TrajViT2Model)")
-    if args.data is not None and not os.path.isdir(args.data):
-        parser.error(f"--data {args.data}: not a folder")
+    metadata = ("metadata.jsonl", "metadata.csv")
+    if args.data is not None and not any(os.path.isfile(os.path.join(args.data, name)) for name in metadata):
+        parser.error(f"--data {args.data}: expected a video folder with a metadata.jsonl or metadata.csv")
+    import torch  # after parsing: --help stays free of heavy imports
+
     try:
         torch.device(args.device)
     except RuntimeError as error:
         parser.error(f"--device {args.device}: {error}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from transformers import AutoModel, AutoProcessor  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset  # noqa: E402
+from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics  # noqa: E402
+from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures  # noqa: E402
 
 
 def frame_geometry(video_processor, num_frames: int | None) -> tuple[int, int, int]:

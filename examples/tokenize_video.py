@@ -13,26 +13,48 @@ trained segmentation.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
-from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
-from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4
-
-
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=str, default=None, help="a video file (default: a generated clip)")
-    parser.add_argument("--model", type=str, default=None, help="a TrajTok folder (default: random init)")
+    parser.add_argument("--model", type=str, default=None,
+                        help="a TrajTok folder with its video processor (default: random init, default processor)")
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--chunk_size", type=int, default=None, help="override the model's chunk size")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.num_frames <= 0:
         parser.error("--num_frames must be positive")
+    if args.video is not None and not os.path.isfile(args.video):
+        parser.error(f"--video {args.video}: no such file")
+    if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
+        parser.error(f"--model {args.model}: expected a folder written by save_pretrained (with config.json)")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
+from transformers import AutoVideoProcessor  # noqa: E402
+from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor  # noqa: E402
+from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4  # noqa: E402
+
+
+def load_video_processor(model: str | None, num_frames: int):
+    """The model folder's own saved video processor (its frame size and normalisation), else the default one."""
+    if model is None:
+        return TrajTokVideoProcessor(num_frames=num_frames)
+    return AutoVideoProcessor.from_pretrained(model, num_frames=num_frames)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,7 +64,7 @@ def main():
             video = str(Path(tmp) / "clip.mp4")
             write_mp4(video, clip["video"])
             print(f"generated clip: {clip['caption']!r} ({len(clip['objects'])} objects + background)")
-        processor = TrajTokVideoProcessor(num_frames=args.num_frames)
+        processor = load_video_processor(args.model, args.num_frames)
         pixel_values = processor(video, return_tensors="pt")["pixel_values_videos"]
 
     if args.model:

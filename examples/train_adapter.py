@@ -40,7 +40,7 @@ from transformers import AutoConfig, AutoModel, get_scheduler
 
 from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip, read_video
-from trajtok_hf.training import save_final
+from trajtok_hf.training import add_output_dir_args, check_output_dir, save_final
 
 MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
 
@@ -178,7 +178,7 @@ def build_model(args, names):
 # ------------------------------------------------------------------------------------------------------------- main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", required=True)
+    add_output_dir_args(parser, "metrics.jsonl and final/ go here")
     parser.add_argument("--probe", choices=("trajectory", "attentive", "linear"), default="trajectory")
     parser.add_argument("--tokens_per_trajectory", type=int, default=1)
     parser.add_argument("--num_heads", type=int, default=4, help="heads of the refinement Perceiver and the probe")
@@ -213,6 +213,7 @@ def parse_args(argv=None):
         value = getattr(args, flag)
         if value not in (None, "synthetic") and not os.path.isdir(value):
             parser.error(f"--{flag} {value}: not a folder")
+    check_output_dir(parser, args)
     return args
 
 

@@ -27,29 +27,6 @@ import math
 import os
 import time
 
-import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-
-from trajtok_hf import (
-    TrajTokConfig,
-    TrajTokModel,
-    TrajTokVideoProcessor,
-    TrajVLMConfig,
-    TrajVLMForConditionalGeneration,
-    TrajVLMProcessor,
-)
-from trajtok_hf.data.pseudo_labels import downsample_labels
-from trajtok_hf.data.synthetic import generate_clip
-from trajtok_hf.data.video_qa import (
-    CAPTION_PROMPT,
-    VideoQACollator,
-    build_qa_tokenizer,
-    caption_example,
-    shapes_video_config,
-)
-from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
-from trajtok_hf.training import save_final
 
 VIDEO_TOKEN = "<video>"  # the placeholder of trajtok_hf.data.video_qa's tokenizer
 TINY_SEGMENTER = dict(
@@ -62,6 +39,7 @@ TINY_SEGMENTER = dict(
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output_dir", required=True)
+    p.add_argument("--overwrite_output_dir", action="store_true", help="write into a non-empty --output_dir")
     p.add_argument("--connector", choices=["trajtok", "patch_pool"], default="trajtok")
     p.add_argument("--patch_pool_size", type=int, default=4, help="patch_pool: p of the p×p spatial pooling")
     p.add_argument("--patch_pool_temporal_size", type=int, default=8, help="patch_pool: frames pooled together")
@@ -87,7 +65,37 @@ def parse_args(argv=None):
         p.error("--frame_size must be a multiple of 8 and >= 32")
     if args.segmenter_size < 32 or args.frame_size % (args.segmenter_size // 4) or args.segmenter_size % 4:
         p.error("--segmenter_size must be >= 32 and its 1/4 grid must divide --frame_size")
+    from trajtok_hf.training import check_output_dir  # after parsing: --help stays free of heavy imports
+
+    check_output_dir(p, args)
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from trajtok_hf import (  # noqa: E402
+    TrajTokConfig,
+    TrajTokModel,
+    TrajTokVideoProcessor,
+    TrajVLMConfig,
+    TrajVLMForConditionalGeneration,
+    TrajVLMProcessor,
+)
+from trajtok_hf.data.pseudo_labels import downsample_labels  # noqa: E402
+from trajtok_hf.data.synthetic import generate_clip  # noqa: E402
+from trajtok_hf.data.video_qa import (  # noqa: E402
+    CAPTION_PROMPT,
+    VideoQACollator,
+    build_qa_tokenizer,
+    caption_example,
+    shapes_video_config,
+)
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss  # noqa: E402
+from trajtok_hf.training import save_final  # noqa: E402
 
 
 def build_model_and_processor(args):

@@ -15,17 +15,6 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
-
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf.data import SyntheticVideoConfig, generate_clip
-from trajtok_hf.training import load_segmenter
-from trajtok_hf.visualization import (
-    active_trajectories_per_chunk,
-    denormalize_video,
-    save_trajectory_pictures,
-)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
@@ -50,6 +39,21 @@ def parse_args(argv=None):
         if not os.path.isfile(path):
             parser.error(f"--video {path}: no such file")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
+from trajtok_hf.training import load_segmenter  # noqa: E402
+from trajtok_hf.visualization import (  # noqa: E402
+    active_trajectories_per_chunk,
+    denormalize_video,
+    save_trajectory_pictures,
+)
 
 
 def main(argv=None) -> list[Path]:

@@ -8,6 +8,7 @@ final weights) and SIGKILLs in the middle of a checkpoint save and of the final 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -27,7 +28,6 @@ import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip
 from trajtok_hf.training import (
-    FAULT_ENV,
     EpochShuffleSampler,
     SyntheticClipDataset,
     build_optimizer,
@@ -48,7 +48,6 @@ def _env():
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    env.pop(FAULT_ENV, None)
     return env
 
 
@@ -58,9 +57,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_script(script, args, *, processes=1, env_extra=None, expect_rc=0, timeout=240):
-    """Run a training script with plain python (1 process) or accelerate launch (torchrun + gloo on CPU)."""
-    if processes == 1:
+# Runs SCRIPT as __main__ with trajtok_hf.training.fault_hook set to SIGKILL the process at KILL_AT ("stage:step",
+# or "stage" for the final save): argv is [KILL_AT, SCRIPT, *script args].
+KILL_RUNNER = """
+import os, runpy, signal, sys
+from trajtok_hf import training
+kill_at, script = sys.argv[1:3]
+sys.argv = [script, *sys.argv[3:]]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+def kill(stage, step):
+    if kill_at == (stage if step is None else f"{stage}:{step}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+training.fault_hook = kill
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_script(script, args, *, processes=1, kill_at=None, expect_rc=0, timeout=240):
+    """Run a training script with plain python (1 process) or accelerate launch (torchrun + gloo on CPU); with
+    ``kill_at``, through :data:`KILL_RUNNER`, which SIGKILLs it at that save stage."""
+    if kill_at is not None:
+        cmd = [sys.executable, "-c", KILL_RUNNER, kill_at, str(script), *args]
+    elif processes == 1:
         cmd = [sys.executable, str(script), *args]
     else:
         # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x (multi-CPU needs mpirun);
@@ -71,7 +89,6 @@ def run_script(script, args, *, processes=1, env_extra=None, expect_rc=0, timeou
     env = _env()
     if processes > 1:
         env["ACCELERATE_USE_CPU"] = "1"
-    env.update(env_extra or {})
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if expect_rc is not None and proc.returncode != expect_rc:
         raise AssertionError(f"{cmd} exited with {proc.returncode} (expected {expect_rc}):\n{proc.stderr[-4000:]}")
@@ -394,14 +411,14 @@ def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(t
     of the uninterrupted run."""
     out, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
     # 1. SIGKILL inside the save of step 4, after every file was written, before the commit.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], env_extra={FAULT_ENV: "before_commit:4"},
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], kill_at="before_commit:4",
                       expect_rc=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (checkpoints / "latest").read_text().strip() == "step_000002"  # never the half-saved step 4
     assert (checkpoints / ".tmp-step_000004").is_dir() and not (checkpoints / "step_000004").exists()
     # 2. Resume; SIGKILL in the save of step 6 after the folder was renamed, before `latest` was updated.
     proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
-                      env_extra={FAULT_ENV: "before_pointer:6"}, expect_rc=None)
+                      kill_at="before_pointer:6", expect_rc=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "resumed from" in proc.stdout and "step 2" in proc.stdout
     assert not (checkpoints / ".tmp-step_000004").exists()  # debris of the first crash removed
@@ -410,7 +427,7 @@ def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(t
     assert same_weights(checkpoints / "step_000004", uninterrupted_run / "checkpoints" / "step_000004")
     # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder); SIGKILL while final/ is written.
     proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
-                      env_extra={FAULT_ENV: "final_before_commit"}, expect_rc=None)
+                      kill_at="final_before_commit", expect_rc=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "step 4" in proc.stdout
     assert not list(checkpoints.glob(".tmp-*")) and not list(checkpoints.glob(".trash-*"))
@@ -577,3 +594,36 @@ def test_presets_give_valid_configs(preset):
         config = TrajViT2Config(vision_config=vision, text_config=BertConfig(vocab_size=60, **spec["text"]).to_dict(),
                                 **spec["model"])
         assert config.vision_tokenizer == vision_tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A non-empty --output_dir is refused unless overwritten or resumed from
+
+
+@pytest.mark.parametrize("extra, refused", [
+    ([], True),
+    (["--overwrite_output_dir"], False),
+    (["--resume_from_checkpoint", "latest"], False),
+])
+def test_training_cli_refuses_a_non_empty_output_dir(tmp_path, capsys, extra, refused):
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    script = load_script(SEGMENTER)
+    if not refused:
+        assert script.parse_args(["--output_dir", str(tmp_path), *extra]).output_dir == str(tmp_path)
+        return
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["--output_dir", str(tmp_path), *extra])
+    assert info.value.code == 2 and "--output_dir" in capsys.readouterr().err
+
+
+def test_training_cli_accepts_a_checkpoint_inside_the_output_dir_only(tmp_path, capsys):
+    from trajtok_hf.training import check_output_dir
+
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(output_dir=str(tmp_path / "run"), overwrite_output_dir=False)
+    (tmp_path / "run" / "checkpoints" / "step_2").mkdir(parents=True)
+    check_output_dir(parser, args, resume=str(tmp_path / "run" / "checkpoints" / "step_2"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(SystemExit):
+        check_output_dir(parser, args, resume=str(tmp_path / "elsewhere"))
+    assert "--output_dir" in capsys.readouterr().err

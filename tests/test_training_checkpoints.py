@@ -230,12 +230,12 @@ def test_damaged_checkpoint_is_refused_naming_the_file(accelerator, checkpoint, 
 
 
 def crash_at(monkeypatch, target: str):
-    """Make `_maybe_fault` raise (in place of SIGKILL) at ``target`` ("stage" or "stage:step")."""
-    def fault(stage, step=None):
+    """Set the test-only `fault_hook` to raise (in place of SIGKILL) at ``target`` ("stage" or "stage:step")."""
+    def fault(stage, step):
         if target == (stage if step is None else f"{stage}:{step}"):
             raise KeyboardInterrupt(f"killed at {target}")
 
-    monkeypatch.setattr(training, "_maybe_fault", fault)
+    monkeypatch.setattr(training, "fault_hook", fault)
 
 
 def test_save_latest_prune_and_load(tmp_path, accelerator):

@@ -13,11 +13,12 @@ three steps, all before or without touching the folder itself:
    (``trust_remote_code=True``) in a Python where trajtok_hf cannot be imported — what a Hub user without the
    package runs — and the outputs must match the installed package's. Any failure raises
    :class:`FolderValidationError`; nothing is uploaded.
-2. :func:`build_model_card` — a ``huggingface_hub.ModelCard`` from the per-model template in ``model_cards/`` and a
-   ``ModelCardData`` (``library_name: transformers``, ``pipeline_tag``, ``tags``, ``license``, ``datasets`` and
-   ``base_model`` when given, and ``eval_results`` as ``EvalResult`` objects). The numbers come from the files the
-   training/eval scripts write (:func:`find_eval_metrics`: ``metrics.jsonl``'s last ``eval/*`` record,
-   ``finetune_trajvlm_lora.py``'s ``eval.json``) or from an ``--eval_results`` JSON — never typed into a card.
+2. :func:`build_model_card` — a ``huggingface_hub.ModelCard`` from the per-model template (package data:
+   ``trajtok_hf/model_card_templates/<card>.md``) and a ``ModelCardData`` (``library_name: transformers``,
+   ``pipeline_tag``, ``tags``, ``license``, ``datasets`` and ``base_model`` when given, and ``eval_results`` as
+   ``EvalResult`` objects). The numbers come from the files the training/eval scripts write
+   (:func:`find_eval_metrics`: ``metrics.jsonl``'s last ``eval/*`` record, ``finetune_trajvlm_lora.py``'s
+   ``eval.json``) or from an ``--eval_results`` JSON — never typed into a card.
    ``ModelCard.validate()`` posts the card to ``{HF_ENDPOINT}/api/validate-yaml`` (network), so
    :func:`validate_card_metadata` checks the metadata locally instead (YAML parses, ``ModelCardData`` and the
    ``model-index`` round-trip to the same ``EvalResult`` list, required keys present). ``create_commit`` itself
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from warnings import warn
@@ -64,6 +66,7 @@ __all__ = [
     "find_eval_metrics",
     "load_eval_results_json",
     "push_folder",
+    "read_card_template",
     "select_files",
     "validate_card_metadata",
     "validate_folder",
@@ -87,9 +90,9 @@ class ModelSpec:
     """How one ``model_type`` is published.
 
     auto_class: the transformers Auto class that loads it (also the key its ``auto_map`` must have);
-    card: the template ``model_cards/<card>.md``; pipeline_tag / tags: card metadata; task_type / task_name: the task
-    of its ``EvalResult`` entries; config_rows: (label, dotted config attribute) pairs shown in the card;
-    needs_text: the forward takes ``input_ids`` as well as ``pixel_values_videos``."""
+    card: the template ``model_card_templates/<card>.md``; pipeline_tag / tags: card metadata; task_type /
+    task_name: the task of its ``EvalResult`` entries; config_rows: (label, dotted config attribute) pairs shown in
+    the card; needs_text: the forward takes ``input_ids`` as well as ``pixel_values_videos``."""
 
     model_type: str
     auto_class: str
@@ -218,8 +221,9 @@ CITATION = """@inproceedings{zheng2026trajtok,
   archivePrefix = {arXiv}
 }"""
 
-# Where the card templates live: the repository's model_cards/ (override with `template_dir=` or TRAJTOK_MODEL_CARDS).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+# The card templates are package data (read with importlib.resources, so an installed wheel can write cards);
+# `build_model_card(template_dir=...)` reads them from another folder instead.
+TEMPLATE_PACKAGE, TEMPLATE_FOLDER = "trajtok_hf", "model_card_templates"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -878,14 +882,18 @@ def _format_value(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _template_dir(template_dir: str | os.PathLike | None) -> Path:
-    directory = Path(template_dir or os.environ.get("TRAJTOK_MODEL_CARDS") or DEFAULT_TEMPLATE_DIR)
-    if not directory.is_dir():
-        raise FileNotFoundError(
-            f"model card templates not found in {directory}: pass template_dir= (the repository's model_cards/) "
-            "or set TRAJTOK_MODEL_CARDS"
-        )
-    return directory
+def read_card_template(card: str, template_dir: str | os.PathLike | None = None) -> str:
+    """The text of the card template ``<card>.md``: the package's own (``trajtok_hf/model_card_templates/``), or the
+    one in ``template_dir`` when given."""
+    if template_dir is None:
+        template = resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_FOLDER, f"{card}.md")
+        where = f"the installed package ({TEMPLATE_PACKAGE}/{TEMPLATE_FOLDER}/: reinstall trajtok-hf)"
+    else:
+        template = Path(template_dir) / f"{card}.md"
+        where = f"template_dir={os.fspath(template_dir)!r}"
+    if not template.is_file():
+        raise FileNotFoundError(f"model card template {card}.md not found in {where}")
+    return template.read_text(encoding="utf-8")
 
 
 def build_model_card(
@@ -903,7 +911,8 @@ def build_model_card(
 ):
     """The ``huggingface_hub.ModelCard`` of a validated folder (see the module docstring for where numbers come
     from). ``eval_metrics`` defaults to :func:`find_eval_metrics` of the folder; ``notes`` is Markdown placed as a
-    "Notes" section before the limitations (e.g. why a text tower was chosen, measured results of a demo)."""
+    "Notes" section before the limitations (e.g. why a text tower was chosen, measured results of a demo);
+    ``template_dir`` is a folder of ``<card>.md`` templates to use instead of the package's own."""
     if notes is not None and not isinstance(notes, str):
         raise TypeError(f"notes must be a Markdown string or None, got {type(notes).__name__}")
     from huggingface_hub import ModelCard, ModelCardData
@@ -926,10 +935,9 @@ def build_model_card(
     command, command_source = _training_command(report.folder, spec, training_command)
     frames, height, width = report.geometry
     id2label = getattr(config, "id2label", None) or {}
-    template = _template_dir(template_dir) / f"{spec.card}.md"
     card = ModelCard.from_template(
         card_data,
-        template_path=str(template),
+        template_str=read_card_template(spec.card, template_dir),
         repo_id=repo_id,
         model_name=model_name,
         model_type=report.model_type,

@@ -34,8 +34,7 @@ import os
 import random
 import re
 import shutil
-import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,10 +59,12 @@ __all__ = [
     "EpochShuffleSampler",
     "SyntheticClipDataset",
     "TrainState",
+    "add_output_dir_args",
     "add_training_args",
     "build_caption_tokenizer",
     "build_optimizer",
     "build_scheduler",
+    "check_output_dir",
     "check_training_args",
     "default_warmup_steps",
     "evaluate_retrieval",
@@ -400,20 +401,19 @@ SCHEDULER_FILE = "scheduler.json"
 SCALER_FILE = "scaler.json"
 RNG_STEM = "rng_state_{}"  # per process: rng_state_N.safetensors (torch generators) + rng_state_N.json (random, numpy)
 CHECKPOINT_FORMAT = "trajtok_hf-safetensors-json-1"
-# Fault injection for tests: "<stage>:<step>" (or "<stage>" for the final save) SIGKILLs this process there. Stages:
-# "before_commit" (every file written into the temporary folder, nothing committed), "before_pointer" (checkpoint
-# folder renamed into place, `latest` not yet updated) and "final_before_commit" (final/ written into its temporary
-# folder, not yet renamed).
-FAULT_ENV = "TRAJTOK_TEST_KILL_IN_CHECKPOINT"
+# Test-only hook: when set, called as ``fault_hook(stage, step)`` at the crash points of a save (``step`` is None
+# for the final save), so a test can kill the process there. Stages: "before_commit" (every file written into the
+# temporary folder, nothing committed), "before_pointer" (checkpoint folder renamed into place, `latest` not yet
+# updated) and "final_before_commit" (final/ written into its temporary folder, not yet renamed).
+fault_hook: Callable[[str, int | None], None] | None = None
 # Tags of the JSON encoding of state dicts (a tag object has exactly one key).
 _TENSOR, _TUPLE, _INT_KEYS = "__tensor__", "__tuple__", "__int_keys__"
 _TAGS = (_TENSOR, _TUPLE, _INT_KEYS)
 
 
 def _maybe_fault(stage: str, step: int | None = None) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if spec and spec == (stage if step is None else f"{stage}:{step}"):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if fault_hook is not None:
+        fault_hook(stage, step)
 
 
 def _listing(path: Path) -> list[str]:
@@ -935,7 +935,7 @@ def _embedding(output) -> torch.Tensor:
 def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Optimisation, schedule, checkpointing, evaluation and logging flags (defaults: method spec §9)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--output_dir", required=True, help="checkpoints/, metrics.jsonl and final/ go here")
+    add_output_dir_args(g, "checkpoints/, metrics.jsonl and final/ go here")
     g.add_argument("--per_device_train_batch_size", type=int, default=4)
     g.add_argument("--per_device_eval_batch_size", type=int, default=8)
     g.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -964,6 +964,27 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     g.add_argument("--eval_clips", type=int, default=32, help="size of the held-out evaluation set")
     g.add_argument("--logging_steps", type=int, default=20)
     return parser
+
+
+def add_output_dir_args(parser, help: str) -> None:
+    """``--output_dir`` (required) and ``--overwrite_output_dir``, checked by :func:`check_output_dir`."""
+    parser.add_argument("--output_dir", required=True, help=help)
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="write into a non-empty --output_dir (its files may be replaced)")
+
+
+def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, resume: str | None = None) -> None:
+    """``parser.error`` unless ``--output_dir`` is missing or empty, ``--overwrite_output_dir`` is given, or the run
+    resumes from that folder (``resume`` is ``'latest'`` or a checkpoint path inside it)."""
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        parser.error(f"--output_dir {output_dir} exists and is not a folder")
+    if args.overwrite_output_dir or not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    if resume == "latest" or (resume and output_dir.resolve() in Path(resume).resolve().parents):
+        return
+    parser.error(f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to write into it, or "
+                 "--resume_from_checkpoint latest (or a checkpoint inside it) to resume")
 
 
 def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -998,8 +1019,7 @@ def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespac
             parser.error(f"--resume_from_checkpoint {spec}: no such checkpoint folder (or use 'latest')")
         if not CheckpointManager.is_complete(spec):
             parser.error(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
-    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        parser.error(f"--output_dir {args.output_dir} exists and is not a folder")
+    check_output_dir(parser, args, resume=spec)
 
 
 def default_warmup_steps(args: argparse.Namespace, steps_per_epoch: int | None) -> int:
