@@ -922,8 +922,9 @@ def parse_args(argv=None):
     parser.add_argument("--allow_tf32", action="store_true", help="CUDA: allow TF32 (default: true fp32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny scale, T ∈ {1, 8}, batch 1, 2 repeats")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                         "encoders.json"))
+    parser.add_argument("--output", default=None,
+                        help="JSON path (default: a new benchmarks/results/encoders_<time>.json; the committed "
+                             "results are only overwritten when named here)")
     parser.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
     parser.add_argument("--_task", nargs=2, metavar=("TASK", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -951,6 +952,11 @@ def parse_args(argv=None):
         slots = TrajTokConfig(**SCALES[scale]["tokenizer"]).num_trajectories
         if "trajvit2" in args.models and args.active_trajectories > min(slots, grid * grid):
             parser.error(f"--active_trajectories must be <= {min(slots, grid * grid)} at scale {scale!r}")
+    if args.output is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.output = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"encoders_{stamp}.json")
+        if os.path.exists(args.output):
+            parser.error(f"{args.output} exists: pass --output to choose the file")
     if args.plot is None:
         args.plot = os.path.splitext(args.output)[0] + ".png"
     return args

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -199,3 +200,11 @@ def test_flop_counter_counts_sparse_products_by_stored_elements(bench):
         SegmentWeightedSum.apply(weights, inputs, segment, 5)  # a (5·8 × 100) CSR with 800 stored weights
         torch.randn(3, 4) @ torch.randn(4, 5)
     assert counter.get_total_flops() == 2 * 800 * 16 + 2 * 3 * 4 * 5
+
+
+def test_default_output_is_a_new_file_never_the_committed_results(bench):
+    args = bench.parse_args(["--quick"])
+    output = Path(args.output)
+    assert output.parent.name == "results" and output.name.startswith("encoders_") and output.suffix == ".json"
+    assert output.name != "encoders.json" and not output.exists()
+    assert args.plot == str(output.with_suffix(".png"))
