@@ -42,6 +42,7 @@ from trajtok_hf.training import (
     add_training_args,
     build_optimizer,
     build_scheduler,
+    check_data_args,
     check_training_args,
     default_warmup_steps,
     evaluate_segmentation,
@@ -87,10 +88,7 @@ def parse_args(argv=None):
         parser.error(f"--train_texture_probability must lie in [0, 1], got {args.train_texture_probability}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
-    for flag in ("data", "eval_data"):
-        value = getattr(args, flag)
-        if value not in (None, "synthetic") and not os.path.isdir(value):
-            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+    check_data_args(parser, args)
     if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
     return args

@@ -52,6 +52,7 @@ from trajtok_hf.training import (
     build_caption_tokenizer,
     build_optimizer,
     build_scheduler,
+    check_data_args,
     check_training_args,
     default_warmup_steps,
     evaluate_retrieval,
@@ -110,10 +111,7 @@ def parse_args(argv=None):
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
         parser.error("the contrastive loss needs a batch")
-    for flag in ("data", "eval_data"):
-        value = getattr(args, flag)
-        if value not in (None, "synthetic") and not os.path.isdir(value):
-            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+    check_data_args(parser, args)
     for flag in ("model", "segmenter"):
         value = getattr(args, flag)
         if value is not None and not os.path.isfile(os.path.join(value, "config.json")):

@@ -330,6 +330,20 @@ def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--data", "--eval_data"])
+@pytest.mark.parametrize("script_name", ["train_segmenter", "train_trajvit2"])
+def test_training_cli_needs_a_video_folder_with_metadata(tmp_path, capsys, script_name, flag):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "clip_0.mp4").write_bytes(b"")  # videos, but no metadata.jsonl / metadata.csv listing them
+    with pytest.raises(SystemExit) as exc:
+        load_script(ROOT / "examples" / f"{script_name}.py").parse_args(
+            ["--output_dir", str(tmp_path / "out"), flag, str(folder)]
+        )
+    assert exc.value.code == 2
+    assert f"{flag} {folder}: no metadata.jsonl or metadata.csv there" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # End to end: the segmenter
 

@@ -65,6 +65,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "check_output_dir",
+    "check_data_args",
     "check_training_args",
     "default_warmup_steps",
     "evaluate_retrieval",
@@ -985,6 +986,22 @@ def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         return
     parser.error(f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to write into it, or "
                  "--resume_from_checkpoint latest (or a checkpoint inside it) to resume")
+
+
+VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+
+
+def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace, flags=("data", "eval_data")) -> None:
+    """``parser.error`` naming the flag unless each of ``flags`` is None, ``'synthetic'`` or a video folder with a
+    ``metadata.jsonl`` / ``metadata.csv`` (what :func:`trajtok_hf.data.load_video_text_dataset` reads)."""
+    for flag in flags:
+        value = getattr(args, flag)
+        if value in (None, "synthetic"):
+            continue
+        if not os.path.isdir(value):
+            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+        if not any(os.path.isfile(os.path.join(value, name)) for name in VIDEO_FOLDER_METADATA):
+            parser.error(f"--{flag} {value}: no metadata.jsonl or metadata.csv there (a video folder lists its clips)")
 
 
 def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
