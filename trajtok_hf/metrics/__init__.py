@@ -1,4 +1,4 @@
-"""Evaluation metrics for TrajTok (method spec §12).
+"""Evaluation metrics for TrajTok, as reported in the paper's experiments.
 
 Plain, vectorised functions (numpy; torch tensors accepted):
 

@@ -1,4 +1,4 @@
-"""Video-text retrieval metrics (method spec §12, "Retrieval").
+"""Video-text retrieval metrics (the retrieval metrics reported in the paper's experiments).
 
 Implements Recall@K (R@1/5/10 by default, in percent), median rank (MedR) and
 mean rank (MeanR) in both directions from a single similarity matrix:

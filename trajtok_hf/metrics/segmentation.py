@@ -1,4 +1,4 @@
-"""Trajectory segmentation metrics (method spec §12, "Segmentation").
+"""Trajectory segmentation metrics (the segmentation quality reported in the paper's experiments).
 
 For synthetic data with exact ground truth the spec names (foreground) ARI and
 matched mean IoU as the measures. Each clip is one partition of its pixels over

@@ -1,4 +1,4 @@
-"""`evaluate` metric module: trajectory segmentation ARI / FG-ARI / matched mIoU (method spec §12).
+"""`evaluate` metric module: trajectory segmentation ARI / FG-ARI / mIoU (as in the paper's experiments).
 
 Load it offline from its local path (no Hub access needed)::
 
@@ -36,7 +36,7 @@ _CITATION = """\
 """
 
 _DESCRIPTION = """\
-Trajectory (spatio-temporal) segmentation quality for clips with exact ground truth (spec §12):
+Trajectory (spatio-temporal) segmentation quality for clips with exact ground truth (as in the paper's experiments):
 adjusted Rand index (ARI), foreground ARI (FG-ARI: only pixels whose ground truth is not
 background), and Hungarian-matched mean IoU (one-to-one matching of GT and predicted segments
 maximising total IoU, mean over GT segments, unmatched GT segments count as IoU 0), over all GT

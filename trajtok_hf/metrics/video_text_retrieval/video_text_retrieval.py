@@ -1,4 +1,4 @@
-"""`evaluate` metric module: video-text retrieval R@K / MedR / MeanR (method spec §12).
+"""`evaluate` metric module: video-text retrieval R@K / MedR / MeanR, as reported in the paper's experiments.
 
 Load it offline from its local path (no Hub access needed)::
 
@@ -28,7 +28,7 @@ _CITATION = """\
 """
 
 _DESCRIPTION = """\
-Video-text retrieval metrics as used by TrajTok / TrajViT2 (spec §12): Recall@K (percent),
+Video-text retrieval metrics as used by TrajTok / TrajViT2 (as in the paper's experiments): Recall@K (percent),
 median rank and mean rank, for text->video and video->text, from one text-video similarity
 matrix. Several captions per video are supported: for video->text a hit is ANY correct caption
 (rank = rank of the best-ranked correct caption). Ties are broken pessimistically by default
