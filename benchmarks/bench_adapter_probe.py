@@ -90,7 +90,9 @@ def batches(config, seed: int, batch_size: int):
 
 
 def cosine(optimizer, steps: int, warmup: int):
-    lam = lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))  # noqa: E731
+    lam = lambda s: (
+        (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+    )  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
 
 
@@ -130,11 +132,20 @@ def segmenter_quality(model, videos, segmentation, batch_size=32) -> dict:
 def backbone_config(args):
     from transformers import VideoMAEConfig
 
-    return VideoMAEConfig(image_size=args.frame_size, patch_size=args.frame_size // 8, num_frames=args.num_frames,
-                          tubelet_size=2, hidden_size=args.backbone_width, num_hidden_layers=args.backbone_layers,
-                          num_attention_heads=4, intermediate_size=2 * args.backbone_width,
-                          decoder_hidden_size=args.backbone_width, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=4, decoder_intermediate_size=2 * args.backbone_width)
+    return VideoMAEConfig(
+        image_size=args.frame_size,
+        patch_size=args.frame_size // 8,
+        num_frames=args.num_frames,
+        tubelet_size=2,
+        hidden_size=args.backbone_width,
+        num_hidden_layers=args.backbone_layers,
+        num_attention_heads=4,
+        intermediate_size=2 * args.backbone_width,
+        decoder_hidden_size=args.backbone_width,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=2 * args.backbone_width,
+    )
 
 
 def pretrain_backbone(args, gen_config) -> dict:
@@ -192,7 +203,9 @@ def build_probe(args, probe_type, n, backbone_state, segmenter, num_labels, seed
 
 @torch.no_grad()
 def frozen_features(model, videos, batch_size=32) -> TrajAdapterFrozenFeatures:
-    parts = [model.get_frozen_features(normalise(videos[i : i + batch_size])) for i in range(0, len(videos), batch_size)]
+    parts = [
+        model.get_frozen_features(normalise(videos[i : i + batch_size])) for i in range(0, len(videos), batch_size)
+    ]
     return TrajAdapterFrozenFeatures(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].keys()})
 
 
@@ -212,8 +225,11 @@ def train_probe(args, model, train, train_labels, lr, seed):
             order, position = torch.randperm(len(train_labels), generator=generator), 0
         index = order[position : position + args.batch_size]
         position += args.batch_size
-        loss = model(frozen_features=take(train, index), labels=train_labels[index],
-                     hard_mask_implementation=args.hard_mask_implementation).loss
+        loss = model(
+            frozen_features=take(train, index),
+            labels=train_labels[index],
+            hard_mask_implementation=args.hard_mask_implementation,
+        ).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
         optimizer.step()
@@ -226,8 +242,10 @@ def train_probe(args, model, train, train_labels, lr, seed):
 def accuracy(args, model, features, labels, batch_size=128) -> float:
     correct = 0
     for i in range(0, len(labels), batch_size):
-        logits = model(frozen_features=take(features, slice(i, i + batch_size)),
-                       hard_mask_implementation=args.hard_mask_implementation).logits
+        logits = model(
+            frozen_features=take(features, slice(i, i + batch_size)),
+            hard_mask_implementation=args.hard_mask_implementation,
+        ).logits
         correct += int((logits.argmax(-1) == labels[i : i + batch_size]).sum())
     return correct / len(labels)
 
@@ -236,8 +254,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects")
     parser.add_argument("--max_objects", type=int, default=4)
-    parser.add_argument("--object_sizes", nargs="+", choices=("small", "large"), default=["large"],
-                        help="object sizes of the task's clips (small objects cover < 1 token of the 8×8 grid)")
+    parser.add_argument(
+        "--object_sizes",
+        nargs="+",
+        choices=("small", "large"),
+        default=["large"],
+        help="object sizes of the task's clips (small objects cover < 1 token of the 8×8 grid)",
+    )
     parser.add_argument("--num_frames", type=int, default=4)
     parser.add_argument("--frame_size", type=int, default=64)
     parser.add_argument("--train_clips", type=int, default=512)
@@ -254,16 +277,27 @@ def parse_args(argv=None):
     parser.add_argument("--probe_steps", type=int, default=120)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
-    parser.add_argument("--hard_mask_implementation", choices=("segment", "dense"), default="dense",
-                        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is ~2× faster "
-                             "at this tiny size, segment is the default of the model)")
+    parser.add_argument(
+        "--hard_mask_implementation",
+        choices=("segment", "dense"),
+        default="dense",
+        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is ~2× faster "
+        "at this tiny size, segment is the default of the model)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no_oracle", dest="oracle", action="store_false",
-                        help="skip the trajectory probe (n=1) on ground-truth trajectories (an upper bound)")
+    parser.add_argument(
+        "--no_oracle",
+        dest="oracle",
+        action="store_false",
+        help="skip the trajectory probe (n=1) on ground-truth trajectories (an upper bound)",
+    )
     parser.add_argument("--output", default=None, help="write the results as JSON here")
-    parser.add_argument("--work_dir", default=None,
-                        help="save the trained segmenter/backbone here and reuse them in later runs with the same settings")
+    parser.add_argument(
+        "--work_dir",
+        default=None,
+        help="save the trained segmenter/backbone here and reuse them in later runs with the same settings",
+    )
     return parser.parse_args(argv)
 
 
@@ -273,22 +307,30 @@ def main(argv=None):
     started = time.time()
     timings = {}
 
-    gen_config, label_fn, names = synthetic_task(args.task, args.num_frames, args.frame_size, args.max_objects,
-                                                 args.object_sizes)
+    gen_config, label_fn, names = synthetic_task(
+        args.task, args.num_frames, args.frame_size, args.max_objects, args.object_sizes
+    )
     # The frozen parts learn on generic clips (all object sizes, 1..max_objects objects), never on the task's labels.
-    pretrain_config = SyntheticVideoConfig(num_frames=args.num_frames, height=args.frame_size, width=args.frame_size,
-                                           max_objects=args.max_objects)
+    pretrain_config = SyntheticVideoConfig(
+        num_frames=args.num_frames, height=args.frame_size, width=args.frame_size, max_objects=args.max_objects
+    )
     t = time.time()
     train_videos, train_segmentation, train_labels = render(gen_config, 1, args.train_clips, label_fn)
     val_videos, val_segmentation, val_labels = render(gen_config, 2, args.val_clips, label_fn)
     test_videos, test_segmentation, test_labels = render(gen_config, 3, args.test_clips, label_fn)
     timings["data_s"] = round(time.time() - t, 1)
-    log(f"task {args.task}: classes {names}; train/val/test {len(train_labels)}/{len(val_labels)}/{len(test_labels)}; "
-        f"test class counts {torch.bincount(test_labels, minlength=len(names)).tolist()}")
+    log(
+        f"task {args.task}: classes {names}; train/val/test {len(train_labels)}/{len(val_labels)}/{len(test_labels)}; "
+        f"test class counts {torch.bincount(test_labels, minlength=len(names)).tolist()}"
+    )
 
     # Frozen parts: the segmenter learns segmentation (§8) and the backbone learns MAE, both on other clips.
     t = time.time()
-    segmenter_dir = os.path.join(args.work_dir, f"segmenter_{args.num_frames}x{args.frame_size}_{args.segmenter_steps}") if args.work_dir else None
+    segmenter_dir = (
+        os.path.join(args.work_dir, f"segmenter_{args.num_frames}x{args.frame_size}_{args.segmenter_steps}")
+        if args.work_dir
+        else None
+    )
     if segmenter_dir and os.path.isdir(segmenter_dir):
         segmenter = TrajTokModel.from_pretrained(segmenter_dir).eval()
         log(f"segmenter loaded from {segmenter_dir}")
@@ -300,24 +342,37 @@ def main(argv=None):
     quality = segmenter_quality(segmenter, test_videos, test_segmentation)  # on the task's test clips
     log(f"segmenter on the test clips: {quality}")
     t = time.time()
-    backbone_file = os.path.join(args.work_dir, f"backbone_{args.num_frames}x{args.frame_size}_w{args.backbone_width}"
-                                 f"l{args.backbone_layers}_{args.backbone_steps}.safetensors") if args.work_dir else None
+    backbone_file = (
+        os.path.join(
+            args.work_dir,
+            f"backbone_{args.num_frames}x{args.frame_size}_w{args.backbone_width}"
+            f"l{args.backbone_layers}_{args.backbone_steps}.safetensors",
+        )
+        if args.work_dir
+        else None
+    )
     if backbone_file and os.path.isfile(backbone_file):
         backbone_state = safetensors.torch.load_file(backbone_file)
         log(f"backbone loaded from {backbone_file}")
     else:
         backbone_state = pretrain_backbone(args, pretrain_config)
         if backbone_file:
-            safetensors.torch.save_file({k: v.detach().clone().contiguous() for k, v in backbone_state.items()}, backbone_file)
+            safetensors.torch.save_file(
+                {k: v.detach().clone().contiguous() for k, v in backbone_state.items()}, backbone_file
+            )
     timings["backbone_pretrain_s"] = round(time.time() - t, 1)
 
     t = time.time()
     extractor = build_probe(args, "trajectory", 1, backbone_state, segmenter, len(names), 0)
-    cached = {split: frozen_features(extractor, videos)
-              for split, videos in (("train", train_videos), ("val", val_videos), ("test", test_videos))}
+    cached = {
+        split: frozen_features(extractor, videos)
+        for split, videos in (("train", train_videos), ("val", val_videos), ("test", test_videos))
+    }
     timings["frozen_features_s"] = round(time.time() - t, 1)
     ids = cached["test"].trajectory_ids.flatten(1)
-    active = torch.stack([torch.bincount(row, minlength=cached["test"].segmenter_queries.shape[1]) > 0 for row in ids]).sum(1)
+    active = torch.stack(
+        [torch.bincount(row, minlength=cached["test"].segmenter_queries.shape[1]) > 0 for row in ids]
+    ).sum(1)
     active_by_class = {names[c]: round(float(active[test_labels == c].float().mean()), 2) for c in range(len(names))}
     log(f"active trajectories on the backbone grid per test clip, by class: {active_by_class}")
 
@@ -325,13 +380,18 @@ def main(argv=None):
         # Upper bound: the same probe on ground-truth trajectories (the generator's labels, resized to the token grid
         # like segmenter logits), queries initialised by mean pooling (there are no segmenter queries).
         slots = segmenter.config.num_trajectories
-        for split, segmentation in (("train", train_segmentation), ("val", val_segmentation), ("test", test_segmentation)):
+        for split, segmentation in (
+            ("train", train_segmentation),
+            ("val", val_segmentation),
+            ("test", test_segmentation),
+        ):
             features = cached[split]
             one_hot = F.one_hot(segmentation.clamp_min(0), slots).float()
             cached[f"oracle_{split}"] = TrajAdapterFrozenFeatures(
                 patch_features=features.patch_features,
-                trajectory_ids=token_grid_trajectory_ids(one_hot, tuple(features.patch_features.shape[1:4]), 2,
-                                                         args.num_frames),
+                trajectory_ids=token_grid_trajectory_ids(
+                    one_hot, tuple(features.patch_features.shape[1:4]), 2, args.num_frames
+                ),
                 segmenter_queries=torch.zeros_like(features.segmenter_queries),
             )
 
@@ -352,9 +412,18 @@ def main(argv=None):
         best_lr = max(args.lrs, key=lambda lr: (val_accuracy.get(lr, 0.0), -lr))
         test_accuracy = []
         for seed in args.seeds:
-            model = first_seed_models[best_lr] if seed == args.seeds[0] else train_probe(
-                args, build_probe(args, probe_type, n, backbone_state, segmenter, len(names), seed),
-                cached[prefix + "train"], train_labels, best_lr, seed)
+            model = (
+                first_seed_models[best_lr]
+                if seed == args.seeds[0]
+                else train_probe(
+                    args,
+                    build_probe(args, probe_type, n, backbone_state, segmenter, len(names), seed),
+                    cached[prefix + "train"],
+                    train_labels,
+                    best_lr,
+                    seed,
+                )
+            )
             test_accuracy.append(accuracy(args, model, cached[prefix + "test"], test_labels))
         del first_seed_models
         trainable = sum(p.numel() for p in model.trainable_parameters())
@@ -371,25 +440,38 @@ def main(argv=None):
             "seconds": round(time.time() - t, 1),
         }
         results.append(row)
-        log(f"{name:16s} lr {best_lr:g}: test accuracy {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
-            f"({trainable:,} trainable parameters, {row['seconds']} s)")
+        log(
+            f"{name:16s} lr {best_lr:g}: test accuracy {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
+            f"({trainable:,} trainable parameters, {row['seconds']} s)"
+        )
 
     chance = float(torch.bincount(test_labels).max()) / len(test_labels)
     print()
-    print(f"Held-out accuracy, task {args.task} ({len(names)} classes; majority class {chance:.3f}), "
-          f"{args.probe_steps} steps × {args.batch_size} clips, mean ± std over seeds {args.seeds}")
-    print(f"| probe | trainable params | lr | test accuracy |")
-    print(f"|---|---|---|---|")
+    print(
+        f"Held-out accuracy, task {args.task} ({len(names)} classes; majority class {chance:.3f}), "
+        f"{args.probe_steps} steps × {args.batch_size} clips, mean ± std over seeds {args.seeds}"
+    )
+    print("| probe | trainable params | lr | test accuracy |")
+    print("|---|---|---|---|")
     for row in results:
-        print(f"| {row['probe']} | {row['trainable_parameters']:,} | {row['lr']:g} | "
-              f"{100 * row['test_accuracy_mean']:.1f} ± {100 * row['test_accuracy_std']:.1f} |")
+        print(
+            f"| {row['probe']} | {row['trainable_parameters']:,} | {row['lr']:g} | "
+            f"{100 * row['test_accuracy_mean']:.1f} ± {100 * row['test_accuracy_std']:.1f} |"
+        )
     timings["total_s"] = round(time.time() - started, 1)
     print(f"segmenter (test clips): {quality}; timings {timings}")
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        payload = {"args": vars(args), "classes": names, "majority_class_accuracy": chance,
-                   "segmenter_quality": quality, "active_trajectories_by_class": active_by_class,
-                   "results": results, "timings": timings, "torch": torch.__version__}
+        payload = {
+            "args": vars(args),
+            "classes": names,
+            "majority_class_accuracy": chance,
+            "segmenter_quality": quality,
+            "active_trajectories_by_class": active_by_class,
+            "results": results,
+            "timings": timings,
+            "torch": torch.__version__,
+        }
         with open(args.output, "w") as f:
             json.dump(payload, f, indent=2)
     return results

@@ -87,7 +87,6 @@ import sys
 import time
 import traceback
 
-
 MODELS = ("trajvit2", "vit3d", "tome")
 MODEL_LABELS = {"trajvit2": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe-ViT3D"}
 STAGES = ("backbone", "query_perceiver", "assignment", "soft_pool", "refinement")
@@ -119,10 +118,24 @@ SCALES = {
         "tokenizer": dict(output_size=1024),
     },
 }
-QUICK = dict(frames=[1, 8], batch_sizes=[1], scales=["tiny"], repeats=2, warmup=1, probe_sizes=[128, 256],
-             max_seconds_per_measurement=30.0)
-FULL = dict(frames=[1, 8, 16, 32, 64], batch_sizes=[1, 8], scales=["release", "vit-l"], repeats=5, warmup=1,
-            probe_sizes=None, max_seconds_per_measurement=600.0)
+QUICK = dict(
+    frames=[1, 8],
+    batch_sizes=[1],
+    scales=["tiny"],
+    repeats=2,
+    warmup=1,
+    probe_sizes=[128, 256],
+    max_seconds_per_measurement=30.0,
+)
+FULL = dict(
+    frames=[1, 8, 16, 32, 64],
+    batch_sizes=[1, 8],
+    scales=["release", "vit-l"],
+    repeats=5,
+    warmup=1,
+    probe_sizes=None,
+    max_seconds_per_measurement=600.0,
+)
 
 
 # =====================================================================================================================
@@ -756,8 +769,11 @@ def run_grid(args) -> dict:
             ),
         },
         "scales": {
-            name: {"image_size": SCALES[name]["image_size"], "encoder": SCALES[name]["vision"],
-                   "tokenizer_overrides": SCALES[name]["tokenizer"]}
+            name: {
+                "image_size": SCALES[name]["image_size"],
+                "encoder": SCALES[name]["vision"],
+                "tokenizer_overrides": SCALES[name]["tokenizer"],
+            }
             for name in args.scales
         },
         "active_trajectories": {
@@ -799,10 +815,14 @@ def _print_measurement(m: dict) -> None:
 
 def print_report(result: dict) -> None:
     print()
-    print("Ratios TrajViT2 / ViT3D and TrajViT2 / ToMe-ViT3D (time = latency, tokens = encoder tokens per clip, "
-          "memory = peak above the pre-build baseline)")
-    header = (f"{'scale':<8} {'B':>2} {'T':>3} | {'time/V':>7} {'tok/V':>7} {'mem/V':>7} | "
-              f"{'time/ToMe':>9} {'tok/ToMe':>8} {'mem/ToMe':>8}")
+    print(
+        "Ratios TrajViT2 / ViT3D and TrajViT2 / ToMe-ViT3D (time = latency, tokens = encoder tokens per clip, "
+        "memory = peak above the pre-build baseline)"
+    )
+    header = (
+        f"{'scale':<8} {'B':>2} {'T':>3} | {'time/V':>7} {'tok/V':>7} {'mem/V':>7} | "
+        f"{'time/ToMe':>9} {'tok/ToMe':>8} {'mem/ToMe':>8}"
+    )
     print(header)
     print("-" * len(header))
     for row in result["ratios"]:
@@ -909,22 +929,35 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, help="timed runs per measurement (default 5; --quick: 2)")
     parser.add_argument("--warmup", type=int, help="plain warm-up runs after the FLOP-counting run (default 1)")
     parser.add_argument("--active_trajectories", type=int, default=24, help="active trajectories per chunk (N)")
-    parser.add_argument("--max_seconds_per_measurement", type=float,
-                        help="budget for the forward runs of one measurement (default 600; --quick: 30)")
-    parser.add_argument("--setup_timeout", type=float, default=300.0,
-                        help="extra seconds (model building) before a silent measuring process is killed")
-    parser.add_argument("--isolation", choices=("fork", "subprocess", "none"),
-                        default="fork" if hasattr(os, "fork") else "subprocess",
-                        help="process per measurement (fork/subprocess) or in-process (none; CPU peaks then "
-                             "under-report: memory freed by earlier measurements is reused without raising RSS)")
+    parser.add_argument(
+        "--max_seconds_per_measurement",
+        type=float,
+        help="budget for the forward runs of one measurement (default 600; --quick: 30)",
+    )
+    parser.add_argument(
+        "--setup_timeout",
+        type=float,
+        default=300.0,
+        help="extra seconds (model building) before a silent measuring process is killed",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("fork", "subprocess", "none"),
+        default="fork" if hasattr(os, "fork") else "subprocess",
+        help="process per measurement (fork/subprocess) or in-process (none; CPU peaks then "
+        "under-report: memory freed by earlier measurements is reused without raising RSS)",
+    )
     parser.add_argument("--probe_sizes", type=int, nargs="+", help="matrix sizes of the matmul peak probe")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--allow_tf32", action="store_true", help="CUDA: allow TF32 (default: true fp32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny scale, T ∈ {1, 8}, batch 1, 2 repeats")
-    parser.add_argument("--output", default=None,
-                        help="JSON path (default: a new benchmarks/results/encoders_<time>.json; the committed "
-                             "results are only overwritten when named here)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="JSON path (default: a new benchmarks/results/encoders_<time>.json; the committed "
+        "results are only overwritten when named here)",
+    )
     parser.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
     parser.add_argument("--_task", nargs=2, metavar=("TASK", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -975,8 +1008,11 @@ def main(argv=None) -> dict | None:
         try:
             print(json.dumps({"ok": True, "value": _TASKS[task](json.loads(spec))}))
         except Exception as error:
-            print(json.dumps({"ok": False, "error": f"{type(error).__name__}: {error}",
-                              "traceback": traceback.format_exc()}))
+            print(
+                json.dumps(
+                    {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+                )
+            )
         return None
     start = time.perf_counter()
     result = run_grid(args)

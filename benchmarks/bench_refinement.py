@@ -43,7 +43,12 @@ def _setup(frames: int, n: int, seed: int = 0):
 
 def _run_single(implementation: str, frames: int, n: int, repeats: int) -> dict:
     perceiver, queries, features, ids = _setup(frames, n)
-    hard = {"trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0, "implementation": implementation}
+    hard = {
+        "trajectory_ids": ids,
+        "tokens_per_trajectory": n,
+        "visible_last_pixels": 0,
+        "implementation": implementation,
+    }
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     with torch.inference_mode():
@@ -83,15 +88,26 @@ def main(argv=None):
 
     rows = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, n={args.tokens_per_trajectory}")
-    print(f"{'T':>4} {'segment s':>10} {'dense s':>10} {'speed-up':>9} {'seg MiB':>9} {'dense MiB':>10} {'max |diff|':>11}")
+    print(
+        f"{'T':>4} {'segment s':>10} {'dense s':>10} {'speed-up':>9} {'seg MiB':>9} {'dense MiB':>10} {'max |diff|':>11}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for frames in args.frames:
             result = {"frames": frames, "pixels": frames * 3136}
             outs = {}
             for implementation in ("segment", "dense"):
                 env = dict(os.environ, BENCH_OUT=os.path.join(tmp, f"{implementation}.pt"))
-                cmd = [sys.executable, __file__, "--single", implementation, str(frames),
-                       "--tokens_per_trajectory", str(args.tokens_per_trajectory), "--repeats", str(args.repeats)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--single",
+                    implementation,
+                    str(frames),
+                    "--tokens_per_trajectory",
+                    str(args.tokens_per_trajectory),
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr[-2000:])

@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -39,16 +38,23 @@ def _stage_timer(model: TrajTokModel, sink: dict) -> None:
         module = getattr(model, name)
         module.register_forward_pre_hook(lambda _m, _i, name=name: started.__setitem__(name, time.perf_counter()))
         module.register_forward_hook(
-            lambda _m, _i, _o, name=name: sink["current"].setdefault(name, []).append(time.perf_counter() - started[name])
+            lambda _m, _i, _o, name=name: (
+                sink["current"].setdefault(name, []).append(time.perf_counter() - started[name])
+            )
         )
 
 
 def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     if quick:
-        config = TrajTokConfig(backbone_config=dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]), hidden_size=32,
-                               num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16,
-                               assignment_embed_dim=8)
+        config = TrajTokConfig(
+            backbone_config=dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
+            hidden_size=32,
+            num_trajectories=8,
+            num_attention_heads=4,
+            assignment_hidden_size=16,
+            assignment_embed_dim=8,
+        )
         size = 64
     else:
         config = TrajTokConfig()  # the release width: ConvNeXt-T, D = 512, K = 128, chunks of 16
@@ -60,8 +66,10 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
     default_block = perceiver_trajtok.STREAM_BLOCK_PIXELS
     block_rows = block_rows or default_block
     if video.shape[1] * (size // 4) ** 2 <= block_rows:
-        raise ValueError(f"{frames} frames of {size}² fit in one block of {block_rows} rows: nothing would stream "
-                         "(use more frames or a smaller --block_rows)")
+        raise ValueError(
+            f"{frames} frames of {size}² fit in one block of {block_rows} rows: nothing would stream "
+            "(use more frames or a smaller --block_rows)"
+        )
     paths = {"one_shot": ONE_SHOT, "streamed": block_rows}
     latency = {path: [] for path in paths}
     stages = {path: {} for path in paths}
@@ -101,24 +109,35 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
         "max_top2_gap_where_ids_differ": float(gaps.max()) if gaps.numel() else None,
     }
     for path in paths:
-        result[path] = {"latency_s": statistics.median(latency[path]), "latencies_s": latency[path],
-                        **{f"{name}_s": statistics.median(values) for name, values in stages[path].items()}}
+        result[path] = {
+            "latency_s": statistics.median(latency[path]),
+            "latencies_s": latency[path],
+            **{f"{name}_s": statistics.median(values) for name, values in stages[path].items()},
+        }
     result["speedup"] = result["one_shot"]["latency_s"] / result["streamed"]["latency_s"]
     return result
 
 
 def format_table(results: list[dict]) -> str:
-    lines = ["| T | tokenizer s one-shot → streamed | speed-up | backbone s | query Perceiver s | refinement s "
-             "| max abs diff (tokens / logits) | pixels with another id (top-2 gap there) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| T | tokenizer s one-shot → streamed | speed-up | backbone s | query Perceiver s | refinement s "
+        "| max abs diff (tokens / logits) | pixels with another id (top-2 gap there) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         one, streamed = r["one_shot"], r["streamed"]
         cells = [f"{one[f'{name}_s']:.2f} → {streamed[f'{name}_s']:.2f}" for name in STAGES]
-        lines.append(f"| {r['frames']} | {one['latency_s']:.2f} → {streamed['latency_s']:.2f} | {r['speedup']:.2f}× | "
-                     + " | ".join(cells)
-                     + f" | {r['max_abs_diff_tokens']:.1e} / {r['max_abs_diff_logits']:.1e} | "
-                     + (f"{r['pixels_with_other_id']} of {r['pixels']} (≤ {r['max_top2_gap_where_ids_differ']:.1e})"
-                        if r["pixels_with_other_id"] else f"0 of {r['pixels']}") + " |")
+        lines.append(
+            f"| {r['frames']} | {one['latency_s']:.2f} → {streamed['latency_s']:.2f} | {r['speedup']:.2f}× | "
+            + " | ".join(cells)
+            + f" | {r['max_abs_diff_tokens']:.1e} / {r['max_abs_diff_logits']:.1e} | "
+            + (
+                f"{r['pixels_with_other_id']} of {r['pixels']} (≤ {r['max_top2_gap_where_ids_differ']:.1e})"
+                if r["pixels_with_other_id"]
+                else f"0 of {r['pixels']}"
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -128,8 +147,12 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per T (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="tiny tokenizer at 64² (CI-sized), blocks of 256 rows")
-    parser.add_argument("--block_rows", type=int, default=None,
-                        help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)")
+    parser.add_argument(
+        "--block_rows",
+        type=int,
+        default=None,
+        help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)",
+    )
     parser.add_argument("--output", default=None, help="JSON path (default: print only)")
     args = parser.parse_args(argv)
     args.frames = args.frames or ([8] if args.quick else [16, 64])
@@ -147,6 +170,7 @@ if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
 import torch  # noqa: E402
+
 from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
 from trajtok_hf.models import perceiver_trajtok  # noqa: E402
 
@@ -163,8 +187,13 @@ def main(argv=None) -> list[dict]:
     print(format_table(results))
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        record = {"results": results, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                  "machine": platform.machine(), "processor": platform.processor()}
+        record = {
+            "results": results,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+        }
         with open(args.output, "w") as f:
             json.dump(record, f, indent=2)
         print(f"wrote {args.output}")

@@ -62,20 +62,45 @@ def build_model(name: str, seed: int = 0) -> TrajVLMForConditionalGeneration:
     torch.manual_seed(seed)
     segmenter = TrajTokConfig(
         backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-        hidden_size=32, num_trajectories=shape["num_trajectories"], num_attention_heads=4, assignment_hidden_size=16,
-        assignment_embed_dim=8, subtoken_fourier_frequencies=4, chunk_size=4,
+        hidden_size=32,
+        num_trajectories=shape["num_trajectories"],
+        num_attention_heads=4,
+        assignment_hidden_size=16,
+        assignment_embed_dim=8,
+        subtoken_fourier_frequencies=4,
+        chunk_size=4,
     )
     config = TrajVLMConfig(
-        vision_config=dict(model_type="siglip_vision_model", image_size=shape["image_size"], patch_size=8,
-                           hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                           vision_use_head=False),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            image_size=shape["image_size"],
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vision_use_head=False,
+        ),
         tokenizer_config=segmenter,
-        text_config=dict(model_type="qwen3", vocab_size=100, hidden_size=shape["text_width"],
-                         num_hidden_layers=shape["text_layers"], num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=shape["head_dim"], intermediate_size=2 * shape["text_width"],
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=4),
-        video_token_id=VIDEO_TOKEN_ID, clip_length=4, segmenter_image_size=shape["image_size"],
-        connector_num_attention_heads=4, subtoken_fourier_frequencies=4,
+        text_config=dict(
+            model_type="qwen3",
+            vocab_size=100,
+            hidden_size=shape["text_width"],
+            num_hidden_layers=shape["text_layers"],
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=shape["head_dim"],
+            intermediate_size=2 * shape["text_width"],
+            max_position_embeddings=512,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=4,
+        ),
+        video_token_id=VIDEO_TOKEN_ID,
+        clip_length=4,
+        segmenter_image_size=shape["image_size"],
+        connector_num_attention_heads=4,
+        subtoken_fourier_frequencies=4,
     )
     return TrajVLMForConditionalGeneration(config).eval()
 
@@ -159,8 +184,9 @@ def measure_cost(model, config_name: str, form: str, batch: int, args, device: t
     slots = features.token_mask.shape[1]
     inputs = {k: v.to(device) for k, v in prompt_for(1 if form == "compact" else slots, batch).items()}
     inputs["pixel_values_videos"] = videos
-    generate_kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                           pad_token_id=0)
+    generate_kwargs = dict(
+        max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0
+    )
 
     def prefill():
         return model(**inputs, use_cache=True)
@@ -178,11 +204,21 @@ def measure_cost(model, config_name: str, form: str, batch: int, args, device: t
     generate_s, generate_all = median_seconds(generate, args.repeats, device)
     counts = features.num_video_tokens.tolist()
     return {
-        "config": config_name, "form": form, "batch": batch, "frames": args.frames, "slots": slots,
-        "active_min": min(counts), "active_max": max(counts), "llm_length": out.logits.shape[1],
-        "kv_bytes": cache_bytes(out.cache), "prefill_ms": 1e3 * prefill_s, "generate_ms": 1e3 * generate_s,
-        "prefill_all_ms": [1e3 * t for t in prefill_all], "generate_all_ms": [1e3 * t for t in generate_all],
-        "prefill_peak_bytes": prefill_memory.peak, "generate_peak_bytes": generate_memory.peak,
+        "config": config_name,
+        "form": form,
+        "batch": batch,
+        "frames": args.frames,
+        "slots": slots,
+        "active_min": min(counts),
+        "active_max": max(counts),
+        "llm_length": out.logits.shape[1],
+        "kv_bytes": cache_bytes(out.cache),
+        "prefill_ms": 1e3 * prefill_s,
+        "generate_ms": 1e3 * generate_s,
+        "prefill_all_ms": [1e3 * t for t in prefill_all],
+        "generate_all_ms": [1e3 * t for t in generate_all],
+        "prefill_peak_bytes": prefill_memory.peak,
+        "generate_peak_bytes": generate_memory.peak,
         "new_tokens": args.new_tokens,
     }
 
@@ -191,9 +227,11 @@ def _continue_from_cache(model, inputs, kwargs):
     half = dict(kwargs, max_new_tokens=kwargs["max_new_tokens"] // 2, min_new_tokens=kwargs["max_new_tokens"] // 2)
     first = model.generate(**inputs, **half, return_dict_in_generate=True)
     rest = kwargs["max_new_tokens"] - half["max_new_tokens"]
-    return model.generate(**{**inputs, "input_ids": first.sequences,
-                             "attention_mask": torch.ones_like(first.sequences)},
-                          **dict(kwargs, max_new_tokens=rest, min_new_tokens=rest), cache=first.cache)
+    return model.generate(
+        **{**inputs, "input_ids": first.sequences, "attention_mask": torch.ones_like(first.sequences)},
+        **dict(kwargs, max_new_tokens=rest, min_new_tokens=rest),
+        cache=first.cache,
+    )
 
 
 def _inputs_embeds(model, inputs, kwargs):
@@ -244,15 +282,19 @@ def _kb(value) -> str:
 
 
 def print_tables(record: dict) -> None:
-    print("| config, batch | form | active / slots | LLM length | KV bytes | prefill ms | generate ms "
-          "| peak kB prefill / generate |")
+    print(
+        "| config, batch | form | active / slots | LLM length | KV bytes | prefill ms | generate ms "
+        "| peak kB prefill / generate |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in record["cost"]:
         low, high = r["active_min"], r["active_max"]
         active = f"{low}" if low == high else f"{low}–{high}"
-        print(f"| {r['config']}, {r['batch']} | {r['form']} | {active} / {r['slots']} | {r['llm_length']} "
-              f"| {r['kv_bytes']:,} | {r['prefill_ms']:.0f} | {r['generate_ms']:.0f} "
-              f"| {_kb(r['prefill_peak_bytes'])} / {_kb(r['generate_peak_bytes'])} |")
+        print(
+            f"| {r['config']}, {r['batch']} | {r['form']} | {active} / {r['slots']} | {r['llm_length']} "
+            f"| {r['kv_bytes']:,} | {r['prefill_ms']:.0f} | {r['generate_ms']:.0f} "
+            f"| {_kb(r['prefill_peak_bytes'])} / {_kb(r['generate_peak_bytes'])} |"
+        )
     for config_name, by_form in record["paths"].items():
         print(f"\ngeneration paths against greedy, {config_name}, batch 1:")
         print("| path | " + " | ".join(FORMS) + " |")
@@ -294,9 +336,18 @@ def main(argv=None) -> dict:
     if not args.output and output.exists():
         raise FileExistsError(f"{output} exists: pass --output to choose the file")
     record = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": args.threads, "device": str(device), "note": args.note},
-        "args": vars(args), "cost": [], "paths": {},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "device": str(device),
+            "note": args.note,
+        },
+        "args": vars(args),
+        "cost": [],
+        "paths": {},
     }
     for config_name in args.configs:
         model = build_model(config_name).to(device)

@@ -41,7 +41,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -66,8 +65,9 @@ if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
 import torch  # noqa: E402
-import trajtok_hf  # noqa: E402,F401
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+import trajtok_hf  # noqa: E402,F401
 from trajtok_hf.data.video_qa import (  # noqa: E402
     QUESTION_TYPES,
     evaluate_video_qa,
@@ -141,8 +141,16 @@ def main(argv=None):
     # 1. TrajTok connector: segmenter + captions
     traj_caption = out / "trajtok-caption"
     timings["trajtok_caption_s"] = run(
-        "train_trajvlm_caption.py", "--output_dir", traj_caption, "--connector", "trajtok",
-        "--segmenter_steps", args.segmenter_steps, "--steps", args.caption_steps, *common,
+        "train_trajvlm_caption.py",
+        "--output_dir",
+        traj_caption,
+        "--connector",
+        "trajtok",
+        "--segmenter_steps",
+        args.segmenter_steps,
+        "--steps",
+        args.caption_steps,
+        *common,
         log=out / "trajtok-caption.log",
     )
     traj_model = traj_caption / "final"  # the script's atomic end-of-training save
@@ -157,8 +165,18 @@ def main(argv=None):
     # 2. PatchVLM at the matched budget
     patch_caption = out / "patch-caption"
     timings["patch_caption_s"] = run(
-        "train_trajvlm_caption.py", "--output_dir", patch_caption, "--connector", "patch_pool",
-        "--patch_pool_size", p, "--patch_pool_temporal_size", t, "--steps", args.caption_steps, *common,
+        "train_trajvlm_caption.py",
+        "--output_dir",
+        patch_caption,
+        "--connector",
+        "patch_pool",
+        "--patch_pool_size",
+        p,
+        "--patch_pool_temporal_size",
+        t,
+        "--steps",
+        args.caption_steps,
+        *common,
         log=out / "patch-caption.log",
     )
 
@@ -167,9 +185,19 @@ def main(argv=None):
     for name, caption_dir in (("trajtok", traj_caption), ("patch_pool", patch_caption)):
         lora_dir = out / f"{name}-lora"
         timings[f"{name}_lora_s"] = run(
-            "finetune_trajvlm_lora.py", "--model", caption_dir / "final", "--output_dir", lora_dir,
-            "--steps", args.lora_steps,
-            "--num_eval", args.num_eval, "--eval_before", "--merge", *common, log=out / f"{name}-lora.log",
+            "finetune_trajvlm_lora.py",
+            "--model",
+            caption_dir / "final",
+            "--output_dir",
+            lora_dir,
+            "--steps",
+            args.lora_steps,
+            "--num_eval",
+            args.num_eval,
+            "--eval_before",
+            "--merge",
+            *common,
+            log=out / f"{name}-lora.log",
         )
         evaluation = json.loads((lora_dir / "eval.json").read_text())
         latency_examples = examples[: args.num_latency]
@@ -204,16 +232,20 @@ def main(argv=None):
         "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['tokens_per_clip']:.2f} | {r['accuracy_before']:.3f} | "
-                     f"{r['accuracy_after']:.3f} | {r['seconds_per_answer_batch1']:.3f} | "
-                     f"{r['seconds_per_answer_batch16']:.4f} |")
+        lines.append(
+            f"| {name} | {r['tokens_per_clip']:.2f} | {r['accuracy_before']:.3f} | "
+            f"{r['accuracy_after']:.3f} | {r['seconds_per_answer_batch1']:.3f} | "
+            f"{r['seconds_per_answer_batch16']:.4f} |"
+        )
     lines.append(f"| majority answer per type | – | {majority:.3f} | {majority:.3f} | – | – |")
     lines += ["", "| question type | n | majority | trajtok after | patch_pool after |", "|---|---|---|---|---|"]
     for qt in QUESTION_TYPES:
         if qt in majority_by_type:
-            lines.append(f"| {qt} | {summary['eval_type_counts'][qt]} | {majority_by_type[qt]:.3f} | "
-                         f"{results['trajtok']['accuracy_by_type_after'][qt]:.3f} | "
-                         f"{results['patch_pool']['accuracy_by_type_after'][qt]:.3f} |")
+            lines.append(
+                f"| {qt} | {summary['eval_type_counts'][qt]} | {majority_by_type[qt]:.3f} | "
+                f"{results['trajtok']['accuracy_by_type_after'][qt]:.3f} | "
+                f"{results['patch_pool']['accuracy_by_type_after'][qt]:.3f} |"
+            )
     table = "\n".join(lines)
     (out / "results.md").write_text(table + "\n")
     print(table)

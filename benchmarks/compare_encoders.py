@@ -71,8 +71,10 @@ def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
                     peer_latency, mark = _latency(other, key), "†"
                 cells.append(_fmt(_ratio(t, peer_latency), ".2f") + mark)
             ratios.append(" → ".join(cells))
-        lines.append(f"| {scale} | {batch} | {frames} | {_fmt(t_before, '.2f')} → {_fmt(t_after, '.2f')} | "
-                     f"{_fmt(_ratio(t_before, t_after), '.2f')}× | {ratios[0]} | {ratios[1]} |")
+        lines.append(
+            f"| {scale} | {batch} | {frames} | {_fmt(t_before, '.2f')} → {_fmt(t_after, '.2f')} | "
+            f"{_fmt(_ratio(t_before, t_after), '.2f')}× | {ratios[0]} | {ratios[1]} |"
+        )
     lines += ["", "| scale | batch | T | " + " | ".join(STAGES) + " |", "|---|---|---|" + "---|" * len(STAGES)]
     for scale, batch, frames in cases:
         stages_before = before[(scale, batch, frames, "trajvit2")].get("tokenizer_stages") or {}
@@ -90,8 +92,11 @@ def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before", help="bench_encoders.py JSON measured first")
     parser.add_argument("after", help="bench_encoders.py JSON measured after the change")
-    parser.add_argument("--shared_peers", action="store_true",
-                        help="use the other file's ViT3D / ToMe latency where one file has none (marked †)")
+    parser.add_argument(
+        "--shared_peers",
+        action="store_true",
+        help="use the other file's ViT3D / ToMe latency where one file has none (marked †)",
+    )
     args = parser.parse_args(argv)
     table = compare(_load(args.before), _load(args.after), shared_peers=args.shared_peers)
     print(table)

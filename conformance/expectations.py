@@ -93,7 +93,6 @@ def expectation_key(nodeid: str) -> str:
     return f"{Path(path).name}::{rest}"
 
 
-
 def expectation_for(nodeid: str) -> tuple[str, str] | None:
     """The (kind, reason) of the first entry whose key matches the test `nodeid`, or None."""
     key = expectation_key(nodeid)

@@ -37,8 +37,6 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
-from trajtok_hf.file_utils import atomic_folder
-from trajtok_hf.training import add_output_dir_args, check_output_dir
 from trajtok_hf.data.video_qa import (
     QUESTION_TYPES,
     VideoQACollator,
@@ -47,6 +45,8 @@ from trajtok_hf.data.video_qa import (
     load_qa_jsonl,
     shapes_video_config,
 )
+from trajtok_hf.file_utils import atomic_folder
+from trajtok_hf.training import add_output_dir_args, check_output_dir
 
 LLM_ATTENTION = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 LLM_ATTENTION_AND_MLP = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -54,8 +54,11 @@ LLM_ATTENTION_AND_MLP = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True,
-                   help="a saved TrajVLM folder (model + processor), e.g. train_trajvlm_caption.py's OUTPUT/final")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a saved TrajVLM folder (model + processor), e.g. train_trajvlm_caption.py's OUTPUT/final",
+    )
     add_output_dir_args(p, "the LoRA adapter, metrics and (with --merge) merged/ go here")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a (video, question, answer) JSONL file")
     p.add_argument("--eval_data", default=None, help="held-out JSONL (default: synthetic clips of another seed)")
@@ -74,8 +77,12 @@ def parse_args(argv=None):
     p.add_argument("--modules_to_save", nargs="*", default=["multi_modal_projector"])
     p.add_argument("--merge", action="store_true", help="also write output_dir/merged, a full model with LoRA merged")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num_threads", type=int, default=None,
-                   help="torch CPU threads (on a shared CPU, 1 thread per process avoids oversubscription)")
+    p.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a shared CPU, 1 thread per process avoids oversubscription)",
+    )
     p.add_argument("--log_every", type=int, default=25)
     args = p.parse_args(argv)
     for flag in ("data", "eval_data"):
@@ -88,8 +95,13 @@ def parse_args(argv=None):
 
 def synthetic_config(processor, max_objects):
     size = processor.video_processor.size
-    return shapes_video_config(num_frames=processor.video_processor.num_frames, size=size["height"],
-                               max_objects=max_objects, height=size["height"], width=size["width"])
+    return shapes_video_config(
+        num_frames=processor.video_processor.num_frames,
+        size=size["height"],
+        max_objects=max_objects,
+        height=size["height"],
+        width=size["width"],
+    )
 
 
 def main(argv=None):
@@ -105,6 +117,7 @@ def main(argv=None):
 
     # ---- data: an example stream for training, a fixed held-out list for evaluation
     if args.data == "synthetic":
+
         def example(i):
             return generate_qa(synth, args.seed, i, args.question_types)
     else:
@@ -116,11 +129,13 @@ def main(argv=None):
             if position == 0:
                 random.Random(args.seed + epoch).shuffle(order)
             return rows[order[position]]
+
     if args.eval_data:
         eval_examples = load_qa_jsonl(args.eval_data)
     else:  # another generator seed: never a training clip
-        eval_examples = [generate_qa(synth, args.seed + 1_000_000, i, args.question_types)
-                         for i in range(args.num_eval)]
+        eval_examples = [
+            generate_qa(synth, args.seed + 1_000_000, i, args.question_types) for i in range(args.num_eval)
+        ]
 
     results = {}
     if args.eval_before and accelerator.is_main_process:
@@ -130,15 +145,19 @@ def main(argv=None):
 
     # ---- LoRA on the LLM, projector trained in full
     lora = LoraConfig(
-        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
         target_modules=LLM_ATTENTION_AND_MLP if args.lora_mlp else LLM_ATTENTION,
-        modules_to_save=args.modules_to_save or None, task_type="CAUSAL_LM",
+        modules_to_save=args.modules_to_save or None,
+        task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
     if accelerator.is_main_process:
         model.print_trainable_parameters()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+
     def warmup_cosine(step):
         return min(1.0, (step + 1) / args.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(step / args.steps, 1)))
 
@@ -159,8 +178,15 @@ def main(argv=None):
         optimizer.zero_grad()
         window.append(loss.item())
         if (step + 1) % args.log_every == 0 or step == args.steps - 1:
-            accelerator.print(json.dumps({"step": step + 1, "loss": round(sum(window) / len(window), 4),
-                                          "seconds": round(time.time() - started, 1)}))
+            accelerator.print(
+                json.dumps(
+                    {
+                        "step": step + 1,
+                        "loss": round(sum(window) / len(window), 4),
+                        "seconds": round(time.time() - started, 1),
+                    }
+                )
+            )
             window = []
     train_seconds = time.time() - started
 

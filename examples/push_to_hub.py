@@ -36,9 +36,12 @@ def parse_args(argv=None):
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
     card = parser.add_argument_group("model card")
-    card.add_argument("--eval_results", default=None,
-                      help="JSON of evaluation numbers ({'metric': value} or {'metrics': {...}, 'dataset': {...}}); "
-                           "default: metrics.jsonl / eval.json written by the training scripts next to --model")
+    card.add_argument(
+        "--eval_results",
+        default=None,
+        help="JSON of evaluation numbers ({'metric': value} or {'metrics': {...}, 'dataset': {...}}); "
+        "default: metrics.jsonl / eval.json written by the training scripts next to --model",
+    )
     card.add_argument("--training_command", default=None, help="the command that trained this checkpoint")
     card.add_argument("--card_notes", default=None, help="a Markdown file: the card's Notes section")
     card.add_argument("--dataset", action="append", default=[], help="Hub id of a training dataset (repeatable)")
@@ -46,10 +49,15 @@ def parse_args(argv=None):
     card.add_argument("--license", default="apache-2.0")
     card.add_argument("--tag", action="append", default=[], help="extra card tag (repeatable)")
     card.add_argument(
-        "--template_dir", default=None, help="card templates (default: the ones shipped in trajtok_hf/model_card_templates/)"
+        "--template_dir",
+        default=None,
+        help="card templates (default: the ones shipped in trajtok_hf/model_card_templates/)",
     )
-    parser.add_argument("--skip_remote_code_check", action="store_true",
-                        help="do not load the folder with trust_remote_code=True without trajtok_hf (faster)")
+    parser.add_argument(
+        "--skip_remote_code_check",
+        action="store_true",
+        help="do not load the folder with trust_remote_code=True without trajtok_hf (faster)",
+    )
     parser.add_argument("--dry_run", action="store_true", help="validate and build the card, upload nothing")
     parser.add_argument("--card_out", default=None, help="also write the generated card to this file")
     args = parser.parse_args(argv)
@@ -81,16 +89,25 @@ def main(argv=None) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     checks = "loads, runs" + (", remote code matches" if report.remote_code_checked else "")
-    print(f"validated {args.model}: {report.model_class} ({report.model_type}), "
-          f"{report.num_parameters / 1e6:.2f} M parameters, processor {report.processor_class}; {checks}")
+    print(
+        f"validated {args.model}: {report.model_class} ({report.model_type}), "
+        f"{report.num_parameters / 1e6:.2f} M parameters, processor {report.processor_class}; {checks}"
+    )
 
     try:
         eval_metrics = load_eval_results_json(args.eval_results) if args.eval_results else None
         notes = Path(args.card_notes).read_text(encoding="utf-8") if args.card_notes else None
         card = build_model_card(
-            report, args.repo_id, eval_metrics=eval_metrics, training_command=args.training_command,
-            datasets=args.dataset, base_model=args.base_model, license=args.license, extra_tags=args.tag,
-            template_dir=args.template_dir, notes=notes,
+            report,
+            args.repo_id,
+            eval_metrics=eval_metrics,
+            training_command=args.training_command,
+            datasets=args.dataset,
+            base_model=args.base_model,
+            license=args.license,
+            extra_tags=args.tag,
+            template_dir=args.template_dir,
+            notes=notes,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: cannot build the model card: {error}", file=sys.stderr)
@@ -110,8 +127,16 @@ def main(argv=None) -> int:
         print("dry run: nothing uploaded")
         return 0
     try:
-        result = push_folder(report, args.repo_id, card, private=args.private or None, revision=args.revision,
-                             commit_message=args.commit_message, token=args.token, endpoint=args.endpoint)
+        result = push_folder(
+            report,
+            args.repo_id,
+            card,
+            private=args.private or None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            token=args.token,
+            endpoint=args.endpoint,
+        )
     except PushError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -23,7 +23,6 @@ import os
 import time
 from pathlib import Path
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 HELD_OUT_SEED = 2_000_000  # never used by the training scripts (train: --seed 0, evaluation: seed + 1,000,000)
@@ -36,15 +35,23 @@ def parse_args(argv=None):
     parser.add_argument("--num_clips", type=int, default=500, help="synthetic clips (or the first N of --data)")
     parser.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the processor's)")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--tokens_per_trajectory", type=int, choices=(1, 2, 4), default=None,
-                        help="TrajTok models: tokens per trajectory n (default: the model config's)")
+    parser.add_argument(
+        "--tokens_per_trajectory",
+        type=int,
+        choices=(1, 2, 4),
+        default=None,
+        help="TrajTok models: tokens per trajectory n (default: the model config's)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="synthetic data seed")
     parser.add_argument("--output_dir", default="outputs/retrieval", help="where the PNG/GIF go")
     parser.add_argument("--num_visualize", type=int, default=4, help="clips in the trajectory picture (0 = none)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument("--save_metrics", default=None,
-                        help="also write the numbers as JSON (the --eval_results format of push_to_hub.py)")
+    parser.add_argument(
+        "--save_metrics",
+        default=None,
+        help="also write the numbers as JSON (the --eval_results format of push_to_hub.py)",
+    )
     args = parser.parse_args(argv)
     for name in ("num_clips", "batch_size"):
         if getattr(args, name) < 1:
@@ -74,6 +81,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers import AutoModel, AutoProcessor  # noqa: E402
+
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset  # noqa: E402
 from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics  # noqa: E402
@@ -119,22 +127,31 @@ def load_clips(args, video_processor):
 
 
 @torch.inference_mode()
-def embed(model, processor, videos, captions, batch_size: int, device, progress: bool = True,
-          tokens_per_trajectory: int | None = None):
+def embed(
+    model,
+    processor,
+    videos,
+    captions,
+    batch_size: int,
+    device,
+    progress: bool = True,
+    tokens_per_trajectory: int | None = None,
+):
     """L2-normalised video and text embeddings, tokens per clip, seconds per clip, the first batch's vision output
     (for the pictures) and the trajectory ids of every clip (TrajTok models; else None)."""
     video_embeds, text_embeds, tokens, trajectory_ids, first = [], [], [], [], None
     video_seconds = 0.0
     for start in tqdm(range(0, len(videos), batch_size), desc="embed", disable=not progress):
-        batch_videos = videos[start:start + batch_size]
-        batch_captions = [c for caps in captions[start:start + batch_size] for c in caps]
+        batch_videos = videos[start : start + batch_size]
+        batch_captions = [c for caps in captions[start : start + batch_size] for c in caps]
         inputs = processor(videos=batch_videos, text=batch_captions, padding=True, return_tensors="pt")
         pixel_values = inputs["pixel_values_videos"].to(device)
         tic = time.perf_counter()
         vision = model.get_video_features(pixel_values_videos=pixel_values, tokens_per_trajectory=tokens_per_trajectory)
         video_seconds += time.perf_counter() - tic
-        text = model.get_text_features(input_ids=inputs["input_ids"].to(device),
-                                       attention_mask=inputs["attention_mask"].to(device))
+        text = model.get_text_features(
+            input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device)
+        )
         video_embeds.append(torch.nn.functional.normalize(vision.pooler_output.float(), dim=-1).cpu())
         text_embeds.append(torch.nn.functional.normalize(text.pooler_output.float(), dim=-1).cpu())
         # Encoder tokens per clip: the attended positions after the [CLS].
@@ -143,16 +160,25 @@ def embed(model, processor, videos, captions, batch_size: int, device, progress:
             trajectory_ids.extend(vision.trajectory_ids.cpu())
         if first is None:
             first = (pixel_values.cpu(), vision)
-    return (torch.cat(video_embeds), torch.cat(text_embeds), torch.cat(tokens).float(),
-            video_seconds / len(videos), first, trajectory_ids or None)
+    return (
+        torch.cat(video_embeds),
+        torch.cat(text_embeds),
+        torch.cat(tokens).float(),
+        video_seconds / len(videos),
+        first,
+        trajectory_ids or None,
+    )
 
 
 def format_table(metrics: dict[str, float]) -> str:
     rows = [("text → video", "t2v"), ("video → text", "v2t")]
     lines = [f"{'direction':<14}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'MedR':>8}"]
     for label, prefix in rows:
-        lines.append(f"{label:<14}" + "".join(f"{metrics[f'{prefix}_R@{k}']:>8.1f}" for k in (1, 5, 10))
-                     + f"{metrics[f'{prefix}_MedR']:>8.1f}")
+        lines.append(
+            f"{label:<14}"
+            + "".join(f"{metrics[f'{prefix}_R@{k}']:>8.1f}" for k in (1, 5, 10))
+            + f"{metrics[f'{prefix}_MedR']:>8.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -187,31 +213,56 @@ def main(argv=None) -> dict[str, float]:
     videos, captions, labels = load_clips(args, processor.video_processor)
     source = args.data or f"synthetic held-out clips (seed {args.seed})"
     video_emb, text_emb, tokens, seconds_per_clip, first, trajectory_ids = embed(
-        model, processor, videos, captions, args.batch_size, device, progress=not args.no_progress,
-        tokens_per_trajectory=args.tokens_per_trajectory)
+        model,
+        processor,
+        videos,
+        captions,
+        args.batch_size,
+        device,
+        progress=not args.no_progress,
+        tokens_per_trajectory=args.tokens_per_trajectory,
+    )
     text_to_video = [i for i, caps in enumerate(captions) for _ in caps]
     metrics = retrieval_metrics(text_emb @ video_emb.T, text_to_video, layout="text_video")
     segmentation = None
     if labels is not None and trajectory_ids is not None:  # the tokenizer against the exact synthetic trajectories
-        segmentation = segmentation_metrics(trajectory_ids, [torch.from_numpy(l) for l in labels], background_id=0,
-                                            ignore_index=IGNORE_INDEX, return_per_clip=True)
+        segmentation = segmentation_metrics(
+            trajectory_ids,
+            [torch.from_numpy(l) for l in labels],
+            background_id=0,
+            ignore_index=IGNORE_INDEX,
+            return_per_clip=True,
+        )
         by_objects = fg_ari_by_object_count(segmentation["per_clip"]["FG-ARI"], labels, ignore_index=IGNORE_INDEX)
-    pictures = write_pictures(model, processor, first, captions, args.num_visualize, Path(args.output_dir)) \
-        if args.num_visualize else []
+    pictures = (
+        write_pictures(model, processor, first, captions, args.num_visualize, Path(args.output_dir))
+        if args.num_visualize
+        else []
+    )
 
     tokenizer = model.config.vision_config.vision_tokenizer
-    print(f"\nmodel: {args.model} ({type(model).__name__}, vision tokenizer {tokenizer}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
+    print(
+        f"\nmodel: {args.model} ({type(model).__name__}, vision tokenizer {tokenizer}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)"
+    )
     print(f"data: {len(videos)} videos, {len(text_to_video)} captions from {source}")
     print(format_table(metrics))
     if segmentation is not None:
-        print(f"tokenizer segmentation on these clips: FG-ARI {segmentation['FG-ARI']:.3f}  "
-              f"mIoU {segmentation['mIoU']:.3f}  FG-mIoU {segmentation['FG-mIoU']:.3f}  ARI {segmentation['ARI']:.3f}")
-        print("FG-ARI by objects per clip: " + " · ".join(
-            f"{count}: {value['FG-ARI']:.3f} ({value['clips']} clips)" for count, value in by_objects.items()))
+        print(
+            f"tokenizer segmentation on these clips: FG-ARI {segmentation['FG-ARI']:.3f}  "
+            f"mIoU {segmentation['mIoU']:.3f}  FG-mIoU {segmentation['FG-mIoU']:.3f}  ARI {segmentation['ARI']:.3f}"
+        )
+        print(
+            "FG-ARI by objects per clip: "
+            + " · ".join(
+                f"{count}: {value['FG-ARI']:.3f} ({value['clips']} clips)" for count, value in by_objects.items()
+            )
+        )
         metrics.update({key: segmentation[key] for key in ("FG-ARI", "mIoU", "FG-mIoU", "ARI")})
-    print(f"encoder tokens per clip: {tokens.mean():.1f} (min {tokens.min():.0f}, max {tokens.max():.0f}); "
-          f"video embedding {1000 * seconds_per_clip:.1f} ms per clip on {device}")
+    print(
+        f"encoder tokens per clip: {tokens.mean():.1f} (min {tokens.min():.0f}, max {tokens.max():.0f}); "
+        f"video embedding {1000 * seconds_per_clip:.1f} ms per clip on {device}"
+    )
     for path in pictures:
         print(f"wrote {path}")
     print(f"total {time.perf_counter() - start:.1f} s")
@@ -220,12 +271,20 @@ def main(argv=None) -> dict[str, float]:
         split = f"held-out (seed {args.seed}, {len(videos)} clips)" if args.data is None else "test"
         name = "trajtok_hf synthetic shapes" if args.data is None else Path(args.data).name
         timing = ("tokens_per_clip", "ms_per_clip")
-        record = {"metrics": {k: float(v) for k, v in metrics.items() if k not in timing},
-                  **{k: float(metrics[k]) for k in timing},
-                  "dataset": {"type": "synthetic-shapes" if args.data is None else "video-folder", "name": name,
-                              "split": split},
-                  "model": args.model, "num_videos": len(videos), "num_captions": len(text_to_video),
-                  "device": str(device), "torch_threads": torch.get_num_threads()}
+        record = {
+            "metrics": {k: float(v) for k, v in metrics.items() if k not in timing},
+            **{k: float(metrics[k]) for k in timing},
+            "dataset": {
+                "type": "synthetic-shapes" if args.data is None else "video-folder",
+                "name": name,
+                "split": split,
+            },
+            "model": args.model,
+            "num_videos": len(videos),
+            "num_captions": len(text_to_video),
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+        }
         if segmentation is not None:
             record["fg_ari_by_objects_per_clip"] = by_objects
         Path(args.save_metrics).parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,12 @@ from pathlib import Path
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=str, default=None, help="a video file (default: a generated clip)")
-    parser.add_argument("--model", type=str, default=None,
-                        help="a TrajTok folder with its video processor (default: random init, default processor)")
+    parser.add_argument(
+        "--model",
+        type=str,
+        default=None,
+        help="a TrajTok folder with its video processor (default: random init, default processor)",
+    )
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--chunk_size", type=int, default=None, help="override the model's chunk size")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,6 +46,7 @@ if __name__ == "__main__":
 
 import torch  # noqa: E402
 from transformers import AutoVideoProcessor  # noqa: E402
+
 from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor  # noqa: E402
 from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4  # noqa: E402
 
@@ -75,8 +80,10 @@ def main(argv=None):
         model.config.chunk_size = args.chunk_size
     model.eval()
     config = model.config
-    print(f"video: {tuple(pixel_values.shape)} (batch, frames, 3, H, W); chunk size {config.chunk_size}; "
-          f"K = {config.num_trajectories} trajectory slots per chunk")
+    print(
+        f"video: {tuple(pixel_values.shape)} (batch, frames, 3, H, W); chunk size {config.chunk_size}; "
+        f"K = {config.num_trajectories} trajectory slots per chunk"
+    )
 
     frames, height, width = pixel_values.shape[1], pixel_values.shape[3], pixel_values.shape[4]
     patch_tokens = -(-frames // 2) * (height // 16) * (width // 16)
@@ -90,8 +97,10 @@ def main(argv=None):
             print(f"{n:>11} {int(out.num_trajectories[0]):>11} {tokens:>7} {patch_tokens:>19} {elapsed:>7.2f}")
     per_chunk = out.trajectory_mask[0].view(-1, config.num_trajectories * n).sum(1) // n
     print(f"active trajectories per chunk: {per_chunk.tolist()}")
-    print(f"segmentation grid: {tuple(out.trajectory_ids.shape[1:])} (frames, h, w) with ids in [0, "
-          f"{per_chunk.numel() * config.num_trajectories})")
+    print(
+        f"segmentation grid: {tuple(out.trajectory_ids.shape[1:])} (frames, h, w) with ids in [0, "
+        f"{per_chunk.numel() * config.num_trajectories})"
+    )
 
 
 if __name__ == "__main__":

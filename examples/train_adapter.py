@@ -38,23 +38,43 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoConfig, AutoModel, get_scheduler
 
-from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
+from trajtok_hf import (
+    TrajAdapterConfig,
+    TrajAdapterForVideoClassification,
+    TrajTokConfig,
+    TrajTokModel,
+    TrajTokVideoProcessor,
+)
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip, read_video
 from trajtok_hf.training import add_output_dir_args, check_output_dir, save_final
 
 MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
 
 # Tiny models for smoke tests and the CPU benchmark (the real use is a pretrained backbone and segmenter).
-TINY_SEGMENTER = dict(backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-                      hidden_size=32, num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16,
-                      assignment_embed_dim=8, subtoken_fourier_frequencies=4)
+TINY_SEGMENTER = dict(
+    backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
+    hidden_size=32,
+    num_trajectories=8,
+    num_attention_heads=4,
+    assignment_hidden_size=16,
+    assignment_embed_dim=8,
+    subtoken_fourier_frequencies=4,
+)
 
 
 def tiny_backbone_config(num_frames: int, frame_size: int, width: int = 64, layers: int = 2):
     """A small VideoMAE: patches of frame_size/8, tubelets of 2 frames."""
-    return AutoConfig.for_model("videomae", image_size=frame_size, patch_size=frame_size // 8, num_frames=num_frames,
-                                tubelet_size=2, hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
-                                intermediate_size=2 * width)
+    return AutoConfig.for_model(
+        "videomae",
+        image_size=frame_size,
+        patch_size=frame_size // 8,
+        num_frames=num_frames,
+        tubelet_size=2,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=2 * width,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------- data
@@ -72,7 +92,11 @@ def synthetic_task(task: str, num_frames: int, frame_size: int, max_objects: int
     common = dict(num_frames=num_frames, height=frame_size, width=frame_size, min_objects=1, sizes=tuple(sizes))
     if task == "num_objects":
         config = SyntheticVideoConfig(**common, max_objects=max_objects)
-        return config, lambda clip: len(clip["objects"]) - 1, [f"{k} object{'s' * (k > 1)}" for k in range(1, max_objects + 1)]
+        return (
+            config,
+            lambda clip: len(clip["objects"]) - 1,
+            [f"{k} object{'s' * (k > 1)}" for k in range(1, max_objects + 1)],
+        )
     config = SyntheticVideoConfig(**common, max_objects=1, motions=MOTION_CLASSES)
     return config, lambda clip: MOTION_CLASSES.index(clip["objects"][0]["motion"]), list(MOTION_CLASSES)
 
@@ -84,8 +108,9 @@ class SyntheticClassificationClips(Dataset):
         self.items = []
         for index in range(num_clips):
             clip = generate_clip(config, seed, index)
-            self.items.append({"pixel_values_videos": normalize(clip["video"], processor),
-                               "labels": torch.tensor(label_fn(clip))})
+            self.items.append(
+                {"pixel_values_videos": normalize(clip["video"], processor), "labels": torch.tensor(label_fn(clip))}
+            )
 
     def __len__(self):
         return len(self.items)
@@ -127,15 +152,18 @@ class VideoFolderClips(Dataset):
     def __getitem__(self, index):
         row = self.rows[index]
         video, _, _ = read_video(row["path"], self.num_frames)
-        return {"pixel_values_videos": normalize(video, self.processor),
-                "labels": torch.tensor(self.label2id[row["label"]])}
+        return {
+            "pixel_values_videos": normalize(video, self.processor),
+            "labels": torch.tensor(self.label2id[row["label"]]),
+        }
 
 
 def build_data(args, processor):
     """(train dataset, eval dataset, class names)."""
     if args.data == "synthetic":
-        config, label_fn, names = synthetic_task(args.task, args.num_frames, args.frame_size, args.max_objects,
-                                                 args.object_sizes)
+        config, label_fn, names = synthetic_task(
+            args.task, args.num_frames, args.frame_size, args.max_objects, args.object_sizes
+        )
         train = SyntheticClassificationClips(config, label_fn, args.seed, args.num_train_clips, processor)
         held_out = SyntheticClassificationClips(config, label_fn, args.seed + 1_000_000, args.eval_clips, processor)
         return train, held_out, names
@@ -144,25 +172,39 @@ def build_data(args, processor):
         eval_rows = read_labelled_folder(args.eval_data)
     else:
         if len(rows) <= args.eval_clips:
-            raise SystemExit(f"error: {args.data} has {len(rows)} videos; need more than --eval_clips ({args.eval_clips})")
+            raise SystemExit(
+                f"error: {args.data} has {len(rows)} videos; need more than --eval_clips ({args.eval_clips})"
+            )
         rows, eval_rows = rows[: -args.eval_clips], rows[-args.eval_clips :]
     names = sorted({row["label"] for row in rows + eval_rows})
     label2id = {name: i for i, name in enumerate(names)}
-    return (VideoFolderClips(rows, label2id, args.num_frames, processor),
-            VideoFolderClips(eval_rows, label2id, args.num_frames, processor), names)
+    return (
+        VideoFolderClips(rows, label2id, args.num_frames, processor),
+        VideoFolderClips(eval_rows, label2id, args.num_frames, processor),
+        names,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------ model
 def build_model(args, names):
-    probe = dict(probe_type=args.probe, tokens_per_trajectory=args.tokens_per_trajectory, num_labels=len(names),
-                 id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-                 num_attention_heads=args.num_heads)
+    probe = dict(
+        probe_type=args.probe,
+        tokens_per_trajectory=args.tokens_per_trajectory,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        num_attention_heads=args.num_heads,
+    )
     use_segmenter = args.probe == "trajectory"
     if args.backbone == "tiny" and (args.segmenter == "tiny" or not use_segmenter):
         # Smoke-test model: everything randomly initialised.
         tokenizer = TrajTokConfig(**TINY_SEGMENTER, chunk_size=args.num_frames) if use_segmenter else None
-        config = TrajAdapterConfig(backbone_config=tiny_backbone_config(args.num_frames, args.frame_size),
-                                   tokenizer_config=tokenizer, subtoken_fourier_frequencies=4, **probe)
+        config = TrajAdapterConfig(
+            backbone_config=tiny_backbone_config(args.num_frames, args.frame_size),
+            tokenizer_config=tokenizer,
+            subtoken_fourier_frequencies=4,
+            **probe,
+        )
         return TrajAdapterForVideoClassification(config)
     # At least one pretrained part: both load through from_backbone_pretrained (a "tiny" one is saved first).
     backbone, segmenter = args.backbone, args.segmenter if use_segmenter else None
@@ -188,8 +230,13 @@ def parse_args(argv=None):
     parser.add_argument("--eval_data", default=None)
     parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects", help="synthetic labels")
     parser.add_argument("--max_objects", type=int, default=4)
-    parser.add_argument("--object_sizes", nargs="+", choices=("small", "large"), default=["small", "large"],
-                        help="synthetic object sizes")
+    parser.add_argument(
+        "--object_sizes",
+        nargs="+",
+        choices=("small", "large"),
+        default=["small", "large"],
+        help="synthetic object sizes",
+    )
     parser.add_argument("--num_frames", type=int, default=8)
     parser.add_argument("--frame_size", type=int, default=64)
     parser.add_argument("--num_train_clips", type=int, default=512)
@@ -238,13 +285,20 @@ def main(argv=None):
     set_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
 
-    processor = TrajTokVideoProcessor(size={"height": args.frame_size, "width": args.frame_size},
-                                      num_frames=args.num_frames)
+    processor = TrajTokVideoProcessor(
+        size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames
+    )
     train_set, eval_set, names = build_data(args, processor)
     with accelerator.main_process_first():
         model = build_model(args, names)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              num_workers=args.num_workers, generator=torch.Generator().manual_seed(args.seed))
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     eval_loader = DataLoader(eval_set, batch_size=args.batch_size, num_workers=args.num_workers)
 
     # Only the adapter trains: the frozen backbone/segmenter are not even handed to the optimizer.
@@ -253,8 +307,10 @@ def main(argv=None):
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup, num_training_steps=args.max_steps)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     trainable = sum(p.numel() for p in accelerator.unwrap_model(model).trainable_parameters())
-    accelerator.print(f"probe={args.probe} n={args.tokens_per_trajectory}: {trainable:,} trainable parameters, "
-                      f"{len(train_set)} train / {len(eval_set)} held-out clips, classes {names}")
+    accelerator.print(
+        f"probe={args.probe} n={args.tokens_per_trajectory}: {trainable:,} trainable parameters, "
+        f"{len(train_set)} train / {len(eval_set)} held-out clips, classes {names}"
+    )
 
     metrics_file = os.path.join(args.output_dir, "metrics.jsonl")
 
@@ -278,8 +334,14 @@ def main(argv=None):
             if step % args.logging_steps == 0 or step == args.max_steps:
                 mean_loss = accelerator.reduce(torch.stack(window).mean(), "mean").item()
                 window = []
-                log({"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                     "seconds": round(time.time() - started, 1)})
+                log(
+                    {
+                        "step": step,
+                        "loss": mean_loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "seconds": round(time.time() - started, 1),
+                    }
+                )
                 accelerator.print(f"step {step}: loss {mean_loss:.4f}")
             if args.eval_steps and step % args.eval_steps == 0 and step < args.max_steps:
                 metrics = evaluate(model, eval_loader, accelerator)

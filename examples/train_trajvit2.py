@@ -67,20 +67,35 @@ from trajtok_hf.training import (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = parser.add_argument_group("model and data")
-    g.add_argument("--preset", choices=sorted(TRAJVIT2_PRESETS), default="tiny",
-                   help="model size when no --model (trajtok_hf.training.TRAJVIT2_PRESETS)")
-    g.add_argument("--vision_tokenizer", choices=("trajtok", "vit3d"), default="trajtok",
-                   help="trajectory tokens, or the ViT3D space-time patch baseline")
+    g.add_argument(
+        "--preset",
+        choices=sorted(TRAJVIT2_PRESETS),
+        default="tiny",
+        help="model size when no --model (trajtok_hf.training.TRAJVIT2_PRESETS)",
+    )
+    g.add_argument(
+        "--vision_tokenizer",
+        choices=("trajtok", "vit3d"),
+        default="trajtok",
+        help="trajectory tokens, or the ViT3D space-time patch baseline",
+    )
     g.add_argument("--model", default=None, help="start from a saved TrajViT2Model folder (with its processor)")
     g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
     g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
     g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
-    g.add_argument("--segmenter_learning_rate", type=float, default=None,
-                   help="peak LR of the tokenizer parts that segmentation pre-training trained (backbone features, "
-                        "query Perceiver, assignment heads; trajtok_hf.training.SEGMENTER_MODULES); default: "
-                        "--learning_rate. The refinement Perceiver, which starts untrained, keeps --learning_rate")
-    g.add_argument("--no_detach", action="store_true",
-                   help="ablation (method spec §3): feed the query Perceiver undetached features")
+    g.add_argument(
+        "--segmenter_learning_rate",
+        type=float,
+        default=None,
+        help="peak LR of the tokenizer parts that segmentation pre-training trained (backbone features, "
+        "query Perceiver, assignment heads; trajtok_hf.training.SEGMENTER_MODULES); default: "
+        "--learning_rate. The refinement Perceiver, which starts untrained, keeps --learning_rate",
+    )
+    g.add_argument(
+        "--no_detach",
+        action="store_true",
+        help="ablation (method spec §3): feed the query Perceiver undetached features",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata (+ masks)")
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see train_segmenter.py)")
     g.add_argument("--num_frames", type=int, default=8)
@@ -104,7 +119,9 @@ def parse_args(argv=None):
         parser.error("--segmenter warm-starts the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.segmenter_learning_rate is not None:
         if args.vision_tokenizer != "trajtok":
-            parser.error("--segmenter_learning_rate sets the LR of the TrajTok segmenter: it needs --vision_tokenizer trajtok")
+            parser.error(
+                "--segmenter_learning_rate sets the LR of the TrajTok segmenter: it needs --vision_tokenizer trajtok"
+            )
         if not args.segmenter_learning_rate > 0:
             parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
     if args.no_detach and args.vision_tokenizer != "trajtok":
@@ -132,8 +149,11 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
                 raise SystemExit(f"error: --no_detach needs a TrajTok model; {args.model} uses ViT3D")
             model.vision_model.tokenizer.config.detach_features = False
         return model, processor
-    text_tokenizer = (AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer
-                      else build_caption_tokenizer(captions_for_vocab, args.max_text_length))
+    text_tokenizer = (
+        AutoTokenizer.from_pretrained(args.tokenizer)
+        if args.tokenizer
+        else build_caption_tokenizer(captions_for_vocab, args.max_text_length)
+    )
     preset = TRAJVIT2_PRESETS[args.preset]
     segmenter = None
     vision = dict(preset["vision"], vision_tokenizer=args.vision_tokenizer)
@@ -149,8 +169,12 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
     text = BertConfig(vocab_size=len(text_tokenizer), **preset["text"])
-    config = TrajViT2Config(vision_config=vision, text_config=text.to_dict(),
-                            segmentation_loss_weight=args.segmentation_loss_weight, **preset["model"])
+    config = TrajViT2Config(
+        vision_config=vision,
+        text_config=text.to_dict(),
+        segmentation_loss_weight=args.segmentation_loss_weight,
+        **preset["model"],
+    )
     model = TrajViT2Model(config)
     if segmenter is not None:  # warm start (§9): the segmenter comes from segmentation pre-training
         model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
@@ -163,19 +187,27 @@ def make_optimizer(args, model) -> torch.optim.AdamW:
     learning_rates = None
     if args.segmenter_learning_rate is not None:
         learning_rates = {f"vision_model.tokenizer.{name}": args.segmenter_learning_rate for name in SEGMENTER_MODULES}
-    return build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
-                           learning_rates=learning_rates)
+    return build_optimizer(
+        model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), learning_rates=learning_rates
+    )
 
 
 def build_datasets(args, video_processor):
     """(train dataset, its epoch-aware sampler or None, eval dataset, captions for the default vocabulary)."""
     if args.data == "synthetic":
-        synth = SyntheticVideoConfig(num_frames=args.num_frames, height=args.frame_size, width=args.frame_size,
-                                     max_objects=args.max_objects)
-        train = SyntheticClipDataset(synth, seed=args.seed, num_clips=args.num_train_clips,
-                                     video_processor=video_processor)
-        held_out = SyntheticClipDataset(synth, seed=args.seed + 1_000_000, num_clips=args.eval_clips,
-                                        video_processor=video_processor, fresh_each_epoch=False)
+        synth = SyntheticVideoConfig(
+            num_frames=args.num_frames, height=args.frame_size, width=args.frame_size, max_objects=args.max_objects
+        )
+        train = SyntheticClipDataset(
+            synth, seed=args.seed, num_clips=args.num_train_clips, video_processor=video_processor
+        )
+        held_out = SyntheticClipDataset(
+            synth,
+            seed=args.seed + 1_000_000,
+            num_clips=args.eval_clips,
+            video_processor=video_processor,
+            fresh_each_epoch=False,
+        )
         return train, None, held_out, synthetic_caption_words()
 
     def load(path):
@@ -190,8 +222,10 @@ def build_datasets(args, video_processor):
         captions += [c for row in load_video_text_dataset(args.eval_data, decode=False)["captions"] for c in row]
     else:
         if len(train) <= args.eval_clips:
-            raise SystemExit(f"error: {args.data} has {len(train)} clips; need more than --eval_clips "
-                             f"({args.eval_clips}) to hold some out (or pass --eval_data)")
+            raise SystemExit(
+                f"error: {args.data} has {len(train)} clips; need more than --eval_clips "
+                f"({args.eval_clips}) to hold some out (or pass --eval_data)"
+            )
         held_out = train.select(range(len(train) - args.eval_clips, len(train)))
         train = train.select(range(len(train) - args.eval_clips))
     return train, EpochShuffleSampler(len(train), seed=args.seed), held_out, captions
@@ -208,33 +242,50 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     # ---- data, model, processor
-    video_processor = (AutoProcessor.from_pretrained(args.model).video_processor if args.model else  # as trained
-                       TrajTokVideoProcessor(size={"height": args.frame_size, "width": args.frame_size},
-                                             num_frames=args.num_frames))
+    video_processor = (
+        AutoProcessor.from_pretrained(args.model).video_processor
+        if args.model
+        # as trained
+        else TrajTokVideoProcessor(
+            size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames
+        )
+    )
     train_set, sampler, eval_set, captions = build_datasets(args, video_processor)
     model, processor = build_model_and_processor(args, video_processor, captions)
     use_segmentation = model.config.vision_tokenizer == "trajtok" and model.config.segmentation_loss_weight > 0
     max_length = min(args.max_text_length, getattr(model.config.text_config, "max_position_embeddings", 10**6))
     collate = VideoTextCollator(tokenizer=processor.tokenizer, max_length=max_length, return_captions=False)
     # A private generator keeps DataLoader start-up from drawing on the global RNG (exact resume).
-    train_loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, sampler=sampler,
-                              collate_fn=collate, num_workers=args.num_workers, drop_last=True,
-                              generator=torch.Generator().manual_seed(args.seed))
-    eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate,
-                             num_workers=args.num_workers)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.per_device_train_batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=args.num_workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    eval_loader = DataLoader(
+        eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate, num_workers=args.num_workers
+    )
 
     # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
     optimizer = make_optimizer(args, model)
-    steps_per_epoch = None if sampler is None else math.ceil(
-        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    scheduler = build_scheduler(optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch),
-                                args.min_lr_ratio)
+    steps_per_epoch = (
+        None
+        if sampler is None
+        else math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    )
+    scheduler = build_scheduler(
+        optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch), args.min_lr_ratio
+    )
     has_eval_labels = "segmentation_labels" in eval_set[0]
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
 
     # ---- resume
-    checkpoints = CheckpointManager(os.path.join(args.output_dir, "checkpoints"), args.checkpoints_total_limit,
-                                    accelerator.is_main_process)
+    checkpoints = CheckpointManager(
+        os.path.join(args.output_dir, "checkpoints"), args.checkpoints_total_limit, accelerator.is_main_process
+    )
     state = TrainState()
     resume = checkpoints.resolve(args.resume_from_checkpoint)
     if resume is not None:
@@ -246,9 +297,11 @@ def main(argv=None):
     elif args.resume_from_checkpoint == "latest":
         accelerator.print(f"no checkpoint in {checkpoints.dir} yet: starting from scratch")
     metrics_file = os.path.join(args.output_dir, "metrics.jsonl")
-    accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}, {args.vision_tokenizer} "
-                      f"tokens, contrastive batch {args.per_device_train_batch_size * accelerator.num_processes} "
-                      f"(gathered over processes), segmentation loss {'on' if use_segmentation else 'off'}")
+    accelerator.print(
+        f"{accelerator.num_processes} process(es) on {accelerator.device}, {args.vision_tokenizer} "
+        f"tokens, contrastive batch {args.per_device_train_batch_size * accelerator.num_processes} "
+        f"(gathered over processes), segmentation loss {'on' if use_segmentation else 'off'}"
+    )
 
     def evaluate():
         unwrapped = accelerator.unwrap_model(model)
@@ -262,16 +315,19 @@ def main(argv=None):
 
     # ---- training loop
     model.train()
-    progress = tqdm(total=args.max_steps, initial=state.step, desc="trajvit2",
-                    disable=not accelerator.is_main_process)
+    progress = tqdm(total=args.max_steps, initial=state.step, desc="trajvit2", disable=not accelerator.is_main_process)
     window, steps_this_run, started = [], 0, time.time()
     batches = iterate_batches(accelerator, train_loader, state) if state.step < args.max_steps else []
     for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
         labels = batch.get("segmentation_labels") if use_segmentation else None
         with accelerator.accumulate(model):
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        pixel_values_videos=batch["pixel_values_videos"], segmentation_labels=labels,
-                        return_loss=True)
+            out = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values_videos=batch["pixel_values_videos"],
+                segmentation_labels=labels,
+                return_loss=True,
+            )
             accelerator.backward(out.loss)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -290,10 +346,16 @@ def main(argv=None):
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
             loss, contrastive, seg = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
             window = []
-            record = {"step": state.step, "loss": loss, "contrastive": contrastive, "segmentation": seg,
-                      "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                      "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),
-                      "seconds": round(time.time() - started, 1)}
+            record = {
+                "step": state.step,
+                "loss": loss,
+                "contrastive": contrastive,
+                "segmentation": seg,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),
+                "seconds": round(time.time() - started, 1),
+            }
             progress.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}")
             if accelerator.is_main_process:
                 log_jsonl(metrics_file, record)
@@ -301,8 +363,14 @@ def main(argv=None):
             evaluate()
         stop = state.step >= args.max_steps or steps_this_run == args.max_steps_this_run
         if state.step % args.checkpointing_steps == 0 or stop:
-            checkpoints.save(accelerator, state, model, optimizer, scheduler,
-                             artifacts=(accelerator.unwrap_model(model).config, processor))
+            checkpoints.save(
+                accelerator,
+                state,
+                model,
+                optimizer,
+                scheduler,
+                artifacts=(accelerator.unwrap_model(model).config, processor),
+            )
         if stop:
             break
     progress.close()

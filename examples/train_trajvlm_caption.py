@@ -27,12 +27,16 @@ import math
 import os
 import time
 
-
 VIDEO_TOKEN = "<video>"  # the placeholder of trajtok_hf.data.video_qa's tokenizer
 TINY_SEGMENTER = dict(
     backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-    hidden_size=32, num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16, assignment_embed_dim=8,
-    subtoken_fourier_frequencies=4, tokens_per_trajectory_choices=[1],
+    hidden_size=32,
+    num_trajectories=8,
+    num_attention_heads=4,
+    assignment_hidden_size=16,
+    assignment_embed_dim=8,
+    subtoken_fourier_frequencies=4,
+    tokens_per_trajectory_choices=[1],
 )
 
 
@@ -57,8 +61,12 @@ def parse_args(argv=None):
     p.add_argument("--warmup_steps", type=int, default=30)
     p.add_argument("--weight_decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num_threads", type=int, default=None,
-                   help="torch CPU threads (on a shared CPU, 1 thread per process avoids oversubscription)")
+    p.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a shared CPU, 1 thread per process avoids oversubscription)",
+    )
     p.add_argument("--log_every", type=int, default=25)
     args = p.parse_args(argv)
     if args.frame_size % 8 or args.frame_size < 32:
@@ -77,6 +85,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
+
 from trajtok_hf import (  # noqa: E402
     TrajTokConfig,
     TrajTokModel,
@@ -104,16 +113,36 @@ def build_model_and_processor(args):
     tokenizer = build_qa_tokenizer()
     segmenter = None
     if args.connector == "trajtok":
-        segmenter = TrajTokConfig(**{**TINY_SEGMENTER, "num_trajectories": args.num_trajectories,
-                                     "chunk_size": args.num_frames})
+        segmenter = TrajTokConfig(
+            **{**TINY_SEGMENTER, "num_trajectories": args.num_trajectories, "chunk_size": args.num_frames}
+        )
     config = TrajVLMConfig(
-        vision_config=dict(model_type="siglip_vision_model", image_size=args.frame_size, patch_size=8, hidden_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vision_use_head=False),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            image_size=args.frame_size,
+            patch_size=8,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            vision_use_head=False,
+        ),
         tokenizer_config=segmenter,
-        text_config=dict(model_type="qwen3", vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=16, intermediate_size=192, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True),
+        text_config=dict(
+            model_type="qwen3",
+            vocab_size=128,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            intermediate_size=192,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True,
+        ),
         connector_type=args.connector,
         video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
         clip_length=args.num_frames,
@@ -123,11 +152,17 @@ def build_model_and_processor(args):
         patch_pool_temporal_size=args.patch_pool_temporal_size,
     )
     video_processor = TrajTokVideoProcessor(
-        size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],  # the tower's normalisation (SigLIP)
+        size={"height": args.frame_size, "width": args.frame_size},
+        num_frames=args.num_frames,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],  # the tower's normalisation (SigLIP)
     )
-    processor = TrajVLMProcessor(video_processor=video_processor, tokenizer=tokenizer, video_token=VIDEO_TOKEN,
-                                 video_slot_layout=config.video_slot_layout)
+    processor = TrajVLMProcessor(
+        video_processor=video_processor,
+        tokenizer=tokenizer,
+        video_token=VIDEO_TOKEN,
+        video_slot_layout=config.video_slot_layout,
+    )
     model = TrajVLMForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -166,8 +201,10 @@ def pretrain_segmenter(args, model, processor, synth, accelerator):
         optimizer.step()
         optimizer.zero_grad()
         if step % args.log_every == 0 or step == args.segmenter_steps - 1:
-            accelerator.print(f"segmenter step {step}: loss {loss.item():.4f} active/clip "
-                              f"{out.num_trajectories.float().mean():.1f} ({time.time() - started:.0f}s)")
+            accelerator.print(
+                f"segmenter step {step}: loss {loss.item():.4f} active/clip "
+                f"{out.num_trajectories.float().mean():.1f} ({time.time() - started:.0f}s)"
+            )
     segmenter.requires_grad_(False)
     segmenter.eval()
 
@@ -214,8 +251,12 @@ def main(argv=None):
         optimizer.zero_grad()
         window.append(loss.item())
         if (step + 1) % args.log_every == 0 or step == args.steps - 1:
-            record = {"step": step + 1, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
-                      "seconds": round(time.time() - started, 1)}
+            record = {
+                "step": step + 1,
+                "loss": sum(window) / len(window),
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": round(time.time() - started, 1),
+            }
             window = []
             accelerator.print(json.dumps(record))
             if accelerator.is_main_process:

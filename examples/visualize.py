@@ -15,7 +15,6 @@ import argparse
 import os
 from pathlib import Path
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 
@@ -46,6 +45,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
 from trajtok_hf.training import load_segmenter  # noqa: E402
@@ -69,8 +69,9 @@ def main(argv=None) -> list[Path]:
         videos, captions = args.video, [Path(v).name for v in args.video]
     else:
         size = video_processor.size
-        config = SyntheticVideoConfig(num_frames=args.num_frames or video_processor.num_frames or 8,
-                                      height=size["height"], width=size["width"])
+        config = SyntheticVideoConfig(
+            num_frames=args.num_frames or video_processor.num_frames or 8, height=size["height"], width=size["width"]
+        )
         clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
         videos, captions = [clip["video"] for clip in clips], [clip["caption"] for clip in clips]
 
@@ -80,8 +81,12 @@ def main(argv=None) -> list[Path]:
     frames = denormalize_video(pixel_values, video_processor.image_mean, video_processor.image_std)
     chunk_size = tokenizer.config.chunk_size
 
-    png, gif = (Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, args.output_dir,
-                                                           captions=captions, max_frames=args.max_frames))
+    png, gif = (
+        Path(p)
+        for p in save_trajectory_pictures(
+            list(frames), list(ids), chunk_size, args.output_dir, captions=captions, max_frames=args.max_frames
+        )
+    )
     for caption, clip_ids in zip(captions, ids):
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
         print(f"{caption}: active trajectories per chunk {counts} (mean {np.mean(counts):.1f})")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from testers import MODEL_CASES, TRAJVLM_VIDEO_TOKEN_ID
+
 from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor, TrajVLMProcessor
 from trajtok_hf.data.video_qa import build_qa_tokenizer
 from trajtok_hf.models.modeling_utils_trajtok import MAX_ABS_PIXEL_VALUE, check_video_pixels

@@ -8,7 +8,6 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from testers import MODEL_CASES, assert_close_within_bound, assert_ids_equal_up_to_ties, float_error_bound
 
 CASES = pytest.mark.parametrize("case", MODEL_CASES, ids=[c.name for c in MODEL_CASES])
@@ -130,14 +129,14 @@ def test_trust_remote_code_without_trajtok_hf(case, tmp_path):
         import transformers
         from safetensors.torch import load_file, save_file
 
-        inputs = load_file({str(tmp_path / 'inputs.safetensors')!r})
+        inputs = load_file({str(tmp_path / "inputs.safetensors")!r})
         model = transformers.{case.auto_class.__name__}.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         assert "trajtok_hf" not in sys.modules
         with torch.no_grad():
             out = model(**inputs)
         keys = {sorted(outputs)!r}
-        save_file({{k: getattr(out, k).contiguous() for k in keys}}, {str(tmp_path / 'outputs.safetensors')!r})
+        save_file({{k: getattr(out, k).contiguous() for k in keys}}, {str(tmp_path / "outputs.safetensors")!r})
         print("REMOTE_OK", type(model).__name__)
         """
     )

@@ -30,15 +30,14 @@ import sys
 import threading
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 import yaml
-
-import huggingface_hub
 from huggingface_hub import ModelCard, ModelCardData
 from safetensors.torch import load as load_safetensors
-
 from testers import tiny_trajtok_model, tiny_trajvit2_model
+
 from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor
 from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip
 from trajtok_hf.hub import (
@@ -51,8 +50,13 @@ from trajtok_hf.hub import (
     validate_card_metadata,
     validate_folder,
 )
-from trajtok_hf.training import build_caption_tokenizer, evaluate_retrieval, evaluate_segmentation, log_jsonl
-from trajtok_hf.training import synthetic_caption_words
+from trajtok_hf.training import (
+    build_caption_tokenizer,
+    evaluate_retrieval,
+    evaluate_segmentation,
+    log_jsonl,
+    synthetic_caption_words,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import push_to_hub  # noqa: E402
@@ -80,7 +84,7 @@ class FakeHub:
         self.server = None
 
     # -- lifecycle
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -181,8 +185,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if verb == method and match:
                 if name in hub.fail:
                     message = f"fake hub: injected failure at {name}"
-                    return self._send(hub.fail[name], {"error": message, "errors": [{"message": message}]},
-                                      {"X-Error-Message": message})
+                    return self._send(
+                        hub.fail[name],
+                        {"error": message, "errors": [{"message": message}]},
+                        {"X-Error-Message": message},
+                    )
                 needs_token = name not in ("lfs-upload", "lfs-verify", "validate-yaml")  # as on the Hub
                 if needs_token and self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self._error(401, "fake hub: missing or wrong token")
@@ -210,8 +217,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.hub.lock:
             if repo_id in self.hub.repos:
                 return self._send(409, {"error": "You already created this model repo", "url": url})
-            self.hub.repos[repo_id] = {"private": data.get("visibility") == "private", "type": data.get("type"),
-                                       "branches": {"main": {}}, "commits": []}
+            self.hub.repos[repo_id] = {
+                "private": data.get("visibility") == "private",
+                "type": data.get("type"),
+                "branches": {"main": {}},
+                "commits": [],
+            }
         self._send(200, {"url": url, "name": repo_id})
 
     def _validate_yaml(self, body):
@@ -242,8 +253,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for entry in json.loads(body)["files"]:
             sample = base64.b64decode(entry["sample"])
             lfs = entry["path"].endswith(".safetensors") or b"\x00" in sample or entry["size"] >= 10 * 2**20
-            files.append({"path": entry["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                          "oid": None})
+            files.append(
+                {"path": entry["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": None}
+            )
         self._send(200, {"files": files, "commitOid": "0" * 40})
 
     def _lfs_batch(self, body, repo):
@@ -297,10 +309,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         oid = hashlib.sha1(body).hexdigest()
         with self.hub.lock:
             found["branches"][rev].update(files)
-            found["commits"].append({"revision": rev, "summary": lines[0]["value"]["summary"], "files": files,
-                                     "kinds": kinds, "oid": oid})
-        self._send(200, {"commitUrl": f"{self.hub.endpoint}/{repo}/commit/{oid}", "commitOid": oid,
-                         "success": True, "pullRequestUrl": None})
+            found["commits"].append(
+                {"revision": rev, "summary": lines[0]["value"]["summary"], "files": files, "kinds": kinds, "oid": oid}
+            )
+        self._send(
+            200,
+            {
+                "commitUrl": f"{self.hub.endpoint}/{repo}/commit/{oid}",
+                "commitOid": oid,
+                "success": True,
+                "pullRequestUrl": None,
+            },
+        )
 
 
 @pytest.fixture
@@ -344,9 +364,12 @@ def trajtok_run(tmp_path_factory):
     (final / "checkpoints").mkdir()
     (final / "checkpoints" / "latest").write_text("step_000001\n")
     clips = _clips(3)
-    batches = [{"pixel_values_videos": processor([c["video"] for c in clips], return_tensors="pt")[
-        "pixel_values_videos"], "segmentation_labels": torch.stack([torch.as_tensor(c["segmentation_labels"])
-                                                                     for c in clips])}]
+    batches = [
+        {
+            "pixel_values_videos": processor([c["video"] for c in clips], return_tensors="pt")["pixel_values_videos"],
+            "segmentation_labels": torch.stack([torch.as_tensor(c["segmentation_labels"]) for c in clips]),
+        }
+    ]
     with torch.no_grad():
         metrics = evaluate_segmentation(model, batches, _SingleProcess())
     log_jsonl(run / "metrics.jsonl", {"step": 1, "loss": 1.5, "focal": 0.5, "dice": 1.0})
@@ -368,8 +391,9 @@ def trajvit2_run(tmp_path_factory):
     model.save_pretrained(final)
     processor.save_pretrained(final)
     clips = _clips(3, seed=8)
-    batch = processor(text=[c["caption"] for c in clips], videos=[c["video"] for c in clips], return_tensors="pt",
-                      padding=True)
+    batch = processor(
+        text=[c["caption"] for c in clips], videos=[c["video"] for c in clips], return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         metrics = evaluate_retrieval(model, [batch], _SingleProcess())
     log_jsonl(run / "metrics.jsonl", {"step": 2, **{f"eval/{k}": v for k, v in metrics.items()}})
@@ -377,8 +401,11 @@ def trajvit2_run(tmp_path_factory):
 
 
 def _folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _card_metadata(readme: bytes, tmp_path: Path) -> tuple[ModelCard, dict]:
@@ -419,14 +446,37 @@ def _assert_pushed_model_repo(hub, repo_id, folder, expected_files, tmp_path, br
 
 
 # --------------------------------------------------------------------------------------------------------- the tests
-TRAJTOK_FILES = ["README.md", "config.json", "configuration_trajtok.py", "model.safetensors", "modeling_trajtok.py",
-                 "modeling_utils_trajtok.py", "perceiver_trajtok.py", "video_preprocessor_config.json",
-                 "video_processing_trajtok.py"]
-TRAJVIT2_FILES = ["README.md", "config.json", "configuration_trajtok.py", "configuration_trajvit2.py",
-                  "loss_contrastive.py", "loss_trajtok.py", "model.safetensors", "modeling_trajtok.py",
-                  "modeling_trajvit2.py", "modeling_utils_trajtok.py", "modeling_vit3d.py", "perceiver_trajtok.py",
-                  "processing_trajvit2.py", "processing_utils_trajtok.py", "processor_config.json", "tokenizer.json",
-                  "tokenizer_config.json", "video_processing_trajtok.py"]
+TRAJTOK_FILES = [
+    "README.md",
+    "config.json",
+    "configuration_trajtok.py",
+    "model.safetensors",
+    "modeling_trajtok.py",
+    "modeling_utils_trajtok.py",
+    "perceiver_trajtok.py",
+    "video_preprocessor_config.json",
+    "video_processing_trajtok.py",
+]
+TRAJVIT2_FILES = [
+    "README.md",
+    "config.json",
+    "configuration_trajtok.py",
+    "configuration_trajvit2.py",
+    "loss_contrastive.py",
+    "loss_trajtok.py",
+    "model.safetensors",
+    "modeling_trajtok.py",
+    "modeling_trajvit2.py",
+    "modeling_utils_trajtok.py",
+    "modeling_vit3d.py",
+    "perceiver_trajtok.py",
+    "processing_trajvit2.py",
+    "processing_utils_trajtok.py",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "video_processing_trajtok.py",
+]
 
 
 def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
@@ -434,19 +484,34 @@ def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
     the card's eval results are the metrics.jsonl numbers, the card's code runs, the folder is unchanged."""
     final, metrics = trajtok_run
     before = _folder_digest(final)
-    code = push_to_hub.main([
-        "--model", str(final), "--repo_id", "me/trajtok-segmenter-tiny", "--private", "--revision", "v0.1",
-        "--commit_message", "tiny segmenter", "--endpoint", fake_hub.endpoint, "--token", TOKEN,
-        "--dataset", "me/procedural-videos",
-    ])
+    code = push_to_hub.main(
+        [
+            "--model",
+            str(final),
+            "--repo_id",
+            "me/trajtok-segmenter-tiny",
+            "--private",
+            "--revision",
+            "v0.1",
+            "--commit_message",
+            "tiny segmenter",
+            "--endpoint",
+            fake_hub.endpoint,
+            "--token",
+            TOKEN,
+            "--dataset",
+            "me/procedural-videos",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "remote code matches" in out.out and "pushed 9 files" in out.out
     repo = fake_hub.repos["me/trajtok-segmenter-tiny"]
     assert repo["private"] and set(repo["branches"]) == {"main", "v0.1"}
     assert fake_hub.commits("me/trajtok-segmenter-tiny")[-1]["summary"] == "tiny segmenter"
-    pushed, config = _assert_pushed_model_repo(fake_hub, "me/trajtok-segmenter-tiny", final, TRAJTOK_FILES,
-                                               tmp_path, branch="v0.1")
+    pushed, config = _assert_pushed_model_repo(
+        fake_hub, "me/trajtok-segmenter-tiny", final, TRAJTOK_FILES, tmp_path, branch="v0.1"
+    )
     assert config["auto_map"]["AutoModel"] == "modeling_trajtok.TrajTokModel"
     assert fake_hub.files("me/trajtok-segmenter-tiny", "main") == {}  # only the branch got the commit
     assert not any(path.endswith("/preupload/main") for _, path in fake_hub.requests)
@@ -456,13 +521,23 @@ def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
     assert metadata["license"] == "apache-2.0" and "trajtok" in metadata["tags"]
     assert metadata["datasets"] == ["me/procedural-videos"]
     got = {r.metric_name: r.metric_value for r in card.data.eval_results}
-    want = {"ARI": metrics["ARI"], "Foreground ARI": metrics["FG-ARI"], "Matched mIoU": metrics["mIoU"],
-            "Foreground matched mIoU": metrics["FG-mIoU"]}
+    want = {
+        "ARI": metrics["ARI"],
+        "Foreground ARI": metrics["FG-ARI"],
+        "Matched mIoU": metrics["mIoU"],
+        "Foreground matched mIoU": metrics["FG-mIoU"],
+    }
     assert got == pytest.approx(want, abs=1e-6)
     assert {r.dataset_split for r in card.data.eval_results} == {"held-out"}
     text = pushed["README.md"].decode()
-    for section in ("## What it is", "## How to use", "## Training data and command", "## Evaluation results",
-                    "## Limitations", "## Citation"):
+    for section in (
+        "## What it is",
+        "## How to use",
+        "## Training data and command",
+        "## Evaluation results",
+        "## Limitations",
+        "## Citation",
+    ):
         assert section in text
     assert "Coarse masks" in text and "Single-object" in text and "2602.22779" in text
     out = _run_card_code(pushed["README.md"], "me/trajtok-segmenter-tiny", final)["out"]
@@ -484,7 +559,8 @@ def test_push_trajvit2_with_processor(fake_hub, trajvit2_run, tmp_path):
     assert result.commit_url.startswith(fake_hub.endpoint)
     pushed, config = _assert_pushed_model_repo(fake_hub, "me/trajvit2-tiny", final, TRAJVIT2_FILES, tmp_path)
     assert json.loads(pushed["processor_config.json"])["auto_map"]["AutoProcessor"] == (
-        "processing_trajvit2.TrajViT2Processor")
+        "processing_trajvit2.TrajViT2Processor"
+    )
     loaded, metadata = _card_metadata(pushed["README.md"], tmp_path)
     assert metadata["pipeline_tag"] == "video-classification" and metadata["base_model"] == "me/trajtok-segmenter-tiny"
     assert "datasets" not in metadata  # no Hub dataset was named: the card text says what the data was
@@ -525,12 +601,16 @@ def test_push_other_models(fake_hub, name, build, tmp_path):
         from trajtok_hf import TrajVLMProcessor
         from trajtok_hf.data.video_qa import build_qa_tokenizer
 
-        video_processor = TrajTokVideoProcessor(size={"height": 32, "width": 32}, num_frames=4,
-                                                image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        video_processor = TrajTokVideoProcessor(
+            size={"height": 32, "width": 32}, num_frames=4, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
         TrajVLMProcessor(video_processor=video_processor, tokenizer=build_qa_tokenizer()).save_pretrained(folder)
         # what examples/train_trajvlm_caption.py writes next to the model: its arguments and training losses
-        (folder / "train_args.json").write_text(json.dumps({"output_dir": "runs/vlm", "connector": "trajtok",
-                                                            "segmenter": None, "steps": 2, "train_seconds": 1.0}))
+        (folder / "train_args.json").write_text(
+            json.dumps(
+                {"output_dir": "runs/vlm", "connector": "trajtok", "segmenter": None, "steps": 2, "train_seconds": 1.0}
+            )
+        )
         log_jsonl(folder / "metrics.jsonl", {"step": 2, "loss": 0.875})
     eval_results = tmp_path / "eval.json"  # finetune_trajvlm_lora.py's format / a generic --eval_results file
     eval_results.write_text(json.dumps({"after": {"accuracy": 0.5, "accuracy_by_type": {"colour": 0.75}}}))
@@ -546,7 +626,9 @@ def test_push_other_models(fake_hub, name, build, tmp_path):
     assert metadata["pipeline_tag"] == {"trajadapter": "video-classification", "trajvlm": "video-text-to-text"}[name]
     loaded = ModelCard(pushed["README.md"].decode())
     assert [(r.metric_name, r.metric_value) for r in loaded.data.eval_results] == [
-        ("Accuracy", 0.5), ("Accuracy (colour)", 0.75)]
+        ("Accuracy", 0.5),
+        ("Accuracy (colour)", 0.75),
+    ]
     if name == "trajvlm":
         text = loaded.text
         assert "python examples/train_trajvlm_caption.py --output_dir runs/vlm --connector trajtok --steps 2" in text
@@ -632,8 +714,19 @@ def test_invalid_folders_are_refused_and_nothing_is_sent(fake_hub, trajtok_run, 
         with pytest.raises(FolderValidationError, match=match):
             validate_folder(folder)
     # the command line: exit 2, a clear message, and not one request reached the Hub
-    code = push_to_hub.main(["--model", str(tmp_path / "broken_1"), "--repo_id", "me/broken",
-                             "--endpoint", fake_hub.endpoint, "--token", TOKEN, "--skip_remote_code_check"])
+    code = push_to_hub.main(
+        [
+            "--model",
+            str(tmp_path / "broken_1"),
+            "--repo_id",
+            "me/broken",
+            "--endpoint",
+            fake_hub.endpoint,
+            "--token",
+            TOKEN,
+            "--skip_remote_code_check",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "refusing to push" in err and "does not load" in err
     assert fake_hub.requests == [] and fake_hub.repos == {}
@@ -657,8 +750,12 @@ def test_remote_code_check_refuses_stale_or_broken_code(trajtok_run, monkeypatch
     monkeypatch.setattr("trajtok_hf.hub.subprocess.run", fake_run)
     with pytest.raises(FolderValidationError, match="stale"):
         validate_folder(final, check_remote_code=True)
-    monkeypatch.setattr("trajtok_hf.hub.subprocess.run", lambda command, **kwargs: subprocess.CompletedProcess(
-        command, 1, stdout="", stderr="ImportError: cannot import name 'TrajTokModel'"))
+    monkeypatch.setattr(
+        "trajtok_hf.hub.subprocess.run",
+        lambda command, **kwargs: subprocess.CompletedProcess(
+            command, 1, stdout="", stderr="ImportError: cannot import name 'TrajTokModel'"
+        ),
+    )
     with pytest.raises(FolderValidationError, match="(?s)without trajtok_hf installed.*ImportError"):
         validate_folder(final, check_remote_code=True)
 
@@ -680,8 +777,19 @@ def test_server_error_mid_upload(trajtok_run, tmp_path, capsys, monkeypatch):
         assert hub.commits("me/seg") == [] and hub.files("me/seg") == {}
         assert len(hub.lfs) == 1  # model.safetensors had been uploaded: the failure really was mid-upload
         # the same through the command line: exit 1 and the failed step on stderr
-        code = push_to_hub.main(["--model", str(final), "--repo_id", "me/seg", "--endpoint", hub.endpoint,
-                                 "--token", TOKEN, "--skip_remote_code_check"])
+        code = push_to_hub.main(
+            [
+                "--model",
+                str(final),
+                "--repo_id",
+                "me/seg",
+                "--endpoint",
+                hub.endpoint,
+                "--token",
+                TOKEN,
+                "--skip_remote_code_check",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 1 and "creating the commit (HTTP 500)" in err
     with FakeHub(fail={"lfs-batch": 403}) as hub:  # an earlier step fails: it is the one named
@@ -721,16 +829,31 @@ def test_file_selection_and_eval_sources(trajtok_run, tmp_path, capsys):
     assert found.metrics == metrics and found.step == 1 and found.extra["final_train_loss"] == 1.5
     # --eval_results overrides; --dry_run uploads nothing (no endpoint needed at all) and writes the card
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"metrics": {"eval/ARI": 0.25}, "dataset": {"type": "davis", "name": "DAVIS-17",
-                                                                               "split": "val"}}))
+    results.write_text(
+        json.dumps({"metrics": {"eval/ARI": 0.25}, "dataset": {"type": "davis", "name": "DAVIS-17", "split": "val"}})
+    )
     card_out = tmp_path / "card.md"
-    code = push_to_hub.main(["--model", str(final), "--repo_id", "me/seg", "--eval_results", str(results),
-                             "--dry_run", "--skip_remote_code_check", "--card_out", str(card_out),
-                             "--training_command", "python examples/train_segmenter.py --max_steps 1"])
+    code = push_to_hub.main(
+        [
+            "--model",
+            str(final),
+            "--repo_id",
+            "me/seg",
+            "--eval_results",
+            str(results),
+            "--dry_run",
+            "--skip_remote_code_check",
+            "--card_out",
+            str(card_out),
+            "--training_command",
+            "python examples/train_segmenter.py --max_steps 1",
+        ]
+    )
     assert code == 0 and "dry run: nothing uploaded" in capsys.readouterr().out
     card = ModelCard.load(card_out)
     assert [(r.dataset_name, r.dataset_split, r.metric_value) for r in card.data.eval_results] == [
-        ("DAVIS-17", "val", 0.25)]
+        ("DAVIS-17", "val", 0.25)
+    ]
     assert "python examples/train_segmenter.py --max_steps 1" in card.text
 
 
@@ -738,12 +861,22 @@ def test_file_selection_and_eval_sources(trajtok_run, tmp_path, capsys):
     "files, expected, warning",
     [
         # a kill while metrics.jsonl was being appended: the cut line is named and skipped, the last eval stands
-        ({"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n{"step": 2, "eval/A'}, {"ARI": 0.5},
-         r"metrics.jsonl: skipped line\(s\) \[2\]"),
-        ({"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n[1, 2]\n'}, {"ARI": 0.5}, r"metrics.jsonl: skipped line\(s\) \[2\]"),
+        (
+            {"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n{"step": 2, "eval/A'},
+            {"ARI": 0.5},
+            r"metrics.jsonl: skipped line\(s\) \[2\]",
+        ),
+        (
+            {"metrics.jsonl": '{"step": 1, "eval/ARI": 0.5}\n[1, 2]\n'},
+            {"ARI": 0.5},
+            r"metrics.jsonl: skipped line\(s\) \[2\]",
+        ),
         # an eval.json cut short: named, and the metrics.jsonl beside it is used instead
-        ({"eval.json": '{"after": {"accur', "metrics.jsonl": '{"step": 3, "eval/ARI": 0.25}\n'}, {"ARI": 0.25},
-         "eval.json is not valid JSON"),
+        (
+            {"eval.json": '{"after": {"accur', "metrics.jsonl": '{"step": 3, "eval/ARI": 0.25}\n'},
+            {"ARI": 0.25},
+            "eval.json is not valid JSON",
+        ),
         ({"eval.json": '{"after": {"accuracy": 0.75}}'}, {"accuracy": 0.75}, None),
     ],
 )

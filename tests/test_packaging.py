@@ -23,8 +23,13 @@ def test_license_file_is_apache_2_and_matches_the_metadata():
     project = PYPROJECT["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
-    for line in ("Apache License", "Version 2.0, January 2004", "TERMS AND CONDITIONS FOR USE, REPRODUCTION",
-                 "END OF TERMS AND CONDITIONS", "APPENDIX: How to apply the Apache License to your work."):
+    for line in (
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION",
+        "END OF TERMS AND CONDITIONS",
+        "APPENDIX: How to apply the Apache License to your work.",
+    ):
         assert line in text, line
 
 

@@ -4,8 +4,6 @@ parameters, adapter save/load, merge, a few steps reduce the loss, generate thro
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForImageTextToText
-
 from testers import (
     TRAJVLM_REDUCTION_LENGTH,
     TRAJVLM_VIDEO_TOKEN_ID,
@@ -13,6 +11,7 @@ from testers import (
     tiny_trajvlm_model,
     video_batch,
 )
+from transformers import AutoModelForImageTextToText
 
 VID = TRAJVLM_VIDEO_TOKEN_ID
 # Regex: only the LLM's projections (SigLIP's attention also has q_proj/k_proj/v_proj).
@@ -20,8 +19,14 @@ LLM_ATTENTION = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
 
 def _lora_config():
-    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LLM_ATTENTION,
-                      modules_to_save=["multi_modal_projector"], task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=LLM_ATTENTION,
+        modules_to_save=["multi_modal_projector"],
+        task_type="CAUSAL_LM",
+    )
 
 
 def _batch():
@@ -29,8 +34,12 @@ def _batch():
     attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
     labels = torch.full_like(input_ids, -100)
     labels[:, -3:] = input_ids[:, -3:]  # learn the "answer" only
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "pixel_values_videos": video_batch(2, 4, size=32, seed=21)}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "pixel_values_videos": video_batch(2, 4, size=32, seed=21),
+    }
 
 
 @pytest.fixture
@@ -82,9 +91,14 @@ def test_only_lora_and_projector_train_and_loss_decreases(base_dir, tmp_path):
         assert_close_within_bound(full(**batch).logits, expected, TRAJVLM_REDUCTION_LENGTH + 4 * 8)
 
         # Generation through the PeftModel (KV cache, video computed once).
-        out = reloaded.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                pixel_values_videos=batch["pixel_values_videos"], max_new_tokens=3, do_sample=False,
-                                pad_token_id=0)
+        out = reloaded.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values_videos=batch["pixel_values_videos"],
+            max_new_tokens=3,
+            do_sample=False,
+            pad_token_id=0,
+        )
         assert out.shape == (2, 10)
 
 
@@ -99,19 +113,49 @@ def test_caption_then_lora_example_scripts_end_to_end(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    caption = [sys.executable, os.path.join(root, "examples", "train_trajvlm_caption.py"), "--output_dir",
-               str(tmp_path / "caption"), "--segmenter_steps", "2", "--steps", "2", "--batch_size", "2",
-               "--num_frames", "4", "--frame_size", "32", "--log_every", "1", "--num_threads", "1"]
+    caption = [
+        sys.executable,
+        os.path.join(root, "examples", "train_trajvlm_caption.py"),
+        "--output_dir",
+        str(tmp_path / "caption"),
+        "--segmenter_steps",
+        "2",
+        "--steps",
+        "2",
+        "--batch_size",
+        "2",
+        "--num_frames",
+        "4",
+        "--frame_size",
+        "32",
+        "--log_every",
+        "1",
+        "--num_threads",
+        "1",
+    ]
     subprocess.run(caption, check=True, env=env, cwd=root, capture_output=True, timeout=600)
     # The end-of-training save is atomic (output_dir/final, no temporary folder left) and writes the slot form.
     assert sorted(p.name for p in (tmp_path / "caption").iterdir()) == ["final", "metrics.jsonl", "train_args.json"]
     caption_processor = AutoProcessor.from_pretrained(tmp_path / "caption" / "final")
     caption_config = AutoConfig.from_pretrained(tmp_path / "caption" / "final")
     assert caption_processor.video_slot_layout == caption_config.video_slot_layout
-    lora = [sys.executable, os.path.join(root, "examples", "finetune_trajvlm_lora.py"), "--model",
-            str(tmp_path / "caption" / "final"), "--output_dir", str(tmp_path / "lora"), "--steps", "2",
-            "--batch_size", "2",
-            "--num_eval", "4", "--merge", "--num_threads", "1"]
+    lora = [
+        sys.executable,
+        os.path.join(root, "examples", "finetune_trajvlm_lora.py"),
+        "--model",
+        str(tmp_path / "caption" / "final"),
+        "--output_dir",
+        str(tmp_path / "lora"),
+        "--steps",
+        "2",
+        "--batch_size",
+        "2",
+        "--num_eval",
+        "4",
+        "--merge",
+        "--num_threads",
+        "1",
+    ]
     subprocess.run(lora, check=True, env=env, cwd=root, capture_output=True, timeout=600)
     evaluation = json.loads((tmp_path / "lora" / "eval.json").read_text())
     assert 0.0 <= evaluation["after"]["accuracy"] <= 1.0 and evaluation["after"]["num_examples"] == 4

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import pipeline
-
 from testers import float_error_bound, tiny_trajvit2_model, tiny_trajvit2_terms
+from transformers import pipeline
 
 import trajtok_hf  # noqa: F401  (registers the task)
 from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor, ZeroShotVideoClassificationPipeline
@@ -28,9 +27,9 @@ def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zs_pipeline")
     tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
     model = tiny_trajvit2_model(text_overrides={"vocab_size": len(tokenizer)})
-    processor = TrajViT2Processor(video_processor=TrajTokVideoProcessor(num_frames=4, size={"height": 64,
-                                                                                            "width": 64}),
-                                  tokenizer=tokenizer)
+    processor = TrajViT2Processor(
+        video_processor=TrajTokVideoProcessor(num_frames=4, size={"height": 64, "width": 64}), tokenizer=tokenizer
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -70,8 +69,7 @@ def test_task_is_registered_and_scores_are_a_softmax(tiny_folder):
     assert isinstance(classifier, ZeroShotVideoClassificationPipeline)
     video = _clip()["video"]
     result = classifier(video, candidate_labels=LABELS)
-    assert [r["label"] for r in result] == sorted(LABELS, key=lambda l: -_expected_scores(classifier, video,
-                                                                                           LABELS)[l])
+    assert [r["label"] for r in result] == sorted(LABELS, key=lambda l: -_expected_scores(classifier, video, LABELS)[l])
     assert sum(r["score"] for r in result) == pytest.approx(1.0, rel=0, abs=_softmax_bound(len(LABELS)))
     assert all(a["score"] >= b["score"] for a, b in zip(result, result[1:]))
     expected = _expected_scores(classifier, video, LABELS)

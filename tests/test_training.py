@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from testers import float_error_bound, load_file_module, tiny_trajtok_model, tiny_trajvit2_model, video_batch
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
@@ -39,15 +38,37 @@ from trajtok_hf.training import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENTER = ROOT / "examples" / "train_segmenter.py"
-TINY_RUN = ["--preset", "tiny", "--num_frames", "4", "--frame_size", "64", "--per_device_train_batch_size", "2",
-            "--per_device_eval_batch_size", "2", "--eval_clips", "2", "--eval_steps", "0", "--logging_steps", "1",
-            "--learning_rate", "1e-3"]
+TINY_RUN = [
+    "--preset",
+    "tiny",
+    "--num_frames",
+    "4",
+    "--frame_size",
+    "64",
+    "--per_device_train_batch_size",
+    "2",
+    "--per_device_eval_batch_size",
+    "2",
+    "--eval_clips",
+    "2",
+    "--eval_steps",
+    "0",
+    "--logging_steps",
+    "1",
+    "--learning_rate",
+    "1e-3",
+]
 
 
 def _env():
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env
 
 
@@ -83,9 +104,24 @@ def run_script(script, args, *, processes=1, kill_at=None, expect_rc=0, timeout=
     else:
         # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x (multi-CPU needs mpirun);
         # ACCELERATE_USE_CPU=1 + --multi_gpu uses the torchrun launcher with the gloo backend instead.
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-               "--dynamo_backend", "no", str(script), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            *args,
+        ]
     env = _env()
     if processes > 1:
         env["ACCELERATE_USE_CPU"] = "1"
@@ -116,12 +152,21 @@ def test_parameter_groups_exclude_norms_biases_latents_and_logit_scale():
     decayed = {names[id(p)] for p in decay["params"]}
     not_decayed = {names[id(p)] for p in no_decay["params"]}
     assert len(decayed) + len(not_decayed) == len(names)
-    for name in ("query_latents", "logit_scale", "subtoken_offsets", "feature_extractor.layer_norms.0.weight",
-                 "query_head.0.bias", "feature_extractor.backbone.embeddings.layernorm.weight",
-                 "feature_extractor.backbone.encoder.stages.1.downsampling_layer.0.weight"):
+    for name in (
+        "query_latents",
+        "logit_scale",
+        "subtoken_offsets",
+        "feature_extractor.layer_norms.0.weight",
+        "query_head.0.bias",
+        "feature_extractor.backbone.embeddings.layernorm.weight",
+        "feature_extractor.backbone.encoder.stages.1.downsampling_layer.0.weight",
+    ):
         assert name in not_decayed, name
-    for name in ("query_head.0.weight", "feature_extractor.projections.0.weight",
-                 "feature_extractor.backbone.embeddings.patch_embeddings.weight"):
+    for name in (
+        "query_head.0.weight",
+        "feature_extractor.projections.0.weight",
+        "feature_extractor.backbone.embeddings.patch_embeddings.weight",
+    ):
         assert name in decayed, name
     optimizer = build_optimizer(model)
     assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["betas"] == (0.9, 0.999)
@@ -153,12 +198,15 @@ def test_parameter_groups_per_prefix_learning_rates():
     assert lrs[1e-5] / lrs[1e-3] == pytest.approx(1e-2, rel=0, abs=float_error_bound(1e-2, 3, torch.float64))
 
 
-@pytest.mark.parametrize("learning_rates, match", [
-    ({"query_perceivr": 1e-5}, "no trainable parameter"),  # a typo must not silently use the default LR
-    ({"query": 1e-5}, "no trainable parameter"),  # prefixes match whole module names
-    ({"query_perceiver": 0.0}, "must be a number > 0"),
-    ({"": 1e-5}, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "learning_rates, match",
+    [
+        ({"query_perceivr": 1e-5}, "no trainable parameter"),  # a typo must not silently use the default LR
+        ({"query": 1e-5}, "no trainable parameter"),  # prefixes match whole module names
+        ({"query_perceiver": 0.0}, "must be a number > 0"),
+        ({"": 1e-5}, "non-empty"),
+    ],
+)
 def test_parameter_groups_reject_bad_learning_rates(learning_rates, match):
     with pytest.raises(ValueError, match=match):
         parameter_groups(tiny_trajtok_model(), 0.02, learning_rates)
@@ -251,11 +299,14 @@ def test_scheduler_warms_up_then_cosine_to_one_percent():
     assert min(lrs[10:]) > 1e-6
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(num_training_steps=0), "num_training_steps"),
-    (dict(num_training_steps=10, num_warmup_steps=10), "num_warmup_steps"),
-    (dict(num_training_steps=10, min_lr_ratio=2.0), "min_lr_ratio"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_training_steps=0), "num_training_steps"),
+        (dict(num_training_steps=10, num_warmup_steps=10), "num_warmup_steps"),
+        (dict(num_training_steps=10, min_lr_ratio=2.0), "min_lr_ratio"),
+    ],
+)
 def test_scheduler_rejects_bad_arguments(kwargs, match):
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
     with pytest.raises(ValueError, match=match):
@@ -308,20 +359,23 @@ def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch():
 # Command line
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "/does/not/exist"], "--data /does/not/exist: not a folder"),
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
-    (["--gradient_accumulation_steps", "-1"], "--gradient_accumulation_steps must be >= 1"),
-    (["--max_steps", "10", "--warmup_steps", "10"], "--warmup_steps must lie in"),
-    (["--resume_from_checkpoint", "/does/not/exist"], "no such checkpoint folder"),
-    (["--frame_size", "30"], "--frame_size must be a multiple of 4"),
-    (["--preset", "huge"], "invalid choice"),
-    (["--model", "/does/not/exist"], "no config.json"),
-    (["--train_objects", "3", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
-    (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
-    (["--train_texture_probability", "1.5"], "--train_texture_probability must lie in"),
-    (["--train_texture_probability", "-0.1"], "--train_texture_probability must lie in"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "/does/not/exist"], "--data /does/not/exist: not a folder"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--gradient_accumulation_steps", "-1"], "--gradient_accumulation_steps must be >= 1"),
+        (["--max_steps", "10", "--warmup_steps", "10"], "--warmup_steps must lie in"),
+        (["--resume_from_checkpoint", "/does/not/exist"], "no such checkpoint folder"),
+        (["--frame_size", "30"], "--frame_size must be a multiple of 4"),
+        (["--preset", "huge"], "invalid choice"),
+        (["--model", "/does/not/exist"], "no config.json"),
+        (["--train_objects", "3", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+        (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+        (["--train_texture_probability", "1.5"], "--train_texture_probability must lie in"),
+        (["--train_texture_probability", "-0.1"], "--train_texture_probability must lie in"),
+    ],
+)
 def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     script = load_script(SEGMENTER)
     with pytest.raises(SystemExit) as exc:
@@ -352,8 +406,11 @@ def test_training_cli_needs_a_video_folder_with_metadata(tmp_path, capsys, scrip
 def segmenter_run(tmp_path_factory):
     """2-process accelerate run of train_segmenter.py (3 steps, checkpoint every 2, eval at step 2 and the end)."""
     out = tmp_path_factory.mktemp("segmenter")
-    proc = run_script(SEGMENTER, ["--output_dir", str(out), *TINY_RUN, "--max_steps", "3", "--checkpointing_steps",
-                                  "2", "--eval_steps", "2"], processes=2)  # later flags win
+    proc = run_script(
+        SEGMENTER,
+        ["--output_dir", str(out), *TINY_RUN, "--max_steps", "3", "--checkpointing_steps", "2", "--eval_steps", "2"],
+        processes=2,
+    )  # later flags win
     return out, proc
 
 
@@ -365,9 +422,18 @@ def test_segmenter_two_processes_saves_loadable_model_and_processor(segmenter_ru
     checkpoint = out / "checkpoints" / "step_000003"
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_000003"
     files = {p.name for p in checkpoint.iterdir()}
-    assert {"rng_state_0.safetensors", "rng_state_0.json", "rng_state_1.safetensors", "rng_state_1.json",
-            "model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json", "trainer_state.json",
-            "config.json"} <= files
+    assert {
+        "rng_state_0.safetensors",
+        "rng_state_0.json",
+        "rng_state_1.safetensors",
+        "rng_state_1.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "scheduler.json",
+        "trainer_state.json",
+        "config.json",
+    } <= files
     assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt"))]  # nothing pickled
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
@@ -389,12 +455,25 @@ def test_segmenter_exact_resume_on_a_shuffled_video_folder(tmp_path):
     from trajtok_hf.data import write_video_folder
 
     write_video_folder(tmp_path / "videos", 5, SyntheticVideoConfig(num_frames=4, height=64, width=64), seed=1)
-    run = [*TINY_RUN, "--data", str(tmp_path / "videos"), "--eval_clips", "1", "--max_steps", "5",
-           "--checkpointing_steps", "2", "--warmup_steps", "1"]
+    run = [
+        *TINY_RUN,
+        "--data",
+        str(tmp_path / "videos"),
+        "--eval_clips",
+        "1",
+        "--max_steps",
+        "5",
+        "--checkpointing_steps",
+        "2",
+        "--warmup_steps",
+        "1",
+    ]
     run_script(SEGMENTER, ["--output_dir", str(tmp_path / "a"), *run])
     # `latest` with no checkpoint yet starts from scratch (so one command both starts and resumes a job).
-    proc = run_script(SEGMENTER, ["--output_dir", str(tmp_path / "b"), *run, "--max_steps_this_run", "3",
-                                  "--resume_from_checkpoint", "latest"])
+    proc = run_script(
+        SEGMENTER,
+        ["--output_dir", str(tmp_path / "b"), *run, "--max_steps_this_run", "3", "--resume_from_checkpoint", "latest"],
+    )
     assert "starting from scratch" in proc.stdout and not (tmp_path / "b" / "final").exists()
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step_000003"
     proc = run_script(SEGMENTER, ["--output_dir", str(tmp_path / "b"), *run, "--resume_from_checkpoint", "latest"])
@@ -425,14 +504,17 @@ def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(t
     of the uninterrupted run."""
     out, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
     # 1. SIGKILL inside the save of step 4, after every file was written, before the commit.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], kill_at="before_commit:4",
-                      expect_rc=None)
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], kill_at="before_commit:4", expect_rc=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (checkpoints / "latest").read_text().strip() == "step_000002"  # never the half-saved step 4
     assert (checkpoints / ".tmp-step_000004").is_dir() and not (checkpoints / "step_000004").exists()
     # 2. Resume; SIGKILL in the save of step 6 after the folder was renamed, before `latest` was updated.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
-                      kill_at="before_pointer:6", expect_rc=None)
+    proc = run_script(
+        TRAJVIT2,
+        ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+        kill_at="before_pointer:6",
+        expect_rc=None,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "resumed from" in proc.stdout and "step 2" in proc.stdout
     assert not (checkpoints / ".tmp-step_000004").exists()  # debris of the first crash removed
@@ -440,8 +522,12 @@ def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(t
     assert (checkpoints / "step_000006").is_dir()
     assert same_weights(checkpoints / "step_000004", uninterrupted_run / "checkpoints" / "step_000004")
     # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder); SIGKILL while final/ is written.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
-                      kill_at="final_before_commit", expect_rc=None)
+    proc = run_script(
+        TRAJVIT2,
+        ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+        kill_at="final_before_commit",
+        expect_rc=None,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "step 4" in proc.stdout
     assert not list(checkpoints.glob(".tmp-*")) and not list(checkpoints.glob(".trash-*"))
@@ -458,20 +544,37 @@ def test_trajvit2_two_processes_gathers_contrastive_batch(tmp_path):
 
     out = tmp_path / "run"
     # One pair per process: without the cross-process gather the InfoNCE of a 1-pair batch would be exactly 0.
-    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *TINY_RUN, "--per_device_train_batch_size", "1",
-                                 "--eval_clips", "3", "--max_steps", "2", "--checkpointing_steps", "2"], processes=2)
+    proc = run_script(
+        TRAJVIT2,
+        [
+            "--output_dir",
+            str(out),
+            *TINY_RUN,
+            "--per_device_train_batch_size",
+            "1",
+            "--eval_clips",
+            "3",
+            "--max_steps",
+            "2",
+            "--checkpointing_steps",
+            "2",
+        ],
+        processes=2,
+    )
     assert "2 process(es)" in proc.stdout and "contrastive batch 2" in proc.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["contrastive"] > 0.1  # ≈ ln 2 at initialisation: each rank scores against both pairs
     assert np.isfinite(records[0]["segmentation"]) and records[0]["segmentation"] > 0
-    assert {"eval/t2v_R@1", "eval/t2v_R@5", "eval/t2v_R@10", "eval/v2t_R@1", "eval/v2t_R@5",
-            "eval/v2t_R@10"} <= set(records[-1])
+    assert {"eval/t2v_R@1", "eval/t2v_R@5", "eval/t2v_R@10", "eval/v2t_R@1", "eval/v2t_R@5", "eval/v2t_R@10"} <= set(
+        records[-1]
+    )
     assert (out / "checkpoints" / "step_000002" / "rng_state_1.safetensors").is_file()
     model = AutoModel.from_pretrained(out / "final")
     processor = AutoProcessor.from_pretrained(out / "final")
     assert type(model).__name__ == "TrajViT2Model" and type(processor).__name__ == "TrajViT2Processor"
-    batch = processor(text=["a small red circle falls"], videos=[np.zeros((4, 64, 64, 3), np.uint8)],
-                      return_tensors="pt")
+    batch = processor(
+        text=["a small red circle falls"], videos=[np.zeros((4, 64, 64, 3), np.uint8)], return_tensors="pt"
+    )
     assert model(**batch).logits_per_video.shape == (1, 1)
 
 
@@ -494,8 +597,9 @@ def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
     assert (train.config.min_objects, train.config.max_objects) == (4, 6)
     assert (held_out.config.min_objects, held_out.config.max_objects) == (1, 3)
     assert sampler is None and train.config.num_frames == held_out.config.num_frames == 4
-    default = script.build_datasets(script.parse_args(["--output_dir", str(tmp_path), "--max_objects", "2"]),
-                                    processor)[0]
+    default = script.build_datasets(
+        script.parse_args(["--output_dir", str(tmp_path), "--max_objects", "2"]), processor
+    )[0]
     assert (default.config.min_objects, default.config.max_objects) == (1, 2)
     assert default.config.texture_probability == 0.25
 
@@ -503,8 +607,19 @@ def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
 def test_segmenter_train_texture_probability_changes_only_the_training_clips(tmp_path):
     script = load_script(SEGMENTER)
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
-    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--train_objects", "1", "6",
-                              "--train_texture_probability", "0.6"])
+    args = script.parse_args(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--num_frames",
+            "4",
+            "--train_objects",
+            "1",
+            "6",
+            "--train_texture_probability",
+            "0.6",
+        ]
+    )
     train, _, held_out = script.build_datasets(args, processor)
     assert train.config.texture_probability == 0.6 and held_out.config.texture_probability == 0.25
     assert (train.config.min_objects, train.config.max_objects) == (1, 6)  # both overrides apply
@@ -535,17 +650,26 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
     from trajtok_hf.training import SEGMENTER_MODULES
 
     script = load_script(TRAJVIT2)
-    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--learning_rate", "5e-4",
-                              "--segmenter_learning_rate", "1e-4"])
+    args = script.parse_args(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--num_frames",
+            "4",
+            "--learning_rate",
+            "5e-4",
+            "--segmenter_learning_rate",
+            "1e-4",
+        ]
+    )
     model, _ = _build_trajvit2(tmp_path, "--learning_rate", "5e-4", "--segmenter_learning_rate", "1e-4")
     optimizer = script.make_optimizer(args, model)
     names = {id(p): n for n, p in model.named_parameters()}
-    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups
-             for p in group["params"]}
+    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert len(lr_of) == len(names)
     tokenizer = "vision_model.tokenizer."
     for name, lr in lr_of.items():
-        module = name[len(tokenizer):].split(".")[0] if name.startswith(tokenizer) else None
+        module = name[len(tokenizer) :].split(".")[0] if name.startswith(tokenizer) else None
         assert lr == (1e-4 if module in SEGMENTER_MODULES else 5e-4), name
     # The parts segmentation pre-training never trains keep the full LR.
     assert lr_of["vision_model.tokenizer.refinement_perceiver.norm_context.weight"] == 5e-4
@@ -561,29 +685,37 @@ def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
     model, processor = _build_trajvit2(tmp_path, "--vision_tokenizer", "vit3d")
     assert model.config.vision_tokenizer == "vit3d"
     assert model.config.vision_config.image_size == 64 and model.config.vision_config.num_frames == 4
-    dataset = SyntheticClipDataset(SyntheticVideoConfig(num_frames=4, height=64, width=64), 0, 2,
-                                   processor.video_processor)
+    dataset = SyntheticClipDataset(
+        SyntheticVideoConfig(num_frames=4, height=64, width=64), 0, 2, processor.video_processor
+    )
     from trajtok_hf.data import VideoTextCollator
 
     batch = VideoTextCollator(processor.tokenizer, return_captions=False)([dataset[0], dataset[1]])
-    out = model.train()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        pixel_values_videos=batch["pixel_values_videos"], return_loss=True)
+    out = model.train()(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values_videos=batch["pixel_values_videos"],
+        return_loss=True,
+    )
     out.loss.backward()
     assert out.loss > 0 and out.segmentation_loss is None
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--vision_tokenizer", "vit3d", "--segmenter", "."], "needs --vision_tokenizer trajtok"),
-    (["--vision_tokenizer", "vit3d", "--frame_size", "72"], "multiple of --patch_size"),
-    (["--segmenter", "/does/not/exist"], "no config.json"),
-    (["--tokenizer", "/does/not/exist"], "--tokenizer /does/not/exist: not a folder"),
-    (["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
-    (["--data", "/does/not/exist"], "not a folder"),
-    (["--segmenter_learning_rate", "0"], "--segmenter_learning_rate must be > 0"),
-    (["--vision_tokenizer", "vit3d", "--segmenter_learning_rate", "1e-4"], "needs --vision_tokenizer trajtok"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--vision_tokenizer", "vit3d", "--segmenter", "."], "needs --vision_tokenizer trajtok"),
+        (["--vision_tokenizer", "vit3d", "--frame_size", "72"], "multiple of --patch_size"),
+        (["--segmenter", "/does/not/exist"], "no config.json"),
+        (["--tokenizer", "/does/not/exist"], "--tokenizer /does/not/exist: not a folder"),
+        (["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--data", "/does/not/exist"], "not a folder"),
+        (["--segmenter_learning_rate", "0"], "--segmenter_learning_rate must be > 0"),
+        (["--vision_tokenizer", "vit3d", "--segmenter_learning_rate", "1e-4"], "needs --vision_tokenizer trajtok"),
+    ],
+)
 def test_trajvit2_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     script = load_script(TRAJVIT2)
     with pytest.raises(SystemExit) as exc:
@@ -605,8 +737,9 @@ def test_presets_give_valid_configs(preset):
         vision = dict(spec["vision"], vision_tokenizer=vision_tokenizer)
         if vision_tokenizer == "trajtok":
             vision["tokenizer_config"] = tokenizer
-        config = TrajViT2Config(vision_config=vision, text_config=BertConfig(vocab_size=60, **spec["text"]).to_dict(),
-                                **spec["model"])
+        config = TrajViT2Config(
+            vision_config=vision, text_config=BertConfig(vocab_size=60, **spec["text"]).to_dict(), **spec["model"]
+        )
         assert config.vision_tokenizer == vision_tokenizer
 
 
@@ -614,11 +747,14 @@ def test_presets_give_valid_configs(preset):
 # A non-empty --output_dir is refused unless overwritten or resumed from
 
 
-@pytest.mark.parametrize("extra, refused", [
-    ([], True),
-    (["--overwrite_output_dir"], False),
-    (["--resume_from_checkpoint", "latest"], False),
-])
+@pytest.mark.parametrize(
+    "extra, refused",
+    [
+        ([], True),
+        (["--overwrite_output_dir"], False),
+        (["--resume_from_checkpoint", "latest"], False),
+    ],
+)
 def test_training_cli_refuses_a_non_empty_output_dir(tmp_path, capsys, extra, refused):
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     script = load_script(SEGMENTER)

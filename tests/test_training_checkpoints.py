@@ -20,17 +20,21 @@ import pytest
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
-
 from testers import tiny_trajtok_model
 
-from trajtok_hf import TrajTokVideoProcessor
-from trajtok_hf import training
+from trajtok_hf import TrajTokVideoProcessor, training
 from trajtok_hf.file_utils import atomic_folder
 from trajtok_hf.training import CheckpointManager, TrainState, build_optimizer, build_scheduler, save_final
 
 RNG_FILES = ("rng_state_0.safetensors", "rng_state_0.json")
-CHECKPOINT_FILES = {"model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json", *RNG_FILES,
-                    "trainer_state.json"}
+CHECKPOINT_FILES = {
+    "model.safetensors",
+    "optimizer.safetensors",
+    "optimizer.json",
+    "scheduler.json",
+    *RNG_FILES,
+    "trainer_state.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,9 @@ def accelerator():
 def make_run(accelerator, seed=0):
     """A small model with dropout (so training draws on the torch RNG), AdamW and the warm-up + cosine schedule."""
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.LayerNorm(8),
-                                torch.nn.Linear(8, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.LayerNorm(8), torch.nn.Linear(8, 1)
+    )
     optimizer = build_optimizer(model, 1e-2)
     scheduler = build_scheduler(optimizer, num_training_steps=20, num_warmup_steps=2)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -118,8 +123,16 @@ class Payload:
 
 
 READ_BY_RESUME = sorted(CHECKPOINT_FILES)
-LEGACY_PICKLES = ["random_states_0.pkl", "custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin",
-                  "pytorch_model.bin", "sampler.bin", "scaler.pt", "dl_state_dict.bin"]
+LEGACY_PICKLES = [
+    "random_states_0.pkl",
+    "custom_checkpoint_0.pkl",
+    "optimizer.bin",
+    "scheduler.bin",
+    "pytorch_model.bin",
+    "sampler.bin",
+    "scaler.pt",
+    "dl_state_dict.bin",
+]
 
 
 def test_the_payload_is_live(tmp_path):
@@ -177,40 +190,85 @@ def lr_as_text(state):
 DAMAGE = {
     "truncated model": ("model.safetensors", truncate, "not a readable safetensors"),
     "empty model": ("model.safetensors", lambda p: p.write_bytes(b""), "not a readable safetensors"),
-    "model of another shape": ("model.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {"0.weight": torch.zeros(2, 2)})), "does not fit the model"),
-    "model with an extra tensor": ("model.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {"extra": torch.zeros(1)})), "unexpected \\['extra'\\]"),
-    "model in half precision": ("model.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {"0.bias": t["0.bias"].half()})), "does not fit the model"),
+    "model of another shape": (
+        "model.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({"0.weight": torch.zeros(2, 2)})),
+        "does not fit the model",
+    ),
+    "model with an extra tensor": (
+        "model.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({"extra": torch.zeros(1)})),
+        "unexpected \\['extra'\\]",
+    ),
+    "model in half precision": (
+        "model.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({"0.bias": t["0.bias"].half()})),
+        "does not fit the model",
+    ),
     "optimizer JSON not JSON": ("optimizer.json", lambda p: p.write_text("{"), "not a valid JSON"),
     "optimizer lr not a number": ("optimizer.json", lambda p: edit_json(p, lr_as_text), "must be a number"),
-    "optimizer group missing": ("optimizer.json", lambda p: edit_json(p, lambda s: s["param_groups"].pop()),
-                                "parameter groups"),
-    "optimizer tensor missing": ("optimizer.json", lambda p: edit_tensors(
-        p.with_suffix(".safetensors"), lambda t: t.pop(sorted(t)[0])), "does not hold"),
-    "optimizer tensor unused": ("optimizer.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {"stray": torch.zeros(1)})), "never uses"),
-    "optimizer state of another shape": ("optimizer.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {k: torch.zeros(5) for k in t if k.endswith("exp_avg")})), "has shape"),
-    "scheduler key missing": ("scheduler.json", lambda p: edit_json(p, lambda s: s.pop("last_epoch")),
-                              "expected the keys"),
-    "scheduler key added": ("scheduler.json", lambda p: edit_json(p, lambda s: s.update(optimizer=1)),
-                            "expected the keys"),
+    "optimizer group missing": (
+        "optimizer.json",
+        lambda p: edit_json(p, lambda s: s["param_groups"].pop()),
+        "parameter groups",
+    ),
+    "optimizer tensor missing": (
+        "optimizer.json",
+        lambda p: edit_tensors(p.with_suffix(".safetensors"), lambda t: t.pop(sorted(t)[0])),
+        "does not hold",
+    ),
+    "optimizer tensor unused": (
+        "optimizer.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({"stray": torch.zeros(1)})),
+        "never uses",
+    ),
+    "optimizer state of another shape": (
+        "optimizer.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({k: torch.zeros(5) for k in t if k.endswith("exp_avg")})),
+        "has shape",
+    ),
+    "scheduler key missing": (
+        "scheduler.json",
+        lambda p: edit_json(p, lambda s: s.pop("last_epoch")),
+        "expected the keys",
+    ),
+    "scheduler key added": (
+        "scheduler.json",
+        lambda p: edit_json(p, lambda s: s.update(optimizer=1)),
+        "expected the keys",
+    ),
     "scheduler not a dict": ("scheduler.json", lambda p: p.write_text("[1, 2]"), "expected the keys"),
-    "torch RNG state of the wrong size": ("rng_state_0.safetensors", lambda p: edit_tensors(p, lambda t: t.update(
-        {"rng_state_0.torch": torch.zeros(10, dtype=torch.uint8)})), "rng_state_0"),
-    "python RNG state malformed": ("rng_state_0.json", lambda p: edit_json(p, lambda s: s.update(
-        python=[1, 2])), "rng_state_0.json"),
-    "numpy RNG state malformed": ("rng_state_0.json", lambda p: edit_json(p, lambda s: s.update(
-        numpy=["MT19937", [2 ** 40], 0, 0, 0.0])), "rng_state_0.json"),
+    "torch RNG state of the wrong size": (
+        "rng_state_0.safetensors",
+        lambda p: edit_tensors(p, lambda t: t.update({"rng_state_0.torch": torch.zeros(10, dtype=torch.uint8)})),
+        "rng_state_0",
+    ),
+    "python RNG state malformed": (
+        "rng_state_0.json",
+        lambda p: edit_json(p, lambda s: s.update(python=[1, 2])),
+        "rng_state_0.json",
+    ),
+    "numpy RNG state malformed": (
+        "rng_state_0.json",
+        lambda p: edit_json(p, lambda s: s.update(numpy=["MT19937", [2**40], 0, 0, 0.0])),
+        "rng_state_0.json",
+    ),
     "RNG JSON not UTF-8": ("rng_state_0.json", lambda p: p.write_bytes(b"\xff\xfe"), "not a valid JSON"),
-    "trainer state of an older format": ("trainer_state.json", lambda p: edit_json(p, lambda s: s.pop("format")),
-                                         "pickle-based save_state"),
-    "trainer state negative step": ("trainer_state.json", lambda p: edit_json(p, lambda s: s.update(step=-1)),
-                                    "'step' must be an int >= 0"),
-    "trainer state without file list": ("trainer_state.json", lambda p: edit_json(p, lambda s: s.pop("files")),
-                                        "'files' must be"),
+    "trainer state of an older format": (
+        "trainer_state.json",
+        lambda p: edit_json(p, lambda s: s.pop("format")),
+        "pickle-based save_state",
+    ),
+    "trainer state negative step": (
+        "trainer_state.json",
+        lambda p: edit_json(p, lambda s: s.update(step=-1)),
+        "'step' must be an int >= 0",
+    ),
+    "trainer state without file list": (
+        "trainer_state.json",
+        lambda p: edit_json(p, lambda s: s.pop("files")),
+        "'files' must be",
+    ),
     "listed file deleted": ("scheduler.json", lambda p: p.unlink(), "missing from the checkpoint"),
     "unlisted text file": ("notes.txt", lambda p: p.write_text("hello"), "unexpected file"),
 }
@@ -231,6 +289,7 @@ def test_damaged_checkpoint_is_refused_naming_the_file(accelerator, checkpoint, 
 
 def crash_at(monkeypatch, target: str):
     """Set the test-only `fault_hook` to raise (in place of SIGKILL) at ``target`` ("stage" or "stage:step")."""
+
     def fault(stage, step):
         if target == (stage if step is None else f"{stage}:{step}"):
             raise KeyboardInterrupt(f"killed at {target}")

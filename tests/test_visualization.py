@@ -66,8 +66,9 @@ def test_active_trajectories_per_chunk_counts_distinct_ids():
 def test_denormalize_inverts_the_processor_normalisation():
     video, _ = _clip()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    normalised = (torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean)[:, None, None]) \
-        / torch.tensor(std)[:, None, None]
+    normalised = (
+        torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean)[:, None, None]
+    ) / torch.tensor(std)[:, None, None]
     np.testing.assert_array_equal(denormalize_video(normalised, mean, std), video)
     assert denormalize_video(normalised[None], mean, std).shape == (1, 4, 16, 16, 3)
 

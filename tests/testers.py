@@ -97,8 +97,8 @@ def video_batch(batch=2, frames=4, size=64, seed=0) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The table of models that every common check in tests/test_common.py runs on. Each new model adds one ModelCase.
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Callable  # noqa: E402
 
 from transformers import AutoModel  # noqa: E402
 
@@ -287,6 +287,7 @@ def _trajvit2_bad_inputs():
     video = video_batch(1, 2)
     texts = [({**text, "pixel_values_videos": video}, ValueError, match) for text, match in TRAJVIT2_BAD_TEXT]
     return pixels + texts
+
 
 MODEL_CASES += [
     ModelCase(
@@ -521,16 +522,20 @@ def _trajvlm_outputs(out):
 _TRAJVLM_TEXT_1 = trajvlm_text_batch(1, seed=11)
 _TRAJVLM_NO_PLACEHOLDER = {"input_ids": torch.tensor([[7, 8, 9, 10]])}
 # Three placeholders for one video: neither one per video nor one per connector slot (2 or 12 slots here).
-_TRAJVLM_TWO_PLACEHOLDERS = {"input_ids": torch.tensor([[7, TRAJVLM_VIDEO_TOKEN_ID, 9, TRAJVLM_VIDEO_TOKEN_ID,
-                                                         TRAJVLM_VIDEO_TOKEN_ID]])}
+_TRAJVLM_TWO_PLACEHOLDERS = {
+    "input_ids": torch.tensor([[7, TRAJVLM_VIDEO_TOKEN_ID, 9, TRAJVLM_VIDEO_TOKEN_ID, TRAJVLM_VIDEO_TOKEN_ID]])
+}
 _TRAJVLM_BAD_INPUTS = [
     ({**_TRAJVLM_NO_PLACEHOLDER, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),
     ({**_TRAJVLM_TWO_PLACEHOLDERS, "pixel_values_videos": video_batch(1, 6, size=32)}, ValueError, "placeholder"),
     (dict(_TRAJVLM_TEXT_1), ValueError, "no pixel_values_videos"),
     ({**_TRAJVLM_TEXT_1, "pixel_values_videos": torch.randn(1, 3, 32, 32)}, ValueError, "pixel_values_videos"),
     ({**_TRAJVLM_TEXT_1, "pixel_values_videos": video_batch(1, 6, size=64)}, ValueError, "32×32"),
-    ({"input_ids": torch.zeros(1, 0, dtype=torch.long), "pixel_values_videos": video_batch(1, 6, size=32)},
-     ValueError, "empty prompt"),
+    (
+        {"input_ids": torch.zeros(1, 0, dtype=torch.long), "pixel_values_videos": video_batch(1, 6, size=32)},
+        ValueError,
+        "empty prompt",
+    ),
     ({**_TRAJVLM_TEXT_1, "pixel_values": torch.randn(1, 3, 32, 32)}, TypeError, "pixel_values_videos"),
 ]
 
@@ -540,7 +545,10 @@ MODEL_CASES += [
         # the logits) stack across batch sizes. Variable counts are covered in tests/models/test_modeling_trajvlm.py.
         name="trajvlm",
         build=lambda: tiny_trajvlm_model(tokenizer_overrides={"num_trajectories": 1}),
-        inputs=lambda batch: {**trajvlm_text_batch(batch, seed=12), "pixel_values_videos": video_batch(batch, 6, size=32, seed=13)},
+        inputs=lambda batch: {
+            **trajvlm_text_batch(batch, seed=12),
+            "pixel_values_videos": video_batch(batch, 6, size=32, seed=13),
+        },
         outputs=_trajvlm_outputs,
         auto_class=AutoModelForImageTextToText,
         bad_inputs=_TRAJVLM_BAD_INPUTS,
@@ -549,7 +557,10 @@ MODEL_CASES += [
     ModelCase(
         name="trajvlm_patch_pool",
         build=lambda: tiny_trajvlm_model("patch_pool", patch_pool_temporal_size=2),
-        inputs=lambda batch: {**trajvlm_text_batch(batch, seed=14), "pixel_values_videos": video_batch(batch, 6, size=32, seed=15)},
+        inputs=lambda batch: {
+            **trajvlm_text_batch(batch, seed=14),
+            "pixel_values_videos": video_batch(batch, 6, size=32, seed=15),
+        },
         outputs=_trajvlm_outputs,
         auto_class=AutoModelForImageTextToText,
         bad_inputs=_TRAJVLM_BAD_INPUTS,

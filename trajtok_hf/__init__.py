@@ -26,7 +26,6 @@ from .models.modeling_trajvit2 import (
     TrajViT2VisionModel,
     TrajViT2VisionOutput,
 )
-from .models.modeling_vit3d import ViT3DPatchTokenizer
 from .models.modeling_trajvlm import (
     TrajVLMCausalLMOutputWithPast,
     TrajVLMForConditionalGeneration,
@@ -35,6 +34,7 @@ from .models.modeling_trajvlm import (
     TrajVLMPreTrainedModel,
     TrajVLMVideoOutput,
 )
+from .models.modeling_vit3d import ViT3DPatchTokenizer
 from .models.processing_trajvit2 import TrajViT2Processor
 from .models.processing_trajvlm import TrajVLMProcessor
 from .models.video_processing_trajtok import TrajTokVideoProcessor

@@ -42,10 +42,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 from warnings import warn
 
 import torch
@@ -659,9 +660,20 @@ def _check_remote_code_subprocess(report: FolderReport, timeout: float, atol: fl
         env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=os.path.join(tmp, "modules"))
         try:
             result = subprocess.run(
-                [sys.executable, "-c", _REMOTE_CODE_SCRIPT, str(report.folder.resolve()), io_path, out_path,
-                 report.spec.auto_class],
-                cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout,
+                [
+                    sys.executable,
+                    "-c",
+                    _REMOTE_CODE_SCRIPT,
+                    str(report.folder.resolve()),
+                    io_path,
+                    out_path,
+                    report.spec.auto_class,
+                ],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired as error:
             raise FolderValidationError(f"the remote-code check did not finish in {timeout:.0f} s") from error
@@ -676,7 +688,8 @@ def _check_remote_code_subprocess(report: FolderReport, timeout: float, atol: fl
         if got is None or got.shape != expected.shape:
             raise FolderValidationError(f"remote-code output {key!r} is missing or has another shape")
         same = (
-            torch.allclose(got, expected, atol=atol, rtol=atol) if expected.is_floating_point()
+            torch.allclose(got, expected, atol=atol, rtol=atol)
+            if expected.is_floating_point()
             else torch.equal(got, expected)
         )
         if not same:
@@ -696,8 +709,11 @@ _METRIC_NAMES = {
     "mIoU": ("miou", "Matched mIoU"),
     "FG-mIoU": ("fg-miou", "Foreground matched mIoU"),
     # trajtok_hf.training.evaluate_retrieval (percent; ranks 1-based)
-    **{f"{d}_R@{k}": (f"{d}_recall@{k}", f"{'Text→video' if d == 't2v' else 'Video→text'} R@{k}")
-       for d in ("t2v", "v2t") for k in (1, 5, 10)},
+    **{
+        f"{d}_R@{k}": (f"{d}_recall@{k}", f"{'Text→video' if d == 't2v' else 'Video→text'} R@{k}")
+        for d in ("t2v", "v2t")
+        for k in (1, 5, 10)
+    },
     "t2v_MedR": ("t2v_median_rank", "Text→video median rank"),
     "v2t_MedR": ("v2t_median_rank", "Video→text median rank"),
     # train_adapter.py / finetune_trajvlm_lora.py
@@ -743,7 +759,7 @@ def _last_eval_record(path: Path) -> tuple[dict[str, float], int | None, dict | 
         if not isinstance(record, dict):
             unreadable.append(number)
             continue
-        evals = {k[len("eval/"):]: v for k, v in record.items() if k.startswith("eval/") and _numeric(v)}
+        evals = {k[len("eval/") :]: v for k, v in record.items() if k.startswith("eval/") and _numeric(v)}
         if evals:
             last_eval, step = evals, record.get("step")
         elif "loss" in record:
@@ -831,7 +847,7 @@ def eval_results_from_metrics(metrics: EvalMetrics, spec: ModelSpec):
         base = name.split(" (")[0]
         metric_type, pretty = _METRIC_NAMES.get(base, (re.sub(r"[^a-z0-9@]+", "_", base.lower()).strip("_"), base))
         if name != base:  # "accuracy (colour)"
-            metric_type, pretty = f"{metric_type}_{name[len(base) + 2:-1]}", f"{pretty} ({name[len(base) + 2:-1]})"
+            metric_type, pretty = f"{metric_type}_{name[len(base) + 2 : -1]}", f"{pretty} ({name[len(base) + 2 : -1]})"
         results.append(
             EvalResult(
                 task_type=spec.task_type,
@@ -954,14 +970,19 @@ def build_model_card(
         vision_only=report.model_type == "trajvit2_vision_model",
         video_token_id=getattr(config, "video_token_id", None),
         eval_rows=[
-            {"name": r.metric_name, "value": _format_value(r.metric_value), "dataset": r.dataset_name,
-             "split": r.dataset_split or "—"}
+            {
+                "name": r.metric_name,
+                "value": _format_value(r.metric_value),
+                "dataset": r.dataset_name,
+                "split": r.dataset_split or "—",
+            }
             for r in (eval_results or [])
         ],
         eval_source=Path(eval_metrics.source).name if eval_metrics else None,
         eval_step=eval_metrics.step if eval_metrics else None,
-        final_train_loss=_format_value(eval_metrics.extra.get("final_train_loss")) if eval_metrics and
-        eval_metrics.extra.get("final_train_loss") is not None else None,
+        final_train_loss=_format_value(eval_metrics.extra.get("final_train_loss"))
+        if eval_metrics and eval_metrics.extra.get("final_train_loss") is not None
+        else None,
         final_train_step=eval_metrics.extra.get("final_train_step") if eval_metrics else None,
         training_command=command,
         training_command_source=command_source,
@@ -1075,11 +1096,13 @@ def push_folder(
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
     except Exception as error:  # noqa: BLE001
-        raise PushError(f"push to {where} failed while {_describe_failure(error, 'creating the repository')}. "
-                        f"{untouched}") from error
+        raise PushError(
+            f"push to {where} failed while {_describe_failure(error, 'creating the repository')}. {untouched}"
+        ) from error
 
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(report.folder / name))
-                  for name in report.files]
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(report.folder / name)) for name in report.files
+    ]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
     message = commit_message or f"Upload {report.model_class} ({report.model_type}) with trajtok_hf"
     try:

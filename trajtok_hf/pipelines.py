@@ -173,5 +173,6 @@ def register_pipelines() -> None:
     """Register ``"zero-shot-video-classification"`` (idempotent; run by ``import trajtok_hf``)."""
     if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is ZeroShotVideoClassificationPipeline:
         return
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=AutoModel,
-                                        type="multimodal")
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=ZeroShotVideoClassificationPipeline, pt_model=AutoModel, type="multimodal"
+    )

@@ -34,9 +34,9 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,8 +84,15 @@ __all__ = [
 # Parameters whose name contains one of these are never decayed, whatever their shape: learned queries/latents and
 # sub-token offsets (TrajTok), [CLS] / position embeddings, and temperatures. Biases and norm weights are caught by
 # their module type / dimension.
-NO_DECAY_NAME_PARTS = ("latents", "subtoken_offsets", "logit_scale", "cls_token", "class_embedding",
-                       "position_embedding", "pos_embed")
+NO_DECAY_NAME_PARTS = (
+    "latents",
+    "subtoken_offsets",
+    "logit_scale",
+    "cls_token",
+    "class_embedding",
+    "position_embedding",
+    "pos_embed",
+)
 
 
 # The TrajTok modules that segmentation pre-training (method spec §8, examples/train_segmenter.py) trains: the
@@ -112,8 +119,9 @@ def parameter_groups(
     silently train those weights at the default LR).
     """
     if learning_rates is not None and not isinstance(learning_rates, Mapping):
-        raise TypeError(f"learning_rates must be a mapping of parameter-name prefix -> lr, got "
-                        f"{type(learning_rates).__name__}")
+        raise TypeError(
+            f"learning_rates must be a mapping of parameter-name prefix -> lr, got {type(learning_rates).__name__}"
+        )
     learning_rates = dict(learning_rates or {})
     for prefix, lr in learning_rates.items():
         if not isinstance(prefix, str) or not prefix:
@@ -201,25 +209,47 @@ def build_scheduler(
 # Model sizes of the training scripts (--preset). "base" is the paper's; "tiny"/"small" train on a CPU.
 
 TRAJTOK_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-                 hidden_size=32, num_trajectories=8, num_attention_heads=4, assignment_hidden_size=16,
-                 assignment_embed_dim=8, subtoken_fourier_frequencies=4),
-    "small": dict(backbone_config=dict(model_type="convnext", depths=[2, 2, 2, 2], hidden_sizes=[32, 64, 128, 256]),
-                  hidden_size=128, num_trajectories=32, num_attention_heads=4, assignment_hidden_size=64,
-                  assignment_embed_dim=32, subtoken_fourier_frequencies=8),
+    "tiny": dict(
+        backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
+        hidden_size=32,
+        num_trajectories=8,
+        num_attention_heads=4,
+        assignment_hidden_size=16,
+        assignment_embed_dim=8,
+        subtoken_fourier_frequencies=4,
+    ),
+    "small": dict(
+        backbone_config=dict(model_type="convnext", depths=[2, 2, 2, 2], hidden_sizes=[32, 64, 128, 256]),
+        hidden_size=128,
+        num_trajectories=32,
+        num_attention_heads=4,
+        assignment_hidden_size=64,
+        assignment_embed_dim=32,
+        subtoken_fourier_frequencies=8,
+    ),
     "base": dict(),  # ConvNeXt-T, width 512, K = 128 (TrajTokConfig defaults)
 }
 """``TrajTokConfig`` keyword arguments per preset."""
 
 TRAJVIT2_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": dict(vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
-                 text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                           max_position_embeddings=64),
-                 model=dict(projection_dim=16)),
-    "small": dict(vision=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
-                  text=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
-                            max_position_embeddings=64),
-                  model=dict(projection_dim=64)),
+    "tiny": dict(
+        vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+        text=dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64
+        ),
+        model=dict(projection_dim=16),
+    ),
+    "small": dict(
+        vision=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
+        text=dict(
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=512,
+            max_position_embeddings=64,
+        ),
+        model=dict(projection_dim=64),
+    ),
     # The release: encoder width 512, 24 layers, 16 heads; BERT-base through 9 layers; projection 256.
     "base": dict(vision=dict(), text=dict(num_hidden_layers=9), model=dict(projection_dim=256)),
 }
@@ -231,8 +261,15 @@ def synthetic_caption_words() -> list[str]:
     """Every word the synthetic generator's captions can contain (lower-cased, punctuation split off)."""
     from .data import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, TEXTURES
 
-    phrases = [*COLOURS, *SHAPES, *SIZES, *TEXTURES, *MOTIONS.values(), *BACKGROUNDS,
-               "a while and , on background drifting left right up down"]
+    phrases = [
+        *COLOURS,
+        *SHAPES,
+        *SIZES,
+        *TEXTURES,
+        *MOTIONS.values(),
+        *BACKGROUNDS,
+        "a while and , on background drifting left right up down",
+    ]
     return sorted({word for phrase in phrases for word in _words(phrase)})
 
 
@@ -295,8 +332,9 @@ class SyntheticClipDataset(Dataset):
     an evaluation set passes ``fresh_each_epoch=False`` so that every evaluation sees the same clips.
     """
 
-    def __init__(self, config: SyntheticVideoConfig, seed: int, num_clips: int, video_processor,
-                 fresh_each_epoch: bool = True):
+    def __init__(
+        self, config: SyntheticVideoConfig, seed: int, num_clips: int, video_processor, fresh_each_epoch: bool = True
+    ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
         self.config = config
@@ -440,8 +478,10 @@ def _to_json(value: Any, tensors: dict[str, torch.Tensor] | None, name: str) -> 
             return {k: _to_json(v, tensors, f"{name}.{k}") for k, v in value.items()}
         if all(isinstance(k, int) and not isinstance(k, bool) for k in value):
             return {_INT_KEYS: {str(k): _to_json(v, tensors, f"{name}.{k}") for k, v in value.items()}}
-    raise TypeError(f"{name}: cannot store a {type(value).__name__} in a checkpoint (tensors, numbers, strings, "
-                    "lists, tuples and dicts with str or int keys only)")
+    raise TypeError(
+        f"{name}: cannot store a {type(value).__name__} in a checkpoint (tensors, numbers, strings, "
+        "lists, tuples and dicts with str or int keys only)"
+    )
 
 
 def _from_json(value: Any, tensors: Mapping[str, torch.Tensor], used: set[str]) -> Any:
@@ -451,7 +491,7 @@ def _from_json(value: Any, tensors: Mapping[str, torch.Tensor], used: set[str]) 
     if not isinstance(value, dict):
         return value
     if len(value) == 1 and next(iter(value)) in _TAGS:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag == _TENSOR:
             if not isinstance(inner, str) or inner not in tensors:
                 raise ValueError(f"refers to tensor {inner!r}, which its .safetensors file does not hold")
@@ -532,12 +572,16 @@ def _load_model(model: nn.Module, path: Path) -> None:
         aliases.setdefault((tensor.data_ptr(), tuple(tensor.shape)) if tensor.numel() else (name,), []).append(name)
     missing = [names[0] for names in aliases.values() if not any(n in tensors for n in names)]
     unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [f"{k}: {tuple(v.shape)} {v.dtype} (model: {tuple(expected[k].shape)} {expected[k].dtype})"
-                  for k, v in tensors.items() if k in expected
-                  and (v.shape != expected[k].shape or v.dtype != expected[k].dtype)]
+    mismatched = [
+        f"{k}: {tuple(v.shape)} {v.dtype} (model: {tuple(expected[k].shape)} {expected[k].dtype})"
+        for k, v in tensors.items()
+        if k in expected and (v.shape != expected[k].shape or v.dtype != expected[k].dtype)
+    ]
     if missing or unexpected or mismatched:
-        raise ValueError(f"{path} does not fit the model being trained: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}, mismatched {mismatched[:5]}")
+        raise ValueError(
+            f"{path} does not fit the model being trained: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, mismatched {mismatched[:5]}"
+        )
     model.load_state_dict(tensors, strict=False)
 
 
@@ -623,8 +667,9 @@ class CheckpointManager:
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike, total_limit: int | None = None, is_main_process: bool = True):
-        if total_limit is not None and (isinstance(total_limit, bool) or not isinstance(total_limit, int)
-                                        or total_limit < 1):
+        if total_limit is not None and (
+            isinstance(total_limit, bool) or not isinstance(total_limit, int) or total_limit < 1
+        ):
             raise ValueError(f"total_limit must be None or a positive int, got {total_limit!r}")
         self.dir = Path(checkpoint_dir)
         self.total_limit = total_limit
@@ -685,8 +730,16 @@ class CheckpointManager:
             raise ValueError(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
         return path
 
-    def save(self, accelerator, state: TrainState, model: nn.Module, optimizer, scheduler=None, artifacts=(),
-             extra: dict | None = None) -> Path:
+    def save(
+        self,
+        accelerator,
+        state: TrainState,
+        model: nn.Module,
+        optimizer,
+        scheduler=None,
+        artifacts=(),
+        extra: dict | None = None,
+    ) -> Path:
         """Save ``model`` (prepared or not), ``optimizer``, ``scheduler``, the RNG states of every process and
         ``state`` as checkpoint ``step_{state.step}``; call on every process.
 
@@ -714,8 +767,12 @@ class CheckpointManager:
             for artifact in artifacts:
                 artifact.save_pretrained(tmp)
             _maybe_fault("before_commit", state.step)
-            payload = {**dataclasses.asdict(state), **(extra or {}), "format": CHECKPOINT_FORMAT,
-                       "files": _listing(tmp)}
+            payload = {
+                **dataclasses.asdict(state),
+                **(extra or {}),
+                "format": CHECKPOINT_FORMAT,
+                "files": _listing(tmp),
+            }
             _write_json(tmp / STATE_FILE, payload)
             commit_folder(tmp, final)
             _maybe_fault("before_pointer", state.step)
@@ -750,25 +807,43 @@ class CheckpointManager:
         state = _check_manifest(path, payload)
         unwrapped = accelerator.unwrap_model(model)
         _load_into(path, MODEL_FILE, "model state", lambda: _load_model(unwrapped, path / MODEL_FILE))
-        _load_into(path, f"{OPTIMIZER_STEM}.json {OPTIMIZER_STEM}.safetensors", "optimizer state",
-                   lambda: optimizer.load_state_dict(_check_optimizer_state(_load_state(path, OPTIMIZER_STEM),
-                                                                             optimizer)))
+        _load_into(
+            path,
+            f"{OPTIMIZER_STEM}.json {OPTIMIZER_STEM}.safetensors",
+            "optimizer state",
+            lambda: optimizer.load_state_dict(_check_optimizer_state(_load_state(path, OPTIMIZER_STEM), optimizer)),
+        )
         if scheduler is not None:
-            _load_into(path, SCHEDULER_FILE, "scheduler state",
-                       lambda: scheduler.load_state_dict(_matching_keys(_read_state_json(path / SCHEDULER_FILE),
-                                                                        scheduler.state_dict())))
+            _load_into(
+                path,
+                SCHEDULER_FILE,
+                "scheduler state",
+                lambda: scheduler.load_state_dict(
+                    _matching_keys(_read_state_json(path / SCHEDULER_FILE), scheduler.state_dict())
+                ),
+            )
         scaler = accelerator.scaler
         if scaler is not None:
-            _load_into(path, SCALER_FILE, "gradient scaler state",
-                       lambda: scaler.load_state_dict(_matching_keys(_read_state_json(path / SCALER_FILE),
-                                                                     scaler.state_dict())))
+            _load_into(
+                path,
+                SCALER_FILE,
+                "gradient scaler state",
+                lambda: scaler.load_state_dict(
+                    _matching_keys(_read_state_json(path / SCALER_FILE), scaler.state_dict())
+                ),
+            )
         rng = RNG_STEM.format(accelerator.process_index)
         if (path / f"{rng}.json").is_file():
-            _load_into(path, f"{rng}.json {rng}.safetensors", "RNG state",
-                       lambda: _set_rng_state(accelerator, _load_state(path, rng)))
+            _load_into(
+                path,
+                f"{rng}.json {rng}.safetensors",
+                "RNG state",
+                lambda: _set_rng_state(accelerator, _load_state(path, rng)),
+            )
         else:  # resumed with more processes than saved it: exact resume is impossible anyway
-            logger.warning("%s has no %s.json: process %d starts with fresh random states", path, rng,
-                           accelerator.process_index)
+            logger.warning(
+                "%s has no %s.json: process %d starts with fresh random states", path, rng, accelerator.process_index
+            )
         return state
 
 
@@ -786,8 +861,10 @@ def _check_manifest(path: Path, payload: Any) -> TrainState:
         raise ValueError(f"{state_file}: 'files' must be the list of the checkpoint's files")
     unexpected = sorted(set(_listing(path)) - set(listed) - {STATE_FILE})
     if unexpected:
-        raise ValueError(f"{path / unexpected[0]}: unexpected file in the checkpoint (not written by its save; never "
-                         f"opened). Remove it to resume from {path}")
+        raise ValueError(
+            f"{path / unexpected[0]}: unexpected file in the checkpoint (not written by its save; never "
+            f"opened). Remove it to resume from {path}"
+        )
     required = {MODEL_FILE, f"{OPTIMIZER_STEM}.json", f"{OPTIMIZER_STEM}.safetensors"}
     missing = sorted(name for name in required | set(listed) if not (path / name).is_file())
     if missing:
@@ -849,8 +926,10 @@ def _check_optimizer_state(saved: Any, optimizer) -> dict[str, Any]:
             raise ValueError(f"state of parameter {index} must be a dict")
         for key, value in entry.items():
             if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
-                raise ValueError(f"state[{index}][{key!r}] has shape {tuple(value.shape)}, the parameter "
-                                 f"{tuple(params[index].shape)}")
+                raise ValueError(
+                    f"state[{index}][{key!r}] has shape {tuple(value.shape)}, the parameter "
+                    f"{tuple(params[index].shape)}"
+                )
     return saved
 
 
@@ -941,15 +1020,23 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     g.add_argument("--per_device_eval_batch_size", type=int, default=8)
     g.add_argument("--gradient_accumulation_steps", type=int, default=1)
     g.add_argument("--max_steps", type=int, default=1000, help="optimizer steps of the whole run")
-    g.add_argument("--max_steps_this_run", type=int, default=None,
-                   help="stop (after a checkpoint) once this many steps were done in this invocation")
+    g.add_argument(
+        "--max_steps_this_run",
+        type=int,
+        default=None,
+        help="stop (after a checkpoint) once this many steps were done in this invocation",
+    )
     g.add_argument("--learning_rate", type=float, default=1e-4)
     g.add_argument("--weight_decay", type=float, default=0.02)
     g.add_argument("--adam_beta1", type=float, default=0.9)
     g.add_argument("--adam_beta2", type=float, default=0.999)
-    g.add_argument("--warmup_steps", type=int, default=None,
-                   help="linear warm-up steps (default: one epoch of --data DIR, as the paper; 5%% of --max_steps "
-                        "for synthetic data)")
+    g.add_argument(
+        "--warmup_steps",
+        type=int,
+        default=None,
+        help="linear warm-up steps (default: one epoch of --data DIR, as the paper; 5%% of --max_steps "
+        "for synthetic data)",
+    )
     g.add_argument("--min_lr_ratio", type=float, default=0.01, help="final LR of the cosine, as a fraction of the peak")
     g.add_argument("--max_grad_norm", type=float, default=10.0)
     g.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
@@ -957,11 +1044,15 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes per training process")
     g.add_argument("--checkpointing_steps", type=int, default=500)
     g.add_argument("--checkpoints_total_limit", type=int, default=3)
-    g.add_argument("--resume_from_checkpoint", default=None,
-                   help="'latest' (resume from output_dir/checkpoints/latest; start from scratch if there is none "
-                        "yet) or the path of a checkpoint folder")
-    g.add_argument("--eval_steps", type=int, default=200,
-                   help="evaluate every N steps and at the end (0: only at the end)")
+    g.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (resume from output_dir/checkpoints/latest; start from scratch if there is none "
+        "yet) or the path of a checkpoint folder",
+    )
+    g.add_argument(
+        "--eval_steps", type=int, default=200, help="evaluate every N steps and at the end (0: only at the end)"
+    )
     g.add_argument("--eval_clips", type=int, default=32, help="size of the held-out evaluation set")
     g.add_argument("--logging_steps", type=int, default=20)
     return parser
@@ -970,8 +1061,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 def add_output_dir_args(parser, help: str) -> None:
     """``--output_dir`` (required) and ``--overwrite_output_dir``, checked by :func:`check_output_dir`."""
     parser.add_argument("--output_dir", required=True, help=help)
-    parser.add_argument("--overwrite_output_dir", action="store_true",
-                        help="write into a non-empty --output_dir (its files may be replaced)")
+    parser.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="write into a non-empty --output_dir (its files may be replaced)",
+    )
 
 
 def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, resume: str | None = None) -> None:
@@ -984,8 +1078,10 @@ def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         return
     if resume == "latest" or (resume and output_dir.resolve() in Path(resume).resolve().parents):
         return
-    parser.error(f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to write into it, or "
-                 "--resume_from_checkpoint latest (or a checkpoint inside it) to resume")
+    parser.error(
+        f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to write into it, or "
+        "--resume_from_checkpoint latest (or a checkpoint inside it) to resume"
+    )
 
 
 VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
@@ -1006,8 +1102,15 @@ def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace, f
 
 def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``parser.error`` (usage + message, exit status 2) on values that cannot work."""
-    positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                "max_steps", "checkpointing_steps", "logging_steps", "eval_clips")
+    positive = (
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_steps",
+        "checkpointing_steps",
+        "logging_steps",
+        "eval_clips",
+    )
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")

@@ -113,8 +113,9 @@ def trajectory_boundaries(trajectory_ids) -> np.ndarray:
     return edges
 
 
-def overlay_trajectories(frames, trajectory_ids, alpha: float = 0.55, draw_boundaries: bool = True,
-                         palette: np.ndarray | None = None) -> np.ndarray:
+def overlay_trajectories(
+    frames, trajectory_ids, alpha: float = 0.55, draw_boundaries: bool = True, palette: np.ndarray | None = None
+) -> np.ndarray:
     """Blend a colour per trajectory id over ``frames`` ``(T, H, W, 3)`` uint8; ``trajectory_ids`` ``(T, h, w)``
     (any grid that divides into the frame, upsampled nearest-neighbour). Boundaries between trajectories are drawn
     white. Returns ``(T, H, W, 3)`` uint8."""
@@ -140,7 +141,7 @@ def active_trajectories_per_chunk(trajectory_ids, chunk_size: int) -> list[int]:
     ids = _check_ids(trajectory_ids)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    return [int(np.unique(ids[start:start + chunk_size]).size) for start in range(0, ids.shape[0], chunk_size)]
+    return [int(np.unique(ids[start : start + chunk_size]).size) for start in range(0, ids.shape[0], chunk_size)]
 
 
 def _font(size: int):
@@ -189,8 +190,15 @@ def _wrap(text: str, width_px: int, font) -> list[str]:
     return lines + ([line] if line else [])
 
 
-def render_trajectory_grid(videos, trajectory_ids, chunk_size: int, captions: Sequence[str | None] | None = None,
-                           max_frames: int = 8, scale: int | None = None, alpha: float = 0.55) -> Image.Image:
+def render_trajectory_grid(
+    videos,
+    trajectory_ids,
+    chunk_size: int,
+    captions: Sequence[str | None] | None = None,
+    max_frames: int = 8,
+    scale: int | None = None,
+    alpha: float = 0.55,
+) -> Image.Image:
     """A PNG-ready picture of one or more clips: per clip, its caption and active trajectories per chunk, a row of
     frames and below it the same frames with the trajectory overlay; frames are evenly subsampled to ``max_frames``
     and enlarged by ``scale`` (default: to ≥ 160 px)."""
@@ -206,8 +214,11 @@ def render_trajectory_grid(videos, trajectory_ids, chunk_size: int, captions: Se
     blocks = []
     for clip, clip_ids, caption in zip(frames, ids, captions):
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
-        header = (f"{caption}  |  " if caption else "") + "active trajectories per chunk: " + ", ".join(
-            str(c) for c in counts)
+        header = (
+            (f"{caption}  |  " if caption else "")
+            + "active trajectories per chunk: "
+            + ", ".join(str(c) for c in counts)
+        )
         text_lines = _wrap(header, canvas_w - 2 * gap, font)
         overlay = overlay_trajectories(clip, clip_ids, alpha=alpha)
         picks = np.unique(np.linspace(0, clip.shape[0] - 1, min(columns, clip.shape[0])).round().astype(int))
@@ -231,9 +242,14 @@ def render_trajectory_grid(videos, trajectory_ids, chunk_size: int, captions: Se
     return out
 
 
-def render_trajectory_animation(videos, trajectory_ids, chunk_size: int,
-                                captions: Sequence[str | None] | None = None, scale: int | None = None,
-                                alpha: float = 0.55) -> list[Image.Image]:
+def render_trajectory_animation(
+    videos,
+    trajectory_ids,
+    chunk_size: int,
+    captions: Sequence[str | None] | None = None,
+    scale: int | None = None,
+    alpha: float = 0.55,
+) -> list[Image.Image]:
     """GIF frames: at each time step, every clip as a row [frame | overlay] with its frame index, chunk and that
     chunk's active-trajectory count (clips shorter than the longest hold their last frame)."""
     frames, ids, captions = _clip_inputs(videos, trajectory_ids, captions)
@@ -274,17 +290,25 @@ def save_gif(images: Sequence[Image.Image], path: str | os.PathLike, fps: float 
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps),
-                       loop=0, disposal=2)
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, disposal=2
+        )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def save_trajectory_pictures(videos, trajectory_ids, chunk_size: int, output_dir: str | os.PathLike,
-                             captions: Sequence[str | None] | None = None, max_frames: int = 8, fps: float = 4.0,
-                             name: str = "trajectories") -> list[str]:
+def save_trajectory_pictures(
+    videos,
+    trajectory_ids,
+    chunk_size: int,
+    output_dir: str | os.PathLike,
+    captions: Sequence[str | None] | None = None,
+    max_frames: int = 8,
+    fps: float = 4.0,
+    name: str = "trajectories",
+) -> list[str]:
     """Write ``<name>.png`` (:func:`render_trajectory_grid`) and ``<name>.gif`` (:func:`render_trajectory_animation`)
     of the clips into ``output_dir`` (created if missing); returns the two paths."""
     os.makedirs(output_dir, exist_ok=True)

@@ -240,9 +240,7 @@ class TrajTokFeatureExtractor(nn.Module):
         self.layer_norms = nn.ModuleList(
             nn.LayerNorm(config.hidden_size, eps=config.feature_layer_norm_eps) for _ in range(num_norms)
         )
-        self.final_layernorm = (
-            nn.LayerNorm(stage_widths[-1], eps=1e-6) if config.backbone_final_layernorm else None
-        )
+        self.final_layernorm = nn.LayerNorm(stage_widths[-1], eps=1e-6) if config.backbone_final_layernorm else None
         self.frames_per_pass = config.backbone_frames_per_pass
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -254,8 +252,11 @@ class TrajTokFeatureExtractor(nn.Module):
         if step is None:
             # ~4 frames of 224² a pass on CPU: measured 1.3-1.4x faster than one pass over 48 such frames, while a
             # fixed 4 frames of 64² would be slower than one pass (per-op overhead outweighs the cache gain).
-            step = max(1, CPU_PIXELS_PER_BACKBONE_PASS // (frames.shape[-2] * frames.shape[-1])) \
-                if frames.device.type == "cpu" else frames.shape[0]
+            step = (
+                max(1, CPU_PIXELS_PER_BACKBONE_PASS // (frames.shape[-2] * frames.shape[-1]))
+                if frames.device.type == "cpu"
+                else frames.shape[0]
+            )
         if frames.shape[0] <= step:
             return self._features(frames)
         return torch.cat([self._features(part) for part in frames.split(step)])
@@ -420,15 +421,28 @@ class TrajTokModel(TrajTokPreTrainedModel):
         # with frames would create fake trajectories).
         groups = []
         if num_full:
-            full = pixel_values_videos[:, : num_full * chunk].reshape(batch * num_full, chunk, *pixel_values_videos.shape[2:])
-            groups.append((num_full, self._tokenize_chunks(
-                full, n, hard_mask_implementation, output_trajectory_tokens, outputs_asked
-            )))
+            full = pixel_values_videos[:, : num_full * chunk].reshape(
+                batch * num_full, chunk, *pixel_values_videos.shape[2:]
+            )
+            groups.append(
+                (
+                    num_full,
+                    self._tokenize_chunks(full, n, hard_mask_implementation, output_trajectory_tokens, outputs_asked),
+                )
+            )
         if remainder:
-            groups.append((1, self._tokenize_chunks(
-                pixel_values_videos[:, num_full * chunk :], n, hard_mask_implementation, output_trajectory_tokens,
-                outputs_asked,
-            )))
+            groups.append(
+                (
+                    1,
+                    self._tokenize_chunks(
+                        pixel_values_videos[:, num_full * chunk :],
+                        n,
+                        hard_mask_implementation,
+                        output_trajectory_tokens,
+                        outputs_asked,
+                    ),
+                )
+            )
 
         def per_chunk(index):
             return _merge_chunks([(count, g[index]) for count, g in groups], batch)

@@ -500,7 +500,7 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         config: TrajViT2Config | None = None,
         text_model_kwargs: dict | None = None,
         **config_kwargs,
-    ) -> "TrajViT2Model":
+    ) -> TrajViT2Model:
         """A new TrajViT2Model (randomly initialised vision tower and projections) whose text tower is the pretrained
         text encoder at `text_model_name_or_path` (a local folder or Hub id loadable with `AutoModel`).
 
@@ -549,8 +549,12 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids needs at least one text of one token, got shape {tuple(input_ids.shape)}")
-        _check_index_range("input_ids", input_ids, self.text_model.get_input_embeddings().num_embeddings, "the text "
-                           "model's vocabulary size")
+        _check_index_range(
+            "input_ids",
+            input_ids,
+            self.text_model.get_input_embeddings().num_embeddings,
+            "the text model's vocabulary size",
+        )
         limit = self._text_position_limit()
         if position_ids is None and limit is not None and input_ids.shape[1] > limit:
             raise ValueError(
@@ -558,8 +562,11 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                 f"{limit} (text_config.max_position_embeddings): truncate the texts (the processor does with "
                 "truncation=True)"
             )
-        for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
-                            ("position_ids", position_ids)):
+        for name, value in (
+            ("attention_mask", attention_mask),
+            ("token_type_ids", token_type_ids),
+            ("position_ids", position_ids),
+        ):
             if value is not None and (not isinstance(value, torch.Tensor) or value.shape != input_ids.shape):
                 raise ValueError(
                     f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got "
@@ -689,8 +696,9 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             "pixel_values", pixel_values.unsqueeze(1), tokens_per_trajectory, output_attentions, output_hidden_states
         )
 
-    def _video_features(self, name, pixel_values_videos, tokens_per_trajectory, output_attentions,
-                        output_hidden_states):
+    def _video_features(
+        self, name, pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
+    ):
         pixel_values_videos = self._prepare_video(name, pixel_values_videos)
         vision_outputs = self._run_vision(
             pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
@@ -784,7 +792,8 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                         f"tokenizer's mask grid), got {tuple(segmentation_labels.shape)}"
                     )
                 segmentation_loss = trajectory_segmentation_loss(
-                    logits, segmentation_labels,
+                    logits,
+                    segmentation_labels,
                     tie_break=self.config.vision_config.tokenizer_config.matching_tie_break,
                 )
                 loss = loss + self.config.segmentation_loss_weight * segmentation_loss

@@ -33,8 +33,16 @@ def quick(bench, tmp_path_factory):
 
 def test_quick_json_has_every_measurement_and_field(quick, bench):
     result, out = quick
-    assert set(result) >= {"settings", "matmul_peak", "measurements", "ratios", "skipped", "errors",
-                           "active_trajectories", "scales"}
+    assert set(result) >= {
+        "settings",
+        "matmul_peak",
+        "measurements",
+        "ratios",
+        "skipped",
+        "errors",
+        "active_trajectories",
+        "scales",
+    }
     assert result["settings"]["quick"] and result["settings"]["isolation"] == "fork"
     assert result["errors"] == [] and result["skipped"] == []
     assert result["matmul_peak"]["best_gflops_per_s"] == max(result["matmul_peak"]["gflops_per_s"].values()) > 0
@@ -108,10 +116,22 @@ def test_quick_tokenizer_stages_partition_time_and_flops(quick, bench):
 
 def test_budget_overruns_are_recorded_as_skipped(bench, tmp_path):
     out = tmp_path / "skip.json"
-    result = bench.main([
-        "--quick", "--threads", "1", "--isolation", "none", "--models", "vit3d", "tome",
-        "--max_seconds_per_measurement", "1e-9", "--output", str(out),
-    ])
+    result = bench.main(
+        [
+            "--quick",
+            "--threads",
+            "1",
+            "--isolation",
+            "none",
+            "--models",
+            "vit3d",
+            "tome",
+            "--max_seconds_per_measurement",
+            "1e-9",
+            "--output",
+            str(out),
+        ]
+    )
     first = [m for m in result["measurements"] if m["frames"] == 1]
     later = [m for m in result["measurements"] if m["frames"] == 8]
     for m in first:
@@ -128,10 +148,21 @@ def test_budget_overruns_are_recorded_as_skipped(bench, tmp_path):
 
 
 def test_a_measurement_killed_for_time_is_recorded(bench, tmp_path):
-    result = bench.main([
-        "--quick", "--threads", "1", "--models", "vit3d", "--setup_timeout", "0",
-        "--max_seconds_per_measurement", "1e-6", "--output", str(tmp_path / "killed.json"),
-    ])
+    result = bench.main(
+        [
+            "--quick",
+            "--threads",
+            "1",
+            "--models",
+            "vit3d",
+            "--setup_timeout",
+            "0",
+            "--max_seconds_per_measurement",
+            "1e-6",
+            "--output",
+            str(tmp_path / "killed.json"),
+        ]
+    )
     first, later = result["measurements"]
     assert first["status"] == "skipped" and "killed" in first["reason"]
     assert later["status"] == "skipped" and "not started" in later["reason"]
@@ -140,10 +171,24 @@ def test_a_measurement_killed_for_time_is_recorded(bench, tmp_path):
 
 def test_compute_ratios_leaves_missing_values_empty(bench):
     measurements = [
-        {"scale": "s", "model": "trajvit2", "batch_size": 1, "frames": 4, "latency_s": 2.0, "tokens_per_clip": 25,
-         "peak_extra_mib": 100.0},
-        {"scale": "s", "model": "vit3d", "batch_size": 1, "frames": 4, "latency_s": 4.0, "tokens_per_clip": 50,
-         "peak_extra_mib": 400.0},
+        {
+            "scale": "s",
+            "model": "trajvit2",
+            "batch_size": 1,
+            "frames": 4,
+            "latency_s": 2.0,
+            "tokens_per_clip": 25,
+            "peak_extra_mib": 100.0,
+        },
+        {
+            "scale": "s",
+            "model": "vit3d",
+            "batch_size": 1,
+            "frames": 4,
+            "latency_s": 4.0,
+            "tokens_per_clip": 50,
+            "peak_extra_mib": 400.0,
+        },
         {"scale": "s", "model": "tome", "batch_size": 1, "frames": 4, "status": "skipped", "tokens_per_clip": 40.0},
     ]
     (row,) = bench.compute_ratios(measurements)
@@ -186,8 +231,12 @@ def test_active_trajectory_override_is_exact_and_keeps_the_tokenizer_cost(bench,
 def test_override_and_arguments_reject_bad_values(bench):
     with pytest.raises(ValueError, match="active_trajectories"):
         bench.ActiveTrajectoryOverride(tiny_trajtok_model(), 9, grid=16)  # K = 8
-    for argv in (["--quick", "--active_trajectories", "0"], ["--quick", "--repeats", "0"],
-                 ["--quick", "--active_trajectories", "33"], ["--quick", "--max_seconds_per_measurement", "0"]):
+    for argv in (
+        ["--quick", "--active_trajectories", "0"],
+        ["--quick", "--repeats", "0"],
+        ["--quick", "--active_trajectories", "33"],
+        ["--quick", "--max_seconds_per_measurement", "0"],
+    ):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
 

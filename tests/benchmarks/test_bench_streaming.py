@@ -46,18 +46,24 @@ def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsy
 def test_streamed_path_really_streams(bench, monkeypatch):
     calls = []
     original = perceiver_trajtok.streamed_context_attention
-    monkeypatch.setattr(perceiver_trajtok, "streamed_context_attention",
-                        lambda *a, **k: calls.append(perceiver_trajtok.STREAM_BLOCK_PIXELS) or original(*a, **k))
+    monkeypatch.setattr(
+        perceiver_trajtok,
+        "streamed_context_attention",
+        lambda *a, **k: calls.append(perceiver_trajtok.STREAM_BLOCK_PIXELS) or original(*a, **k),
+    )
     bench.run(8, rounds=1, quick=True, block_rows=256)
     assert calls and set(calls) == {256}  # only the streamed path streams, with the asked block size
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--quick", "--rounds", "0"], "--rounds and --frames must be >= 1"),
-    (["--quick", "--block_rows", "100000"], "nothing would stream"),
-    (["--quick", "--threads", "0"], "--threads must be >= 1"),
-    (["--quick", "--block_rows", "0"], "--block_rows must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quick", "--rounds", "0"], "--rounds and --frames must be >= 1"),
+        (["--quick", "--block_rows", "100000"], "nothing would stream"),
+        (["--quick", "--threads", "0"], "--threads must be >= 1"),
+        (["--quick", "--block_rows", "0"], "--block_rows must be >= 1"),
+    ],
+)
 def test_rejects_bad_arguments(bench, argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.main(argv)

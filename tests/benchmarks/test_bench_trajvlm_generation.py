@@ -38,12 +38,15 @@ def test_tiny_run_measures_both_forms_and_every_slot_form_path_is_greedy(bench, 
         bench.main(TINY)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--repeats", "0"], "--repeats must be >= 1"),
-    (["--batches", "0"], "--batches must be >= 1"),
-    (["--new_tokens", "1"], "--new_tokens must be >= 2"),
-    (["--configs", "huge"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--repeats", "0"], "--repeats must be >= 1"),
+        (["--batches", "0"], "--batches must be >= 1"),
+        (["--new_tokens", "1"], "--new_tokens must be >= 2"),
+        (["--configs", "huge"], "invalid choice"),
+    ],
+)
 def test_rejects_bad_arguments(bench, argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.main(argv)

@@ -27,10 +27,14 @@ def _result(latencies, stage_ms=None):
 
 
 def test_before_after_table(compare, tmp_path, capsys):
-    before = _result({("trajvit2", 8): 2.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 16): 4.0},
-                     {"backbone": 700, "refinement": 600})
-    after = _result({("trajvit2", 8): 1.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 64): 9.0},
-                    {"backbone": 500, "refinement": 300})
+    before = _result(
+        {("trajvit2", 8): 2.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 16): 4.0},
+        {"backbone": 700, "refinement": 600},
+    )
+    after = _result(
+        {("trajvit2", 8): 1.0, ("vit3d", 8): 1.0, ("tome", 8): 0.5, ("trajvit2", 64): 9.0},
+        {"backbone": 500, "refinement": 300},
+    )
     paths = []
     for name, result in (("before", before), ("after", after)):
         paths.append(tmp_path / f"{name}.json")

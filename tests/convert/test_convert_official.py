@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from testers import assert_ids_equal_up_to_ties, float_error_bound, transformer_layer_terms
+
 from trajtok_hf import TrajTokModel
 from trajtok_hf.convert import (
     OfficialCheckpointError,
@@ -21,8 +21,8 @@ from trajtok_hf.convert import (
     load_official_state_dict,
     official_tokenizer_outputs,
 )
-from trajtok_hf.convert.official_checkpoint import load_reference
 from trajtok_hf.convert.convert_official_segmenter import main as segmenter_main
+from trajtok_hf.convert.official_checkpoint import load_reference
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_small"
 needs_fixture = pytest.mark.skipif(
@@ -230,7 +230,9 @@ def test_shape_mismatch_and_inconsistent_duplicates_fail(segmenter_sd):
     with pytest.raises(OfficialCheckpointError, match="shape mismatch"):
         convert_official_segmenter(sd)
     sd = dict(segmenter_sd)
-    sd["vision_encoder.patch_encoder.backbone.norms.3.weight"] = sd["vision_encoder.patch_encoder.backbone.norm.weight"] + 1
+    sd["vision_encoder.patch_encoder.backbone.norms.3.weight"] = (
+        sd["vision_encoder.patch_encoder.backbone.norm.weight"] + 1
+    )
     with pytest.raises(OfficialCheckpointError, match="norms.3.weight differs"):
         convert_official_segmenter(sd)
     sd = dict(segmenter_sd)
@@ -426,7 +428,13 @@ def _trajvit2_outputs(model, reference):
 
 def test_trajvit2_full_parity(trajvit2_converted, reference):
     out = _trajvit2_outputs(trajvit2_converted, reference)
-    for name in ("vision_last_hidden_state", "vision_embeds", "text_last_hidden_state", "text_embeds", "logits_per_video"):
+    for name in (
+        "vision_last_hidden_state",
+        "vision_embeds",
+        "text_last_hidden_state",
+        "text_embeds",
+        "logits_per_video",
+    ):
         assert out[name].shape == reference[name].shape, name
         _assert_parity(out[name], reference, name)
     _assert_parity(out["traj_tokens"], reference, "traj_tokens")
@@ -439,7 +447,10 @@ def test_trajvit2_release_options(trajvit2_converted, trajvit2_sd, reference):
     vision, text = config.vision_config, config.text_config
     assert vision.attend_to_inactive_tokens
     assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size) == (
-        64, 2, 16, 256
+        64,
+        2,
+        16,
+        256,
     )
     assert (vision.layer_norm_eps, vision.final_layer_norm_eps) == (1e-12, 1e-5)
     assert text.model_type == "bert" and text.num_hidden_layers == 2  # = fusion_layer; layer 2 (fusion) dropped

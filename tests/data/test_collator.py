@@ -82,8 +82,9 @@ def test_video_processor_is_applied_to_raw_clips(items):
 
     def processor(videos, return_tensors):
         calls.append((len(videos), return_tensors))
-        return {"pixel_values_videos": torch.stack(
-            [torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255 for v in videos])}
+        return {
+            "pixel_values_videos": torch.stack([torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255 for v in videos])
+        }
 
     batch = VideoTextCollator(video_processor=processor)(items)
     assert calls == [(4, "pt")]

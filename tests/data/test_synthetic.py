@@ -17,10 +17,9 @@ from trajtok_hf.data import (
     downsample_labels,
     generate_clip,
     make_synthetic_dataset,
+    synthetic,
 )
-from trajtok_hf.data import synthetic
 from trajtok_hf.data.synthetic import shade
-
 
 SMALL = dict(num_frames=8, height=64, width=64)
 
@@ -80,8 +79,17 @@ def test_ground_truth_ids_match_rendered_colours():
 
 def _object(obj_id, shape, colour, cx, cy, radius=10.0, T=4):
     return synthetic._Object(
-        id=obj_id, shape=shape, colour=colour, size="large", texture="plain", motion="static", radius=radius,
-        cx=np.full(T, float(cx)), cy=np.full(T, float(cy)), angle=np.zeros(T), visible=np.ones(T, dtype=bool),
+        id=obj_id,
+        shape=shape,
+        colour=colour,
+        size="large",
+        texture="plain",
+        motion="static",
+        radius=radius,
+        cx=np.full(T, float(cx)),
+        cy=np.full(T, float(cy)),
+        angle=np.zeros(T),
+        visible=np.ones(T, dtype=bool),
     )
 
 
@@ -122,8 +130,16 @@ def _centroids(seg, obj_id):
 
 def _single(motion, shape="square", seed=0):
     cfg = SyntheticVideoConfig(
-        num_frames=8, height=96, width=96, min_objects=1, max_objects=1, shapes=(shape,), colours=("red",),
-        motions=(motion,), textures=(), background_pan_probability=0.0,
+        num_frames=8,
+        height=96,
+        width=96,
+        min_objects=1,
+        max_objects=1,
+        shapes=(shape,),
+        colours=("red",),
+        motions=(motion,),
+        textures=(),
+        background_pan_probability=0.0,
     )
     clip = generate_clip(cfg, seed, 0)
     return clip, _centroids(clip["segmentation"], 1)
@@ -165,7 +181,13 @@ def test_motions_do_what_the_caption_says(seed):
 
 def test_bounce_reverses_direction():
     cfg = SyntheticVideoConfig(
-        num_frames=16, height=96, width=96, min_objects=1, max_objects=1, motions=("bounce",), sizes=("small",),
+        num_frames=16,
+        height=96,
+        width=96,
+        min_objects=1,
+        max_objects=1,
+        motions=("bounce",),
+        sizes=("small",),
     )
     for index in range(4):
         clip = generate_clip(cfg, 0, index)
@@ -177,8 +199,17 @@ def test_bounce_reverses_direction():
 
 
 def test_captions_name_objects_and_differ_with_motion():
-    base = dict(num_frames=8, height=64, width=64, min_objects=2, max_objects=2, shapes=("circle",),
-                colours=("red", "blue"), sizes=("large",), textures=())
+    base = dict(
+        num_frames=8,
+        height=64,
+        width=64,
+        min_objects=2,
+        max_objects=2,
+        shapes=("circle",),
+        colours=("red", "blue"),
+        sizes=("large",),
+        textures=(),
+    )
     captions = {}
     for motion in ("move_left", "move_right", "move_down", "bounce", "appear"):
         clip = generate_clip(SyntheticVideoConfig(**base, motions=(motion,)), seed=0, index=0)
@@ -194,8 +225,9 @@ def test_captions_name_objects_and_differ_with_motion():
     # the caption follows object order and mentions every attribute
     cfg = SyntheticVideoConfig(**SMALL, min_objects=3, max_objects=3, texture_probability=1.0)
     clip = generate_clip(cfg, 5, 0)
-    clauses = [f"a {o['size']} {o['texture']} {o['colour']} {o['shape']} {MOTIONS[o['motion']]}"
-               for o in clip["objects"]]
+    clauses = [
+        f"a {o['size']} {o['texture']} {o['colour']} {o['shape']} {MOTIONS[o['motion']]}" for o in clip["objects"]
+    ]
     assert clip["caption"] == f"{clauses[0]}, {clauses[1]} and {clauses[2]}"
     with_bg = generate_clip(dataclasses.replace(cfg, caption_background=True), 5, 0)
     assert with_bg["caption"].startswith(clip["caption"] + " on a ")

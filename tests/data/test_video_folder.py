@@ -23,7 +23,6 @@ from trajtok_hf.data import (
     write_video_folder,
 )
 
-
 CFG = SyntheticVideoConfig(num_frames=8, height=64, width=64, max_objects=2)
 NUM_CLIPS = 3
 
@@ -105,8 +104,9 @@ def test_read_video_and_mask_resize(folder):
 
 def test_transform_gets_the_decoded_clips(folder):
     def to_pixels(videos):
-        return {"pixel_values_videos": torch.stack([torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255
-                                                    for v in videos])}
+        return {
+            "pixel_values_videos": torch.stack([torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255 for v in videos])
+        }
 
     ds = load_video_text_dataset(folder, num_frames=4, transform=to_pixels)
     batch = ds[:2]

@@ -39,8 +39,21 @@ def test_default_model_is_the_shipped_checkpoint(retrieval):
 
 
 def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
-    metrics = retrieval.main(["--num_clips", "12", "--batch_size", "5", "--output_dir", str(tmp_path),
-                              "--num_visualize", "2", "--no_progress", "--save_metrics", str(tmp_path / "m.json")])
+    metrics = retrieval.main(
+        [
+            "--num_clips",
+            "12",
+            "--batch_size",
+            "5",
+            "--output_dir",
+            str(tmp_path),
+            "--num_visualize",
+            "2",
+            "--no_progress",
+            "--save_metrics",
+            str(tmp_path / "m.json"),
+        ]
+    )
     out = capsys.readouterr().out
     by_objects = json.loads((tmp_path / "m.json").read_text())["fg_ari_by_objects_per_clip"]
     assert sum(v["clips"] for v in by_objects.values()) == 12 and set(by_objects) <= {"1", "2", "3"}
@@ -60,8 +73,17 @@ def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
 def test_retrieval_demo_with_a_video_folder_and_the_vit3d_baseline(retrieval, tmp_path, capsys):
     data = tmp_path / "videos"
     write_video_folder(data, 4, SyntheticVideoConfig(num_frames=8, height=64, width=64), seed=7)
-    metrics = retrieval.main(["--model", str(CHECKPOINTS / "vit3d-tiny-shapes"), "--data", str(data),
-                              "--output_dir", str(tmp_path / "out"), "--no_progress"])
+    metrics = retrieval.main(
+        [
+            "--model",
+            str(CHECKPOINTS / "vit3d-tiny-shapes"),
+            "--data",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--no_progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert "4 videos, 4 captions" in out and "ViT3D" in out
     assert "FG-ARI" not in metrics  # no trajectories, no labels from a folder without masks
@@ -90,8 +112,19 @@ def test_evaluate_segmenter_on_a_few_clips(tmp_path, capsys):
     shipped = evaluate.main(["--num_clips", "4", "--no_progress"])  # the shipped segmenter, a TrajTokModel folder
     assert 0 <= shipped["FG-ARI"] <= 1 and "trajtok-small-shapes (TrajTokModel" in capsys.readouterr().out
     out_json = tmp_path / "seg.json"
-    metrics = evaluate.main(["--model", str(CHECKPOINTS / "trajvit2-tiny-shapes"), "--num_clips", "6",
-                             "--batch_size", "4", "--no_progress", "--save_metrics", str(out_json)])
+    metrics = evaluate.main(
+        [
+            "--model",
+            str(CHECKPOINTS / "trajvit2-tiny-shapes"),
+            "--num_clips",
+            "6",
+            "--batch_size",
+            "4",
+            "--no_progress",
+            "--save_metrics",
+            str(out_json),
+        ]
+    )
     out = capsys.readouterr().out
     assert "FG-ARI by objects per clip" in out and "objects merged with another object" in out
     saved = json.loads(out_json.read_text())
@@ -102,8 +135,14 @@ def test_evaluate_segmenter_on_a_few_clips(tmp_path, capsys):
     assert all(0 <= v["with_missed_cell"] <= v["objects"] for v in textures.values())
 
 
-@pytest.mark.parametrize("argv, match", [(["--model", str(CHECKPOINTS / "vit3d-tiny-shapes")], "ViT3D"),
-                                         (["--num_clips", "0"], "num_clips"), (["--seed", "-1"], "seed")])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--model", str(CHECKPOINTS / "vit3d-tiny-shapes")], "ViT3D"),
+        (["--num_clips", "0"], "num_clips"),
+        (["--seed", "-1"], "seed"),
+    ],
+)
 def test_evaluate_segmenter_rejects_bad_arguments(argv, match, capsys):
     evaluate = _load("evaluate_segmenter")
     with pytest.raises(SystemExit) as caught:
@@ -123,15 +162,25 @@ except SystemExit as exit:
 print(sorted(m for m in ("torch", "transformers", "trajtok_hf") if m in sys.modules))
 """
 FAST_HELP = ["evaluate_segmenter", "push_to_hub", "retrieval", "tokenize_video", "train_trajvlm_caption", "visualize"]
-FAST_BENCH_HELP = ["bench_embed_time", "bench_encoders", "bench_refinement", "bench_streaming", "bench_trajvlm_qa",
-                   "compare_encoders"]
+FAST_BENCH_HELP = [
+    "bench_embed_time",
+    "bench_encoders",
+    "bench_refinement",
+    "bench_streaming",
+    "bench_trajvlm_qa",
+    "compare_encoders",
+]
 
 
-@pytest.mark.parametrize("script", [ROOT / "examples" / f"{n}.py" for n in FAST_HELP]
-                         + [ROOT / "benchmarks" / f"{n}.py" for n in FAST_BENCH_HELP], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "script",
+    [ROOT / "examples" / f"{n}.py" for n in FAST_HELP] + [ROOT / "benchmarks" / f"{n}.py" for n in FAST_BENCH_HELP],
+    ids=lambda p: p.stem,
+)
 def test_help_does_not_import_heavy_modules(script):
-    proc = subprocess.run([sys.executable, "-c", HELP_RUNNER, str(script)], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_RUNNER, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 

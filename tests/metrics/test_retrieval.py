@@ -166,9 +166,7 @@ def test_chunking_gives_same_result(monkeypatch):
 
 def test_torch_inputs_and_low_precision():
     s = torch.tensor(S_HAND, dtype=torch.bfloat16)
-    assert retrieval_metrics(s, torch.tensor(T2V_HAND)) == retrieval_metrics(
-        s.float().numpy(), T2V_HAND
-    )
+    assert retrieval_metrics(s, torch.tensor(T2V_HAND)) == retrieval_metrics(s.float().numpy(), T2V_HAND)
     assert retrieval_metrics(np.eye(4, dtype=np.float16))["t2v_R@1"] == 100.0
 
 

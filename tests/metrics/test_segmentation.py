@@ -201,9 +201,7 @@ def test_miou_matches_brute_force():
         pred = rng.integers(0, int(rng.integers(1, 5)), n)
         assert matched_mean_iou(pred, gt) == pytest.approx(_brute_miou(pred, gt))
         if (gt != 0).any():
-            assert matched_mean_iou(pred, gt, background_id=0) == pytest.approx(
-                _brute_miou(pred, gt, background_id=0)
-            )
+            assert matched_mean_iou(pred, gt, background_id=0) == pytest.approx(_brute_miou(pred, gt, background_id=0))
 
 
 def test_miou_ignore_index():
@@ -306,8 +304,7 @@ def test_object_errors_merges_and_missed_pixels():
 
 
 def test_fg_ari_by_object_count_groups_clips():
-    refs = [np.array([0, 1, 1]), np.array([0, 1, 2]), np.array([1, 1, 0]), np.array([0, 0, -100]),
-            np.array([2, 3, 3])]
+    refs = [np.array([0, 1, 1]), np.array([0, 1, 2]), np.array([1, 1, 0]), np.array([0, 0, -100]), np.array([2, 3, 3])]
     per_clip = np.array([1.0, 0.5, 0.0, np.nan, np.nan])
     out = fg_ari_by_object_count(per_clip, refs)
     assert out == {"1": {"FG-ARI": 0.5, "clips": 2}, "2": {"FG-ARI": 0.5, "clips": 1}}  # NaN / no-fg clips left out

@@ -4,7 +4,6 @@ active-trajectory counts."""
 
 import pytest
 import torch
-
 from testers import TRAJVLM_REDUCTION_LENGTH, assert_close_within_bound, tiny_trajvlm_model, video_batch
 from testers import TRAJVLM_VIDEO_TOKEN_ID as VID
 
@@ -36,8 +35,7 @@ def _continue(model, inputs, common):
     half = dict(common, max_new_tokens=NEW // 2, min_new_tokens=NEW // 2)
     first = model.generate(**inputs, **half, return_dict_in_generate=True)
     mask = torch.cat([inputs["attention_mask"], torch.ones(2, NEW // 2, dtype=torch.long)], dim=1)
-    return model.generate(**{**inputs, "input_ids": first.sequences, "attention_mask": mask}, **half,
-                          cache=first.cache)
+    return model.generate(**{**inputs, "input_ids": first.sequences, "attention_mask": mask}, **half, cache=first.cache)
 
 
 def _embeds(model, inputs, common):
@@ -73,8 +71,9 @@ def test_generation_path_equals_greedy(setup, path):
 def test_dict_outputs_scores_hidden_states_and_beam_search(setup):
     model, inputs, common, greedy = setup
     with torch.no_grad():
-        out = model.generate(**inputs, **common, return_dict_in_generate=True, output_scores=True,
-                             output_hidden_states=True)
+        out = model.generate(
+            **inputs, **common, return_dict_in_generate=True, output_scores=True, output_hidden_states=True
+        )
         beams = model.generate(**inputs, **common, num_beams=2)
     assert torch.equal(out.sequences, greedy) and len(out.scores) == NEW and out.scores[0].shape == (2, 100)
     assert len(out.hidden_states) == NEW and out.hidden_states[0][0].shape[:2] == inputs["input_ids"].shape

@@ -100,7 +100,9 @@ def test_symmetric_in_video_and_text():
     video, text = _embeds(6, seed=1)
     # bound: |logits| <= 10, the loss's reductions (_loss_terms), fp32 eps; the transposed logits sum in another order.
     assert_close_within_bound(
-        clip_contrastive_loss(video, text, 10.0), clip_contrastive_loss(text, video, 10.0), _loss_terms(6, 8),
+        clip_contrastive_loss(video, text, 10.0),
+        clip_contrastive_loss(text, video, 10.0),
+        _loss_terms(6, 8),
         magnitude=10.0,
     )
 

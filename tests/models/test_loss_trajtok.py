@@ -6,8 +6,8 @@ import time
 
 import pytest
 import torch
-
 from testers import float_error_bound
+
 from trajtok_hf.models.loss_trajtok import (
     DICE_EPS,
     IGNORE_INDEX,
@@ -93,7 +93,7 @@ def reference_focal_dice(logits, labels, matches, gamma):
 @pytest.mark.parametrize("num_gt,num_slots", [(3, 6), (4, 6), (5, 6), (6, 6), (5, 3), (4, 2)])
 def test_matching_is_optimal_against_brute_force(seed, num_gt, num_slots):
     logits, labels = random_case(seed, num_gt, num_slots)
-    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    ((gt_ids, slot_ids),) = hungarian_match(logits, labels)
     labels_flat = labels.flatten().tolist()
     pred_flat = logits.argmax(-1).flatten().tolist()
     order = first_appearance_order(labels_flat)
@@ -120,7 +120,7 @@ def test_matching_recovers_a_known_permutation():
     for (i, j), lab in zip(itertools.product(range(2), range(4)), labels.flatten().tolist()):
         if lab != IGNORE_INDEX:
             logits[0, 0, i, j, slot_of[lab]] = 5.0
-    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    ((gt_ids, slot_ids),) = hungarian_match(logits, labels)
     assert gt_ids.tolist() == [5, 9, 2]
     assert slot_ids.tolist() == [3, 0, 1]
 
@@ -131,7 +131,7 @@ def test_gt_ids_sorted_by_first_appearance_in_raster_order():
         [[[[IGNORE_INDEX, 100], [100, 42]], [[7, 42], [3, 0]]]]
     )  # (B=1, T=2, h=2, w=2); order: 100, 42, 7, 3, 0
     logits = torch.randn(1, 2, 2, 2, 8)
-    (gt_ids, slot_ids), = hungarian_match(logits, labels)
+    ((gt_ids, slot_ids),) = hungarian_match(logits, labels)
     assert gt_ids.tolist() == [100, 42, 7, 3, 0]
     assert gt_ids.dtype == slot_ids.dtype == torch.long
 
@@ -156,7 +156,7 @@ def test_focal_and_dice_on_hand_made_case():
     labels = torch.tensor([[8, 8, 4, IGNORE_INDEX]])
     logits = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [9.0, -9.0]]])
     out = trajectory_segmentation_loss(logits, labels, return_dict=True)
-    (gt_ids, slot_ids), = out["matches"]
+    ((gt_ids, slot_ids),) = out["matches"]
     assert gt_ids.tolist() == [8, 4] and slot_ids.tolist() == [0, 1]
     p = torch.softmax(logits[0, :3].double(), -1)
     p0, p1, p2 = p[0, 0].item(), p[1, 0].item(), p[2, 1].item()
@@ -338,7 +338,7 @@ def test_soft_tie_break_keeps_the_optimal_hard_iou(seed, num_gt, num_slots):
     iou = {(g, k): reference_iou(labels_flat, pred_flat, g, k) for g in order for k in range(num_slots)}
     totals = []
     for tie_break in ("index", "soft"):
-        (gt_ids, slot_ids), = hungarian_match(logits, labels, tie_break=tie_break)
+        ((gt_ids, slot_ids),) = hungarian_match(logits, labels, tie_break=tie_break)
         assert len(set(slot_ids.tolist())) == len(slot_ids)
         totals.append(sum(iou[g, k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist())))
     assert totals[0] == pytest.approx(totals[1], abs=iou_sum_bound(len(gt_ids)))  # IoUs summed in another order
@@ -352,8 +352,8 @@ def test_soft_tie_break_gives_an_unclaimed_trajectory_to_the_closest_slot():
     logits[..., 1] = torch.tensor([4.0, 4, 4, 4, -4, -4, -4, -4]).view(1, 1, 2, 4)  # background
     logits[..., 0] = torch.tensor([-4.0, -4, -4, -4, 4, 4, 4, 4]).view(1, 1, 2, 4)  # both objects
     logits[..., 4] = torch.tensor([-4.0, -4, -4, -4, -4, -4, 3, 3]).view(1, 1, 2, 4)  # close to claiming object 2
-    (gt_ids, index_slots), = hungarian_match(logits, labels, tie_break="index")
-    (_, soft_slots), = hungarian_match(logits, labels, tie_break="soft")
+    ((gt_ids, index_slots),) = hungarian_match(logits, labels, tie_break="index")
+    ((_, soft_slots),) = hungarian_match(logits, labels, tie_break="soft")
     assert gt_ids.tolist() == [0, 1, 2]
     assert index_slots.tolist() == [1, 0, 2]
     assert soft_slots.tolist() == [1, 0, 4]

@@ -9,8 +9,6 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoVideoProcessor
-
 from testers import (
     TINY_VIDEOMAE,
     assert_close_within_bound,
@@ -22,6 +20,8 @@ from testers import (
     transformer_layer_terms,
     video_batch,
 )
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoVideoProcessor
+
 from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokModel
 from trajtok_hf.models.configuration_trajadapter import BACKBONE_TOKEN_GRIDS, backbone_token_grid
 from trajtok_hf.models.modeling_trajadapter import (
@@ -47,7 +47,9 @@ def _videos(batch=2, frames=8, size=32, seed=0):
 def test_frozen_parts_get_no_gradient_and_stay_bit_identical():
     model = tiny_trajadapter_model(tokens_per_trajectory=2).train()
     assert not model.backbone.training and not model.segmenter.training  # train() keeps them in eval mode
-    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if name.startswith(("backbone.", "segmenter."))}
+    frozen = {
+        name: p.detach().clone() for name, p in model.named_parameters() if name.startswith(("backbone.", "segmenter."))
+    }
     adapter = {name: p.detach().clone() for name, p in model.named_parameters() if name not in frozen}
     assert frozen and adapter and all(not p.requires_grad for m in model.frozen_modules() for p in m.parameters())
     # The optimizer is given *all* parameters (with weight decay): frozen ones must still not move.
@@ -143,17 +145,49 @@ def _tiny_backbone(model_type, layers=1):
     if model_type == "videomae":
         return AutoConfig.for_model(**{**TINY_VIDEOMAE, "num_frames": 4, "num_hidden_layers": layers})
     if model_type == "vjepa2":
-        return AutoConfig.for_model("vjepa2", crop_size=32, patch_size=8, frames_per_clip=4, tubelet_size=2,
-                                    num_hidden_layers=layers, pred_hidden_size=16, pred_num_hidden_layers=1,
-                                    pred_num_attention_heads=4, num_pooler_layers=1, **common)
+        return AutoConfig.for_model(
+            "vjepa2",
+            crop_size=32,
+            patch_size=8,
+            frames_per_clip=4,
+            tubelet_size=2,
+            num_hidden_layers=layers,
+            pred_hidden_size=16,
+            pred_num_hidden_layers=1,
+            pred_num_attention_heads=4,
+            num_pooler_layers=1,
+            **common,
+        )
     if model_type == "timesformer":
-        return AutoConfig.for_model("timesformer", image_size=32, patch_size=8, num_frames=4, num_hidden_layers=layers,
-                                    intermediate_size=64, **common)
+        return AutoConfig.for_model(
+            "timesformer",
+            image_size=32,
+            patch_size=8,
+            num_frames=4,
+            num_hidden_layers=layers,
+            intermediate_size=64,
+            **common,
+        )
     if model_type == "vivit":
-        return AutoConfig.for_model("vivit", image_size=32, num_frames=4, tubelet_size=[2, 8, 8],
-                                    num_hidden_layers=layers, intermediate_size=64, **common)
-    return AutoConfig.for_model("videoprism_vision_model", image_size=32, num_frames=4, tubelet_size=[1, 8, 8],
-                                num_spatial_layers=layers, num_temporal_layers=layers, intermediate_size=64, **common)
+        return AutoConfig.for_model(
+            "vivit",
+            image_size=32,
+            num_frames=4,
+            tubelet_size=[2, 8, 8],
+            num_hidden_layers=layers,
+            intermediate_size=64,
+            **common,
+        )
+    return AutoConfig.for_model(
+        "videoprism_vision_model",
+        image_size=32,
+        num_frames=4,
+        tubelet_size=[1, 8, 8],
+        num_spatial_layers=layers,
+        num_temporal_layers=layers,
+        intermediate_size=64,
+        **common,
+    )
 
 
 @pytest.mark.parametrize("model_type", sorted(BACKBONE_TOKEN_GRIDS))
@@ -177,8 +211,13 @@ def test_token_grid_layout_of_each_backbone(model_type):
 
 @pytest.mark.parametrize("model_type", sorted(BACKBONE_TOKEN_GRIDS))
 def test_trajectory_probe_runs_on_each_backbone(model_type):
-    config = TrajAdapterConfig(backbone_config=_tiny_backbone(model_type), tokenizer_config=tiny_trajtok_config(),
-                               num_labels=2, num_attention_heads=4, subtoken_fourier_frequencies=4)
+    config = TrajAdapterConfig(
+        backbone_config=_tiny_backbone(model_type),
+        tokenizer_config=tiny_trajtok_config(),
+        num_labels=2,
+        num_attention_heads=4,
+        subtoken_fourier_frequencies=4,
+    )
     model = TrajAdapterForVideoClassification(config).eval()
     out = model(pixel_values_videos=_videos(2, 4), labels=torch.tensor([0, 1]))
     assert out.logits.shape == (2, 2) and torch.isfinite(out.loss)
@@ -208,7 +247,10 @@ def test_default_config_and_round_trip(tmp_path):
         ({"backbone_config": {"model_type": "vit"}}, "backbone_config.*token grid"),
         ({"backbone_config": {"model_type": "convnext"}}, "backbone_config"),
         ({"backbone_config": {"model_type": "timesformer", "attention_type": "space_only"}}, "space_only"),
-        ({"backbone_config": {**TINY_VIDEOMAE, "tubelet_size": 4}, "tokenizer_config": {"chunk_size": 6}}, "chunk_size"),
+        (
+            {"backbone_config": {**TINY_VIDEOMAE, "tubelet_size": 4}, "tokenizer_config": {"chunk_size": 6}},
+            "chunk_size",
+        ),
         ({"backbone_config": TINY_VIDEOMAE, "num_attention_heads": 5}, "num_attention_heads"),
         ({"backbone_config": TINY_VIDEOMAE, "probe_type": "mlp"}, "probe_type"),
         ({"backbone_config": TINY_VIDEOMAE, "tokens_per_trajectory": 0}, "tokens_per_trajectory"),
@@ -265,17 +307,40 @@ def _inf_at(video, value):
         ("attentive", {"labels": [0]}, TypeError, "labels must be a torch.Tensor"),
         ("attentive", {"labels": torch.tensor(0)}, ValueError, "labels must have the videos' batch size 1"),
         ("linear", {"segmenter_pixel_values_videos": _videos(1)}, ValueError, "no segmenter"),
-        ("linear", {"pixel_values_videos": _inf_at(_videos(1), float("inf"))}, ValueError, "pixel_values_videos.*finite"),
-        ("linear", {"pixel_values_videos": _inf_at(_videos(1), -float("inf"))}, ValueError, "pixel_values_videos.*-inf"),
+        (
+            "linear",
+            {"pixel_values_videos": _inf_at(_videos(1), float("inf"))},
+            ValueError,
+            "pixel_values_videos.*finite",
+        ),
+        (
+            "linear",
+            {"pixel_values_videos": _inf_at(_videos(1), -float("inf"))},
+            ValueError,
+            "pixel_values_videos.*-inf",
+        ),
         ("linear", {"pixel_values_videos": _inf_at(_videos(1), float("nan"))}, ValueError, "pixel_values_videos.*nan"),
         ("linear", {"pixel_values_videos": _inf_at(_videos(1), 1e30)}, ValueError, "pixel_values_videos.*1e\\+30"),
-        ("trajectory", {"segmenter_pixel_values_videos": _inf_at(_videos(1), 1e30)}, ValueError,
-         "segmenter_pixel_values_videos.*finite"),
-        ("linear", {"pixel_values_videos": (_videos(1) * 50).to(torch.uint8)}, ValueError, "pixel_values_videos.*float"),
+        (
+            "trajectory",
+            {"segmenter_pixel_values_videos": _inf_at(_videos(1), 1e30)},
+            ValueError,
+            "segmenter_pixel_values_videos.*finite",
+        ),
+        (
+            "linear",
+            {"pixel_values_videos": (_videos(1) * 50).to(torch.uint8)},
+            ValueError,
+            "pixel_values_videos.*float",
+        ),
         ("linear", {"pixel_values_videos": _videos(1).numpy()}, TypeError, "pixel_values_videos.*torch.Tensor"),
         ("linear", {"pixel_values_videos": None}, ValueError, "pixel_values_videos is required"),
-        ("linear", {"pixel_values_videos": None, "frozen_features": {"patch_features": torch.zeros(1, 4, 4, 4, 32)}},
-         TypeError, "frozen_features must be the TrajAdapterFrozenFeatures"),
+        (
+            "linear",
+            {"pixel_values_videos": None, "frozen_features": {"patch_features": torch.zeros(1, 4, 4, 4, 32)}},
+            TypeError,
+            "frozen_features must be the TrajAdapterFrozenFeatures",
+        ),
         ("linear", {"output_attentions": "yes"}, TypeError, "output_attentions must be a bool"),
         ("linear", {"output_hidden_states": "all"}, TypeError, "output_hidden_states must be a bool, a layer index"),
         ("linear", {"output_hidden_states": [0, True]}, TypeError, "output_hidden_states"),
@@ -432,8 +497,11 @@ def test_refinement_is_hard_masked_per_trajectory():
     target = int(ids.mode().values)
     changed = frozen.patch_features.clone().flatten(1, 3)
     changed[0, ids != target] += torch.randn_like(changed[0, ids != target])  # (a constant would vanish in LayerNorm)
-    frozen2 = type(frozen)(patch_features=changed.view_as(frozen.patch_features), trajectory_ids=frozen.trajectory_ids,
-                           segmenter_queries=frozen.segmenter_queries)
+    frozen2 = type(frozen)(
+        patch_features=changed.view_as(frozen.patch_features),
+        trajectory_ids=frozen.trajectory_ids,
+        segmenter_queries=frozen.segmenter_queries,
+    )
     a, b = model(frozen_features=frozen), model(frozen_features=frozen2)
     # bound: |token| (>= 1), the 2 refinement layers, fp32 eps: the other trajectories' keys are masked out.
     assert_close_within_bound(a.trajectory_tokens[0, target], b.trajectory_tokens[0, target], REFINEMENT_TERMS)
@@ -480,7 +548,10 @@ def test_cached_frozen_features_and_separate_segmenter_input():
     cached = model(frozen_features=model.get_frozen_features(x))
     assert torch.equal(full.logits, cached.logits)
     # The segmenter may take its own (here larger) frames; the grid of the backbone does not change.
-    out = model(pixel_values_videos=x, segmenter_pixel_values_videos=F.interpolate(x.flatten(0, 1), size=64).unflatten(0, (2, 8)))
+    out = model(
+        pixel_values_videos=x,
+        segmenter_pixel_values_videos=F.interpolate(x.flatten(0, 1), size=64).unflatten(0, (2, 8)),
+    )
     assert out.trajectory_ids.shape == full.trajectory_ids.shape
 
 
@@ -537,10 +608,30 @@ def test_from_backbone_pretrained(tmp_path):
 # ----------------------------------------------------------------------------------------------------------- example
 def test_train_adapter_example_runs_and_reloads(tmp_path):
     out_dir = tmp_path / "run"
-    cmd = [sys.executable, os.path.join(REPO, "examples", "train_adapter.py"), "--output_dir", str(out_dir),
-           "--probe", "trajectory", "--tokens_per_trajectory", "2", "--num_frames", "4", "--frame_size", "32",
-           "--num_train_clips", "8", "--eval_clips", "4", "--batch_size", "4", "--max_steps", "3",
-           "--logging_steps", "1"]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "examples", "train_adapter.py"),
+        "--output_dir",
+        str(out_dir),
+        "--probe",
+        "trajectory",
+        "--tokens_per_trajectory",
+        "2",
+        "--num_frames",
+        "4",
+        "--frame_size",
+        "32",
+        "--num_train_clips",
+        "8",
+        "--eval_clips",
+        "4",
+        "--batch_size",
+        "4",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

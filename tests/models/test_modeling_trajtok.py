@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from testers import (
     assert_close_within_bound,
     assert_ids_equal_up_to_ties,
@@ -15,6 +14,7 @@ from testers import (
     tiny_trajtok_model,
     video_batch,
 )
+
 from trajtok_hf import TrajTokConfig, TrajTokModel
 from trajtok_hf.models.perceiver_trajtok import (
     SegmentWeightedSum,
@@ -24,7 +24,6 @@ from trajtok_hf.models.perceiver_trajtok import (
     segment_hard_mask_attention,
     streamed_context_attention,
 )
-
 
 # Error bounds (testers.float_error_bound: magnitude × reduction length × eps). Reduction lengths of the tiny model
 # (testers.tiny_trajtok_config, 64² frames, chunks of 4): each ConvNeXt stage sums a 7×7 depthwise window and two
@@ -218,12 +217,14 @@ def test_segment_softmax_aggregating_values_before_projection(n, visible_last):
         leaf.requires_grad_()
     projected = F.linear(inputs, value_weight).unflatten(-1, (heads, dim)).transpose(1, 2)
     dense = dense_hard_mask_attention(*tensors, projected, ids, n, visible_last)
-    fast = segment_hard_mask_attention(*tensors, None, ids, n, visible_last, pixel_inputs=inputs,
-                                       value_weight=value_weight)
+    fast = segment_hard_mask_attention(
+        *tensors, None, ids, n, visible_last, pixel_inputs=inputs, value_weight=value_weight
+    )
     torch.testing.assert_close(fast, dense, atol=1e-10, rtol=1e-10)
     weights = torch.randn_like(dense)
-    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
-                    torch.autograd.grad((dense * weights).sum(), leaves)):
+    for a, b in zip(
+        torch.autograd.grad((fast * weights).sum(), leaves), torch.autograd.grad((dense * weights).sum(), leaves)
+    ):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     with pytest.raises(ValueError, match="pixel_inputs and value_weight"):
         segment_hard_mask_attention(*tensors, None, ids, n, visible_last)
@@ -248,8 +249,9 @@ def test_segment_softmax_with_streamed_pixel_keys(monkeypatch, n, visible_last):
         return pixel_key[:, :, start:stop].transpose(1, 2)
 
     dense = dense_hard_mask_attention(*tensors, ids, n, visible_last)
-    streamed = segment_hard_mask_attention(query, latent_key, latent_value, key_of, pixel_value, ids, n, visible_last,
-                                           num_pixels=40)
+    streamed = segment_hard_mask_attention(
+        query, latent_key, latent_value, key_of, pixel_value, ids, n, visible_last, num_pixels=40
+    )
     torch.testing.assert_close(streamed, dense, atol=1e-10, rtol=1e-10)
     assert calls[:6] == [(s, min(s + 7, 40)) for s in range(0, 40, 7)]
     assert calls[6:] == ([(40 - visible_last, 40)] if visible_last else [])
@@ -295,7 +297,9 @@ def test_model_tokens_depend_only_on_own_pixels():
     hard = {"trajectory_ids": ids, "tokens_per_trajectory": 2, "visible_last_pixels": 0, "implementation": "segment"}
     queries = torch.randn(1, 16, 32)
     base = model.refinement_perceiver(queries, features, hard)
-    moved = model.refinement_perceiver(queries, torch.where((ids == j)[..., None], torch.randn_like(features), features), hard)
+    moved = model.refinement_perceiver(
+        queries, torch.where((ids == j)[..., None], torch.randn_like(features), features), hard
+    )
     slot_traj = torch.arange(16) // 2
     # The other tokens see the same inputs; only blocking of the sums may differ: 2 refinement layers.
     assert_close_within_bound(moved[0, slot_traj != j], base[0, slot_traj != j], 2 * PERCEIVER_LAYER_TERMS)
@@ -310,7 +314,9 @@ def test_model_fast_path_equals_dense_outputs_and_gradients(n):
     for implementation in ("segment", "dense"):
         model.zero_grad()
         out = model(video, tokens_per_trajectory=n, hard_mask_implementation=implementation)
-        (out.trajectory_tokens * torch.linspace(-1, 1, out.trajectory_tokens.numel()).view_as(out.trajectory_tokens)).sum().backward()
+        (
+            out.trajectory_tokens * torch.linspace(-1, 1, out.trajectory_tokens.numel()).view_as(out.trajectory_tokens)
+        ).sum().backward()
         outs.append(out.trajectory_tokens.detach())
         grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
     # Same attention, other summation order: 2 refinement layers + output projection (gradients: the whole model).
@@ -375,8 +381,9 @@ def test_chunking_equals_separate_chunks():
         assert_close_within_bound(out.trajectory_tokens[:, c * K : (c + 1) * K], part.trajectory_tokens, TOKEN_TERMS)
         assert_close_within_bound(out.assignment_logits[:, start:stop], part.assignment_logits, LOGIT_TERMS)
         logit_bound = float_error_bound(max(part.assignment_logits.abs().max().item(), 1.0), LOGIT_TERMS, torch.float32)
-        assert_ids_equal_up_to_ties(out.trajectory_ids[:, start:stop] - c * K, part.trajectory_ids,
-                                    part.assignment_logits, logit_bound)
+        assert_ids_equal_up_to_ties(
+            out.trajectory_ids[:, start:stop] - c * K, part.trajectory_ids, part.assignment_logits, logit_bound
+        )
     assert out.num_trajectories.item() == out.trajectory_mask.sum().item()
 
 
@@ -470,8 +477,9 @@ def test_hidden_states_are_the_perceiver_latent_streams():
     shapes = [tuple(h.shape) for h in out.hidden_states]
     assert shapes == [(2, _QUERIES, 32)] * 3 + [(2, _TOKENS, 32)] * 3  # query Perceiver, then refinement, depth 2 + 1
     # The query stream's last state, through the final LayerNorm, is the segmenter's queries (same ops: exact).
-    torch.testing.assert_close(model.query_perceiver.norm_latents(out.hidden_states[2]), plain.trajectory_queries,
-                               atol=0, rtol=0)
+    torch.testing.assert_close(
+        model.query_perceiver.norm_latents(out.hidden_states[2]), plain.trajectory_queries, atol=0, rtol=0
+    )
     # Asking for the states changes nothing else (the same computation).
     torch.testing.assert_close(out.trajectory_tokens, plain.trajectory_tokens, atol=0, rtol=0)
     # transformers' index convention: only the selected entries, None elsewhere; also from the config.
@@ -518,7 +526,9 @@ def test_streamed_context_attention_equals_sdpa(num_pixels, block):
         return key[:, :, start:stop], value[:, :, start:stop]
 
     got = streamed_context_attention(query, latent_key, latent_value, num_pixels, project, block)
-    expected = F.scaled_dot_product_attention(query, torch.cat((latent_key, key), 2), torch.cat((latent_value, value), 2))
+    expected = F.scaled_dot_product_attention(
+        query, torch.cat((latent_key, key), 2), torch.cat((latent_value, value), 2)
+    )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert calls == [(s, min(s + block, num_pixels)) for s in range(0, num_pixels, block)]
 
@@ -534,8 +544,9 @@ def test_perceivers_stream_pixels_at_inference_with_the_same_result(monkeypatch)
     video = video_batch(2, 2)
     streamed_calls = []
     original = perceiver.streamed_context_attention
-    monkeypatch.setattr(perceiver, "streamed_context_attention",
-                        lambda *a, **k: streamed_calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(
+        perceiver, "streamed_context_attention", lambda *a, **k: streamed_calls.append(1) or original(*a, **k)
+    )
     with torch.no_grad():
         streamed = model(video, output_pixel_features=True)
     assert len(streamed_calls) == model.config.query_perceiver_depth
@@ -546,7 +557,9 @@ def test_perceivers_stream_pixels_at_inference_with_the_same_result(monkeypatch)
     assert_close_within_bound(streamed.trajectory_queries, one_shot.trajectory_queries, 2 * PERCEIVER_LAYER_TERMS)
     assert_close_within_bound(streamed.assignment_logits, one_shot.assignment_logits, LOGIT_TERMS)
     logit_bound = float_error_bound(max(one_shot.assignment_logits.abs().max().item(), 1.0), LOGIT_TERMS, torch.float32)
-    assert_ids_equal_up_to_ties(streamed.trajectory_ids, one_shot.trajectory_ids, one_shot.assignment_logits, logit_bound)
+    assert_ids_equal_up_to_ties(
+        streamed.trajectory_ids, one_shot.trajectory_ids, one_shot.assignment_logits, logit_bound
+    )
     # The refinement's segment softmax streams its pixel keys too.
     assert_close_within_bound(streamed.trajectory_tokens, one_shot.trajectory_tokens, TOKEN_TERMS)
 
@@ -636,8 +649,11 @@ def test_backbone_frames_per_pass_changes_no_value(frames_per_pass):
         a, b = reference(video, output_pixel_features=True), model(video, output_pixel_features=True)
     # Per-frame ops in passes of other sizes: kernels may block the backbone's sums differently (oneDNN/AMX vs AVX),
     # so each output is bounded by the reductions up to it.
-    for key, terms in (("pixel_features", BACKBONE_TERMS), ("assignment_logits", LOGIT_TERMS),
-                       ("trajectory_tokens", TOKEN_TERMS)):
+    for key, terms in (
+        ("pixel_features", BACKBONE_TERMS),
+        ("assignment_logits", LOGIT_TERMS),
+        ("trajectory_tokens", TOKEN_TERMS),
+    ):
         assert_close_within_bound(getattr(b, key), getattr(a, key), terms, msg=key)
     logit_bound = float_error_bound(max(a.assignment_logits.abs().max().item(), 1.0), LOGIT_TERMS, torch.float32)
     assert_ids_equal_up_to_ties(a.trajectory_ids, b.trajectory_ids, a.assignment_logits, logit_bound)
@@ -686,7 +702,7 @@ def test_unknown_config_keys_warn_and_are_kept(kwargs, hint, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="trajtok_hf"):
         config = tiny_trajtok_config(**kwargs)
     assert hint in caplog.text
-    (key, value), = kwargs.items()
+    ((key, value),) = kwargs.items()
     assert getattr(config, key) == value and config.num_trajectories == 8 and config.chunk_size == 4
     config.save_pretrained(tmp_path)
     assert getattr(TrajTokConfig.from_pretrained(tmp_path), key) == value

@@ -8,9 +8,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, BertConfig, BertModel
-from transformers.models.vit.modeling_vit import ViTLayer
-
 from testers import (
     TINY_BERT,
     assert_close_within_bound,
@@ -26,6 +23,9 @@ from testers import (
     transformer_layer_terms,
     video_batch,
 )
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+from transformers.models.vit.modeling_vit import ViTLayer
+
 from trajtok_hf import (
     TrajTokConfig,
     TrajViT2Config,
@@ -520,7 +520,9 @@ def test_activation_checkpointing_gives_the_same_gradients():
 
     plain = encoder_grad()
     model.activation_checkpointing_enable()
-    assert model.vision_model.layers[0].gradient_checkpointing and model.text_model.encoder.layer[0].gradient_checkpointing
+    assert (
+        model.vision_model.layers[0].gradient_checkpointing and model.text_model.encoder.layer[0].gradient_checkpointing
+    )
     assert torch.equal(encoder_grad(), plain)  # the recomputed forward runs the same operations: bit-identical
 
 
@@ -540,7 +542,7 @@ def _flag_model(kind, tokenizer, attn_implementation="eager"):
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shared_flag_model(kind, tokenizer, attn_implementation="eager"):
     """One model per kind for the tests that only read it (building them dominates these tests' time)."""
     return _flag_model(kind, tokenizer, attn_implementation)

@@ -6,8 +6,6 @@ import re
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
-
 from testers import (
     TRAJVLM_REDUCTION_LENGTH,
     TRAJVLM_VIDEO_TOKEN_ID,
@@ -17,6 +15,8 @@ from testers import (
     trajvlm_text_batch,
     video_batch,
 )
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+
 from trajtok_hf import TrajVLMConfig, TrajVLMForConditionalGeneration, TrajVLMModel
 from trajtok_hf.models.modeling_trajvlm import UNUSED_TOWER_MODULES, patch_pool
 
@@ -238,8 +238,13 @@ def test_greedy_generate_with_cache_equals_manual_loop_without_cache(connector):
     input_ids, attention_mask = _left_padded_prompts()
     steps = 6
     generated = model.generate(
-        input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=videos,
-        max_new_tokens=steps, min_new_tokens=steps, do_sample=False, pad_token_id=0,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pixel_values_videos=videos,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        do_sample=False,
+        pad_token_id=0,
     )
     ids, mask = input_ids, attention_mask
     for _ in range(steps):
@@ -249,8 +254,14 @@ def test_greedy_generate_with_cache_equals_manual_loop_without_cache(connector):
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
     assert torch.equal(generated, ids)
     no_cache = model.generate(
-        input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=videos,
-        max_new_tokens=steps, min_new_tokens=steps, do_sample=False, pad_token_id=0, use_cache=False,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pixel_values_videos=videos,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        do_sample=False,
+        pad_token_id=0,
+        use_cache=False,
     )
     assert torch.equal(no_cache, ids)
 
@@ -263,8 +274,9 @@ def test_video_tokens_are_computed_once_during_generate():
     model.model.get_video_features = lambda *a, **k: calls.append(1) or original(*a, **k)
     videos = video_batch(1, 4, size=32, seed=2)
     prompt = trajvlm_text_batch(1, seed=3)
-    out = model.generate(**prompt, pixel_values_videos=videos, max_new_tokens=5, min_new_tokens=5, do_sample=False,
-                         pad_token_id=0)
+    out = model.generate(
+        **prompt, pixel_values_videos=videos, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0
+    )
     assert out.shape == (1, prompt["input_ids"].shape[1] + 5) and len(calls) == 1
 
 
@@ -273,8 +285,16 @@ def test_beam_search_and_several_return_sequences_run():
     model = _model("trajtok")
     videos, _ = _videos_with_different_counts(model)
     input_ids, attention_mask = _left_padded_prompts()
-    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=videos,
-                         max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False, pad_token_id=0)
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pixel_values_videos=videos,
+        max_new_tokens=3,
+        num_beams=2,
+        num_return_sequences=2,
+        do_sample=False,
+        pad_token_id=0,
+    )
     assert out.shape[0] == 4 and torch.equal(out[::2, :6], input_ids)
 
 
@@ -321,8 +341,11 @@ def test_text_only_prompt_and_placeholder_checks():
     assert model(input_ids=text).logits.shape == (1, 3, 100)
     videos = video_batch(1, 4, size=32)
     with pytest.raises(ValueError, match="padding"):
-        model(input_ids=torch.tensor([[VID, 11, 12]]), attention_mask=torch.tensor([[0, 1, 1]]),
-              pixel_values_videos=videos)
+        model(
+            input_ids=torch.tensor([[VID, 11, 12]]),
+            attention_mask=torch.tensor([[0, 1, 1]]),
+            pixel_values_videos=videos,
+        )
     with pytest.raises(ValueError, match="labels"):
         model(input_ids=torch.tensor([[VID, 11, 12]]), labels=torch.tensor([[1, 2]]), pixel_values_videos=videos)
     with pytest.raises(ValueError, match="1 video"):
@@ -340,14 +363,24 @@ BAD_INPUTS = [
     (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), float("nan"))), ValueError, "finite"),
     (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), float("inf"))), ValueError, "finite"),
     (dict(input_ids=_IDS, pixel_values_videos=torch.full((1, 4, 3, 32, 32), 1e30)), ValueError, "finite"),
-    (dict(input_ids=_IDS, pixel_values_videos=torch.zeros(1, 4, 3, 32, 32, dtype=torch.long)), ValueError,
-     "float tensor"),
+    (
+        dict(input_ids=_IDS, pixel_values_videos=torch.zeros(1, 4, 3, 32, 32, dtype=torch.long)),
+        ValueError,
+        "float tensor",
+    ),
     (dict(input_ids=_IDS, labels=torch.tensor([[1, 2]])), ValueError, "labels must have the shape"),
-    (dict(input_ids=_IDS, labels=torch.tensor([[7, -100, 100]])), ValueError, r"labels must be token ids in \[0, 100\)"),
+    (
+        dict(input_ids=_IDS, labels=torch.tensor([[7, -100, 100]])),
+        ValueError,
+        r"labels must be token ids in \[0, 100\)",
+    ),
     (dict(input_ids=_IDS, labels=torch.tensor([[7, -100, -5]])), ValueError, r"got values in \[-5, 7\]"),
     (dict(input_ids=_IDS, labels=_IDS.float()), TypeError, "labels must be an integer"),
-    (dict(inputs_embeds=torch.zeros(1, 3, 32), labels=torch.tensor([[1, 2]])), ValueError,
-     "labels must have the shape"),
+    (
+        dict(inputs_embeds=torch.zeros(1, 3, 32), labels=torch.tensor([[1, 2]])),
+        ValueError,
+        "labels must have the shape",
+    ),
 ]
 
 
@@ -364,14 +397,17 @@ def test_return_dict_false_tie_word_embeddings_and_video_features_options():
     inputs = {**trajvlm_text_batch(1), "pixel_values_videos": video_batch(1, 4, size=32)}
     with torch.no_grad():
         as_tuple = model.model(**inputs, return_dict=False)
-        features = model.get_video_features(inputs["pixel_values_videos"], output_hidden_states=True,
-                                            output_attentions=True)
+        features = model.get_video_features(
+            inputs["pixel_values_videos"], output_hidden_states=True, output_attentions=True
+        )
         features_tuple = model.get_video_features(inputs["pixel_values_videos"], return_dict=False)
     assert isinstance(as_tuple, tuple) and isinstance(features_tuple, tuple)
     # Hidden states: embeddings + 2 layers. Attentions are accepted (transformers records them with eager attention only).
     assert len(features.hidden_states) == 3 and isinstance(features.attentions, tuple)
-    assert tiny_trajvlm_config(tie_word_embeddings=False, text_overrides={"tie_word_embeddings": True}) \
-        .tie_word_embeddings is False
+    assert (
+        tiny_trajvlm_config(tie_word_embeddings=False, text_overrides={"tie_word_embeddings": True}).tie_word_embeddings
+        is False
+    )
     assert tiny_trajvlm_config(text_overrides={"tie_word_embeddings": True}).tie_word_embeddings is True
 
 

@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
-
 from testers import MODEL_CASES, tiny_trajadapter_model
+
 from trajtok_hf.models.modeling_trajadapter import TrajAdapterForVideoClassification
 from trajtok_hf.models.modeling_utils_trajtok import (
     SafetensorsFileCheckMixin,

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from testers import (
     assert_close_within_bound,
     tiny_trajvit2_model,
@@ -13,6 +12,7 @@ from testers import (
     tiny_trajvit2_vision_model,
     video_batch,
 )
+
 from trajtok_hf import TrajViT2Config, TrajViT2Model
 from trajtok_hf.models.modeling_vit3d import ViT3DPatchTokenizer, sinusoidal_position_embedding_3d
 

@@ -10,10 +10,10 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from testers import tiny_trajvit2_model
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoModel, AutoProcessor, PreTrainedTokenizerFast
 
-from testers import tiny_trajvit2_model
 from trajtok_hf import TrajTokVideoProcessor, TrajViT2Model, TrajViT2Processor
 
 WORDS = "a the dog cat runs jumps car red blue over under fast slow turns left right".split()

@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from testers import TRAJVLM_VIDEO_TOKEN_ID, tiny_trajvlm_model
 from transformers import AutoProcessor
 
-from testers import TRAJVLM_VIDEO_TOKEN_ID, tiny_trajvlm_model
 from trajtok_hf import TrajTokVideoProcessor, TrajVLMProcessor
 from trajtok_hf.data.synthetic import MOTIONS
 from trajtok_hf.data.video_qa import (
@@ -65,8 +65,10 @@ def test_chat_template_puts_one_placeholder_per_video(processor):
 
 def test_call_returns_model_inputs(processor, qa_config):
     clips = [generate_qa(qa_config, 0, i)["video"] for i in range(2)]
-    prompts = [processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
-               for q in ("What colour is the circle?", "How many objects are there?")]
+    prompts = [
+        processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
+        for q in ("What colour is the circle?", "How many objects are there?")
+    ]
     batch = processor(text=prompts, videos=clips, return_tensors="pt")
     assert set(batch) == {"input_ids", "attention_mask", "pixel_values_videos"}
     assert batch["pixel_values_videos"].shape == (2, 4, 3, 32, 32)
@@ -79,7 +81,10 @@ def test_call_returns_model_inputs(processor, qa_config):
 def test_tokenized_chat_template_with_videos_in_the_conversation(processor, qa_config):
     clip = generate_qa(qa_config, 0, 1)["video"]
     out = processor.apply_chat_template(
-        _conversation(video=clip), add_generation_prompt=True, tokenize=True, return_dict=True,
+        _conversation(video=clip),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
         processor_kwargs={"return_tensors": "pt"},
     )
     assert out["pixel_values_videos"].shape == (1, 4, 3, 32, 32)
@@ -180,8 +185,9 @@ def test_text_is_the_first_positional_argument(processor, qa_config):
 
 def test_slot_layout_survives_save_and_load(processor, qa_config, tmp_path):
     layout = {"clip_length": 4, "slot_group_frames": 4, "slots_per_group": 16}
-    slotted = TrajVLMProcessor(video_processor=processor.video_processor, tokenizer=processor.tokenizer,
-                               video_slot_layout=layout)
+    slotted = TrajVLMProcessor(
+        video_processor=processor.video_processor, tokenizer=processor.tokenizer, video_slot_layout=layout
+    )
     slotted.save_pretrained(tmp_path)
     loaded = AutoProcessor.from_pretrained(tmp_path)
     assert loaded.video_slot_layout == layout
@@ -209,11 +215,13 @@ def test_tokenizers_without_placeholder_are_rejected(processor):
 def test_end_to_end_generate_and_decode(processor, qa_config):
     model = tiny_trajvlm_model(tokenizer_overrides={"num_trajectories": 16})
     clips = [generate_qa(qa_config, 1, i)["video"] for i in range(2)]
-    prompts = [processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
-               for q in ("What colour is the circle?", "How many objects are there in this video?")]
+    prompts = [
+        processor.apply_chat_template(_conversation(q), add_generation_prompt=True)
+        for q in ("What colour is the circle?", "How many objects are there in this video?")
+    ]
     inputs = processor(text=prompts, videos=clips, return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
-    answers = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answers = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 
@@ -292,6 +300,7 @@ def test_evaluate_video_qa_prompts_in_the_slot_form(processor, qa_config):
 def test_slot_count_matches_the_model(connector, frames):
     """The processor's slot count (from the frame count alone) equals the model's connector slots."""
     from testers import tiny_trajvlm_model, video_batch
+
     from trajtok_hf.models.processing_trajvlm import num_video_slots
 
     kwargs = {"patch_pool_temporal_size": 3} if connector == "patch_pool" else {}

@@ -11,9 +11,9 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from testers import float_error_bound
 from transformers import AutoVideoProcessor, PretrainedConfig
 
-from testers import float_error_bound
 from trajtok_hf.models.video_processing_trajtok import (
     TrajTokVideoProcessor,
     read_video_pyav,
@@ -455,7 +455,9 @@ def test_already_rescaled_floats_warn(processor, videos, kwargs, warns, monkeypa
     from trajtok_hf.models import video_processing_trajtok
 
     messages = []  # warning_once prints a message once per process: record the calls instead
-    monkeypatch.setattr(video_processing_trajtok.logger, "warning_once", lambda message, *a, **k: messages.append(message))
+    monkeypatch.setattr(
+        video_processing_trajtok.logger, "warning_once", lambda message, *a, **k: messages.append(message)
+    )
     processor(videos, return_tensors="pt", **kwargs)
     assert any("already rescaled" in m for m in messages) == warns
 

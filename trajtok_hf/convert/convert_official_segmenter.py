@@ -225,6 +225,7 @@ def _infer_config(
                 f"missing official tensor {name} ({what}; → {key}), needed to read the model's shape"
             )
         return sd[key]
+
     proj = [_require(f"feature_extractor.projections.{i}.weight", "stage projection") for i in range(4)]
     hidden = proj[0].shape[0]
     stage_widths = [int(p.shape[1]) for p in proj]
@@ -337,7 +338,9 @@ def convert_official_trajtok_tokenizer(
         if key in converted:
             weight = converted[key]
             if weight.ndim != 4 or weight.shape[2:] != (1, 1):
-                raise OfficialCheckpointError(f"{key}: expected a 1×1 conv weight (D, C, 1, 1), got {tuple(weight.shape)}")
+                raise OfficialCheckpointError(
+                    f"{key}: expected a 1×1 conv weight (D, C, 1, 1), got {tuple(weight.shape)}"
+                )
             converted[key] = weight.reshape(weight.shape[0], weight.shape[1])
 
     # Verified drops: the duplicate final norm and the RoPE frequencies.
@@ -490,8 +493,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the freshly initialised refinement part")
     args = parser.parse_args(argv)
     try:
-        model, diffs = convert_official_segmenter(args.checkpoint, args.output_dir, args.verify_with, args.seed,
-                                                  args.atol)
+        model, diffs = convert_official_segmenter(
+            args.checkpoint, args.output_dir, args.verify_with, args.seed, args.atol
+        )
     except (OfficialCheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     config = model.config

@@ -147,7 +147,9 @@ def _fusion_layer(state_dict) -> tuple[int, int]:
         if (m := re.match(r"text_encoder\.encoder\.layer\.(\d+)\.crossattention\.", k))
     }
     if not layers:
-        raise OfficialCheckpointError("no text_encoder.encoder.layer.* tensors: not a TrajViT2 (SegmentCLIP) checkpoint")
+        raise OfficialCheckpointError(
+            "no text_encoder.encoder.layer.* tensors: not a TrajViT2 (SegmentCLIP) checkpoint"
+        )
     fusion = min(cross) if cross else len(layers)
     if fusion == 0:
         raise OfficialCheckpointError("text layer 0 already has crossattention: no text-only layers to convert")
@@ -267,7 +269,9 @@ TRAJVIT2_REFERENCE = (
 
 
 @torch.no_grad()
-def trajvit2_outputs(model: TrajViT2Model, pixel_values, input_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
+def trajvit2_outputs(
+    model: TrajViT2Model, pixel_values, input_ids=None, attention_mask=None
+) -> dict[str, torch.Tensor]:
     """The converted model's outputs under the reference's names, the whole clip as one chunk (as the official code)."""
     model.eval()
     tokenizer = model.vision_model.tokenizer
@@ -314,7 +318,9 @@ def verify_trajvit2(model: TrajViT2Model, reference: dict[str, torch.Tensor], at
     missing = [name for name, _ in present if name not in outputs]
     if missing:
         raise OfficialCheckpointError(f"the reference file needs input_ids/attention_mask to check {missing}")
-    pairs = {name: (outputs[name], reference[name], tol if (atol is None or tol == 0) else atol) for name, tol in present}
+    pairs = {
+        name: (outputs[name], reference[name], tol if (atol is None or tol == 0) else atol) for name, tol in present
+    }
     return compare_outputs(pairs)
 
 
@@ -372,7 +378,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--text_num_attention_heads", type=int, default=None, help="BERT heads (default: hidden / 64, 12 for bert-base)"
     )
-    parser.add_argument("--text_tokenizer", help="local bert-base-uncased tokenizer folder: also write a TrajViT2Processor")
+    parser.add_argument(
+        "--text_tokenizer", help="local bert-base-uncased tokenizer folder: also write a TrajViT2Processor"
+    )
     parser.add_argument("--atol", type=float, default=None, help="float tolerance of --verify_with (default 1e-4)")
     args = parser.parse_args(argv)
     try:

@@ -116,7 +116,7 @@ _FORMATS = "a .safetensors file or a torch checkpoint (.pth, a zip archive or a 
 
 
 def _sniff(head: bytes, size: int) -> str | None:
-    """"safetensors", "torch" (zip archive or legacy pickle) or None from the first bytes of a file."""
+    """ "safetensors", "torch" (zip archive or legacy pickle) or None from the first bytes of a file."""
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"
     if len(head) > 8 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{":
@@ -203,7 +203,9 @@ def invert_rename_rules(rename_rules: Mapping[str, str], official_prefix: str = 
         literal_parts = re.split(r"\\\d", repl)
         if len(literal_parts) != len(groups) + 1:
             continue
-        regex = "".join(re.escape(part) + (groups[i] if i < len(groups) else "") for i, part in enumerate(literal_parts))
+        regex = "".join(
+            re.escape(part) + (groups[i] if i < len(groups) else "") for i, part in enumerate(literal_parts)
+        )
         template, index = pattern, 0
 
         def _group(_match):
@@ -248,13 +250,9 @@ def check_converted_state_dict(
             f"{len(unused_official_keys)} official key(s) are neither mapped nor documented as unused:"
             f"{format_key_list(unused_official_keys)}"
         )
-    missing = [
-        k for k in expected if k not in converted and not any(re.fullmatch(p, k) for p in allowed_missing)
-    ]
+    missing = [k for k in expected if k not in converted and not any(re.fullmatch(p, k) for p in allowed_missing)]
     if missing:
-        named = [
-            f"{k} (official: {name})" if (name := official_name(k, inverted_rules)) else k for k in missing
-        ]
+        named = [f"{k} (official: {name})" if (name := official_name(k, inverted_rules)) else k for k in missing]
         problems.append(f"{len(missing)} {what} key(s) get no official tensor (missing):{format_key_list(named)}")
     unexpected = [k for k in converted if k not in expected]
     if unexpected:

@@ -27,7 +27,6 @@ from .video_folder import (
     sample_frame_indices,
 )
 
-
 __all__ = [
     "BACKGROUNDS",
     "COLOURS",

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import random
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .pseudo_labels import IGNORE_INDEX
-
 
 _VIDEO_KEYS = ("pixel_values_videos", "video", "videos")
 _CAPTION_SELECTIONS = ("first", "random")
@@ -84,8 +84,9 @@ class VideoTextCollator:
     ):
         if tokenizer is not None and not callable(tokenizer):
             raise TypeError(f"`tokenizer` must be a callable tokenizer, got {type(tokenizer).__name__}")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                       or max_length < 1):
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
             raise ValueError(f"`max_length` must be a positive int or None, got {max_length!r}")
         if video_processor is not None and not callable(video_processor):
             raise TypeError(f"`video_processor` must be callable, got {type(video_processor).__name__}")
@@ -142,9 +143,7 @@ class VideoTextCollator:
         if all("pixel_values_videos" in item for item in kept):
             videos = [_to_tensor(item["pixel_values_videos"], "pixel_values_videos") for item in kept]
             if videos[0].ndim != 4 or videos[0].shape[1] not in (1, 3):
-                raise ValueError(
-                    f"`pixel_values_videos` items must be (T, 3, H, W), got {tuple(videos[0].shape)}"
-                )
+                raise ValueError(f"`pixel_values_videos` items must be (T, 3, H, W), got {tuple(videos[0].shape)}")
             batch["pixel_values_videos"] = _stack(videos, "pixel_values_videos")
         else:
             key = next((k for k in ("video", "videos") if all(k in item for item in kept)), None)
@@ -181,8 +180,9 @@ class VideoTextCollator:
 
         labelled = [item.get("segmentation_labels") for item in kept]
         if any(labels is not None for labels in labelled):
-            tensors = [None if labels is None else _to_tensor(labels, "segmentation_labels").long()
-                       for labels in labelled]
+            tensors = [
+                None if labels is None else _to_tensor(labels, "segmentation_labels").long() for labels in labelled
+            ]
             reference = next(t for t in tensors if t is not None)
             if reference.ndim != 3:
                 raise ValueError(f"`segmentation_labels` items must be (T, h, w), got {tuple(reference.shape)}")

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-
 IGNORE_INDEX = -100
 """Label of unlabeled pixels; the segmentation loss skips them (the ``ignore_index`` of torch losses)."""
 

@@ -37,14 +37,14 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .pseudo_labels import DOWNSAMPLE_MODES, IGNORE_INDEX, downsample_labels
-
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 38, 38),
@@ -571,8 +571,9 @@ def _try_render(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> dict[str
     }
 
 
-def iter_clips(config: SyntheticVideoConfig | None = None, seed: int = 0, num_clips: int | None = None,
-               start: int = 0) -> Iterator[dict[str, Any]]:
+def iter_clips(
+    config: SyntheticVideoConfig | None = None, seed: int = 0, num_clips: int | None = None, start: int = 0
+) -> Iterator[dict[str, Any]]:
     """Yield clips ``(seed, start)``, ``(seed, start + 1)``, ... (forever if ``num_clips`` is None)."""
     index = start
     while num_clips is None or index < start + num_clips:
@@ -625,8 +626,9 @@ def _features(cfg: SyntheticVideoConfig, with_segmentation: bool):
     return datasets.Features(columns)
 
 
-def _dataset_rows(config: SyntheticVideoConfig, seed: int, indices: list[int], with_segmentation: bool,
-                  fingerprint: str):
+def _dataset_rows(
+    config: SyntheticVideoConfig, seed: int, indices: list[int], with_segmentation: bool, fingerprint: str
+):
     del fingerprint  # only part of gen_kwargs so that it enters the builder's cache key
     for index in indices:
         clip = generate_clip(config, seed, index)
@@ -671,8 +673,13 @@ def make_synthetic_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative int, got {seed!r}")
     key = json.dumps(
-        {"config": cfg.to_dict(), "seed": int(seed), "n": int(num_clips), "seg": with_segmentation,
-         "src": _source_fingerprint()},
+        {
+            "config": cfg.to_dict(),
+            "seed": int(seed),
+            "n": int(num_clips),
+            "seg": with_segmentation,
+            "src": _source_fingerprint(),
+        },
         sort_keys=True,
     )
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -725,8 +732,9 @@ def default_video_codec() -> str:
     return _CODEC_CACHE[0]
 
 
-def write_mp4(path: str | os.PathLike, video: np.ndarray, fps: int = 8, codec: str | None = None,
-              faststart: bool = False) -> None:
+def write_mp4(
+    path: str | os.PathLike, video: np.ndarray, fps: int = 8, codec: str | None = None, faststart: bool = False
+) -> None:
     """Encode a uint8 ``(T, H, W, 3)`` RGB clip to ``path`` with PyAV (yuv420p, near-lossless settings).
 
     ``codec`` defaults to :func:`default_video_codec`; ``faststart`` puts the index (moov atom) first, as

@@ -35,13 +35,13 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .pseudo_labels import downsample_labels, trajectories_to_pixel_labels
-
 
 METADATA_FILENAMES = ("metadata.jsonl", "metadata.csv")
 _RESERVED = ("video_path", "masks_path")
@@ -252,8 +252,12 @@ class VideoClipDecoder:
                 if self.mask_size is not None and labels.shape[1:] != self.mask_size:
                     labels = _resize_nearest(labels, self.mask_size)
         except Exception as error:  # any bad file must cost one sample, never the epoch
-            return {"video": None, "frame_indices": None, "segmentation_labels": None,
-                    "decode_error": self._record_failure(video_path, error)}
+            return {
+                "video": None,
+                "frame_indices": None,
+                "segmentation_labels": None,
+                "decode_error": self._record_failure(video_path, error),
+            }
         return {"video": video, "frame_indices": indices, "segmentation_labels": labels, "decode_error": None}
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:

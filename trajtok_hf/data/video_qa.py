@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,18 +76,26 @@ def _name(obj: dict[str, Any], objects: Sequence[dict[str, Any]]) -> str:
 
 def make_questions(objects: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Every question (with its exact answer and type) that the clip's ``objects`` answer unambiguously."""
-    questions = [{"type": "count", "question": "How many objects are there?", "answer": NUMBER_WORDS[len(objects)]
-                  if len(objects) < len(NUMBER_WORDS) else str(len(objects))}]
+    questions = [
+        {
+            "type": "count",
+            "question": "How many objects are there?",
+            "answer": NUMBER_WORDS[len(objects)] if len(objects) < len(NUMBER_WORDS) else str(len(objects)),
+        }
+    ]
     for obj in objects:
         if sum(o["shape"] == obj["shape"] for o in objects) == 1:
-            questions.append({"type": "colour", "question": f"What colour is the {obj['shape']}?",
-                              "answer": obj["colour"]})
-        questions.append({"type": "shape", "question": f"What shape is the {obj['colour']} object?",
-                          "answer": obj["shape"]})
+            questions.append(
+                {"type": "colour", "question": f"What colour is the {obj['shape']}?", "answer": obj["colour"]}
+            )
+        questions.append(
+            {"type": "shape", "question": f"What shape is the {obj['colour']} object?", "answer": obj["shape"]}
+        )
         name = _name(obj, objects)
         if obj["motion"] in DIRECTIONS:
-            questions.append({"type": "direction", "question": f"Which way does {name} move?",
-                              "answer": DIRECTIONS[obj["motion"]]})
+            questions.append(
+                {"type": "direction", "question": f"Which way does {name} move?", "answer": DIRECTIONS[obj["motion"]]}
+            )
         questions.append({"type": "motion", "question": f"What does {name} do?", "answer": MOTIONS[obj["motion"]]})
     return questions
 
@@ -124,8 +133,13 @@ def generate_qa(
     }
 
 
-def iter_qa(config: SyntheticVideoConfig | None = None, seed: int = 0, num_examples: int | None = None,
-            start: int = 0, question_types: Sequence[str] = QUESTION_TYPES) -> Iterator[dict[str, Any]]:
+def iter_qa(
+    config: SyntheticVideoConfig | None = None,
+    seed: int = 0,
+    num_examples: int | None = None,
+    start: int = 0,
+    question_types: Sequence[str] = QUESTION_TYPES,
+) -> Iterator[dict[str, Any]]:
     """Examples ``(seed, start)``, ``(seed, start + 1)``, ... (forever if ``num_examples`` is None)."""
     index = start
     while num_examples is None or index < start + num_examples:
@@ -142,6 +156,7 @@ def caption_example(clip: dict[str, Any]) -> str:
 
 def exact_match(prediction: str, answer: str) -> bool:
     """Case-, whitespace- and final-punctuation-insensitive equality."""
+
     def norm(text: str) -> str:
         return " ".join(text.lower().replace("?", " ").replace(".", " ").split())
 
@@ -151,8 +166,9 @@ def exact_match(prediction: str, answer: str) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 # Local (video, question, answer) JSONL
 # ----------------------------------------------------------------------------------------------------------------------
-def write_qa_jsonl(path: str | os.PathLike, examples: Sequence[dict[str, Any]] | Iterator[dict[str, Any]],
-                   video_dir: str = "videos") -> Path:
+def write_qa_jsonl(
+    path: str | os.PathLike, examples: Sequence[dict[str, Any]] | Iterator[dict[str, Any]], video_dir: str = "videos"
+) -> Path:
     """Write examples with in-memory ``video`` arrays as ``video_dir/NNNNNN.npy`` next to a JSONL file at ``path``.
 
     Examples whose ``video`` is already a path are written as they are. Extra keys (``type``...) are kept if they are
@@ -173,8 +189,13 @@ def write_qa_jsonl(path: str | os.PathLike, examples: Sequence[dict[str, Any]] |
             elif not isinstance(video, (str, os.PathLike)):
                 raise TypeError(f"example {i}: video must be a uint8 array or a path, got {type(video).__name__}")
             row = {"video": os.fspath(video), "question": str(example["question"]), "answer": str(example["answer"])}
-            row.update({k: v for k, v in example.items()
-                        if k not in row and k not in ("caption",) and isinstance(v, (str, int, float, bool))})
+            row.update(
+                {
+                    k: v
+                    for k, v in example.items()
+                    if k not in row and k not in ("caption",) and isinstance(v, (str, int, float, bool))
+                }
+            )
             f.write(json.dumps(row) + "\n")
     return path
 
@@ -289,13 +310,17 @@ def slot_form_processor(processor, config):
     if getattr(processor, "video_slot_layout", None) == layout:
         return processor
     return type(processor)(
-        video_processor=processor.video_processor, tokenizer=processor.tokenizer,
-        chat_template=processor.chat_template, video_token=processor.video_token, video_slot_layout=layout,
+        video_processor=processor.video_processor,
+        tokenizer=processor.tokenizer,
+        chat_template=processor.chat_template,
+        video_token=processor.video_token,
+        video_slot_layout=layout,
     )
 
 
-def evaluate_video_qa(model, processor, examples: Sequence[dict[str, Any]], batch_size: int = 16,
-                      max_new_tokens: int = 6) -> dict[str, Any]:
+def evaluate_video_qa(
+    model, processor, examples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 6
+) -> dict[str, Any]:
     """Greedy answers of ``model`` (a TrajVLM, or a PeftModel around one) to ``examples``; exact-match accuracy.
     Prompts are written in the slot form (:func:`slot_form_processor`).
 
@@ -322,10 +347,15 @@ def evaluate_video_qa(model, processor, examples: Sequence[dict[str, Any]], batc
             inputs = {k: v.to(device) for k, v in inputs.items()}
             token_counts += base.get_video_features(inputs["pixel_values_videos"]).num_video_tokens.tolist()
             began = time.perf_counter()
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
             seconds += time.perf_counter() - began
-            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             for example, answer in zip(chunk, answers):
                 predictions.append(answer.strip())
                 correct.append(exact_match(answer, str(example["answer"])))

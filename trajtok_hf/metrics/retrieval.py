@@ -30,7 +30,8 @@ upcast to float32). ``NaN`` similarities are rejected.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,10 +57,10 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 
 def _validate(
     similarity: Any,
-    text_to_video: Optional[Any],
+    text_to_video: Any | None,
     layout: str,
     ties: str,
-) -> Tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     if layout not in _LAYOUTS:
         raise ValueError(f"`layout` must be one of {_LAYOUTS}, got {layout!r}")
     if ties not in _TIES:
@@ -105,8 +106,7 @@ def _validate(
         bad = (t2v < 0) | (t2v >= num_videos)
         if bad.any():
             raise ValueError(
-                f"`text_to_video` has indices out of range [0, {num_videos}): "
-                f"{np.unique(t2v[bad])[:10].tolist()}"
+                f"`text_to_video` has indices out of range [0, {num_videos}): {np.unique(t2v[bad])[:10].tolist()}"
             )
     return sim, t2v, num_videos
 
@@ -119,11 +119,11 @@ def _count_ahead(scores: np.ndarray, target: np.ndarray, wrong: np.ndarray, pess
 
 def retrieval_ranks(
     similarity: Any,
-    text_to_video: Optional[Any] = None,
+    text_to_video: Any | None = None,
     *,
     layout: str = "text_video",
     ties: str = "pessimistic",
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks of every query in both directions.
 
     Args:
@@ -180,12 +180,12 @@ def retrieval_ranks(
     return t2v_ranks, v2t_ranks
 
 
-def ranks_to_metrics(ranks: Any, prefix: str = "", ks: Iterable[int] = (1, 5, 10)) -> Dict[str, float]:
+def ranks_to_metrics(ranks: Any, prefix: str = "", ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
     """``{prefix}R@K`` (percent of queries with rank <= K), ``{prefix}MedR``, ``{prefix}MeanR``."""
     r = np.asarray(ranks)
     if r.ndim != 1 or r.size == 0:
         raise ValueError(f"`ranks` must be a non-empty 1-D array, got shape {r.shape}")
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for k in ks:
         k = int(k)
         if k < 1:
@@ -198,12 +198,12 @@ def ranks_to_metrics(ranks: Any, prefix: str = "", ks: Iterable[int] = (1, 5, 10
 
 def retrieval_metrics(
     similarity: Any,
-    text_to_video: Optional[Any] = None,
+    text_to_video: Any | None = None,
     *,
     layout: str = "text_video",
     ks: Sequence[int] = (1, 5, 10),
     ties: str = "pessimistic",
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Recall@K (percent), median and mean rank for text→video and video→text.
 
     See :func:`retrieval_ranks` for the arguments. Returns e.g.::

@@ -43,7 +43,8 @@ in ``[0, 1]`` (ARI in ``[-1, 1]``), not percent.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -78,7 +79,7 @@ def _ids(x: Any, name: str) -> np.ndarray:
     raise ValueError(f"`{name}` must be an integer id array, got dtype {a.dtype}")
 
 
-def _prepare(pred: Any, gt: Any, ignore_index: Optional[int]):
+def _prepare(pred: Any, gt: Any, ignore_index: int | None):
     p = _ids(pred, "pred")
     g = _ids(gt, "gt")
     if p.shape != g.shape:
@@ -92,7 +93,7 @@ def _prepare(pred: Any, gt: Any, ignore_index: Optional[int]):
     return p, g
 
 
-def contingency_table(pred: Any, gt: Any, *, ignore_index: Optional[int] = -100, dense: bool = True):
+def contingency_table(pred: Any, gt: Any, *, ignore_index: int | None = -100, dense: bool = True):
     """Contingency counts between GT segments (rows) and predicted segments (columns).
 
     Returns ``(table, gt_ids, pred_ids)`` where ``table[i, j]`` is the number of valid
@@ -143,7 +144,7 @@ def _ari(p: np.ndarray, g: np.ndarray) -> float:
     return _ari_from_counts(counts, a, b, g.size)
 
 
-def adjusted_rand_index(pred: Any, gt: Any, *, ignore_index: Optional[int] = -100) -> float:
+def adjusted_rand_index(pred: Any, gt: Any, *, ignore_index: int | None = -100) -> float:
     """ARI between predicted and GT ids over pixels with ``gt != ignore_index``.
 
     ``pred`` and ``gt`` are integer arrays of the same (any) shape, e.g. ``(T, h, w)``.
@@ -155,7 +156,7 @@ def adjusted_rand_index(pred: Any, gt: Any, *, ignore_index: Optional[int] = -10
 
 
 def foreground_adjusted_rand_index(
-    pred: Any, gt: Any, *, background_id: Optional[int] = 0, ignore_index: Optional[int] = -100
+    pred: Any, gt: Any, *, background_id: int | None = 0, ignore_index: int | None = -100
 ) -> float:
     """FG-ARI: ARI over pixels whose GT is neither ``background_id`` nor ``ignore_index``.
 
@@ -169,7 +170,7 @@ def foreground_adjusted_rand_index(
     return _ari(p, g)
 
 
-def _matched_miou(table: np.ndarray, gt_ids: np.ndarray, background_id: Optional[int]) -> Dict[str, float]:
+def _matched_miou(table: np.ndarray, gt_ids: np.ndarray, background_id: int | None) -> dict[str, float]:
     """Hungarian-matched mean IoU over all GT rows and over foreground GT rows."""
     out = {"mIoU": float("nan"), "FG-mIoU": float("nan")}
     if table.size == 0:
@@ -192,8 +193,8 @@ def matched_mean_iou(
     pred: Any,
     gt: Any,
     *,
-    ignore_index: Optional[int] = -100,
-    background_id: Optional[int] = None,
+    ignore_index: int | None = -100,
+    background_id: int | None = None,
 ) -> float:
     """Hungarian-matched mean IoU, averaged over GT segments (unmatched GT → IoU 0).
 
@@ -214,9 +215,9 @@ def clip_segmentation_metrics(
     pred: Any,
     gt: Any,
     *,
-    background_id: Optional[int] = 0,
-    ignore_index: Optional[int] = -100,
-) -> Dict[str, float]:
+    background_id: int | None = 0,
+    ignore_index: int | None = -100,
+) -> dict[str, float]:
     """All metrics for one clip: ``{"ARI", "FG-ARI", "mIoU", "FG-mIoU"}`` (fractions, NaN if undefined).
 
     One contingency table is shared by all four metrics.
@@ -234,9 +235,7 @@ def clip_segmentation_metrics(
         fg_table = table[gt_ids != background_id]
         n_fg = int(fg_table.sum())
         if n_fg > 0:
-            out["FG-ARI"] = _ari_from_counts(
-                fg_table[fg_table > 0], fg_table.sum(axis=1), fg_table.sum(axis=0), n_fg
-            )
+            out["FG-ARI"] = _ari_from_counts(fg_table[fg_table > 0], fg_table.sum(axis=1), fg_table.sum(axis=0), n_fg)
     out.update(_matched_miou(table, gt_ids, background_id))
     return out
 
@@ -248,10 +247,10 @@ def segmentation_metrics(
     predictions: Sequence[Any],
     references: Sequence[Any],
     *,
-    background_id: Optional[int] = 0,
-    ignore_index: Optional[int] = -100,
+    background_id: int | None = 0,
+    ignore_index: int | None = -100,
     return_per_clip: bool = False,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Per-clip ARI / FG-ARI / mIoU / FG-mIoU, averaged over clips.
 
     Args:
@@ -272,9 +271,7 @@ def segmentation_metrics(
         raise ValueError("`predictions` and `references` must be sequences of id arrays")
     n_p, n_r = len(predictions), len(references)
     if n_p != n_r:
-        raise ValueError(
-            f"`predictions` and `references` must contain the same number of clips, got {n_p} and {n_r}"
-        )
+        raise ValueError(f"`predictions` and `references` must contain the same number of clips, got {n_p} and {n_r}")
     if n_p == 0:
         raise ValueError("`predictions` is empty: need at least one clip")
     per_clip = {k: np.full(n_p, np.nan) for k in _KEYS}
@@ -285,7 +282,7 @@ def segmentation_metrics(
             raise ValueError(f"clip {i}: {e}".replace("`pred`", "`predictions`").replace("`gt`", "`references`")) from e
         for k in _KEYS:
             per_clip[k][i] = res[k]
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for k in _KEYS:
         valid = ~np.isnan(per_clip[k])
         out[k] = float(per_clip[k][valid].mean()) if valid.any() else float("nan")
@@ -297,8 +294,9 @@ def segmentation_metrics(
     return out
 
 
-def object_errors(pred: Any, gt: Any, *, background_id: Optional[int] = 0, ignore_index: Optional[int] = -100
-                  ) -> Dict[str, np.ndarray]:
+def object_errors(
+    pred: Any, gt: Any, *, background_id: int | None = 0, ignore_index: int | None = -100
+) -> dict[str, np.ndarray]:
     """Per foreground GT segment (object) of one clip, the two ways FG-ARI loses it.
 
     Every object is assigned its *majority* predicted id (the predicted segment holding most of its valid pixels;
@@ -327,9 +325,8 @@ def object_errors(pred: Any, gt: Any, *, background_id: Optional[int] = 0, ignor
 
 
 def fg_ari_by_object_count(
-    per_clip_fg_ari: Any, references: Sequence[Any], *, background_id: Optional[int] = 0,
-    ignore_index: Optional[int] = -100
-) -> Dict[str, Dict[str, float]]:
+    per_clip_fg_ari: Any, references: Sequence[Any], *, background_id: int | None = 0, ignore_index: int | None = -100
+) -> dict[str, dict[str, float]]:
     """Mean FG-ARI of the clips with 1, 2, … foreground segments: ``{"1": {"FG-ARI": mean, "clips": n}, …}``.
 
     ``per_clip_fg_ari`` is ``segmentation_metrics(..., return_per_clip=True)["per_clip"]["FG-ARI"]`` and
@@ -347,7 +344,7 @@ def fg_ari_by_object_count(
         raise ValueError(f"`per_clip_fg_ari` has {values.size} values for {len(references)} `references`")
     drop = [x for x in (background_id, ignore_index) if x is not None]
     counts = np.array([np.setdiff1d(_ids(gt, "references"), drop).size for gt in references], dtype=np.int64)
-    out: Dict[str, Dict[str, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for count in np.unique(counts[counts > 0]):
         chosen = values[(counts == count) & ~np.isnan(values)]
         if chosen.size:

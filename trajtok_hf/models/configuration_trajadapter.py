@@ -72,15 +72,24 @@ class BackboneTokenGrid:
 
 def _videomae(c) -> BackboneTokenGrid:
     # VideoMAEModel: Conv3d tubelets flattened (t, row, col); fixed sin-cos positions for num_frames × image_size.
-    return BackboneTokenGrid("pixel_values", int(c.tubelet_size), _pair(c.patch_size), 0, "thw", int(c.num_frames),
-                             _pair(c.image_size))
+    return BackboneTokenGrid(
+        "pixel_values", int(c.tubelet_size), _pair(c.patch_size), 0, "thw", int(c.num_frames), _pair(c.image_size)
+    )
 
 
 def _vjepa2(c) -> BackboneTokenGrid:
     # VJEPA2Model (encoder only: skip_predictor): Conv3d tubelets (t, row, col); 3-D RoPE whose rows/columns come
     # from crop_size (so the frame size is fixed) while the time axis extrapolates (any multiple of the tubelet).
-    return BackboneTokenGrid("pixel_values_videos", int(c.tubelet_size), _pair(c.patch_size), 0, "thw", None,
-                             _pair(c.crop_size), (("skip_predictor", True),))
+    return BackboneTokenGrid(
+        "pixel_values_videos",
+        int(c.tubelet_size),
+        _pair(c.patch_size),
+        0,
+        "thw",
+        None,
+        _pair(c.crop_size),
+        (("skip_predictor", True),),
+    )
 
 
 def _timesformer(c) -> BackboneTokenGrid:

@@ -288,9 +288,7 @@ class TrajTokConfig(PreTrainedConfig):
             if c == n:
                 return slice(start, start + c)
             start += c
-        raise ValueError(
-            f"tokens_per_trajectory must be one of {self.tokens_per_trajectory_choices}, got {n!r}"
-        )
+        raise ValueError(f"tokens_per_trajectory must be one of {self.tokens_per_trajectory_choices}, got {n!r}")
 
 
 # Keys that transformers itself writes into or passes with a saved config; never reported as unknown.

@@ -247,8 +247,10 @@ class TrajVLMConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("segmenter_image_mean", "segmenter_image_std", "vision_image_mean", "vision_image_std"):
             value = getattr(self, name)
-            if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
             ):
                 raise ValueError(f"{name} must be 3 finite numbers (one per RGB channel), got {value!r}")
             if name.endswith("std") and any(v <= 0 for v in value):

@@ -191,8 +191,11 @@ def _match_flat(logits: torch.Tensor, labels: torch.Tensor, tie_break: str = "in
         soft = (soft / gt_size.clamp_min(1)[:, None].double()).cpu().numpy()
         labeled_per_sample = torch.bincount(batch_index, minlength=batch_size).double().cpu().numpy()
         pair_sample_np = gt_sample.cpu().numpy()
-        scale = 1.0 / (4.0 * np.asarray(pairs_per_sample, dtype=np.float64)[pair_sample_np]
-                       * labeled_per_sample[pair_sample_np] ** 2)
+        scale = 1.0 / (
+            4.0
+            * np.asarray(pairs_per_sample, dtype=np.float64)[pair_sample_np]
+            * labeled_per_sample[pair_sample_np] ** 2
+        )
         iou = iou + scale[:, None] * soft
 
     gt_slot = np.full(num_pairs, -1, dtype=np.int64)
@@ -334,8 +337,9 @@ class TrajectorySegmentationLoss(nn.Module):
         tie_break (`str`, defaults to `"index"`): matching tie-break, `"index"` or `"soft"`.
     """
 
-    def __init__(self, focal_weight: float = 1.0, dice_weight: float = 1.0, gamma: float = 2.0,
-                 tie_break: str = "index"):
+    def __init__(
+        self, focal_weight: float = 1.0, dice_weight: float = 1.0, gamma: float = 2.0, tie_break: str = "index"
+    ):
         super().__init__()
         _check_hyperparameters(focal_weight, dice_weight, gamma)
         _check_tie_break(tie_break)
@@ -356,5 +360,7 @@ class TrajectorySegmentationLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}, "
-                f"tie_break={self.tie_break!r}")
+        return (
+            f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}, "
+            f"tie_break={self.tie_break!r}"
+        )

@@ -176,7 +176,9 @@ def run_backbone(backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_vide
     return tokens.reshape(batch, t, h, w, -1), output
 
 
-def backbone_patch_features(backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+def backbone_patch_features(
+    backbone: nn.Module, grid: BackboneTokenGrid, pixel_values_videos: torch.Tensor
+) -> torch.Tensor:
     """Run ``backbone`` on ``(B, T, 3, H, W)`` and return its patch tokens as a ``(B, t', h', w', D)`` grid."""
     return run_backbone(backbone, grid, pixel_values_videos)[0]
 
@@ -411,7 +413,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         backbone_kwargs: dict | None = None,
         segmenter_kwargs: dict | None = None,
         **config_kwargs,
-    ) -> "TrajAdapterForVideoClassification":
+    ) -> TrajAdapterForVideoClassification:
         """A new adapter (random probe) on a pretrained backbone and, for the trajectory probe, a pretrained segmenter.
 
         Args:
@@ -581,9 +583,15 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             sums = context.new_zeros(batch * num_slots, width).index_add_(0, flat, context.reshape(-1, width))
             counts = torch.bincount(flat, minlength=batch * num_slots).clamp_min(1).to(context.dtype)
             queries = queries + (sums / counts[:, None]).reshape(batch, num_slots, width)
-        latents = (queries.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, width)).reshape(batch, num_slots * n, width)
-        hard_mask = {"trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0,
-                     "implementation": hard_mask_implementation}
+        latents = (queries.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, width)).reshape(
+            batch, num_slots * n, width
+        )
+        hard_mask = {
+            "trajectory_ids": ids,
+            "tokens_per_trajectory": n,
+            "visible_last_pixels": 0,
+            "implementation": hard_mask_implementation,
+        }
         tokens = self.refinement(latents, context, hard_mask)
         mask = active.repeat_interleave(n, dim=1)
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask, active
@@ -629,7 +637,9 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         """
         if kwargs:
             hint = " (the video goes in pixel_values_videos)" if "pixel_values" in kwargs else ""
-            raise TypeError(f"TrajAdapterForVideoClassification.forward got unexpected arguments {sorted(kwargs)}{hint}")
+            raise TypeError(
+                f"TrajAdapterForVideoClassification.forward got unexpected arguments {sorted(kwargs)}{hint}"
+            )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         if output_hidden_states is None:

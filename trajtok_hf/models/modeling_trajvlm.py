@@ -223,7 +223,10 @@ class TrajVLMTrajectoryConnector(nn.Module):
         if self.subtoken_offsets is not None:
             latents = (latents.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, -1)).flatten(1, 2)
         hard_mask = {
-            "trajectory_ids": ids, "tokens_per_trajectory": n, "visible_last_pixels": 0, "implementation": "segment"
+            "trajectory_ids": ids,
+            "tokens_per_trajectory": n,
+            "visible_last_pixels": 0,
+            "implementation": "segment",
         }
         tokens = self.perceiver(latents, features.reshape(b, t * g * g, -1), hard_mask)
         return tokens, active, ids.reshape(b, t, g, g)
@@ -607,8 +610,10 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             return
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_complex():
             raise TypeError(f"attention_mask must be a tensor of 0/1, got {type(attention_mask).__name__}")
-        if attention_mask.ndim != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] not in (
-            length, past + length
+        if (
+            attention_mask.ndim != 2
+            or attention_mask.shape[0] != batch
+            or attention_mask.shape[1] not in (length, past + length)
         ):
             raise ValueError(
                 f"attention_mask must have shape ({batch}, {past + length}) (the cached {past} plus the {length} new "
@@ -647,7 +652,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 f"{self.config.video_token_id}) per video; videos fill the placeholders in row-major order"
             )
         if attention_mask is not None:
-            current = attention_mask[:, -is_video.shape[1]:].bool()
+            current = attention_mask[:, -is_video.shape[1] :].bool()
             if bool((is_video & ~current).any()):
                 raise ValueError("a <video> placeholder lies under attention_mask == 0 (padding)")
 
@@ -658,9 +663,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         the embeddings and the (B, L) mask of empty slots (placeholders of inactive trajectories)."""
         active = torch.zeros_like(is_video)
         active[is_video] = video_outputs.token_mask.flatten().to(is_video.device)
-        embeds = inputs_embeds.masked_scatter(
-            active.unsqueeze(-1), video_outputs.video_embeds.to(inputs_embeds.dtype)
-        )
+        embeds = inputs_embeds.masked_scatter(active.unsqueeze(-1), video_outputs.video_embeds.to(inputs_embeds.dtype))
         return embeds, is_video & ~active
 
     @staticmethod
@@ -669,7 +672,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         same cache (the cache remembers them as `trajvlm_empty_slots`): the LLM then computes what it would on the
         sequence without them (the dropped-token form). Position of a token = attended tokens before it."""
         stored = getattr(cache, "trajvlm_empty_slots", None) if cache is not None else None
-        device = (attention_mask if attention_mask is not None else empty if empty is not None else position_ids)
+        device = attention_mask if attention_mask is not None else empty if empty is not None else position_ids
         device = device.device if device is not None else None
         if stored is None:
             stored = torch.zeros(batch, past, dtype=torch.bool, device=device)
@@ -749,8 +752,9 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         if past > 0:
             pixel_values_videos = None  # the prompt (and its videos) is in the cache already: videos fill a prefill
         video_outputs = self.get_video_features(pixel_values_videos) if pixel_values_videos is not None else None
-        self._check_placeholders(is_video, attention_mask, None if video_outputs is None else video_outputs.token_mask,
-                                 past)
+        self._check_placeholders(
+            is_video, attention_mask, None if video_outputs is None else video_outputs.token_mask, past
+        )
 
         expanded = empty = None
         llm_labels = None if labels is None else labels.masked_fill(is_video, IGNORE_INDEX)
@@ -765,11 +769,17 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                     f"is expanded, got {tuple(attention_mask.shape)}"
                 )
             if position_ids is not None and position_ids.shape[-1] != length:
-                raise ValueError(f"position_ids must have the length of the prompt ({length}), got "
-                                 f"{tuple(position_ids.shape)}")
+                raise ValueError(
+                    f"position_ids must have the length of the prompt ({length}), got {tuple(position_ids.shape)}"
+                )
             expanded = self._expand(
-                is_video, inputs_embeds, video_outputs.video_embeds, video_outputs.num_video_tokens,
-                attention_mask, position_ids, labels,
+                is_video,
+                inputs_embeds,
+                video_outputs.video_embeds,
+                video_outputs.num_video_tokens,
+                attention_mask,
+                position_ids,
+                labels,
             )
             inputs_embeds, attention_mask = expanded["inputs_embeds"], expanded["attention_mask"]
             position_ids, llm_labels = expanded["position_ids"], expanded["labels"]
@@ -914,20 +924,25 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             target = outputs.expanded_labels if outputs.expanded_labels is not None else labels
             shift_labels = F.pad(target, (0, 1), value=IGNORE_INDEX)[:, 1:]
         elif outputs.expanded_attention_mask is not None:
-            raise ValueError("shift_labels need the slot form (one <video> per connector slot) or no video: with one "
-                             "<video> per video the sequence is expanded, pass labels instead")
+            raise ValueError(
+                "shift_labels need the slot form (one <video> per connector slot) or no video: with one "
+                "<video> per video the sequence is expanded, pass labels instead"
+            )
         elif outputs.video_token_mask is not None:
             not_target = outputs.video_token_mask
             if outputs.slot_attention_mask is not None:
-                not_target = not_target | ~outputs.slot_attention_mask[:, -not_target.shape[1]:].bool()
+                not_target = not_target | ~outputs.slot_attention_mask[:, -not_target.shape[1] :].bool()
             shift_labels = shift_labels.masked_fill(F.pad(not_target, (0, 1))[:, 1:], IGNORE_INDEX)
         if outputs.slot_attention_mask is not None:
-            shift_labels = _skip_unattended(shift_labels, outputs.slot_attention_mask[:, -shift_labels.shape[1]:])
+            shift_labels = _skip_unattended(shift_labels, outputs.slot_attention_mask[:, -shift_labels.shape[1] :])
         if logits.shape[1] != shift_labels.shape[1]:
-            shift_labels = shift_labels[:, -logits.shape[1]:]
+            shift_labels = shift_labels[:, -logits.shape[1] :]
         return self.loss_function(
-            logits=logits, labels=None, shift_labels=shift_labels.contiguous(),
-            vocab_size=self.config.text_config.vocab_size, num_items_in_batch=num_items_in_batch,
+            logits=logits,
+            labels=None,
+            shift_labels=shift_labels.contiguous(),
+            vocab_size=self.config.text_config.vocab_size,
+            num_items_in_batch=num_items_in_batch,
         )
 
     def prepare_inputs_for_generation(

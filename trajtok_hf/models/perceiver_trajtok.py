@@ -126,8 +126,11 @@ class SegmentWeightedSum(torch.autograd.Function):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             matrix = torch.sparse_csr_tensor(
-                crow, torch.div(order, width, rounding_mode="floor"), weights.reshape(-1)[order],
-                size=(num_segments * width, num_pixels), check_invariants=False,
+                crow,
+                torch.div(order, width, rounding_mode="floor"),
+                weights.reshape(-1)[order],
+                size=(num_segments * width, num_pixels),
+                check_invariants=False,
             )
         ctx.save_for_backward(weights, inputs, segment)
         ctx.num_segments = num_segments
@@ -147,7 +150,8 @@ class SegmentWeightedSum(torch.autograd.Function):
                     torch.arange(0, num_pixels * width + 1, width, device=device),
                     (segment[:, None] * width + torch.arange(width, device=device)).reshape(-1),
                     weights.reshape(-1),
-                    size=(num_pixels, ctx.num_segments * width), check_invariants=False,
+                    size=(num_pixels, ctx.num_segments * width),
+                    check_invariants=False,
                 )
             grad_inputs = transposed @ grad_output.view(-1, grad_output.shape[-1])
         if ctx.needs_input_grad[0]:
@@ -237,8 +241,9 @@ def segment_hard_mask_attention(
 
     if streamed_keys:
         block = stream_block_pixels(batch)
-        s_pix = torch.cat([pixel_scores(start, min(start + block, num_pixels))
-                           for start in range(0, num_pixels, block)], dim=1)
+        s_pix = torch.cat(
+            [pixel_scores(start, min(start + block, num_pixels)) for start in range(0, num_pixels, block)], dim=1
+        )
     else:
         s_pix = pixel_scores(0, num_pixels)
     s_pix = s_pix.reshape(batch * num_pixels, n, heads)
@@ -251,7 +256,9 @@ def segment_hard_mask_attention(
         if v_pix is not None:
             v_ext = v_pix[:, num_pixels - visible_last_pixels :]
         else:
-            v_ext = F.linear(pixel_inputs[:, num_pixels - visible_last_pixels :], value_weight).unflatten(-1, (heads, dim))
+            v_ext = F.linear(pixel_inputs[:, num_pixels - visible_last_pixels :], value_weight).unflatten(
+                -1, (heads, dim)
+            )
         s_ext = torch.einsum("bkqhd,behd->bkqeh", q, k_ext) * scale  # (B, K, n, E, h)
         in_segment = torch.ones(batch, num_pixels, dtype=torch.bool, device=query.device)
         in_segment[:, num_pixels - visible_last_pixels :] = False
@@ -277,7 +284,8 @@ def segment_hard_mask_attention(
     else:
         summed = SegmentWeightedSum.apply(  # weights in the inputs' dtype: under autocast the scores may be bf16
             e_pix.reshape(batch * num_pixels, n * heads).to(pixel_inputs.dtype),
-            pixel_inputs.reshape(batch * num_pixels, -1), flat_ids,
+            pixel_inputs.reshape(batch * num_pixels, -1),
+            flat_ids,
             segment_count,
         ).view(segment_count, n, heads, -1)  # Σ_p e·x per (trajectory, sub-token, head): (B·K, n, h, D_in)
         numerator = numerator + torch.einsum("gshi,hdi->gshd", summed, value_weight.view(heads, dim, -1))
@@ -364,16 +372,21 @@ class TrajTokPerceiverAttention(nn.Module):
         together): the pixel keys (and, without a hard mask, values) are made and used in cache-sized blocks instead
         of as (B·N, D) tensors. Without autograd nothing must be kept for a backward pass, so blocks cost no
         recomputation; training keeps the one-shot path."""
-        return (not torch.is_grad_enabled() and context.device.type == "cpu"
-                and context.shape[0] * context.shape[1] > STREAM_BLOCK_PIXELS)
+        return (
+            not torch.is_grad_enabled()
+            and context.device.type == "cpu"
+            and context.shape[0] * context.shape[1] > STREAM_BLOCK_PIXELS
+        )
 
     def _latent_keys_values(self, latents: torch.Tensor, rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys (rotated at the latents' positions 0..L−1) and values of the (normalised) latents, (B, h, L, d) each:
         the latent half of ``[latents ; context]`` for the paths that handle the pixels apart."""
         heads = (self.num_heads, self.head_dim)
         key, value = self.to_kv(latents).unflatten(-1, (2, -1)).unbind(2)
-        return (apply_rotary(key.unflatten(-1, heads), rope[: latents.shape[1]]).transpose(1, 2),
-                value.unflatten(-1, heads).transpose(1, 2))
+        return (
+            apply_rotary(key.unflatten(-1, heads), rope[: latents.shape[1]]).transpose(1, 2),
+            value.unflatten(-1, heads).transpose(1, 2),
+        )
 
     def forward(
         self,
@@ -393,8 +406,12 @@ class TrajTokPerceiverAttention(nn.Module):
             key, value = self._keys_values(latents, context, rope)
             allowed = None
             if hard_mask is not None:
-                allowed = hard_mask_allowed(hard_mask["trajectory_ids"], num_latents,
-                                            hard_mask["tokens_per_trajectory"], hard_mask["visible_last_pixels"])
+                allowed = hard_mask_allowed(
+                    hard_mask["trajectory_ids"],
+                    num_latents,
+                    hard_mask["tokens_per_trajectory"],
+                    hard_mask["visible_last_pixels"],
+                )
             out, weights = eager_attention(query, key, value, allowed)
             return self._merge_heads(out), weights
         if hard_mask is not None and hard_mask["implementation"] == "segment":
@@ -404,8 +421,9 @@ class TrajTokPerceiverAttention(nn.Module):
             pixel_rope = rope[num_latents:]
 
             def pixel_key(start: int, stop: int) -> torch.Tensor:  # (B, stop − start, h, d)
-                return apply_rotary(F.linear(context[:, start:stop], key_weight).unflatten(-1, heads),
-                                    pixel_rope[start:stop])
+                return apply_rotary(
+                    F.linear(context[:, start:stop], key_weight).unflatten(-1, heads), pixel_rope[start:stop]
+                )
 
             if not self._streams(context):
                 pixel_key = pixel_key(0, context.shape[1]).transpose(1, 2)
@@ -426,11 +444,14 @@ class TrajTokPerceiverAttention(nn.Module):
         if hard_mask is None and not eager and self._streams(context):
 
             def project_context(start: int, stop: int):
-                block_key, block_value = self.to_kv(self.norm_media(context[:, start:stop])).unflatten(
-                    -1, (2, -1)).unbind(2)
+                block_key, block_value = (
+                    self.to_kv(self.norm_media(context[:, start:stop])).unflatten(-1, (2, -1)).unbind(2)
+                )
                 positions = rope[num_latents + start : num_latents + stop]
-                return (apply_rotary(block_key.unflatten(-1, heads), positions).transpose(1, 2),
-                        block_value.unflatten(-1, heads).transpose(1, 2))
+                return (
+                    apply_rotary(block_key.unflatten(-1, heads), positions).transpose(1, 2),
+                    block_value.unflatten(-1, heads).transpose(1, 2),
+                )
 
             out = streamed_context_attention(
                 query,
@@ -536,7 +557,9 @@ class TrajTokPerceiver(nn.Module):
         num_latents, num_pixels = latents.shape[1], context.shape[1]
         # 1D positions over the flattened sequence: latents 0..L-1, then pixel p at L + p (queries share the
         # latents' positions).
-        rope = rotary_multiplier(num_latents + num_pixels, self.head_dim, self.rotary_dim, self.rope_theta, context.device)
+        rope = rotary_multiplier(
+            num_latents + num_pixels, self.head_dim, self.rotary_dim, self.rope_theta, context.device
+        )
         context = self.norm_context(context)
         hidden_states = [latents] if output_hidden_states else None
         attentions = [] if output_attentions else None

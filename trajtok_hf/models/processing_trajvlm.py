@@ -65,11 +65,15 @@ def _check_slot_layout(layout) -> dict | None:
     keys = ("clip_length", "slot_group_frames", "slots_per_group")
     if layout is None:
         return None
-    if not isinstance(layout, dict) or set(layout) != set(keys) or not all(
-        isinstance(layout[k], int) and not isinstance(layout[k], bool) and layout[k] > 0 for k in keys
+    if (
+        not isinstance(layout, dict)
+        or set(layout) != set(keys)
+        or not all(isinstance(layout[k], int) and not isinstance(layout[k], bool) and layout[k] > 0 for k in keys)
     ):
-        raise ValueError(f"video_slot_layout must be None or a dict of positive ints {keys} (TrajVLMConfig."
-                         f"video_slot_layout), got {layout!r}")
+        raise ValueError(
+            f"video_slot_layout must be None or a dict of positive ints {keys} (TrajVLMConfig."
+            f"video_slot_layout), got {layout!r}"
+        )
     return dict(layout)
 
 
@@ -117,7 +121,12 @@ class TrajVLMProcessor(KeepAutoMapOnSaveMixin):
     valid_processor_kwargs = TrajVLMProcessorKwargs
 
     def __init__(
-        self, video_processor=None, tokenizer=None, chat_template=None, video_token="<video>", video_slot_layout=None,
+        self,
+        video_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        video_token="<video>",
+        video_slot_layout=None,
         **kwargs,
     ):
         self.video_slot_layout = _check_slot_layout(video_slot_layout)
@@ -146,7 +155,9 @@ class TrajVLMProcessor(KeepAutoMapOnSaveMixin):
             got = type(text).__name__
             if isinstance(text, (list, tuple)):
                 got = f"a list of {sorted({type(t).__name__ for t in text})}"
-            raise TypeError(f"text must be a string or a list of strings (prompts with <video> placeholders), got {got}")
+            raise TypeError(
+                f"text must be a string or a list of strings (prompts with <video> placeholders), got {got}"
+            )
         videos = _flatten_conversation_videos(videos)
         return super().__call__(text=text, videos=videos, **kwargs)
 

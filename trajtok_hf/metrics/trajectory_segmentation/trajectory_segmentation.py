@@ -89,6 +89,4 @@ class TrajectorySegmentation(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, background_id=0, ignore_index=-100):
-        return segmentation_metrics(
-            predictions, references, background_id=background_id, ignore_index=ignore_index
-        )
+        return segmentation_metrics(predictions, references, background_id=background_id, ignore_index=ignore_index)

@@ -83,10 +83,7 @@ class VideoTextRetrieval(evaluate.Metric):
     def _compute(self, predictions, references, ks=(1, 5, 10), ties="pessimistic"):
         lengths = {len(row) for row in predictions}
         if len(lengths) > 1:
-            raise ValueError(
-                "`predictions` rows must all have length num_videos, got lengths "
-                f"{sorted(lengths)[:10]}"
-            )
+            raise ValueError(f"`predictions` rows must all have length num_videos, got lengths {sorted(lengths)[:10]}")
         similarity = np.asarray(predictions, dtype=np.float32)
         if similarity.ndim != 2:
             raise ValueError(f"`predictions` must form a 2-D (num_texts, num_videos) matrix, got {similarity.shape}")
