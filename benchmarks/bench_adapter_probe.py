@@ -90,10 +90,12 @@ def batches(config, seed: int, batch_size: int):
 
 
 def cosine(optimizer, steps: int, warmup: int):
-    lam = lambda s: (
-        (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
-    )  # noqa: E731
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # ------------------------------------------------------------------------------------------------ frozen parts
@@ -441,7 +443,8 @@ def main(argv=None):
         }
         results.append(row)
         log(
-            f"{name:16s} lr {best_lr:g}: test accuracy {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
+            f"{name:16s} lr {best_lr:g}: "
+            f"test accuracy {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
             f"({trainable:,} trainable parameters, {row['seconds']} s)"
         )
 

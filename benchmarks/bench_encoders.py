@@ -6,7 +6,7 @@ tower, no projection), random weights, eval mode, fp32, ``torch.inference_mode``
 - ``trajvit2``: TrajTok tokens (ConvNeXt-T backbone, D=512, K=128, 1 token per trajectory) → encoder over the active
   tokens (compacted, ``compact_tokens=True``).
 - ``vit3d``: 2×16×16 tubelet tokens → the same encoder.
-- ``tome``: ViT3D with ToMe token merging in every layer (``trajtok_hf/models/token_merging.py``), its per-layer
+- ``tome``: ViT3D with ToMe token merging in every layer (``trajtok_hf/baselines/token_merging.py``), its per-layer
   merge schedule from ``tome_r_for_token_count`` so that the mean number of tokens entering each layer equals the
   TrajViT2 encoder's sequence length at the same T (1 + active tokens; measured in this run when ``trajvit2`` is
   measured too, else 1 + ⌈T/chunk⌉·N). When even halving the tokens in every layer cannot get that low (ViT3D at T ≥ 8
@@ -390,7 +390,11 @@ def measure(spec: dict) -> dict:
         override = ActiveTrajectoryOverride(vision.tokenizer, spec["active_trajectories"], size // 4)
         override.ids(min(frames, vision.tokenizer.config.chunk_size), device)  # build before any timing
     if name == "tome":
-        from trajtok_hf.models.token_merging import apply_token_merging, tome_r_for_token_count, tome_tokens_per_layer
+        from trajtok_hf.baselines.token_merging import (
+            apply_token_merging,
+            tome_r_for_token_count,
+            tome_tokens_per_layer,
+        )
 
         tubelet, patch = vision.config.tubelet_size, vision.config.patch_size
         num_tokens = 1 + math.ceil(frames / tubelet) * (size // patch) ** 2

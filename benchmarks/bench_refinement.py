@@ -27,7 +27,16 @@ def _setup(frames: int, n: int, seed: int = 0):
 
     torch.manual_seed(seed)
     config = TrajTokConfig(tokens_per_trajectory=n)
-    perceiver = TrajTokPerceiver(config, config.refinement_perceiver_depth).eval()
+    perceiver = TrajTokPerceiver(
+        config.hidden_size,
+        config.num_attention_heads,
+        config.refinement_perceiver_depth,
+        config.perceiver_ff_mult,
+        rope_theta=config.rope_theta,
+        rope_fraction=config.rope_fraction,
+        latent_norm_placement=config.latent_norm_placement,
+        attention_config=config,
+    ).eval()
     for p in perceiver.parameters():  # a non-trivial init (LayerNorms ones/zeros, linears std 0.02)
         if p.ndim > 1:
             torch.nn.init.trunc_normal_(p, std=0.02)
@@ -43,12 +52,9 @@ def _setup(frames: int, n: int, seed: int = 0):
 
 def _run_single(implementation: str, frames: int, n: int, repeats: int) -> dict:
     perceiver, queries, features, ids = _setup(frames, n)
-    hard = {
-        "trajectory_ids": ids,
-        "tokens_per_trajectory": n,
-        "visible_last_pixels": 0,
-        "implementation": implementation,
-    }
+    from trajtok_hf.models.perceiver_trajtok import HardMask
+
+    hard = HardMask(trajectory_ids=ids, tokens_per_trajectory=n, implementation=implementation)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     with torch.inference_mode():
@@ -89,7 +95,8 @@ def main(argv=None):
     rows = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, n={args.tokens_per_trajectory}")
     print(
-        f"{'T':>4} {'segment s':>10} {'dense s':>10} {'speed-up':>9} {'seg MiB':>9} {'dense MiB':>10} {'max |diff|':>11}"
+        f"{'T':>4} {'segment s':>10} {'dense s':>10} {'speed-up':>9} "
+        f"{'seg MiB':>9} {'dense MiB':>10} {'max |diff|':>11}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for frames in args.frames:

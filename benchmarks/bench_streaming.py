@@ -1,7 +1,7 @@
 """Streamed vs one-shot Perceiver pixel keys (CPU inference): interleaved A/B timing of the TrajTok tokenizer.
 
 At inference on CPU the two Perceivers make and use their pixel keys in blocks of
-``trajtok_hf.models.perceiver_trajtok.STREAM_BLOCK_PIXELS`` rows instead of as (B·N, D) tensors (see that module's
+``trajtok_hf.models.attention_trajtok.STREAM_BLOCK_PIXELS`` rows instead of as (B·N, D) tensors (see that module's
 docstring). This script times both paths of the *same* model in one process: each round runs the one-shot path
 (streaming switched off by raising the block size above every input) and then the streamed path, so slow drifts of
 the machine (other load, frequency changes) hit both alike; a separate run per path, minutes apart, is not comparable
@@ -63,7 +63,7 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
     video = torch.randn(1, frames, 3, size, size)
     sink = {"current": {}}
     _stage_timer(model, sink)
-    default_block = perceiver_trajtok.STREAM_BLOCK_PIXELS
+    default_block = attention_trajtok.STREAM_BLOCK_PIXELS
     block_rows = block_rows or default_block
     if video.shape[1] * (size // 4) ** 2 <= block_rows:
         raise ValueError(
@@ -77,17 +77,17 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
     try:
         with torch.inference_mode():
             for path, block in paths.items():  # warm-up, and the outputs to compare
-                perceiver_trajtok.STREAM_BLOCK_PIXELS = block
+                attention_trajtok.STREAM_BLOCK_PIXELS = block
                 outputs[path] = model(video)
             for _ in range(rounds):
                 for path, block in paths.items():
-                    perceiver_trajtok.STREAM_BLOCK_PIXELS = block
+                    attention_trajtok.STREAM_BLOCK_PIXELS = block
                     sink["current"] = stages[path]
                     tic = time.perf_counter()
                     model(video)
                     latency[path].append(time.perf_counter() - tic)
     finally:
-        perceiver_trajtok.STREAM_BLOCK_PIXELS = default_block
+        attention_trajtok.STREAM_BLOCK_PIXELS = default_block
     a, b = outputs["one_shot"], outputs["streamed"]
     # Hard ids are an argmax: where a pixel's two best logits lie within float rounding of each other, the two
     # summation orders may pick different slots (and the tokens then pool different pixels). Count those pixels and
@@ -172,7 +172,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
-from trajtok_hf.models import perceiver_trajtok  # noqa: E402
+from trajtok_hf.models import attention_trajtok  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:

@@ -65,7 +65,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
+import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
 from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip  # noqa: E402
 from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics  # noqa: E402
 from trajtok_hf.training import load_segmenter  # noqa: E402
@@ -75,11 +75,11 @@ def object_report(trajectory_ids, clips) -> dict:
     """Merged objects overall, and objects with at least one missed cell per texture (plain / striped / checkered)."""
     merged = total = 0
     missed, seen = Counter(), Counter()
-    for ids, clip in zip(trajectory_ids, clips):
+    for ids, clip in zip(trajectory_ids, clips, strict=True):
         errors = object_errors(ids, clip["segmentation_labels"], background_id=0, ignore_index=IGNORE_INDEX)
         merged += int(errors["merged"].sum())
         total += errors["ids"].size
-        for obj_id, missed_pixels in zip(errors["ids"].tolist(), errors["missed_pixels"].tolist()):
+        for obj_id, missed_pixels in zip(errors["ids"].tolist(), errors["missed_pixels"].tolist(), strict=True):
             texture = clip["objects"][obj_id - 1]["texture"]  # object k has id k (background 0)
             seen[texture] += 1
             missed[texture] += missed_pixels > 0

@@ -201,7 +201,7 @@ def main(argv=None):
         results["train_seconds"] = round(train_seconds, 1)
         results["examples"] = [
             {"question": ex["question"], "answer": ex["answer"], "prediction": pred}
-            for ex, pred in list(zip(eval_examples, after["predictions"]))[:10]
+            for ex, pred in list(zip(eval_examples, after["predictions"], strict=True))[:10]
         ]
         accelerator.print(f"after LoRA: accuracy {after['accuracy']:.3f} {after.get('accuracy_by_type', '')}")
         if args.merge:

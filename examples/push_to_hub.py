@@ -13,10 +13,11 @@ same outputs (``--skip_remote_code_check`` to skip). A folder that fails is refu
 
 Pushed in one commit: ``*.safetensors``, ``config.json`` / ``generation_config.json``, processor and tokenizer files,
 the remote-code ``*.py`` files, and the model card as ``README.md`` (never the folder's own README, pickle weights,
-sub-folders or logs). The card (template ``trajtok_hf/model_card_templates/<model>.md``) takes its evaluation
+sub-folders or logs). The card (template ``trajtok_hf/hub/templates/<model>.md``) takes its evaluation
 results from the files the training scripts write next to the model (``metrics.jsonl``'s last ``eval/*`` record,
 ``eval.json``) or from ``--eval_results FILE.json``; the training command from ``train_args.json``,
-``--training_command`` or the script's default. An upload failure names the failed step (exit 1); the local folder is only ever read.
+``--training_command`` or the script's default. An upload failure names the failed step (exit 1); the local folder
+is only ever read.
 
 Authentication: ``HF_TOKEN`` / ``hf auth login`` or ``--token``; ``--endpoint`` (or ``HF_ENDPOINT``) for another Hub.
 """
@@ -51,7 +52,7 @@ def parse_args(argv=None):
     card.add_argument(
         "--template_dir",
         default=None,
-        help="card templates (default: the ones shipped in trajtok_hf/model_card_templates/)",
+        help="card templates (default: the ones shipped in trajtok_hf/hub/templates/)",
     )
     parser.add_argument(
         "--skip_remote_code_check",

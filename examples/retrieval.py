@@ -82,7 +82,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers import AutoModel, AutoProcessor  # noqa: E402
 
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
+import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
 from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset  # noqa: E402
 from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics  # noqa: E402
 from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures  # noqa: E402
@@ -228,7 +228,7 @@ def main(argv=None) -> dict[str, float]:
     if labels is not None and trajectory_ids is not None:  # the tokenizer against the exact synthetic trajectories
         segmentation = segmentation_metrics(
             trajectory_ids,
-            [torch.from_numpy(l) for l in labels],
+            [torch.from_numpy(label) for label in labels],
             background_id=0,
             ignore_index=IGNORE_INDEX,
             return_per_clip=True,

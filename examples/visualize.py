@@ -46,7 +46,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import trajtok_hf  # noqa: F401  (registers the Auto classes)
+import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
 from trajtok_hf.training import load_segmenter  # noqa: E402
 from trajtok_hf.visualization import (  # noqa: E402
@@ -87,7 +87,7 @@ def main(argv=None) -> list[Path]:
             list(frames), list(ids), chunk_size, args.output_dir, captions=captions, max_frames=args.max_frames
         )
     )
-    for caption, clip_ids in zip(captions, ids):
+    for caption, clip_ids in zip(captions, ids, strict=True):
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
         print(f"{caption}: active trajectories per chunk {counts} (mean {np.mean(counts):.1f})")
     print(f"wrote {png}\nwrote {gif}")

@@ -36,7 +36,7 @@ def test_checkpoint_remote_code_is_the_package_code(name):
     """The remote-code copies (what trust_remote_code runs) must be today's trajtok_hf/models files: a fix or a
     speed-up of the package reaches Hub users of these folders only if the copies are refreshed with it."""
     copies = sorted((ROOT / "checkpoints" / name).glob("*.py"))
-    required = {"modeling_trajtok.py", "perceiver_trajtok.py"} | (
+    required = {"modeling_trajtok.py", "perceiver_trajtok.py", "attention_trajtok.py"} | (
         {"modeling_trajvit2.py"} if name != SEGMENTER else set()
     )
     assert {p.name for p in copies} >= required

@@ -130,7 +130,8 @@ def test_trust_remote_code_without_trajtok_hf(case, tmp_path):
         from safetensors.torch import load_file, save_file
 
         inputs = load_file({str(tmp_path / "inputs.safetensors")!r})
-        model = transformers.{case.auto_class.__name__}.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+        auto_class = transformers.{case.auto_class.__name__}
+        model = auto_class.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         assert "trajtok_hf" not in sys.modules
         with torch.no_grad():

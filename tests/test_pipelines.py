@@ -61,7 +61,7 @@ def _expected_scores(classifier, video, labels):
     inputs = classifier.processor(videos=video, text=labels, padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = classifier.model(**inputs).logits_per_video[0]
-    return dict(zip(labels, logits.softmax(-1).tolist()))
+    return dict(zip(labels, logits.softmax(-1).tolist(), strict=True))
 
 
 def test_task_is_registered_and_scores_are_a_softmax(tiny_folder):
@@ -69,9 +69,10 @@ def test_task_is_registered_and_scores_are_a_softmax(tiny_folder):
     assert isinstance(classifier, ZeroShotVideoClassificationPipeline)
     video = _clip()["video"]
     result = classifier(video, candidate_labels=LABELS)
-    assert [r["label"] for r in result] == sorted(LABELS, key=lambda l: -_expected_scores(classifier, video, LABELS)[l])
+    expected = _expected_scores(classifier, video, LABELS)
+    assert [r["label"] for r in result] == sorted(LABELS, key=lambda label: -expected[label])
     assert sum(r["score"] for r in result) == pytest.approx(1.0, rel=0, abs=_softmax_bound(len(LABELS)))
-    assert all(a["score"] >= b["score"] for a, b in zip(result, result[1:]))
+    assert all(a["score"] >= b["score"] for a, b in zip(result, result[1:], strict=False))
     expected = _expected_scores(classifier, video, LABELS)
     for r in result:  # the pipeline's batching against a direct call
         assert r["score"] == pytest.approx(expected[r["label"]], rel=0, abs=_score_bound(classifier, len(LABELS)))
@@ -162,6 +163,6 @@ def test_shipped_checkpoint_ranks_the_true_caption_first():
     clips = [generate_clip(config, 0, i) for i in range(5)]
     labels = [clip["caption"] for clip in clips]
     results = classifier([clip["video"] for clip in clips], candidate_labels=labels)
-    for clip, result in zip(clips, results):
+    for clip, result in zip(clips, results, strict=True):
         assert sum(r["score"] for r in result) == pytest.approx(1.0, rel=0, abs=_softmax_bound(len(labels)))
         assert result[0]["label"] == clip["caption"], result

@@ -145,7 +145,8 @@ MODEL_CASES = [
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# TrajViT2 (video-text CLIP) and its ViT3D baseline: tiny encoder (width 32, 2 layers, 4 heads), tiny BERT, projection 16
+# TrajViT2 (video-text CLIP) and its ViT3D baseline:
+# tiny encoder (width 32, 2 layers, 4 heads), tiny BERT, projection 16
 from transformers import BertConfig  # noqa: E402
 
 from trajtok_hf import TrajViT2Config, TrajViT2Model, TrajViT2VisionConfig, TrajViT2VisionModel  # noqa: E402

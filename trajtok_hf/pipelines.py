@@ -64,7 +64,7 @@ def _unknown_words(tokenizer, texts: list[str]) -> list[str]:
         return []
     words = list(dict.fromkeys(word for text in texts for word in text.split()))
     ids = tokenizer(words, add_special_tokens=False)["input_ids"]
-    return [word for word, word_ids in zip(words, ids) if unk_id in word_ids]
+    return [word for word, word_ids in zip(words, ids, strict=True) if unk_id in word_ids]
 
 
 def _is_single_video(value: Any) -> bool:
@@ -165,7 +165,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
 
     def postprocess(self, model_outputs):
         scores = model_outputs["logits"][0].float().softmax(dim=-1).tolist()
-        ranked = sorted(zip(scores, model_outputs["candidate_labels"]), key=lambda pair: -pair[0])
+        ranked = sorted(zip(scores, model_outputs["candidate_labels"], strict=True), key=lambda pair: -pair[0])
         return [{"score": score, "label": label} for score, label in ranked]
 
 

@@ -174,7 +174,7 @@ def _clip_inputs(videos, trajectory_ids, captions):
     if len(captions) != len(videos):
         raise ValueError(f"got {len(videos)} videos but {len(captions)} captions")
     frames = [_check_frames(v, "videos[i]") for v in videos]
-    ids = [_check_ids(i, f.shape[0]) for i, f in zip(trajectory_ids, frames)]
+    ids = [_check_ids(i, f.shape[0]) for i, f in zip(trajectory_ids, frames, strict=True)]
     return frames, ids, captions
 
 
@@ -212,7 +212,7 @@ def render_trajectory_grid(
     columns = min(max_frames, max(f.shape[0] for f in frames))
     canvas_w = columns * (cell_w + gap) + gap
     blocks = []
-    for clip, clip_ids, caption in zip(frames, ids, captions):
+    for clip, clip_ids, caption in zip(frames, ids, captions, strict=True):
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
         header = (
             (f"{caption}  |  " if caption else "")
@@ -257,7 +257,7 @@ def render_trajectory_animation(
     scale = scale or _scale_for(height)
     cell_h, cell_w, gap, label_h = height * scale, width * scale, 4, 30
     font = _font(12)
-    overlays = [overlay_trajectories(f, i, alpha=alpha) for f, i in zip(frames, ids)]
+    overlays = [overlay_trajectories(f, i, alpha=alpha) for f, i in zip(frames, ids, strict=True)]
     counts = [active_trajectories_per_chunk(i, chunk_size) for i in ids]
     canvas = (2 * cell_w + 3 * gap, len(frames) * (cell_h + label_h + gap) + gap)
     steps = max(f.shape[0] for f in frames)
@@ -265,7 +265,9 @@ def render_trajectory_animation(
     for step in range(steps):
         image = Image.new("RGB", canvas, _PAPER_COLOUR)
         draw = ImageDraw.Draw(image)
-        for row, (clip, overlay, caption, clip_counts) in enumerate(zip(frames, overlays, captions, counts)):
+        for row, (clip, overlay, caption, clip_counts) in enumerate(
+            zip(frames, overlays, captions, counts, strict=True)
+        ):
             t = min(step, clip.shape[0] - 1)
             y = gap + row * (cell_h + label_h + gap)
             chunk = t // chunk_size

@@ -14,7 +14,7 @@ trajectory into n ∈ {1, 2, 4} tokens:
    mass-normalised mean (default; the sum grows with region size).
 5. §6 refinement: a second Perceiver whose queries see only their own trajectory's pixels (hard mask) and sibling
    sub-tokens; features not detached. Computed with a segment softmax, the pixel values summed per trajectory
-   before the value projection (see ``perceiver_trajtok.py``).
+   before the value projection (see ``attention_trajtok.py``).
 6. §7 Matryoshka: sub-token queries z_k + n Fourier-ring offsets.
 
 Differences from the official release (hellomuffin/trajtok), all config options whose defaults keep the paper's form:
@@ -41,7 +41,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_trajtok import TrajTokConfig
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
-from .perceiver_trajtok import TrajTokPerceiver
+from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
 # Largest |pixel value| forward accepts. Frames normalised by TrajTokVideoProcessor lie within about ±3 (ImageNet
@@ -288,6 +288,21 @@ class TrajTokAssignmentHead(nn.Sequential):
         )
 
 
+def _build_perceiver(config: TrajTokConfig, depth: int) -> TrajTokPerceiver:
+    """A Perceiver (query or refinement, paper Sec. 3) of ``depth`` layers with the tokenizer's width, heads and
+    options; its attention follows the tokenizer's ``attn_implementation``."""
+    return TrajTokPerceiver(
+        config.hidden_size,
+        config.num_attention_heads,
+        depth,
+        config.perceiver_ff_mult,
+        rope_theta=config.rope_theta,
+        rope_fraction=config.rope_fraction,
+        latent_norm_placement=config.latent_norm_placement,
+        attention_config=config,
+    )
+
+
 class _PerceiverStreams:
     """Runs the Perceivers of one chunk batch, collecting their hidden states and attention weights when asked."""
 
@@ -295,7 +310,7 @@ class _PerceiverStreams:
         self.flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
         self.hidden_states, self.attentions, self.num_latent_keys = (), (), ()
 
-    def run(self, perceiver: TrajTokPerceiver, latents, context, hard_mask=None) -> torch.Tensor:
+    def run(self, perceiver: TrajTokPerceiver, latents, context, hard_mask: HardMask | None = None) -> torch.Tensor:
         if not any(self.flags.values()):
             return perceiver(latents, context, hard_mask)
         latents_out, hidden_states, attentions = perceiver(latents, context, hard_mask, **self.flags)
@@ -313,7 +328,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         hidden, num_traj = config.hidden_size, config.num_trajectories
         self.feature_extractor = TrajTokFeatureExtractor(config)
         self.query_latents = nn.Parameter(torch.empty(num_traj, hidden))
-        self.query_perceiver = TrajTokPerceiver(config, config.query_perceiver_depth)
+        self.query_perceiver = _build_perceiver(config, config.query_perceiver_depth)
         self.query_head = TrajTokAssignmentHead(config)
         self.pixel_head = TrajTokAssignmentHead(config)
         self.logit_scale = nn.Parameter(torch.empty(1))
@@ -327,7 +342,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
             if config.query_init in ("latent", "latent_plus_soft_pool")
             else None
         )
-        self.refinement_perceiver = TrajTokPerceiver(config, config.refinement_perceiver_depth)
+        self.refinement_perceiver = _build_perceiver(config, config.refinement_perceiver_depth)
         self.output_projection = nn.Linear(hidden, config.token_size)
         self.gradient_checkpointing = False
         self.post_init()
@@ -540,12 +555,12 @@ class TrajTokModel(TrajTokPreTrainedModel):
         refinement_queries = self._initial_queries(logits, features, n)  # (b, K·n, D)
         hard_mask = None
         if self.config.use_hard_mask:
-            hard_mask = {
-                "trajectory_ids": ids,
-                "tokens_per_trajectory": n,
-                "visible_last_pixels": min(self.config.refinement_visible_last_pixels, features.shape[1]),
-                "implementation": hard_mask_implementation,
-            }
+            hard_mask = HardMask(
+                trajectory_ids=ids,
+                tokens_per_trajectory=n,
+                visible_last_pixels=min(self.config.refinement_visible_last_pixels, features.shape[1]),
+                implementation=hard_mask_implementation,
+            )
         streams = streams or _PerceiverStreams()
         return self.output_projection(streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask))
 

@@ -212,7 +212,8 @@ class TrajTokConfig(PreTrainedConfig):
             raise ValueError(f"output_size must be None or a positive int, got {self.output_size!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
             )
         head_dim = self.hidden_size // self.num_attention_heads
         if not 0.0 <= self.rope_fraction <= 1.0:

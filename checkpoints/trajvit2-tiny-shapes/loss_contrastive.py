@@ -58,7 +58,7 @@ def gather_with_local_grad(features: torch.Tensor) -> tuple[torch.Tensor, int]:
         padded = torch.cat([padded, padded.new_zeros(max_size - features.shape[0], *features.shape[1:])])
     gathered = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(gathered, padded)
-    parts = [g[:size] for g, size in zip(gathered, sizes)]
+    parts = [g[:size] for g, size in zip(gathered, sizes, strict=True)]
     parts[rank] = features
     return torch.cat(parts), sum(sizes[:rank])
 

@@ -471,7 +471,7 @@ class TrajTokVideoProcessor(BaseVideoProcessor):
         if _only_file_references(videos):
             return
         batch, names = self._split_batch(videos)
-        for item, name in zip(batch, names):
+        for item, name in zip(batch, names, strict=True):
             if isinstance(item, (list, tuple)):
                 self._stack_frames(item, name)
             elif isinstance(item, (np.ndarray, torch.Tensor)) and item.shape[0] == 0:

@@ -9,7 +9,7 @@ import pytest
 from testers import float_error_bound, load_file_module, tiny_trajtok_terms
 
 from trajtok_hf import TrajTokConfig
-from trajtok_hf.models import perceiver_trajtok
+from trajtok_hf.models import attention_trajtok, perceiver_trajtok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,7 +22,7 @@ def bench():
 def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsys):
     out = tmp_path / "streaming.json"
     results = bench.main(["--quick", "--rounds", "2", "--output", str(out)])
-    assert perceiver_trajtok.STREAM_BLOCK_PIXELS == 4096  # restored after the run
+    assert attention_trajtok.STREAM_BLOCK_PIXELS == 4096  # restored after the run
     (result,) = results
     assert result["frames"] == 8 and result["block_rows"] == 256 and result["pixels"] == 8 * 16 * 16
     # Error bounds: the quick tokenizer is tiny_trajtok_config's at 64² with its 8 frames in one chunk; its logits are
@@ -49,7 +49,7 @@ def test_streamed_path_really_streams(bench, monkeypatch):
     monkeypatch.setattr(
         perceiver_trajtok,
         "streamed_context_attention",
-        lambda *a, **k: calls.append(perceiver_trajtok.STREAM_BLOCK_PIXELS) or original(*a, **k),
+        lambda *a, **k: calls.append(attention_trajtok.STREAM_BLOCK_PIXELS) or original(*a, **k),
     )
     bench.run(8, rounds=1, quick=True, block_rows=256)
     assert calls and set(calls) == {256}  # only the streamed path streams, with the asked block size

@@ -63,7 +63,7 @@ def test_shared_peers_fill_a_trajvit2_only_before_run(compare, tmp_path):
     before = _result({("trajvit2", 8): 3.0, ("trajvit2", 16): 6.0})
     after = _result({("trajvit2", 8): 1.5, ("vit3d", 8): 2.0, ("tome", 8): 0.5, ("trajvit2", 16): 4.0})
     paths = [tmp_path / "before.json", tmp_path / "after.json"]
-    for path, result in zip(paths, (before, after)):
+    for path, result in zip(paths, (before, after), strict=True):
         path.write_text(json.dumps(result))
     plain = compare.main([str(p) for p in paths]).splitlines()
     assert "| release | 1 | 8 | 3.00 → 1.50 | 2.00× | — → 0.75 | — → 3.00 |" in plain

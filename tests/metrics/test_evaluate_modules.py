@@ -100,7 +100,7 @@ def test_retrieval_module_add_batch(retrieval_metric):
     for start in range(0, len(t2v), 10):  # uneven batches of caption rows
         retrieval_metric.add_batch(predictions=sim[start : start + 10], references=t2v[start : start + 10])
     assert retrieval_metric.compute() == pytest.approx(retrieval_metrics(sim, t2v))
-    for row, ref in zip(sim[:5], t2v[:5]):
+    for row, ref in zip(sim[:5], t2v[:5], strict=True):
         retrieval_metric.add(predictions=row, references=ref)
     retrieval_metric.add_batch(predictions=sim[5:], references=t2v[5:])
     assert retrieval_metric.compute() == pytest.approx(retrieval_metrics(sim, t2v))

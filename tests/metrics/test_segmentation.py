@@ -58,7 +58,7 @@ def _brute_miou(pred, gt, background_id=None):
     k = min(len(gids), len(pids))
     for rows in itertools.permutations(range(len(gids)), k):
         for cols in itertools.permutations(range(len(pids)), k):
-            best = max(best, sum(iou[r, c] for r, c in zip(rows, cols)))
+            best = max(best, sum(iou[r, c] for r, c in zip(rows, cols, strict=True)))
     return best / len(gids)
 
 
@@ -248,7 +248,7 @@ def test_segmentation_metrics_averages_over_clips():
     gts.append(np.zeros((2, 3, 3), dtype=np.int64))
     preds.append(rng.integers(0, 3, (2, 3, 3)))
     out = segmentation_metrics(preds, gts, return_per_clip=True)
-    per = [clip_segmentation_metrics(p, g) for p, g in zip(preds, gts)]
+    per = [clip_segmentation_metrics(p, g) for p, g in zip(preds, gts, strict=True)]
     for k in ("ARI", "mIoU"):
         assert out[k] == pytest.approx(np.mean([r[k] for r in per]))
     for k in ("FG-ARI", "FG-mIoU"):

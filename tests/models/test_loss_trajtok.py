@@ -72,7 +72,7 @@ def reference_focal_dice(logits, labels, matches, gamma):
     logits = logits.reshape(batch_size, -1, num_slots).tolist()
     labels = labels.reshape(batch_size, -1).tolist()
     for b in range(batch_size):
-        slot_of = dict(zip(matches[b][0].tolist(), matches[b][1].tolist()))
+        slot_of = dict(zip(matches[b][0].tolist(), matches[b][1].tolist(), strict=True))
         probs = []
         for row in logits[b]:
             z = sum(math.exp(v) for v in row)
@@ -102,7 +102,7 @@ def test_matching_is_optimal_against_brute_force(seed, num_gt, num_slots):
     assert len(gt_ids) == len(slot_ids) == min(num_gt, num_slots)
     assert len(set(slot_ids.tolist())) == len(slot_ids)  # injective
     assert gt_ids.tolist() == [g for g in order if g in set(gt_ids.tolist())]  # first-appearance order kept
-    got = sum(iou[order.index(g)][k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist()))
+    got = sum(iou[order.index(g)][k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist(), strict=True))
     if num_gt <= num_slots:  # every GT gets an injective slot
         assignments = itertools.permutations(range(num_slots), num_gt)
         best = max(sum(iou[g][perm[g]] for g in range(num_gt)) for perm in assignments)
@@ -117,7 +117,7 @@ def test_matching_recovers_a_known_permutation():
     labels = labels.unsqueeze(1)
     slot_of = {5: 3, 9: 0, 2: 1}
     logits = torch.full((1, 1, 2, 4, 4), -5.0)
-    for (i, j), lab in zip(itertools.product(range(2), range(4)), labels.flatten().tolist()):
+    for (i, j), lab in zip(itertools.product(range(2), range(4)), labels.flatten().tolist(), strict=True):
         if lab != IGNORE_INDEX:
             logits[0, 0, i, j, slot_of[lab]] = 5.0
     ((gt_ids, slot_ids),) = hungarian_match(logits, labels)
@@ -200,7 +200,7 @@ def test_invariant_to_a_permutation_of_the_slots():
     # bound: loss_bound; the softmax sums the permuted slots in another order.
     torch.testing.assert_close(out["loss"], out_perm["loss"], atol=loss_bound(logits, labels), rtol=0)
     inverse = torch.argsort(perm)
-    for (g, k), (g_p, k_p) in zip(out["matches"], out_perm["matches"]):
+    for (g, k), (g_p, k_p) in zip(out["matches"], out_perm["matches"], strict=True):
         assert g.tolist() == g_p.tolist()
         assert k.tolist() == perm[k_p].tolist()
         assert inverse[k].tolist() == k_p.tolist()
@@ -340,7 +340,7 @@ def test_soft_tie_break_keeps_the_optimal_hard_iou(seed, num_gt, num_slots):
     for tie_break in ("index", "soft"):
         ((gt_ids, slot_ids),) = hungarian_match(logits, labels, tie_break=tie_break)
         assert len(set(slot_ids.tolist())) == len(slot_ids)
-        totals.append(sum(iou[g, k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist())))
+        totals.append(sum(iou[g, k] for g, k in zip(gt_ids.tolist(), slot_ids.tolist(), strict=True)))
     assert totals[0] == pytest.approx(totals[1], abs=iou_sum_bound(len(gt_ids)))  # IoUs summed in another order
 
 

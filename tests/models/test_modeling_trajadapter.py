@@ -379,7 +379,7 @@ def test_hidden_states_are_the_backbones():
     with torch.no_grad():
         expected = model.backbone(pixel_values=x, output_hidden_states=True).hidden_states
     assert len(out.hidden_states) == 3 and out.attentions is None
-    for mine, theirs in zip(out.hidden_states, expected):
+    for mine, theirs in zip(out.hidden_states, expected, strict=True):
         assert mine.shape == (2, 4 * 4 * 4, 32) and torch.equal(mine, theirs)
     assert torch.equal(out.logits, model(pixel_values_videos=x).logits)  # asking for them changes nothing
 
@@ -434,7 +434,7 @@ def test_return_dict_false_and_cached_features_keep_the_outputs():
     model.config.return_dict = True
     frozen = model.get_frozen_features(x, output_hidden_states=True)
     cached = model(frozen_features=frozen, output_hidden_states=True)
-    assert all(torch.equal(a, b) for a, b in zip(cached.hidden_states, out.hidden_states))
+    assert all(torch.equal(a, b) for a, b in zip(cached.hidden_states, out.hidden_states, strict=True))
 
 
 # -------------------------------------------------------------------------------------------------- half precision

@@ -17,6 +17,7 @@ from testers import (
 
 from trajtok_hf import TrajTokConfig, TrajTokModel
 from trajtok_hf.models.perceiver_trajtok import (
+    HardMask,
     SegmentWeightedSum,
     apply_rotary,
     dense_hard_mask_attention,
@@ -197,7 +198,7 @@ def test_segment_softmax_equals_dense_reference(n, visible_last):
     weights = torch.randn_like(dense)
     grads_dense = torch.autograd.grad((dense * weights).sum(), tensors)
     grads_fast = torch.autograd.grad((fast * weights).sum(), tensors)
-    for a, b in zip(grads_fast, grads_dense):
+    for a, b in zip(grads_fast, grads_dense, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     assert torch.isfinite(fast).all()  # the empty trajectory sees only its own sub-token latents
 
@@ -223,7 +224,9 @@ def test_segment_softmax_aggregating_values_before_projection(n, visible_last):
     torch.testing.assert_close(fast, dense, atol=1e-10, rtol=1e-10)
     weights = torch.randn_like(dense)
     for a, b in zip(
-        torch.autograd.grad((fast * weights).sum(), leaves), torch.autograd.grad((dense * weights).sum(), leaves)
+        torch.autograd.grad((fast * weights).sum(), leaves),
+        torch.autograd.grad((dense * weights).sum(), leaves),
+        strict=True,
     ):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     with pytest.raises(ValueError, match="pixel_inputs and value_weight"):
@@ -236,9 +239,9 @@ def test_segment_softmax_with_streamed_pixel_keys(monkeypatch, n, visible_last):
     """pixel_key as a function of a pixel range: scores are made block by block (here 14 rows over a batch of 2 =
     blocks of 7 of the 40 pixels, the last one short) and give the dense result; the function is asked for each block
     once (+ the last E pixels)."""
-    import trajtok_hf.models.perceiver_trajtok as perceiver
+    import trajtok_hf.models.attention_trajtok as attention
 
-    monkeypatch.setattr(perceiver, "STREAM_BLOCK_PIXELS", 14)
+    monkeypatch.setattr(attention, "STREAM_BLOCK_PIXELS", 14)
     tensors, ids = _random_attention_inputs(n=n)
     tensors = [t.double() for t in tensors]
     query, latent_key, latent_value, pixel_key, pixel_value = tensors
@@ -294,7 +297,7 @@ def test_model_tokens_depend_only_on_own_pixels():
     features = out.pixel_features.reshape(1, -1, 32)
     ids = out.trajectory_ids.reshape(1, -1)
     j = int(ids[0, 0])
-    hard = {"trajectory_ids": ids, "tokens_per_trajectory": 2, "visible_last_pixels": 0, "implementation": "segment"}
+    hard = HardMask(trajectory_ids=ids, tokens_per_trajectory=2)
     queries = torch.randn(1, 16, 32)
     base = model.refinement_perceiver(queries, features, hard)
     moved = model.refinement_perceiver(
@@ -499,7 +502,7 @@ def test_attentions_are_the_perceiver_weights():
     out = model(video, tokens_per_trajectory=2, output_attentions=True, return_dict=True)
     shapes = [tuple(a.shape) for a in out.attentions]
     assert shapes == [(2, 4, _QUERIES, 8 + _PIXELS)] * 2 + [(2, 4, _TOKENS, 16 + _PIXELS)] * 2
-    for weights, keys in zip(out.attentions, (8, 8, 16, 16)):
+    for weights, keys in zip(out.attentions, (8, 8, 16, 16), strict=True):
         # Softmax rows over at most 16 + 6·16·16 keys.
         assert_close_within_bound(weights.sum(-1), torch.ones_like(weights[..., 0]), keys + _PIXELS, magnitude=1.0)
         rows = weights.shape[2] // 2
@@ -537,9 +540,10 @@ def test_perceivers_stream_pixels_at_inference_with_the_same_result(monkeypatch)
     """Inference over more than STREAM_BLOCK_PIXELS pixels takes the streamed paths (query Perceiver: blocked online
     softmax; refinement: blocked pixel keys); the outputs equal the one-shot paths that autograd mode takes (≤ 1e-5),
     which is what the model computed before streaming existed."""
+    import trajtok_hf.models.attention_trajtok as attention
     import trajtok_hf.models.perceiver_trajtok as perceiver
 
-    monkeypatch.setattr(perceiver, "STREAM_BLOCK_PIXELS", 100)  # 2 videos × 2 frames of 64²: blocks of 50 of 512 pixels
+    monkeypatch.setattr(attention, "STREAM_BLOCK_PIXELS", 100)  # 2 videos × 2 frames of 64²: blocks of 50 of 512 pixels
     model = tiny_trajtok_model().eval()
     video = video_batch(2, 2)
     streamed_calls = []

@@ -402,7 +402,8 @@ def test_return_dict_false_tie_word_embeddings_and_video_features_options():
         )
         features_tuple = model.get_video_features(inputs["pixel_values_videos"], return_dict=False)
     assert isinstance(as_tuple, tuple) and isinstance(features_tuple, tuple)
-    # Hidden states: embeddings + 2 layers. Attentions are accepted (transformers records them with eager attention only).
+    # Hidden states: embeddings + 2 layers. Attentions are accepted (transformers records them with eager attention
+    # only).
     assert len(features.hidden_states) == 3 and isinstance(features.attentions, tuple)
     assert (
         tiny_trajvlm_config(tie_word_embeddings=False, text_overrides={"tie_word_embeddings": True}).tie_word_embeddings

@@ -59,7 +59,7 @@ Usage::
 
     trajtok-convert-segmenter --checkpoint model.pth --output_dir trajtok-segmenter-hf \\
         [--verify_with reference.safetensors]
-"""
+"""  # noqa: E501 (the key tables above are wider than a line)
 
 from __future__ import annotations
 
@@ -105,7 +105,9 @@ def _perceiver_rules(official: str, ours: str) -> dict[str, str]:
     return {
         rf"{official}\.norm_ctx\.(weight|bias)": rf"{ours}.norm_context.\1",
         rf"{official}\.norm_lat\.(weight|bias)": rf"{ours}.norm_latents.\1",
-        rf"{official}\.layers\.(\d+)\.0\.(norm_media|norm_latents)\.(weight|bias)": rf"{ours}.layers.\1.attention.\2.\3",
+        rf"{official}\.layers\.(\d+)\.0\.(norm_media|norm_latents)\.(weight|bias)": (
+            rf"{ours}.layers.\1.attention.\2.\3"
+        ),
         rf"{official}\.layers\.(\d+)\.0\.(to_q|to_kv|to_out)\.weight": rf"{ours}.layers.\1.attention.\2.weight",
         rf"{official}\.layers\.(\d+)\.1\.(norm|gate|up|down)\.(weight|bias)": rf"{ours}.layers.\1.feed_forward.\2.\3",
     }
@@ -119,7 +121,9 @@ _HF_BLOCK = rf"{_HF_BACKBONE}.stages.\1.layers.\2"
 # SimpleSegmenter (official model/segmenter.py) keys, relative to the segmenter prefix → TrajTokModel keys.
 SEGMENTER_KEY_MAPPING: dict[str, str] = {
     # DINOv3 ConvNeXt (facebookresearch/dinov3 convnext.py) → transformers DINOv3ConvNextBackbone (§3).
-    rf"{_BACKBONE}\.downsample_layers\.([0-3])\.([01])\.(weight|bias)": rf"{_HF_BACKBONE}.stages.\1.downsample_layers.\2.\3",
+    rf"{_BACKBONE}\.downsample_layers\.([0-3])\.([01])\.(weight|bias)": (
+        rf"{_HF_BACKBONE}.stages.\1.downsample_layers.\2.\3"
+    ),
     rf"{_BLOCK}\.dwconv\.(weight|bias)": rf"{_HF_BLOCK}.depthwise_conv.\3",
     rf"{_BLOCK}\.norm\.(weight|bias)": rf"{_HF_BLOCK}.layer_norm.\3",
     rf"{_BLOCK}\.pwconv1\.(weight|bias)": rf"{_HF_BLOCK}.pointwise_conv1.\3",

@@ -48,7 +48,7 @@ there is no vocabulary in the checkpoint), a ``TrajViT2Processor`` with ``model_
 Usage::
 
     trajtok-convert-trajvit2 --checkpoint model.pth --output_dir trajvit2-hf [--verify_with reference.safetensors]
-"""
+"""  # noqa: E501 (the key tables above are wider than a line)
 
 from __future__ import annotations
 

@@ -265,7 +265,7 @@ class VideoClipDecoder:
             raise ValueError("`batch` must have a 'video_path' column (rows from load_video_text_dataset)")
         paths = list(batch["video_path"])
         masks = list(batch.get("masks_path", [None] * len(paths)))
-        decoded = [self.decode_one(p, m) for p, m in zip(paths, masks)]
+        decoded = [self.decode_one(p, m) for p, m in zip(paths, masks, strict=True)]
         out: dict[str, list[Any]] = {key: list(values) for key, values in batch.items()}
         for key in ("frame_indices", "decode_error"):
             out[key] = [d[key] for d in decoded]
@@ -442,7 +442,9 @@ def load_video_text_dataset(
                 f"{metadata}: {len(missing)} row(s) name files that do not exist — {listing}. "
                 "Fix the metadata or pass skip_missing=True to drop them."
             )
-        warnings.warn(f"{metadata}: skipped {len(missing)} row(s) naming missing files — {listing}", UserWarning)
+        warnings.warn(
+            f"{metadata}: skipped {len(missing)} row(s) naming missing files — {listing}", UserWarning, stacklevel=2
+        )
     if not records:
         raise ValueError(f"{metadata}: no usable rows")
 

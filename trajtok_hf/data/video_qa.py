@@ -356,7 +356,7 @@ def evaluate_video_qa(
             )
             seconds += time.perf_counter() - began
             answers = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-            for example, answer in zip(chunk, answers):
+            for example, answer in zip(chunk, answers, strict=True):
                 predictions.append(answer.strip())
                 correct.append(exact_match(answer, str(example["answer"])))
     if was_training:
@@ -371,7 +371,8 @@ def evaluate_video_qa(
     types = [ex.get("type") for ex in examples]
     if all(t is not None for t in types):
         result["accuracy_by_type"] = {
-            t: sum(c for c, tt in zip(correct, types) if tt == t) / types.count(t) for t in sorted(set(types))
+            t: sum(c for c, tt in zip(correct, types, strict=True) if tt == t) / types.count(t)
+            for t in sorted(set(types))
         }
     return result
 

@@ -19,7 +19,7 @@ This package never imports :mod:`trajtok_hf.models`.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any
 
 from .retrieval import ranks_to_metrics, retrieval_metrics, retrieval_ranks
 from .segmentation import (

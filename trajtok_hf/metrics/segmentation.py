@@ -275,7 +275,7 @@ def segmentation_metrics(
     if n_p == 0:
         raise ValueError("`predictions` is empty: need at least one clip")
     per_clip = {k: np.full(n_p, np.nan) for k in _KEYS}
-    for i, (pred, gt) in enumerate(zip(predictions, references)):
+    for i, (pred, gt) in enumerate(zip(predictions, references, strict=True)):
         try:
             res = clip_segmentation_metrics(pred, gt, background_id=background_id, ignore_index=ignore_index)
         except ValueError as e:

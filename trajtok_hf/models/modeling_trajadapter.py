@@ -60,7 +60,7 @@ from .modeling_trajtok import (
     random_orthonormal,
 )
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
-from .perceiver_trajtok import TrajTokPerceiver
+from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
 logger = logging.get_logger(__name__)
 
@@ -225,26 +225,6 @@ def token_grid_trajectory_ids(
 # Adapter modules
 
 
-class _PerceiverSettings:
-    """The fields [`TrajTokPerceiver`] reads from a config, at the backbone's width."""
-
-    def __init__(self, config: TrajAdapterConfig):
-        self._config = config
-        self.hidden_size = config.backbone_hidden_size
-        self.num_attention_heads = config.num_attention_heads
-        self.perceiver_ff_mult = config.perceiver_ff_mult
-        self.head_dim = self.hidden_size // config.num_attention_heads
-        self.rope_fraction = config.rope_fraction
-        self.rope_theta = config.rope_theta
-        self.latent_norm_placement = config.latent_norm_placement
-
-    @property
-    def _attn_implementation(self) -> str:
-        # The adapter's (attn_implementation=... / set_attn_implementation). Only read without a hard mask, which
-        # the adapter never runs: the hard-masked refinement has its own segment / dense attention.
-        return self._config._attn_implementation or "sdpa"
-
-
 class TrajAdapterAttentiveProbe(nn.Module):
     """V-JEPA's attentive probe: ``q ← q + CrossAttn(q, LN(x))``, ``q ← q + MLP(LN(q))``, mean over the queries.
 
@@ -292,6 +272,21 @@ def _build_backbone(backbone_config) -> PreTrainedModel:
     if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
     return from_sub_config(AutoModel, backbone_config, **kwargs)
+
+
+def _build_refinement(config: TrajAdapterConfig) -> TrajTokPerceiver:
+    """The hard-mask refinement Perceiver (paper Sec. 3) at the backbone's width; its attention follows the adapter's
+    ``attn_implementation`` (read only without a hard mask, which the adapter never runs)."""
+    return TrajTokPerceiver(
+        config.backbone_hidden_size,
+        config.num_attention_heads,
+        config.refinement_depth,
+        config.perceiver_ff_mult,
+        rope_theta=config.rope_theta,
+        rope_fraction=config.rope_fraction,
+        latent_norm_placement=config.latent_norm_placement,
+        attention_config=config,
+    )
 
 
 def _check_output_flags(output_attentions, output_hidden_states) -> None:
@@ -363,7 +358,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             else None
         )
         self.subtoken_offsets = nn.Parameter(torch.empty(config.tokens_per_trajectory, width)) if trajectory else None
-        self.refinement = TrajTokPerceiver(_PerceiverSettings(config), config.refinement_depth) if trajectory else None
+        self.refinement = _build_refinement(config) if trajectory else None
         self.probe = TrajAdapterAttentiveProbe(config) if config.probe_type != "linear" else None
         self.classifier_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.classifier_dropout)
@@ -503,7 +498,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
                 Frames normalised for the backbone (and for the segmenter unless the next argument is given).
-            segmenter_pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height', width')`, *optional*):
+            segmenter_pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, h', w')`, *optional*):
                 The same frames normalised/sized for the segmenter (trajectory probe only).
             output_attentions (`bool`, *optional*, defaults to `False`):
                 Return the backbone's attention weights.
@@ -533,7 +528,8 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         if self.segmenter is None:
             if segmenter_pixel_values_videos is not None:
                 raise ValueError(
-                    f"segmenter_pixel_values_videos were given but probe_type={self.config.probe_type!r} has no segmenter"
+                    "segmenter_pixel_values_videos were given but "
+                    f"probe_type={self.config.probe_type!r} has no segmenter"
                 )
             return TrajAdapterFrozenFeatures(patch_features=features, **recorded)
         segmenter_pixels = pixel_values_videos
@@ -586,12 +582,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         latents = (queries.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, width)).reshape(
             batch, num_slots * n, width
         )
-        hard_mask = {
-            "trajectory_ids": ids,
-            "tokens_per_trajectory": n,
-            "visible_last_pixels": 0,
-            "implementation": hard_mask_implementation,
-        }
+        hard_mask = HardMask(trajectory_ids=ids, tokens_per_trajectory=n, implementation=hard_mask_implementation)
         tokens = self.refinement(latents, context, hard_mask)
         mask = active.repeat_interleave(n, dim=1)
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask, active
@@ -615,7 +606,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
                 what [`TrajTokVideoProcessor`] produces for the segmenter).
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
                 Class indices (float targets for regression / multi-label, as transformers' classifiers).
-            segmenter_pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height', width')`, *optional*):
+            segmenter_pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, h', w')`, *optional*):
                 The segmenter's own input when its size/normalisation differ from the backbone's.
             frozen_features ([`TrajAdapterFrozenFeatures`], *optional*):
                 Cached output of [`get_frozen_features`]; replaces the two inputs above.
@@ -684,7 +675,8 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
                 raise TypeError(f"labels must be a torch.Tensor of shape (batch,), got {type(labels).__name__}")
             if labels.ndim == 0 or labels.shape[0] != logits.shape[0]:
                 raise ValueError(
-                    f"labels must have the videos' batch size {logits.shape[0]} in dim 0, got shape {tuple(labels.shape)}"
+                    f"labels must have the videos' batch size {logits.shape[0]} in dim 0, "
+                    f"got shape {tuple(labels.shape)}"
                 )
             class_indices = not labels.is_floating_point() and num_labels > 1
             if class_indices and labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < num_labels):

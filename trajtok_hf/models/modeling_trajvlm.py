@@ -53,11 +53,10 @@ from transformers.cache_utils import Cache
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .configuration_trajtok import TrajTokConfig
 from .configuration_trajvlm import TrajVLMConfig
 from .modeling_trajtok import TrajTokModel, fourier_ring_offsets, random_orthonormal
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
-from .perceiver_trajtok import TrajTokPerceiver
+from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
 IGNORE_INDEX = -100
 
@@ -172,18 +171,6 @@ class TrajVLMMultiModalProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(features)))
 
 
-def _perceiver_config(config: TrajVLMConfig) -> TrajTokConfig:
-    """A TrajTokConfig that only carries the refinement Perceiver's shape at the tower width (never saved)."""
-    return TrajTokConfig(
-        backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 8, 8]),
-        hidden_size=config.vision_config.hidden_size,
-        num_attention_heads=config.connector_num_attention_heads,
-        perceiver_ff_mult=config.connector_ff_mult,
-        rope_theta=config.connector_rope_theta,
-        chunk_size=config.clip_length,
-    )
-
-
 class TrajVLMTrajectoryConnector(nn.Module):
     """§11: resized hard mask + mapped segmenter queries + hard-mask refinement Perceiver over tower features."""
 
@@ -194,11 +181,15 @@ class TrajVLMTrajectoryConnector(nn.Module):
         self.tokens_per_trajectory = n
         self.query_projection = nn.Linear(config.tokenizer_config.hidden_size, width)
         self.subtoken_offsets = nn.Parameter(torch.empty(n, width)) if n > 1 else None
-        self.perceiver = TrajTokPerceiver(_perceiver_config(config), config.connector_depth)
-        for layer in self.perceiver.layers:
-            # The attention implementation is the model's (`attn_implementation=`, `set_attn_implementation`), read
-            # from the live TrajVLM config rather than from the shape-only config above.
-            layer.attention.config = config
+        # Its attention implementation is the model's (`attn_implementation=`, `set_attn_implementation`).
+        self.perceiver = TrajTokPerceiver(
+            width,
+            config.connector_num_attention_heads,
+            config.connector_depth,
+            config.connector_ff_mult,
+            rope_theta=config.connector_rope_theta,
+            attention_config=config,
+        )
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor, queries: torch.Tensor):
         """One batch of clips.
@@ -222,12 +213,7 @@ class TrajVLMTrajectoryConnector(nn.Module):
         latents = self.query_projection(queries)  # (b, K, D_v)
         if self.subtoken_offsets is not None:
             latents = (latents.unsqueeze(2) + self.subtoken_offsets.view(1, 1, n, -1)).flatten(1, 2)
-        hard_mask = {
-            "trajectory_ids": ids,
-            "tokens_per_trajectory": n,
-            "visible_last_pixels": 0,
-            "implementation": "segment",
-        }
+        hard_mask = HardMask(trajectory_ids=ids, tokens_per_trajectory=n)
         tokens = self.perceiver(latents, features.reshape(b, t * g * g, -1), hard_mask)
         return tokens, active, ids.reshape(b, t, g, g)
 
@@ -646,8 +632,9 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         videos, num_slots = slots.shape
         if sum(per_row) not in (videos * num_slots, videos):
             raise ValueError(
-                f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos has "
-                f"{videos} video(s) of {num_slots} connector slots: the prompt needs {num_slots} placeholders per video "
+                f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos "
+                f"has {videos} video(s) of {num_slots} connector slots: the prompt needs {num_slots} placeholders "
+                "per video "
                 f"(slot form, what TrajVLMProcessor writes with video_slot_layout) or exactly one <video> token (id "
                 f"{self.config.video_token_id}) per video; videos fill the placeholders in row-major order"
             )

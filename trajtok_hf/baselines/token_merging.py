@@ -64,7 +64,12 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.vit.modeling_vit import ViTAttention, ViTLayer, eager_attention_forward
 
-from .modeling_trajvit2 import TrajViT2Model, TrajViT2VisionModel, TrajViT2VisionOutput, TrajViT2VisionTransformer
+from ..models.modeling_trajvit2 import (
+    TrajViT2Model,
+    TrajViT2VisionModel,
+    TrajViT2VisionOutput,
+    TrajViT2VisionTransformer,
+)
 
 __all__ = [
     "BipartiteMatching",
@@ -137,7 +142,7 @@ def tome_tokens_per_layer(num_tokens: int, r: int | Sequence[int], num_layers: i
 def _effective_schedule(num_tokens: int, schedule: Sequence[int]) -> list[int]:
     """The merges that actually happen (each r_ℓ clamped to (n_ℓ − 1) // 2)."""
     counts = tome_tokens_per_layer(num_tokens, list(schedule))
-    return [min(r, (n - _PROTECTED) // 2) for r, n in zip(schedule, counts)]
+    return [min(r, (n - _PROTECTED) // 2) for r, n in zip(schedule, counts, strict=True)]
 
 
 def tome_r_for_token_count(num_tokens: int, num_layers: int, target_mean_tokens: float) -> list[int]:
@@ -344,7 +349,7 @@ class ToMeVisionTransformer(TrajViT2VisionTransformer):
         size = None  # (B, n) token sizes, None while every token is a single patch
         tokens_per_layer = []
         all_hidden_states = (hidden,) if output_hidden_states else None
-        for layer, r in zip(self.layers, self.tome_r):  # a loop over layers only
+        for layer, r in zip(self.layers, self.tome_r, strict=True):  # a loop over layers only
             tokens_per_layer.append(hidden.shape[1])
             hidden, size = self._merging_layer(layer, hidden, size, initial_mask, r)
             if output_hidden_states:

@@ -1,9 +1,10 @@
-"""Training checkpoints (trajtok_hf/training.py: CheckpointManager, save_final), in-process with a real Accelerator.
+"""Training checkpoints (trajtok_hf/training/checkpoints.py: CheckpointManager; outputs.py: save_final), in-process
+with a real Accelerator.
 
 A checkpoint is safetensors + JSON only: a resume never unpickles anything (a pickle payload planted in every file a
 resume reads, or under accelerate's legacy pickle names, is refused or ignored, never run), refuses a damaged file
 with a ValueError naming it, and is bit-exact. Every save is atomic (a crash mid-save leaves the previous state).
-The end-to-end runs of the training scripts (SIGKILL mid-save, 2 processes) are in tests/test_training.py.
+The end-to-end runs of the training scripts (SIGKILL mid-save, 2 processes) are in test_train_scripts.py.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from testers import tiny_trajtok_model
 
-from trajtok_hf import TrajTokVideoProcessor, training
+from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf.file_utils import atomic_folder
-from trajtok_hf.training import CheckpointManager, TrainState, build_optimizer, build_scheduler, save_final
+from trajtok_hf.training import CheckpointManager, TrainState, build_optimizer, build_scheduler, hooks, save_final
 
 RNG_FILES = ("rng_state_0.safetensors", "rng_state_0.json")
 CHECKPOINT_FILES = {
@@ -294,7 +295,7 @@ def crash_at(monkeypatch, target: str):
         if target == (stage if step is None else f"{stage}:{step}"):
             raise KeyboardInterrupt(f"killed at {target}")
 
-    monkeypatch.setattr(training, "fault_hook", fault)
+    monkeypatch.setattr(hooks, "fault_hook", fault)
 
 
 def test_save_latest_prune_and_load(tmp_path, accelerator):

@@ -1,4 +1,4 @@
-"""ToMe-style token merging of the ViT3D baseline's encoder (trajtok_hf/models/token_merging.py)."""
+"""ToMe-style token merging of the ViT3D baseline's encoder (trajtok_hf/baselines/token_merging.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from testers import (
     video_batch,
 )
 
-from trajtok_hf.models.token_merging import (
+from trajtok_hf.baselines.token_merging import (
     ToMeVisionTransformer,
     apply_token_merging,
     bipartite_soft_matching,

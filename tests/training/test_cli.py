@@ -1,0 +1,112 @@
+"""The command line the training scripts share (trajtok_hf/training/cli.py), through the scripts' own
+``parse_args``: bad values are refused with a message naming the flag (exit status 2), and a non-empty
+``--output_dir`` is refused unless overwritten or resumed from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from testers import load_file_module
+
+ROOT = Path(__file__).resolve().parents[2]
+SEGMENTER = ROOT / "examples" / "train_segmenter.py"
+TRAJVIT2 = ROOT / "examples" / "train_trajvit2.py"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "/does/not/exist"], "--data /does/not/exist: not a folder"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--gradient_accumulation_steps", "-1"], "--gradient_accumulation_steps must be >= 1"),
+        (["--max_steps", "10", "--warmup_steps", "10"], "--warmup_steps must lie in"),
+        (["--resume_from_checkpoint", "/does/not/exist"], "no such checkpoint folder"),
+        (["--frame_size", "30"], "--frame_size must be a multiple of 4"),
+        (["--preset", "huge"], "invalid choice"),
+        (["--model", "/does/not/exist"], "no config.json"),
+        (["--train_objects", "3", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+        (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
+        (["--train_texture_probability", "1.5"], "--train_texture_probability must lie in"),
+        (["--train_texture_probability", "-0.1"], "--train_texture_probability must lie in"),
+    ],
+)
+def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    script = load_file_module(SEGMENTER)
+    with pytest.raises(SystemExit) as exc:
+        script.parse_args(["--output_dir", str(tmp_path / "out"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--data", "--eval_data"])
+@pytest.mark.parametrize("script_name", ["train_segmenter", "train_trajvit2"])
+def test_training_cli_needs_a_video_folder_with_metadata(tmp_path, capsys, script_name, flag):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "clip_0.mp4").write_bytes(b"")  # videos, but no metadata.jsonl / metadata.csv listing them
+    with pytest.raises(SystemExit) as exc:
+        load_file_module(ROOT / "examples" / f"{script_name}.py").parse_args(
+            ["--output_dir", str(tmp_path / "out"), flag, str(folder)]
+        )
+    assert exc.value.code == 2
+    assert f"{flag} {folder}: no metadata.jsonl or metadata.csv there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--vision_tokenizer", "vit3d", "--segmenter", "."], "needs --vision_tokenizer trajtok"),
+        (["--vision_tokenizer", "vit3d", "--frame_size", "72"], "multiple of --patch_size"),
+        (["--segmenter", "/does/not/exist"], "no config.json"),
+        (["--tokenizer", "/does/not/exist"], "--tokenizer /does/not/exist: not a folder"),
+        (["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--data", "/does/not/exist"], "not a folder"),
+        (["--segmenter_learning_rate", "0"], "--segmenter_learning_rate must be > 0"),
+        (["--vision_tokenizer", "vit3d", "--segmenter_learning_rate", "1e-4"], "needs --vision_tokenizer trajtok"),
+    ],
+)
+def test_trajvit2_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    script = load_file_module(TRAJVIT2)
+    with pytest.raises(SystemExit) as exc:
+        script.parse_args(["--output_dir", str(tmp_path / "out"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A non-empty --output_dir is refused unless overwritten or resumed from
+
+
+@pytest.mark.parametrize(
+    "extra, refused",
+    [
+        ([], True),
+        (["--overwrite_output_dir"], False),
+        (["--resume_from_checkpoint", "latest"], False),
+    ],
+)
+def test_training_cli_refuses_a_non_empty_output_dir(tmp_path, capsys, extra, refused):
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    script = load_file_module(SEGMENTER)
+    if not refused:
+        assert script.parse_args(["--output_dir", str(tmp_path), *extra]).output_dir == str(tmp_path)
+        return
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["--output_dir", str(tmp_path), *extra])
+    assert info.value.code == 2 and "--output_dir" in capsys.readouterr().err
+
+
+def test_training_cli_accepts_a_checkpoint_inside_the_output_dir_only(tmp_path, capsys):
+    from trajtok_hf.training import check_output_dir
+
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(output_dir=str(tmp_path / "run"), overwrite_output_dir=False)
+    (tmp_path / "run" / "checkpoints" / "step_2").mkdir(parents=True)
+    check_output_dir(parser, args, resume=str(tmp_path / "run" / "checkpoints" / "step_2"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(SystemExit):
+        check_output_dir(parser, args, resume=str(tmp_path / "elsewhere"))
+    assert "--output_dir" in capsys.readouterr().err

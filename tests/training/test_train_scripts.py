@@ -1,0 +1,427 @@
+"""The training scripts (examples/train_segmenter.py, examples/train_trajvit2.py) run end to end, and their model
+and data builders.
+
+The end-to-end tests run the scripts as subprocesses with tiny models on 64×64 synthetic clips: 2-process accelerate
+runs, the exact-resume check (uninterrupted vs stopped + resumed: identical final weights) and SIGKILLs in the middle
+of a checkpoint save and of the final save (through the test-only hook of trajtok_hf/training/hooks.py). The
+in-process tests of the checkpoints themselves are in test_checkpoint_manager.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from testers import load_file_module
+
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf import TrajTokVideoProcessor
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.training import SEGMENTER_MODULES, SyntheticClipDataset, synthetic_caption_words
+
+ROOT = Path(__file__).resolve().parents[2]
+SEGMENTER = ROOT / "examples" / "train_segmenter.py"
+TINY_RUN = [
+    "--preset",
+    "tiny",
+    "--num_frames",
+    "4",
+    "--frame_size",
+    "64",
+    "--per_device_train_batch_size",
+    "2",
+    "--per_device_eval_batch_size",
+    "2",
+    "--eval_clips",
+    "2",
+    "--eval_steps",
+    "0",
+    "--logging_steps",
+    "1",
+    "--learning_rate",
+    "1e-3",
+]
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Runs SCRIPT as __main__ with trajtok_hf.training.hooks.fault_hook set to SIGKILL the process at KILL_AT ("stage:step",
+# or "stage" for the final save): argv is [KILL_AT, SCRIPT, *script args].
+KILL_RUNNER = """
+import os, runpy, signal, sys
+from trajtok_hf.training import hooks
+kill_at, script = sys.argv[1:3]
+sys.argv = [script, *sys.argv[3:]]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+def kill(stage, step):
+    if kill_at == (stage if step is None else f"{stage}:{step}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+hooks.fault_hook = kill
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_script(script, args, *, processes=1, kill_at=None, expect_rc=0, timeout=240):
+    """Run a training script with plain python (1 process) or accelerate launch (torchrun + gloo on CPU); with
+    ``kill_at``, through :data:`KILL_RUNNER`, which SIGKILLs it at that save stage."""
+    if kill_at is not None:
+        cmd = [sys.executable, "-c", KILL_RUNNER, kill_at, str(script), *args]
+    elif processes == 1:
+        cmd = [sys.executable, str(script), *args]
+    else:
+        # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x (multi-CPU needs mpirun);
+        # ACCELERATE_USE_CPU=1 + --multi_gpu uses the torchrun launcher with the gloo backend instead.
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            *args,
+        ]
+    env = _env()
+    if processes > 1:
+        env["ACCELERATE_USE_CPU"] = "1"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if expect_rc is not None and proc.returncode != expect_rc:
+        raise AssertionError(f"{cmd} exited with {proc.returncode} (expected {expect_rc}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def load_script(path: Path):
+    return load_file_module(path)
+
+
+def same_weights(dir_a, dir_b) -> bool:
+    a, b = load_file(Path(dir_a) / "model.safetensors"), load_file(Path(dir_b) / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end: the segmenter
+
+
+@pytest.fixture(scope="module")
+def segmenter_run(tmp_path_factory):
+    """2-process accelerate run of train_segmenter.py (3 steps, checkpoint every 2, eval at step 2 and the end)."""
+    out = tmp_path_factory.mktemp("segmenter")
+    proc = run_script(
+        SEGMENTER,
+        ["--output_dir", str(out), *TINY_RUN, "--max_steps", "3", "--checkpointing_steps", "2", "--eval_steps", "2"],
+        processes=2,
+    )  # later flags win
+    return out, proc
+
+
+def test_segmenter_two_processes_saves_loadable_model_and_processor(segmenter_run):
+    from transformers import AutoModel, AutoVideoProcessor
+
+    out, proc = segmenter_run
+    assert "2 process(es)" in proc.stdout
+    checkpoint = out / "checkpoints" / "step_000003"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {
+        "rng_state_0.safetensors",
+        "rng_state_0.json",
+        "rng_state_1.safetensors",
+        "rng_state_1.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "scheduler.json",
+        "trainer_state.json",
+        "config.json",
+    } <= files
+    assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt"))]  # nothing pickled
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records if "loss" in r)
+    assert [r["step"] for r in records if "eval/FG-ARI" in r] == [2, 3]
+    assert {"eval/ARI", "eval/FG-ARI", "eval/mIoU", "eval/FG-mIoU"} <= set(records[-1])
+    model = AutoModel.from_pretrained(out / "final")
+    processor = AutoVideoProcessor.from_pretrained(out / "final")
+    assert type(model).__name__ == "TrajTokModel" and isinstance(processor, TrajTokVideoProcessor)
+    assert processor.size["height"] == 64 and processor.num_frames == 4
+    assert same_weights(out / "final", checkpoint)
+    # A training checkpoint is itself a from_pretrained folder (config + weights), e.g. for --segmenter.
+    assert type(AutoModel.from_pretrained(checkpoint)).__name__ == "TrajTokModel"
+
+
+def test_segmenter_exact_resume_on_a_shuffled_video_folder(tmp_path):
+    """--data DIR: 4 training clips, 2 per batch = 2 steps per epoch, shuffled per epoch; 5 steps cross 2 epoch
+    boundaries and the run is interrupted mid-epoch (after step 3)."""
+    from trajtok_hf.data import write_video_folder
+
+    write_video_folder(tmp_path / "videos", 5, SyntheticVideoConfig(num_frames=4, height=64, width=64), seed=1)
+    run = [
+        *TINY_RUN,
+        "--data",
+        str(tmp_path / "videos"),
+        "--eval_clips",
+        "1",
+        "--max_steps",
+        "5",
+        "--checkpointing_steps",
+        "2",
+        "--warmup_steps",
+        "1",
+    ]
+    run_script(SEGMENTER, ["--output_dir", str(tmp_path / "a"), *run])
+    # `latest` with no checkpoint yet starts from scratch (so one command both starts and resumes a job).
+    proc = run_script(
+        SEGMENTER,
+        ["--output_dir", str(tmp_path / "b"), *run, "--max_steps_this_run", "3", "--resume_from_checkpoint", "latest"],
+    )
+    assert "starting from scratch" in proc.stdout and not (tmp_path / "b" / "final").exists()
+    assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    proc = run_script(SEGMENTER, ["--output_dir", str(tmp_path / "b"), *run, "--resume_from_checkpoint", "latest"])
+    assert "resumed from" in proc.stdout and "step 3" in proc.stdout
+    assert same_weights(tmp_path / "a" / "final", tmp_path / "b" / "final")
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(records[0]["loss"]) and "eval/FG-ARI" in records[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end: TrajViT2 (its loss depends on the Matryoshka level the tokenizer samples from the global RNG, so exact
+# resume also checks that the RNG states are restored; the segmenter's loss does not see that level)
+
+TRAJVIT2 = ROOT / "examples" / "train_trajvit2.py"
+RESUME_RUN = [*TINY_RUN, "--max_steps", "6", "--checkpointing_steps", "2", "--gradient_accumulation_steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN])
+    return out
+
+
+def test_trajvit2_killed_while_saving_resumes_exactly_from_previous_checkpoint(tmp_path, uninterrupted_run):
+    """SIGKILLs at the dangerous moments of a checkpoint save and of the final save; each time `latest` names the
+    previous complete checkpoint and final/ is absent or complete, and the resumed run ends with exactly the weights
+    of the uninterrupted run."""
+    out, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    # 1. SIGKILL inside the save of step 4, after every file was written, before the commit.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN], kill_at="before_commit:4", expect_rc=None)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (checkpoints / "latest").read_text().strip() == "step_000002"  # never the half-saved step 4
+    assert (checkpoints / ".tmp-step_000004").is_dir() and not (checkpoints / "step_000004").exists()
+    # 2. Resume; SIGKILL in the save of step 6 after the folder was renamed, before `latest` was updated.
+    proc = run_script(
+        TRAJVIT2,
+        ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+        kill_at="before_pointer:6",
+        expect_rc=None,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert "resumed from" in proc.stdout and "step 2" in proc.stdout
+    assert not (checkpoints / ".tmp-step_000004").exists()  # debris of the first crash removed
+    assert (checkpoints / "latest").read_text().strip() == "step_000004"
+    assert (checkpoints / "step_000006").is_dir()
+    assert same_weights(checkpoints / "step_000004", uninterrupted_run / "checkpoints" / "step_000004")
+    # 3. Resume from step 4 to the end (re-saving step 6 over the uncommitted folder); SIGKILL while final/ is written.
+    proc = run_script(
+        TRAJVIT2,
+        ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"],
+        kill_at="final_before_commit",
+        expect_rc=None,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert "step 4" in proc.stdout
+    assert not list(checkpoints.glob(".tmp-*")) and not list(checkpoints.glob(".trash-*"))
+    assert (checkpoints / "latest").read_text().strip() == "step_000006"
+    assert (out / ".tmp-final").is_dir() and not (out / "final").exists()  # never a half-written final/
+    # 4. Resume at the last step: only final/ is written, with exactly the weights of the uninterrupted run.
+    proc = run_script(TRAJVIT2, ["--output_dir", str(out), *RESUME_RUN, "--resume_from_checkpoint", "latest"])
+    assert "step 6" in proc.stdout and not (out / ".tmp-final").exists()
+    assert same_weights(out / "final", uninterrupted_run / "final")
+
+
+def test_trajvit2_two_processes_gathers_contrastive_batch(tmp_path):
+    from transformers import AutoModel, AutoProcessor
+
+    out = tmp_path / "run"
+    # One pair per process: without the cross-process gather the InfoNCE of a 1-pair batch would be exactly 0.
+    proc = run_script(
+        TRAJVIT2,
+        [
+            "--output_dir",
+            str(out),
+            *TINY_RUN,
+            "--per_device_train_batch_size",
+            "1",
+            "--eval_clips",
+            "3",
+            "--max_steps",
+            "2",
+            "--checkpointing_steps",
+            "2",
+        ],
+        processes=2,
+    )
+    assert "2 process(es)" in proc.stdout and "contrastive batch 2" in proc.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["contrastive"] > 0.1  # ≈ ln 2 at initialisation: each rank scores against both pairs
+    assert np.isfinite(records[0]["segmentation"]) and records[0]["segmentation"] > 0
+    assert {"eval/t2v_R@1", "eval/t2v_R@5", "eval/t2v_R@10", "eval/v2t_R@1", "eval/v2t_R@5", "eval/v2t_R@10"} <= set(
+        records[-1]
+    )
+    assert (out / "checkpoints" / "step_000002" / "rng_state_1.safetensors").is_file()
+    model = AutoModel.from_pretrained(out / "final")
+    processor = AutoProcessor.from_pretrained(out / "final")
+    assert type(model).__name__ == "TrajViT2Model" and type(processor).__name__ == "TrajViT2Processor"
+    batch = processor(
+        text=["a small red circle falls"], videos=[np.zeros((4, 64, 64, 3), np.uint8)], return_tensors="pt"
+    )
+    assert model(**batch).logits_per_video.shape == (1, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The scripts' model and data builders
+
+
+def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--train_objects", "4", "6"])
+    train, sampler, held_out = script.build_datasets(args, processor)
+    assert (train.config.min_objects, train.config.max_objects) == (4, 6)
+    assert (held_out.config.min_objects, held_out.config.max_objects) == (1, 3)
+    assert sampler is None and train.config.num_frames == held_out.config.num_frames == 4
+    default = script.build_datasets(
+        script.parse_args(["--output_dir", str(tmp_path), "--max_objects", "2"]), processor
+    )[0]
+    assert (default.config.min_objects, default.config.max_objects) == (1, 2)
+    assert default.config.texture_probability == 0.25
+
+
+def test_segmenter_train_texture_probability_changes_only_the_training_clips(tmp_path):
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    args = script.parse_args(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--num_frames",
+            "4",
+            "--train_objects",
+            "1",
+            "6",
+            "--train_texture_probability",
+            "0.6",
+        ]
+    )
+    train, _, held_out = script.build_datasets(args, processor)
+    assert train.config.texture_probability == 0.6 and held_out.config.texture_probability == 0.25
+    assert (train.config.min_objects, train.config.max_objects) == (1, 6)  # both overrides apply
+    textured = [obj["texture"] != "plain" for i in range(60) for obj in generate_clip(train.config, 0, i)["objects"]]
+    assert 0.45 < np.mean(textured) < 0.75
+
+
+def _build_trajvit2(tmp_path, *argv):
+
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", *argv])
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    return script.build_model_and_processor(args, processor, synthetic_caption_words())
+
+
+def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_run, tmp_path):
+    checkpoint = segmenter_run[0] / "checkpoints" / "step_000002"  # a training checkpoint, not only `final`
+    model, processor = _build_trajvit2(tmp_path, "--segmenter", str(checkpoint))
+    segmenter = load_file(checkpoint / "model.safetensors")
+    tokenizer_state = model.vision_model.tokenizer.state_dict()
+    assert segmenter.keys() == tokenizer_state.keys()
+    assert all(torch.equal(segmenter[k], tokenizer_state[k]) for k in segmenter)
+    assert processor.video_processor.size["height"] == 64
+
+
+def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(tmp_path):
+
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--num_frames",
+            "4",
+            "--learning_rate",
+            "5e-4",
+            "--segmenter_learning_rate",
+            "1e-4",
+        ]
+    )
+    model, _ = _build_trajvit2(tmp_path, "--learning_rate", "5e-4", "--segmenter_learning_rate", "1e-4")
+    optimizer = script.make_optimizer(args, model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(lr_of) == len(names)
+    tokenizer = "vision_model.tokenizer."
+    for name, lr in lr_of.items():
+        module = name[len(tokenizer) :].split(".")[0] if name.startswith(tokenizer) else None
+        assert lr == (1e-4 if module in SEGMENTER_MODULES else 5e-4), name
+    # The parts segmentation pre-training never trains keep the full LR.
+    assert lr_of["vision_model.tokenizer.refinement_perceiver.norm_context.weight"] == 5e-4
+    assert lr_of["vision_model.tokenizer.query_perceiver.norm_context.weight"] == 1e-4
+    assert set(SEGMENTER_MODULES) <= {n.split(".")[0] for n, _ in model.vision_model.tokenizer.named_parameters()}
+    default_args = script.parse_args(["--output_dir", str(tmp_path)])
+    default = script.make_optimizer(default_args, model)
+    assert {group["lr"] for group in default.param_groups} == {default_args.learning_rate}
+
+
+def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
+    """--vision_tokenizer vit3d: same script, patch tokens; a training step of the contrastive loss."""
+    model, processor = _build_trajvit2(tmp_path, "--vision_tokenizer", "vit3d")
+    assert model.config.vision_tokenizer == "vit3d"
+    assert model.config.vision_config.image_size == 64 and model.config.vision_config.num_frames == 4
+    dataset = SyntheticClipDataset(
+        SyntheticVideoConfig(num_frames=4, height=64, width=64), 0, 2, processor.video_processor
+    )
+    from trajtok_hf.data import VideoTextCollator
+
+    batch = VideoTextCollator(processor.tokenizer, return_captions=False)([dataset[0], dataset[1]])
+    out = model.train()(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values_videos=batch["pixel_values_videos"],
+        return_loss=True,
+    )
+    out.loss.backward()
+    assert out.loss > 0 and out.segmentation_loss is None
+    assert all(p.grad is not None for p in model.parameters())

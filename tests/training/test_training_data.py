@@ -1,0 +1,51 @@
+"""Training data (trajtok_hf/training/data.py): the processor's normalisation in torch, the on-the-fly
+synthetic dataset and the resumable epoch shuffle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from testers import float_error_bound
+
+from trajtok_hf import TrajTokVideoProcessor
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.training import EpochShuffleSampler, SyntheticClipDataset, normalize_video
+
+
+def test_normalize_video_matches_processor_and_synthetic_dataset_is_deterministic():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64)
+    clip = generate_clip(config, seed=5, index=3)
+    expected = processor(videos=[clip["video"]], return_tensors="pt")["pixel_values_videos"][0]
+    # bound: terms up to 1/std <= 4.5, the two float32 paths' roundings (<= 5 for (x·(1/255) − mean)/std with rounded
+    # constants, 4 for the processor's folded affine map), fp32 eps.
+    pixel_bound = float_error_bound(1 / min(processor.image_std), 5 + 4)
+    torch.testing.assert_close(normalize_video(clip["video"], processor), expected, atol=pixel_bound, rtol=0)
+    # Frames of another size go through the full processor (resize).
+    big = np.repeat(np.repeat(clip["video"], 2, axis=1), 2, axis=2)
+    assert normalize_video(big, processor).shape == (4, 3, 64, 64)
+
+    dataset = SyntheticClipDataset(config, seed=5, num_clips=4, video_processor=processor)
+    item = dataset[3]
+    torch.testing.assert_close(item["pixel_values_videos"], expected, atol=pixel_bound, rtol=0)
+    assert torch.equal(item["segmentation_labels"], torch.from_numpy(clip["segmentation_labels"]))
+    dataset.set_epoch(1)  # epoch 1 = clips 4..7: fresh data
+    fresh = generate_clip(config, 5, 4)["segmentation_labels"]
+    assert torch.equal(dataset[0]["segmentation_labels"], torch.from_numpy(fresh))
+    with pytest.raises(IndexError):
+        dataset[4]
+    # An evaluation set ignores the epoch (accelerate's DataLoader calls set_epoch at every pass).
+    held_out = SyntheticClipDataset(config, seed=5, num_clips=4, video_processor=processor, fresh_each_epoch=False)
+    held_out.set_epoch(7)
+    assert torch.equal(held_out[3]["segmentation_labels"], item["segmentation_labels"])
+
+
+def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch():
+    a, b = EpochShuffleSampler(50, seed=1), EpochShuffleSampler(50, seed=1)
+    torch.manual_seed(123)  # the global RNG plays no part
+    first = list(a)
+    assert first == list(b) and sorted(first) == list(range(50))
+    a.set_epoch(1)
+    assert list(a) != first
+    assert list(EpochShuffleSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]

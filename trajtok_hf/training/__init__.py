@@ -1,0 +1,88 @@
+"""Reusable pieces of the training scripts in ``examples/`` (``train_segmenter.py``, ``train_trajvit2.py``, ...).
+
+The scripts keep the training loop in plain sight (nanoGPT style); this package holds what they share, one module
+per concern:
+
+* :mod:`.optim`: :func:`build_optimizer` — AdamW of the paper (Sec. 4: lr 1e-4, wd 0.02, betas (0.9, 0.999)) with no
+  weight decay on norms, biases, learned latents/offsets, [CLS]/position embeddings and logit scales;
+  :func:`build_scheduler` — linear warm-up then cosine decay to ``min_lr_ratio`` (1 %) of the peak.
+* :mod:`.data` and :mod:`.loop`: :class:`SyntheticClipDataset` renders clips on the fly; :class:`EpochShuffleSampler`
+  shuffles a finite dataset with an order that depends only on ``(seed, epoch)``; :func:`iterate_batches` walks
+  epochs forever and resumes mid-epoch, keeping the :class:`TrainState` counters up to date.
+* :mod:`.checkpoints`: :class:`CheckpointManager` — model, optimizer, scheduler and per-process RNG states as
+  safetensors + JSON (:mod:`.serialization`, :mod:`.state`; nothing is ever unpickled on resume), committed
+  atomically; the ``checkpoints/latest`` pointer never names a half-written checkpoint. :mod:`.hooks` holds the
+  test-only crash points of the saves.
+* :mod:`.outputs`: :func:`save_final` writes ``final/`` the same way; :func:`log_jsonl` appends to ``metrics.jsonl``.
+* :mod:`.evaluation`: :func:`evaluate_segmentation` (ARI / FG-ARI / matched mIoU) and :func:`evaluate_retrieval`
+  (R@1/5/10 both directions), gathered over processes, computed with :mod:`trajtok_hf.metrics`.
+* :mod:`.presets` and :mod:`.text`: ``TRAJTOK_PRESETS`` / ``TRAJVIT2_PRESETS`` (``--preset tiny|small|base``) and
+  :func:`build_caption_tokenizer`, a word-level BERT tokenizer over a closed caption vocabulary (no download).
+* :mod:`.cli`: :func:`add_training_args` / :func:`check_training_args`, the flags the scripts share.
+"""
+
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    LATEST_FILE,
+    MODEL_FILE,
+    OPTIMIZER_STEM,
+    RNG_STEM,
+    SCALER_FILE,
+    SCHEDULER_FILE,
+    STATE_FILE,
+    CheckpointManager,
+)
+from .cli import (
+    VIDEO_FOLDER_METADATA,
+    add_output_dir_args,
+    add_training_args,
+    check_data_args,
+    check_output_dir,
+    check_training_args,
+    default_warmup_steps,
+)
+from .data import EpochShuffleSampler, SyntheticClipDataset, normalize_video
+from .evaluation import evaluate_retrieval, evaluate_segmentation, load_segmenter
+from .loop import TrainState, iterate_batches
+from .optim import NO_DECAY_NAME_PARTS, SEGMENTER_MODULES, build_optimizer, build_scheduler, parameter_groups
+from .outputs import log_jsonl, save_final
+from .presets import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
+from .text import build_caption_tokenizer, synthetic_caption_words
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "LATEST_FILE",
+    "MODEL_FILE",
+    "NO_DECAY_NAME_PARTS",
+    "OPTIMIZER_STEM",
+    "RNG_STEM",
+    "SCALER_FILE",
+    "SCHEDULER_FILE",
+    "SEGMENTER_MODULES",
+    "STATE_FILE",
+    "TRAJTOK_PRESETS",
+    "TRAJVIT2_PRESETS",
+    "VIDEO_FOLDER_METADATA",
+    "CheckpointManager",
+    "EpochShuffleSampler",
+    "SyntheticClipDataset",
+    "TrainState",
+    "add_output_dir_args",
+    "add_training_args",
+    "build_caption_tokenizer",
+    "build_optimizer",
+    "build_scheduler",
+    "check_data_args",
+    "check_output_dir",
+    "check_training_args",
+    "default_warmup_steps",
+    "evaluate_retrieval",
+    "evaluate_segmentation",
+    "iterate_batches",
+    "load_segmenter",
+    "log_jsonl",
+    "normalize_video",
+    "parameter_groups",
+    "save_final",
+    "synthetic_caption_words",
+]

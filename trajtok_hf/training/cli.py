@@ -1,0 +1,153 @@
+"""Command-line flags the training scripts share, and their checks (``parser.error``: usage + message, exit status 2).
+
+Defaults are the paper's optimisation settings (Sec. 4). A non-empty ``--output_dir`` is refused unless
+``--overwrite_output_dir`` is given or the run resumes from a checkpoint inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from .checkpoints import STATE_FILE, CheckpointManager
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Optimisation, schedule, checkpointing, evaluation and logging flags (defaults: the paper's, Sec. 4)."""
+    g = parser.add_argument_group("training")
+    add_output_dir_args(g, "checkpoints/, metrics.jsonl and final/ go here")
+    g.add_argument("--per_device_train_batch_size", type=int, default=4)
+    g.add_argument("--per_device_eval_batch_size", type=int, default=8)
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--max_steps", type=int, default=1000, help="optimizer steps of the whole run")
+    g.add_argument(
+        "--max_steps_this_run",
+        type=int,
+        default=None,
+        help="stop (after a checkpoint) once this many steps were done in this invocation",
+    )
+    g.add_argument("--learning_rate", type=float, default=1e-4)
+    g.add_argument("--weight_decay", type=float, default=0.02)
+    g.add_argument("--adam_beta1", type=float, default=0.9)
+    g.add_argument("--adam_beta2", type=float, default=0.999)
+    g.add_argument(
+        "--warmup_steps",
+        type=int,
+        default=None,
+        help="linear warm-up steps (default: one epoch of --data DIR, as the paper; 5%% of --max_steps "
+        "for synthetic data)",
+    )
+    g.add_argument("--min_lr_ratio", type=float, default=0.01, help="final LR of the cosine, as a fraction of the peak")
+    g.add_argument("--max_grad_norm", type=float, default=10.0)
+    g.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes per training process")
+    g.add_argument("--checkpointing_steps", type=int, default=500)
+    g.add_argument("--checkpoints_total_limit", type=int, default=3)
+    g.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (resume from output_dir/checkpoints/latest; start from scratch if there is none "
+        "yet) or the path of a checkpoint folder",
+    )
+    g.add_argument(
+        "--eval_steps", type=int, default=200, help="evaluate every N steps and at the end (0: only at the end)"
+    )
+    g.add_argument("--eval_clips", type=int, default=32, help="size of the held-out evaluation set")
+    g.add_argument("--logging_steps", type=int, default=20)
+    return parser
+
+
+def add_output_dir_args(parser, help: str) -> None:
+    """``--output_dir`` (required) and ``--overwrite_output_dir``, checked by :func:`check_output_dir`."""
+    parser.add_argument("--output_dir", required=True, help=help)
+    parser.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="write into a non-empty --output_dir (its files may be replaced)",
+    )
+
+
+def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, resume: str | None = None) -> None:
+    """``parser.error`` unless ``--output_dir`` is missing or empty, ``--overwrite_output_dir`` is given, or the run
+    resumes from that folder (``resume`` is ``'latest'`` or a checkpoint path inside it)."""
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        parser.error(f"--output_dir {output_dir} exists and is not a folder")
+    if args.overwrite_output_dir or not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    if resume == "latest" or (resume and output_dir.resolve() in Path(resume).resolve().parents):
+        return
+    parser.error(
+        f"--output_dir {output_dir} is not empty: pass --overwrite_output_dir to write into it, or "
+        "--resume_from_checkpoint latest (or a checkpoint inside it) to resume"
+    )
+
+
+VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+
+
+def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace, flags=("data", "eval_data")) -> None:
+    """``parser.error`` naming the flag unless each of ``flags`` is None, ``'synthetic'`` or a video folder with a
+    ``metadata.jsonl`` / ``metadata.csv`` (what :func:`trajtok_hf.data.load_video_text_dataset` reads)."""
+    for flag in flags:
+        value = getattr(args, flag)
+        if value in (None, "synthetic"):
+            continue
+        if not os.path.isdir(value):
+            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+        if not any(os.path.isfile(os.path.join(value, name)) for name in VIDEO_FOLDER_METADATA):
+            parser.error(f"--{flag} {value}: no metadata.jsonl or metadata.csv there (a video folder lists its clips)")
+
+
+def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``parser.error`` (usage + message, exit status 2) on values that cannot work."""
+    positive = (
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_steps",
+        "checkpointing_steps",
+        "logging_steps",
+        "eval_clips",
+    )
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("max_steps_this_run", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("eval_steps", "num_workers"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.warmup_steps is not None and not 0 <= args.warmup_steps < args.max_steps:
+        parser.error(f"--warmup_steps must lie in [0, --max_steps), got {args.warmup_steps}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if not args.weight_decay >= 0:
+        parser.error(f"--weight_decay must be >= 0, got {args.weight_decay}")
+    if not 0.0 <= args.min_lr_ratio <= 1.0:
+        parser.error(f"--min_lr_ratio must lie in [0, 1], got {args.min_lr_ratio}")
+    if not args.max_grad_norm > 0:
+        parser.error(f"--max_grad_norm must be > 0, got {args.max_grad_norm}")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            parser.error(f"--{name} must lie in [0, 1), got {getattr(args, name)}")
+    spec = args.resume_from_checkpoint
+    if spec not in (None, "", "latest"):
+        if not os.path.isdir(spec):
+            parser.error(f"--resume_from_checkpoint {spec}: no such checkpoint folder (or use 'latest')")
+        if not CheckpointManager.is_complete(spec):
+            parser.error(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
+    check_output_dir(parser, args, resume=spec)
+
+
+def default_warmup_steps(args: argparse.Namespace, steps_per_epoch: int | None) -> int:
+    """``--warmup_steps``, or one epoch (paper) when the epoch is known, else 5 % of ``--max_steps``; always
+    below ``--max_steps``."""
+    if args.warmup_steps is not None:
+        return args.warmup_steps
+    guess = steps_per_epoch if steps_per_epoch else math.ceil(0.05 * args.max_steps)
+    return int(min(guess, args.max_steps - 1))
