@@ -1,15 +1,16 @@
-"""TrajAdapter vs attentive and linear probes on the same frozen backbone (method spec §10), on a synthetic task.
+"""TrajAdapter vs attentive and linear probes on the same frozen backbone (paper Sec. 5), on a synthetic task.
 
-Setup (everything tiny; ~8 min on the shared 2-core CPU, ~6 of them training the segmenter — ``--work_dir`` keeps
-the trained frozen parts for later runs):
+Setup (everything tiny; training the segmenter takes most of the run — ``--work_dir`` keeps the trained frozen parts
+for later runs):
 
 1. **Data** — procedural clips (``trajtok_hf.data.generate_clip``), ``--num_frames`` × ``--frame_size``² (4 × 64²),
    labelled by ``--task``: ``num_objects`` (1..``--max_objects`` objects → one class per count, the default) or
    ``motion`` (the motion of a single object, 5 classes). Train / validation / test clips come from three different
    generator seeds (512 / 256 / 512).
 2. **Frozen segmenter** — the tiny TrajTok (K=8, width 32, ConvNeXt 8-16-24-32) **trained** for
-   ``--segmenter_steps`` (2000) steps of 8 clips with the §8 focal + Dice loss on fresh synthetic clips (another
-   seed), so that its trajectories are meaningful; its ARI / FG-ARI / matched mIoU on the test clips are reported.
+   ``--segmenter_steps`` (2000) steps of 8 clips with the segmentation loss (focal + Dice, paper Sec. 3) on fresh
+   synthetic clips (another seed), so that its trajectories are meaningful; its ARI / FG-ARI / matched mIoU on the
+   test clips are reported.
    ``--segmenter_steps 0`` keeps it random.
 3. **Frozen backbone** — a tiny VideoMAE (width 64, 2 layers, patch ``frame_size/8`` → 8×8 patches, tubelets of 2
    frames), **randomly initialised** by default. ``--backbone_steps N`` first pre-trains it for N steps as a masked
@@ -22,7 +23,7 @@ the trained frozen parts for later runs):
    weight decay 0.05, 5 % warm-up then cosine, gradient clip 1. The learning rate of each probe is picked from
    ``--lrs`` (1e-3, 3e-3, 1e-2) by validation accuracy with the first seed (that run is reused); ``--seeds``
    (0 1 2) runs at that rate give the held-out test accuracy (mean ± std over seeds). The trajectory probes run
-   their refinement with ``hard_mask_implementation="dense"`` (equal to the default segment softmax to ≤ 1e-5, ~2×
+   their refinement with ``hard_mask_implementation="dense"`` (equal to the default segment softmax to ≤ 1e-5, and
    faster at this tiny size).
 
     python benchmarks/bench_adapter_probe.py --work_dir /tmp/adapter_bench --output adapter_probe.json
@@ -283,7 +284,7 @@ def parse_args(argv=None):
         "--hard_mask_implementation",
         choices=("segment", "dense"),
         default="dense",
-        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is ~2× faster "
+        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is faster "
         "at this tiny size, segment is the default of the model)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -326,7 +327,7 @@ def main(argv=None):
         f"test class counts {torch.bincount(test_labels, minlength=len(names)).tolist()}"
     )
 
-    # Frozen parts: the segmenter learns segmentation (§8) and the backbone learns MAE, both on other clips.
+    # Frozen parts: the segmenter learns segmentation (paper Sec. 3) and the backbone learns MAE, both on other clips.
     t = time.time()
     segmenter_dir = (
         os.path.join(args.work_dir, f"segmenter_{args.num_frames}x{args.frame_size}_{args.segmenter_steps}")

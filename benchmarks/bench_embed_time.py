@@ -8,7 +8,7 @@ TrajTok with the release's encoder that attends over all 128 token slots (``atte
 Measured on one 16-frame 224² clip (batch 1, eval, fp32, ``torch.inference_mode``): ``get_video_features`` (the
 whole vision tower + projection), the vision tokenizer alone, and the encoder alone (``encode_tokens`` on the
 tokenizer's own output). Weights are random, and a random TrajTok activates far more trajectories (~120 of 128) than a
-trained one (~10–30, method spec §4), so the encoder is also timed on a token set with ``--typical-active`` active
+trained one (about 10–30 in real scenes), so the encoder is also timed on a token set with ``--typical-active`` active
 trajectories. Each time is the median of ``--repeats`` runs after ``--warmup`` runs; the models are measured
 round-robin (one run of each per round), so a change of load on a shared CPU hits all of them alike. The load average
 before and after is recorded.
@@ -16,8 +16,8 @@ before and after is recorded.
     python benchmarks/bench_embed_time.py --output embed_time.json
     python benchmarks/bench_embed_time.py --threads 1 --output embed_time.json   # on a CPU shared with other jobs
 
-On a loaded CPU, two intra-op threads wait on each other (times varied 2-3x between rounds here); one thread gave
-stable numbers (±10%), which is what ``benchmarks/results/embed_time.json`` holds.
+On a loaded CPU, two intra-op threads wait on each other and the times vary from round to round; one thread gives
+stable numbers, which is what ``benchmarks/results/embed_time.json`` holds.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ layers, 16 heads, MLP 4096; the same TrajTok with ``output_size=1024``, so its o
 tokens and the encoder needs no input projection), ``tiny`` (a few-layer toy at 64², for ``--quick``/CI only).
 
 Active trajectories (``--active_trajectories N``, default 24). With random weights almost all K=128 slots win some
-pixel, far more than a trained TrajTok (~10–30 in real scenes, method spec §4), and the encoder's cost scales with that
+pixel, far more than a trained TrajTok (about 10–30 in real scenes), and the encoder's cost scales with that
 number. So the tokenizer's hard assignment is fixed to a realistic one: two forward hooks make the pixel embeddings of
 the assignment (``pixel_head`` output) equal to the query embedding (``query_head`` output) of the pixel's
 trajectory in a synthetic segmentation — N Voronoi regions around N distinct seed pixels of the 1/4 grid, panning by
@@ -63,9 +63,9 @@ of memory (MemoryError, CUDA OOM, or the child killed by a signal — on Linux t
 Nothing is dropped silently: every skipped configuration is in ``measurements`` and listed in ``skipped``; real
 errors are in ``errors`` and make the script exit with status 1 after writing the JSON.
 
-    python benchmarks/bench_encoders.py                                   # full grid, CPU (hours)
+    python benchmarks/bench_encoders.py                                   # full grid, CPU (long)
     python benchmarks/bench_encoders.py --device cuda                     # on a GPU
-    python benchmarks/bench_encoders.py --quick --output /tmp/quick.json  # seconds: tiny scale, T ∈ {1, 8}, batch 1
+    python benchmarks/bench_encoders.py --quick --output /tmp/quick.json  # quick: tiny scale, T ∈ {1, 8}, batch 1
     python benchmarks/bench_encoders.py --scales release --frames 8 16 --batch_sizes 1 --models trajvit2 vit3d
 
 The plot (``--plot``, default next to the JSON) needs matplotlib, which is not a dependency: without it the script

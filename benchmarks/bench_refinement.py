@@ -1,4 +1,4 @@
-"""Hard-mask refinement (method spec §6): segment-softmax fast path vs the dense masked reference.
+"""Hard-mask refinement (paper Sec. 3): segment-softmax fast path vs the dense masked reference.
 
 For each T, the default tokenizer's refinement Perceiver (D=512, K=128, 8 heads, depth 2) runs on T·56·56 pixel
 features with hard ids from a real assignment (a random TrajTok's argmax), once with ``implementation="segment"``

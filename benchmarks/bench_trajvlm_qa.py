@@ -1,13 +1,13 @@
 """TrajVLM vs the PatchVLM baseline on held-out synthetic video QA, with tiny models trained here on a CPU.
 
-    python benchmarks/bench_trajvlm_qa.py --output_dir outputs/bench_trajvlm_qa            # ~16 min on 2 shared cores
+    python benchmarks/bench_trajvlm_qa.py --output_dir outputs/bench_trajvlm_qa            # the full run
     python benchmarks/bench_trajvlm_qa.py --output_dir /tmp/b --caption_steps 20 --lora_steps 10 --num_eval 32  # smoke
 
 Both connectors go through the same two stages (paper Sec. 5) by running the example scripts, so the numbers are
 what a user of those scripts gets:
 
-1. examples/train_trajvlm_caption.py — TrajTok connector: stage-0 segmenter pre-training (§8, then frozen) and
-   caption pre-training of tower + connector + projector + LLM from scratch.
+1. examples/train_trajvlm_caption.py — TrajTok connector: stage-0 segmenter pre-training (paper Sec. 3, then
+   frozen) and caption pre-training of tower + connector + projector + LLM from scratch.
 2. The mean number of LLM tokens per 16-frame clip of the TrajTok model on held-out clips fixes the budget of the
    baseline: the patch-pool setting (p×p spatial, t frames) whose token count is closest to it (ties: finer space).
 3. examples/train_trajvlm_caption.py — patch_pool connector, same steps.
@@ -16,20 +16,10 @@ what a user of those scripts gets:
 5. Latency: greedy answer time per question of the merged models, batch 1 and batched (16).
 
 Writes ``results.json`` and ``results.md`` in ``--output_dir``. Every subprocess runs with one torch thread: on a
-shared 2-core machine, two threads per process were measured 5-20× slower than one (oversubscription).
+shared machine with few cores, two threads per process oversubscribe the cores and run far slower than one.
 
-Measured here (defaults, seed 0, 300 held-out questions, 2 shared CPU cores, 13.3 min in all; exact match):
-
-| connector | LLM tokens / 16-frame clip | before LoRA | after LoRA | s / answer (batch 1) | s / answer (batch 16) |
-|---|---|---|---|---|---|
-| trajtok | 2.51 | 0.000 | 0.397 | 0.025 | 0.014 |
-| patch_pool (p=8, t=8) | 2.00 | 0.000 | 0.363 | 0.018 | 0.007 |
-| majority answer per type | – | 0.313 | 0.313 | – | – |
-
-Per type after LoRA (trajtok / patch_pool / majority): colour 0.48 / 0.35 / 0.26, shape 0.18 / 0.30 / 0.34,
-count 0.80 / 0.66 / 0.39, direction 0.27 / 0.27 / 0.33, motion 0.25 / 0.25 / 0.25. Before LoRA both caption models
-answer with a caption (0 exact matches). These tiny from-scratch models ground colour and count, not shape or
-motion: the numbers compare the two connectors in one code path, they do not reproduce the paper's gains.
+Tiny from-scratch models on procedural videos: the numbers compare the two connectors in one code path, they do not
+reproduce the paper's gains.
 """
 
 import argparse

@@ -36,7 +36,7 @@ EXPECTATIONS: dict[str, tuple[str, str]] = {
     "test_modeling_trajtok.py::TrajTokModelTest::test_model_get_set_embeddings": ("skip", _NO_INPUT_EMBEDDING),
     "test_modeling_trajtok.py::TrajTokModelTest::test_retain_grad_hidden_states_attentions": (
         "skip",
-        "the Perceivers run per chunk (paper §3: chunks are tokenized independently); the returned hidden states and "
+        "the Perceivers run per chunk (chunks are tokenized independently); the returned hidden states and "
         "attentions are the per-chunk streams re-assembled into one (B, C·K, D) / (B, h, C·K, keys) tensor, a copy "
         "that the outputs do not depend on, so retain_grad on it receives no gradient",
     ),
@@ -52,7 +52,7 @@ EXPECTATIONS: dict[str, tuple[str, str]] = {
     # TrajAdapterForVideoClassification
     "test_modeling_trajadapter.py::TrajAdapterForVideoClassificationTest::test_retain_grad_hidden_states_attentions": (
         "skip",
-        "the returned hidden states and attentions are the frozen backbone's (a probe, paper §4.2): they carry no "
+        "the returned hidden states and attentions are the frozen backbone's (a probe, paper Sec. 5): they carry no "
         "gradient by design",
     ),
     # TrajVLMModel, TrajVLMForConditionalGeneration

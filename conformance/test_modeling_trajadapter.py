@@ -1,5 +1,5 @@
 """transformers' ModelTesterMixin and ConfigTester on TrajAdapterForVideoClassification (the trajectory probe on a
-frozen video backbone, paper §4.2)."""
+frozen video backbone, paper Sec. 5)."""
 
 import unittest
 

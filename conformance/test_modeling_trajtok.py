@@ -1,4 +1,4 @@
-"""transformers' ModelTesterMixin and ConfigTester on TrajTokModel (the trajectory tokenizer, paper §3)."""
+"""transformers' ModelTesterMixin and ConfigTester on TrajTokModel (the trajectory tokenizer, paper Sec. 3)."""
 
 import unittest
 

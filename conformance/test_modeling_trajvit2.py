@@ -1,5 +1,5 @@
 """transformers' ModelTesterMixin and ConfigTester on TrajViT2VisionModel and TrajViT2Model (video-text CLIP, paper
-§4.1), each with the TrajTok and the ViT3D vision tokenizer."""
+Sec. 4), each with the TrajTok and the ViT3D vision tokenizer."""
 
 import unittest
 

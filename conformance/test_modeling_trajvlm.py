@@ -1,5 +1,5 @@
 """transformers' ModelTesterMixin and ConfigTester on TrajVLMModel and TrajVLMForConditionalGeneration (the video LLM
-with trajectory tokens, paper §4.3).
+with trajectory tokens, paper Sec. 5).
 
 ``GenerationTesterMixin`` is the harness's empty stand-in (its module is not in transformers' source distribution);
 TrajVLM's generation paths are tested by the repository's own tests against greedy decoding.

@@ -1,4 +1,4 @@
-"""transformers' VideoProcessingTestMixin on TrajTokVideoProcessor (paper §3.1 preprocessing: uniform frame sampling,
+"""transformers' VideoProcessingTestMixin on TrajTokVideoProcessor (paper Sec. 3 preprocessing: uniform frame sampling,
 bicubic resize, ImageNet normalisation)."""
 
 import unittest

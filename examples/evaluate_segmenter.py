@@ -1,4 +1,4 @@
-"""How well a TrajTok segmenter finds the objects of held-out synthetic clips (method spec §12, "Segmentation").
+"""How well a TrajTok segmenter finds the objects of held-out synthetic clips (FG-ARI, matched mIoU).
 
 With no arguments: the segmenter shipped in ``checkpoints/trajtok-small-shapes`` segments the demo's 500 held-out
 clips (seed 2,000,000, 1–3 objects, never used in training) and its hard trajectory ids are scored against the exact
@@ -10,7 +10,7 @@ their trajectory ("missed").
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
     python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --save_metrics seg.json
 
-Only the assignment (spec §4) runs: the ids do not depend on the refinement Perceiver.
+Only the assignment (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
 """
 
 from __future__ import annotations

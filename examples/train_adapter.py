@@ -1,4 +1,4 @@
-"""Train a TrajAdapter probe (or an attentive / linear probe baseline) on a frozen video backbone (method spec §10).
+"""Train a TrajAdapter probe (or an attentive / linear probe baseline) on a frozen video backbone (paper Sec. 5).
 
 The backbone and the TrajTok segmenter stay frozen; only the probe trains. Runs with plain python or accelerate:
 

@@ -1,4 +1,4 @@
-"""Segmentation pre-training of the TrajTok tokenizer (method spec §8): matched focal + Dice on trajectory labels.
+"""Segmentation pre-training of the TrajTok tokenizer (paper Sec. 3): matched focal + Dice on trajectory labels.
 
 Runs with plain python or with accelerate (any number of processes, CPU or GPU):
 
@@ -96,7 +96,7 @@ def parse_args(argv=None):
         "--matching_tie_break",
         choices=("index", "soft"),
         default=None,
-        help="§8 matching ties: scipy's slot order (release) or soft-mask overlap (see loss_trajtok.py); "
+        help="Hungarian matching ties: scipy's slot order (release) or soft-mask overlap (see loss_trajtok.py); "
         "default: the model config's (index for a preset); saved in the model config",
     )
     add_training_args(parser)
@@ -209,7 +209,7 @@ def main(argv=None):
         eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate, num_workers=args.num_workers
     )
 
-    # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
+    # ---- optimisation (the release's recipe): AdamW, warm-up + cosine to 1 %, clip 10
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
     steps_per_epoch = (
         None
@@ -253,8 +253,8 @@ def main(argv=None):
     batches = iterate_batches(accelerator, train_loader, state) if state.step < args.max_steps else []
     for batch in batches:  # endless (epoch after epoch, from the resume point); left by `break` below
         with accelerator.accumulate(model):
-            # The §8 loss reads only the assignment logits: skipping the refinement Perceiver changes no gradient
-            # and makes a 64² training step ~1.4x faster (measured here: 0.73 → 0.53 s for 8 clips, small preset).
+            # The segmentation loss reads only the assignment logits: skipping the refinement Perceiver changes no
+            # gradient and saves its forward and backward in every step.
             out = model(pixel_values_videos=batch["pixel_values_videos"], output_trajectory_tokens=False)
             losses = trajectory_segmentation_loss(
                 out.assignment_logits, batch["segmentation_labels"], return_dict=True, tie_break=tie_break

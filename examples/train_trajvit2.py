@@ -1,4 +1,4 @@
-"""TrajViT2: video-text contrastive training over trajectory tokens, with the segmentation loss (method spec §9).
+"""TrajViT2: video-text contrastive training over trajectory tokens, with the segmentation loss (paper Sec. 4).
 
 Runs with plain python or with accelerate (the contrastive loss gathers embeddings over all processes):
 
@@ -8,12 +8,12 @@ Runs with plain python or with accelerate (the contrastive loss gathers embeddin
 
 (CPU only: ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...``; see train_segmenter.py.)
 
-Loss = contrastive InfoNCE (weight 1) + the §8 segmentation loss of the tokenizer (``--segmentation_loss_weight``,
-default 1) on clips with trajectory labels. ``--segmenter PATH`` warm-starts the tokenizer from segmentation
-pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints). Data as in
-``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions are tokenized
-by ``--tokenizer PATH`` (a saved tokenizer, e.g. a local copy of bert-base-uncased), or else by a word-level BERT
-tokenizer built over the caption vocabulary (synthetic words, or every word of the folder's captions).
+Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of paper Sec. 3
+(``--segmentation_loss_weight``, default 1) on clips with trajectory labels. ``--segmenter PATH`` warm-starts the
+tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints).
+Data as in ``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions
+are tokenized by ``--tokenizer PATH`` (a saved tokenizer, e.g. a local copy of bert-base-uncased), or else by a
+word-level BERT tokenizer built over the caption vocabulary (synthetic words, or every word of the folder's captions).
 
 Output: ``output_dir/checkpoints/step_NNNNNN`` (+ ``latest``), ``metrics.jsonl`` and ``output_dir/final`` with the
 model and its ``TrajViT2Processor`` (``AutoModel`` / ``AutoProcessor``).
@@ -94,7 +94,7 @@ def parse_args(argv=None):
     g.add_argument(
         "--no_detach",
         action="store_true",
-        help="ablation (method spec §3): feed the query Perceiver undetached features",
+        help="ablation (paper Sec. 3 stop-gradient): feed the query Perceiver undetached features",
     )
     g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata (+ masks)")
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see train_segmenter.py)")
@@ -176,14 +176,15 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         **preset["model"],
     )
     model = TrajViT2Model(config)
-    if segmenter is not None:  # warm start (§9): the segmenter comes from segmentation pre-training
+    if segmenter is not None:  # warm start: the segmenter comes from segmentation pre-training
         model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
 
 
 def make_optimizer(args, model) -> torch.optim.AdamW:
-    """AdamW (§9) at ``--learning_rate``; with ``--segmenter_learning_rate`` the warm-started segmenter modules
-    (``SEGMENTER_MODULES`` of the tokenizer) get that peak LR instead, in their own parameter groups."""
+    """AdamW (the release's TrajViT2 recipe) at ``--learning_rate``; with ``--segmenter_learning_rate`` the
+    warm-started segmenter modules (``SEGMENTER_MODULES`` of the tokenizer) get that peak LR instead, in their own
+    parameter groups."""
     learning_rates = None
     if args.segmenter_learning_rate is not None:
         learning_rates = {f"vision_model.tokenizer.{name}": args.segmenter_learning_rate for name in SEGMENTER_MODULES}
@@ -269,7 +270,7 @@ def main(argv=None):
         eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate, num_workers=args.num_workers
     )
 
-    # ---- optimisation (§9): AdamW, warm-up + cosine to 1 %, clip 10
+    # ---- optimisation (the release's recipe): AdamW, warm-up + cosine to 1 %, clip 10
     optimizer = make_optimizer(args, model)
     steps_per_epoch = (
         None

@@ -1,4 +1,4 @@
-"""Stage 1 of TrajVLM training (paper Sec. 5, method spec §11): caption pre-training of a tiny TrajVLM on procedural
+"""Stage 1 of TrajVLM training (paper Sec. 5): caption pre-training of a tiny TrajVLM on procedural
 videos, from scratch and offline. Stage 2 (QA fine-tuning with LoRA) is examples/finetune_trajvlm_lora.py.
 
     python examples/train_trajvlm_caption.py --output_dir outputs/trajvlm-caption --connector trajtok
@@ -7,7 +7,7 @@ videos, from scratch and offline. Stage 2 (QA fine-tuning with LoRA) is examples
     accelerate launch examples/train_trajvlm_caption.py --output_dir ...   # several processes / a GPU
 
 What it does:
-0. (TrajTok connector only) segmenter pre-training (§8): the tiny TrajTok segmenter is trained for
+0. (TrajTok connector only) segmenter pre-training (paper Sec. 3): the tiny TrajTok segmenter is trained for
    ``--segmenter_steps`` with the matched focal + Dice loss on the generator's exact trajectory labels, or loaded
    from ``--segmenter DIR`` (a saved TrajTokModel, e.g. from examples/train_segmenter.py). It is then frozen.
 1. Caption pre-training: prompt "<video> Describe the video." → "<count> objects : <caption>" (the generator's
@@ -178,8 +178,8 @@ def clip_batch(synth, seed, first_index, batch_size):
 
 
 def pretrain_segmenter(args, model, processor, synth, accelerator):
-    """Stage 0 (§8): matched focal + Dice on the exact trajectory labels, through the same input path as the VLM
-    (tower-normalised frames → the segmenter's size and normalisation)."""
+    """Stage 0 (segmentation supervision, paper Sec. 3): matched focal + Dice on the exact trajectory labels, through
+    the same input path as the VLM (tower-normalised frames → the segmenter's size and normalisation)."""
     segmenter = model.model.segmenter
     segmenter.requires_grad_(True)
     segmenter.train()

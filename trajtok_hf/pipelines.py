@@ -1,4 +1,4 @@
-"""Zero-shot video classification as a transformers ``Pipeline`` (CLIP-style: paper §5.1's zero-shot protocol).
+"""Zero-shot video classification as a transformers ``Pipeline`` (CLIP-style, as TrajViT2 is evaluated, paper Sec. 4).
 
 ``import trajtok_hf`` registers the task ``"zero-shot-video-classification"`` with ``PIPELINE_REGISTRY``, so
 

@@ -1,16 +1,17 @@
 """Pictures of trajectory tokens: frames with each pixel's trajectory id as a coloured overlay and trajectory
 boundaries, plus the active-trajectory (token) count of every chunk, as a PNG grid or an animated GIF.
 
-The paper shows its segmentations the same way (Fig. 1/4: a colour per trajectory, consistent through a clip). The
+The paper shows its segmentations the same way (a colour per trajectory, consistent through a clip). The
 official code has no visualisation; here only numpy and Pillow are used (no matplotlib), so the demo needs nothing
 beyond the package's dependencies.
 
 Inputs are what the models return: ``trajectory_ids`` ``(T, h, w)`` (or ``(B, T, h, w)``) on the segmenter's mask
 grid (1/4 of the frame for the default stride), upsampled here with nearest-neighbour to the frame size; ids are the
 global ``c·K + k`` indices of :class:`~trajtok_hf.TrajTokOutput`, so a trajectory's colour is fixed within its chunk
-(identities are not linked across chunks, method spec §2). A trajectory is *active* in a chunk when it owns at least
-one pixel there (method spec §4), so the per-chunk count is the number of distinct ids in the chunk: each active
-trajectory becomes ``n`` tokens, the rest are dropped.
+(chunks are tokenized independently, so identities are not linked across them). A trajectory is *active* in a
+chunk when it owns at least one pixel of the hard mask there (the argmax of the Eq. 1 assignment, paper Sec. 3), so
+the per-chunk count is the number of distinct ids in the chunk: each active trajectory becomes ``n`` tokens, the rest
+are dropped.
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
-"""TrajTok: the trajectory tokenizer (Zheng et al., CVPR 2026, Sec. 3; method spec §1–§7).
+"""TrajTok: the trajectory tokenizer (Zheng et al., CVPR 2026, arXiv 2602.22779, Sec. 3).
 
 One forward pass clusters every pixel of a chunk of frames into at most K trajectories and turns each non-empty
 trajectory into n ∈ {1, 2, 4} tokens:
 
-1. §2 dense features: a transformers ConvNeXt backbone per frame; each stage map → linear projection to D →
+1. Dense features: a transformers ConvNeXt backbone per frame; each stage map → linear projection to D →
    LayerNorm → bilinear to the 1/4 grid → summed: F ∈ R^{T·h·w × D}, flattened (t, row, col). The frames of all
    chunks go through the ConvNeXt in passes of ``backbone_frames_per_pass`` (CPU default: ~4 frames of 224², which
    keeps activations in cache); every op is per frame, so this changes no value.
-2. §3 trajectory queries: a Perceiver resampler with 1D RoPE over **detached** features (K learned queries).
-3. §4 Eq. 1 assignment: ℓ_{p,k} = s · cos(MLP(q_k), MLP(F_p)), s = min(softplus(σ)+1, 20); soft mask = softmax over
+2. Trajectory queries: a Perceiver resampler with 1D RoPE over **detached** features (K learned queries).
+3. Assignment (Eq. 1): ℓ_{p,k} = s · cos(MLP(q_k), MLP(F_p)), s = min(softplus(σ)+1, 20); soft mask = softmax over
    K; hard mask id_p = argmax_k; trajectory k is active iff some pixel has id_p = k.
-4. §5 Eq. 2 initial tokens z_k = Σ_p M_kp F_p (``soft_pool_normalization="sum"``, as the paper writes it) or its
+4. Initial tokens (Eq. 2): z_k = Σ_p M_kp F_p (``soft_pool_normalization="sum"``, as the paper writes it) or its
    mass-normalised mean (default; the sum grows with region size).
-5. §6 refinement: a second Perceiver whose queries see only their own trajectory's pixels (hard mask) and sibling
+5. Hard-mask refinement: a second Perceiver whose queries see only their own trajectory's pixels (hard mask) and sibling
    sub-tokens; features not detached. Computed with a segment softmax, the pixel values summed per trajectory
    before the value projection (see ``attention_trajtok.py``).
-6. §7 Matryoshka: sub-token queries z_k + n Fourier-ring offsets.
+6. Matryoshka tokens: sub-token queries z_k + n Fourier-ring offsets.
 
 Differences from the official release (hellomuffin/trajtok), all config options whose defaults keep the paper's form:
 ConvNeXt-Tiny backbone by default (release: DINOv3 ConvNeXt-S → ``backbone_config`` of type ``dinov3_convnext``);
@@ -44,9 +44,6 @@ from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixel
 from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
-# Largest |pixel value| forward accepts. Frames normalised by TrajTokVideoProcessor lie within about ±3 (ImageNet
-# mean/std), raw 0–255 frames within 255; far larger values only come from a bug upstream, and from ~1e19 on the
-# LayerNorms' variance overflows float32 (NaN tokens without a word).
 
 
 @dataclass
@@ -72,23 +69,23 @@ class TrajTokOutput(ModelOutput):
         num_trajectories (`torch.LongTensor` of shape `(B,)`):
             Number of active trajectories per video, summed over chunks (tokens = n × this).
         trajectory_queries (`torch.FloatTensor` of shape `(B, C·K, hidden_size)`):
-            Output of the trajectory-query Perceiver (the segmenter's queries, §3).
+            Output of the trajectory-query Perceiver (the segmenter's queries).
         soft_masks (`torch.FloatTensor` of shape `(B, T, h, w, K)`, *optional*):
             softmax over K of `assignment_logits` (Eq. 1), returned when ``output_soft_masks=True``.
         pixel_features (`torch.FloatTensor` of shape `(B, T, h, w, hidden_size)`, *optional*):
-            The summed multi-scale features F (§2), returned when ``output_pixel_features=True``.
+            The summed multi-scale features F, returned when ``output_pixel_features=True``.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Returned when ``output_hidden_states`` is set (argument or config): the latent stream of the query
-            Perceiver (§3) — its input queries and the output of each of its ``query_perceiver_depth`` layers, each
+            Perceiver — its input queries and the output of each of its ``query_perceiver_depth`` layers, each
             `(B, C·K, hidden_size)` — followed, unless ``output_trajectory_tokens=False``, by that of the refinement
-            Perceiver (§6), ``refinement_perceiver_depth`` + 1 tensors `(B, N, hidden_size)` (before the output
+            Perceiver, ``refinement_perceiver_depth`` + 1 tensors `(B, N, hidden_size)` (before the output
             projection). Layer outputs are taken before the Perceiver's final LayerNorm. Given a list of indices
             (transformers' convention, negative ones count from the end), the other entries are None.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
             Returned when ``output_attentions`` is set: the attention weights of each query-Perceiver layer,
             `(B, heads, C·K, K + T·h·w)`, then of each refinement layer, `(B, heads, N, K·n + T·h·w)`. Keys are the
             query's own chunk's latents, then every pixel of the video in (t, row, col) order; pixels of other
-            chunks (and, in the refinement, of other trajectories: the §6 hard mask) have weight 0. Computed written
+            chunks (and, in the refinement, of other trajectories: the hard mask) have weight 0. Computed written
             out, so these are (L × keys) tensors per layer.
     """
 
@@ -146,7 +143,8 @@ def _select_hidden_states(hidden_states: tuple, selection) -> tuple:
 
 
 def fourier_ring_offsets(num_points: int, num_frequencies: int, projection: torch.Tensor) -> torch.Tensor:
-    """§7: n evenly spaced angles on a ring, [sin(fθ), cos(fθ)] for f = 1..F, projected by ``projection`` (2F, D)."""
+    """Matryoshka sub-token offsets (paper Sec. 3): n evenly spaced angles on a ring, [sin(fθ), cos(fθ)] for
+    f = 1..F, projected by ``projection`` (2F, D)."""
     angles = torch.arange(num_points, dtype=torch.float64) * (2 * math.pi / num_points)
     freqs = torch.arange(1, num_frequencies + 1, dtype=torch.float64)
     phases = angles[:, None] * freqs[None, :]
@@ -212,7 +210,7 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
                 module.query_latents,
                 fourier_grid_latents(config.num_trajectories, freqs, random_orthonormal(4 * freqs, config.hidden_size)),
             )
-            # One shared orthonormal projection for every Matryoshka level (§7), scaled by 0.02.
+            # One shared orthonormal projection for every Matryoshka level, scaled by 0.02.
             projection = random_orthonormal(2 * freqs, config.hidden_size)
             offsets = torch.cat(
                 [fourier_ring_offsets(n, freqs, projection) for n in config.tokens_per_trajectory_choices]
@@ -229,7 +227,8 @@ CPU_PIXELS_PER_BACKBONE_PASS = 4 * 224 * 224
 
 
 class TrajTokFeatureExtractor(nn.Module):
-    """§2: ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to the 1/4 grid → sum."""
+    """Dense features (paper Sec. 3): ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to
+    the 1/4 grid → sum."""
 
     def __init__(self, config: TrajTokConfig):
         super().__init__()
@@ -250,8 +249,8 @@ class TrajTokFeatureExtractor(nn.Module):
         value; on CPU small passes keep the ConvNeXt activations in cache."""
         step = self.frames_per_pass
         if step is None:
-            # ~4 frames of 224² a pass on CPU: measured 1.3-1.4x faster than one pass over 48 such frames, while a
-            # fixed 4 frames of 64² would be slower than one pass (per-op overhead outweighs the cache gain).
+            # A pixel budget of ~4 frames of 224² a pass on CPU keeps activations in cache, while a fixed frame
+            # count would make passes of small frames too short (per-op overhead outweighs the cache gain).
             step = (
                 max(1, CPU_PIXELS_PER_BACKBONE_PASS // (frames.shape[-2] * frames.shape[-1]))
                 if frames.device.type == "cpu"
@@ -332,7 +331,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.query_head = TrajTokAssignmentHead(config)
         self.pixel_head = TrajTokAssignmentHead(config)
         self.logit_scale = nn.Parameter(torch.empty(1))
-        # Fourier-ring sub-token offsets (§7) are only added to soft-pooled queries; the latent query inits carry
+        # Matryoshka Fourier-ring sub-token offsets are only added to soft-pooled queries; the latent query inits carry
         # their own per-slot latents instead, so a converted release checkpoint has no unused parameter.
         self.subtoken_offsets = (
             nn.Parameter(torch.empty(config.max_subtokens, hidden)) if config.query_init == "soft_pool" else None
@@ -367,7 +366,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         choices = self.config.tokens_per_trajectory_choices
         if tokens_per_trajectory is None:
             if self.training and len(choices) > 1:
-                # §7: sample the Matryoshka level L ~ U{0..}, n = 2^L, per step.
+                # Matryoshka training: sample the level L ~ U{0..}, n = 2^L, per step.
                 return int(choices[int(torch.randint(len(choices), (1,)).item())])
             return int(self.config.tokens_per_trajectory)
         if isinstance(tokens_per_trajectory, bool) or tokens_per_trajectory not in choices:
@@ -393,15 +392,15 @@ class TrajTokModel(TrajTokPreTrainedModel):
             pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
                 Frames normalized by [`TrajTokVideoProcessor`]. Height and width ≥ 32; an image is one frame.
             tokens_per_trajectory (`int`, *optional*):
-                n ∈ ``config.tokens_per_trajectory_choices``. None: sampled per step in training mode (§7),
+                n ∈ ``config.tokens_per_trajectory_choices``. None: sampled per step in training mode (Matryoshka),
                 ``config.tokens_per_trajectory`` in eval mode.
             output_soft_masks (`bool`, *optional*, defaults to `False`):
                 Also return the soft masks (softmax over K of the logits).
             output_pixel_features (`bool`, *optional*, defaults to `False`):
                 Also return the multi-scale features F.
             output_trajectory_tokens (`bool`, *optional*, defaults to `True`):
-                `False` skips the refinement Perceiver (§6) and returns `trajectory_tokens=None`: segmentation
-                pre-training (§8) only needs the assignment logits, and the refinement is a third of the compute.
+                `False` skips the hard-mask refinement Perceiver and returns `trajectory_tokens=None`: segmentation
+                pre-training only needs the assignment logits, so it skips the refinement's compute.
             hard_mask_implementation (`str`, *optional*, defaults to `"segment"`):
                 `"segment"`: the per-pixel segment-softmax fast path; `"dense"`: the dense masked reference.
             output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
@@ -551,7 +550,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
     def _refine(
         self, logits, features, ids, n: int, hard_mask_implementation: str, streams: _PerceiverStreams | None = None
     ) -> torch.Tensor:
-        """§6: the hard-mask refinement Perceiver + output projection → tokens (b, K·n, D_out)."""
+        """The hard-mask refinement Perceiver (paper Sec. 3) + output projection → tokens (b, K·n, D_out)."""
         refinement_queries = self._initial_queries(logits, features, n)  # (b, K·n, D)
         hard_mask = None
         if self.config.use_hard_mask:
@@ -565,7 +564,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         return self.output_projection(streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask))
 
     def _initial_queries(self, logits: torch.Tensor, features: torch.Tensor, n: int) -> torch.Tensor:
-        """§5/§7: refinement queries (b, K·n, D), trajectory-major."""
+        """Refinement queries (b, K·n, D), trajectory-major: initial tokens (Eq. 2) and/or latents, plus offsets."""
         config = self.config
         level = config.subtoken_slice(n)
         b, num_traj = logits.shape[0], config.num_trajectories

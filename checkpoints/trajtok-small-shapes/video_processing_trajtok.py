@@ -2,27 +2,26 @@
 
 Which part of the method this is
 --------------------------------
-Step 1 ("Preprocess") of ``shared/reference/official_checkpoints.md`` §5 (Forward to reproduce): every frame is
-resized to 224x224 with bicubic interpolation, aspect ratio NOT kept and no crop, then divided by 255 and
-normalised with the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). Method spec §1: a video is
+The input step of the TrajTok tokenizer (paper Sec. 3), as the official release (hellomuffin/trajtok) preprocesses:
+every frame is resized to 224x224 with bicubic interpolation, aspect ratio NOT kept and no crop, then divided by 255
+and normalised with the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). A video is
 T x H x W x 3, frames are 224x224, an image is a video with T=1.
 
 How it differs from the official code
 -------------------------------------
 * Resize. The released eval scripts resize with PIL ``BICUBIC`` on uint8 frames; the official training loader uses
-  torchvision's tensor ``Resize(BICUBIC)`` on uint8 (official_checkpoints.md §5.1: "up to 15 grey levels off PIL at
-  edges", i.e. up to ~15/255/0.225 = 0.26 in normalised units). We use torchvision's tensor bicubic resize with
-  ``antialias=True`` on the uint8 frames (the result is rounded back to uint8, as PIL does). Measured here
-  (torchvision 0.29, frames from 100x120 up to 1920x1080, noise and hard edges): at most 1 grey level from PIL,
-  i.e. <= 0.018 after normalisation (``test_resize_matches_pil_bicubic`` pins this). With ``antialias=False`` (the
-  tensor default of torchvision < 0.17; which version trained the release is not determined, §8) the gap is the
-  reference's ~15 levels (0.26) when upsampling and far larger when downsampling big frames (aliasing), so the
-  official *training* resize may differ from both PIL and us. Float inputs are resized in float (no rounding or
-  clamping of bicubic overshoot): they can be tens of grey levels off PIL next to hard edges -- pass uint8 frames
-  for parity with the official preprocessing.
+  torchvision's tensor ``Resize(BICUBIC)`` on uint8 (up to 15 grey levels off PIL at edges, i.e. up to ~15/255/0.225 =
+  0.26 in normalised units). We use torchvision's tensor bicubic resize with ``antialias=True`` on the uint8 frames (the
+  result is rounded back to uint8, as PIL does). Measured here (torchvision 0.29, frames from 100x120 up to 1920x1080,
+  noise and hard edges): at most 1 grey level from PIL, i.e. <= 0.018 after normalisation
+  (``test_resize_matches_pil_bicubic`` pins this). With ``antialias=False`` (the tensor default of torchvision < 0.17;
+  which version trained the release is not known) the gap is the ~15 levels (0.26) above when upsampling and far larger
+  when downsampling big frames (aliasing), so the official *training* resize may differ from both PIL and us. Float
+  inputs are resized in float (no rounding or clamping of bicubic overshoot): they can be tens of grey levels off PIL
+  next to hard edges -- pass uint8 frames for parity with the official preprocessing.
 * Frame sampling is ours: ``num_frames`` [16] frames at the centres of ``num_frames`` equal segments of the clip
   (``floor((2i+1) * total / (2 * num_frames))``), or ``fps`` frames per second; a clip shorter than ``num_frames``
-  repeats frames uniformly (never zero/fake padding, method spec §1: no fake frames). The release's own clip
+  repeats frames uniformly (never zero/fake padding: fake frames could create trajectories). The release's own clip
   sampling is not reproduced here.
 * Decoding uses PyAV (RGB24 via FFmpeg's swscale); the official loaders' decoder may convert YUV->RGB slightly
   differently. Rotation side-data of phone videos is not applied.

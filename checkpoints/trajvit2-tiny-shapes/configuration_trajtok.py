@@ -1,8 +1,8 @@
-"""Configuration of the TrajTok tokenizer (method spec §1–§7; paper Sec. 3, Eq. 1–2).
+"""Configuration of the TrajTok tokenizer (paper Sec. 3, Eq. 1–2).
 
 Every hyper-parameter of the tokenizer is a documented field with the official default. Where the public release
 (hellomuffin/trajtok) differs from the paper, the release's behaviour is an option whose default stays the paper's
-form (see ``shared/reference/official_checkpoints.md`` §5–§7); the converters switch those options on.
+form; the converters switch those options on.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ LATENT_NORM_PLACEMENTS = ("final", "every_layer")
 MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
 ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
 
-# ConvNeXt-Tiny (paper §2): depths 3/3/9/3, widths 96-768. All four stages are returned.
+# ConvNeXt-Tiny (paper Sec. 3): depths 3/3/9/3, widths 96-768. All four stages are returned.
 _DEFAULT_BACKBONE = {
     "depths": [3, 3, 9, 3],
     "hidden_sizes": [96, 192, 384, 768],
@@ -41,11 +41,11 @@ class TrajTokConfig(PreTrainedConfig):
     Args:
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
             A transformers ConvNeXt-family config (`convnext`, `convnextv2` or `dinov3_convnext`) for the per-frame
-            backbone (§2). Defaults to ConvNeXt-Tiny. `out_features` is forced to all four stages.
+            backbone (dense features). Defaults to ConvNeXt-Tiny. `out_features` is forced to all four stages.
         hidden_size (`int`, *optional*, defaults to 512):
-            Feature width D of the summed multi-scale features and of both Perceivers (§2).
+            Feature width D of the summed multi-scale features and of both Perceivers.
         num_trajectories (`int`, *optional*, defaults to 128):
-            K, the number of trajectory queries = the maximum number of trajectories per chunk (§3).
+            K, the number of trajectory queries = the maximum number of trajectories per chunk.
         feature_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
             Epsilon of the LayerNorm after each stage's 1×1 projection.
         shared_stage_layernorm (`bool`, *optional*, defaults to `False`):
@@ -54,9 +54,9 @@ class TrajTokConfig(PreTrainedConfig):
             Release option: pass the last stage map through the backbone's final norm (DINOv3
             `get_intermediate_layers(norm=True)`), as the official segmenter does.
         query_perceiver_depth (`int`, *optional*, defaults to 2):
-            Layers of the trajectory-query Perceiver resampler (§3).
+            Layers of the trajectory-query Perceiver resampler.
         refinement_perceiver_depth (`int`, *optional*, defaults to 2):
-            Layers of the hard-mask refinement Perceiver (§6).
+            Layers of the hard-mask refinement Perceiver.
         num_attention_heads (`int`, *optional*, defaults to 8):
             Heads of both Perceivers; head dim = hidden_size / heads (64 at the defaults).
         perceiver_ff_mult (`int`, *optional*, defaults to 4):
@@ -70,15 +70,15 @@ class TrajTokConfig(PreTrainedConfig):
             `"every_layer"`: release form, the latent LayerNorm replaces the residual stream at every layer and the
             output is not normalized.
         assignment_hidden_size (`int`, *optional*, defaults to 128):
-            Hidden width of the two assignment MLP heads (D→128→64, §4).
+            Hidden width of the two assignment MLP heads (D→128→64, Eq. 1).
         assignment_embed_dim (`int`, *optional*, defaults to 64):
             Output width of the two assignment heads, the space of the cosine similarity (Eq. 1).
         logit_scale_init_value (`float`, *optional*, defaults to log(16)):
-            Initial σ of the learnable logit scale s = min(softplus(σ) + 1, logit_scale_max) (§4).
+            Initial σ of the learnable logit scale s = min(softplus(σ) + 1, logit_scale_max) (Eq. 1).
         logit_scale_max (`float`, *optional*, defaults to 20.0):
             Upper clamp of the logit scale.
         query_init (`str`, *optional*, defaults to `"soft_pool"`):
-            How refinement queries start (§5): `"soft_pool"` = z_k (Eq. 2) + Matryoshka offsets (paper),
+            How refinement queries start: `"soft_pool"` = z_k (Eq. 2) + Matryoshka offsets (paper),
             `"latent"` = learned per-slot latents (release), `"latent_plus_soft_pool"` = both summed. The model has
             the Fourier-ring offsets (`subtoken_offsets`) only with `"soft_pool"` and the per-slot latents
             (`refinement_latents`) only with the two latent variants.
@@ -86,31 +86,31 @@ class TrajTokConfig(PreTrainedConfig):
             Eq. 2 as written in the paper is the sum Σ_p M_kp F_p (`"sum"`); it grows with region size, so the
             default divides by the soft mass Σ_p M_kp + 1e-6 (`"mean"`, as the release's soft pool).
         detach_features (`bool`, *optional*, defaults to `True`):
-            Feed the query Perceiver with F.detach() (§3; the most important ablation).
+            Feed the query Perceiver with F.detach() (the paper's most important ablation).
         matching_tie_break (`str`, *optional*, defaults to `"index"`):
-            Training only: how the §8 Hungarian matching breaks ties of equal hard IoU, `"index"` (scipy's choice,
-            as the release) or `"soft"` (the slot with the most soft-mask mass on the GT trajectory); see
-            `loss_trajtok.py`. Read by the training scripts and by [`TrajViT2Model`]'s segmentation loss.
+            Training only: how the Hungarian matching of the segmentation loss breaks ties of equal hard IoU,
+            `"index"` (scipy's choice, as the release) or `"soft"` (the slot with the most soft-mask mass on the
+            GT trajectory); see `loss_trajtok.py`. Read by the training scripts and by [`TrajViT2Model`]'s
+            segmentation loss.
         use_hard_mask (`bool`, *optional*, defaults to `True`):
-            Refinement tokens attend only to their own trajectory's pixels (§6). `False` = unmasked ablation.
+            Refinement tokens attend only to their own trajectory's pixels (hard mask). `False` = unmasked ablation.
         refinement_visible_last_pixels (`int`, *optional*, defaults to 0):
             Release quirk: every refinement query also sees the last N pixels of the chunk (release: 2).
         tokens_per_trajectory (`int`, *optional*, defaults to 1):
-            n, tokens per trajectory used at inference when `forward` is not told otherwise (§7).
+            n, tokens per trajectory used at inference when `forward` is not told otherwise (Matryoshka tokens).
         tokens_per_trajectory_choices (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
             Matryoshka levels: training samples n uniformly from these when `forward` is not told otherwise.
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
-            F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets (§7).
+            F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
             Scale of the Fourier-ring initialisation of the sub-token offsets.
         chunk_size (`int`, *optional*, defaults to 16):
-            Frames per chunk; chunks are tokenized independently as one batch (§1).
+            Frames per chunk; chunks are tokenized independently as one batch.
         backbone_frames_per_pass (`int`, *optional*):
             Speed only, never the result: the ConvNeXt runs over the frames of all chunks in passes of this many
-            frames. `None` (default): on CPU, passes of about 4 frames of 224² (max(1, 200704 // (H·W)) frames; the
-            activations then stay in cache: measured 1.3–1.4× faster for the release backbone than one pass over
-            48 frames of 224², while 4-frame passes of 64² frames were 1.6× slower than one pass in training); on
-            other devices all frames in one pass.
+            frames. `None` (default): on CPU, passes of about 4 frames of 224² (max(1, 200704 // (H·W)) frames, so
+            the activations stay in cache; a pixel budget rather than a fixed frame count, since passes of few small
+            frames cost more in per-op overhead than they gain); on other devices all frames in one pass.
         output_size (`int`, *optional*):
             Width of the output tokens (after the output projection). Defaults to `hidden_size`.
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -188,7 +188,7 @@ class TrajTokConfig(PreTrainedConfig):
             )
         if len(backbone.hidden_sizes) != 4:
             raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
-        # All four stages feed the multi-scale sum (§2): the ablation without them loses ~3 R@5.
+        # All four stages feed the multi-scale sum (paper Sec. 3): the ablation without them loses ~3 R@5.
         backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]
         if hasattr(backbone, "out_indices"):
             backbone.out_indices = [1, 2, 3, 4]

@@ -1,7 +1,7 @@
-"""Segmentation supervision of the TrajTok segmenter (method spec §8, "Segmentation supervision"; paper Sec. 3).
+"""Segmentation supervision of the TrajTok segmenter (paper Sec. 3).
 
 Every pixel of the 1/4 mask grid of a clip carries one ground-truth (pseudo-label) trajectory id over all T frames
-(``-100`` = unlabeled). The segmenter predicts, per pixel, scaled cosine logits over its K trajectory queries (§4).
+(``-100`` = unlabeled). The segmenter predicts, per pixel, scaled cosine logits over its K trajectory queries (Eq. 1).
 Because the K queries are an unordered set, each sample is first matched, then supervised:
 
 1. **Matching** (no gradient, per sample): Hungarian matching (``scipy.optimize.linear_sum_assignment``) with cost
@@ -18,7 +18,7 @@ Because the K queries are an unordered set, each sample is first matched, then s
      GT trajectories of the batch (each trajectory counts once, whatever its size). ε = 1, the usual smoothed Dice:
      it damps the loss and gradient of trajectories of only a few pixels (a one-hot soft mask still gives 0).
 
-Choices this file makes (the spec leaves them open):
+Choices this file makes (the paper leaves them open):
 
 - **Unlabeled pixels** (``-100``) are ignored everywhere: in the IoU of the matching (predicted-trajectory sizes are
   counted over labeled pixels only), in the focal mean and in both soft-mask sums of Dice. Their logits therefore
@@ -34,7 +34,7 @@ Choices this file makes (the spec leaves them open):
   as the release) keeps scipy's deterministic choice (the lowest free slot index), ``"soft"`` prefers the slots whose
   *soft* mask puts the most mass on the GT trajectory (mean ``p_k`` over its pixels). The soft term totals less
   than ``1/(4n²)`` (n = labeled pixels of the sample), below the smallest difference of two hard IoUs, so it decides
-  between assignments of equal hard IoU (and at most between totals closer than that): the spec's matching is
+  between assignments of equal hard IoU (and at most between totals closer than that): the paper's matching is
   unchanged wherever it is not a tie. Why: with ``"index"`` the unclaimed objects of a clip go
   to whichever idle slots come first, whatever they look like, so no slot can specialise and a small segmenter
   trained from scratch stays stuck with one slot for "all foreground" (measured on the synthetic shapes: 2 active
@@ -44,7 +44,7 @@ Choices this file makes (the spec leaves them open):
 - A batch without labeled pixels gives ``0 · logits.sum()`` (zero, still attached to the graph, never NaN).
 
 Difference from the official code (hellomuffin/trajtok, ``loss_func: dice_focal`` in
-``segmenter/trajtok_segmenter/train/hungarian.py``): this file follows the method spec. The release matches on the
+``segmenter/trajtok_segmenter/train/hungarian.py``): this file follows the paper. The release matches on the
 same hard-mask IoU, but counts predicted-trajectory sizes over *all* pixels (unlabeled included), expects GT ids
 that are already dense slot indices ``< K`` (others are dropped), pools Dice per slot over the whole batch with
 ε = 1e-6, and averages the focal term over all labeled pixels. Here GT ids are arbitrary non-negative integers,
@@ -114,7 +114,7 @@ def _validate_inputs(assignment_logits, segmentation_labels):
             f"got dtype {segmentation_labels.dtype}"
         )
     if assignment_logits.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(assignment_logits))).all()):
-        # min/max propagate NaN and expose ±inf in one cheap pass (a full isfinite mask costs ~10x more on CPU)
+        # min/max propagate NaN and expose ±inf in one cheap pass (a full isfinite mask costs far more on CPU)
         raise ValueError("assignment_logits contains NaN or infinite values")
     labels = segmentation_labels.to(device=assignment_logits.device, dtype=torch.long)
     if bool(((labels < 0) & (labels != IGNORE_INDEX)).any()):
@@ -226,7 +226,7 @@ def _match_flat(logits: torch.Tensor, labels: torch.Tensor, tie_break: str = "in
 def hungarian_match(
     assignment_logits: torch.Tensor, segmentation_labels: torch.Tensor, tie_break: str = "index"
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Match each sample's GT trajectories to predicted trajectory slots (spec §8), without gradient.
+    """Match each sample's GT trajectories to predicted trajectory slots (paper Sec. 3), without gradient.
 
     Args:
         assignment_logits (`torch.Tensor` of shape `(B, T, h, w, K)` or `(B, N, K)`):
@@ -265,7 +265,7 @@ def trajectory_segmentation_loss(
     return_dict: bool = False,
     tie_break: str = "index",
 ):
-    """Matched focal + soft-Dice segmentation loss of TrajTok (spec §8). See the module docstring for the choices.
+    """Matched focal + soft-Dice segmentation loss of TrajTok (paper Sec. 3). See the module docstring for the choices.
 
     Args:
         assignment_logits (`torch.Tensor` of shape `(B, T, h, w, K)` or `(B, N, K)`):
@@ -328,7 +328,7 @@ def trajectory_segmentation_loss(
 
 
 class TrajectorySegmentationLoss(nn.Module):
-    """`nn.Module` form of [`trajectory_segmentation_loss`] (spec §8): matched focal + soft Dice, no parameters.
+    """`nn.Module` form of [`trajectory_segmentation_loss`] (paper Sec. 3): matched focal + soft Dice, no parameters.
 
     Args:
         focal_weight (`float`, defaults to 1.0): weight of the focal term.

@@ -1,4 +1,4 @@
-"""ViT3D: the space-time patch tokenizer of the TrajViT2 baseline (method spec §9, the paper's "ViT3D" rows).
+"""ViT3D: the space-time patch tokenizer of the TrajViT2 baseline (paper Sec. 4, the paper's "ViT3D" rows).
 
 The paper compares trajectory tokens with a ViT3D under identical training and evaluation. Here that comparison is
 structural: ViT3D is not a second CLIP model but a second *vision tokenizer* of [`TrajViT2VisionModel`]

@@ -1,4 +1,4 @@
-"""Processor of TrajViT2 (method spec §9): [`TrajTokVideoProcessor`] for the clips + a text tokenizer for captions.
+"""Processor of TrajViT2 (paper Sec. 4): [`TrajTokVideoProcessor`] for the clips + a text tokenizer for captions.
 
 ``processor(text=captions, videos=clips, return_tensors="pt")`` returns ``input_ids``, ``attention_mask`` (and
 ``token_type_ids`` for BERT) plus ``pixel_values_videos`` (B, T, 3, 224, 224), ready for [`TrajViT2Model`]. Images go

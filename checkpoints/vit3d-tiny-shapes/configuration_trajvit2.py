@@ -1,4 +1,4 @@
-"""Configuration of TrajViT2, the video-text CLIP model over trajectory tokens (method spec §9), and of its vision
+"""Configuration of TrajViT2, the video-text CLIP model over trajectory tokens (paper Sec. 4), and of its vision
 tower, which holds either the TrajTok tokenizer or the ViT3D space-time patch baseline (same encoder, same CLIP code).
 
 Layout (what ``config.json`` holds):
@@ -18,9 +18,9 @@ own (its config needs everything the vision tower needs). [`TrajViT2Config`] exp
 and accepts ``tokenizer_config=...`` (and ``vision_tokenizer=...``) as constructor shortcuts.
 
 Defaults: the paper's form (trajectory tokens with a padding mask); the release's encoder shape (width 512, 24 layers,
-16 heads, MLP 2048; per-layer LayerNorm eps 1e-12 as its HF ViT layers, final LayerNorm eps 1e-5). Release options
-for the checkpoint converter (official_checkpoints.md §4, §5.7–5.8): ``attend_to_inactive_tokens=True`` (the
-released encoder ignores its padding mask), BERT with ``num_hidden_layers=9`` as ``text_config``.
+16 heads, MLP 2048; per-layer LayerNorm eps 1e-12 as its HF ViT layers, final LayerNorm eps 1e-5). Release options for
+the checkpoint converter: ``attend_to_inactive_tokens=True`` (the released encoder ignores its padding mask), BERT with
+``num_hidden_layers=9`` as ``text_config``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
 
     Args:
         vision_tokenizer (`str`, *optional*, defaults to `"trajtok"`):
-            `"trajtok"`: the TrajTok tokenizer (method spec §1–§7) configured by `tokenizer_config`;
+            `"trajtok"`: the TrajTok tokenizer (paper Sec. 3) configured by `tokenizer_config`;
             `"vit3d"`: the ViT3D baseline, tubelet patches with space-time positions (`modeling_vit3d.py`).
         tokenizer_config (`dict` or [`TrajTokConfig`], *optional*):
             The TrajTok tokenizer. Defaults to `TrajTokConfig()` for `"trajtok"`; unused (None by default) for
@@ -88,9 +88,9 @@ class TrajViT2VisionConfig(PreTrainedConfig):
         qkv_bias (`bool`, *optional*, defaults to `True`):
             Bias of the query/key/value projections.
         attend_to_inactive_tokens (`bool`, *optional*, defaults to `False`):
-            Release option (official_checkpoints.md §5.7): the released encoder ignores its padding mask and attends
-            over all K·n token slots, empty trajectories included. `False` (paper, method spec §9): only the [CLS]
-            and the active trajectory tokens take part; inactive slots have no effect at all.
+            Release option: the released encoder ignores its padding mask and attends over all K·n token slots, empty
+            trajectories included. `False` (paper Sec. 4): only the [CLS] and the active trajectory tokens take part;
+            inactive slots have no effect at all.
         compact_tokens (`bool`, *optional*, defaults to `True`):
             Move the active tokens to the front (stable, so their order is kept) and truncate the sequence to the
             batch's largest active count before the encoder. Same result as keeping all K·n slots under the padding
@@ -201,7 +201,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
 
 class TrajViT2Config(PreTrainedConfig):
     r"""
-    Configuration of [`TrajViT2Model`], the video-text CLIP model of method spec §9: vision tower (TrajTok or ViT3D
+    Configuration of [`TrajViT2Model`], the video-text CLIP model of paper Sec. 4: vision tower (TrajTok or ViT3D
     tokens → [CLS] + transformer encoder), text encoder, two linear projections and a learnable logit scale.
 
     Args:
@@ -229,7 +229,8 @@ class TrajViT2Config(PreTrainedConfig):
         contrastive_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the symmetric InfoNCE loss.
         segmentation_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the Hungarian focal + Dice loss of the tokenizer (§8) when `segmentation_labels` are given.
+            Weight of the Hungarian focal + Dice loss of the tokenizer (segmentation supervision, paper Sec. 3) when
+            `segmentation_labels` are given.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the truncated-normal initialisation of the projections.
 

@@ -1,11 +1,12 @@
-"""TrajViT2: video-text CLIP over trajectory tokens (method spec §9; paper Sec. 4), and its ViT3D baseline.
+"""TrajViT2: video-text CLIP over trajectory tokens (paper Sec. 4), and its ViT3D baseline.
 
 Vision tower ([`TrajViT2VisionModel`], shared by both tokenizers):
 
-1. A vision tokenizer turns the video into a token set with a boolean mask: TrajTok (§1–§7, ``modeling_trajtok.py``)
-   → ``trajectory_tokens`` (B, C·K·n, D) + ``trajectory_mask``; or ViT3D (``modeling_vit3d.py``) → tubelet tokens
-   + an all-True mask. Tokens of another width than the encoder are linearly projected.
-2. A learned [CLS] is prepended. Trajectory tokens get **no position embedding** (they are a set; §9).
+1. A vision tokenizer turns the video into a token set with a boolean mask: TrajTok (paper Sec. 3,
+   ``modeling_trajtok.py``) → ``trajectory_tokens`` (B, C·K·n, D) + ``trajectory_mask``; or ViT3D
+   (``modeling_vit3d.py``) → tubelet tokens + an all-True mask. Tokens of another width than the encoder are linearly
+   projected.
+2. A learned [CLS] is prepended. Trajectory tokens get **no position embedding** (they are a set).
 3. Pre-LN transformer encoder: transformers' ``ViTLayer`` (the layer the official code uses; in transformers 5.24 it
    takes a 4-D attention mask and dispatches to SDPA/eager), with the padding mask built by
    ``create_bidirectional_mask``. Inactive token slots are zeroed and masked out as keys, so they have no effect at
@@ -17,16 +18,19 @@ CLIP model ([`TrajViT2Model`]): vision tower + any transformers text encoder (``
 default) pooled at its first ([CLS]) token; linear projections (with bias) to ``projection_dim``; L2-normalised
 embeddings; ``logits = exp(logit_scale) · cos`` with logit_scale initialised to ln(1/0.07). With ``return_loss``:
 symmetric InfoNCE (``loss_contrastive.py``, gathered across processes under torch.distributed) weighted by
-``contrastive_loss_weight``, plus, when ``segmentation_labels`` are given, the Hungarian focal + Dice loss of §8
-(``loss_trajtok.py``) on the tokenizer's assignment logits, weighted by ``segmentation_loss_weight``.
+``contrastive_loss_weight``, plus, when ``segmentation_labels`` are given, the Hungarian focal + Dice loss of the
+segmentation supervision (``loss_trajtok.py``) on the tokenizer's assignment logits, weighted by
+``segmentation_loss_weight``.
 
 Differences from the official code (hellomuffin/trajtok ``SegmentCLIP``/``SegmentViT``), each a config option with the
 paper's form as default:
 
 - The padding mask is honoured (the release's ViT ignores it and attends over all 128 token slots, empty
-  trajectories included: ``vision_config.attend_to_inactive_tokens=True``, official_checkpoints.md §5.7).
+  trajectories included, as the official ``model/vit_attn.py`` passes no mask to SDPA:
+  ``vision_config.attend_to_inactive_tokens=True``).
 - Text tower: any ``text_config``; the release's is BERT-base run through its first 9 layers, i.e.
-  ``BertConfig(num_hidden_layers=9)`` (§5.8). Pooling is the [CLS] hidden state without a pooler in both.
+  ``BertConfig(num_hidden_layers=9)`` (its text mode stops before the fusion layers). Pooling is the [CLS] hidden state
+  without a pooler in both.
 - The logit scale is not clamped (the release never calls its clamp either).
 - The contrastive loss gathers negatives over all processes (the release: per process).
 
@@ -112,7 +116,7 @@ class TrajViT2VisionOutput(BaseModelOutputWithPooling):
         num_trajectories (`torch.LongTensor` of shape `(B,)`, *optional*):
             TrajTok only: active trajectories per video.
         assignment_logits (`torch.FloatTensor` of shape `(B, T, h, w, K)`, *optional*):
-            TrajTok only: the segmenter's per-pixel logits over the K queries (Eq. 1), input of the §8 loss.
+            TrajTok only: the segmenter's per-pixel logits over the K queries (Eq. 1), input of the segmentation loss.
         trajectory_ids (`torch.LongTensor` of shape `(B, T, h, w)`, *optional*):
             TrajTok only: the hard segmentation (global trajectory index per pixel of the mask grid).
     """
@@ -731,7 +735,7 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             attention_mask, token_type_ids, position_ids (*optional*):
                 Passed to the text model (every text must attend to at least one token).
             segmentation_labels (`torch.LongTensor` of shape `(B_v, T, h, w)`, *optional*):
-                Ground-truth trajectory id per pixel of the tokenizer's mask grid (`-100` = unlabeled). Adds the §8
+                Ground-truth trajectory id per pixel of the tokenizer's mask grid (`-100` = unlabeled). Adds the
                 segmentation loss (TrajTok tokenizer only). Implies `return_loss=True`.
             return_loss (`bool`, *optional*):
                 Compute the loss (needs B_v == B_t: text i is the caption of video i). Defaults to True when

@@ -1,5 +1,6 @@
-"""Converters from the official TrajTok release, checked against the official-format fixture
-``shared/fixtures/official_small`` (official classes' outputs on CPU, fp32; see its README for the tolerances)."""
+"""Converters from the official TrajTok release, checked against a small official-format fixture: weights, inputs and
+reference outputs of the official classes of hellomuffin/trajtok @658a6ed (CPU, fp32, random init), read from
+``FIXTURE`` beside the repository; the tests that need it skip without it."""
 
 import argparse
 import copy
@@ -63,7 +64,7 @@ def _max_diff(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-# Reduction lengths (testers.float_error_bound) of official_small (its README): ConvNeXt dims 16-128, one block per
+# Reduction lengths (testers.float_error_bound) of the fixture's config: ConvNeXt dims 16-128, one block per
 # stage (a 4×4×3 stem, per stage a 7×7 depthwise window and linears of d and 4·d terms, 2×2 downsampling convs), 1×1
 # projections of ≤ 128 terms, the shared LayerNorm (64), the sum of 4 maps and a bilinear upsampling to 56²;
 # Perceiver layers of width 64 (8 heads, feed-forward 256) over 2·56² pixels + 16 latents; assignment heads (64 → 16
@@ -117,7 +118,7 @@ def test_segmenter_parity(segmenter_model, reference):
     _assert_parity(out["queries"], reference, "segmenter_queries")
     _assert_parity(out["logits"], reference, "segmenter_logits")
     _assert_ids_parity(out["ids"], reference, "segmenter_ids")
-    # The active set is the set of argmax ids (README: 6 and 5 of 16).
+    # The active set is the set of argmax ids (6 and 5 of 16 in the fixture).
     assert [len(set(ids.tolist())) for ids in reference["segmenter_ids"]] == [6, 5]
     for b in range(2):
         assert set(out["active_mask"][b].nonzero().flatten().tolist()) == set(out["ids"][b].tolist())
@@ -172,7 +173,7 @@ def test_trajvit2_tokenizer_parity(trajvit2_tokenizer, reference):
     # All K·n = 16 slots, inactive ones included (the official SegmentTokenizer returns them all).
     assert out["tokens"].shape == reference["traj_tokens"].shape == (2, 16, 64)
     _assert_parity(out["tokens"], reference, "traj_tokens")
-    # The active set is the set of argmax ids (README: 4 and 4 of 16).
+    # The active set is the set of argmax ids (4 and 4 of 16 in the fixture).
     assert torch.equal(out["active_mask"], torch.zeros_like(out["active_mask"]).scatter(1, out["ids"], True))
     assert reference["active_mask"].sum(1).tolist() == [4, 4]
 
@@ -461,12 +462,12 @@ def test_trajvit2_release_options(trajvit2_converted, trajvit2_sd, reference):
         scale, rel=0, abs=float_error_bound(scale * (math.log(scale) + 1), 1)
     )
     assert config.tokenizer_config.query_init == "latent"
-    # Honouring the padding mask (the paper's form) changes the video embedding (README: by ~0.15).
+    # Honouring the padding mask (the paper's form) changes the video embedding (by ~0.15 on the fixture).
     paper_config = copy.deepcopy(config)
     paper_config.vision_config.attend_to_inactive_tokens = False
     model = _trajvit2_module().load_converted_trajvit2(paper_config, trajvit2_converted.state_dict())
     out = _trajvit2_outputs(model, reference)
-    assert _max_diff(out["vision_embeds"], reference["vision_embeds"]) > 0.05  # a behaviour (README: 0.15)
+    assert _max_diff(out["vision_embeds"], reference["vision_embeds"]) > 0.05  # a behaviour (0.15 on the fixture)
 
 
 def test_trajvit2_every_key_mapped_or_documented(trajvit2_sd):

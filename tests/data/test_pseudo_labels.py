@@ -1,4 +1,4 @@
-"""§8 pseudo-label format → per-pixel trajectory ids, and downsampling to the mask grid."""
+"""The release's pseudo-label format → per-pixel trajectory ids, and downsampling to the mask grid."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """The README's demo (examples/retrieval.py), examples/visualize.py and examples/evaluate_segmenter.py, run
-in-process on a few clips with the shipped checkpoints (the full 500-clip default run is the README's main job, not a
+in-process on a few clips with the shipped checkpoints (the full 500-clip default run is the README's demo, not a
 test)."""
 
 from __future__ import annotations

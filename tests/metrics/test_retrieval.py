@@ -1,4 +1,4 @@
-"""Tests for trajtok_hf.metrics.retrieval (spec §12: R@1/5/10, MedR, both directions)."""
+"""Tests for trajtok_hf.metrics.retrieval (R@1/5/10, MedR, both directions)."""
 
 import numpy as np
 import pytest

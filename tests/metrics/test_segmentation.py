@@ -1,4 +1,4 @@
-"""Tests for trajtok_hf.metrics.segmentation (spec §12: (FG-)ARI, Hungarian-matched mIoU)."""
+"""Tests for trajtok_hf.metrics.segmentation ((FG-)ARI, Hungarian-matched mIoU)."""
 
 import itertools
 import math

@@ -1,4 +1,4 @@
-"""Symmetric InfoNCE of TrajViT2 (method spec §9): the formula, and the cross-process gather (2-process gloo on CPU)."""
+"""Symmetric InfoNCE of TrajViT2 (paper Sec. 4): the formula, and the cross-process gather (2-process gloo on CPU)."""
 
 import importlib.util
 import os

@@ -1,4 +1,4 @@
-"""Tests of the §8 segmentation supervision loss (trajtok_hf/models/loss_trajtok.py)."""
+"""Tests of the segmentation supervision loss (paper Sec. 3) (trajtok_hf/models/loss_trajtok.py)."""
 
 import itertools
 import math
@@ -66,7 +66,7 @@ def first_appearance_order(labels_flat):
 
 
 def reference_focal_dice(logits, labels, matches, gamma):
-    """Loop-based focal and Dice straight from the formulas of §8 (given the matching)."""
+    """Loop-based focal and Dice straight from the formulas (given the matching)."""
     focal_terms, dice_terms = [], []
     batch_size, num_slots = logits.shape[0], logits.shape[-1]
     logits = logits.reshape(batch_size, -1, num_slots).tolist()

@@ -1,4 +1,4 @@
-"""TrajAdapter (method spec §10): frozen parts, token-grid resizing, hard-mask pooling, baselines, loading, example."""
+"""TrajAdapter (paper Sec. 5): frozen parts, token-grid resizing, hard-mask pooling, baselines, loading, example."""
 
 import json
 import math

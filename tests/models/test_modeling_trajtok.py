@@ -1,4 +1,4 @@
-"""TrajTok tokenizer: each equation of the method spec (§1–§7) checked directly on small tensors."""
+"""TrajTok tokenizer (paper Sec. 3): each equation and rule checked directly on small tensors."""
 
 import itertools
 import math
@@ -149,7 +149,7 @@ def test_query_init_latent_variants():
     assert tiny_trajtok_model().refinement_latents is None
 
 
-# ------------------------------------------------------------------------------------------------------ §3 detach
+# ------------------------------------------------------------------------------------- stop-gradient (paper Sec. 3)
 def _grad_norm(module):
     grads = [p.grad.abs().sum() for p in module.parameters() if p.grad is not None]
     return float(sum(grads)) if grads else 0.0
@@ -177,7 +177,7 @@ def test_refinement_and_assignment_paths_reach_backbone():
     assert _grad_norm(model.query_perceiver) > 0
 
 
-# ------------------------------------------------------------------------------------------ §6 hard-mask attention
+# --------------------------------------------------------------------------------- hard-mask attention (refinement)
 def _random_attention_inputs(batch=2, heads=2, num_traj=5, n=2, pixels=40, dim=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     length = num_traj * n
@@ -335,7 +335,7 @@ def test_unmasked_ablation_differs_and_sees_all_pixels():
     assert torch.isfinite(out.trajectory_tokens).all()
 
 
-# ------------------------------------------------------------------------------------------------- §7 Matryoshka
+# ------------------------------------------------------------------------------------------------------- Matryoshka
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_matryoshka_shapes(n):
     model = tiny_trajtok_model()
@@ -370,7 +370,7 @@ def test_training_samples_tokens_per_trajectory_and_eval_uses_default():
     assert seen == {1, 2, 4}
 
 
-# --------------------------------------------------------------------------------------------------- §1 chunking
+# --------------------------------------------------------------------------------------------------------- chunking
 def test_chunking_equals_separate_chunks():
     model = tiny_trajtok_model(chunk_size=16)
     video = video_batch(1, 40, size=32)
@@ -740,8 +740,8 @@ def test_default_config_is_the_paper_tokenizer():
 
 
 def test_tiny_config_forward_is_fast():
-    """The tiny test configuration runs 2×4×3×64×64 well under a second (best of 5 after a warm-up: ~8 ms on an idle
-    2-core machine; the best run is robust to other processes competing for the cores)."""
+    """The tiny test configuration runs 2×4×3×64×64 well under a second (best of 5 after a warm-up; the best run is
+    robust to other processes competing for the cores)."""
     import time
 
     model = tiny_trajtok_model()

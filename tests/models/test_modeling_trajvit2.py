@@ -1,4 +1,4 @@
-"""TrajViT2 (method spec §9): config, vision tower (padding mask, compaction, release option), CLIP model, losses."""
+"""TrajViT2 (paper Sec. 4): config, vision tower (padding mask, compaction, release option), CLIP model, losses."""
 
 import copy
 import functools
@@ -409,8 +409,8 @@ def test_segmentation_loss_is_added_with_its_weight():
 
 
 def test_segmentation_loss_does_not_reach_the_query_perceivers_input_features():
-    """§3 stop-gradient: the gradient of the segmentation loss w.r.t. the features F equals the gradient through
-    the pixel head alone (queries held fixed), i.e. nothing flows back through the query Perceiver's input."""
+    """Stop-gradient (paper Sec. 3): the gradient of the segmentation loss w.r.t. the features F equals the gradient
+    through the pixel head alone (queries held fixed), i.e. nothing flows back through the query Perceiver's input."""
 
     def gradients(detach_features):
         torch.manual_seed(0)

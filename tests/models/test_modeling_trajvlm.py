@@ -1,4 +1,4 @@
-"""TrajVLM (method spec §11): config, connector, variable-count placeholder expansion, loss, batching, generate with
+"""TrajVLM (paper Sec. 5): config, connector, variable-count placeholder expansion, loss, batching, generate with
 cache, save/load, frozen segmenter. Every behavioural check runs for both connectors ("trajtok", "patch_pool")."""
 
 import re

@@ -1,4 +1,4 @@
-"""ViT3D baseline (method spec §9): tubelet tokens, space-time positions, and the shared TrajViT2 encoder/CLIP code."""
+"""ViT3D baseline (paper Sec. 4): tubelet tokens, space-time positions, and the shared TrajViT2 encoder/CLIP code."""
 
 import math
 

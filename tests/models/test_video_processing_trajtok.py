@@ -1,4 +1,4 @@
-"""Tests of TrajTokVideoProcessor (official_checkpoints.md §5 step 1: 224x224 bicubic, /255, ImageNet mean/std)."""
+"""Tests of TrajTokVideoProcessor (the release's preprocessing: 224x224 bicubic, /255, ImageNet mean/std)."""
 
 from __future__ import annotations
 

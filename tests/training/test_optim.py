@@ -85,7 +85,7 @@ def test_parameter_groups_reject_learning_rates_that_are_not_a_mapping():
 
 def test_segmenter_modules_are_what_the_segmentation_loss_trains():
     """SEGMENTER_MODULES (the parts --segmenter_learning_rate applies to) = the tokenizer's top-level modules that
-    get a gradient from the §8 loss, which is all that segmentation pre-training trains."""
+    get a gradient from the segmentation loss, which is all that segmentation pre-training trains."""
     from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
 
     model = tiny_trajtok_model().train()

@@ -1,8 +1,8 @@
 """Convert the official TrajTok segmenter checkpoint (hellomuffin/trajtok @658a6ed, HF repo
 ``michaelzch001/trajtok-segmenter``, ``model.pth``) into a :class:`~trajtok_hf.TrajTokModel`.
 
-What is mapped (``shared/reference/official_checkpoints.md`` §2–§3; tables below)
---------------------------------------------------------------------------------
+What is mapped (the release's ``segmenter/trajtok_segmenter/model/model_pretrain.py`` and ``model/segmenter.py``)
+--------------------------------------------------------------------------------------------------------------------
 The official ``SegmentWrapper`` state dict keeps the segmenter (``SimpleSegmenter``) under ``vision_encoder.``:
 
 ======================================================  ===============================================================
@@ -32,11 +32,11 @@ Dropped on purpose, by explicit pattern (anything else that is not mapped is an 
 ``patch_encoder.backbone.norms.3`` (the same module as ``norm`` in DINOv3's ConvNeXt; checked equal),
 ``*.rotary_emb.freqs`` (RoPE inverse frequencies; recomputed by our Perceiver, checked equal),
 ``patch_decoder_high_res.*`` / ``traj_seg_head_high_res.*`` (the 224² training-only head), and in the segmenter file
-the top-level ``text_encoder.*``, ``vision_proj``, ``text_proj``, ``temp``, ``itm_head`` (§2: unused).
+the top-level ``text_encoder.*``, ``vision_proj``, ``text_proj``, ``temp``, ``itm_head`` (unused by the segmenter).
 
-Release behaviours switched on (``official_checkpoints.md`` §5, §7; all documented ``TrajTokConfig`` options whose
-defaults keep the paper's form): ``backbone_config`` of type ``dinov3_convnext`` (ConvNeXt-S, LN eps 1e-6);
-``shared_stage_layernorm=True``; ``backbone_final_layernorm=True``; ``rope_fraction=0.5``;
+Release behaviours switched on (where the released forward departs from paper Sec. 3; all documented
+``TrajTokConfig`` options whose defaults keep the paper's form): ``backbone_config`` of type ``dinov3_convnext``
+(ConvNeXt-S, LN eps 1e-6); ``shared_stage_layernorm=True``; ``backbone_final_layernorm=True``; ``rope_fraction=0.5``;
 ``latent_norm_placement="every_layer"``; ``query_init="latent"``; ``refinement_visible_last_pixels=2``;
 ``tokens_per_trajectory_choices=[1]``. Widths, K, backbone widths/depths, Perceiver depths, heads (from the RoPE
 frequencies' length: head dim = 4 × len(freqs)) and the assignment heads are read from the tensors' shapes.
@@ -46,14 +46,16 @@ frequencies' length: head dim = 4 × len(freqs)) and the assignment heads are re
 ``assignment_logits``, ``trajectory_ids``, ``trajectory_queries``, ``pixel_features`` and ``trajectory_mask`` are the
 official segmenter's; its ``trajectory_tokens`` are not trained. Convert a TrajViT2 checkpoint for trained tokens.
 
-Numerics: fp32 parity on the fixture is ≤ 4e-6 (features, queries, logits; ids exact). The scale-20 assignment
-logits of a TrajViT2 tokenizer are ill-conditioned (fp32 rounding alone moves them by ~3e-5): they match to 5e-5
-with the default SDPA attention and to 1.7e-5 with ``from_pretrained(..., attn_implementation="eager")``, whose
-written-out softmax rounds like the official Perceiver.
+Numerics: fp32 parity on a small official-format checkpoint with reference outputs of the official classes is
+≤ 4e-6 (features, queries, logits; ids exact). The scale-20 assignment logits of a TrajViT2 tokenizer are
+ill-conditioned (fp32 rounding alone moves them by ~3e-5): they match to 5e-5 with the default SDPA attention and to
+1.7e-5 with ``from_pretrained(..., attn_implementation="eager")``, whose written-out softmax rounds like the official
+Perceiver.
 
 The official code tokenizes a whole clip at once; ``chunk_size`` keeps our default (16) — ``--verify_with`` runs the
 check with a chunk covering the whole reference clip. Preprocessing: frames 224×224 bicubic, no crop, ImageNet
-mean/std (§5.1), written as a ``TrajTokVideoProcessor`` next to the weights when that class is available.
+mean/std (as in the release's ``scripts/eval_*.py``), written as a ``TrajTokVideoProcessor`` next to the weights when
+that class is available.
 
 Usage::
 
@@ -120,7 +122,7 @@ _HF_BLOCK = rf"{_HF_BACKBONE}.stages.\1.layers.\2"
 
 # SimpleSegmenter (official model/segmenter.py) keys, relative to the segmenter prefix → TrajTokModel keys.
 SEGMENTER_KEY_MAPPING: dict[str, str] = {
-    # DINOv3 ConvNeXt (facebookresearch/dinov3 convnext.py) → transformers DINOv3ConvNextBackbone (§3).
+    # DINOv3 ConvNeXt (facebookresearch/dinov3 convnext.py) → transformers DINOv3ConvNextBackbone.
     rf"{_BACKBONE}\.downsample_layers\.([0-3])\.([01])\.(weight|bias)": (
         rf"{_HF_BACKBONE}.stages.\1.downsample_layers.\2.\3"
     ),
@@ -159,7 +161,7 @@ REFINEMENT_DROP_PATTERNS: dict[str, str] = {
     rf"traj_feature_updater{_ROTARY_FREQS}": "RoPE inverse frequencies, recomputed from rope_theta (checked equal)",
 }
 
-# Top-level keys of the segmenter's model.pth that the segmenter does not use (§2).
+# Top-level keys of the segmenter's model.pth (SegmentWrapper's text tower and heads) that the segmenter does not use.
 SEGMENTER_FILE_DROP_PATTERNS: dict[str, str] = {
     r"text_encoder\..+": "text tower of SegmentWrapper, unused by the segmenter",
     r"(vision_proj|text_proj|itm_head)\.(weight|bias)": "contrastive/ITM heads of SegmentWrapper, unused",
@@ -169,7 +171,7 @@ SEGMENTER_FILE_DROP_PATTERNS: dict[str, str] = {
 # TrajTokModel keys that only the refinement (SegmentTokenizer) part provides.
 TOKENIZER_REFINEMENT_KEYS = (r"refinement_latents", r"refinement_perceiver\..+", r"output_projection\..+")
 
-# Release options (official_checkpoints.md §5, §7).
+# Release options: the released forward where it departs from the paper's form (see the module docstring).
 RELEASE_OPTIONS = dict(
     shared_stage_layernorm=True,
     backbone_final_layernorm=True,

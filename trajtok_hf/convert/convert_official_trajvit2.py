@@ -1,8 +1,8 @@
 """Convert the official TrajViT2 checkpoint (hellomuffin/trajtok @658a6ed, HF repo ``michaelzch001/trajtok-trajvitv2``,
 ``model.pth`` = a ``SegmentCLIP`` state dict) into a :class:`~trajtok_hf.TrajViT2Model`.
 
-What is mapped (``shared/reference/official_checkpoints.md`` §4, §5.6–§5.8)
----------------------------------------------------------------------------
+What is mapped (the release's ``SegmentCLIP`` in ``model_pretrain.py``; vision = ``SegmentViT``, ``segmenter.py``)
+----------------------------------------------------------------------------------------------------------------
 =====================================================================  ==============================================
 official                                                               TrajViT2Model
 =====================================================================  ==============================================
@@ -29,15 +29,16 @@ i ≥ fusion_layer (xbert's fusion layers with ``crossattention``; only the ITM/
 
 Release behaviours switched on: the tokenizer's (``convert_official_segmenter``: DINOv3 ConvNeXt backbone, shared
 stage LayerNorm, final backbone norm, half RoPE, every-layer latent norm, learned refinement latents, last 2 pixels
-always visible, 1 token per trajectory); ``vision_config.attend_to_inactive_tokens=True`` (§5.7: the released ViT
+always visible, 1 token per trajectory); ``vision_config.attend_to_inactive_tokens=True`` (the released ViT
 ignores its padding mask and attends over all K token slots, empty trajectories included); the encoder's per-layer
 LayerNorm eps 1e-12 and final ``norm`` eps 1e-5; the text tower = BERT cut at ``fusion_layer`` with [CLS] pooling and
 no pooler; logits = exp(logit_scale)·cos without clamp (SegmentCLIP never clamps ``temp``). The released eval
 scripts' ``text_proj(pooled[:, 0])`` fails with a shape error; the converted model does ``text_proj(CLS)``, as training.
 
-Parity on the fixture (fp32): vision/text hidden states, embeddings and video-text logits ≤ 2.4e-6, tokens 1.5e-6,
-ids and active mask exact; the tokenizer's scale-20 assignment logits 5e-5 (1.7e-5 with
-``attn_implementation="eager"``, see ``convert_official_segmenter``).
+Parity on a small official-format checkpoint with reference outputs of the official classes (fp32): vision/text
+hidden states, embeddings and video-text logits ≤ 2.4e-6, tokens 1.5e-6, ids and active mask exact; the
+tokenizer's scale-20 assignment logits 5e-5 (1.7e-5 with ``attn_implementation="eager"``, see
+``convert_official_segmenter``).
 
 Not readable from the tensors (arguments): the ViT's attention heads (``--vision_num_attention_heads``, release 16 =
 ViT-L's) and BERT's (``--text_num_attention_heads``, default hidden/64 = 12 for bert-base). Widths, depths, K,

@@ -1,18 +1,21 @@
 """Shared helpers of the converters from the official TrajTok release (hellomuffin/trajtok @658a6ed).
 
 - :func:`load_official_state_dict`: an official ``model.pth`` (pickle ``{"model": state_dict, "meta": {...}}`` or a bare
-  state dict), read with ``torch.load(..., weights_only=True)``, or a ``.safetensors`` file (the format of the parity
-  fixture ``shared/fixtures/official_small``).
+  state dict), read with ``torch.load(..., weights_only=True)``, or a ``.safetensors`` file (e.g. a small
+  official-format parity checkpoint).
 - :func:`rename_official_keys`: the regex key-mapping table machinery, in the style of transformers'
   ``convert_dinov3_convnext_to_hf.py`` (``ORIGINAL_TO_CONVERTED_KEY_MAPPING``): every official key must either match
   one rename rule or one *documented* drop pattern; anything else is reported, never silently ignored.
 - :func:`check_converted_state_dict`: compares the renamed tensors with the target model's state dict and fails
   loudly (``ValueError`` with the full key lists) on missing keys, unexpected keys and shape mismatches.
 - :func:`compare_outputs`: the parity check of converted outputs against official reference outputs.
-- :func:`save_video_processor`: writes the preprocessing of the release (224×224 bicubic, no crop, ImageNet mean/std;
-  ``official_checkpoints.md`` §5.1) next to the converted weights, when ``TrajTokVideoProcessor`` is available.
+- :func:`save_video_processor`: writes the preprocessing of the release (224×224 bicubic, no crop, ImageNet mean/std,
+  as in the release's ``scripts/eval_*.py``) next to the converted weights, when ``TrajTokVideoProcessor`` is
+  available.
 
-Key layout and forward of the release: ``shared/reference/official_checkpoints.md``.
+Key layout and forward of the release: the official classes ``SegmentWrapper`` / ``SimpleSegmenter`` (segmenter) and
+``SegmentCLIP`` / ``SegmentViT`` / ``SegmentTokenizer`` (TrajViT2) of hellomuffin/trajtok @658a6ed; the converters'
+module docstrings list the key maps.
 """
 
 from __future__ import annotations
@@ -295,7 +298,7 @@ def compare_outputs(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]
 
 # -------------------------------------------------------------------------------------------------- processor
 def save_video_processor(output_dir: str | Path):
-    """Write the release's preprocessing (official_checkpoints.md §5.1: every frame 224×224 bicubic, aspect not
+    """Write the release's preprocessing (as in its ``scripts/eval_*.py``: every frame 224×224 bicubic, aspect not
     kept, no crop, /255, ImageNet mean/std) as a ``TrajTokVideoProcessor`` into ``output_dir``.
 
     Returns the processor, or None when ``trajtok_hf.models.video_processing_trajtok`` is not available."""

@@ -1,5 +1,6 @@
 """Data for trajtok_hf: a procedural video generator with exact trajectory ground truth, local video-folder
-datasets, the §8 pseudo-label converter and a video-text collator. Independent of ``trajtok_hf.models``."""
+datasets, the pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids) and a video-text
+collator. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels

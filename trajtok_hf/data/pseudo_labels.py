@@ -1,4 +1,4 @@
-"""Pseudo-label trajectories (method notes §8) → per-pixel trajectory ids on the mask grid.
+"""Pseudo-label trajectories (the release's training data) → per-pixel trajectory ids on the mask grid.
 
 The official TrajTok training data stores, per clip,
 
@@ -8,7 +8,8 @@ The official TrajTok training data stores, per clip,
 * ``trajectory_graph`` — ``(N, T)`` integers: row ``i`` links per-frame ids into trajectory ``i``; entry
   ``[i, t]`` is the instance id that trajectory ``i`` occupies in frame ``t`` (``0`` or ``-1`` = absent there).
 
-The segmentation loss (§8) wants one trajectory id per pixel over all ``T`` frames, ``-100`` where unlabeled.
+The segmentation loss (paper Sec. 3, segmentation supervision) wants one trajectory id per pixel over all ``T``
+frames, ``-100`` where unlabeled.
 :func:`trajectories_to_pixel_labels` does that conversion with a ``(T, max_id + 1)`` lookup table and a single
 gather (ids are compacted first when they are large), so its cost does not grow with the number of trajectories.
 :func:`downsample_labels` then brings full-resolution labels to the model's ``1/stride`` mask grid

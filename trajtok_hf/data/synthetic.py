@@ -7,7 +7,7 @@ may pan slowly). Motions: linear (moves left/right, rises, falls), bouncing off 
 still. Objects are painted in z-order (object ``k`` over objects ``< k``), so occlusions are exact: the ground
 truth of a pixel is the object actually visible there.
 
-Ground truth per clip (method notes §8 label convention):
+Ground truth per clip (the label convention of the segmentation supervision, paper Sec. 3):
 
 * ``segmentation`` ``(T, H, W)`` int64 — ``0`` background, ``k`` = object ``k`` (``1..n``); with
   ``background_as_trajectory=False`` the background is ``-100`` (unlabeled) instead of trajectory 0.
@@ -25,9 +25,8 @@ do not overlap by construction (``seed + index`` arithmetic would).
 
 Rendering is vectorised: each object is rasterised once for all ``T`` frames inside a small window that follows
 it (``(T, S, S)`` coordinate grids, ``S ≈ 2 × radius``), then scattered into the frame with one fancy-index
-assignment, so cost scales with object area, not frame area. Measured ~200 clips/s at 16×224×224 in one process on a
-2-core machine with the default config (~125 clips/s with 6 textured objects);
-``tests/data/test_synthetic.py::test_throughput_at_16x224x224`` prints the number.
+assignment, so cost scales with object area, not frame area
+(``tests/data/test_synthetic.py::test_throughput_at_16x224x224`` measures the throughput at 16×224×224).
 """
 
 from __future__ import annotations
@@ -420,7 +419,7 @@ def _render_object(video: np.ndarray, seg: np.ndarray, obj: _Object) -> None:
         dark = _texture_pattern(obj.texture, u, v, obj.texture_period)
         colours = np.stack([rgb, np.asarray(shade(obj.colour), dtype=np.uint8)])[dark.astype(np.intp)]
     # A loop over frames (not pixels): each frame is one clipped rectangle and a masked copy, which avoids the
-    # index arrays of a flat scatter (nonzero + fancy indexing cost ~5x more at these sizes).
+    # index arrays of a flat scatter (nonzero + fancy indexing cost more at these sizes).
     for k, t in enumerate(frames):
         ya, xa = y0[t], x0[t]
         top, left = max(0, -ya), max(0, -xa)

@@ -1,7 +1,7 @@
 """Trajectory segmentation metrics (the segmentation quality reported in the paper's experiments).
 
-For synthetic data with exact ground truth the spec names (foreground) ARI and
-matched mean IoU as the measures. Each clip is one partition of its pixels over
+For synthetic data with exact ground truth, (foreground) ARI and matched mean IoU
+measure the segmentation directly. Each clip is one partition of its pixels over
 space *and* time (ids are trajectory ids, so a segment is a spatio-temporal tube);
 arrays of any shape, e.g. ``(T, h, w)``, are accepted and flattened. Pixels whose
 ground truth equals ``ignore_index`` (default ``-100``) are dropped everywhere.

@@ -1,4 +1,4 @@
-"""Configuration of TrajAdapter, trajectory pooling as a probing head on a frozen video backbone (method spec §10).
+"""Configuration of TrajAdapter, trajectory pooling as a probing head on a frozen video backbone (paper Sec. 5).
 
 Layout (what ``config.json`` holds):
 
@@ -140,7 +140,7 @@ def backbone_token_grid(backbone_config) -> BackboneTokenGrid:
 class TrajAdapterConfig(PreTrainedConfig):
     r"""
     Configuration of [`TrajAdapterForVideoClassification`]: a frozen video backbone, a frozen TrajTok segmenter and a
-    trainable probe that pools the backbone's patch tokens by trajectories (method spec §10), plus the two usual
+    trainable probe that pools the backbone's patch tokens by trajectories (paper Sec. 5), plus the two usual
     baselines in the same class (`probe_type`).
 
     Args:
@@ -158,14 +158,14 @@ class TrajAdapterConfig(PreTrainedConfig):
             `"attentive"`: attentive probe over all patch tokens (V-JEPA's probe); `"linear"`: mean of all patch
             tokens → linear classifier.
         tokens_per_trajectory (`int`, *optional*, defaults to 1):
-            n, tokens per trajectory (§7; the paper evaluates 1, 2, 4). Each trajectory's n queries start from the
-            same initial query plus n Fourier-ring offsets.
+            n, tokens per trajectory (Matryoshka tokens; the paper evaluates 1, 2, 4). Each trajectory's n queries
+            start from the same initial query plus n Fourier-ring offsets.
         query_init (`str`, *optional*, defaults to `"segmenter_queries"`):
             Initial refinement queries: `"segmenter_queries"` — the segmenter's trajectory queries linearly mapped
-            to the backbone width (as the VLM connector of §11); `"mean_pool"` — the mean of the backbone tokens of
+            to the backbone width (as the TrajVLM connector); `"mean_pool"` — the mean of the backbone tokens of
             the trajectory (hard mask); `"segmenter_queries_plus_mean_pool"` — their sum.
         refinement_depth (`int`, *optional*, defaults to 2):
-            Layers of the hard-mask refinement Perceiver (§6), run at the backbone's width.
+            Layers of the hard-mask refinement Perceiver, run at the backbone's width.
         num_attention_heads (`int`, *optional*, defaults to 8):
             Heads of the refinement Perceiver and of the attentive probe; must divide the backbone width.
         perceiver_ff_mult (`int`, *optional*, defaults to 4):
@@ -177,7 +177,7 @@ class TrajAdapterConfig(PreTrainedConfig):
         latent_norm_placement (`str`, *optional*, defaults to `"final"`):
             Perceiver norm placement (see [`TrajTokConfig`]).
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
-            Ring frequencies of the Fourier initialisation of the sub-token offsets (§7).
+            Ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
             Scale of the sub-token offsets' initialisation.
         segmenter_logits_antialias (`bool`, *optional*, defaults to `False`):

@@ -1,4 +1,4 @@
-"""Configuration of TrajVLM: TrajTok as the connector of a video LLM (method spec §11; paper Sec. 5).
+"""Configuration of TrajVLM: TrajTok as the connector of a video LLM (paper Sec. 5).
 
 Layout (what ``config.json`` holds):
 
@@ -37,7 +37,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
-# SigLIP-so400m/14 at 378² → 27×27 patches per frame (method spec §11; the paper uses SigLIP2-so400m, whose
+# SigLIP-so400m/14 at 378² → 27×27 patches per frame (paper Sec. 5 uses SigLIP2-so400m, whose
 # non-NaFlex tower has this shape). No pooling head: the connector reads the patch features.
 _DEFAULT_VISION = {
     "hidden_size": 1152,
@@ -48,7 +48,7 @@ _DEFAULT_VISION = {
     "num_attention_heads": 16,
     "vision_use_head": False,
 }
-# Qwen3-4B shape (method spec §11). Built from the config only: nothing is downloaded.
+# Qwen3-4B shape (the LLM of paper Sec. 5). Built from the config only: nothing is downloaded.
 _DEFAULT_TEXT = {
     "vocab_size": 151936,
     "hidden_size": 2560,
@@ -84,7 +84,7 @@ class TrajVLMConfig(PreTrainedConfig):
             Any causal LM (built with `AutoModel.from_config`; its base model, without head). Defaults to a Qwen3-4B
             shaped config.
         connector_type (`str`, *optional*, defaults to `"trajtok"`):
-            `"trajtok"`: trajectory tokens (§11); `"patch_pool"`: the PatchVLM baseline (average pooling of the
+            `"trajtok"`: trajectory tokens (paper Sec. 5); `"patch_pool"`: the PatchVLM baseline (average pooling of the
             tower's patch features), same projector, same code path.
         video_token_id (`int`, *optional*, defaults to 151669):
             Id of the `<video>` placeholder. The prompt holds ONE placeholder per video; the model replaces it with
@@ -94,7 +94,7 @@ class TrajVLMConfig(PreTrainedConfig):
             kept as it is); the LLM sees the clips' tokens in temporal order.
         tokens_per_trajectory (`int`, *optional*, defaults to 1):
             n ∈ {1, 2, 4} LLM tokens per active trajectory (sub-token queries = mapped query + Fourier-ring offsets,
-            method spec §7).
+            the Matryoshka tokens of paper Sec. 3).
         segmenter_image_size (`int`, *optional*, defaults to 224):
             Frames are resized (bilinear, antialiased) to this square size for the segmenter.
         segmenter_image_mean / segmenter_image_std (`list[float]`, *optional*, default to ImageNet's):
@@ -108,7 +108,7 @@ class TrajVLMConfig(PreTrainedConfig):
         vision_feature_select_strategy (`str`, *optional*, defaults to `"full"`):
             `"full"`: every position is a patch (SigLIP); `"default"`: drop a leading [CLS] token (CLIP-style towers).
         connector_depth (`int`, *optional*, defaults to 2):
-            Layers of the hard-mask refinement Perceiver (§6/§11).
+            Layers of the hard-mask refinement Perceiver (paper Sec. 3 / Sec. 5).
         connector_num_attention_heads (`int`, *optional*, defaults to 16):
             Heads of the refinement Perceiver; it runs at the tower width, which they must divide.
         connector_ff_mult (`int`, *optional*, defaults to 4):
@@ -116,7 +116,7 @@ class TrajVLMConfig(PreTrainedConfig):
         connector_rope_theta (`float`, *optional*, defaults to 10000.0):
             RoPE base of the refinement Perceiver's 1-D positions over (latents; t, row, col).
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
-            Ring frequencies of the sub-token offsets when `tokens_per_trajectory` > 1 (§7).
+            Ring frequencies of the sub-token offsets when `tokens_per_trajectory` > 1.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
             Scale of the Fourier-ring initialisation of the sub-token offsets.
         patch_pool_size (`int`, *optional*, defaults to 3):

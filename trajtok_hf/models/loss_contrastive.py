@@ -1,4 +1,4 @@
-"""Symmetric InfoNCE (CLIP) loss of TrajViT2 (method spec §9), standalone, with its own cross-process gather.
+"""Symmetric InfoNCE (CLIP) loss of TrajViT2 (paper Sec. 4), standalone, with its own cross-process gather.
 
 ``loss = ½ · [CE(s · V Tᵀ, I) + CE(s · T Vᵀ, I)]`` for L2-normalised video embeddings V, text embeddings T (row i of
 V and T is a positive pair) and the logit scale s = exp(logit_scale).

@@ -1,4 +1,4 @@
-"""TrajAdapter: trajectory pooling as a probing head on a frozen video backbone (method spec §10; paper Sec. 5).
+"""TrajAdapter: trajectory pooling as a probing head on a frozen video backbone (paper Sec. 5).
 
 [`TrajAdapterForVideoClassification`] holds three parts:
 
@@ -13,12 +13,13 @@
    ``chunk · K + k`` (chunk of the tubelet's first frame; ``chunk_size`` must be a multiple of the tubelet, so a
    tubelet never spans two chunks), giving C·K trajectory slots for C chunks. A trajectory is **active** iff at
    least one backbone token has it as argmax (it may have had mask pixels yet vanish on the coarser token grid).
-3. **Trainable adapter** — the segmenter's trajectory queries (§3) linearly mapped to the backbone width (as the
-   VLM connector of §11), plus n Fourier-ring sub-token offsets (§7) for n tokens per trajectory, are refined by a
-   hard-mask Perceiver ([`TrajTokPerceiver`], §6: each query sees only its own trajectory's backbone tokens and its
-   sibling sub-tokens; segment-softmax attention, no dense mask) → trajectory tokens. Only the active trajectories'
-   tokens enter an **attentive probe** (V-JEPA's probe: learned queries cross-attend to the tokens, with a key
-   padding mask, so inactive tokens have no effect at all) → LayerNorm → Linear classifier.
+3. **Trainable adapter** — the segmenter's trajectory queries linearly mapped to the backbone width (as the TrajVLM
+   connector), plus n Fourier-ring sub-token offsets (Matryoshka tokens, paper Sec. 3) for n tokens per trajectory, are
+   refined by a hard-mask Perceiver ([`TrajTokPerceiver`], the hard-mask refinement of paper Sec. 3: each query sees
+   only its own trajectory's backbone tokens and its sibling sub-tokens; segment-softmax attention, no dense mask) →
+   trajectory tokens. Only the active trajectories' tokens enter an **attentive probe** (V-JEPA's probe: learned queries
+   cross-attend to the tokens, with a key padding mask, so inactive tokens have no effect at all) → LayerNorm → Linear
+   classifier.
 
 Baselines in the same class (``probe_type``): ``"attentive"`` — the same attentive probe over all patch tokens;
 ``"linear"`` — the mean of all patch tokens → LayerNorm → Linear. They build no segmenter.
@@ -92,7 +93,7 @@ class TrajAdapterFrozenFeatures(ModelOutput):
         trajectory_ids (`torch.LongTensor` of shape `(B, t', h', w')`, *optional*):
             Trajectory probe only: the hard mask on the token grid, video-global ids ``chunk · K + k`` in [0, C·K).
         segmenter_queries (`torch.FloatTensor` of shape `(B, C·K, segmenter hidden size)`, *optional*):
-            Trajectory probe only: the segmenter's trajectory queries (§3), chunk-major.
+            Trajectory probe only: the segmenter's trajectory queries, chunk-major.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states` is set):
             The backbone's hidden states, as the backbone model itself returns them (VideoMAE: the embeddings and
             every layer's output, `num_hidden_layers + 1` tensors of shape `(B, prefix + t'·h'·w', D)`; with a list
@@ -320,7 +321,8 @@ class TrajAdapterPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
         if isinstance(module, TrajAdapterAttentiveProbe):
             init.trunc_normal_(module.queries, std=std)
         elif isinstance(module, TrajAdapterForVideoClassification) and module.subtoken_offsets is not None:
-            # §7: n evenly spaced ring angles, Fourier features, one random orthonormal projection, scaled by 0.02.
+            # Matryoshka offsets: n evenly spaced ring angles, Fourier features, one random orthonormal projection,
+            # scaled by 0.02.
             config = self.config
             freqs = config.subtoken_fourier_frequencies
             projection = random_orthonormal(2 * freqs, config.backbone_hidden_size)

@@ -1,4 +1,4 @@
-"""TrajVLM: TrajTok as the connector of a video LLM (Zheng et al., CVPR 2026, Sec. 5; method spec §11).
+"""TrajVLM: TrajTok as the connector of a video LLM (Zheng et al., CVPR 2026, arXiv 2602.22779, Sec. 5).
 
 The LLM sees one token (or ``tokens_per_trajectory``) per *active* object trajectory of each clip instead of hundreds
 of patches per frame:
@@ -8,9 +8,10 @@ of patches per frame:
    own normalisation → assignment logits on its 1/4 grid (56×56 at 224²) and its K trajectory queries per clip.
 3. The logits are resized (bilinear) to the tower's g×g grid and argmax'd: the hard mask on the tower grid. A
    trajectory is active iff it owns at least one tower patch *after* this resize.
-4. The queries are linearly mapped to the tower width (+ Fourier-ring sub-token offsets when n > 1, §7); a hard-mask
-   refinement Perceiver (§6, the package's segment-softmax attention) pools each trajectory's tower patches into its
-   token(s). Clips of ``clip_length`` frames are tokenized independently (as one batch); a last shorter clip is kept.
+4. The queries are linearly mapped to the tower width (+ Fourier-ring sub-token offsets when n > 1, the Matryoshka
+   tokens of paper Sec. 3); a hard-mask refinement Perceiver (paper Sec. 3; the package's segment-softmax attention)
+   pools each trajectory's tower patches into its token(s). Clips of ``clip_length`` frames are tokenized independently
+   (as one batch); a last shorter clip is kept.
 5. A 2-layer MLP projects the active tokens to the LLM width (LLaVA's projector).
 
 ``connector_type="patch_pool"`` replaces 2–4 by p×p (× temporal) average pooling of the tower features: the paper's
@@ -172,7 +173,8 @@ class TrajVLMMultiModalProjector(nn.Module):
 
 
 class TrajVLMTrajectoryConnector(nn.Module):
-    """§11: resized hard mask + mapped segmenter queries + hard-mask refinement Perceiver over tower features."""
+    """The TrajVLM connector (paper Sec. 5): resized hard mask + mapped segmenter queries + hard-mask refinement
+    Perceiver over tower features."""
 
     def __init__(self, config: TrajVLMConfig):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Processor of TrajVLM (method spec §11): a [`TrajTokVideoProcessor`] for the clips + a tokenizer with a `<video>`
+"""Processor of TrajVLM (paper Sec. 5): a [`TrajTokVideoProcessor`] for the clips + a tokenizer with a `<video>`
 special token and a chat template.
 
 ``processor.apply_chat_template(conversation, add_generation_prompt=True)`` renders ``{"type": "video"}`` content as
