@@ -43,19 +43,76 @@ import statistics
 import sys
 import time
 
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects")
+    parser.add_argument("--max_objects", type=int, default=4)
+    parser.add_argument(
+        "--object_sizes",
+        nargs="+",
+        choices=("small", "large"),
+        default=["large"],
+        help="object sizes of the task's clips (small objects cover < 1 token of the 8×8 grid)",
+    )
+    parser.add_argument("--num_frames", type=int, default=4)
+    parser.add_argument("--frame_size", type=int, default=64)
+    parser.add_argument("--train_clips", type=int, default=512)
+    parser.add_argument("--val_clips", type=int, default=256)
+    parser.add_argument("--test_clips", type=int, default=512)
+    parser.add_argument("--segmenter_steps", type=int, default=2000)
+    parser.add_argument("--segmenter_batch_size", type=int, default=8)
+    parser.add_argument("--segmenter_lr", type=float, default=2e-3)
+    parser.add_argument("--backbone_steps", type=int, default=0)
+    parser.add_argument("--backbone_batch_size", type=int, default=16)
+    parser.add_argument("--backbone_lr", type=float, default=1e-3)
+    parser.add_argument("--backbone_width", type=int, default=64)
+    parser.add_argument("--backbone_layers", type=int, default=2)
+    parser.add_argument("--probe_steps", type=int, default=120)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    parser.add_argument(
+        "--hard_mask_implementation",
+        choices=("segment", "dense"),
+        default="dense",
+        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is faster "
+        "at this tiny size, segment is the default of the model)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--no_oracle",
+        dest="oracle",
+        action="store_false",
+        help="skip the trajectory probe (n=1) on ground-truth trajectories (an upper bound)",
+    )
+    parser.add_argument("--output", default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--work_dir",
+        default=None,
+        help="save the trained segmenter/backbone here and reuse them in later runs with the same settings",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
 import numpy as np
 import safetensors.torch
 import torch
 import torch.nn.functional as F
 
+# train_adapter.py (and the training_args.py it imports) live in the examples folder.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-from train_adapter import TINY_SEGMENTER, synthetic_task  # noqa: E402
+from train_adapter import TINY_SEGMENTER, synthetic_task
 
-from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokConfig, TrajTokModel  # noqa: E402
-from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
-from trajtok_hf.metrics import segmentation_metrics  # noqa: E402
-from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss  # noqa: E402
-from trajtok_hf.models.modeling_trajadapter import TrajAdapterFrozenFeatures, token_grid_trajectory_ids  # noqa: E402
+from trajtok_hf import TrajAdapterConfig, TrajAdapterForVideoClassification, TrajTokConfig, TrajTokModel
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.metrics import segmentation_metrics
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+from trajtok_hf.models.modeling_trajadapter import TrajAdapterFrozenFeatures, token_grid_trajectory_ids
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
@@ -189,7 +246,7 @@ def build_probe(args, probe_type, n, backbone_state, segmenter, num_labels, seed
     trajectory = probe_type in ("trajectory", "oracle")
     config = TrajAdapterConfig(
         backbone_config=backbone_config(args).to_dict(),
-        tokenizer_config=segmenter.config.to_dict() if trajectory else None,
+        trajtok_config=segmenter.config.to_dict() if trajectory else None,
         probe_type="trajectory" if trajectory else probe_type,
         query_init="mean_pool" if probe_type == "oracle" else "segmenter_queries",
         tokens_per_trajectory=n or 1,
@@ -251,57 +308,6 @@ def accuracy(args, model, features, labels, batch_size=128) -> float:
         ).logits
         correct += int((logits.argmax(-1) == labels[i : i + batch_size]).sum())
     return correct / len(labels)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects")
-    parser.add_argument("--max_objects", type=int, default=4)
-    parser.add_argument(
-        "--object_sizes",
-        nargs="+",
-        choices=("small", "large"),
-        default=["large"],
-        help="object sizes of the task's clips (small objects cover < 1 token of the 8×8 grid)",
-    )
-    parser.add_argument("--num_frames", type=int, default=4)
-    parser.add_argument("--frame_size", type=int, default=64)
-    parser.add_argument("--train_clips", type=int, default=512)
-    parser.add_argument("--val_clips", type=int, default=256)
-    parser.add_argument("--test_clips", type=int, default=512)
-    parser.add_argument("--segmenter_steps", type=int, default=2000)
-    parser.add_argument("--segmenter_batch_size", type=int, default=8)
-    parser.add_argument("--segmenter_lr", type=float, default=2e-3)
-    parser.add_argument("--backbone_steps", type=int, default=0)
-    parser.add_argument("--backbone_batch_size", type=int, default=16)
-    parser.add_argument("--backbone_lr", type=float, default=1e-3)
-    parser.add_argument("--backbone_width", type=int, default=64)
-    parser.add_argument("--backbone_layers", type=int, default=2)
-    parser.add_argument("--probe_steps", type=int, default=120)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
-    parser.add_argument(
-        "--hard_mask_implementation",
-        choices=("segment", "dense"),
-        default="dense",
-        help="refinement attention of the trajectory probes (equal to ≤ 1e-5; dense is faster "
-        "at this tiny size, segment is the default of the model)",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--no_oracle",
-        dest="oracle",
-        action="store_false",
-        help="skip the trajectory probe (n=1) on ground-truth trajectories (an upper bound)",
-    )
-    parser.add_argument("--output", default=None, help="write the results as JSON here")
-    parser.add_argument(
-        "--work_dir",
-        default=None,
-        help="save the trained segmenter/backbone here and reuse them in later runs with the same settings",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv=None):

@@ -30,10 +30,6 @@ import statistics
 import time
 
 
-def count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", help="write the results as JSON to this path")
@@ -49,15 +45,20 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import torch  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+
+from trajtok_hf import TrajViT2Config, TrajViT2Model
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from trajtok_hf import TrajViT2Config, TrajViT2Model
 
     torch.manual_seed(0)
     video = torch.randn(1, args.frames, 3, args.size, args.size)

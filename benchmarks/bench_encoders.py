@@ -138,6 +138,89 @@ FULL = dict(
 )
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", help="T values (default 1 8 16 32 64; --quick: 1 8)")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", help="videos per forward (default 1 8; --quick: 1)")
+    parser.add_argument("--scales", nargs="+", choices=sorted(SCALES), help="default release vit-l; --quick: tiny")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeats", type=int, help="timed runs per measurement (default 5; --quick: 2)")
+    parser.add_argument("--warmup", type=int, help="plain warm-up runs after the FLOP-counting run (default 1)")
+    parser.add_argument("--active_trajectories", type=int, default=24, help="active trajectories per chunk (N)")
+    parser.add_argument(
+        "--max_seconds_per_measurement",
+        type=float,
+        help="budget for the forward runs of one measurement (default 600; --quick: 30)",
+    )
+    parser.add_argument(
+        "--setup_timeout",
+        type=float,
+        default=300.0,
+        help="extra seconds (model building) before a silent measuring process is killed",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("fork", "subprocess", "none"),
+        default="fork" if hasattr(os, "fork") else "subprocess",
+        help="process per measurement (fork/subprocess) or in-process (none; CPU peaks then "
+        "under-report: memory freed by earlier measurements is reused without raising RSS)",
+    )
+    parser.add_argument("--probe_sizes", type=int, nargs="+", help="matrix sizes of the matmul peak probe")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--allow_tf32", action="store_true", help="CUDA: allow TF32 (default: true fp32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny scale, T ∈ {1, 8}, batch 1, 2 repeats")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="JSON path (default: a new benchmarks/results/encoders_<time>.json; the committed "
+        "results are only overwritten when named here)",
+    )
+    parser.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
+    parser.add_argument("--_task", nargs=2, metavar=("TASK", "SPEC"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    for name in ("repeats", "active_trajectories"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if any(v < 1 for v in args.frames) or any(v < 1 for v in args.batch_sizes):
+        parser.error("--frames and --batch_sizes must be >= 1")
+    if not args.max_seconds_per_measurement > 0:
+        parser.error(f"--max_seconds_per_measurement must be > 0, got {args.max_seconds_per_measurement}")
+    if args.setup_timeout < 0:
+        parser.error(f"--setup_timeout must be >= 0, got {args.setup_timeout}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    for scale in args.scales:
+        grid = SCALES[scale]["image_size"] // 4
+        from trajtok_hf import TrajTokConfig
+
+        slots = TrajTokConfig(**SCALES[scale]["tokenizer"]).num_trajectories
+        if "trajvit2" in args.models and args.active_trajectories > min(slots, grid * grid):
+            parser.error(f"--active_trajectories must be <= {min(slots, grid * grid)} at scale {scale!r}")
+    if args.output is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.output = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"encoders_{stamp}.json")
+        if os.path.exists(args.output):
+            parser.error(f"{args.output} exists: pass --output to choose the file")
+    if args.plot is None:
+        args.plot = os.path.splitext(args.output)[0] + ".png"
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+
+
 # =====================================================================================================================
 # Helpers that run inside the measuring process
 def _sync(device: torch.device) -> None:
@@ -350,7 +433,7 @@ def build_vision_model(scale: str, model: str):
     spec = SCALES[scale]
     kwargs = dict(spec["vision"], image_size=spec["image_size"])
     if model == "trajvit2":
-        kwargs.update(vision_tokenizer="trajtok", tokenizer_config=dict(spec["tokenizer"]))
+        kwargs.update(vision_tokenizer="trajtok", trajtok_config=dict(spec["tokenizer"]))
     else:
         kwargs.update(vision_tokenizer="vit3d")
     return TrajViT2VisionModel(TrajViT2VisionConfig(**kwargs)).eval()
@@ -921,88 +1004,6 @@ def plot(result: dict, path: str) -> bool:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return True
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", help="T values (default 1 8 16 32 64; --quick: 1 8)")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", help="videos per forward (default 1 8; --quick: 1)")
-    parser.add_argument("--scales", nargs="+", choices=sorted(SCALES), help="default release vit-l; --quick: tiny")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--repeats", type=int, help="timed runs per measurement (default 5; --quick: 2)")
-    parser.add_argument("--warmup", type=int, help="plain warm-up runs after the FLOP-counting run (default 1)")
-    parser.add_argument("--active_trajectories", type=int, default=24, help="active trajectories per chunk (N)")
-    parser.add_argument(
-        "--max_seconds_per_measurement",
-        type=float,
-        help="budget for the forward runs of one measurement (default 600; --quick: 30)",
-    )
-    parser.add_argument(
-        "--setup_timeout",
-        type=float,
-        default=300.0,
-        help="extra seconds (model building) before a silent measuring process is killed",
-    )
-    parser.add_argument(
-        "--isolation",
-        choices=("fork", "subprocess", "none"),
-        default="fork" if hasattr(os, "fork") else "subprocess",
-        help="process per measurement (fork/subprocess) or in-process (none; CPU peaks then "
-        "under-report: memory freed by earlier measurements is reused without raising RSS)",
-    )
-    parser.add_argument("--probe_sizes", type=int, nargs="+", help="matrix sizes of the matmul peak probe")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--allow_tf32", action="store_true", help="CUDA: allow TF32 (default: true fp32)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny scale, T ∈ {1, 8}, batch 1, 2 repeats")
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="JSON path (default: a new benchmarks/results/encoders_<time>.json; the committed "
-        "results are only overwritten when named here)",
-    )
-    parser.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
-    parser.add_argument("--_task", nargs=2, metavar=("TASK", "SPEC"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    for name in ("repeats", "active_trajectories"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    if any(v < 1 for v in args.frames) or any(v < 1 for v in args.batch_sizes):
-        parser.error("--frames and --batch_sizes must be >= 1")
-    if not args.max_seconds_per_measurement > 0:
-        parser.error(f"--max_seconds_per_measurement must be > 0, got {args.max_seconds_per_measurement}")
-    if args.setup_timeout < 0:
-        parser.error(f"--setup_timeout must be >= 0, got {args.setup_timeout}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
-    for scale in args.scales:
-        grid = SCALES[scale]["image_size"] // 4
-        from trajtok_hf import TrajTokConfig
-
-        slots = TrajTokConfig(**SCALES[scale]["tokenizer"]).num_trajectories
-        if "trajvit2" in args.models and args.active_trajectories > min(slots, grid * grid):
-            parser.error(f"--active_trajectories must be <= {min(slots, grid * grid)} at scale {scale!r}")
-    if args.output is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        args.output = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"encoders_{stamp}.json")
-        if os.path.exists(args.output):
-            parser.error(f"{args.output} exists: pass --output to choose the file")
-    if args.plot is None:
-        args.plot = os.path.splitext(args.output)[0] + ".png"
-    return args
-
-
-if __name__ == "__main__":
-    parse_args()  # answers --help and usage errors before the heavy imports below
-
-import torch  # noqa: E402
 
 
 def main(argv=None) -> dict | None:

@@ -21,10 +21,27 @@ import sys
 import time
 
 
-def _setup(frames: int, n: int, seed: int = 0):
-    from trajtok_hf import TrajTokConfig
-    from trajtok_hf.models.perceiver_trajtok import TrajTokPerceiver
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--tokens_per_trajectory", type=int, default=1, choices=[1, 2, 4])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", type=str, default=None, help="write the results as JSON here")
+    parser.add_argument("--single", nargs=2, metavar=("IMPL", "T"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+
+from trajtok_hf import TrajTokConfig
+from trajtok_hf.models.perceiver_trajtok import HardMask, TrajTokPerceiver
+
+
+def _setup(frames: int, n: int, seed: int = 0):
     torch.manual_seed(seed)
     config = TrajTokConfig(tokens_per_trajectory=n)
     perceiver = TrajTokPerceiver(
@@ -52,8 +69,6 @@ def _setup(frames: int, n: int, seed: int = 0):
 
 def _run_single(implementation: str, frames: int, n: int, repeats: int) -> dict:
     perceiver, queries, features, ids = _setup(frames, n)
-    from trajtok_hf.models.perceiver_trajtok import HardMask
-
     hard = HardMask(trajectory_ids=ids, tokens_per_trajectory=n, implementation=implementation)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -66,22 +81,6 @@ def _run_single(implementation: str, frames: int, n: int, repeats: int) -> dict:
     peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     torch.save(out, os.environ["BENCH_OUT"])
     return {"time_s": statistics.median(times), "peak_extra_mib": peak_mib}
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--tokens_per_trajectory", type=int, default=1, choices=[1, 2, 4])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", type=str, default=None, help="write the results as JSON here")
-    parser.add_argument("--single", nargs=2, metavar=("IMPL", "T"), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    parse_args()  # answers --help and usage errors before the heavy imports below
-
-import torch  # noqa: E402
 
 
 def main(argv=None):

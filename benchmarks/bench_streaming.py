@@ -22,14 +22,45 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 STAGES = ("feature_extractor", "query_perceiver", "refinement_perceiver")
 ONE_SHOT = 1 << 62  # a block size no input reaches: the one-shot paths
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=None, help="T values (default 16 64; --quick: 8)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per T (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="tiny tokenizer at 64² (CI-sized), blocks of 256 rows")
+    parser.add_argument(
+        "--block_rows",
+        type=int,
+        default=None,
+        help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)",
+    )
+    parser.add_argument("--output", default=None, help="JSON path (default: print only)")
+    args = parser.parse_args(argv)
+    args.frames = args.frames or ([8] if args.quick else [16, 64])
+    if args.rounds < 1 or any(t < 1 for t in args.frames):
+        parser.error("--rounds and --frames must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.block_rows is not None and args.block_rows < 1:
+        parser.error("--block_rows must be >= 1")
+    args.parser = parser  # main reports the model's own argument errors through it
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+
+from trajtok_hf import TrajTokConfig, TrajTokModel
+from trajtok_hf.models import attention_trajtok
 
 
 def _stage_timer(model: TrajTokModel, sink: dict) -> None:
@@ -139,40 +170,6 @@ def format_table(results: list[dict]) -> str:
             + " |"
         )
     return "\n".join(lines)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=None, help="T values (default 16 64; --quick: 8)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per T (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--quick", action="store_true", help="tiny tokenizer at 64² (CI-sized), blocks of 256 rows")
-    parser.add_argument(
-        "--block_rows",
-        type=int,
-        default=None,
-        help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)",
-    )
-    parser.add_argument("--output", default=None, help="JSON path (default: print only)")
-    args = parser.parse_args(argv)
-    args.frames = args.frames or ([8] if args.quick else [16, 64])
-    if args.rounds < 1 or any(t < 1 for t in args.frames):
-        parser.error("--rounds and --frames must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
-    if args.block_rows is not None and args.block_rows < 1:
-        parser.error("--block_rows must be >= 1")
-    args.parser = parser  # main reports the model's own argument errors through it
-    return args
-
-
-if __name__ == "__main__":
-    parse_args()  # answers --help and usage errors before the heavy imports below
-
-import torch  # noqa: E402
-
-from trajtok_hf import TrajTokConfig, TrajTokModel  # noqa: E402
-from trajtok_hf.models import attention_trajtok  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:

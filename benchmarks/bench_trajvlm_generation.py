@@ -36,16 +36,8 @@ import os
 import platform
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
-
-import torch
-from transformers.utils import logging as transformers_logging
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from trajtok_hf import TrajTokConfig, TrajVLMConfig, TrajVLMForConditionalGeneration  # noqa: E402
 
 VIDEO_TOKEN_ID = 5
 FORMS = ("compact", "slot")
@@ -56,8 +48,41 @@ CONFIGS = {
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["tiny", "small"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--frames", type=int, default=8, help="frames per video (clips of 4)")
+    p.add_argument("--new_tokens", type=int, default=16, help="greedy tokens per generate call")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--note", default="", help="recorded with the results (e.g. 'shared machine')")
+    p.add_argument("--output", default=None, help="JSON path (default: a new file in benchmarks/results/)")
+    args = p.parse_args(argv)
+    for name in ("frames", "new_tokens", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if min(args.batches) < 1:
+        p.error("--batches must be >= 1")
+    if args.new_tokens < 2:
+        p.error("--new_tokens must be >= 2 (continuing from a cache splits them in two calls)")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from transformers.utils import logging as transformers_logging
+
+from trajtok_hf import TrajTokConfig, TrajVLMConfig, TrajVLMForConditionalGeneration
+
+
 def build_model(name: str, seed: int = 0) -> TrajVLMForConditionalGeneration:
-    """A random-weight TrajVLM of the named size (SigLIP tower, TrajTok segmenter, Qwen3 LLM; clips of 4 frames)."""
+    """A random-weight TrajVLM of the named size (SigLIP tower, TrajTok segmenter, Qwen3 LLM; chunks of 4 frames)."""
     shape = CONFIGS[name]
     torch.manual_seed(seed)
     segmenter = TrajTokConfig(
@@ -81,7 +106,7 @@ def build_model(name: str, seed: int = 0) -> TrajVLMForConditionalGeneration:
             intermediate_size=64,
             vision_use_head=False,
         ),
-        tokenizer_config=segmenter,
+        trajtok_config=segmenter,
         text_config=dict(
             model_type="qwen3",
             vocab_size=100,
@@ -97,7 +122,7 @@ def build_model(name: str, seed: int = 0) -> TrajVLMForConditionalGeneration:
             eos_token_id=4,
         ),
         video_token_id=VIDEO_TOKEN_ID,
-        clip_length=4,
+        chunk_size=4,
         segmenter_image_size=shape["image_size"],
         connector_num_attention_heads=4,
         subtoken_fourier_frequencies=4,
@@ -301,29 +326,6 @@ def print_tables(record: dict) -> None:
         print("|---|" + "---|" * len(FORMS))
         for path in PATHS:
             print(f"| {path} | " + " | ".join(by_form[form][path] for form in FORMS) + " |")
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["tiny", "small"])
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--frames", type=int, default=8, help="frames per video (clips of 4)")
-    p.add_argument("--new_tokens", type=int, default=16, help="greedy tokens per generate call")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=3)
-    p.add_argument("--note", default="", help="recorded with the results (e.g. 'shared machine')")
-    p.add_argument("--output", default=None, help="JSON path (default: a new file in benchmarks/results/)")
-    args = p.parse_args(argv)
-    for name in ("frames", "new_tokens", "repeats", "threads"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1")
-    if min(args.batches) < 1:
-        p.error("--batches must be >= 1")
-    if args.new_tokens < 2:
-        p.error("--new_tokens must be >= 2 (continuing from a cache splits them in two calls)")
-    return args
 
 
 def main(argv=None) -> dict:

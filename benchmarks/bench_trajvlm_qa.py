@@ -32,7 +32,6 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 EVAL_SEED = 1_000_000  # examples/finetune_trajvlm_lora.py holds out generator seed `seed + 1_000_000`
@@ -54,11 +53,12 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import torch  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import trajtok_hf  # noqa: E402,F401
-from trajtok_hf.data.video_qa import (  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
+from trajtok_hf.data.video_qa import (
     QUESTION_TYPES,
     evaluate_video_qa,
     generate_qa,

@@ -23,6 +23,18 @@ import json
 STAGES = ("backbone", "query_perceiver", "assignment", "soft_pool", "refinement", "tokenizer")
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", help="bench_encoders.py JSON measured first")
+    parser.add_argument("after", help="bench_encoders.py JSON measured after the change")
+    parser.add_argument(
+        "--shared_peers",
+        action="store_true",
+        help="use the other file's ViT3D / ToMe latency where one file has none (marked †)",
+    )
+    return parser.parse_args(argv)
+
+
 def _load(path: str) -> dict:
     try:
         with open(path) as f:
@@ -89,15 +101,7 @@ def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("before", help="bench_encoders.py JSON measured first")
-    parser.add_argument("after", help="bench_encoders.py JSON measured after the change")
-    parser.add_argument(
-        "--shared_peers",
-        action="store_true",
-        help="use the other file's ViT3D / ToMe latency where one file has none (marked †)",
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     table = compare(_load(args.before), _load(args.after), shared_peers=args.shared_peers)
     print(table)
     return table

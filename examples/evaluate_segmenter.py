@@ -62,13 +62,14 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from tqdm.auto import tqdm
 
-import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip  # noqa: E402
-from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics  # noqa: E402
-from trajtok_hf.training import load_segmenter  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
+from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics
+from trajtok_hf.training import load_segmenter
 
 
 def object_report(trajectory_ids, clips) -> dict:

@@ -30,24 +30,9 @@ import os
 import random
 import time
 
-import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from training_args import add_output_dir_args, check_output_dir
 
-import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
-from trajtok_hf.data.video_qa import (
-    QUESTION_TYPES,
-    VideoQACollator,
-    evaluate_video_qa,
-    generate_qa,
-    load_qa_jsonl,
-    shapes_video_config,
-)
-from trajtok_hf.file_utils import atomic_folder
-from trajtok_hf.training import add_output_dir_args, check_output_dir
-
+QUESTION_TYPES = ("colour", "shape", "count", "direction", "motion")  # trajtok_hf.data.video_qa's (a test checks)
 LLM_ATTENTION = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 LLM_ATTENTION_AND_MLP = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -91,6 +76,27 @@ def parse_args(argv=None):
             p.error(f"--{flag} {value}: expected 'synthetic' or a JSONL file of (video, question, answer) records")
     check_output_dir(p, args)
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+import trajtok_hf  # noqa: F401  (registers the TrajVLM Auto classes)
+from trajtok_hf.data.video_qa import (
+    VideoQACollator,
+    evaluate_video_qa,
+    generate_qa,
+    load_qa_jsonl,
+    shapes_video_config,
+)
+from trajtok_hf.file_utils import atomic_folder
 
 
 def synthetic_config(processor, max_objects):

@@ -6,10 +6,12 @@
     python examples/push_to_hub.py --model runs/seg/final --repo_id me/x --dry_run --card_out card.md  # no upload
 
 Before anything is sent, the folder is validated (``trajtok_hf.hub.validate_folder``): it must load with the Auto class
-of its ``model_type``, with safetensors weights and the remote-code files of its ``auto_map``, and run a forward pass
-on a generated clip (TrajViT2: with a caption through its processor). By default it is also loaded with
-``trust_remote_code=True`` in a Python where trajtok_hf cannot be imported, as a Hub user would, and must give the
-same outputs (``--skip_remote_code_check`` to skip). A folder that fails is refused: nothing is uploaded (exit 2).
+of its ``model_type``, with safetensors weights, and run a forward pass on a generated clip (TrajViT2: with a caption
+through its processor). The remote code its ``auto_map`` names is the folder's own ``*.py`` files or, when it has
+none (the shipped ``checkpoints/*`` hold no code), written from the installed trajtok_hf into a staged temporary copy
+of the folder, as ``save_pretrained`` writes it. By default the upload is also loaded with ``trust_remote_code=True``
+in a Python where trajtok_hf cannot be imported, as a Hub user would, and must give the same outputs
+(``--skip_remote_code_check`` to skip). A folder that fails is refused: nothing is uploaded (exit 2).
 
 Pushed in one commit: ``*.safetensors``, ``config.json`` / ``generation_config.json``, processor and tokenizer files,
 the remote-code ``*.py`` files, and the model card as ``README.md`` (never the folder's own README, pickle weights,
@@ -70,7 +72,8 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-from trajtok_hf.hub import (  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+from trajtok_hf.hub import (
     FolderValidationError,
     PushError,
     build_model_card,
@@ -94,6 +97,11 @@ def main(argv=None) -> int:
         f"validated {args.model}: {report.model_class} ({report.model_type}), "
         f"{report.num_parameters / 1e6:.2f} M parameters, processor {report.processor_class}; {checks}"
     )
+    if report.remote_code_written:
+        print(
+            "remote code: the folder lacks modules its auto_map names; staged from the installed trajtok_hf as "
+            f"save_pretrained writes it: {', '.join(report.remote_code_written)}"
+        )
 
     try:
         eval_metrics = load_eval_results_json(args.eval_results) if args.eval_results else None

@@ -77,15 +77,16 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-from transformers import AutoModel, AutoProcessor  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor
 
-import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset  # noqa: E402
-from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics  # noqa: E402
-from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset
+from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics
+from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures
 
 
 def frame_geometry(video_processor, num_frames: int | None) -> tuple[int, int, int]:
@@ -192,7 +193,7 @@ def write_pictures(model, processor, first_batch, captions, num_visualize: int, 
     vp = processor.video_processor
     frames = denormalize_video(pixel_values[:n], vp.image_mean, vp.image_std)
     ids = vision.trajectory_ids[:n].cpu()
-    chunk_size = model.config.vision_config.tokenizer_config.chunk_size
+    chunk_size = model.config.vision_config.trajtok_config.chunk_size
     titles = [caps[0] for caps in captions[:n]]
     return [Path(p) for p in save_trajectory_pictures(list(frames), list(ids), chunk_size, output_dir, captions=titles)]
 

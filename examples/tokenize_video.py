@@ -44,11 +44,12 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import torch  # noqa: E402
-from transformers import AutoVideoProcessor  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from transformers import AutoVideoProcessor
 
-from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor  # noqa: E402
-from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4  # noqa: E402
+from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
+from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4
 
 
 def load_video_processor(model: str | None, num_frames: int):

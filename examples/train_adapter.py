@@ -31,6 +31,72 @@ import os
 import time
 from pathlib import Path
 
+from training_args import add_output_dir_args, check_output_dir
+
+MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
+
+# Tiny models for smoke tests and the CPU benchmark (the real use is a pretrained backbone and segmenter).
+TINY_SEGMENTER = dict(
+    backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
+    hidden_size=32,
+    num_trajectories=8,
+    num_attention_heads=4,
+    assignment_hidden_size=16,
+    assignment_embed_dim=8,
+    subtoken_fourier_frequencies=4,
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_output_dir_args(parser, "metrics.jsonl and final/ go here")
+    parser.add_argument("--probe", choices=("trajectory", "attentive", "linear"), default="trajectory")
+    parser.add_argument("--tokens_per_trajectory", type=int, default=1)
+    parser.add_argument("--num_heads", type=int, default=4, help="heads of the refinement Perceiver and the probe")
+    parser.add_argument("--backbone", default="tiny", help="'tiny' or a folder of a transformers video model")
+    parser.add_argument("--segmenter", default="tiny", help="'tiny' or a folder of a TrajTokModel")
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder of labelled videos")
+    parser.add_argument("--eval_data", default=None)
+    parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects", help="synthetic labels")
+    parser.add_argument("--max_objects", type=int, default=4)
+    parser.add_argument(
+        "--object_sizes",
+        nargs="+",
+        choices=("small", "large"),
+        default=["small", "large"],
+        help="synthetic object sizes",
+    )
+    parser.add_argument("--num_frames", type=int, default=8)
+    parser.add_argument("--frame_size", type=int, default=64)
+    parser.add_argument("--num_train_clips", type=int, default=512)
+    parser.add_argument("--eval_clips", type=int, default=256)
+    parser.add_argument("--max_steps", type=int, default=300)
+    parser.add_argument("--batch_size", type=int, default=16, help="per device")
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--weight_decay", type=float, default=0.05)
+    parser.add_argument("--warmup_steps", type=int, default=None, help="default: 5 %% of max_steps")
+    parser.add_argument("--max_grad_norm", type=float, default=1.0)
+    parser.add_argument("--eval_steps", type=int, default=0, help="evaluate every N steps (0: only at the end)")
+    parser.add_argument("--logging_steps", type=int, default=10)
+    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.tokens_per_trajectory < 1 or args.max_steps < 1 or args.batch_size < 1 or args.eval_clips < 1:
+        parser.error("--tokens_per_trajectory, --max_steps, --batch_size and --eval_clips must be >= 1")
+    if args.data == "synthetic" and (args.frame_size < 32 or args.frame_size % 8):
+        parser.error(f"--frame_size must be a multiple of 8 and >= 32, got {args.frame_size}")
+    for flag in ("data", "eval_data"):
+        value = getattr(args, flag)
+        if value not in (None, "synthetic") and not os.path.isdir(value):
+            parser.error(f"--{flag} {value}: not a folder")
+    check_output_dir(parser, args)
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -46,20 +112,7 @@ from trajtok_hf import (
     TrajTokVideoProcessor,
 )
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip, read_video
-from trajtok_hf.training import add_output_dir_args, check_output_dir, save_final
-
-MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
-
-# Tiny models for smoke tests and the CPU benchmark (the real use is a pretrained backbone and segmenter).
-TINY_SEGMENTER = dict(
-    backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-    hidden_size=32,
-    num_trajectories=8,
-    num_attention_heads=4,
-    assignment_hidden_size=16,
-    assignment_embed_dim=8,
-    subtoken_fourier_frequencies=4,
-)
+from trajtok_hf.training import save_final
 
 
 def tiny_backbone_config(num_frames: int, frame_size: int, width: int = 64, layers: int = 2):
@@ -201,7 +254,7 @@ def build_model(args, names):
         tokenizer = TrajTokConfig(**TINY_SEGMENTER, chunk_size=args.num_frames) if use_segmenter else None
         config = TrajAdapterConfig(
             backbone_config=tiny_backbone_config(args.num_frames, args.frame_size),
-            tokenizer_config=tokenizer,
+            trajtok_config=tokenizer,
             subtoken_fourier_frequencies=4,
             **probe,
         )
@@ -218,52 +271,6 @@ def build_model(args, names):
 
 
 # ------------------------------------------------------------------------------------------------------------- main
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_output_dir_args(parser, "metrics.jsonl and final/ go here")
-    parser.add_argument("--probe", choices=("trajectory", "attentive", "linear"), default="trajectory")
-    parser.add_argument("--tokens_per_trajectory", type=int, default=1)
-    parser.add_argument("--num_heads", type=int, default=4, help="heads of the refinement Perceiver and the probe")
-    parser.add_argument("--backbone", default="tiny", help="'tiny' or a folder of a transformers video model")
-    parser.add_argument("--segmenter", default="tiny", help="'tiny' or a folder of a TrajTokModel")
-    parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder of labelled videos")
-    parser.add_argument("--eval_data", default=None)
-    parser.add_argument("--task", choices=("num_objects", "motion"), default="num_objects", help="synthetic labels")
-    parser.add_argument("--max_objects", type=int, default=4)
-    parser.add_argument(
-        "--object_sizes",
-        nargs="+",
-        choices=("small", "large"),
-        default=["small", "large"],
-        help="synthetic object sizes",
-    )
-    parser.add_argument("--num_frames", type=int, default=8)
-    parser.add_argument("--frame_size", type=int, default=64)
-    parser.add_argument("--num_train_clips", type=int, default=512)
-    parser.add_argument("--eval_clips", type=int, default=256)
-    parser.add_argument("--max_steps", type=int, default=300)
-    parser.add_argument("--batch_size", type=int, default=16, help="per device")
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--weight_decay", type=float, default=0.05)
-    parser.add_argument("--warmup_steps", type=int, default=None, help="default: 5 %% of max_steps")
-    parser.add_argument("--max_grad_norm", type=float, default=1.0)
-    parser.add_argument("--eval_steps", type=int, default=0, help="evaluate every N steps (0: only at the end)")
-    parser.add_argument("--logging_steps", type=int, default=10)
-    parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.tokens_per_trajectory < 1 or args.max_steps < 1 or args.batch_size < 1 or args.eval_clips < 1:
-        parser.error("--tokens_per_trajectory, --max_steps, --batch_size and --eval_clips must be >= 1")
-    if args.data == "synthetic" and (args.frame_size < 32 or args.frame_size % 8):
-        parser.error(f"--frame_size must be a multiple of 8 and >= 32, got {args.frame_size}")
-    for flag in ("data", "eval_data"):
-        value = getattr(args, flag)
-        if value not in (None, "synthetic") and not os.path.isdir(value):
-            parser.error(f"--{flag} {value}: not a folder")
-    check_output_dir(parser, args)
-    return args
-
-
 @torch.no_grad()
 def evaluate(model, loader, accelerator) -> dict:
     model.eval()

@@ -10,9 +10,13 @@ On a machine without GPUs, ``accelerate launch --cpu`` starts a single process (
 multi-CPU); ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...`` runs 2 CPU processes (gloo).
 
 Data: ``--data synthetic`` (default) renders procedural clips with exact trajectory labels on the fly (different
-clips on every process and every epoch); ``--data DIR`` reads a video folder with ``metadata.jsonl`` and a
-``masks_file`` per clip (see ``trajtok_hf.data.load_video_text_dataset``). The evaluation set is held out: synthetic
-clips of another seed, ``--eval_data DIR``, or the last ``--eval_clips`` rows of ``--data DIR``.
+clips on every process and every epoch). ``--data photos`` renders real-photo composites
+(:class:`~trajtok_hf.data.PhotoCompositeConfig`: sprites cut from the training photos moving over photo and
+real-footage backgrounds) mixed with a ``--shapes_fraction`` of procedural clips, and evaluates on two held-out sets:
+composites of photos never used in training (``eval/photos/*``) and procedural clips (``eval/shapes/*``).
+``--data DIR`` reads a video folder with ``metadata.jsonl`` and a ``masks_file`` per clip (see
+``trajtok_hf.data.load_video_text_dataset``). The evaluation set is held out: clips of another seed,
+``--eval_data DIR``, or the last ``--eval_clips`` rows of ``--data DIR``.
 
 Output: ``output_dir/checkpoints/step_NNNNNN`` (+ ``latest``), ``output_dir/metrics.jsonl`` and, at the end,
 ``output_dir/final`` with the model and its ``TrajTokVideoProcessor`` (``AutoModel`` / ``AutoVideoProcessor``).
@@ -24,33 +28,7 @@ import math
 import os
 import time
 
-import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
-from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
-from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
-from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
-from trajtok_hf.training import (
-    TRAJTOK_PRESETS,
-    CheckpointManager,
-    EpochShuffleSampler,
-    SyntheticClipDataset,
-    TrainState,
-    add_training_args,
-    build_optimizer,
-    build_scheduler,
-    check_data_args,
-    check_training_args,
-    default_warmup_steps,
-    evaluate_segmentation,
-    iterate_batches,
-    load_segmenter,
-    log_jsonl,
-    save_final,
-)
+from training_args import PRESET_NAMES, add_training_args, check_data_args, check_training_args
 
 
 def parse_args(argv=None):
@@ -58,7 +36,7 @@ def parse_args(argv=None):
     g = parser.add_argument_group("model and data")
     g.add_argument(
         "--preset",
-        choices=sorted(TRAJTOK_PRESETS),
+        choices=PRESET_NAMES,
         default="tiny",
         help="model size when no --model (trajtok_hf.training.TRAJTOK_PRESETS)",
     )
@@ -67,7 +45,21 @@ def parse_args(argv=None):
         default=None,
         help="start from a saved TrajTokModel folder (or the tokenizer of a TrajViT2 folder) instead of a preset",
     )
-    g.add_argument("--data", default="synthetic", help="'synthetic' or a video folder with metadata + masks")
+    g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
+    g.add_argument(
+        "--shapes_fraction",
+        type=float,
+        default=0.25,
+        metavar="P",
+        help="--data photos: share of procedural shape clips among the training clips",
+    )
+    g.add_argument(
+        "--footage_probability",
+        type=float,
+        default=0.25,
+        metavar="P",
+        help="--data photos: chance that a training clip's background is a still of real footage",
+    )
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
     g.add_argument("--num_frames", type=int, default=8)
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
@@ -110,14 +102,50 @@ def parse_args(argv=None):
         parser.error(f"--train_texture_probability must lie in [0, 1], got {args.train_texture_probability}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
-    check_data_args(parser, args)
+    for flag in ("shapes_fraction", "footage_probability"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
+    check_data_args(parser, args, flags=("data",), generated=("synthetic", "photos"))
+    check_data_args(parser, args, flags=("eval_data",))
     if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
     return args
 
 
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
+from trajtok_hf.data import PhotoCompositeConfig, SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+from trajtok_hf.training import (
+    TRAJTOK_PRESETS,
+    CheckpointManager,
+    EpochShuffleSampler,
+    SyntheticClipDataset,
+    TrainState,
+    build_optimizer,
+    build_scheduler,
+    default_warmup_steps,
+    evaluate_segmentation,
+    iterate_batches,
+    load_segmenter,
+    log_jsonl,
+    save_final,
+)
+
+
 def build_datasets(args, processor):
-    """(train dataset, its epoch-aware sampler or None, eval dataset)."""
+    """(train dataset, its epoch-aware sampler or None, {name: eval dataset}); the name prefixes the eval metrics."""
+    if args.data == "photos":
+        return build_photo_datasets(args, processor)
     if args.data == "synthetic":
         synth = SyntheticVideoConfig(
             num_frames=args.num_frames, height=args.frame_size, width=args.frame_size, max_objects=args.max_objects
@@ -140,7 +168,7 @@ def build_datasets(args, processor):
             video_processor=processor,
             fresh_each_epoch=False,
         )
-        return train, None, held_out
+        return train, None, {"": held_out}
 
     def load(path):
         # Frames are sampled by the decoder; the processor only resizes + normalises. Rows without masks are dropped.
@@ -164,7 +192,38 @@ def build_datasets(args, processor):
             )
         held_out = train.select(range(len(train) - args.eval_clips, len(train)))
         train = train.select(range(len(train) - args.eval_clips))
-    return train, EpochShuffleSampler(len(train), seed=args.seed), held_out
+    return train, EpochShuffleSampler(len(train), seed=args.seed), {"": held_out}
+
+
+def build_photo_datasets(args, processor):
+    """Photo composites (training photos, real-footage backgrounds) mixed with procedural shapes; two held-out sets."""
+    size = {"num_frames": args.num_frames, "height": args.frame_size, "width": args.frame_size}
+    objects = args.train_objects or (1, args.max_objects)
+    photos = PhotoCompositeConfig(
+        **size, min_objects=objects[0], max_objects=objects[1], footage_probability=args.footage_probability
+    )
+    shapes = SyntheticVideoConfig(**size, min_objects=objects[0], max_objects=objects[1])
+    train = SyntheticClipDataset(
+        (photos, shapes),
+        seed=args.seed,
+        num_clips=args.num_train_clips,
+        video_processor=processor,
+        weights=(1.0 - args.shapes_fraction, args.shapes_fraction),
+    )
+    # Held out: photos never used in training, and another generator seed for both sources.
+    held_out_photos = PhotoCompositeConfig(**size, max_objects=args.max_objects, split="held_out")
+    held_out_shapes = SyntheticVideoConfig(**size, max_objects=args.max_objects)
+    held_out = {
+        name: SyntheticClipDataset(
+            config,
+            seed=args.seed + 1_000_000,
+            num_clips=args.eval_clips,
+            video_processor=processor,
+            fresh_each_epoch=False,
+        )
+        for name, config in (("photos", held_out_photos), ("shapes", held_out_shapes))
+    }
+    return train, None, held_out
 
 
 def main(argv=None):
@@ -193,7 +252,7 @@ def main(argv=None):
     processor = TrajTokVideoProcessor(
         size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames
     )
-    train_set, sampler, eval_set = build_datasets(args, processor)
+    train_set, sampler, eval_sets = build_datasets(args, processor)
     collate = VideoTextCollator(tokenizer=None, return_captions=False)
     # A private generator keeps DataLoader start-up from drawing on the global RNG (exact resume).
     train_loader = DataLoader(
@@ -205,9 +264,12 @@ def main(argv=None):
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    eval_loader = DataLoader(
-        eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate, num_workers=args.num_workers
-    )
+    eval_loaders = {
+        name: DataLoader(
+            eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate, num_workers=args.num_workers
+        )
+        for name, eval_set in eval_sets.items()
+    }
 
     # ---- optimisation (the release's recipe): AdamW, warm-up + cosine to 1 %, clip 10
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
@@ -217,9 +279,13 @@ def main(argv=None):
         else math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     )
     scheduler = build_scheduler(
-        optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch), args.min_lr_ratio
+        optimizer,
+        args.max_steps,
+        default_warmup_steps(args.max_steps, steps_per_epoch, args.warmup_steps),
+        args.min_lr_ratio,
     )
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
 
     # ---- resume
     checkpoints = CheckpointManager(
@@ -240,7 +306,10 @@ def main(argv=None):
     accelerator.print(f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}")
 
     def evaluate():
-        metrics = evaluate_segmentation(accelerator.unwrap_model(model), eval_loader, accelerator)
+        metrics = {}
+        for name, loader in eval_loaders.items():
+            found = evaluate_segmentation(accelerator.unwrap_model(model), loader, accelerator)
+            metrics.update({f"{name}/{k}" if name else k: v for k, v in found.items()})
         if accelerator.is_main_process:
             log_jsonl(metrics_file, {"step": state.step, **{f"eval/{k}": v for k, v in metrics.items()}})
             tqdm.write(f"step {state.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -24,44 +24,7 @@ import math
 import os
 import time
 
-import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import AutoModel, AutoProcessor, AutoTokenizer, BertConfig
-
-from trajtok_hf import (
-    TrajTokConfig,
-    TrajTokModel,
-    TrajTokVideoProcessor,
-    TrajViT2Config,
-    TrajViT2Model,
-    TrajViT2Processor,
-)
-from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
-from trajtok_hf.training import (
-    SEGMENTER_MODULES,
-    TRAJTOK_PRESETS,
-    TRAJVIT2_PRESETS,
-    CheckpointManager,
-    EpochShuffleSampler,
-    SyntheticClipDataset,
-    TrainState,
-    add_training_args,
-    build_caption_tokenizer,
-    build_optimizer,
-    build_scheduler,
-    check_data_args,
-    check_training_args,
-    default_warmup_steps,
-    evaluate_retrieval,
-    evaluate_segmentation,
-    iterate_batches,
-    log_jsonl,
-    save_final,
-    synthetic_caption_words,
-)
+from training_args import PRESET_NAMES, add_training_args, check_data_args, check_training_args
 
 
 def parse_args(argv=None):
@@ -69,7 +32,7 @@ def parse_args(argv=None):
     g = parser.add_argument_group("model and data")
     g.add_argument(
         "--preset",
-        choices=sorted(TRAJVIT2_PRESETS),
+        choices=PRESET_NAMES,
         default="tiny",
         help="model size when no --model (trajtok_hf.training.TRAJVIT2_PRESETS)",
     )
@@ -138,6 +101,47 @@ def parse_args(argv=None):
     return args
 
 
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor, AutoTokenizer, BertConfig
+
+from trajtok_hf import (
+    TrajTokConfig,
+    TrajTokModel,
+    TrajTokVideoProcessor,
+    TrajViT2Config,
+    TrajViT2Model,
+    TrajViT2Processor,
+)
+from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.training import (
+    SEGMENTER_MODULES,
+    TRAJTOK_PRESETS,
+    TRAJVIT2_PRESETS,
+    CheckpointManager,
+    EpochShuffleSampler,
+    SyntheticClipDataset,
+    TrainState,
+    build_caption_tokenizer,
+    build_optimizer,
+    build_scheduler,
+    default_warmup_steps,
+    evaluate_retrieval,
+    evaluate_segmentation,
+    iterate_batches,
+    log_jsonl,
+    save_final,
+    synthetic_caption_words,
+)
+
+
 def build_model_and_processor(args, video_processor, captions_for_vocab):
     """A TrajViT2Model + TrajViT2Processor: from --model, or from the preset (tokenizer from --segmenter)."""
     if args.model:
@@ -162,10 +166,10 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             segmenter = AutoModel.from_pretrained(args.segmenter)
             if not isinstance(segmenter, TrajTokModel):
                 raise SystemExit(f"error: --segmenter {args.segmenter} is a {type(segmenter).__name__}, not TrajTok")
-        tokenizer_config = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+        trajtok_config = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
         if args.no_detach:
-            tokenizer_config.detach_features = False
-        vision["tokenizer_config"] = tokenizer_config
+            trajtok_config.detach_features = False
+        vision["trajtok_config"] = trajtok_config
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
     text = BertConfig(vocab_size=len(text_tokenizer), **preset["text"])
@@ -278,7 +282,10 @@ def main(argv=None):
         else math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     )
     scheduler = build_scheduler(
-        optimizer, args.max_steps, default_warmup_steps(args, steps_per_epoch), args.min_lr_ratio
+        optimizer,
+        args.max_steps,
+        default_warmup_steps(args.max_steps, steps_per_epoch, args.warmup_steps),
+        args.min_lr_ratio,
     )
     has_eval_labels = "segmentation_labels" in eval_set[0]
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)

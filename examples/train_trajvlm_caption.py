@@ -27,6 +27,8 @@ import math
 import os
 import time
 
+from training_args import add_output_dir_args, check_output_dir
+
 VIDEO_TOKEN = "<video>"  # the placeholder of trajtok_hf.data.video_qa's tokenizer
 TINY_SEGMENTER = dict(
     backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
@@ -42,8 +44,7 @@ TINY_SEGMENTER = dict(
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--overwrite_output_dir", action="store_true", help="write into a non-empty --output_dir")
+    add_output_dir_args(p, "final/, metrics.jsonl and train_args.json go here")
     p.add_argument("--connector", choices=["trajtok", "patch_pool"], default="trajtok")
     p.add_argument("--patch_pool_size", type=int, default=4, help="patch_pool: p of the p×p spatial pooling")
     p.add_argument("--patch_pool_temporal_size", type=int, default=8, help="patch_pool: frames pooled together")
@@ -73,8 +74,6 @@ def parse_args(argv=None):
         p.error("--frame_size must be a multiple of 8 and >= 32")
     if args.segmenter_size < 32 or args.frame_size % (args.segmenter_size // 4) or args.segmenter_size % 4:
         p.error("--segmenter_size must be >= 32 and its 1/4 grid must divide --frame_size")
-    from trajtok_hf.training import check_output_dir  # after parsing: --help stays free of heavy imports
-
     check_output_dir(p, args)
     return args
 
@@ -82,11 +81,12 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 
-from trajtok_hf import (  # noqa: E402
+from trajtok_hf import (
     TrajTokConfig,
     TrajTokModel,
     TrajTokVideoProcessor,
@@ -94,17 +94,17 @@ from trajtok_hf import (  # noqa: E402
     TrajVLMForConditionalGeneration,
     TrajVLMProcessor,
 )
-from trajtok_hf.data.pseudo_labels import downsample_labels  # noqa: E402
-from trajtok_hf.data.synthetic import generate_clip  # noqa: E402
-from trajtok_hf.data.video_qa import (  # noqa: E402
+from trajtok_hf.data.pseudo_labels import downsample_labels
+from trajtok_hf.data.synthetic import generate_clip
+from trajtok_hf.data.video_qa import (
     CAPTION_PROMPT,
     VideoQACollator,
     build_qa_tokenizer,
     caption_example,
     shapes_video_config,
 )
-from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss  # noqa: E402
-from trajtok_hf.training import save_final  # noqa: E402
+from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
+from trajtok_hf.training import save_final
 
 
 def build_model_and_processor(args):
@@ -127,7 +127,7 @@ def build_model_and_processor(args):
             intermediate_size=128,
             vision_use_head=False,
         ),
-        tokenizer_config=segmenter,
+        trajtok_config=segmenter,
         text_config=dict(
             model_type="qwen3",
             vocab_size=128,
@@ -145,7 +145,7 @@ def build_model_and_processor(args):
         ),
         connector_type=args.connector,
         video_token_id=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
-        clip_length=args.num_frames,
+        chunk_size=args.num_frames,
         segmenter_image_size=args.segmenter_size,
         connector_num_attention_heads=4,
         patch_pool_size=args.patch_pool_size,

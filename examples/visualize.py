@@ -43,13 +43,14 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import numpy as np
+import torch
 
-import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
-from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
-from trajtok_hf.training import load_segmenter  # noqa: E402
-from trajtok_hf.visualization import (  # noqa: E402
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.training import load_segmenter
+from trajtok_hf.visualization import (
     active_trajectories_per_chunk,
     denormalize_video,
     save_trajectory_pictures,

@@ -6,6 +6,9 @@ import torch
 
 # `testers.py` (tiny configs shared by the model tests and the common checks) lives beside this file.
 sys.path.insert(0, os.path.dirname(__file__))
+# The scripts import their shared flags (examples/training_args.py) by name, as `python examples/x.py` finds them;
+# a test that loads a script as a module needs that folder on the path too (last: it never shadows a package).
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")

@@ -1,4 +1,6 @@
-"""The committed checkpoints (checkpoints/*): size budget, publishable folders (remote code included), model cards,
+"""The committed checkpoints (checkpoints/*): size budget, no code (the remote code is written when a folder is
+published), loading with trajtok_hf, publishing (a dry-run push stages the remote code of the installed package, which
+loads with trust_remote_code=True where trajtok_hf cannot be imported and gives the package's outputs), model cards,
 and the numbers their cards quote come from the files next to them. ``trajtok-small-shapes`` is a TrajTok segmenter
 (a TrajTokModel, scored by examples/evaluate_segmenter.py)."""
 
@@ -9,39 +11,85 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from testers import load_file_module
 
-from trajtok_hf.hub import validate_card_metadata, validate_folder
+import trajtok_hf.models
+from trajtok_hf.hub import select_files, validate_card_metadata, validate_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"trajvit2-tiny-shapes": "trajtok", "vit3d-tiny-shapes": "vit3d"}
 SEGMENTER = "trajtok-small-shapes"
+ALL = sorted(CHECKPOINTS) + [SEGMENTER]
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+PACKAGE_MODELS = Path(trajtok_hf.models.__file__).parent
+
+# (folder, model class, processor class, remote-code modules the staged upload must hold, among others)
+LOADS = [
+    ("trajvit2-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_trajvit2.py", "processing_trajvit2.py"}),
+    ("vit3d-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_vit3d.py", "processing_trajvit2.py"}),
+    (SEGMENTER, "TrajTokModel", "TrajTokVideoProcessor", {"modeling_trajtok.py", "video_processing_trajtok.py"}),
+]
 
 
-@pytest.mark.parametrize("name", sorted(CHECKPOINTS))
-def test_checkpoint_is_small_and_publishable(name):
+def test_checkpoints_hold_no_code():
+    """Weights, config, processor files, card and evaluation only: the remote code is written on publishing."""
+    folders = sorted(path.name for path in (ROOT / "checkpoints").iterdir() if path.is_dir())
+    assert folders == sorted(ALL)
+    assert sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("checkpoints/*/*.py")) == []
+
+
+@pytest.mark.parametrize("name,model_class,processor_class,modules", LOADS)
+def test_checkpoint_loads_with_trajtok_hf(name, model_class, processor_class, modules):
+    """The Auto classes load the package's classes (the model_type is registered; no trust_remote_code), and the
+    config keeps the auto_map its Hub copy loads through."""
+    from transformers import AutoModel, AutoProcessor
+
+    folder = ROOT / "checkpoints" / name
+    model = AutoModel.from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder)
+    assert (type(model).__name__, type(processor).__name__) == (model_class, processor_class)
+    assert type(model).__module__.startswith("trajtok_hf.models.")
+    assert "AutoModel" in json.loads((folder / "config.json").read_text())["auto_map"]
+
+
+@pytest.mark.parametrize("name,model_class,processor_class,modules", LOADS)
+def test_checkpoint_is_small_and_stages_the_package_remote_code(name, model_class, processor_class, modules):
     folder = ROOT / "checkpoints" / name
     assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
-    # Loads with the Auto classes, runs a clip + caption, and loads the same with trust_remote_code=True in a
-    # process where trajtok_hf cannot be imported (what a Hub user runs).
-    report = validate_folder(folder, check_remote_code=True)
-    assert report.remote_code_checked and report.processor_class == "TrajViT2Processor"
-    assert report.config.vision_config.vision_tokenizer == CHECKPOINTS[name]
-    assert {"tokenizer.json", "processor_config.json", "config.json"} <= set(report.files)
+    report = validate_folder(folder)
+    assert report.model_class == model_class and report.processor_class == processor_class
+    staged = report.upload_folder
+    assert staged != folder and report.remote_code_written
+    assert modules | {"perceiver_trajtok.py", "attention_trajtok.py"} <= set(report.remote_code_written)
+    for name_py in report.remote_code_written:  # the installed package's modules, as save_pretrained writes them
+        assert (staged / name_py).read_bytes() == (PACKAGE_MODELS / name_py).read_bytes(), name_py
+    local_files, _ = select_files(folder)
+    assert report.files == sorted(local_files + report.remote_code_written)
+    for kept in local_files:  # the weights, configs and processor files are the folder's own
+        assert (staged / kept).read_bytes() == (folder / kept).read_bytes(), kept
+    if name in CHECKPOINTS:
+        assert report.config.vision_config.vision_tokenizer == CHECKPOINTS[name]
+        assert {"tokenizer.json", "processor_config.json", "config.json"} <= set(report.files)
 
 
-@pytest.mark.parametrize("name", sorted(CHECKPOINTS) + [SEGMENTER])
-def test_checkpoint_remote_code_is_the_package_code(name):
-    """The remote-code copies (what trust_remote_code runs) must be today's trajtok_hf/models files: a fix or a
-    speed-up of the package reaches Hub users of these folders only if the copies are refreshed with it."""
-    copies = sorted((ROOT / "checkpoints" / name).glob("*.py"))
-    required = {"modeling_trajtok.py", "perceiver_trajtok.py", "attention_trajtok.py"} | (
-        {"modeling_trajvit2.py"} if name != SEGMENTER else set()
+@pytest.mark.parametrize("name", ALL)
+def test_dry_run_push_stages_remote_code_that_runs_without_trajtok_hf(name, tmp_path, capsys):
+    """examples/push_to_hub.py --dry_run on a shipped folder: the remote code is staged from the installed package,
+    loads with trust_remote_code=True in a Python where trajtok_hf cannot be imported and gives the same outputs;
+    the folder itself is unchanged."""
+    push_to_hub = load_file_module(ROOT / "examples" / "push_to_hub.py")
+    folder = ROOT / "checkpoints" / name
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    code = push_to_hub.main(
+        ["--model", str(folder), "--repo_id", f"local/{name}", "--dry_run", "--card_out", str(tmp_path / "card.md")]
     )
-    assert {p.name for p in copies} >= required
-    stale = [p.name for p in copies if p.read_bytes() != (ROOT / "trajtok_hf" / "models" / p.name).read_bytes()]
-    assert not stale, f"refresh with: cp trajtok_hf/models/<file> checkpoints/{name}/ for {stale}"
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "remote code matches" in out.out and "staged from the installed trajtok_hf" in out.out
+    files = out.out.split("\nfiles: ")[1].split("\n")[0].split(", ")
+    assert "modeling_trajtok.py" in files and "model.safetensors" in files and "README.md" in files
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
 
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
@@ -59,12 +107,8 @@ def test_checkpoint_card_and_results(name):
     assert (ROOT / "model_cards" / f"{name}.md").read_text() == (folder / "README.md").read_text()
 
 
-def test_segmenter_checkpoint_is_small_publishable_and_its_card_quotes_the_evaluation():
+def test_segmenter_card_quotes_the_evaluation():
     folder = ROOT / "checkpoints" / SEGMENTER
-    assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES
-    report = validate_folder(folder, check_remote_code=True)
-    assert report.remote_code_checked and report.config.model_type == "trajtok"
-    assert report.processor_class == "TrajTokVideoProcessor"
     card = ModelCard.load(folder / "README.md")
     validate_card_metadata(card)
     results = json.loads((folder / "eval_results.json").read_text())

@@ -174,7 +174,7 @@ def tiny_trajvit2_vision_config(
         num_frames=4,
     )
     if vision_tokenizer == "trajtok":
-        kwargs["tokenizer_config"] = tiny_trajtok_config(**(tokenizer_overrides or {}))
+        kwargs["trajtok_config"] = tiny_trajtok_config(**(tokenizer_overrides or {}))
     kwargs.update(overrides)
     return TrajViT2VisionConfig(**kwargs)
 
@@ -381,7 +381,7 @@ def tiny_trajadapter_config(
 ) -> TrajAdapterConfig:
     kwargs = dict(
         backbone_config={**TINY_VIDEOMAE, **(backbone_overrides or {})},
-        tokenizer_config=tiny_trajtok_config(**(tokenizer_overrides or {})) if probe_type == "trajectory" else None,
+        trajtok_config=tiny_trajtok_config(**(tokenizer_overrides or {})) if probe_type == "trajectory" else None,
         probe_type=probe_type,
         num_labels=3,
         num_attention_heads=4,
@@ -488,14 +488,14 @@ def tiny_trajvlm_config(
         text_config={**TINY_QWEN3, **(text_overrides or {})},
         connector_type=connector_type,
         video_token_id=TRAJVLM_VIDEO_TOKEN_ID,
-        clip_length=4,
+        chunk_size=4,
         segmenter_image_size=32,
         connector_num_attention_heads=4,
         subtoken_fourier_frequencies=4,
         patch_pool_size=2,
     )
     if connector_type == "trajtok":
-        kwargs["tokenizer_config"] = tiny_trajtok_config(**{"chunk_size": 4, **(tokenizer_overrides or {})})
+        kwargs["trajtok_config"] = tiny_trajtok_config(**{"chunk_size": 4, **(tokenizer_overrides or {})})
     kwargs.update(overrides)
     return TrajVLMConfig(**kwargs)
 

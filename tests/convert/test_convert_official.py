@@ -461,7 +461,7 @@ def test_trajvit2_release_options(trajvit2_converted, trajvit2_sd, reference):
     assert float(trajvit2_converted.logit_scale.detach().exp()) == pytest.approx(
         scale, rel=0, abs=float_error_bound(scale * (math.log(scale) + 1), 1)
     )
-    assert config.tokenizer_config.query_init == "latent"
+    assert config.trajtok_config.query_init == "latent"
     # Honouring the padding mask (the paper's form) changes the video embedding (by ~0.15 on the fixture).
     paper_config = copy.deepcopy(config)
     paper_config.vision_config.attend_to_inactive_tokens = False

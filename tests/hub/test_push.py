@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import huggingface_hub
@@ -16,6 +17,7 @@ from hub_testing import TOKEN, TRAJTOK_FILES, FakeHub, folder_digest, push_to_hu
 from huggingface_hub import ModelCard
 from safetensors.torch import load as load_safetensors
 
+import trajtok_hf.models
 from trajtok_hf import TrajTokVideoProcessor
 from trajtok_hf.hub import PushError, build_model_card, push_folder, validate_folder
 from trajtok_hf.training import log_jsonl
@@ -43,13 +45,16 @@ def _run_card_code(readme: bytes, repo_id: str, folder: Path):
     return namespace
 
 
-def _assert_pushed_model_repo(hub, repo_id, folder, expected_files, tmp_path, branch="main"):
+def _assert_pushed_model_repo(hub, repo_id, folder, expected_files, tmp_path, branch="main", code_folder=None):
+    """The repo holds ``expected_files``, byte-identical to ``folder``'s (the ``*.py`` to ``code_folder``'s when the
+    remote code was staged from there)."""
     pushed = hub.files(repo_id, branch)
     assert sorted(pushed) == sorted(expected_files)
     assert not any(name.endswith((".bin", ".pt", ".pth", ".ckpt")) for name in pushed)
     for name in expected_files:
         if name != "README.md":
-            assert pushed[name] == (folder / name).read_bytes(), name  # byte-identical upload
+            source = code_folder if code_folder is not None and name.endswith(".py") else folder
+            assert pushed[name] == (source / name).read_bytes(), name  # byte-identical upload
     commit = hub.commits(repo_id)[-1]
     assert commit["kinds"]["model.safetensors"] == "lfs"  # went through the LFS batch + PUT + verify path
     assert load_safetensors(pushed["model.safetensors"])  # real safetensors
@@ -148,6 +153,26 @@ def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
     out = _run_card_code(pushed["README.md"], "me/trajtok-segmenter-tiny", final)["out"]
     assert out.trajectory_ids.shape[:2] == (1, 4)
     assert folder_digest(final) == before
+
+
+def test_cli_pushes_a_folder_without_code_with_the_package_remote_code(fake_hub, trajtok_run, tmp_path, capsys):
+    """A folder holding no *.py (as the shipped checkpoints): the remote code is staged from the installed package,
+    checked in a Python without trajtok_hf, and pushed with the folder's own weights and configs; the folder is only
+    read."""
+    final, _ = trajtok_run
+    folder = tmp_path / "no_code"
+    shutil.copytree(final, folder, ignore=shutil.ignore_patterns("*.py"))
+    before = folder_digest(folder)
+    code = push_to_hub.main(
+        ["--model", str(folder), "--repo_id", "me/seg-staged", "--endpoint", fake_hub.endpoint, "--token", TOKEN]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "remote code matches" in out.out and "staged from the installed trajtok_hf" in out.out
+    assert "pushed 10 files" in out.out
+    package_code = Path(trajtok_hf.models.__file__).parent
+    _assert_pushed_model_repo(fake_hub, "me/seg-staged", folder, TRAJTOK_FILES, tmp_path, code_folder=package_code)
+    assert folder_digest(folder) == before and not list(folder.glob("*.py"))
 
 
 def test_push_trajvit2_with_processor(fake_hub, trajvit2_run, tmp_path):

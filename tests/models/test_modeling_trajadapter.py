@@ -213,7 +213,7 @@ def test_token_grid_layout_of_each_backbone(model_type):
 def test_trajectory_probe_runs_on_each_backbone(model_type):
     config = TrajAdapterConfig(
         backbone_config=_tiny_backbone(model_type),
-        tokenizer_config=tiny_trajtok_config(),
+        trajtok_config=tiny_trajtok_config(),
         num_labels=2,
         num_attention_heads=4,
         subtoken_fourier_frequencies=4,
@@ -228,7 +228,7 @@ def test_trajectory_probe_runs_on_each_backbone(model_type):
 def test_default_config_and_round_trip(tmp_path):
     config = TrajAdapterConfig(num_labels=400)
     assert config.backbone_config.model_type == "videomae" and config.backbone_hidden_size == 768
-    assert config.tokenizer_config.model_type == "trajtok" and config.tokenizer_config.chunk_size % 2 == 0
+    assert config.trajtok_config.model_type == "trajtok" and config.trajtok_config.chunk_size % 2 == 0
     grid = config.token_grid
     assert (grid.tubelet, grid.patch, grid.prefix_tokens, grid.grid(16, 224, 224)) == (2, (16, 16), 0, (8, 14, 14))
     config.save_pretrained(tmp_path)
@@ -237,7 +237,7 @@ def test_default_config_and_round_trip(tmp_path):
     drop = lambda d: {k: v for k, v in d.items() if k != "_name_or_path"}  # noqa: E731
     assert drop(loaded.to_dict()) == drop(config.to_dict())
     baseline = TrajAdapterConfig(probe_type="linear")
-    assert baseline.tokenizer_config is None
+    assert baseline.trajtok_config is None
 
 
 # ------------------------------------------------------------------------------------------------------ bad configs
@@ -248,7 +248,7 @@ def test_default_config_and_round_trip(tmp_path):
         ({"backbone_config": {"model_type": "convnext"}}, "backbone_config"),
         ({"backbone_config": {"model_type": "timesformer", "attention_type": "space_only"}}, "space_only"),
         (
-            {"backbone_config": {**TINY_VIDEOMAE, "tubelet_size": 4}, "tokenizer_config": {"chunk_size": 6}},
+            {"backbone_config": {**TINY_VIDEOMAE, "tubelet_size": 4}, "trajtok_config": {"chunk_size": 6}},
             "chunk_size",
         ),
         ({"backbone_config": TINY_VIDEOMAE, "num_attention_heads": 5}, "num_attention_heads"),

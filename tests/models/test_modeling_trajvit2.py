@@ -79,7 +79,7 @@ def test_config_defaults_are_the_release_shapes():
     )
     assert vision.final_layer_norm_eps == 1e-5 and vision.vision_tokenizer == "trajtok"
     assert vision.attend_to_inactive_tokens is False  # paper form; the release's is an option
-    assert isinstance(config.tokenizer_config, TrajTokConfig) and config.tokenizer_config is vision.tokenizer_config
+    assert isinstance(config.trajtok_config, TrajTokConfig) and config.trajtok_config is vision.trajtok_config
     assert isinstance(config.text_config, BertConfig)
     assert config.projection_dim == 256
     assert config.logit_scale_init_value == math.log(1 / 0.07)  # the same Python float
@@ -95,10 +95,10 @@ def test_config_json_round_trip_with_nested_configs(vision_tokenizer, tmp_path):
     assert type(loaded.text_config) is BertConfig
     assert _without_path(loaded.to_dict()) == _without_path(config.to_dict())
     if vision_tokenizer == "trajtok":
-        assert isinstance(loaded.tokenizer_config, TrajTokConfig)
-        assert loaded.tokenizer_config.num_trajectories == config.tokenizer_config.num_trajectories
+        assert isinstance(loaded.trajtok_config, TrajTokConfig)
+        assert loaded.trajtok_config.num_trajectories == config.trajtok_config.num_trajectories
     else:
-        assert loaded.tokenizer_config is None
+        assert loaded.trajtok_config is None
     # The vision sub-config alone loads from the CLIP model's folder (base_config_key), as CLIPVisionConfig does.
     vision = TrajViT2VisionConfig.from_pretrained(tmp_path)
     assert _without_path(vision.to_dict()) == _without_path(config.vision_config.to_dict())
@@ -111,8 +111,8 @@ def _without_path(config_dict):
 def test_config_shortcuts():
     config = TrajViT2Config(vision_tokenizer="vit3d", vision_config={"hidden_size": 64, "num_attention_heads": 4})
     assert config.vision_tokenizer == "vit3d" and config.vision_config.hidden_size == 64
-    config = TrajViT2Config(tokenizer_config=tiny_trajtok_config(num_trajectories=16).to_dict())
-    assert config.tokenizer_config.num_trajectories == 16
+    config = TrajViT2Config(trajtok_config=tiny_trajtok_config(num_trajectories=16).to_dict())
+    assert config.trajtok_config.num_trajectories == 16
 
 
 @pytest.mark.parametrize(

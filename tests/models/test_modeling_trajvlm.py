@@ -56,18 +56,18 @@ def test_default_config_is_the_paper_setup_and_builds_offline():
     config = TrajVLMConfig()
     assert config.vision_config.model_type == "siglip_vision_model" and config.patch_grid == 27
     assert config.text_config.model_type == "qwen3" and config.text_config.hidden_size == 2560
-    assert config.tokenizer_config.chunk_size == config.clip_length == 16
+    assert config.trajtok_config.chunk_size == config.chunk_size == 16
     assert config.segmenter_image_size == 224 and config.freeze_segmenter and config.tie_word_embeddings
-    assert TrajVLMConfig(connector_type="patch_pool").tokenizer_config is None
+    assert TrajVLMConfig(connector_type="patch_pool").trajtok_config is None
     round_trip = TrajVLMConfig.from_dict(config.to_dict())
-    assert round_trip.tokenizer_config.num_trajectories == 128 and round_trip.vision_config.image_size == 378
+    assert round_trip.trajtok_config.num_trajectories == 128 and round_trip.vision_config.image_size == 378
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         (dict(connector_type="pooling"), "connector_type"),
-        (dict(clip_length=8), "chunk_size"),
+        (dict(chunk_size=8), "chunk_size"),
         (dict(connector_num_attention_heads=5), "connector_num_attention_heads"),
         (dict(video_token_id=100), "vocab_size"),
         (dict(tokens_per_trajectory=3), "tokens_per_trajectory"),
@@ -98,13 +98,13 @@ def test_patch_pool_averages_windows_and_partial_windows():
 
 
 @torch.no_grad()
-def test_video_features_are_the_active_trajectories_of_independent_clips():
+def test_video_features_are_the_active_trajectories_of_independent_chunks():
     model = _model("trajtok")
-    videos = video_batch(2, 6, size=32, seed=3)  # clips of 4 frames: one full clip + a last clip of 2
+    videos = video_batch(2, 6, size=32, seed=3)  # chunks of 4 frames: one full chunk + a last chunk of 2
     out = model.get_video_features(videos)
-    num_traj = model.config.tokenizer_config.num_trajectories
+    num_traj = model.config.trajtok_config.num_trajectories
     assert out.token_mask.shape == (2, 2 * num_traj) and out.trajectory_ids.shape == (2, 6, 4, 4)
-    # A trajectory is active iff it owns a tower patch after the resize; ids are global (clip·K + k).
+    # A trajectory is active iff it owns a tower patch after the resize; ids are global (chunk·K + k).
     for b in range(2):
         owned = torch.zeros(2 * num_traj, dtype=torch.bool)
         owned[out.trajectory_ids[b].unique()] = True
@@ -113,7 +113,7 @@ def test_video_features_are_the_active_trajectories_of_independent_clips():
     assert out.num_video_tokens.tolist() == out.token_mask.sum(1).tolist()
     assert [len(t) for t in out.pooler_output] == out.num_video_tokens.tolist()
     assert out.video_embeds.shape == (int(out.num_video_tokens.sum()), model.config.text_config.hidden_size)
-    # Clips are tokenized independently: the second clip alone gives that clip's tokens.
+    # Chunks are tokenized independently: the second chunk alone gives that chunk's tokens.
     first = model.get_video_features(videos[:, :4])
     second = model.get_video_features(videos[:, 4:])
     for b in range(2):

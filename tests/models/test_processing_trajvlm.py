@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ def test_text_is_the_first_positional_argument(processor, qa_config):
 
 
 def test_slot_layout_survives_save_and_load(processor, qa_config, tmp_path):
-    layout = {"clip_length": 4, "slot_group_frames": 4, "slots_per_group": 16}
+    layout = {"chunk_size": 4, "slot_group_frames": 4, "slots_per_group": 16}
     slotted = TrajVLMProcessor(
         video_processor=processor.video_processor, tokenizer=processor.tokenizer, video_slot_layout=layout
     )
@@ -193,7 +194,54 @@ def test_slot_layout_survives_save_and_load(processor, qa_config, tmp_path):
     assert loaded.video_slot_layout == layout
     clip = generate_qa(qa_config, 0, 0)["video"]
     batch = loaded(text="<video> what", videos=[clip], return_tensors="pt")
-    assert int((batch["input_ids"] == TRAJVLM_VIDEO_TOKEN_ID).sum()) == 16  # 4 frames = one clip of 16 slots
+    assert int((batch["input_ids"] == TRAJVLM_VIDEO_TOKEN_ID).sum()) == 16  # 4 frames = one chunk of 16 slots
+
+
+LAYOUT = {"chunk_size": 4, "slot_group_frames": 4, "slots_per_group": 16}
+
+
+@pytest.mark.parametrize(
+    "given, expected, warns, error",
+    [
+        (LAYOUT, LAYOUT, False, None),
+        # Layouts saved with the deprecated key load under the new one, with a FutureWarning.
+        ({"clip_length": 4, "slot_group_frames": 4, "slots_per_group": 16}, LAYOUT, True, None),
+        ({**LAYOUT, "clip_length": 4}, None, False, r"'clip_length'.*'chunk_size'"),
+        ({"slot_group_frames": 4, "slots_per_group": 16}, None, False, "video_slot_layout"),
+    ],
+    ids=["new", "deprecated", "both", "missing"],
+)
+def test_slot_layout_key_names(processor, given, expected, warns, error):
+    def build():
+        return TrajVLMProcessor(
+            video_processor=processor.video_processor, tokenizer=processor.tokenizer, video_slot_layout=given
+        )
+
+    if error:
+        with pytest.raises(ValueError, match=error):
+            build()
+        return
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert build().video_slot_layout == expected
+    deprecations = [w for w in record if issubclass(w.category, FutureWarning) and "clip_length" in str(w.message)]
+    assert len(deprecations) == int(warns)
+
+
+def test_processor_saved_with_the_deprecated_layout_key_loads_and_resaves_the_new_one(processor, tmp_path):
+    TrajVLMProcessor(
+        video_processor=processor.video_processor, tokenizer=processor.tokenizer, video_slot_layout=LAYOUT
+    ).save_pretrained(tmp_path)
+    file = tmp_path / "processor_config.json"
+    saved = json.loads(file.read_text())
+    assert saved["video_slot_layout"] == LAYOUT
+    saved["video_slot_layout"] = {"clip_length": 4, **{k: v for k, v in LAYOUT.items() if k != "chunk_size"}}
+    file.write_text(json.dumps(saved))
+    with pytest.warns(FutureWarning, match="'clip_length' is deprecated"):
+        loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.video_slot_layout == LAYOUT
+    loaded.save_pretrained(tmp_path / "resaved")
+    assert json.loads((tmp_path / "resaved" / "processor_config.json").read_text())["video_slot_layout"] == LAYOUT
 
 
 def test_saved_processor_equals_its_reloaded_copy(processor, tmp_path):
@@ -293,7 +341,7 @@ def test_evaluate_video_qa_prompts_in_the_slot_form(processor, qa_config):
     model.generate = lambda **kw: calls.append(kw["input_ids"]) or original(**kw)
     result = evaluate_video_qa(model, processor, examples, batch_size=2, max_new_tokens=2)
     assert result["num_examples"] == 2 and 0.0 <= result["accuracy"] <= 1.0
-    assert (calls[0] == TRAJVLM_VIDEO_TOKEN_ID).sum(1).tolist() == [16, 16]  # 4 frames = one clip of K = 16 slots
+    assert (calls[0] == TRAJVLM_VIDEO_TOKEN_ID).sum(1).tolist() == [16, 16]  # 4 frames = one chunk of K = 16 slots
 
 
 @pytest.mark.parametrize("connector, frames", [("trajtok", 4), ("trajtok", 6), ("patch_pool", 5), ("patch_pool", 8)])

@@ -17,7 +17,7 @@ def test_presets_give_valid_configs(preset):
     for vision_tokenizer in ("trajtok", "vit3d"):
         vision = dict(spec["vision"], vision_tokenizer=vision_tokenizer)
         if vision_tokenizer == "trajtok":
-            vision["tokenizer_config"] = tokenizer
+            vision["trajtok_config"] = tokenizer
         config = TrajViT2Config(
             vision_config=vision, text_config=BertConfig(vocab_size=60, **spec["text"]).to_dict(), **spec["model"]
         )

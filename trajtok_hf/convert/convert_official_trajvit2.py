@@ -202,11 +202,10 @@ def convert_official_trajvit2_state_dict(
     words = _require("text_model.embeddings.word_embeddings.weight")
     text_hidden = words.shape[1]
     text_heads = text_num_attention_heads or max(text_hidden // 64, 1)
-    tokenizer_config = tokenizer.config.to_dict()
     config = TrajViT2Config(
         vision_config=dict(
             vision_tokenizer="trajtok",
-            tokenizer_config=tokenizer_config,
+            trajtok_config=tokenizer.config.to_dict(),
             hidden_size=int(width),
             num_hidden_layers=num_vit_layers,
             num_attention_heads=vision_num_attention_heads,
@@ -399,8 +398,8 @@ def main(argv=None) -> None:
     config = model.config
     vision, text = config.vision_config, config.text_config
     print(
-        f"converted {args.checkpoint} → {args.output_dir}: tokenizer width {vision.tokenizer_config.hidden_size}, "
-        f"K={vision.tokenizer_config.num_trajectories}; encoder {vision.num_hidden_layers}×{vision.hidden_size}; "
+        f"converted {args.checkpoint} → {args.output_dir}: tokenizer width {vision.trajtok_config.hidden_size}, "
+        f"K={vision.trajtok_config.num_trajectories}; encoder {vision.num_hidden_layers}×{vision.hidden_size}; "
         f"text {text.num_hidden_layers}×{text.hidden_size}; temperature {math.exp(-model.logit_scale.item()):.4g}; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
     )

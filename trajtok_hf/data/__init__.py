@@ -1,8 +1,18 @@
-"""Data for trajtok_hf: a procedural video generator with exact trajectory ground truth, local video-folder
-datasets, the pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids) and a video-text
-collator. Independent of ``trajtok_hf.models``."""
+"""Data for trajtok_hf: a procedural video generator and a real-photo composite generator, both with exact
+trajectory ground truth; local video-folder datasets; the pseudo-label converter (per-frame instances + trajectory
+graph → per-pixel ids) and a video-text collator. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
+from .photo_composites import (
+    SIZE_CLASSES,
+    SPRITE_SHAPES,
+    PhotoCompositeConfig,
+    generate_composite,
+    iter_composites,
+    labels_on_grid,
+    write_composite_folder,
+)
+from .photo_sources import FOOTAGE, HELD_OUT_PHOTOS, TRAIN_PHOTOS, footage_available, load_photo
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels
 from .synthetic import (
     BACKGROUNDS,
@@ -16,6 +26,7 @@ from .synthetic import (
     generate_clip,
     iter_clips,
     make_synthetic_dataset,
+    write_clip_folder,
     write_mp4,
     write_video_folder,
 )
@@ -31,25 +42,38 @@ from .video_folder import (
 __all__ = [
     "BACKGROUNDS",
     "COLOURS",
+    "FOOTAGE",
+    "HELD_OUT_PHOTOS",
     "IGNORE_INDEX",
     "MOTIONS",
     "SHAPES",
     "SIZES",
+    "SIZE_CLASSES",
+    "SPRITE_SHAPES",
     "TEXTURES",
+    "TRAIN_PHOTOS",
+    "PhotoCompositeConfig",
     "SyntheticVideoConfig",
     "VideoClipDecoder",
     "VideoTextCollator",
     "default_video_codec",
     "downsample_labels",
+    "footage_available",
     "generate_clip",
+    "generate_composite",
     "get_decoder",
     "iter_clips",
+    "iter_composites",
+    "labels_on_grid",
     "load_masks",
+    "load_photo",
     "load_video_text_dataset",
     "make_synthetic_dataset",
     "read_video",
     "sample_frame_indices",
     "trajectories_to_pixel_labels",
+    "write_clip_folder",
+    "write_composite_folder",
     "write_mp4",
     "write_video_folder",
 ]

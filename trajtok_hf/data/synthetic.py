@@ -36,7 +36,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -786,22 +786,38 @@ def write_video_folder(
     cfg = SyntheticVideoConfig() if config is None else config
     if isinstance(num_clips, bool) or not isinstance(num_clips, (int, np.integer)) or num_clips < 1:
         raise ValueError(f"`num_clips` must be a positive int, got {num_clips!r}")
+    return write_clip_folder(
+        out_dir, iter_clips(cfg, seed, num_clips), fps=fps, codec=codec, save_full_segmentation=save_full_segmentation
+    )
+
+
+def write_clip_folder(
+    out_dir: str | os.PathLike,
+    clips: Iterable[dict[str, Any]],
+    fps: int = 8,
+    *,
+    codec: str | None = None,
+    save_full_segmentation: bool = False,
+    metadata_keys: Sequence[str] = ("objects",),
+) -> Path:
+    """Write any generator's clips (dicts with ``video``, ``segmentation_labels``, ``caption``, ``index`` and,
+    with ``save_full_segmentation``, ``segmentation``) in the layout of :func:`write_video_folder`.
+
+    ``metadata_keys`` name the JSON-serialisable clip entries copied into each ``metadata.jsonl`` row. Returns
+    the path of ``metadata.jsonl``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metadata = out / "metadata.jsonl"
     with metadata.open("w", encoding="utf-8") as handle:
-        for clip in iter_clips(cfg, seed, num_clips):
+        for clip in clips:
             stem = f"clip_{clip['index']:06d}"
             write_mp4(out / f"{stem}.mp4", clip["video"], fps=fps, codec=codec)
             arrays = {"segmentation_labels": clip["segmentation_labels"].astype(np.int16)}
             if save_full_segmentation:
                 arrays["segmentation"] = clip["segmentation"].astype(np.int16)
             np.savez_compressed(out / f"{stem}.npz", **arrays)
-            row = {
-                "file_name": f"{stem}.mp4",
-                "caption": clip["caption"],
-                "masks_file": f"{stem}.npz",
-                "objects": clip["objects"],
-            }
+            row = {"file_name": f"{stem}.mp4", "caption": clip["caption"], "masks_file": f"{stem}.npz"}
+            row.update({key: clip[key] for key in metadata_keys})
             handle.write(json.dumps(row) + "\n")
     return metadata

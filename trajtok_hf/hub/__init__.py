@@ -5,14 +5,17 @@ three steps, all before or without touching the folder itself:
 
 1. :func:`validate_folder` (``validation``) — the folder must be something a Hub user can load. It reads
    ``config.json``, picks the Auto class registered for its ``model_type`` (:data:`MODEL_SPECS`, ``specs``), checks
-   the weights are safetensors (``files``) and that the remote-code files named in every ``auto_map`` are there (and
-   import only their siblings, never trajtok_hf; ``remote_code``), loads the model (no missing / unexpected weights),
-   loads the processor if the folder has one, and runs a forward pass in eval mode under ``no_grad`` on a clip of
+   the weights are safetensors (``files``), loads the model (no missing / unexpected weights), loads the processor
+   if the folder has one, and runs a forward pass in eval mode under ``no_grad`` on a clip of
    :func:`trajtok_hf.data.synthetic.generate_clip` at the model's frame size (``inputs``; TrajViT2: with a caption
-   through the processor; TrajVLM: with a ``<video>`` prompt). With ``check_remote_code=True`` the same inputs also
-   go through the folder's own ``*.py`` files (``trust_remote_code=True``) in a Python where trajtok_hf cannot be
-   imported — what a Hub user without the package runs — and the outputs must match the installed package's. Any
-   failure raises :class:`FolderValidationError`; nothing is uploaded.
+   through the processor; TrajVLM: with a ``<video>`` prompt). The remote code is the folder's own ``*.py`` files
+   when it has every module its ``auto_map`` entries name; otherwise (checkpoint folders hold no code) the upload is
+   staged in a temporary folder where the installed package writes it the way ``save_pretrained`` does
+   (``transformers.dynamic_module_utils.custom_object_save``; ``staging``). Either way it must define every
+   ``auto_map`` class and import only its siblings, never trajtok_hf (``remote_code``). With
+   ``check_remote_code=True`` the same inputs also go through that remote code (``trust_remote_code=True``) in a
+   Python where trajtok_hf cannot be imported — what a Hub user without the package runs — and the outputs must
+   match the installed package's. Any failure raises :class:`FolderValidationError`; nothing is uploaded.
 2. :func:`build_model_card` (``cards``) — a ``huggingface_hub.ModelCard`` from the per-model template (package
    data: ``trajtok_hf/hub/templates/<card>.md``) and a ``ModelCardData`` (``library_name: transformers``,
    ``pipeline_tag``, ``tags``, ``license``, ``datasets`` and ``base_model`` when given, and ``eval_results`` as
@@ -25,8 +28,9 @@ three steps, all before or without touching the folder itself:
    sends the README to the Hub's validator before any file is uploaded.
 3. :func:`push_folder` (``push``) — ``HfApi.create_repo(exist_ok=True)`` (+ ``create_branch`` for a ``revision``),
    then ONE ``create_commit`` with the selected files (:func:`select_files`: safetensors weights, configs, processor /
-   tokenizer files, the remote-code ``*.py``) and the card as ``README.md`` from memory. The local folder is only
-   read; any failure raises :class:`PushError` naming the step (repo creation, LFS upload, commit, ...) that failed.
+   tokenizer files, the remote-code ``*.py``, read from the staged folder when there is one) and the card as
+   ``README.md`` from memory. The local folder is only read; any failure raises :class:`PushError` naming the step
+   (repo creation, LFS upload, commit, ...) that failed.
 
 ``examples/push_to_hub.py`` is the command line around these functions.
 """

@@ -39,7 +39,7 @@ def validation_geometry(spec: ModelSpec, config: Any, processor: Any) -> tuple[i
         default_frames = int(get_config_value(backbone, "num_frames") or 16)
         frames = default_frames  # the backbone takes exactly this many frames
     else:  # trajvlm
-        default_size, default_frames = int(config.vision_config.image_size), min(int(config.clip_length), 4)
+        default_size, default_frames = int(config.vision_config.image_size), min(int(config.chunk_size), 4)
     return (
         int(frames or default_frames),
         int(height or default_size),

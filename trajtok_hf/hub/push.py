@@ -66,7 +66,8 @@ def push_folder(
     token: str | None = None,
     endpoint: str | None = None,
 ) -> PushResult:
-    """Upload a validated folder's files (:func:`select_files`) and ``card`` as README.md in one commit.
+    """Upload a validated folder's files (:func:`select_files`, read from ``report.upload_folder``: the folder, or
+    its staged copy with the remote code of the installed package) and ``card`` as README.md in one commit.
 
     The folder is only read. Raises :class:`PushError` naming the step that failed; a failure before the commit
     leaves the repository as it was (the Hub commit is atomic), a failure at the commit may leave uploaded LFS
@@ -87,7 +88,7 @@ def push_folder(
         ) from error
 
     operations = [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(report.folder / name)) for name in report.files
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(report.upload_folder / name)) for name in report.files
     ]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
     message = commit_message or f"Upload {report.model_class} ({report.model_type}) with trajtok_hf"

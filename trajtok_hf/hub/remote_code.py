@@ -2,8 +2,10 @@
 
 :func:`check_remote_code_files` checks the ``*.py`` files statically (every ``auto_map`` entry resolves to a class
 defined in the folder, relative imports have their siblings, nothing imports trajtok_hf);
-:func:`check_remote_code_subprocess` loads the folder with ``trust_remote_code=True`` in a Python where trajtok_hf
-cannot be imported and compares its outputs with the installed package's on the same inputs.
+:func:`missing_remote_code` names the modules of the ``auto_map`` entries a folder lacks (publishing then stages
+the folder with the installed package's remote code, :mod:`.staging`); :func:`check_remote_code_subprocess` loads
+the upload folder with ``trust_remote_code=True`` in a Python where trajtok_hf cannot be imported and compares its
+outputs with the installed package's on the same inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ from .specs import ModelSpec
 if TYPE_CHECKING:
     from .validation import FolderReport
 
-__all__ = ["check_remote_code_files", "check_remote_code_subprocess"]
+__all__ = ["check_remote_code_files", "check_remote_code_subprocess", "missing_remote_code"]
 
 _CONFIG_FILES_WITH_AUTO_MAP = (
     "config.json",
@@ -98,23 +100,34 @@ def _check_python_file(folder: Path, name: str, python_files: set[str]) -> set[s
     return classes
 
 
-def _check_auto_map_targets(folder: Path, config_json: dict, classes: dict[str, set[str]]) -> None:
-    """Every ``auto_map`` entry of the config and processor files names a class defined in the folder."""
+def _auto_map_entries(folder: Path, config_json: dict) -> Iterator[tuple[str, str, str]]:
+    """(config file, auto class, 'module.Class') for every ``auto_map`` entry of the config and processor files."""
     for config_name in _CONFIG_FILES_WITH_AUTO_MAP:
         path = folder / config_name
-        if not path.is_file():
-            continue
-        data = config_json if config_name == "config.json" else read_json(path, "processor file")
-        for key, target in _auto_map_targets(data.get("auto_map") or {}):
-            module, _, class_name = target.rpartition(".")
-            if module not in classes:
-                raise FolderValidationError(
-                    f"{config_name}'s auto_map[{key!r}] = {target!r}, but {module}.py is not in {folder}"
-                )
-            if class_name not in classes[module]:
-                raise FolderValidationError(
-                    f"{config_name}'s auto_map[{key!r}] = {target!r}, but {module}.py defines no class {class_name}"
-                )
+        if path.is_file():
+            data = config_json if config_name == "config.json" else read_json(path, "processor file")
+            for key, target in _auto_map_targets(data.get("auto_map") or {}):
+                yield config_name, key, target
+
+
+def missing_remote_code(folder: Path, config_json: dict) -> list[str]:
+    """The module files named by the folder's ``auto_map`` entries that are not in the folder (sorted)."""
+    modules = {target.rpartition(".")[0] + ".py" for _, _, target in _auto_map_entries(folder, config_json)}
+    return sorted(name for name in modules if not (folder / name).is_file())
+
+
+def _check_auto_map_targets(folder: Path, config_json: dict, classes: dict[str, set[str]]) -> None:
+    """Every ``auto_map`` entry of the config and processor files names a class defined in the folder."""
+    for config_name, key, target in _auto_map_entries(folder, config_json):
+        module, _, class_name = target.rpartition(".")
+        if module not in classes:
+            raise FolderValidationError(
+                f"{config_name}'s auto_map[{key!r}] = {target!r}, but {module}.py is not in {folder}"
+            )
+        if class_name not in classes[module]:
+            raise FolderValidationError(
+                f"{config_name}'s auto_map[{key!r}] = {target!r}, but {module}.py defines no class {class_name}"
+            )
 
 
 _REMOTE_CODE_SCRIPT = r"""
@@ -155,9 +168,25 @@ def check_remote_code_subprocess(report: FolderReport, timeout: float, atol: flo
         )
         if not same:
             raise FolderValidationError(
-                f"the folder's remote code gives a different {key!r} than the installed trajtok_hf: the *.py files "
-                "are stale; save the model again with the current package"
+                f"{_described(report)}: its remote code gives a different {key!r} than {_fix(report)}"
             )
+
+
+def _described(report: FolderReport) -> str:
+    """The folder, and the staged folder the check loaded when the remote code was written by the package."""
+    if not report.remote_code_written:
+        return str(report.folder)
+    return f"{report.folder} (staged in {report.upload_folder} with the remote code of the installed trajtok_hf)"
+
+
+def _fix(report: FolderReport) -> str:
+    """What a mismatch between the remote code and the installed package means, and what to do about it."""
+    if report.remote_code_written:
+        return "the installed trajtok_hf itself: the package's modules do not run the same without it (a bug)"
+    return (
+        "the installed trajtok_hf: the folder's *.py files are stale; save the model again with the current package, "
+        "or delete the folder's *.py files and publishing writes the current ones"
+    )
 
 
 def _run_remote_code(report: FolderReport, timeout: float) -> dict[str, torch.Tensor]:
@@ -173,7 +202,7 @@ def _run_remote_code(report: FolderReport, timeout: float) -> dict[str, torch.Te
             sys.executable,
             "-c",
             _REMOTE_CODE_SCRIPT,
-            str(report.folder.resolve()),
+            str(report.upload_folder.resolve()),
             io_path,
             out_path,
             report.spec.auto_class,
@@ -184,7 +213,7 @@ def _run_remote_code(report: FolderReport, timeout: float) -> dict[str, torch.Te
             raise FolderValidationError(f"the remote-code check did not finish in {timeout:.0f} s") from error
         if result.returncode != 0 or "REMOTE_CODE_OK" not in result.stdout:
             raise FolderValidationError(
-                f"{report.folder} does not load or run with trust_remote_code=True without trajtok_hf installed "
-                f"(what a Hub user runs):\n{(result.stdout + result.stderr)[-3000:]}"
+                f"{_described(report)} does not load or run with trust_remote_code=True without trajtok_hf "
+                f"installed (what a Hub user runs):\n{(result.stdout + result.stderr)[-3000:]}"
             )
         return load_file(out_path)

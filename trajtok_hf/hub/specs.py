@@ -130,7 +130,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                 ("vision tower frame size", "vision_config.image_size"),
                 ("language model", "text_config.model_type"),
                 ("language model width", "text_config.hidden_size"),
-                ("frames per clip", "clip_length"),
+                ("frames per chunk", "chunk_size"),
                 ("tokens per trajectory", "tokens_per_trajectory"),
             ),
             needs_text=True,

@@ -1,9 +1,10 @@
 """Whether a ``save_pretrained`` folder can be published: :func:`validate_folder` and the :class:`FolderReport` it
-returns (what the model card and the push are built from)."""
+returns (what the model card and the push are built from, and the folder the pushed files are read from)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from .files import check_weights, read_json, select_files
 from .inputs import render_clip, validation_geometry, validation_inputs
 from .remote_code import check_remote_code_files, check_remote_code_subprocess
 from .specs import MODEL_SPECS, ModelSpec
+from .staging import prepare_upload_folder
 
 __all__ = ["FolderReport", "validate_folder"]
 
@@ -22,7 +24,11 @@ __all__ = ["FolderReport", "validate_folder"]
 @dataclass
 class FolderReport:
     """What :func:`validate_folder` found. ``inputs`` are the forward kwargs it used (CPU tensors); ``outputs`` the
-    tensors of the forward's output; ``clip`` the rendered clip (uint8 ``(T, H, W, 3)``) and ``caption``."""
+    tensors of the forward's output; ``clip`` the rendered clip (uint8 ``(T, H, W, 3)``) and ``caption``.
+
+    ``files`` are read from ``upload_folder``: ``folder`` itself, or, when ``folder`` lacks the remote code its
+    ``auto_map`` names, a staged temporary folder (alive as long as this report) with links to ``folder``'s files and
+    the ``remote_code_written`` files the installed trajtok_hf wrote (:mod:`.staging`)."""
 
     folder: Path
     model_type: str
@@ -41,6 +47,13 @@ class FolderReport:
     caption: str = ""
     remote_code_checked: bool = False
     warnings: list[str] = field(default_factory=list)
+    upload_folder: Path | None = None  # None: ``folder``
+    remote_code_written: list[str] = field(default_factory=list)
+    staging: tempfile.TemporaryDirectory | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.upload_folder is None:
+            self.upload_folder = self.folder
 
 
 def validate_folder(
@@ -54,17 +67,20 @@ def validate_folder(
 
     Raises :class:`FolderValidationError` with the reason when the folder has no config, an unknown ``model_type``,
     no safetensors weights, missing remote code, does not load (or loads with missing / unexpected weights), its
-    processor does not load, or the forward fails or returns non-finite values."""
+    processor does not load, or the forward fails or returns non-finite values. A folder without the remote code
+    its ``auto_map`` names is staged with the installed package's (:func:`~.staging.prepare_upload_folder`);
+    ``check_remote_code=True`` then loads the staged folder. The folder itself is only read."""
     import trajtok_hf  # noqa: F401  (registers the Auto classes)
 
     folder = Path(folder)
     model_type, spec, config_json = _read_config(folder)
     files, skipped = select_files(folder)
     check_weights(folder, files, skipped)
-    check_remote_code_files(folder, files, spec, config_json)
     model = _load_model(folder, spec)
     processor_auto = _processor_auto_class(folder)
     processor = _load_processor(folder, processor_auto)
+    upload = prepare_upload_folder(folder, config_json, files, skipped, model, processor)
+    check_remote_code_files(upload.path, upload.files, spec, config_json)
 
     geometry = validation_geometry(spec, model.config, processor)
     clip = render_clip(*geometry, seed=seed)
@@ -78,8 +94,8 @@ def validate_folder(
         config=model.config,
         model_class=type(model).__name__,
         num_parameters=sum(p.numel() for p in model.parameters()),
-        files=files,
-        skipped=skipped,
+        files=upload.files,
+        skipped=upload.skipped,
         processor_class=type(processor).__name__ if processor is not None else None,
         processor_auto_class=processor_auto,
         geometry=geometry,
@@ -88,6 +104,9 @@ def validate_folder(
         clip=clip["video"],
         caption=caption,
         warnings=warnings,
+        upload_folder=upload.path,
+        remote_code_written=upload.written,
+        staging=upload.staging,
     )
     if check_remote_code:
         check_remote_code_subprocess(report, timeout=remote_code_timeout)

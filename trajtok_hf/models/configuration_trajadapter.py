@@ -6,7 +6,7 @@ Layout (what ``config.json`` holds):
 TrajAdapterConfig (model_type "trajadapter")
 ├── backbone_config: a transformers video backbone with a space-time token grid (VideoMAE by default; V-JEPA 2,
 │   TimeSformer, ViViT, VideoPrism vision) — frozen
-├── tokenizer_config: TrajTokConfig, the segmenter whose hard masks group the backbone tokens — frozen
+├── trajtok_config: TrajTokConfig, the segmenter whose hard masks group the backbone tokens — frozen
 │   (None for the "attentive" and "linear" baselines, which need no segmenter)
 └── probe settings: probe_type, tokens_per_trajectory, refinement Perceiver, attentive probe, classifier; id2label
 ```
@@ -16,6 +16,9 @@ entry says which forward argument takes the ``(B, T, 3, H, W)`` video, the tubel
 spatial patch size, how many non-patch tokens ([CLS]) precede the patch tokens, and the order of the patch tokens.
 A backbone config outside the table (an image model, a text model) is rejected at construction with a
 ``ValueError`` naming ``backbone_config``.
+
+The deprecated name ``tokenizer_config`` (it collides with a text tokenizer's ``tokenizer_config.json``) still loads,
+with a ``FutureWarning``, and is saved as ``trajtok_config``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs, accept_renamed_arguments
 
 PROBE_TYPES = ("trajectory", "attentive", "linear")
 QUERY_INITS = ("segmenter_queries", "mean_pool", "segmenter_queries_plus_mean_pool")
@@ -137,6 +140,7 @@ def backbone_token_grid(backbone_config) -> BackboneTokenGrid:
     return BACKBONE_TOKEN_GRIDS[model_type](backbone_config)
 
 
+@accept_renamed_arguments({"tokenizer_config": "trajtok_config"})
 class TrajAdapterConfig(PreTrainedConfig):
     r"""
     Configuration of [`TrajAdapterForVideoClassification`]: a frozen video backbone, a frozen TrajTok segmenter and a
@@ -149,10 +153,10 @@ class TrajAdapterConfig(PreTrainedConfig):
             `vjepa2`, `timesformer`, `vivit`, `videoprism_vision_model`). Defaults to `VideoMAEConfig()` (ViT-B,
             16 frames at 224², tubelets of 2 frames × 16²). Load pretrained weights with
             [`TrajAdapterForVideoClassification.from_backbone_pretrained`].
-        tokenizer_config (`dict` or [`TrajTokConfig`], *optional*):
+        trajtok_config (`dict` or [`TrajTokConfig`], *optional*):
             The frozen segmenter. Defaults to `TrajTokConfig()` for `probe_type="trajectory"`; unused (None) for the
             baselines. Its `chunk_size` must be a multiple of the backbone's tubelet length (a tubelet never spans
-            two chunks).
+            two chunks). Deprecated name: `tokenizer_config`.
         probe_type (`str`, *optional*, defaults to `"trajectory"`):
             `"trajectory"`: TrajAdapter (hard-mask refinement Perceiver → trajectory tokens → attentive probe);
             `"attentive"`: attentive probe over all patch tokens (V-JEPA's probe); `"linear"`: mean of all patch
@@ -210,11 +214,11 @@ class TrajAdapterConfig(PreTrainedConfig):
     model_type = "trajadapter"
     sub_configs_defaults = {
         "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="videomae"),
-        "tokenizer_config": SubConfigSpec(config_class=TrajTokConfig, optional=True),
+        "trajtok_config": SubConfigSpec(config_class=TrajTokConfig, optional=True),
     }
 
     backbone_config: dict | PreTrainedConfig | None = None
-    tokenizer_config: dict | PreTrainedConfig | None = None
+    trajtok_config: dict | PreTrainedConfig | None = None
     probe_type: str = "trajectory"
     tokens_per_trajectory: int = 1
     query_init: str = "segmenter_queries"
@@ -237,11 +241,11 @@ class TrajAdapterConfig(PreTrainedConfig):
         _warn_unknown_kwargs(type(self), kwargs)
         if self.probe_type not in PROBE_TYPES:
             raise ValueError(f"probe_type must be one of {PROBE_TYPES}, got {self.probe_type!r}")
-        if self.tokenizer_config is None and self.probe_type == "trajectory":
-            self.tokenizer_config = {}
-        if self.tokenizer_config is not None and not isinstance(self.tokenizer_config, (dict, TrajTokConfig)):
+        if self.trajtok_config is None and self.probe_type == "trajectory":
+            self.trajtok_config = {}
+        if self.trajtok_config is not None and not isinstance(self.trajtok_config, (dict, TrajTokConfig)):
             raise ValueError(
-                f"tokenizer_config must be a dict or a TrajTokConfig, got {type(self.tokenizer_config).__name__}"
+                f"trajtok_config must be a dict or a TrajTokConfig, got {type(self.trajtok_config).__name__}"
             )
         if isinstance(self.backbone_config, dict):
             backbone = dict(self.backbone_config)
@@ -294,11 +298,11 @@ class TrajAdapterConfig(PreTrainedConfig):
         if self.classifier_dropout >= 1:
             raise ValueError(f"classifier_dropout must be < 1, got {self.classifier_dropout!r}")
         if self.probe_type == "trajectory":
-            if not isinstance(self.tokenizer_config, TrajTokConfig):
-                raise ValueError("probe_type='trajectory' needs a tokenizer_config (the TrajTok segmenter)")
-            if self.tokenizer_config.chunk_size % grid.tubelet:
+            if not isinstance(self.trajtok_config, TrajTokConfig):
+                raise ValueError("probe_type='trajectory' needs a trajtok_config (the TrajTok segmenter)")
+            if self.trajtok_config.chunk_size % grid.tubelet:
                 raise ValueError(
-                    f"tokenizer_config.chunk_size ({self.tokenizer_config.chunk_size}) must be a multiple of the "
+                    f"trajtok_config.chunk_size ({self.trajtok_config.chunk_size}) must be a multiple of the "
                     f"backbone's tubelet length ({grid.tubelet} frames), so that no tubelet spans two segmenter chunks"
                 )
         if self.num_labels is None or self.num_labels < 1:

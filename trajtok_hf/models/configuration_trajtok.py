@@ -8,7 +8,9 @@ form; the converters switch those options on.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+import warnings
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -317,6 +319,69 @@ def _warn_unknown_kwargs(config_class, kwargs: dict) -> None:
             f"{config_class.__name__} got an unknown argument {key!r}; it is kept as an attribute but the model does "
             f"not read it{hint}"
         )
+
+
+def rename_deprecated_keys(values: dict, renames: dict[str, str], owner: str) -> dict:
+    """A copy of ``values`` with each deprecated key of ``renames`` (old name → new name) moved to its new name, with
+    a ``FutureWarning`` per key moved. Giving a value under both names raises a ``ValueError`` naming both."""
+    values = dict(values)
+    for old, new in renames.items():
+        if old not in values:
+            continue
+        if new in values:
+            raise ValueError(f"{owner} got both {old!r} (deprecated) and {new!r}: pass only {new!r}")
+        _warn_renamed(owner, old, new, stacklevel=4)  # the caller of the function that renames
+        values[new] = values.pop(old)
+    return values
+
+
+def _warn_renamed(owner: str, old: str, new: str, stacklevel: int) -> None:
+    warnings.warn(
+        f"{owner}: {old!r} is deprecated and will be removed in a future version; use {new!r} instead",
+        FutureWarning,
+        stacklevel=stacklevel,
+    )
+
+
+class _RenamedAttribute:
+    """The old name of a renamed config attribute: reads and writes go to the new name, with a ``FutureWarning``.
+    Not an instance attribute, so ``to_dict``/``save_pretrained`` never write it."""
+
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def __get__(self, config, owner=None):
+        if config is None:
+            return self
+        _warn_renamed(type(config).__name__, self.old, self.new, stacklevel=3)
+        return getattr(config, self.new)
+
+    def __set__(self, config, value):
+        _warn_renamed(type(config).__name__, self.old, self.new, stacklevel=3)
+        setattr(config, self.new, value)
+
+
+def accept_renamed_arguments(renames: dict[str, str]):
+    """Class decorator of a config whose arguments were renamed (``renames``: old name → new name), as transformers
+    handles renamed config keys (the legacy key is taken from the keyword arguments, as ``torch_dtype`` → ``dtype``,
+    and announced with a ``FutureWarning``, as ``rope_scaling`` → ``rope_parameters``): a config built with an old
+    keyword, or loaded from a ``config.json`` that has an old key, gets the value under the new name with a
+    ``FutureWarning``; saving writes only the new name; both names at once raise a ``ValueError``. The old attribute
+    name stays readable and writable, with the same warning."""
+
+    def decorate(config_class):
+        init = config_class.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **rename_deprecated_keys(kwargs, renames, config_class.__name__))
+
+        config_class.__init__ = __init__
+        for old, new in renames.items():
+            setattr(config_class, old, _RenamedAttribute(old, new))
+        return config_class
+
+    return decorate
 
 
 __all__ = ["TrajTokConfig"]

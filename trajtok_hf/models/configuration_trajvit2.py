@@ -8,14 +8,16 @@ TrajViT2Config (model_type "trajvit2")
 ├── vision_config: TrajViT2VisionConfig (model_type "trajvit2_vision_model")
 │     encoder over the token set (width, depth, heads, MLP, dropout, layer-norm eps), the choice of vision
 │     tokenizer ("trajtok" | "vit3d"), the ViT3D patch settings, and
-│     └── tokenizer_config: TrajTokConfig (the TrajTok tokenizer; None for "vit3d")
+│     └── trajtok_config: TrajTokConfig (the TrajTok tokenizer; None for "vit3d")
 ├── text_config: any transformers text-encoder config (BERT-base by default)
 └── projection_dim, logit_scale_init_value, segmentation/contrastive loss weights, text pooling
 ```
 
-The tokenizer config is nested inside the vision config because [`TrajViT2VisionModel`] must be loadable on its
-own (its config needs everything the vision tower needs). [`TrajViT2Config`] exposes it as ``config.tokenizer_config``
-and accepts ``tokenizer_config=...`` (and ``vision_tokenizer=...``) as constructor shortcuts.
+The TrajTok config is nested inside the vision config because [`TrajViT2VisionModel`] must be loadable on its own
+(its config needs everything the vision tower needs). [`TrajViT2Config`] exposes it as ``config.trajtok_config`` and
+accepts ``trajtok_config=...`` (and ``vision_tokenizer=...``) as constructor shortcuts. The deprecated name
+``tokenizer_config`` (it collides with the text tokenizer's ``tokenizer_config.json``) still loads, with a
+``FutureWarning``, and is saved as ``trajtok_config``.
 
 Defaults: the paper's form (trajectory tokens with a padding mask); the release's encoder shape (width 512, 24 layers,
 16 heads, MLP 2048; per-layer LayerNorm eps 1e-12 as its HF ViT layers, final LayerNorm eps 1e-5). Release options for
@@ -30,7 +32,7 @@ import math
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs, accept_renamed_arguments
 
 VISION_TOKENIZERS = ("trajtok", "vit3d")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
@@ -55,6 +57,7 @@ def _check_choice(config, name, allowed) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
 
 
+@accept_renamed_arguments({"tokenizer_config": "trajtok_config"})
 class TrajViT2VisionConfig(PreTrainedConfig):
     r"""
     Configuration of [`TrajViT2VisionModel`]: a vision tokenizer (TrajTok trajectory tokens, or ViT3D space-time
@@ -62,11 +65,11 @@ class TrajViT2VisionConfig(PreTrainedConfig):
 
     Args:
         vision_tokenizer (`str`, *optional*, defaults to `"trajtok"`):
-            `"trajtok"`: the TrajTok tokenizer (paper Sec. 3) configured by `tokenizer_config`;
+            `"trajtok"`: the TrajTok tokenizer (paper Sec. 3) configured by `trajtok_config`;
             `"vit3d"`: the ViT3D baseline, tubelet patches with space-time positions (`modeling_vit3d.py`).
-        tokenizer_config (`dict` or [`TrajTokConfig`], *optional*):
+        trajtok_config (`dict` or [`TrajTokConfig`], *optional*):
             The TrajTok tokenizer. Defaults to `TrajTokConfig()` for `"trajtok"`; unused (None by default) for
-            `"vit3d"`.
+            `"vit3d"`. Deprecated name: `tokenizer_config`.
         hidden_size (`int`, *optional*, defaults to 512):
             Width of the encoder (release: 512). Tokens of another width are linearly projected to it.
         num_hidden_layers (`int`, *optional*, defaults to 24):
@@ -122,10 +125,10 @@ class TrajViT2VisionConfig(PreTrainedConfig):
 
     model_type = "trajvit2_vision_model"
     base_config_key = "vision_config"
-    sub_configs_defaults = {"tokenizer_config": SubConfigSpec(config_class=TrajTokConfig, optional=True)}
+    sub_configs_defaults = {"trajtok_config": SubConfigSpec(config_class=TrajTokConfig, optional=True)}
 
     vision_tokenizer: str = "trajtok"
-    tokenizer_config: dict | PreTrainedConfig | None = None
+    trajtok_config: dict | PreTrainedConfig | None = None
     hidden_size: int = 512
     num_hidden_layers: int = 24
     num_attention_heads: int = 16
@@ -149,11 +152,11 @@ class TrajViT2VisionConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         _warn_unknown_kwargs(type(self), kwargs)
         _check_choice(self, "vision_tokenizer", VISION_TOKENIZERS)
-        if self.tokenizer_config is None and self.vision_tokenizer == "trajtok":
-            self.tokenizer_config = {}
-        if self.tokenizer_config is not None and not isinstance(self.tokenizer_config, (dict, TrajTokConfig)):
+        if self.trajtok_config is None and self.vision_tokenizer == "trajtok":
+            self.trajtok_config = {}
+        if self.trajtok_config is not None and not isinstance(self.trajtok_config, (dict, TrajTokConfig)):
             raise ValueError(
-                f"tokenizer_config must be a dict or a TrajTokConfig, got {type(self.tokenizer_config).__name__}"
+                f"trajtok_config must be a dict or a TrajTokConfig, got {type(self.trajtok_config).__name__}"
             )
         super().__post_init__(**kwargs)
         self._validate_vision()
@@ -195,10 +198,11 @@ class TrajViT2VisionConfig(PreTrainedConfig):
     def token_width(self) -> int:
         """Width of the tokens the vision tokenizer emits (projected to `hidden_size` when different)."""
         if self.vision_tokenizer == "trajtok":
-            return self.tokenizer_config.token_size
+            return self.trajtok_config.token_size
         return self.hidden_size
 
 
+@accept_renamed_arguments({"tokenizer_config": "trajtok_config"})
 class TrajViT2Config(PreTrainedConfig):
     r"""
     Configuration of [`TrajViT2Model`], the video-text CLIP model of paper Sec. 4: vision tower (TrajTok or ViT3D
@@ -211,9 +215,9 @@ class TrajViT2Config(PreTrainedConfig):
         text_config (`dict` or `PreTrainedConfig`, *optional*):
             Any transformers text-encoder config (built with `AutoModel.from_config`). Defaults to BERT-base
             (`BertConfig()`); the release uses BERT-base with its first 9 layers (`num_hidden_layers=9`).
-        tokenizer_config (`dict` or [`TrajTokConfig`], *optional*):
-            Shortcut for `vision_config.tokenizer_config` (overrides it when given). Read back as
-            `config.tokenizer_config`.
+        trajtok_config (`dict` or [`TrajTokConfig`], *optional*):
+            Shortcut for `vision_config.trajtok_config` (overrides it when given). Read back as
+            `config.trajtok_config`. Deprecated name: `tokenizer_config`.
         vision_tokenizer (`str`, *optional*):
             Shortcut for `vision_config.vision_tokenizer` (`"trajtok"` or `"vit3d"`).
         projection_dim (`int`, *optional*, defaults to 256):
@@ -262,10 +266,10 @@ class TrajViT2Config(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        tokenizer_config = kwargs.pop("tokenizer_config", None)
+        trajtok_config = kwargs.pop("trajtok_config", None)
         vision_tokenizer = kwargs.pop("vision_tokenizer", None)
         _warn_unknown_kwargs(type(self), kwargs)
-        if vision_tokenizer is not None or tokenizer_config is not None:
+        if vision_tokenizer is not None or trajtok_config is not None:
             # The shortcuts are applied to the vision config before it is built so that its validation (and its
             # default TrajTok config for "trajtok") sees them.
             vision = self.vision_config
@@ -274,8 +278,8 @@ class TrajViT2Config(PreTrainedConfig):
             vision = dict(vision or {})
             if vision_tokenizer is not None:
                 vision["vision_tokenizer"] = vision_tokenizer
-            if tokenizer_config is not None:
-                vision["tokenizer_config"] = tokenizer_config
+            if trajtok_config is not None:
+                vision["trajtok_config"] = trajtok_config
             self.vision_config = vision
         super().__post_init__(**kwargs)
         self._validate_trajvit2()
@@ -302,9 +306,9 @@ class TrajViT2Config(PreTrainedConfig):
             )
 
     @property
-    def tokenizer_config(self) -> TrajTokConfig | None:
-        """The TrajTok tokenizer config (stored as `vision_config.tokenizer_config`)."""
-        return self.vision_config.tokenizer_config
+    def trajtok_config(self) -> TrajTokConfig | None:
+        """The TrajTok tokenizer config (stored as `vision_config.trajtok_config`)."""
+        return self.vision_config.trajtok_config
 
     @property
     def vision_tokenizer(self) -> str:

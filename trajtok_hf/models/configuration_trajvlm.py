@@ -5,19 +5,22 @@ Layout (what ``config.json`` holds):
 ```
 TrajVLMConfig (model_type "trajvlm")
 ├── vision_config:    any transformers vision tower with a square patch grid (SigLIP-so400m/14 at 378²)
-├── tokenizer_config: TrajTokConfig, the segmenter (only for connector_type="trajtok"; None for "patch_pool")
+├── trajtok_config:   TrajTokConfig, the segmenter (only for connector_type="trajtok"; None for "patch_pool")
 ├── text_config:      any causal LM config (Qwen3-4B shape by default)
-└── connector settings (connector_type, clip length, tokens per trajectory, refinement Perceiver shape),
+└── connector settings (connector_type, chunk size, tokens per trajectory, refinement Perceiver shape),
     projector settings, frame normalisations of the tower and of the segmenter, video_token_id
 ```
 
 ``connector_type="trajtok"`` (the paper's TrajVLM): the segmenter runs on the frames resized to
 ``segmenter_image_size`` with its own normalisation, its logits are resized to the tower's patch grid and argmax'd,
 its queries are mapped to the tower width and a hard-mask refinement Perceiver pools the tower's patch features into
-one token (or ``tokens_per_trajectory``) per active trajectory of each ``clip_length``-frame clip.
+one token (or ``tokens_per_trajectory``) per active trajectory of each ``chunk_size``-frame chunk.
 ``connector_type="patch_pool"`` (the paper's PatchVLM baseline): ``patch_pool_size``² spatial (× optional
 ``patch_pool_temporal_size`` frames) average pooling of the same tower features. Both go through the same MLP
 projector and the same placeholder expansion, so they are compared in one code path.
+
+The deprecated names ``tokenizer_config`` (it collides with the text tokenizer's ``tokenizer_config.json``) and
+``clip_length`` still load, with a ``FutureWarning``, and are saved as ``trajtok_config`` and ``chunk_size``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs
+from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs, accept_renamed_arguments
 
 CONNECTOR_TYPES = ("trajtok", "patch_pool")
 FEATURE_SELECT_STRATEGIES = ("full", "default")
@@ -66,6 +69,7 @@ _DEFAULT_TEXT = {
 }
 
 
+@accept_renamed_arguments({"tokenizer_config": "trajtok_config", "clip_length": "chunk_size"})
 class TrajVLMConfig(PreTrainedConfig):
     r"""
     Configuration of [`TrajVLMModel`] and [`TrajVLMForConditionalGeneration`].
@@ -76,10 +80,10 @@ class TrajVLMConfig(PreTrainedConfig):
             the sub-model). It must expose `hidden_size`, `image_size` and `patch_size` and return one feature per
             patch (plus a leading [CLS] for `vision_feature_select_strategy="default"`). Defaults to a
             SigLIP-so400m/14 tower at 378² (27×27 patches).
-        tokenizer_config (`dict` or [`TrajTokConfig`], *optional*):
-            The TrajTok segmenter (`connector_type="trajtok"` only). Defaults to
-            `TrajTokConfig(chunk_size=clip_length)`.
-            Its `chunk_size` must equal `clip_length` (a clip of the connector is a chunk of the segmenter).
+        trajtok_config (`dict` or [`TrajTokConfig`], *optional*):
+            The TrajTok segmenter (`connector_type="trajtok"` only). Defaults to `TrajTokConfig(chunk_size=chunk_size)`.
+            Its `chunk_size` must equal this config's `chunk_size` (a chunk of the connector is a chunk of the
+            segmenter). Deprecated name: `tokenizer_config`.
         text_config (`dict` or `PreTrainedConfig`, *optional*):
             Any causal LM (built with `AutoModel.from_config`; its base model, without head). Defaults to a Qwen3-4B
             shaped config.
@@ -89,9 +93,9 @@ class TrajVLMConfig(PreTrainedConfig):
         video_token_id (`int`, *optional*, defaults to 151669):
             Id of the `<video>` placeholder. The prompt holds ONE placeholder per video; the model replaces it with
             that video's (variable number of) tokens.
-        clip_length (`int`, *optional*, defaults to 16):
-            Frames per clip. Long videos are cut into clips that are tokenized independently (a last shorter clip is
-            kept as it is); the LLM sees the clips' tokens in temporal order.
+        chunk_size (`int`, *optional*, defaults to 16):
+            Frames per chunk. Long videos are cut into chunks that are tokenized independently (a last shorter chunk
+            is kept as it is); the LLM sees the chunks' tokens in temporal order. Deprecated name: `clip_length`.
         tokens_per_trajectory (`int`, *optional*, defaults to 1):
             n ∈ {1, 2, 4} LLM tokens per active trajectory (sub-token queries = mapped query + Fourier-ring offsets,
             the Matryoshka tokens of paper Sec. 3).
@@ -123,7 +127,7 @@ class TrajVLMConfig(PreTrainedConfig):
             `"patch_pool"`: p of the p×p spatial average pooling (a last partial window averages what it covers).
             At the defaults 27×27 → 9×9 = 81 tokens per frame.
         patch_pool_temporal_size (`int`, *optional*, defaults to 1):
-            `"patch_pool"`: frames averaged together (inside a clip), to match a token budget.
+            `"patch_pool"`: frames averaged together (inside a chunk), to match a token budget.
         projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
             Activation of the 2-layer MLP projector (tower width → LLM width → LLM width).
         multimodal_projector_bias (`bool`, *optional*, defaults to `True`):
@@ -145,7 +149,7 @@ class TrajVLMConfig(PreTrainedConfig):
     >>> config = TrajVLMConfig(
     ...     vision_config=SiglipVisionConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2,
     ...                                      num_attention_heads=4, intermediate_size=64, vision_use_head=False),
-    ...     tokenizer_config=TrajTokConfig(chunk_size=16),
+    ...     trajtok_config=TrajTokConfig(chunk_size=16),
     ...     text_config=Qwen3Config(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
     ...                             num_key_value_heads=2, head_dim=8, intermediate_size=64),
     ...     video_token_id=5, connector_num_attention_heads=4, segmenter_image_size=64)
@@ -158,16 +162,16 @@ class TrajVLMConfig(PreTrainedConfig):
         "vision_config": SubConfigSpec(
             config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=_DEFAULT_VISION
         ),
-        "tokenizer_config": SubConfigSpec(config_class=TrajTokConfig, optional=True),
+        "trajtok_config": SubConfigSpec(config_class=TrajTokConfig, optional=True),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen3", init_kwargs=_DEFAULT_TEXT),
     }
 
     vision_config: dict | PreTrainedConfig | None = None
-    tokenizer_config: dict | PreTrainedConfig | None = None
+    trajtok_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
     connector_type: str = "trajtok"
     video_token_id: int = 151669
-    clip_length: int = 16
+    chunk_size: int = 16
     tokens_per_trajectory: int = 1
     segmenter_image_size: int = 224
     segmenter_image_mean: list[float] | tuple[float, ...] = IMAGENET_MEAN
@@ -194,13 +198,13 @@ class TrajVLMConfig(PreTrainedConfig):
         _warn_unknown_kwargs(type(self), kwargs)
         if self.connector_type not in CONNECTOR_TYPES:
             raise ValueError(f"connector_type must be one of {CONNECTOR_TYPES}, got {self.connector_type!r}")
-        if self.tokenizer_config is None and self.connector_type == "trajtok":
-            self.tokenizer_config = {}
-        if isinstance(self.tokenizer_config, dict):
-            self.tokenizer_config = {"chunk_size": self.clip_length, **self.tokenizer_config}
-        if self.tokenizer_config is not None and not isinstance(self.tokenizer_config, (dict, TrajTokConfig)):
+        if self.trajtok_config is None and self.connector_type == "trajtok":
+            self.trajtok_config = {}
+        if isinstance(self.trajtok_config, dict):
+            self.trajtok_config = {"chunk_size": self.chunk_size, **self.trajtok_config}
+        if self.trajtok_config is not None and not isinstance(self.trajtok_config, (dict, TrajTokConfig)):
             raise ValueError(
-                f"tokenizer_config must be a dict or a TrajTokConfig, got {type(self.tokenizer_config).__name__}"
+                f"trajtok_config must be a dict or a TrajTokConfig, got {type(self.trajtok_config).__name__}"
             )
         if isinstance(self.vision_config, dict) and "model_type" not in self.vision_config:
             self.vision_config = {**_DEFAULT_VISION, **self.vision_config}
@@ -212,7 +216,7 @@ class TrajVLMConfig(PreTrainedConfig):
 
     def _validate_trajvlm(self):
         for name in (
-            "clip_length",
+            "chunk_size",
             "segmenter_image_size",
             "connector_depth",
             "connector_num_attention_heads",
@@ -279,12 +283,12 @@ class TrajVLMConfig(PreTrainedConfig):
             raise ValueError(f"text_config ({type(self.text_config).__name__}) must define an int hidden_size")
 
         if self.connector_type == "trajtok":
-            if not isinstance(self.tokenizer_config, TrajTokConfig):
-                raise ValueError("connector_type='trajtok' needs a tokenizer_config (the TrajTok segmenter)")
-            if self.tokenizer_config.chunk_size != self.clip_length:
+            if not isinstance(self.trajtok_config, TrajTokConfig):
+                raise ValueError("connector_type='trajtok' needs a trajtok_config (the TrajTok segmenter)")
+            if self.trajtok_config.chunk_size != self.chunk_size:
                 raise ValueError(
-                    f"tokenizer_config.chunk_size ({self.tokenizer_config.chunk_size}) must equal clip_length "
-                    f"({self.clip_length}): a clip of the connector is a chunk of the segmenter"
+                    f"trajtok_config.chunk_size ({self.trajtok_config.chunk_size}) must equal chunk_size "
+                    f"({self.chunk_size}): a chunk of the connector is a chunk of the segmenter"
                 )
             if vision.hidden_size % self.connector_num_attention_heads:
                 raise ValueError(
@@ -308,22 +312,22 @@ class TrajVLMConfig(PreTrainedConfig):
         return self.vision_config.image_size // self.vision_config.patch_size
 
     @property
-    def num_slots_per_clip(self) -> int:
-        """Upper bound of the LLM tokens of one full clip: K·n for TrajTok, the pooled grid for patch pooling."""
+    def num_slots_per_chunk(self) -> int:
+        """Upper bound of the LLM tokens of one full chunk: K·n for TrajTok, the pooled grid for patch pooling."""
         if self.connector_type == "trajtok":
-            return self.tokenizer_config.num_trajectories * self.tokens_per_trajectory
+            return self.trajtok_config.num_trajectories * self.tokens_per_trajectory
         pooled = math.ceil(self.patch_grid / self.patch_pool_size) ** 2
-        return pooled * math.ceil(self.clip_length / self.patch_pool_temporal_size)
+        return pooled * math.ceil(self.chunk_size / self.patch_pool_temporal_size)
 
     @property
     def video_slot_layout(self) -> dict:
-        """What [`TrajVLMProcessor`] needs to write one `<video>` per connector slot (the slot form): clips of
-        `clip_length` frames, each `ceil(frames / slot_group_frames) * slots_per_group` slots."""
+        """What [`TrajVLMProcessor`] needs to write one `<video>` per connector slot (the slot form): chunks of
+        `chunk_size` frames, each `ceil(frames / slot_group_frames) * slots_per_group` slots."""
         if self.connector_type == "trajtok":
-            group, per_group = self.clip_length, self.num_slots_per_clip
+            group, per_group = self.chunk_size, self.num_slots_per_chunk
         else:
             group, per_group = self.patch_pool_temporal_size, math.ceil(self.patch_grid / self.patch_pool_size) ** 2
-        return {"clip_length": self.clip_length, "slot_group_frames": group, "slots_per_group": per_group}
+        return {"chunk_size": self.chunk_size, "slot_group_frames": group, "slots_per_group": per_group}
 
 
 __all__ = ["TrajVLMConfig"]

@@ -353,9 +353,9 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         self.token_grid = config.token_grid
         self.backbone = _build_backbone(config.backbone_config)
         trajectory = config.probe_type == "trajectory"
-        self.segmenter = TrajTokModel(config.tokenizer_config) if trajectory else None
+        self.segmenter = TrajTokModel(config.trajtok_config) if trajectory else None
         self.query_projection = (
-            nn.Linear(config.tokenizer_config.hidden_size, width)
+            nn.Linear(config.trajtok_config.hidden_size, width)
             if trajectory and config.query_init != "mean_pool"
             else None
         )
@@ -418,7 +418,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
                 (a `...ForVideoClassification` checkpoint works too: its head is dropped).
             segmenter_name_or_path: a folder of a [`TrajTokModel`]; required for `probe_type="trajectory"`.
             config ([`TrajAdapterConfig`], *optional*): the probe settings; its `backbone_config` and
-                `tokenizer_config` are replaced by the pretrained models'. Without it,
+                `trajtok_config` are replaced by the pretrained models'. Without it,
                 `TrajAdapterConfig(**config_kwargs)` is used.
             backbone_kwargs, segmenter_kwargs: passed to the two `from_pretrained` calls.
         """
@@ -434,7 +434,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
         if config is None:
             config_kwargs["backbone_config"] = backbone.config.to_dict()
             if segmenter is not None:
-                config_kwargs["tokenizer_config"] = segmenter.config.to_dict()
+                config_kwargs["trajtok_config"] = segmenter.config.to_dict()
             config = TrajAdapterConfig(**config_kwargs)
         else:
             if config_kwargs:
@@ -442,7 +442,7 @@ class TrajAdapterForVideoClassification(TrajAdapterPreTrainedModel):
             values = config.to_dict()
             values["backbone_config"] = backbone.config.to_dict()
             if segmenter is not None:
-                values["tokenizer_config"] = segmenter.config.to_dict()
+                values["trajtok_config"] = segmenter.config.to_dict()
             config = TrajAdapterConfig.from_dict(values)
         if config.probe_type == "trajectory" and segmenter is None:
             raise ValueError("probe_type='trajectory' needs segmenter_name_or_path (a pretrained TrajTokModel folder)")

@@ -224,7 +224,7 @@ class TrajViT2VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         if config.vision_tokenizer == "trajtok":
-            self.tokenizer = TrajTokModel(config.tokenizer_config)
+            self.tokenizer = TrajTokModel(config.trajtok_config)
         else:
             self.tokenizer = ViT3DPatchTokenizer(config)
         width = config.hidden_size
@@ -798,7 +798,7 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                 segmentation_loss = trajectory_segmentation_loss(
                     logits,
                     segmentation_labels,
-                    tie_break=self.config.vision_config.tokenizer_config.matching_tie_break,
+                    tie_break=self.config.vision_config.trajtok_config.matching_tie_break,
                 )
                 loss = loss + self.config.segmentation_loss_weight * segmentation_loss
 

@@ -1,17 +1,17 @@
 """TrajVLM: TrajTok as the connector of a video LLM (Zheng et al., CVPR 2026, arXiv 2602.22779, Sec. 5).
 
-The LLM sees one token (or ``tokens_per_trajectory``) per *active* object trajectory of each clip instead of hundreds
+The LLM sees one token (or ``tokens_per_trajectory``) per *active* object trajectory of each chunk instead of hundreds
 of patches per frame:
 
 1. Vision tower (SigLIP by default) on every frame at its own size → patch features on a g×g grid (27×27 at 378²).
 2. Segmenter (a [`TrajTokModel`], frozen by default) on the same frames resized to ``segmenter_image_size`` with its
-   own normalisation → assignment logits on its 1/4 grid (56×56 at 224²) and its K trajectory queries per clip.
+   own normalisation → assignment logits on its 1/4 grid (56×56 at 224²) and its K trajectory queries per chunk.
 3. The logits are resized (bilinear) to the tower's g×g grid and argmax'd: the hard mask on the tower grid. A
    trajectory is active iff it owns at least one tower patch *after* this resize.
 4. The queries are linearly mapped to the tower width (+ Fourier-ring sub-token offsets when n > 1, the Matryoshka
    tokens of paper Sec. 3); a hard-mask refinement Perceiver (paper Sec. 3; the package's segment-softmax attention)
-   pools each trajectory's tower patches into its token(s). Clips of ``clip_length`` frames are tokenized independently
-   (as one batch); a last shorter clip is kept.
+   pools each trajectory's tower patches into its token(s). Chunks of ``chunk_size`` frames are tokenized independently
+   (as one batch); a last shorter chunk is kept.
 5. A 2-layer MLP projects the active tokens to the LLM width (LLaVA's projector).
 
 ``connector_type="patch_pool"`` replaces 2–4 by p×p (× temporal) average pooling of the tower features: the paper's
@@ -20,7 +20,7 @@ PatchVLM baseline, through the same projector and the same placeholder expansion
 Placeholders, two forms (vectorised, no loop over rows, videos or tokens):
 
 * slot form (what [`TrajVLMProcessor`] writes with a ``video_slot_layout``): one ``<video>`` per connector slot
-  (clips × K × n, fixed by the frame count). The active slots receive the video tokens; the empty ones get attention
+  (chunks × K × n, fixed by the frame count). The active slots receive the video tokens; the empty ones get attention
   mask 0 and are not counted in the positions (cumulative sum of the mask), so the LLM computes what it would without
   them. The cache remembers its empty slots, so every generation path (continuing from a returned cache, prompt-lookup
   and assisted decoding, beam search, ``inputs_embeds``) sees the same sequence as greedy decoding.
@@ -73,7 +73,7 @@ class TrajVLMVideoOutput(ModelOutput):
 
     Args:
         pooler_output (`tuple(torch.FloatTensor)`, one per video, each of shape `(num_video_tokens[i], D)`):
-            The projected tokens the LLM sees for each video, in clip order, then trajectory slot, then sub-token.
+            The projected tokens the LLM sees for each video, in chunk order, then trajectory slot, then sub-token.
             Only active trajectories: the count varies per video.
         video_embeds (`torch.FloatTensor` of shape `(sum(num_video_tokens), D)`):
             The same tokens packed video after video (what `forward` scatters into the sequence).
@@ -84,7 +84,7 @@ class TrajVLMVideoOutput(ModelOutput):
         last_hidden_state (`torch.FloatTensor` of shape `(B, N, D_v)`):
             Every connector slot before the projector (inactive slots hold finite values without meaning).
         trajectory_ids (`torch.LongTensor` of shape `(B, T, g, g)`, *optional*):
-            TrajTok only: the hard mask on the tower's patch grid, global ids ``c·K + k`` (clip c, trajectory k).
+            TrajTok only: the hard mask on the tower's patch grid, global ids ``c·K + k`` (chunk c, trajectory k).
         hidden_states, attentions (*optional*): the vision tower's, over all `B·T` frames, when asked for.
     """
 
@@ -181,7 +181,7 @@ class TrajVLMTrajectoryConnector(nn.Module):
         width = config.vision_config.hidden_size
         n = config.tokens_per_trajectory
         self.tokens_per_trajectory = n
-        self.query_projection = nn.Linear(config.tokenizer_config.hidden_size, width)
+        self.query_projection = nn.Linear(config.trajtok_config.hidden_size, width)
         self.subtoken_offsets = nn.Parameter(torch.empty(n, width)) if n > 1 else None
         # Its attention implementation is the model's (`attn_implementation=`, `set_attn_implementation`).
         self.perceiver = TrajTokPerceiver(
@@ -194,11 +194,11 @@ class TrajVLMTrajectoryConnector(nn.Module):
         )
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor, queries: torch.Tensor):
-        """One batch of clips.
+        """One batch of chunks.
 
         Args:
             features: (b, t, g, g, D_v) tower patch features.
-            logits: (b, t, h, w, K) the segmenter's assignment logits (local ids of the clip).
+            logits: (b, t, h, w, K) the segmenter's assignment logits (local ids of the chunk).
             queries: (b, K, D_s) the segmenter's trajectory queries.
         Returns:
             tokens (b, K·n, D_v), active (b, K) bool, ids (b, t, g, g) local trajectory id per tower patch.
@@ -246,14 +246,14 @@ def patch_pool(features: torch.Tensor, spatial: int, temporal: int) -> torch.Ten
     return pooled.to(features.dtype).flatten(2).transpose(1, 2)
 
 
-def _clip_groups(frames: int, clip: int) -> list[tuple[int, int, int]]:
-    """(start, stop, clips) of the full clips (as one group) and of a last shorter clip."""
-    num_full, remainder = divmod(frames, clip)
+def _chunk_groups(frames: int, chunk: int) -> list[tuple[int, int, int]]:
+    """(start, stop, chunks) of the full chunks (as one group) and of a last shorter chunk."""
+    num_full, remainder = divmod(frames, chunk)
     groups = []
     if num_full:
-        groups.append((0, num_full * clip, num_full))
+        groups.append((0, num_full * chunk, num_full))
     if remainder:
-        groups.append((num_full * clip, frames, 1))
+        groups.append((num_full * chunk, frames, 1))
     return groups
 
 
@@ -319,7 +319,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         self.vision_tower = from_sub_config(AutoModel, config.vision_config)
         drop_unused_tower_modules(self.vision_tower)
         if config.connector_type == "trajtok":
-            self.segmenter = TrajTokModel(config.tokenizer_config)
+            self.segmenter = TrajTokModel(config.trajtok_config)
             self.connector = TrajVLMTrajectoryConnector(config)
         else:
             self.segmenter = None
@@ -422,43 +422,43 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         g = config.patch_grid
         features, tower_outputs = self._tower_features(pixel_values_videos.flatten(0, 1), bool(output_attentions))
         features = features.reshape(b, t, g, g, -1)
-        groups = _clip_groups(t, config.clip_length)
+        groups = _chunk_groups(t, config.chunk_size)
 
         trajectory_ids = None
         if config.connector_type == "patch_pool":
             parts = []
-            for start, stop, clips in groups:
-                clip_features = features[:, start:stop].reshape(b * clips, (stop - start) // clips, g, g, -1)
-                pooled = patch_pool(clip_features, config.patch_pool_size, config.patch_pool_temporal_size)
+            for start, stop, chunks in groups:
+                chunk_features = features[:, start:stop].reshape(b * chunks, (stop - start) // chunks, g, g, -1)
+                pooled = patch_pool(chunk_features, config.patch_pool_size, config.patch_pool_temporal_size)
                 parts.append(pooled.reshape(b, -1, pooled.shape[-1]))
             tokens = torch.cat(parts, dim=1)
             token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         else:
             segmenter_frames = self._segmenter_frames(pixel_values_videos)
-            level = min(config.tokenizer_config.tokens_per_trajectory_choices)
+            level = min(config.trajtok_config.tokens_per_trajectory_choices)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not config.freeze_segmenter):
                 # Only the logits and queries are used: the segmenter's own refinement Perceiver is skipped.
                 segmentation = self.segmenter(
                     segmenter_frames, tokens_per_trajectory=level, output_trajectory_tokens=False, return_dict=True
                 )
-            num_traj = config.tokenizer_config.num_trajectories
-            logits = segmentation.assignment_logits  # (b, t, h, w, K), local ids per clip
+            num_traj = config.trajtok_config.num_trajectories
+            logits = segmentation.assignment_logits  # (b, t, h, w, K), local ids per chunk
             queries = segmentation.trajectory_queries
-            queries = queries.reshape(b, -1, num_traj, queries.shape[-1])  # (b, clips, K, D_s)
+            queries = queries.reshape(b, -1, num_traj, queries.shape[-1])  # (b, chunks, K, D_s)
             token_parts, active_parts, id_parts = [], [], []
-            first_clip = 0
-            for start, stop, clips in groups:
-                frames = (stop - start) // clips
-                clip_tokens, active, ids = self.connector(
-                    features[:, start:stop].reshape(b * clips, frames, g, g, -1),
-                    logits[:, start:stop].reshape(b * clips, frames, *logits.shape[2:]),
-                    queries[:, first_clip : first_clip + clips].flatten(0, 1),
+            first_chunk = 0
+            for start, stop, chunks in groups:
+                frames = (stop - start) // chunks
+                chunk_tokens, active, ids = self.connector(
+                    features[:, start:stop].reshape(b * chunks, frames, g, g, -1),
+                    logits[:, start:stop].reshape(b * chunks, frames, *logits.shape[2:]),
+                    queries[:, first_chunk : first_chunk + chunks].flatten(0, 1),
                 )
-                token_parts.append(clip_tokens.reshape(b, -1, clip_tokens.shape[-1]))
+                token_parts.append(chunk_tokens.reshape(b, -1, chunk_tokens.shape[-1]))
                 active_parts.append(active.reshape(b, -1))
-                clip_index = torch.arange(first_clip, first_clip + clips, device=ids.device).repeat(b)
-                id_parts.append((ids + (clip_index * num_traj).view(-1, 1, 1, 1)).reshape(b, stop - start, g, g))
-                first_clip += clips
+                chunk_index = torch.arange(first_chunk, first_chunk + chunks, device=ids.device).repeat(b)
+                id_parts.append((ids + (chunk_index * num_traj).view(-1, 1, 1, 1)).reshape(b, stop - start, g, g))
+                first_chunk += chunks
             tokens = torch.cat(token_parts, dim=1)
             token_mask = torch.cat(active_parts, dim=1).repeat_interleave(config.tokens_per_trajectory, dim=1)
             trajectory_ids = torch.cat(id_parts, dim=1)

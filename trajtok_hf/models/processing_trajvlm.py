@@ -6,7 +6,7 @@ ONE ``<video>`` token; ``processor(text=prompts, videos=clips, return_tensors="p
 ``attention_mask`` and ``pixel_values_videos`` (frames at the vision tower's size and normalisation).
 
 Slot form (``video_slot_layout`` set, e.g. ``TrajVLMProcessor(..., video_slot_layout=config.video_slot_layout)``): each
-``<video>`` is repeated once per connector *slot* of its video (C clips × K trajectories × n sub-tokens for TrajTok,
+``<video>`` is repeated once per connector *slot* of its video (C chunks × K trajectories × n sub-tokens for TrajTok,
 the pooled grid for patch pooling), a count known from the frame count alone. The model scatters the active
 trajectories' tokens into their slots and masks the empty ones (paper Sec. 5: the LLM attends only to active
 trajectories), so ``input_ids``, logits and KV cache have one length and every ``generate`` path works unchanged.
@@ -25,6 +25,7 @@ import os
 
 from transformers.processing_utils import ProcessingKwargs
 
+from .configuration_trajtok import rename_deprecated_keys
 from .processing_utils_trajtok import KeepAutoMapOnSaveMixin
 
 __all__ = ["TrajVLMProcessor", "DEFAULT_CHAT_TEMPLATE", "num_video_slots"]
@@ -52,19 +53,21 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-def num_video_slots(num_frames: int, clip_length: int, slot_group_frames: int, slots_per_group: int) -> int:
-    """Connector slots of a ``num_frames``-frame video: clips of ``clip_length`` frames (a last shorter clip kept),
-    each giving ``ceil(frames / slot_group_frames) * slots_per_group`` slots (TrajTok: one group of K·n slots per clip;
+def num_video_slots(num_frames: int, chunk_size: int, slot_group_frames: int, slots_per_group: int) -> int:
+    """Connector slots of a ``num_frames``-frame video: chunks of ``chunk_size`` frames (a last shorter chunk kept),
+    each giving ``ceil(frames / slot_group_frames) * slots_per_group`` slots (TrajTok: one group of K·n slots per chunk;
     patch pooling: a pooled grid per group of ``patch_pool_temporal_size`` frames)."""
-    full, remainder = divmod(num_frames, clip_length)
-    per_clip = -(-clip_length // slot_group_frames) * slots_per_group
-    return full * per_clip + (-(-remainder // slot_group_frames) * slots_per_group if remainder else 0)
+    full, remainder = divmod(num_frames, chunk_size)
+    per_chunk = -(-chunk_size // slot_group_frames) * slots_per_group
+    return full * per_chunk + (-(-remainder // slot_group_frames) * slots_per_group if remainder else 0)
 
 
 def _check_slot_layout(layout) -> dict | None:
-    keys = ("clip_length", "slot_group_frames", "slots_per_group")
+    keys = ("chunk_size", "slot_group_frames", "slots_per_group")
     if layout is None:
         return None
+    if isinstance(layout, dict):  # layouts saved with the deprecated key name load with a FutureWarning
+        layout = rename_deprecated_keys(layout, {"clip_length": "chunk_size"}, "video_slot_layout")
     if (
         not isinstance(layout, dict)
         or set(layout) != set(keys)

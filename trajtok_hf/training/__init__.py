@@ -5,7 +5,8 @@ per concern:
 
 * :mod:`.optim`: :func:`build_optimizer` — AdamW of the paper (Sec. 4: lr 1e-4, wd 0.02, betas (0.9, 0.999)) with no
   weight decay on norms, biases, learned latents/offsets, [CLS]/position embeddings and logit scales;
-  :func:`build_scheduler` — linear warm-up then cosine decay to ``min_lr_ratio`` (1 %) of the peak.
+  :func:`build_scheduler` — linear warm-up then cosine decay to ``min_lr_ratio`` (1 %) of the peak;
+  :func:`default_warmup_steps` — one epoch of warm-up, as the paper.
 * :mod:`.data` and :mod:`.loop`: :class:`SyntheticClipDataset` renders clips on the fly; :class:`EpochShuffleSampler`
   shuffles a finite dataset with an order that depends only on ``(seed, epoch)``; :func:`iterate_batches` walks
   epochs forever and resumes mid-epoch, keeping the :class:`TrainState` counters up to date.
@@ -18,7 +19,9 @@ per concern:
   (R@1/5/10 both directions), gathered over processes, computed with :mod:`trajtok_hf.metrics`.
 * :mod:`.presets` and :mod:`.text`: ``TRAJTOK_PRESETS`` / ``TRAJVIT2_PRESETS`` (``--preset tiny|small|base``) and
   :func:`build_caption_tokenizer`, a word-level BERT tokenizer over a closed caption vocabulary (no download).
-* :mod:`.cli`: :func:`add_training_args` / :func:`check_training_args`, the flags the scripts share.
+
+The command-line flags the scripts share live beside them (``examples/training_args.py``, standard library only), so
+that a script answers ``--help`` before it imports this package.
 """
 
 from .checkpoints import (
@@ -32,19 +35,17 @@ from .checkpoints import (
     STATE_FILE,
     CheckpointManager,
 )
-from .cli import (
-    VIDEO_FOLDER_METADATA,
-    add_output_dir_args,
-    add_training_args,
-    check_data_args,
-    check_output_dir,
-    check_training_args,
-    default_warmup_steps,
-)
 from .data import EpochShuffleSampler, SyntheticClipDataset, normalize_video
 from .evaluation import evaluate_retrieval, evaluate_segmentation, load_segmenter
 from .loop import TrainState, iterate_batches
-from .optim import NO_DECAY_NAME_PARTS, SEGMENTER_MODULES, build_optimizer, build_scheduler, parameter_groups
+from .optim import (
+    NO_DECAY_NAME_PARTS,
+    SEGMENTER_MODULES,
+    build_optimizer,
+    build_scheduler,
+    default_warmup_steps,
+    parameter_groups,
+)
 from .outputs import log_jsonl, save_final
 from .presets import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
 from .text import build_caption_tokenizer, synthetic_caption_words
@@ -62,19 +63,13 @@ __all__ = [
     "STATE_FILE",
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
-    "VIDEO_FOLDER_METADATA",
     "CheckpointManager",
     "EpochShuffleSampler",
     "SyntheticClipDataset",
     "TrainState",
-    "add_output_dir_args",
-    "add_training_args",
     "build_caption_tokenizer",
     "build_optimizer",
     "build_scheduler",
-    "check_data_args",
-    "check_output_dir",
-    "check_training_args",
     "default_warmup_steps",
     "evaluate_retrieval",
     "evaluate_segmentation",

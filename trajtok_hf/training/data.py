@@ -2,20 +2,33 @@
 normalisation applied in torch.
 
 * :class:`SyntheticClipDataset`: clip ``i`` of epoch ``e`` is a pure function of ``(seed, e · num_clips + i)``, so
-  processes and epochs see different clips and a resumed run sees the same ones.
+  processes and epochs see different clips and a resumed run sees the same ones. Its source is the shapes generator
+  (:class:`~trajtok_hf.data.SyntheticVideoConfig`), the photo composites
+  (:class:`~trajtok_hf.data.PhotoCompositeConfig`), or a weighted mixture of several configs.
 * :class:`EpochShuffleSampler`: shuffles a finite dataset with an order that depends only on ``(seed, epoch)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data import SyntheticVideoConfig, generate_clip
+from ..data import PhotoCompositeConfig, SyntheticVideoConfig, generate_clip, generate_composite
+
+ClipConfig = SyntheticVideoConfig | PhotoCompositeConfig
+
+
+def render_clip(config: ClipConfig, seed: int, index: int) -> dict[str, Any]:
+    """Clip ``index`` of ``seed`` from the generator that ``config`` configures (same output keys for both)."""
+    if isinstance(config, PhotoCompositeConfig):
+        return generate_composite(config, seed, index)
+    if isinstance(config, SyntheticVideoConfig):
+        return generate_clip(config, seed, index)
+    raise TypeError(f"config must be a SyntheticVideoConfig or a PhotoCompositeConfig, got {type(config).__name__}")
 
 
 def normalize_video(video: np.ndarray | torch.Tensor, video_processor) -> torch.Tensor:
@@ -58,11 +71,29 @@ class SyntheticClipDataset(Dataset):
     """
 
     def __init__(
-        self, config: SyntheticVideoConfig, seed: int, num_clips: int, video_processor, fresh_each_epoch: bool = True
+        self,
+        config: ClipConfig | Sequence[ClipConfig],
+        seed: int,
+        num_clips: int,
+        video_processor,
+        fresh_each_epoch: bool = True,
+        weights: Sequence[float] | None = None,
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
-        self.config = config
+        configs = tuple(config) if isinstance(config, (list, tuple)) else (config,)
+        if not configs or not all(isinstance(c, (SyntheticVideoConfig, PhotoCompositeConfig)) for c in configs):
+            raise TypeError(
+                "config must be a SyntheticVideoConfig, a PhotoCompositeConfig or a non-empty sequence of them"
+            )
+        if weights is None:
+            weights = [1.0] * len(configs)
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(configs),) or not np.all(weights >= 0) or weights.sum() <= 0:
+            raise ValueError(f"weights must be {len(configs)} non-negative numbers with a positive sum, got {weights}")
+        self.config = configs[0] if len(configs) == 1 else configs
+        self.configs = configs
+        self.cumulative_weights = np.cumsum(weights / weights.sum())
         self.seed = int(seed)
         self.num_clips = num_clips
         self.video_processor = video_processor
@@ -79,12 +110,20 @@ class SyntheticClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips")
-        clip = generate_clip(self.config, self.seed, self.epoch * self.num_clips + int(index))
+        clip_index = self.epoch * self.num_clips + int(index)
+        clip = render_clip(self.configs[self._source(clip_index)], self.seed, clip_index)
         return {
             "pixel_values_videos": normalize_video(clip["video"], self.video_processor),
             "segmentation_labels": torch.from_numpy(clip["segmentation_labels"]),
             "caption": clip["caption"],
         }
+
+    def _source(self, clip_index: int) -> int:
+        """Which config renders clip ``clip_index``: a draw from ``weights`` that depends only on (seed, index)."""
+        if len(self.configs) == 1:
+            return 0
+        draw = np.random.default_rng([self.seed, clip_index, len(self.configs)]).random()
+        return min(int(np.searchsorted(self.cumulative_weights, draw, side="right")), len(self.configs) - 1)
 
 
 class EpochShuffleSampler(Sampler[int]):

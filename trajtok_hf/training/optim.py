@@ -4,11 +4,12 @@ warm-up, gradient clip 10).
 :func:`build_optimizer` is AdamW over :func:`parameter_groups` (no weight decay on norms, biases, learned
 latents/offsets, [CLS]/position embeddings and logit scales; optional per-module learning rates);
 :func:`build_scheduler` is a linear warm-up then a cosine decay to ``min_lr_ratio`` (1 %) of the peak (transformers'
-``"cosine_with_min_lr"``).
+``"cosine_with_min_lr"``); :func:`default_warmup_steps` picks the warm-up length (one epoch, as the paper).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,3 +138,12 @@ def build_scheduler(
         num_training_steps=num_training_steps,
         scheduler_specific_kwargs={"min_lr_rate": min_lr_ratio},
     )
+
+
+def default_warmup_steps(max_steps: int, steps_per_epoch: int | None, warmup_steps: int | None = None) -> int:
+    """The warm-up of a run of ``max_steps`` optimizer steps: ``warmup_steps`` when given, else one epoch (paper
+    Sec. 4) when the epoch length is known, else 5 % of ``max_steps``; always below ``max_steps``."""
+    if warmup_steps is not None:
+        return warmup_steps
+    guess = steps_per_epoch if steps_per_epoch else math.ceil(0.05 * max_steps)
+    return int(min(guess, max_steps - 1))

@@ -1,6 +1,6 @@
-"""The command line the training scripts share (trajtok_hf/training/cli.py), through the scripts' own
-``parse_args``: bad values are refused with a message naming the flag (exit status 2), and a non-empty
-``--output_dir`` is refused unless overwritten or resumed from."""
+"""The command line the example scripts share (examples/training_args.py), through the scripts' own ``parse_args``:
+bad values are refused with a message naming the flag (exit status 2), and a non-empty ``--output_dir`` is refused
+unless overwritten or resumed from. The names it spells out instead of importing the package match the package's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import argparse
 from pathlib import Path
 
 import pytest
+import training_args
 from testers import load_file_module
+from training_args import check_output_dir, check_resume_arg
+
+from trajtok_hf.data import video_folder, video_qa
+from trajtok_hf.training import STATE_FILE, TRAJTOK_PRESETS, TRAJVIT2_PRESETS, default_warmup_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTER = ROOT / "examples" / "train_segmenter.py"
@@ -100,8 +105,6 @@ def test_training_cli_refuses_a_non_empty_output_dir(tmp_path, capsys, extra, re
 
 
 def test_training_cli_accepts_a_checkpoint_inside_the_output_dir_only(tmp_path, capsys):
-    from trajtok_hf.training import check_output_dir
-
     parser = argparse.ArgumentParser()
     args = argparse.Namespace(output_dir=str(tmp_path / "run"), overwrite_output_dir=False)
     (tmp_path / "run" / "checkpoints" / "step_2").mkdir(parents=True)
@@ -110,3 +113,60 @@ def test_training_cli_accepts_a_checkpoint_inside_the_output_dir_only(tmp_path, 
     with pytest.raises(SystemExit):
         check_output_dir(parser, args, resume=str(tmp_path / "elsewhere"))
     assert "--output_dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ([STATE_FILE, "model.safetensors"], None),
+        (["model.safetensors"], "not a complete checkpoint"),  # killed before its state was written
+        ([], "not a complete checkpoint"),
+    ],
+)
+def test_resume_needs_a_complete_checkpoint(tmp_path, capsys, files, message):
+    for name in files:
+        (tmp_path / name).write_text("{}")
+    if message is None:
+        check_resume_arg(argparse.ArgumentParser(), str(tmp_path))
+        return
+    with pytest.raises(SystemExit) as info:
+        check_resume_arg(argparse.ArgumentParser(), str(tmp_path))
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Names the scripts spell out (so that parsing imports no package) match the package's
+
+
+def _finetune_question_types():
+    return load_file_module(ROOT / "examples" / "finetune_trajvlm_lora.py").QUESTION_TYPES
+
+
+@pytest.mark.parametrize(
+    "spelled_out, package",
+    [
+        (lambda: training_args.STATE_FILE, STATE_FILE),
+        (lambda: set(training_args.PRESET_NAMES), set(TRAJTOK_PRESETS)),
+        (lambda: set(training_args.PRESET_NAMES), set(TRAJVIT2_PRESETS)),
+        (lambda: training_args.VIDEO_FOLDER_METADATA, video_folder.METADATA_FILENAMES),
+        (_finetune_question_types, video_qa.QUESTION_TYPES),
+    ],
+    ids=["state_file", "trajtok_presets", "trajvit2_presets", "video_folder_metadata", "question_types"],
+)
+def test_spelled_out_names_match_the_package(spelled_out, package):
+    assert spelled_out() == package
+
+
+@pytest.mark.parametrize(
+    "max_steps, steps_per_epoch, warmup_steps, expected",
+    [
+        (1000, None, 7, 7),  # --warmup_steps wins
+        (1000, 40, None, 40),  # one epoch of --data DIR (paper Sec. 4)
+        (1000, None, None, 50),  # synthetic data: 5 % of --max_steps
+        (101, None, None, 6),  # 5 % rounded up
+        (10, 40, None, 9),  # always below --max_steps
+        (1, None, None, 0),
+    ],
+)
+def test_default_warmup_steps(max_steps, steps_per_epoch, warmup_steps, expected):
+    assert default_warmup_steps(max_steps, steps_per_epoch, warmup_steps) == expected

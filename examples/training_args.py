@@ -1,4 +1,8 @@
-"""Command-line flags the training scripts share, and their checks (``parser.error``: usage + message, exit status 2).
+"""Command-line flags the example scripts share, and their checks (``parser.error``: usage + message, exit status 2).
+
+Standard library only, like the ``utils_*.py`` modules beside transformers' own examples: a script imports it by name
+(``python examples/x.py`` and ``accelerate launch examples/x.py`` put this folder on ``sys.path``) and parses its
+arguments before it imports torch, transformers or trajtok_hf, so that ``--help`` and usage errors answer at once.
 
 Defaults are the paper's optimisation settings (Sec. 4). A non-empty ``--output_dir`` is refused unless
 ``--overwrite_output_dir`` is given or the run resumes from a checkpoint inside it.
@@ -7,11 +11,16 @@ Defaults are the paper's optimisation settings (Sec. 4). A non-empty ``--output_
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
-from .checkpoints import STATE_FILE, CheckpointManager
+# Names the package defines too; spelled out here so that parsing needs no import of it (tests check they match).
+STATE_FILE = "trainer_state.json"
+"""``trajtok_hf.training.STATE_FILE``: the file a complete checkpoint folder holds (written last)."""
+PRESET_NAMES = ("tiny", "small", "base")
+"""The keys of ``trajtok_hf.training.TRAJTOK_PRESETS`` and ``TRAJVIT2_PRESETS`` (``--preset``)."""
+VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+"""What ``trajtok_hf.data.load_video_text_dataset`` reads in a video folder."""
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -86,18 +95,22 @@ def check_output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     )
 
 
-VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
-
-
-def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace, flags=("data", "eval_data")) -> None:
-    """``parser.error`` naming the flag unless each of ``flags`` is None, ``'synthetic'`` or a video folder with a
-    ``metadata.jsonl`` / ``metadata.csv`` (what :func:`trajtok_hf.data.load_video_text_dataset` reads)."""
+def check_data_args(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    flags=("data", "eval_data"),
+    generated=("synthetic",),
+) -> None:
+    """``parser.error`` naming the flag unless each of ``flags`` is None, one of ``generated`` (the names of the
+    generators the script renders on the fly) or a video folder with a ``metadata.jsonl`` / ``metadata.csv`` (what
+    ``trajtok_hf.data.load_video_text_dataset`` reads)."""
     for flag in flags:
         value = getattr(args, flag)
-        if value in (None, "synthetic"):
+        if value is None or value in generated:
             continue
         if not os.path.isdir(value):
-            parser.error(f"--{flag} {value}: not a folder (use 'synthetic' or a video folder with metadata.jsonl)")
+            names = " or ".join(repr(name) for name in generated)
+            parser.error(f"--{flag} {value}: not a folder (use {names} or a video folder with metadata.jsonl)")
         if not any(os.path.isfile(os.path.join(value, name)) for name in VIDEO_FOLDER_METADATA):
             parser.error(f"--{flag} {value}: no metadata.jsonl or metadata.csv there (a video folder lists its clips)")
 
@@ -135,19 +148,15 @@ def check_training_args(parser: argparse.ArgumentParser, args: argparse.Namespac
     for name in ("adam_beta1", "adam_beta2"):
         if not 0.0 <= getattr(args, name) < 1.0:
             parser.error(f"--{name} must lie in [0, 1), got {getattr(args, name)}")
-    spec = args.resume_from_checkpoint
-    if spec not in (None, "", "latest"):
-        if not os.path.isdir(spec):
-            parser.error(f"--resume_from_checkpoint {spec}: no such checkpoint folder (or use 'latest')")
-        if not CheckpointManager.is_complete(spec):
-            parser.error(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
-    check_output_dir(parser, args, resume=spec)
+    check_resume_arg(parser, args.resume_from_checkpoint)
+    check_output_dir(parser, args, resume=args.resume_from_checkpoint)
 
 
-def default_warmup_steps(args: argparse.Namespace, steps_per_epoch: int | None) -> int:
-    """``--warmup_steps``, or one epoch (paper) when the epoch is known, else 5 % of ``--max_steps``; always
-    below ``--max_steps``."""
-    if args.warmup_steps is not None:
-        return args.warmup_steps
-    guess = steps_per_epoch if steps_per_epoch else math.ceil(0.05 * args.max_steps)
-    return int(min(guess, args.max_steps - 1))
+def check_resume_arg(parser: argparse.ArgumentParser, spec: str | None) -> None:
+    """``parser.error`` unless ``--resume_from_checkpoint`` is unset, ``'latest'`` or a complete checkpoint folder."""
+    if spec in (None, "", "latest"):
+        return
+    if not os.path.isdir(spec):
+        parser.error(f"--resume_from_checkpoint {spec}: no such checkpoint folder (or use 'latest')")
+    if not os.path.isfile(os.path.join(spec, STATE_FILE)):
+        parser.error(f"--resume_from_checkpoint {spec}: not a complete checkpoint (no {STATE_FILE})")
