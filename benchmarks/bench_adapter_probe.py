@@ -169,7 +169,7 @@ def train_segmenter(args, gen_config) -> TrajTokModel:
     for step in range(1, args.segmenter_steps + 1):
         videos, labels = next(data)
         out = model(videos, tokens_per_trajectory=1)
-        loss = trajectory_segmentation_loss(out.assignment_logits, labels)
+        loss = trajectory_segmentation_loss(out.assignment_logits, labels, chunk_size=model.config.chunk_size)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()

@@ -1,16 +1,30 @@
-"""How well a TrajTok segmenter finds the objects of held-out synthetic clips (FG-ARI, matched mIoU).
+"""How well a TrajTok segmenter finds the objects of held-out clips (FG-ARI, matched mIoU), on synthetic shapes or on
+composites of photographs it never saw.
 
-With no arguments: the segmenter shipped in ``checkpoints/trajtok-small-shapes`` segments the demo's 500 held-out
-clips (seed 2,000,000, 1–3 objects, never used in training) and its hard trajectory ids are scored against the exact
-trajectories on the 1/4 label grid: FG-ARI, ARI, Hungarian-matched mIoU / FG-mIoU, FG-ARI by objects per clip, the
-objects that share a trajectory with another object ("merged") and, by texture, the objects with a cell outside
-their trajectory ("missed").
+``--data shapes`` (the default): the segmenter shipped in ``checkpoints/trajtok-small-shapes`` segments the demo's
+500 held-out clips (seed 2,000,000, 1–3 objects, never used in training) and its hard trajectory ids are scored
+against the exact trajectories on the 1/4 label grid: FG-ARI, ARI, Hungarian-matched mIoU / FG-mIoU, FG-ARI by
+objects per clip, the objects that share a trajectory with another object ("merged") and, by texture, the objects
+with a cell outside their trajectory ("missed").
+
+``--data photos``: ``--clips_per_photo`` photo composites (:mod:`trajtok_hf.data.photo_composites`, 1–4 sprites)
+per held-out photo (``chelsea``, ``coffee``, ``grace_hopper``: no training composite ever uses them). A clip of
+photo P cuts its background *and* every sprite texture from P, so the sprites must be told apart from the very
+photo they sit on. Every photo gets the same clip indices (same sprite counts, shapes, sizes and paths), so the
+per-photo rows differ only by the photo. Reported: the four numbers overall, per held-out photo, per object count
+(FG-ARI is per clip), and per object size — small / medium / large, the generator's size class (longer side at
+mid-clip below 22 %, 22–32 %, above 32 % of the frame's shorter side) — as the mean per-object IoU and recall of the
+trajectory matched to the object (the Hungarian matching of FG-mIoU over the whole clip: the objects' IoUs of a clip
+average to its FG-mIoU; recall is the fraction of the object's cells inside that trajectory). The same four numbers
+on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as markdown tables.
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
     python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --save_metrics seg.json
+    python examples/evaluate_segmenter.py --data photos --save_metrics photos.json
 
-Only the assignment (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
+Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
+(paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
 """
 
 from __future__ import annotations
@@ -25,37 +39,51 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajtok-small-shapes"
 HELD_OUT_SEED = 2_000_000  # the retrieval demo's clips; training used seed 0, its evaluation seed 1,000,000
+DEFAULT_MAX_OBJECTS = {"shapes": 3, "photos": 4}  # the demo's clips; the photo generator's default
+METRIC_KEYS = ("FG-ARI", "ARI", "mIoU", "FG-mIoU")
+OBJECT_KEYS = ("IoU", "recall")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a TrajTok segmenter folder or a TrajViT2 folder")
-    parser.add_argument("--num_clips", type=int, default=500)
+    parser.add_argument(
+        "--data",
+        choices=("shapes", "photos"),
+        default="shapes",
+        help="held-out synthetic shapes, or composites of the held-out photos (then also the shapes, overall)",
+    )
+    parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips")
+    parser.add_argument(
+        "--clips_per_photo", type=int, default=200, help="composites per held-out photo (--data photos)"
+    )
     parser.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the processor's)")
-    parser.add_argument("--max_objects", type=int, default=3, help="objects per clip: 1..max (the demo's 3)")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="synthetic data seed")
+    parser.add_argument(
+        "--max_objects",
+        type=int,
+        default=None,
+        help="objects per clip: 1..max (default: 3 for the shapes, as in the demo; 4 for the photo composites)",
+    )
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="data seed (shapes and composites)")
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--save_metrics",
         default=None,
-        help="also write the numbers as JSON (the --eval_results format of push_to_hub.py)",
+        help="also write the numbers as JSON (the --eval_results format of push_to_hub.py, plus the breakdown)",
     )
     args = parser.parse_args(argv)
-    for name in ("num_clips", "batch_size", "max_objects"):
+    for name in ("num_clips", "clips_per_photo", "batch_size"):
         if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("num_frames", "max_objects"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.num_frames is not None and args.num_frames < 1:
-        parser.error(f"--num_frames must be >= 1, got {args.num_frames}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a save_pretrained folder)")
-    try:
-        torch.device(args.device)
-    except RuntimeError as error:
-        parser.error(f"--device {args.device}: {error}")
     return args
 
 
@@ -63,13 +91,90 @@ if __name__ == "__main__":
     parse_args()  # answers --help and usage errors before the heavy imports below
 
 # Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip
-from trajtok_hf.metrics import fg_ari_by_object_count, object_errors, segmentation_metrics
+from trajtok_hf.data import (
+    HELD_OUT_PHOTOS,
+    IGNORE_INDEX,
+    SIZE_CLASSES,
+    PhotoCompositeConfig,
+    SyntheticVideoConfig,
+    generate_clip,
+    generate_composite,
+)
+from trajtok_hf.metrics import (
+    fg_ari_by_object_count,
+    markdown_table,
+    mean_by_group,
+    object_counts,
+    object_errors,
+    object_scores,
+    segmentation_metrics,
+)
 from trajtok_hf.training import load_segmenter
+
+# --------------------------------------------------------------------------------------------------------------
+# Clips and the segmenter's ids
+
+
+def frame_size(video_processor) -> tuple[int, int]:
+    """``(height, width)`` of the frames the processor makes (its resize, then its optional centre crop)."""
+    size = video_processor.crop_size if getattr(video_processor, "do_center_crop", False) else video_processor.size
+    if "height" in size:
+        return int(size["height"]), int(size["width"])
+    return int(size["shortest_edge"]), int(size["shortest_edge"])
+
+
+def shapes_clips(num_clips: int, frames: int, size: tuple[int, int], max_objects: int, seed: int) -> list[dict]:
+    config = SyntheticVideoConfig(num_frames=frames, height=size[0], width=size[1], max_objects=max_objects)
+    return [generate_clip(config, seed, i) for i in range(num_clips)]
+
+
+def photo_clips(clips_per_photo: int, frames: int, size: tuple[int, int], max_objects: int, seed: int) -> list[dict]:
+    """``clips_per_photo`` composites per held-out photo, each tagged with its ``"photo"``; indices are shared."""
+    clips = []
+    for photo in HELD_OUT_PHOTOS:
+        config = PhotoCompositeConfig(
+            num_frames=frames,
+            height=size[0],
+            width=size[1],
+            max_objects=max_objects,
+            split="held_out",
+            photos=(photo,),
+        )
+        clips.extend({**generate_composite(config, seed, i), "photo": photo} for i in range(clips_per_photo))
+    return clips
+
+
+@torch.inference_mode()
+def segment(segmenter, video_processor, clips: list[dict], batch_size: int, device: str, progress: bool) -> list:
+    """The segmenter's hard trajectory ids ``(T, h, w)`` of every clip, computed in batches."""
+    trajectory_ids = []
+    for first in tqdm(range(0, len(clips), batch_size), desc="segment", disable=not progress):
+        videos = [clip["video"] for clip in clips[first : first + batch_size]]
+        pixel_values = video_processor(videos, return_tensors="pt")["pixel_values_videos"].to(device)
+        output = segmenter(pixel_values_videos=pixel_values, output_trajectory_tokens=False)
+        trajectory_ids.extend(output.trajectory_ids.cpu())
+    expected, got = tuple(clips[0]["segmentation_labels"].shape), tuple(trajectory_ids[0].shape)
+    if expected != got:
+        raise SystemExit(f"error: the model's ids are {got}, the labels {expected}: is the mask stride not 4?")
+    return trajectory_ids
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scores
+
+
+def overall_scores(trajectory_ids, clips) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The four numbers over all clips, and their per-clip values."""
+    labels = [clip["segmentation_labels"] for clip in clips]
+    scores = segmentation_metrics(
+        trajectory_ids, labels, background_id=0, ignore_index=IGNORE_INDEX, return_per_clip=True
+    )
+    return {key: scores[key] for key in METRIC_KEYS}, scores["per_clip"]
 
 
 def object_report(trajectory_ids, clips) -> dict:
@@ -91,45 +196,68 @@ def object_report(trajectory_ids, clips) -> dict:
     }
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    try:
-        segmenter, video_processor = load_segmenter(args.model)
-    except ValueError as error:
-        raise SystemExit(f"error: --model {error}") from None
-    segmenter = segmenter.to(args.device).eval()
-    size = video_processor.size
-    frames = args.num_frames or video_processor.num_frames or 8
-    config = SyntheticVideoConfig(
-        num_frames=frames, height=size["height"], width=size["width"], max_objects=args.max_objects
+def objects_by_size(trajectory_ids, clips) -> dict[str, dict[str, float]]:
+    """Mean IoU and recall of the trajectory matched to each object, by the object's size class."""
+    sizes, columns = [], {key: [] for key in OBJECT_KEYS}
+    for ids, clip in zip(trajectory_ids, clips, strict=True):
+        scores = object_scores(ids, clip["segmentation_labels"], background_id=0, ignore_index=IGNORE_INDEX)
+        sizes.extend(clip["objects"][obj_id - 1]["size"] for obj_id in scores["ids"].tolist())
+        columns["IoU"].append(scores["iou"])
+        columns["recall"].append(scores["recall"])
+    values = {key: np.concatenate(parts) for key, parts in columns.items()}
+    return mean_by_group(sizes, values, order=tuple(SIZE_CLASSES), count_name="objects")
+
+
+def photo_breakdown(trajectory_ids, clips) -> dict:
+    """The four numbers overall, per held-out photo and per object count; IoU / recall per object size."""
+    metrics, per_clip = overall_scores(trajectory_ids, clips)
+    counts = object_counts([clip["segmentation_labels"] for clip in clips], background_id=0, ignore_index=IGNORE_INDEX)
+    per_clip = {key: per_clip[key] for key in METRIC_KEYS}
+    return {
+        "metrics": metrics,
+        "by_photo": mean_by_group(
+            [clip["photo"] for clip in clips], per_clip, order=HELD_OUT_PHOTOS, count_name="clips"
+        ),
+        "by_objects_per_clip": mean_by_group(counts, per_clip, count_name="clips"),
+        "by_object_size": objects_by_size(trajectory_ids, clips),
+    }
+
+
+def breakdown_tables(report: dict, shapes: dict[str, float]) -> str:
+    """The breakdown as markdown tables (for docs/results.md and a model card's notes)."""
+    clip_columns = [*METRIC_KEYS, "clips"]
+    overall = {"held-out photo composites": report["metrics"], "held-out shapes": shapes}
+    return "\n\n".join(
+        [
+            markdown_table(overall, METRIC_KEYS, first_column="data"),
+            markdown_table(report["by_photo"], clip_columns, first_column="held-out photo"),
+            markdown_table(report["by_objects_per_clip"], clip_columns, first_column="objects per clip"),
+            markdown_table(report["by_object_size"], [*OBJECT_KEYS, "objects"], first_column="object size"),
+        ]
     )
-    clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
 
-    trajectory_ids = []
-    with torch.inference_mode():
-        for first in tqdm(range(0, len(clips), args.batch_size), desc="segment", disable=args.no_progress):
-            videos = [clip["video"] for clip in clips[first : first + args.batch_size]]
-            pixel_values = video_processor(videos, return_tensors="pt")["pixel_values_videos"].to(args.device)
-            output = segmenter(pixel_values_videos=pixel_values, output_trajectory_tokens=False)
-            trajectory_ids.extend(output.trajectory_ids.cpu())
 
+def _numbers(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key} {metrics[key]:.3f}" for key in METRIC_KEYS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The two evaluations
+
+
+def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
+    max_objects = args.max_objects or DEFAULT_MAX_OBJECTS["shapes"]
+    clips = shapes_clips(args.num_clips, frames, size, max_objects, args.seed)
+    trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
+    metrics, per_clip = overall_scores(trajectory_ids, clips)
     labels = [clip["segmentation_labels"] for clip in clips]
-    scores = segmentation_metrics(
-        trajectory_ids, labels, background_id=0, ignore_index=IGNORE_INDEX, return_per_clip=True
-    )
-    by_objects = fg_ari_by_object_count(scores["per_clip"]["FG-ARI"], labels, ignore_index=IGNORE_INDEX)
+    by_objects = fg_ari_by_object_count(per_clip["FG-ARI"], labels, ignore_index=IGNORE_INDEX)
     objects = object_report(trajectory_ids, clips)
-
-    print(f"\nsegmenter: {args.model} ({type(segmenter).__name__}, K = {segmenter.config.num_trajectories})")
     print(
-        f"data: {len(clips)} synthetic clips (seed {args.seed}, 1–{args.max_objects} objects, {frames} frames of "
-        f"{size['height']}×{size['width']}), labels on the {labels[0].shape[1]}×{labels[0].shape[2]} grid"
+        f"data: {len(clips)} synthetic clips (seed {args.seed}, 1–{max_objects} objects, {frames} frames of "
+        f"{size[0]}×{size[1]}), labels on the {labels[0].shape[1]}×{labels[0].shape[2]} grid"
     )
-    print(
-        f"FG-ARI {scores['FG-ARI']:.3f}  ARI {scores['ARI']:.3f}  mIoU {scores['mIoU']:.3f}  "
-        f"FG-mIoU {scores['FG-mIoU']:.3f}"
-    )
+    print(_numbers(metrics))
     print(
         "FG-ARI by objects per clip: "
         + " · ".join(f"{count}: {value['FG-ARI']:.3f} ({value['clips']} clips)" for count, value in by_objects.items())
@@ -142,29 +270,77 @@ def main(argv=None) -> dict:
             for texture, v in objects["missed_by_texture"].items()
         )
     )
-    print(f"total {time.perf_counter() - start:.1f} s")
+    record = {
+        "metrics": metrics,
+        "dataset": {
+            "type": "synthetic-shapes",
+            "name": "trajtok_hf synthetic shapes",
+            "split": f"held-out (seed {args.seed}, {len(clips)} clips)",
+        },
+        "fg_ari_by_objects_per_clip": by_objects,
+        "objects": objects,
+        "num_clips": len(clips),
+    }
+    return record, {**metrics, "by_objects": by_objects, "objects": objects}
 
-    metrics = {key: scores[key] for key in ("FG-ARI", "ARI", "mIoU", "FG-mIoU")}
+
+def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
+    max_objects = args.max_objects or DEFAULT_MAX_OBJECTS["photos"]
+    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed)
+    trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
+    report = photo_breakdown(trajectory_ids, clips)
+    print(
+        f"data: {args.clips_per_photo} photo composites per held-out photo ({', '.join(HELD_OUT_PHOTOS)}; seed "
+        f"{args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
+    )
+    print(f"photo composites: {_numbers(report['metrics'])}")
+    shapes_record, _ = evaluate_shapes(args, segmenter, video_processor, frames, size)
+    tables = breakdown_tables(report, shapes_record["metrics"])
+    print("\n" + tables)
+    record = {
+        "metrics": report["metrics"],
+        "dataset": {
+            "type": "trajtok_hf-photo-composites",
+            "name": f"trajtok_hf photo composites of the held-out photos {', '.join(HELD_OUT_PHOTOS)}",
+            "split": f"held-out photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
+        },
+        **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
+        "by_object_size_definition": (
+            "per object: IoU and recall of the trajectory matched to it by FG-mIoU's Hungarian matching over the "
+            "clip; size classes of trajtok_hf.data.SIZE_CLASSES (longer side at mid-clip / shorter frame side)"
+        ),
+        "shapes": shapes_record,
+        "tables_markdown": tables,
+        "num_clips_per_photo": args.clips_per_photo,
+    }
+    return record, {**report, "shapes": shapes_record["metrics"], "tables": tables}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        raise SystemExit(f"error: --device {args.device}: {error}") from None
+    try:
+        segmenter, video_processor = load_segmenter(args.model)
+    except ValueError as error:
+        raise SystemExit(f"error: --model {error}") from None
+    segmenter = segmenter.to(device).eval()
+    size = frame_size(video_processor)
+    frames = args.num_frames or video_processor.num_frames or 8
+    print(f"segmenter: {args.model} ({type(segmenter).__name__}, K = {segmenter.config.num_trajectories})")
+    evaluate = evaluate_photos if args.data == "photos" else evaluate_shapes
+    record, result = evaluate(args, segmenter, video_processor, frames, size)
+    print(f"total {time.perf_counter() - start:.1f} s")
     if args.save_metrics:
-        # The --eval_results format of push_to_hub.py (the segmenter's model card quotes these numbers).
-        record = {
-            "metrics": metrics,
-            "dataset": {
-                "type": "synthetic-shapes",
-                "name": "trajtok_hf synthetic shapes",
-                "split": f"held-out (seed {args.seed}, {len(clips)} clips)",
-            },
-            "fg_ari_by_objects_per_clip": by_objects,
-            "objects": objects,
-            "model": args.model,
-            "num_clips": len(clips),
-            "num_frames": frames,
-            "device": args.device,
-        }
+        # The --eval_results format of push_to_hub.py (the segmenter's model card quotes "metrics" and "dataset").
+        record.update(model=args.model, num_frames=frames, device=args.device)
         Path(args.save_metrics).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_metrics).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.save_metrics}")
-    return {**metrics, "by_objects": by_objects, "objects": objects}
+    return result
 
 
 if __name__ == "__main__":

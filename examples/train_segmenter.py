@@ -45,6 +45,13 @@ def parse_args(argv=None):
         default=None,
         help="start from a saved TrajTokModel folder (or the tokenizer of a TrajViT2 folder) instead of a preset",
     )
+    g.add_argument(
+        "--backbone",
+        default=None,
+        metavar="PATH",
+        help="start the preset's backbone from a pretrained transformers ConvNeXt / DINOv3-ConvNeXt folder or Hub id "
+        "(its architecture replaces the preset's; TrajTokModel.from_pretrained_backbone)",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
     g.add_argument(
         "--shapes_fraction",
@@ -107,6 +114,8 @@ def parse_args(argv=None):
             parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
     check_data_args(parser, args, flags=("data",), generated=("synthetic", "photos"))
     check_data_args(parser, args, flags=("eval_data",))
+    if args.model is not None and args.backbone is not None:
+        parser.error("--backbone starts a new model from a pretrained backbone; --model already has one")
     if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
     return args
@@ -245,10 +254,17 @@ def main(argv=None):
         except ValueError as error:
             raise SystemExit(f"error: --model {error}") from None
     else:
-        model = TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS[args.preset]))
+        config = TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+        try:  # --backbone: the checkpoint's backbone architecture and weights replace the preset's backbone
+            model = (
+                TrajTokModel.from_pretrained_backbone(args.backbone, config) if args.backbone else TrajTokModel(config)
+            )
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: --backbone {error}") from None
     if args.matching_tie_break is not None:
         model.config.matching_tie_break = args.matching_tie_break
     tie_break = model.config.matching_tie_break
+    chunk_size = model.config.chunk_size  # the loss matches per chunk: slots are chunk-local
     processor = TrajTokVideoProcessor(
         size={"height": args.frame_size, "width": args.frame_size}, num_frames=args.num_frames
     )
@@ -326,7 +342,11 @@ def main(argv=None):
             # gradient and saves its forward and backward in every step.
             out = model(pixel_values_videos=batch["pixel_values_videos"], output_trajectory_tokens=False)
             losses = trajectory_segmentation_loss(
-                out.assignment_logits, batch["segmentation_labels"], return_dict=True, tie_break=tie_break
+                out.assignment_logits,
+                batch["segmentation_labels"],
+                return_dict=True,
+                tie_break=tie_break,
+                chunk_size=chunk_size,
             )
             accelerator.backward(losses["loss"])
             if accelerator.sync_gradients:

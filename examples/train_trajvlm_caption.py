@@ -195,7 +195,7 @@ def pretrain_segmenter(args, model, processor, synth, accelerator):
         labels = labels.to(accelerator.device)
         frames = model.model._segmenter_frames(pixels.to(accelerator.device))
         out = segmenter(frames, tokens_per_trajectory=1)
-        loss = trajectory_segmentation_loss(out.assignment_logits, labels)
+        loss = trajectory_segmentation_loss(out.assignment_logits, labels, chunk_size=segmenter.config.chunk_size)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(segmenter.parameters(), 10.0)
         optimizer.step()

@@ -119,3 +119,38 @@ def test_save_trajectory_pictures_writes_png_and_gif(tmp_path):
         assert animation.n_frames == 4
     with pytest.raises(ValueError, match="chunk_size"):
         save_trajectory_pictures([video], [ids], 0, tmp_path / "bad")
+
+
+# ids -> (expected active count per chunk of 2 frames, pixels left uncoloured): -1 marks pixels the model did not see
+UNSEEN_CASES = [
+    ("no unseen pixel", lambda ids: ids, [2, 3], 0),
+    ("unseen left columns", lambda ids: np.concatenate([np.full_like(ids[..., :1], -1), ids[..., 1:]], -1), [2, 3], 4),
+    ("all unseen", lambda ids: np.full_like(ids, -1), [0, 0], 16),
+]
+
+
+@pytest.mark.parametrize(
+    "change, counts, uncoloured_columns", [c[1:] for c in UNSEEN_CASES], ids=[c[0] for c in UNSEEN_CASES]
+)
+def test_unseen_pixels_are_not_coloured_nor_counted(change, counts, uncoloured_columns):
+    video, ids = _clip()
+    ids = change(ids)
+    assert active_trajectories_per_chunk(ids, 2) == counts
+    out = overlay_trajectories(video, ids, alpha=1.0, draw_boundaries=False)
+    kept = (out == video).all(axis=(0, 1, 3))  # columns shown exactly as they are in every frame
+    assert kept.sum() == uncoloured_columns and kept[:uncoloured_columns].all()
+    assert render_trajectory_grid(video, ids, 2).width > 0
+
+
+def test_cropped_video_ids_overlay_on_the_original_frames():
+    """The processor's crop mode end to end: ids mapped back to a 40x100 frame, margins uncoloured."""
+    from trajtok_hf import TrajTokVideoProcessor
+
+    video = np.random.default_rng(2).integers(0, 256, (2, 40, 100, 3), dtype=np.uint8)
+    processor = TrajTokVideoProcessor(resize_mode="crop", size={"height": 32, "width": 32}, num_frames=2)
+    geometry = processor(video, return_tensors="pt", return_geometry=True)["video_geometry"]
+    (ids,) = processor.post_process_trajectory_ids(torch.ones(1, 2, 8, 8, dtype=torch.long), geometry)
+    out = overlay_trajectories(video, ids, alpha=1.0, draw_boundaries=False)
+    uncoloured = (out == video).all(axis=(0, 1, 3))
+    np.testing.assert_array_equal(uncoloured, (ids[0] == -1).all(dim=0).numpy())
+    assert 55 <= uncoloured.sum() <= 62  # 100 - 40 columns cut away (± rounding), 30 on each side

@@ -12,6 +12,11 @@ global ``c·K + k`` indices of :class:`~trajtok_hf.TrajTokOutput`, so a trajecto
 chunk when it owns at least one pixel of the hard mask there (the argmax of the Eq. 1 assignment, paper Sec. 3), so
 the per-chunk count is the number of distinct ids in the chunk: each active trajectory becomes ``n`` tokens, the rest
 are dropped.
+
+Ids mapped back to the original frame size (``TrajTokVideoProcessor.post_process_trajectory_ids``, for a processor that
+keeps the aspect ratio) may hold -1 where the model did not see the frame (margins cut away by ``resize_mode="crop"``):
+those pixels are shown as they are, not coloured and not counted as a trajectory; a boundary line marks where the
+seen part ends.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
+    "UNSEEN_ID",
     "active_trajectories_per_chunk",
     "denormalize_video",
     "overlay_trajectories",
@@ -73,6 +79,9 @@ def _check_frames(frames, name: str = "frames") -> np.ndarray:
     return frames
 
 
+UNSEEN_ID = -1  # a pixel the model did not see (cropped away): shown uncoloured
+
+
 def _check_ids(trajectory_ids, num_frames: int | None = None) -> np.ndarray:
     ids = _as_numpy(trajectory_ids, "trajectory_ids")
     if ids.ndim != 3:
@@ -81,6 +90,8 @@ def _check_ids(trajectory_ids, num_frames: int | None = None) -> np.ndarray:
         raise TypeError(f"trajectory_ids must be integers, got {ids.dtype}")
     if num_frames is not None and ids.shape[0] != num_frames:
         raise ValueError(f"trajectory_ids has {ids.shape[0]} frames but the video has {num_frames}")
+    if ids.min(initial=0) < UNSEEN_ID:
+        raise ValueError(f"trajectory_ids must be >= 0, or {UNSEEN_ID} for pixels the model did not see")
     return ids.astype(np.int64, copy=False)
 
 
@@ -118,31 +129,30 @@ def overlay_trajectories(
     frames, trajectory_ids, alpha: float = 0.55, draw_boundaries: bool = True, palette: np.ndarray | None = None
 ) -> np.ndarray:
     """Blend a colour per trajectory id over ``frames`` ``(T, H, W, 3)`` uint8; ``trajectory_ids`` ``(T, h, w)``
-    (any grid that divides into the frame, upsampled nearest-neighbour). Boundaries between trajectories are drawn
-    white. Returns ``(T, H, W, 3)`` uint8."""
+    (any grid that divides into the frame, upsampled nearest-neighbour; -1 = not seen, left uncoloured). Boundaries
+    between trajectories are drawn white. Returns ``(T, H, W, 3)`` uint8."""
     frames = _check_frames(frames)
     ids = _check_ids(trajectory_ids, frames.shape[0])
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if ids.min(initial=0) < 0:
-        raise ValueError("trajectory_ids must be >= 0")
     full = _upsample_ids(ids, frames.shape[1], frames.shape[2])
     palette = trajectory_palette(int(full.max(initial=0)) + 1) if palette is None else np.asarray(palette, np.uint8)
-    colours = palette[full % len(palette)]
+    colours = palette[full.clip(min=0) % len(palette)]
     blended = (frames.astype(np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha).round()
-    out = blended.astype(np.uint8)
+    out = np.where((full == UNSEEN_ID)[..., None], frames, blended.astype(np.uint8))
     if draw_boundaries:
         out[trajectory_boundaries(full)] = _BOUNDARY_COLOUR
     return out
 
 
 def active_trajectories_per_chunk(trajectory_ids, chunk_size: int) -> list[int]:
-    """Active (non-empty) trajectories of each temporal chunk of one clip: the distinct ids among its pixels.
-    A shorter last chunk counts like the others."""
+    """Active (non-empty) trajectories of each temporal chunk of one clip: the distinct ids among its pixels (-1,
+    not seen, is not a trajectory). A shorter last chunk counts like the others."""
     ids = _check_ids(trajectory_ids)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    return [int(np.unique(ids[start : start + chunk_size]).size) for start in range(0, ids.shape[0], chunk_size)]
+    chunks = (ids[start : start + chunk_size] for start in range(0, ids.shape[0], chunk_size))
+    return [int(np.unique(chunk[chunk != UNSEEN_ID]).size) for chunk in chunks]
 
 
 def _font(size: int):

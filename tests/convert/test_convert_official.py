@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from testers import assert_ids_equal_up_to_ties, float_error_bound, transformer_layer_terms
+from testers import (
+    assert_ids_equal_up_to_ties,
+    float_error_bound,
+    text_batch,
+    tiny_trajvit2_model,
+    transformer_layer_terms,
+    video_batch,
+)
 
 from trajtok_hf import TrajTokModel
 from trajtok_hf.convert import (
@@ -23,7 +30,7 @@ from trajtok_hf.convert import (
     official_tokenizer_outputs,
 )
 from trajtok_hf.convert.convert_official_segmenter import main as segmenter_main
-from trajtok_hf.convert.official_checkpoint import load_reference
+from trajtok_hf.convert.official_checkpoint import RELEASE_CLIP_FRAMES, load_reference
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official_small"
 needs_fixture = pytest.mark.skipif(
@@ -371,6 +378,7 @@ def test_converted_folder_reloads_with_automodel(tmp_path, segmenter_sd, referen
     assert not processor.do_center_crop and int(processor.resample) == 3  # bicubic
     assert list(processor.image_mean) == [0.485, 0.456, 0.406]  # transformers' ImageNet constants, saved as JSON
     assert list(processor.image_std) == [0.229, 0.224, 0.225]
+    assert processor.num_frames == RELEASE_CLIP_FRAMES == loaded.config.chunk_size  # a sampled clip is one chunk
     frames = [clip.numpy() for clip in reference["frames_uint8"]]
     pixel_values = processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values_videos"]
     # Official preprocessing = PIL bicubic on uint8; the processor is within ~1 grey level of it (1/255/0.224 = 0.0175:
@@ -548,3 +556,89 @@ def test_converted_model_folder_is_atomic_and_never_deletes_other_files(tmp_path
     with converted_model_folder(target) as folder:
         (folder / "config.json").write_text("new")
     assert {p.name: p.read_text() for p in target.iterdir()} == {"config.json": "new"}
+
+
+# ------------------------------------------------------------------------------------------------ release chunks
+def test_release_clip_is_one_chunk_of_8_frames(segmenter_model, trajvit2_tokenizer, trajvit2_converted):
+    assert RELEASE_CLIP_FRAMES == 8  # video_input.num_frames of the release's configs
+    for config in (segmenter_model.config, trajvit2_tokenizer[1].config, trajvit2_converted.config.trajtok_config):
+        assert config.chunk_size == RELEASE_CLIP_FRAMES
+
+
+@pytest.mark.parametrize("frames", [8, 12, 16, 20])
+def test_longer_clips_are_tokenized_in_chunks_of_8_frames(segmenter_model, frames):
+    """A clip of T frames = ⌈T/8⌉ chunks, each tokenized on its own with its own K slots (ids c·K + k)."""
+    video = video_batch(batch=1, frames=frames, size=64, seed=frames)
+    num_traj, num_chunks = segmenter_model.config.num_trajectories, -(-frames // RELEASE_CLIP_FRAMES)
+    with torch.no_grad():
+        out = segmenter_model(video, tokens_per_trajectory=1)
+        singles = [segmenter_model(video[:, c * 8 : (c + 1) * 8], tokens_per_trajectory=1) for c in range(num_chunks)]
+    assert out.trajectory_mask.shape == (1, num_chunks * num_traj)
+    chunk_of_frame = torch.arange(frames) // RELEASE_CLIP_FRAMES
+    assert torch.equal(
+        out.trajectory_ids // num_traj, chunk_of_frame.view(1, frames, 1, 1).expand_as(out.trajectory_ids)
+    )
+    for c, single in enumerate(singles):
+        frames_of_chunk = slice(c * 8, (c + 1) * 8)
+        # bound: the same chunk in a batch of another size (other kernels' blocking), up to the logits.
+        bound = float_error_bound(max(single.assignment_logits.abs().max().item(), 1.0), _LOGITS)
+        torch.testing.assert_close(
+            out.assignment_logits[:, frames_of_chunk], single.assignment_logits, atol=bound, rtol=0
+        )
+        assert_ids_equal_up_to_ties(
+            out.trajectory_ids[:, frames_of_chunk] - c * num_traj,
+            single.trajectory_ids,
+            single.assignment_logits,
+            bound,
+        )
+
+
+# ----------------------------------------------------------------------- contrastive gradient into the grouping
+GROUPING = ("query_perceiver", "query_latents", "query_head", "pixel_head", "logit_scale")
+
+
+def _grouping_gradients(model, **inputs):
+    """Gradient of the contrastive loss w.r.t. the grouping part of the tokenizer ({name: [grad or None]}) and the
+    total |gradient| into the backbone features."""
+    tokenizer = model.vision_model.tokenizer
+    parts = {name: getattr(tokenizer, name) for name in GROUPING}
+    groups = {name: [p] if isinstance(p, torch.nn.Parameter) else list(p.parameters()) for name, p in parts.items()}
+    features = list(tokenizer.feature_extractor.parameters())
+    flat = [p for params in groups.values() for p in params] + features
+    out = model(**inputs, return_loss=True)
+    grads = iter(torch.autograd.grad(out.contrastive_loss, flat, allow_unused=True))
+    found = {name: [next(grads) for _ in params] for name, params in groups.items()}
+    feature_grad = sum(g.abs().sum().item() for g in grads if g is not None)
+    return found, feature_grad
+
+
+@pytest.mark.parametrize(
+    "query_init, reaches_grouping",
+    [("latent", False), ("latent_plus_soft_pool", True), ("soft_pool", True)],
+)
+def test_contrastive_gradient_into_the_grouping(query_init, reaches_grouping):
+    """With query_init="latent" (the release) the tokens see the grouping only through the hard mask: the contrastive
+    gradient into the query Perceiver, query latents, both assignment heads and the logit scale is exactly zero
+    (not in the graph); the soft-pool variants (Eq. 2) pass it. The features train either way."""
+    torch.manual_seed(0)
+    model = tiny_trajvit2_model(tokenizer_overrides={"query_init": query_init})
+    found, feature_grad = _grouping_gradients(
+        model, **text_batch(2), pixel_values_videos=video_batch(2, 2, size=32), tokens_per_trajectory=1
+    )
+    for name, grads in found.items():
+        if reaches_grouping:
+            assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+        else:
+            assert all(g is None for g in grads), name
+    assert feature_grad > 0
+
+
+def test_converted_release_passes_no_contrastive_gradient_into_the_grouping(trajvit2_converted, reference):
+    found, feature_grad = _grouping_gradients(
+        trajvit2_converted,
+        input_ids=reference["input_ids"][:2],  # one caption per video (the fixture has 3 captions, 2 videos)
+        attention_mask=reference["attention_mask"][:2],
+        pixel_values_videos=reference["pixel_values"],
+    )
+    assert all(g is None for grads in found.values() for g in grads)
+    assert feature_grad > 0

@@ -243,3 +243,33 @@ def test_truncated_faststart_mp4(tmp_path):
     assert frames.shape == (8, 64, 64, 3) and total >= 8 and indices.max() < total
     with pytest.raises(ValueError, match="truncated video|could not decode|no video frames"):
         read_video(tmp_path / "most.mp4", 8)
+
+
+@pytest.mark.parametrize(
+    "cut, error",
+    [(1.0, None), (0.9, None), (0.6, "truncated video|could not decode|no video frames|empty")],
+    ids=["whole", "short tail", "most lost"],
+)
+def test_read_video_and_the_processor_share_one_decoder(tmp_path, cut, error):
+    """The dataset and TrajTokVideoProcessor read files the same way: the same frames, the same indices, the same
+    resampling of a short tail and the same refusal of a file that lost most of its frames."""
+    from trajtok_hf import TrajTokVideoProcessor
+
+    clip = generate_clip(SyntheticVideoConfig(num_frames=16, height=64, width=64), 0, 0)
+    write_mp4(tmp_path / "full.mp4", clip["video"], faststart=True)
+    data = (tmp_path / "full.mp4").read_bytes()
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data[: int(len(data) * cut)])
+    processor = TrajTokVideoProcessor(num_frames=8)
+    if error:
+        with pytest.raises(ValueError, match=error):
+            read_video(path, 8)
+        with pytest.raises(ValueError, match=rf"`videos`: .*({error})"):
+            processor(path)
+        return
+    frames, indices, total = read_video(path, 8)
+    fetched, metadata = processor.fetch_videos(str(path), sample_indices_fn=processor.sample_frames)
+    np.testing.assert_array_equal(fetched, frames)
+    assert metadata.frames_indices == indices.tolist() and metadata.total_num_frames == total
+    out = processor(path, return_tensors="pt", return_metadata=True)
+    assert out["video_metadata"][0].frames_indices == indices.tolist()

@@ -312,6 +312,7 @@ TRAJTOK_FILES = [
     "modeling_trajtok.py",
     "modeling_utils_trajtok.py",
     "perceiver_trajtok.py",
+    "video_io_trajtok.py",
     "video_preprocessor_config.json",
     "video_processing_trajtok.py",
 ]

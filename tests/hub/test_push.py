@@ -85,6 +85,7 @@ TRAJVIT2_FILES = [
     "processor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+    "video_io_trajtok.py",
     "video_processing_trajtok.py",
 ]
 
@@ -115,7 +116,7 @@ def test_cli_pushes_trajtok_segmenter(fake_hub, trajtok_run, tmp_path, capsys):
     )
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "remote code matches" in out.out and "pushed 10 files" in out.out
+    assert "remote code matches" in out.out and "pushed 11 files" in out.out
     repo = fake_hub.repos["me/trajtok-segmenter-tiny"]
     assert repo["private"] and set(repo["branches"]) == {"main", "v0.1"}
     assert fake_hub.commits("me/trajtok-segmenter-tiny")[-1]["summary"] == "tiny segmenter"
@@ -169,7 +170,7 @@ def test_cli_pushes_a_folder_without_code_with_the_package_remote_code(fake_hub,
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "remote code matches" in out.out and "staged from the installed trajtok_hf" in out.out
-    assert "pushed 10 files" in out.out
+    assert "pushed 11 files" in out.out
     package_code = Path(trajtok_hf.models.__file__).parent
     _assert_pushed_model_repo(fake_hub, "me/seg-staged", folder, TRAJTOK_FILES, tmp_path, code_folder=package_code)
     assert folder_digest(folder) == before and not list(folder.glob("*.py"))

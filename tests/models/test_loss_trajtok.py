@@ -371,3 +371,131 @@ def test_bad_tie_break_raises():
         hungarian_match(logits, labels, tie_break=None)
     with pytest.raises(ValueError, match="tie_break"):
         TrajectorySegmentationLoss(tie_break="Soft")
+
+
+# ---- chunk-local slots: one matching problem per (sample, chunk)
+
+
+def per_chunk_perfect_case(frames, chunk_size, num_gt=4, num_slots=6, batch_size=2, seed=0):
+    """Labels (B, T, 3, 3) with `num_gt` ids in every chunk and one-hot logits that segment every chunk perfectly,
+    with a different random id → slot permutation in each chunk (slot k of two chunks = different trajectories)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_gt, (batch_size, frames, 3, 3), generator=g)
+    slots = torch.empty_like(labels)
+    for b in range(batch_size):
+        for start in range(0, frames, chunk_size):
+            chunk = slice(start, start + chunk_size)
+            labels[b, chunk].view(-1)[:num_gt] = torch.arange(num_gt)  # every id in every chunk
+            slots[b, chunk] = torch.randperm(num_slots, generator=g)[labels[b, chunk]]
+    logits = torch.nn.functional.one_hot(slots, num_slots).float() * 60 - 30
+    return logits, labels * 5 + 2, slots
+
+
+def pad_to_whole_chunks(logits, labels, chunk_size):
+    """Unlabeled frames after the last chunk until T is a multiple of chunk_size (they change neither term)."""
+    missing = -logits.shape[1] % chunk_size
+    logits = torch.cat([logits, logits.new_zeros(logits.shape[0], missing, *logits.shape[2:])], dim=1)
+    labels = torch.cat([labels, labels.new_full((labels.shape[0], missing, *labels.shape[2:]), IGNORE_INDEX)], dim=1)
+    return logits, labels
+
+
+def chunks_as_samples(tensor, chunk_size):
+    """(B, T, ...) with T a multiple of chunk_size → (B·C, chunk_size, ...): every chunk its own sample."""
+    return tensor.reshape(tensor.shape[0] * (tensor.shape[1] // chunk_size), chunk_size, *tensor.shape[2:])
+
+
+@pytest.mark.parametrize("frames,chunk_size", [(32, 16), (16, 8), (9, 4), (5, 2), (3, 1)])
+def test_perfect_per_chunk_segmentation_scores_zero(frames, chunk_size):
+    logits, labels, slots = per_chunk_perfect_case(frames, chunk_size)
+    logits.requires_grad_()
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True, chunk_size=chunk_size)
+    bound = float_error_bound(1.0, logits.shape[-1] + 2 * labels.numel())  # as the perfect single-chunk case
+    assert 0 <= out["focal"].item() <= bound and abs(out["dice"].item()) <= bound
+    out["loss"].backward()
+    assert torch.isfinite(logits.grad).all()
+    # Matches: per chunk, every id → its own chunk's slot, numbered c·K + k as the model's trajectory_ids.
+    num_slots = logits.shape[-1]
+    trajectory_ids = slots + (torch.arange(frames) // chunk_size).view(1, frames, 1, 1) * num_slots
+    for b, (gt_ids, matched) in enumerate(out["matches"]):
+        num_chunks = -(-frames // chunk_size)
+        assert len(gt_ids) == 4 * num_chunks
+        expected = {
+            (g, t) for g, t in zip(labels[b].flatten().tolist(), trajectory_ids[b].flatten().tolist(), strict=True)
+        }
+        assert set(zip(gt_ids.tolist(), matched.tolist(), strict=True)) == expected
+    # Matching the whole clip at once (chunk_size=None) cannot find one slot per id: the case can fail.
+    whole = trajectory_segmentation_loss(logits, labels, return_dict=True)
+    assert whole["focal"].item() > 1.0
+
+
+@pytest.mark.parametrize("tie_break", ["index", "soft"])
+@pytest.mark.parametrize("frames,chunk_size", [(4, 4), (4, 9), (1, 16)])
+def test_single_chunk_equals_whole_clip_exactly(tie_break, frames, chunk_size):
+    logits, labels = random_case(11, 5, 6, shape=(frames, 3, 4), batch_size=3)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    chunked = trajectory_segmentation_loss(a, labels, return_dict=True, tie_break=tie_break, chunk_size=chunk_size)
+    whole = trajectory_segmentation_loss(b, labels, return_dict=True, tie_break=tie_break)
+    for key in ("loss", "focal", "dice"):
+        assert torch.equal(chunked[key], whole[key])
+    for (g1, k1), (g2, k2) in zip(chunked["matches"], whole["matches"], strict=True):
+        assert torch.equal(g1, g2) and torch.equal(k1, k2)
+    chunked["loss"].backward()
+    whole["loss"].backward()
+    assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("tie_break", ["index", "soft"])
+@pytest.mark.parametrize("frames,chunk_size", [(4, 2), (6, 2), (7, 3), (5, 4)])
+def test_chunks_are_matched_and_pooled_as_separate_samples(tie_break, frames, chunk_size):
+    """chunk_size=c on (B, T) equals chunk_size=None on (B·C, c): each chunk its own sample (a shorter last chunk is
+    padded with unlabeled frames, which change neither term)."""
+    logits, labels = random_case(12, 5, 4, shape=(frames, 2, 3), batch_size=2)
+    out = trajectory_segmentation_loss(logits, labels, return_dict=True, tie_break=tie_break, chunk_size=chunk_size)
+    padded_logits, padded_labels = pad_to_whole_chunks(logits, labels, chunk_size)
+    as_samples = trajectory_segmentation_loss(
+        chunks_as_samples(padded_logits, chunk_size),
+        chunks_as_samples(padded_labels, chunk_size),
+        return_dict=True,
+        tie_break=tie_break,
+    )
+    bound = loss_bound(padded_logits, padded_labels)  # the same terms, reduced in another order
+    for key in ("loss", "focal", "dice"):
+        torch.testing.assert_close(out[key], as_samples[key], atol=bound, rtol=0)
+    num_chunks = padded_logits.shape[1] // chunk_size
+    for b, (gt_ids, trajectory_ids) in enumerate(out["matches"]):
+        per_chunk = as_samples["matches"][b * num_chunks : (b + 1) * num_chunks]
+        assert gt_ids.tolist() == [g for ids, _ in per_chunk for g in ids.tolist()]
+        offsets = [c * logits.shape[-1] + k for c, (_, ks) in enumerate(per_chunk) for k in ks.tolist()]
+        assert trajectory_ids.tolist() == offsets
+    matches = hungarian_match(logits, labels, tie_break=tie_break, chunk_size=chunk_size)
+    for (g1, k1), (g2, k2) in zip(matches, out["matches"], strict=True):
+        assert torch.equal(g1, g2) and torch.equal(k1, k2)
+
+
+def test_module_passes_chunk_size():
+    logits, labels, _ = per_chunk_perfect_case(8, 4)
+    module = TrajectorySegmentationLoss(chunk_size=4)
+    assert torch.equal(module(logits, labels), trajectory_segmentation_loss(logits, labels, chunk_size=4))
+    assert "chunk_size=4" in repr(module)
+
+
+BAD_CHUNK_SIZES = [
+    ("zero", 0, torch.randn(1, 4, 2, 2, 3)),
+    ("negative", -2, torch.randn(1, 4, 2, 2, 3)),
+    ("float", 2.0, torch.randn(1, 4, 2, 2, 3)),
+    ("bool", True, torch.randn(1, 4, 2, 2, 3)),
+    ("string", "4", torch.randn(1, 4, 2, 2, 3)),
+    ("flat logits have no frame axis", 4, torch.randn(1, 16, 3)),
+]
+
+
+@pytest.mark.parametrize("name,chunk_size,logits", BAD_CHUNK_SIZES, ids=[case[0] for case in BAD_CHUNK_SIZES])
+def test_bad_chunk_size_raises(name, chunk_size, logits):
+    labels = torch.zeros(logits.shape[:-1], dtype=torch.long)
+    with pytest.raises(ValueError, match="chunk_size"):
+        trajectory_segmentation_loss(logits, labels, chunk_size=chunk_size)
+    with pytest.raises(ValueError, match="chunk_size"):
+        hungarian_match(logits, labels, chunk_size=chunk_size)
+    if logits.dim() == 5:
+        with pytest.raises(ValueError, match="chunk_size"):
+            TrajectorySegmentationLoss(chunk_size=chunk_size)

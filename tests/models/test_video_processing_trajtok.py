@@ -16,6 +16,7 @@ from transformers import AutoVideoProcessor, PretrainedConfig
 
 from trajtok_hf.models.video_processing_trajtok import (
     TrajTokVideoProcessor,
+    VideoGeometry,
     read_video_pyav,
     uniform_frame_indices,
 )
@@ -252,11 +253,11 @@ def test_fps_sampling_on_arrays_needs_metadata(processor):
 # ----------------------------------------------------------------------------------------------------------------------
 def test_mp4_written_with_pyav_decodes(processor, tmp_path):
     path = write_mp4(tmp_path / "clip.mp4", grey_ramp(20, 40, 56), fps=25)
-    video, metadata = read_video_pyav(path)
-    assert video.shape == (20, 3, 40, 56) and video.dtype == torch.uint8
+    video, metadata = read_video_pyav(path)  # transformers' layout: (T, H, W, 3) uint8
+    assert video.shape == (20, 40, 56, 3) and video.dtype == np.uint8
     assert (metadata.total_num_frames, metadata.fps, metadata.height, metadata.width) == (20, 25.0, 40, 56)
     # atol=3 (here and below): grey levels after a lossy codec round trip (codec error, not float order).
-    np.testing.assert_allclose(video[:, 0].double().mean(dim=(1, 2)).numpy(), 8 * np.arange(20), atol=3)
+    np.testing.assert_allclose(video[..., 0].mean(axis=(1, 2)), 8 * np.arange(20), atol=3)
     out = processor(str(path), return_tensors="pt", return_metadata=True)
     indices = out["video_metadata"][0].frames_indices
     assert indices == uniform_frame_indices(20, 16).tolist()
@@ -290,6 +291,11 @@ def test_center_crop_option_keeps_aspect():
     assert cropped.shape == squeezed.shape == (1, 16, 3, 224, 224)
     assert frame_levels(cropped[0]).max() <= LEVEL_BOUND  # all black
     assert abs(frame_levels(squeezed[0]).mean() - 255 / 5) < 2  # a fifth white (± bicubic ringing at the edge)
+    # its geometry: 224 x 448 after the resize, 112 columns cropped away on the left
+    (geometry,) = crop(video, return_tensors="pt", return_geometry=True)["video_geometry"]
+    assert geometry == VideoGeometry((100, 200), (224, 448), (0, -112), (224, 224))
+    (ids,) = crop.post_process_trajectory_ids(torch.zeros(1, 16, 56, 56, dtype=torch.long), [geometry])
+    assert (ids[0] == -1).all(dim=0).sum() == 100  # the outer quarters of the frame are not seen
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -498,3 +504,162 @@ def test_frames_as_image_files_bad_use_is_named(tmp_path, change, match):
     do_sample = match.startswith("Sampling")
     with pytest.raises(ValueError, match=match):
         processor(files, do_sample_frames=do_sample, return_tensors="pt")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# aspect ratio: resize_mode, video_geometry, trajectory ids back at the original size
+# ----------------------------------------------------------------------------------------------------------------------
+FULL = (0, 0, 224, 224)
+# (original (H, W), resize_mode, resized (h, w), offset (top, left), content box (top, left, bottom, right)):
+# "pad" fits the longest edge (224) and centres the rest, "crop" fits the shortest edge and crops the centre.
+ASPECT_CASES = [
+    ((240, 320), "squash", (224, 224), (0, 0), FULL),
+    ((240, 320), "pad", (168, 224), (28, 0), (28, 0, 196, 224)),  # 240·224/320 = 168
+    ((240, 320), "crop", (224, 299), (0, -37), FULL),  # 320·224/240 = 298.7
+    ((270, 480), "squash", (224, 224), (0, 0), FULL),
+    ((270, 480), "pad", (126, 224), (49, 0), (49, 0, 175, 224)),  # 270·224/480 = 126
+    ((270, 480), "crop", (224, 398), (0, -87), FULL),  # 480·224/270 = 398.2
+    ((180, 180), "squash", (224, 224), (0, 0), FULL),
+    ((180, 180), "pad", (224, 224), (0, 0), FULL),
+    ((180, 180), "crop", (224, 224), (0, 0), FULL),
+    ((272, 640), "squash", (224, 224), (0, 0), FULL),
+    ((272, 640), "pad", (95, 224), (64, 0), (64, 0, 159, 224)),  # 272·224/640 = 95.2
+    ((272, 640), "crop", (224, 527), (0, -151), FULL),  # 640·224/272 = 527.1
+]
+ASPECT_IDS = [f"{w}x{h}-{mode}" for (h, w), mode, *_ in ASPECT_CASES]
+WHITE = torch.tensor((1 - MEAN) / STD, dtype=torch.float32).view(3, 1, 1)
+BLACK = torch.tensor(-MEAN / STD, dtype=torch.float32).view(3, 1, 1)
+
+
+@pytest.mark.parametrize("original, mode, resized, offset, box", ASPECT_CASES, ids=ASPECT_IDS)
+def test_resize_modes_shapes_geometry_and_margins(original, mode, resized, offset, box):
+    """A white clip: the content box is white, the padded margins black (grey level 0), and the geometry says so."""
+    processor = TrajTokVideoProcessor(resize_mode=mode, num_frames=2)
+    out = processor(np.full((3, *original, 3), 255, np.uint8), return_tensors="pt", return_geometry=True)
+    pixel_values, (geometry,) = out["pixel_values_videos"], out["video_geometry"]
+    assert pixel_values.shape == (1, 2, 3, 224, 224)
+    assert (geometry.original_size, geometry.resized_size, geometry.offset) == (original, resized, offset)
+    assert geometry.output_size == (224, 224) and geometry.content_box == box
+    top, left, bottom, right = box
+    content = torch.zeros(224, 224, dtype=torch.bool)
+    content[top:bottom, left:right] = True
+    frames = pixel_values[0]
+    expected = torch.where(content, WHITE, BLACK).expand_as(frames)
+    torch.testing.assert_close(frames, expected, rtol=0, atol=PIXEL_BOUND)
+
+
+def _block_labels(height: int, width: int) -> np.ndarray:
+    """(H, W) labels 0..15: a 4 x 4 grid of blocks over the original frame."""
+    rows = np.arange(height)[:, None] * 4 // height
+    cols = np.arange(width)[None, :] * 4 // width
+    return rows * 4 + cols
+
+
+def _labels_on_mask_grid(labels: np.ndarray, geometry, grid: int = 56, margin_id: int = 99) -> np.ndarray:
+    """What a perfect segmenter answers on the (grid, grid) mask grid: each cell takes the label of the original
+    pixel under its centre (float arithmetic, independent of the processor), `margin_id` in padded margins."""
+    out_h, out_w = geometry.output_size
+    axes = []
+    for cells, out, off, res, orig in zip(
+        (grid, grid), (out_h, out_w), geometry.offset, geometry.resized_size, labels.shape, strict=True
+    ):
+        position = (np.arange(cells) + 0.5) * out / cells - off  # in the resized frame
+        axes.append(np.floor(position * orig / res).astype(np.int64))
+    rows, cols = axes
+    inside = ((rows >= 0) & (rows < labels.shape[0]))[:, None] & ((cols >= 0) & (cols < labels.shape[1]))[None, :]
+    picked = labels[rows.clip(0, labels.shape[0] - 1)][:, cols.clip(0, labels.shape[1] - 1)]
+    return np.where(inside, picked, margin_id)
+
+
+@pytest.mark.parametrize("original, mode, resized, offset, box", ASPECT_CASES, ids=ASPECT_IDS)
+def test_trajectory_ids_map_back_to_the_original_frame(original, mode, resized, offset, box):
+    processor = TrajTokVideoProcessor(resize_mode=mode, num_frames=2)
+    out = processor(np.zeros((2, *original, 3), np.uint8), return_tensors="pt", return_geometry=True)
+    geometry = out["video_geometry"][0]
+    labels = _block_labels(*original)
+    grid_ids = torch.from_numpy(_labels_on_mask_grid(labels, geometry)).expand(1, 2, 56, 56)
+    (back,) = processor.post_process_trajectory_ids(grid_ids, out["video_geometry"])
+    assert back.shape == (2, *original) and back.dtype == torch.int64
+    assert not (back == 99).any()  # padded margins are dropped: nothing outside the original frame comes back
+    seen = back[0] != -1
+    # -1 exactly on whole columns, those "crop" cut away: as many on each side (up to one resized pixel), ~W·224/w seen
+    cut = (~seen).all(dim=0)
+    assert torch.equal(seen, ~cut.expand_as(seen))
+    assert abs(int(cut.sum()) - (original[1] - 224 * original[1] / resized[1])) <= 1
+    left, right = int(cut[: original[1] // 2].sum()), int(cut[original[1] // 2 :].sum())
+    assert abs(left - right) <= original[1] / resized[1] + 1
+    # where seen, the labels come back: only pixels within one mask cell of a block border can differ
+    agree = (back[0].numpy() == labels)[seen.numpy()]
+    assert agree.mean() >= 0.95
+    assert torch.equal(back[0], back[1])
+
+
+@pytest.mark.parametrize("original", [(240, 320), (270, 480), (180, 180), (272, 640)], ids=lambda s: f"{s[1]}x{s[0]}")
+def test_squash_is_transformers_resize_and_normalize_bit_for_bit(original):
+    """The default (the release's preprocessing) is transformers' batched resize + rescale + normalize, unchanged."""
+    from transformers.image_utils import PILImageResampling, SizeDict
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    video = np.random.default_rng(3).integers(0, 256, (4, *original, 3), dtype=np.uint8)
+    default = TrajTokVideoProcessor(num_frames=4)
+    reference = BaseVideoProcessor._preprocess(
+        default,
+        [torch.from_numpy(video).permute(0, 3, 1, 2).contiguous()],
+        do_resize=True,
+        size=SizeDict(height=224, width=224),
+        resample=PILImageResampling.BICUBIC,
+        do_center_crop=False,
+        crop_size=None,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=default.image_mean,
+        image_std=default.image_std,
+        return_tensors="pt",
+    )["pixel_values_videos"]
+    assert default.resize_mode == "squash"
+    for processor in (default, TrajTokVideoProcessor(num_frames=4, resize_mode="squash")):
+        assert torch.equal(processor(video, return_tensors="pt")["pixel_values_videos"], reference)
+
+
+def test_resize_mode_is_saved_and_loaded(tmp_path):
+    TrajTokVideoProcessor(resize_mode="pad").save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "video_preprocessor_config.json").read_text())["resize_mode"] == "pad"
+    loaded = TrajTokVideoProcessor.from_pretrained(tmp_path)
+    assert loaded.resize_mode == "pad"
+    video = np.zeros((2, 30, 60, 3), np.uint8)
+    (geometry,) = loaded(video, return_tensors="pt", return_geometry=True)["video_geometry"]
+    assert geometry.content_box == (56, 0, 168, 224)  # 30·224/60 = 112 rows, centred
+    # a call-time mode overrides the saved one; without return_geometry the outputs are the model inputs only
+    assert list(loaded(video, resize_mode="crop", return_tensors="pt").keys()) == ["pixel_values_videos"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"resize_mode": "stretch"}, r"`resize_mode` must be one of \('squash', 'pad', 'crop'\)"),
+        ({"resize_mode": "pad", "size": {"shortest_edge": 224}}, r"`resize_mode`='pad' needs `size` with 'height'"),
+        ({"resize_mode": "crop", "do_center_crop": True}, r"`resize_mode`='crop' already fits.*do_center_crop=False"),
+    ],
+    ids=["unknown mode", "pad without height and width", "crop and center crop"],
+)
+def test_bad_resize_settings_raise_naming_the_argument(processor, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrajTokVideoProcessor(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        processor(grey_ramp(2), return_tensors="pt", **kwargs)
+
+
+def test_post_process_trajectory_ids_checks_its_inputs(processor):
+    geometry = processor(grey_ramp(2), return_tensors="pt", return_geometry=True)["video_geometry"]
+    with pytest.raises(ValueError, match=r"2 videos but `video_geometry` has 1"):
+        processor.post_process_trajectory_ids(torch.zeros(2, 16, 56, 56, dtype=torch.long), geometry)
+    with pytest.raises(ValueError, match=r"\(T, h, w\) integer tensor"):
+        processor.post_process_trajectory_ids(torch.zeros(1, 16, 56, 56), geometry)
+    # squash: every original pixel is seen; the grid is read at the pixel centres
+    (back,) = processor.post_process_trajectory_ids(torch.arange(56).expand(1, 16, 56, 56), geometry)
+    assert (
+        back.shape == (16, 24, 32)
+        and back.min() >= 0
+        and back[0, 0].tolist() == [(2 * c + 1) * 56 // 64 for c in range(32)]
+    )

@@ -320,7 +320,8 @@ def test_segmenter_train_objects_changes_only_the_training_clips(tmp_path):
     script = load_script(SEGMENTER)
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--train_objects", "4", "6"])
-    train, sampler, held_out = script.build_datasets(args, processor)
+    train, sampler, held_out_sets = script.build_datasets(args, processor)
+    held_out = held_out_sets[""]  # one unnamed held-out set: the metrics keep their plain eval/* names
     assert (train.config.min_objects, train.config.max_objects) == (4, 6)
     assert (held_out.config.min_objects, held_out.config.max_objects) == (1, 3)
     assert sampler is None and train.config.num_frames == held_out.config.num_frames == 4
@@ -347,11 +348,46 @@ def test_segmenter_train_texture_probability_changes_only_the_training_clips(tmp
             "0.6",
         ]
     )
-    train, _, held_out = script.build_datasets(args, processor)
+    train, _, held_out_sets = script.build_datasets(args, processor)
+    held_out = held_out_sets[""]
     assert train.config.texture_probability == 0.6 and held_out.config.texture_probability == 0.25
     assert (train.config.min_objects, train.config.max_objects) == (1, 6)  # both overrides apply
     textured = [obj["texture"] != "plain" for i in range(60) for obj in generate_clip(train.config, 0, i)["objects"]]
     assert 0.45 < np.mean(textured) < 0.75
+
+
+def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_photos(tmp_path):
+    from trajtok_hf.data import PhotoCompositeConfig, SyntheticVideoConfig
+
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    argv = ["--output_dir", str(tmp_path), "--data", "photos", "--num_frames", "4", "--shapes_fraction", "0.4"]
+    train, sampler, held_out = script.build_datasets(script.parse_args(argv), processor)
+    assert sampler is None and [type(c) for c in train.configs] == [PhotoCompositeConfig, SyntheticVideoConfig]
+    assert train.configs[0].split == "train" and train.configs[0].footage_probability == 0.25
+    assert sorted(held_out) == ["photos", "shapes"] and held_out["photos"].config.split == "held_out"
+    assert held_out["photos"].seed != train.seed and held_out["shapes"].seed != train.seed
+    sources = [train._source(i) for i in range(400)]
+    assert 0.3 < np.mean(sources) < 0.5  # the shapes' share of the training clips follows --shapes_fraction
+    item = train[0]
+    assert item["pixel_values_videos"].shape == (4, 3, 64, 64) and item["segmentation_labels"].shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "photos", "--shapes_fraction", "1.5"], "--shapes_fraction must lie in"),
+        (["--data", "photos", "--footage_probability", "-0.1"], "--footage_probability must lie in"),
+        (["--eval_data", "photos"], "--eval_data photos: not a folder"),
+    ],
+)
+def test_segmenter_photo_flags_are_checked(tmp_path, capsys, argv, message):
+    script = load_script(SEGMENTER)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--output_dir", str(tmp_path / "run"), *argv])
+    assert message in capsys.readouterr().err
 
 
 def _build_trajvit2(tmp_path, *argv):

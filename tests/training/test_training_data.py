@@ -49,3 +49,35 @@ def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch():
     a.set_epoch(1)
     assert list(a) != first
     assert list(EpochShuffleSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
+
+
+def test_clip_dataset_mixes_sources_by_weight_and_renders_each_with_its_generator():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=2)
+    shapes = SyntheticVideoConfig(num_frames=2, height=64, width=64, max_objects=1)
+    many = SyntheticVideoConfig(num_frames=2, height=64, width=64, min_objects=3, max_objects=3)
+    mixed = SyntheticClipDataset((shapes, many), seed=5, num_clips=300, video_processor=processor, weights=(3, 1))
+    sources = np.array([mixed._source(i) for i in range(300)])
+    assert 0.15 < sources.mean() < 0.35  # a quarter of the clips from the second config
+    assert sources.tolist() == [mixed._source(i) for i in range(300)]  # a pure function of (seed, index)
+    for index in (int(np.argmin(sources)), int(np.argmax(sources))):
+        config = (shapes, many)[sources[index]]
+        expected = generate_clip(config, 5, index)["segmentation_labels"]
+        assert torch.equal(mixed[index]["segmentation_labels"], torch.from_numpy(expected))
+    only_first = SyntheticClipDataset((shapes, many), seed=5, num_clips=50, video_processor=processor, weights=(1, 0))
+    assert {only_first._source(i) for i in range(50)} == {0}
+
+
+@pytest.mark.parametrize(
+    "config, weights, error",
+    [
+        ("not a config", None, TypeError),
+        ((), None, TypeError),
+        ((SyntheticVideoConfig(), SyntheticVideoConfig()), (1.0,), ValueError),
+        ((SyntheticVideoConfig(), SyntheticVideoConfig()), (0.0, 0.0), ValueError),
+        ((SyntheticVideoConfig(), SyntheticVideoConfig()), (1.0, -1.0), ValueError),
+    ],
+)
+def test_clip_dataset_rejects_bad_sources(config, weights, error):
+    processor = TrajTokVideoProcessor(size={"height": 32, "width": 32}, num_frames=2)
+    with pytest.raises(error):
+        SyntheticClipDataset(config, seed=0, num_clips=4, video_processor=processor, weights=weights)

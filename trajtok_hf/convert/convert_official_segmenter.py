@@ -52,8 +52,12 @@ ill-conditioned (fp32 rounding alone moves them by ~3e-5): they match to 5e-5 wi
 1.7e-5 with ``from_pretrained(..., attn_implementation="eager")``, whose written-out softmax rounds like the official
 Perceiver.
 
-The official code tokenizes a whole clip at once; ``chunk_size`` keeps our default (16) — ``--verify_with`` runs the
-check with a chunk covering the whole reference clip. Preprocessing: frames 224×224 bicubic, no crop, ImageNet
+Chunks: the release samples 8 frames per clip and its tokenizer runs a whole clip in one pass (K slots for the 8
+frames), so the converted config has ``chunk_size=8`` and the saved processor samples 8 frames. A longer clip is cut
+into consecutive chunks of 8 frames (a last shorter chunk as it is), each tokenized on its own with its own K slots
+(trajectory ``c·K + k``, not linked across chunks); set ``model.config.chunk_size`` to the clip length to run it in
+one pass as the release's code would (a length it was not trained on). ``--verify_with`` runs the check with one chunk
+covering the whole reference clip, as the official code. Preprocessing: frames 224×224 bicubic, no crop, ImageNet
 mean/std (as in the release's ``scripts/eval_*.py``), written as a ``TrajTokVideoProcessor`` next to the weights when
 that class is available.
 
@@ -75,6 +79,7 @@ import torch
 from ..models.configuration_trajtok import TrajTokConfig
 from ..models.modeling_trajtok import TrajTokModel
 from .official_checkpoint import (
+    RELEASE_CLIP_FRAMES,
     OfficialCheckpointError,
     check_converted_state_dict,
     compare_outputs,
@@ -173,6 +178,7 @@ TOKENIZER_REFINEMENT_KEYS = (r"refinement_latents", r"refinement_perceiver\..+",
 
 # Release options: the released forward where it departs from the paper's form (see the module docstring).
 RELEASE_OPTIONS = dict(
+    chunk_size=RELEASE_CLIP_FRAMES,  # the release tokenizes its 8-frame clips in one pass
     shared_stage_layernorm=True,
     backbone_final_layernorm=True,
     rope_fraction=0.5,

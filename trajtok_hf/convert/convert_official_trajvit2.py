@@ -29,10 +29,11 @@ i ≥ fusion_layer (xbert's fusion layers with ``crossattention``; only the ITM/
 
 Release behaviours switched on: the tokenizer's (``convert_official_segmenter``: DINOv3 ConvNeXt backbone, shared
 stage LayerNorm, final backbone norm, half RoPE, every-layer latent norm, learned refinement latents, last 2 pixels
-always visible, 1 token per trajectory); ``vision_config.attend_to_inactive_tokens=True`` (the released ViT
-ignores its padding mask and attends over all K token slots, empty trajectories included); the encoder's per-layer
-LayerNorm eps 1e-12 and final ``norm`` eps 1e-5; the text tower = BERT cut at ``fusion_layer`` with [CLS] pooling and
-no pooler; logits = exp(logit_scale)·cos without clamp (SegmentCLIP never clamps ``temp``). The released eval
+always visible, 1 token per trajectory, ``chunk_size=8``: one chunk per 8-frame clip, the release's clip length; a
+longer clip gives the encoder the K slots of every chunk); ``vision_config.attend_to_inactive_tokens=True`` (the
+released ViT ignores its padding mask and attends over all K token slots, empty trajectories included); the encoder's
+per-layer LayerNorm eps 1e-12 and final ``norm`` eps 1e-5; the text tower = BERT cut at ``fusion_layer`` with [CLS]
+pooling and no pooler; logits = exp(logit_scale)·cos without clamp (SegmentCLIP never clamps ``temp``). The released eval
 scripts' ``text_proj(pooled[:, 0])`` fails with a shape error; the converted model does ``text_proj(CLS)``, as training.
 
 Parity on a small official-format checkpoint with reference outputs of the official classes (fp32): vision/text

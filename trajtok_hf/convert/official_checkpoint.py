@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 from ..file_utils import atomic_folder
 
 __all__ = [
+    "RELEASE_CLIP_FRAMES",
     "OfficialCheckpointError",
     "check_converted_state_dict",
     "compare_outputs",
@@ -297,9 +298,15 @@ def compare_outputs(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]
 
 
 # -------------------------------------------------------------------------------------------------- processor
+# Frames per clip of the release (``video_input.num_frames: 8`` in its segmenter and TrajViT2 configs, ``--num_frames``
+# 8 in its eval scripts); its tokenizer runs a whole clip in one pass, so the converters write ``chunk_size`` = this.
+RELEASE_CLIP_FRAMES = 8
+
+
 def save_video_processor(output_dir: str | Path):
-    """Write the release's preprocessing (as in its ``scripts/eval_*.py``: every frame 224×224 bicubic, aspect not
-    kept, no crop, /255, ImageNet mean/std) as a ``TrajTokVideoProcessor`` into ``output_dir``.
+    """Write the release's preprocessing (as in its ``scripts/eval_*.py``: ``RELEASE_CLIP_FRAMES`` frames per clip,
+    every frame 224×224 bicubic, aspect not kept, no crop, /255, ImageNet mean/std) as a ``TrajTokVideoProcessor``
+    into ``output_dir``.
 
     Returns the processor, or None when ``trajtok_hf.models.video_processing_trajtok`` is not available."""
     try:
@@ -309,7 +316,9 @@ def save_video_processor(output_dir: str | Path):
     except ImportError:
         return None
     processor = TrajTokVideoProcessor(
+        num_frames=RELEASE_CLIP_FRAMES,
         size={"height": 224, "width": 224},
+        resize_mode="squash",  # the release stretches every frame to 224x224 (aspect not kept): parity needs that
         resample=PILImageResampling.BICUBIC,
         do_center_crop=False,
         do_rescale=True,

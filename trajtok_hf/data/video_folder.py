@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models.video_io_trajtok import check_num_frames, read_video_pyav, uniform_frame_indices
 from .pseudo_labels import downsample_labels, trajectories_to_pixel_labels
 
 METADATA_FILENAMES = ("metadata.jsonl", "metadata.csv")
@@ -50,79 +51,25 @@ _RESERVED = ("video_path", "masks_path")
 # --------------------------------------------------------------------------------------------------------------
 # Decoding
 
-
-def sample_frame_indices(total_frames: int, num_frames: int) -> np.ndarray:
-    """Uniform sampling: the centre frame of each of ``num_frames`` equal segments of ``[0, total_frames)``.
-
-    Short videos repeat frames (``total_frames < num_frames``), so every clip has exactly ``num_frames`` frames.
-    """
-    if total_frames < 1:
-        raise ValueError(f"`total_frames` must be >= 1, got {total_frames}")
-    if num_frames < 1:
-        raise ValueError(f"`num_frames` must be >= 1, got {num_frames}")
-    return np.minimum(((np.arange(num_frames) + 0.5) * total_frames / num_frames).astype(np.int64), total_frames - 1)
-
-
-def _count_frames(path: str) -> int:
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
-        # No frame count in the header (some MKV/WebM/TS): count packets, which needs no decoding.
-        return sum(1 for packet in container.demux(stream) if packet.size)
-
-
-def _decode_indices(path: str, indices: np.ndarray) -> tuple[list[np.ndarray], int]:
-    """Decode the frames at ``indices`` (sorted, may repeat); returns them and the number of frames seen."""
-    import av
-
-    wanted = {}
-    for position, index in enumerate(indices.tolist()):
-        wanted.setdefault(index, []).append(position)
-    last = int(indices.max())
-    out: list[np.ndarray | None] = [None] * len(indices)
-    seen = 0
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame_index, frame in enumerate(container.decode(stream)):
-            seen = frame_index + 1
-            if frame_index in wanted:
-                array = frame.to_ndarray(format="rgb24")
-                for position in wanted[frame_index]:
-                    out[position] = array
-            if frame_index >= last:
-                break
-    return [f for f in out if f is not None], seen
+# The centre frame of each of ``num_frames`` equal segments (short videos repeat frames); the processor's rule.
+sample_frame_indices = uniform_frame_indices
 
 
 def read_video(path: str | os.PathLike, num_frames: int | None = 16) -> tuple[np.ndarray, np.ndarray, int]:
     """Decode ``num_frames`` uniformly sampled frames (all frames if ``None``) of a video file with PyAV.
 
-    Returns ``(frames uint8 (num_frames, H, W, 3), frame_indices (num_frames,), total_frames)``. Raises the
-    underlying PyAV/OS error for an unreadable file, and ``ValueError`` for a file with no decodable frame.
+    Returns ``(frames uint8 (num_frames, H, W, 3), frame_indices (num_frames,), total_frames)``, where
+    ``total_frames`` counts the frames that decode. The decoding, the sampling and the handling of truncated files
+    are the video processor's (:func:`~trajtok_hf.models.video_io_trajtok.read_video_pyav`); every failure is a
+    ``ValueError`` naming the file.
     """
-    path = os.fspath(path)
-    total = _count_frames(path)
-    if total < 1:
-        raise ValueError(f"no video frames in {path}")
-    count = total if num_frames is None else num_frames
-    indices = sample_frame_indices(total, count)
-    frames, seen = _decode_indices(path, indices)
-    if len(frames) < len(indices):
-        # The header promised more frames than the stream holds. Headers can be off by a frame or two, so a
-        # short tail is resampled over what decodes; a file missing half its frames is corrupt, and a clip of
-        # one repeated frame would be a silently wrong sample.
-        if seen < max(1, (total + 1) // 2):
-            raise ValueError(f"truncated video {path}: only {seen} of {total} frames decode")
-        total = seen
-        indices = sample_frame_indices(total, count)
-        frames, _ = _decode_indices(path, indices)
-        if len(frames) < len(indices):
-            raise ValueError(f"could not decode the frames of {path}")
-    return np.stack(frames), indices, total
+    check_num_frames(num_frames)
+
+    def sample(metadata):
+        return uniform_frame_indices(metadata.total_num_frames, num_frames)
+
+    frames, metadata = read_video_pyav(path, None if num_frames is None else sample)
+    return frames, np.asarray(metadata.frames_indices, dtype=np.int64), metadata.total_num_frames
 
 
 def load_masks(path: str | os.PathLike, mask_stride: int = 4) -> np.ndarray:

@@ -5,7 +5,9 @@ Plain, vectorised functions (numpy; torch tensors accepted):
 * :mod:`trajtok_hf.metrics.retrieval` – video-text retrieval R@K / MedR / MeanR in both
   directions (several captions per video, pessimistic ties by default).
 * :mod:`trajtok_hf.metrics.segmentation` – ARI, foreground ARI and Hungarian-matched mean IoU
-  per clip, averaged over clips.
+  per clip, averaged over clips; per-object IoU / recall of the matched trajectory.
+* :mod:`trajtok_hf.metrics.breakdown` – means of per-clip or per-object scores by group (source
+  image, object count, object size) and a markdown table of them.
 
 and `evaluate` metric modules bundled as package data, loadable offline from their local path:
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .breakdown import markdown_table, mean_by_group
 from .retrieval import ranks_to_metrics, retrieval_metrics, retrieval_ranks
 from .segmentation import (
     adjusted_rand_index,
@@ -29,7 +32,9 @@ from .segmentation import (
     fg_ari_by_object_count,
     foreground_adjusted_rand_index,
     matched_mean_iou,
+    object_counts,
     object_errors,
+    object_scores,
     segmentation_metrics,
 )
 
@@ -47,7 +52,11 @@ __all__ = [
     "clip_segmentation_metrics",
     "segmentation_metrics",
     "object_errors",
+    "object_scores",
+    "object_counts",
     "fg_ari_by_object_count",
+    "mean_by_group",
+    "markdown_table",
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

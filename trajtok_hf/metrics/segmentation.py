@@ -57,6 +57,8 @@ __all__ = [
     "clip_segmentation_metrics",
     "segmentation_metrics",
     "object_errors",
+    "object_scores",
+    "object_counts",
     "fg_ari_by_object_count",
 ]
 
@@ -170,22 +172,37 @@ def foreground_adjusted_rand_index(
     return _ari(p, g)
 
 
+def _iou_matrix(table: np.ndarray) -> np.ndarray:
+    """IoU of every GT segment (row) with every predicted segment (column) of a dense contingency table."""
+    union = table.sum(axis=1)[:, None] + table.sum(axis=0)[None, :] - table
+    return table / np.maximum(union, 1)  # union >= 1 for every existing GT / pred segment
+
+
+def _foreground_rows(gt_ids: np.ndarray, background_id: int | None) -> np.ndarray:
+    return gt_ids != background_id if background_id is not None else np.ones(gt_ids.size, bool)
+
+
+def _matched_rows(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hungarian matching of the rows of ``iou``: per row, its matched column (``-1`` = unmatched) and matched IoU
+    (``0`` when unmatched)."""
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    match = np.full(iou.shape[0], -1, dtype=np.int64)
+    match[rows] = cols
+    matched_iou = np.zeros(iou.shape[0])
+    matched_iou[rows] = iou[rows, cols]
+    return match, matched_iou
+
+
 def _matched_miou(table: np.ndarray, gt_ids: np.ndarray, background_id: int | None) -> dict[str, float]:
     """Hungarian-matched mean IoU over all GT rows and over foreground GT rows."""
     out = {"mIoU": float("nan"), "FG-mIoU": float("nan")}
     if table.size == 0:
         return out
-    gt_area = table.sum(axis=1)
-    pred_area = table.sum(axis=0)
-    union = gt_area[:, None] + pred_area[None, :] - table
-    iou = table / np.maximum(union, 1)  # union >= 1 for every existing GT / pred segment
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    out["mIoU"] = float(iou[rows, cols].sum() / iou.shape[0])
-    fg_rows = gt_ids != background_id if background_id is not None else np.ones(gt_ids.size, bool)
+    iou = _iou_matrix(table)
+    out["mIoU"] = float(_matched_rows(iou)[1].mean())
+    fg_rows = _foreground_rows(gt_ids, background_id)
     if fg_rows.any():
-        iou_fg = iou[fg_rows]
-        r, c = linear_sum_assignment(iou_fg, maximize=True)
-        out["FG-mIoU"] = float(iou_fg[r, c].sum() / iou_fg.shape[0])
+        out["FG-mIoU"] = float(_matched_rows(iou[fg_rows])[1].mean())
     return out
 
 
@@ -342,11 +359,56 @@ def fg_ari_by_object_count(
         raise ValueError(f"`per_clip_fg_ari` must be a 1-D array of per-clip FG-ARI values: {error}") from error
     if values.size != len(references):
         raise ValueError(f"`per_clip_fg_ari` has {values.size} values for {len(references)} `references`")
-    drop = [x for x in (background_id, ignore_index) if x is not None]
-    counts = np.array([np.setdiff1d(_ids(gt, "references"), drop).size for gt in references], dtype=np.int64)
+    counts = object_counts(references, background_id=background_id, ignore_index=ignore_index)
     out: dict[str, dict[str, float]] = {}
     for count in np.unique(counts[counts > 0]):
         chosen = values[(counts == count) & ~np.isnan(values)]
         if chosen.size:
             out[str(int(count))] = {"FG-ARI": float(chosen.mean()), "clips": int(chosen.size)}
     return out
+
+
+def object_scores(
+    pred: Any, gt: Any, *, background_id: int | None = 0, ignore_index: int | None = -100
+) -> dict[str, np.ndarray]:
+    """Per foreground GT segment (object) of one clip, how well its matched trajectory covers it.
+
+    Objects are matched one-to-one to predicted trajectories by the Hungarian matching of FG-mIoU (foreground GT
+    rows, IoU over all valid pixels of the clip, i.e. over space *and* time). Returns, one entry per object in
+    ascending id order:
+
+    * ``ids`` — the object's GT id; ``pixels`` — its valid pixels;
+    * ``iou`` — IoU of the object with its matched trajectory (``0`` when unmatched: more objects than
+      trajectories). The mean of ``iou`` over a clip's objects is that clip's FG-mIoU;
+    * ``recall`` — fraction of the object's pixels inside its matched trajectory (``0`` when unmatched). A
+      trajectory that also swallows background lowers ``iou`` but not ``recall``.
+
+    Unlike FG-ARI, which scores a clip's whole foreground partition, these are scores of single objects, so they can
+    be grouped by object attributes (size, texture, visibility). Empty arrays when the clip has no foreground.
+    """
+    p, g = _prepare(pred, gt, ignore_index)
+    empty = {
+        "ids": np.zeros(0, np.int64),
+        "pixels": np.zeros(0, np.int64),
+        "iou": np.zeros(0),
+        "recall": np.zeros(0),
+    }
+    if g.size == 0:
+        return empty
+    table, gt_ids, _ = _contingency(p, g, dense=True)
+    fg = _foreground_rows(gt_ids, background_id)
+    if not fg.any():
+        return empty
+    match, iou = _matched_rows(_iou_matrix(table)[fg])
+    table = table[fg]
+    pixels = table.sum(axis=1)
+    hits = np.where(match >= 0, table[np.arange(match.size), np.maximum(match, 0)], 0)
+    return {"ids": gt_ids[fg], "pixels": pixels, "iou": iou, "recall": hits / np.maximum(pixels, 1)}
+
+
+def object_counts(
+    references: Sequence[Any], *, background_id: int | None = 0, ignore_index: int | None = -100
+) -> np.ndarray:
+    """Number of distinct foreground GT ids (objects) of every clip of ``references``, ``(num_clips,)`` int64."""
+    drop = [x for x in (background_id, ignore_index) if x is not None]
+    return np.array([np.setdiff1d(_ids(gt, "references"), drop).size for gt in references], dtype=np.int64)

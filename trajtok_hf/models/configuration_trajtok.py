@@ -44,6 +44,12 @@ class TrajTokConfig(PreTrainedConfig):
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
             A transformers ConvNeXt-family config (`convnext`, `convnextv2` or `dinov3_convnext`) for the per-frame
             backbone (dense features). Defaults to ConvNeXt-Tiny. `out_features` is forced to all four stages.
+        pretrained_backbone_name_or_path (`str`, *optional*):
+            A local folder or Hub id of a pretrained transformers ConvNeXt-family backbone (for instance DINOv3
+            ConvNeXt-S, the release's backbone) whose weights [`TrajTokModel.load_pretrained_backbone`] loads, and
+            which [`TrajTokModel.from_pretrained_backbone`] records. Saved in config.json as the backbone's
+            provenance; neither building the model nor `from_pretrained` reads it (construction stays offline, and a
+            saved TrajTok checkpoint already holds its backbone weights).
         hidden_size (`int`, *optional*, defaults to 512):
             Feature width D of the summed multi-scale features and of both Perceivers.
         num_trajectories (`int`, *optional*, defaults to 128):
@@ -83,7 +89,10 @@ class TrajTokConfig(PreTrainedConfig):
             How refinement queries start: `"soft_pool"` = z_k (Eq. 2) + Matryoshka offsets (paper),
             `"latent"` = learned per-slot latents (release), `"latent_plus_soft_pool"` = both summed. The model has
             the Fourier-ring offsets (`subtoken_offsets`) only with `"soft_pool"` and the per-slot latents
-            (`refinement_latents`) only with the two latent variants.
+            (`refinement_latents`) only with the two latent variants. With `"latent"` the trajectory tokens depend
+            on the grouping only through the hard (argmax) mask, so a loss on the tokens (TrajViT2's contrastive loss)
+            sends exactly zero gradient into the query Perceiver, query latents, assignment heads and logit scale,
+            as in the release; the soft-pool variants pass it through the soft mask (Eq. 2).
         soft_pool_normalization (`str`, *optional*, defaults to `"mean"`):
             Eq. 2 as written in the paper is the sum Σ_p M_kp F_p (`"sum"`); it grows with region size, so the
             default divides by the soft mass Σ_p M_kp + 1e-6 (`"mean"`, as the release's soft pool).
@@ -132,6 +141,7 @@ class TrajTokConfig(PreTrainedConfig):
     }
 
     backbone_config: dict | PreTrainedConfig | None = None
+    pretrained_backbone_name_or_path: str | None = None
     hidden_size: int = 512
     num_trajectories: int = 128
     feature_layer_norm_eps: float = 1e-5
@@ -210,6 +220,11 @@ class TrajTokConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        pretrained = self.pretrained_backbone_name_or_path
+        if pretrained is not None and (not isinstance(pretrained, str) or not pretrained):
+            raise ValueError(
+                f"pretrained_backbone_name_or_path must be None or a non-empty folder or Hub id, got {pretrained!r}"
+            )
         if self.output_size is not None and (not isinstance(self.output_size, int) or self.output_size <= 0):
             raise ValueError(f"output_size must be None or a positive int, got {self.output_size!r}")
         if self.hidden_size % self.num_attention_heads:

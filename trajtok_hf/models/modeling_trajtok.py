@@ -25,25 +25,39 @@ norm (release: ``backbone_final_layernorm``); refinement queries from soft pooli
 (``refinement_visible_last_pixels``); RoPE over all head dims (release: half, ``rope_fraction=0.5``); Perceiver
 residual stream with a final norm (release: ``latent_norm_placement="every_layer"``). Chunks shorter than
 ``chunk_size`` are tokenized as they are (never padded with fake frames).
+
+What a loss on the trajectory tokens trains (e.g. TrajViT2's contrastive loss): with ``query_init="soft_pool"`` the
+refinement queries are the soft-mask pools of Eq. 2, so its gradient reaches the grouping (query Perceiver, query
+latents, both assignment heads, the logit scale) through the soft mask. With the release's ``query_init="latent"``
+the tokens depend on the grouping only through the hard mask (the argmax ids: which pixels each query sees, which
+slots are active), which has no gradient, so that gradient into the grouping is exactly zero: the grouping learns
+from the segmentation loss alone, and a token loss trains the features and the refinement part. This is the release's
+design (its ``SegmentTokenizer`` with ``add_mean_traj: false`` starts the refinement from learned latents and masks
+it with the argmax), kept for parity; ``"latent_plus_soft_pool"`` adds the soft path back on top of the latents.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import is_offline_mode
 from torch import nn
-from transformers import AutoBackbone, PreTrainedModel
+from transformers import AutoBackbone, AutoConfig, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
-from .configuration_trajtok import TrajTokConfig
+from .configuration_trajtok import SUPPORTED_BACKBONES, TrajTokConfig
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
 HARD_MASK_IMPLEMENTATIONS = ("segment", "dense")
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -225,6 +239,80 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
 # Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).
 CPU_PIXELS_PER_BACKBONE_PASS = 4 * 224 * 224
 
+# Fields of a ConvNeXt-family config that fix the architecture: a pretrained backbone must agree with
+# ``backbone_config`` on each (the weight shapes check widths and depths again; the activation and the norm epsilon
+# change values, not shapes).
+BACKBONE_ARCHITECTURE_FIELDS = (
+    "model_type",
+    "num_channels",
+    "patch_size",
+    "num_stages",
+    "depths",
+    "hidden_sizes",
+    "hidden_act",
+    "layer_norm_eps",
+)
+# Weights that only transformers' ``*Backbone`` classes have: ConvNeXt(V2)Backbone's per-stage output norms. A
+# checkpoint saved from ``ConvNextModel`` or an image classifier lacks them; ``from_pretrained`` then initialises them
+# as a fresh backbone has them (LayerNorm weight 1, bias 0).
+BACKBONE_ONLY_WEIGHT_PREFIXES = ("hidden_states_norms.",)
+# The ``from_pretrained`` options a pretrained backbone is fetched with (anything else would become a config field).
+PRETRAINED_BACKBONE_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "subfolder")
+
+
+def load_pretrained_backbone_config(name_or_path: str, **hub_kwargs) -> PreTrainedConfig:
+    """The config of a pretrained backbone (local folder or Hub id), with an error that says what to do when it
+    cannot be read, or is not a ConvNeXt-family model."""
+    unknown = sorted(set(hub_kwargs) - set(PRETRAINED_BACKBONE_KWARGS))
+    if unknown:
+        raise TypeError(f"unknown pretrained-backbone options {unknown}; allowed: {PRETRAINED_BACKBONE_KWARGS}")
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+    except OSError as error:
+        hub = "not in the local Hub cache (offline mode: HF_HUB_OFFLINE)" if is_offline_mode() else "not on the Hub"
+        raise OSError(
+            f"cannot load the pretrained backbone {name_or_path!r}: it is not a local folder with a config.json and "
+            f"{hub}. Where the Hub is reachable, `hf download {name_or_path} --local-dir DIR` and pass DIR. "
+            f"({error})"
+        ) from error
+    if config.model_type not in SUPPORTED_BACKBONES:
+        raise ValueError(
+            f"the pretrained backbone {name_or_path!r} is a {config.model_type!r} model; TrajTok needs one of the "
+            f"ConvNeXt-family backbones {SUPPORTED_BACKBONES}"
+        )
+    return config
+
+
+def backbone_config_differences(pretrained: PreTrainedConfig, expected: PreTrainedConfig) -> list[str]:
+    """``field=pretrained (backbone_config: expected)`` for each architecture field of both configs on which they
+    differ."""
+
+    def value(config, field):
+        found = getattr(config, field)
+        return list(found) if isinstance(found, tuple) else found
+
+    return [
+        f"{field}={value(pretrained, field)!r} (backbone_config: {value(expected, field)!r})"
+        for field in BACKBONE_ARCHITECTURE_FIELDS
+        if hasattr(pretrained, field)
+        and hasattr(expected, field)
+        and value(pretrained, field) != value(expected, field)
+    ]
+
+
+def _check_backbone_loading_info(info: dict, name_or_path: str) -> None:
+    """Fails unless every backbone weight came from the checkpoint (or is one of the backbone-only norms)."""
+    missing = [key for key in info["missing_keys"] if not key.startswith(BACKBONE_ONLY_WEIGHT_PREFIXES)]
+    if missing or info["mismatched_keys"]:
+        raise ValueError(
+            f"the pretrained backbone {name_or_path!r} does not fill the backbone: missing weights {missing}, "
+            f"mismatched shapes {info['mismatched_keys']}"
+        )
+    if len(missing) < len(info["missing_keys"]):
+        logger.info(f"{name_or_path!r} has no per-stage output norms (a Model checkpoint): they start as identity")
+    if info["unexpected_keys"]:
+        logger.info(f"weights of {name_or_path!r} that the backbone does not use: {sorted(info['unexpected_keys'])}")
+
 
 class TrajTokFeatureExtractor(nn.Module):
     """Dense features (paper Sec. 3): ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to
@@ -241,6 +329,29 @@ class TrajTokFeatureExtractor(nn.Module):
         )
         self.final_layernorm = nn.LayerNorm(stage_widths[-1], eps=1e-6) if config.backbone_final_layernorm else None
         self.frames_per_pass = config.backbone_frames_per_pass
+
+    def load_pretrained_backbone(self, name_or_path: str, **hub_kwargs) -> None:
+        """Copies the weights of a pretrained backbone into ``self.backbone``: the concrete backbone class
+        (``ConvNextBackbone``, ``DINOv3ConvNextBackbone``, ...) loads them with ``from_pretrained``, then a strict
+        ``load_state_dict`` moves them over, so every key maps exactly. The checkpoint's architecture must be
+        ``backbone_config``'s."""
+        expected = self.backbone.config
+        differences = backbone_config_differences(load_pretrained_backbone_config(name_or_path, **hub_kwargs), expected)
+        if differences:
+            raise ValueError(
+                f"the pretrained backbone {name_or_path!r} does not match backbone_config: {', '.join(differences)}. "
+                f"TrajTokModel.from_pretrained_backbone builds a model with the checkpoint's backbone_config"
+            )
+        pretrained, info = type(self.backbone).from_pretrained(
+            name_or_path, config=copy.deepcopy(expected), output_loading_info=True, **hub_kwargs
+        )
+        _check_backbone_loading_info(info, name_or_path)
+        self.backbone.load_state_dict(pretrained.state_dict())
+        if self.final_layernorm is not None:
+            logger.warning(
+                "backbone_final_layernorm: the final LayerNorm is not loaded from the pretrained backbone; it keeps "
+                "its initialisation (weight 1, bias 0) and trains with the segmenter"
+            )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (M, 3, H, W) → features (M, h, w, D) on the grid of the first stage (stride 4).
@@ -345,6 +456,65 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.output_projection = nn.Linear(hidden, config.token_size)
         self.gradient_checkpointing = False
         self.post_init()
+
+    # ------------------------------------------------------------------ pretrained backbone
+    @classmethod
+    def from_pretrained_backbone(
+        cls, pretrained_backbone_name_or_path: str | os.PathLike, config: TrajTokConfig | None = None, **hub_kwargs
+    ) -> TrajTokModel:
+        """A new tokenizer whose backbone starts from a pretrained transformers ConvNeXt-family checkpoint (local
+        folder or Hub id) and whose other modules are freshly initialised: how the release trains its segmenter, from
+        DINOv3 ConvNeXt-S. As ``VisionEncoderDecoderModel.from_encoder_decoder_pretrained``, the sub-model's
+        architecture comes from its checkpoint: ``config.backbone_config`` is replaced by the checkpoint's config
+        (with a warning naming each architecture field that changes), and ``pretrained_backbone_name_or_path``
+        records where it came from.
+
+        Args:
+            pretrained_backbone_name_or_path (`str` or `os.PathLike`):
+                Folder written by ``save_pretrained`` of a ConvNeXt, ConvNeXtV2 or DINOv3-ConvNeXt model, backbone or
+                image classifier, or the Hub id of one.
+            config ([`TrajTokConfig`], *optional*):
+                Every other hyper-parameter (defaults: `TrajTokConfig()`); not modified.
+            hub_kwargs:
+                `revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, `subfolder` of
+                `from_pretrained`.
+        """
+        name = os.fspath(pretrained_backbone_name_or_path)
+        config = config if config is not None else cls.config_class()
+        backbone_config = load_pretrained_backbone_config(name, **hub_kwargs)
+        differences = backbone_config_differences(backbone_config, config.backbone_config)
+        if differences:
+            logger.warning(f"backbone_config taken from the pretrained backbone {name!r}: {', '.join(differences)}")
+        config = cls.config_class.from_dict(
+            {**config.to_dict(), "backbone_config": backbone_config.to_dict(), "pretrained_backbone_name_or_path": name}
+        )
+        model = cls(config)
+        model.load_pretrained_backbone(**hub_kwargs)
+        return model
+
+    def load_pretrained_backbone(
+        self, pretrained_backbone_name_or_path: str | os.PathLike | None = None, **hub_kwargs
+    ) -> None:
+        """Loads pretrained weights into the backbone of this model, in place; nothing else changes. Building a model
+        never loads them (construction stays offline); this is the one place that does.
+
+        Args:
+            pretrained_backbone_name_or_path (`str` or `os.PathLike`, *optional*):
+                Folder or Hub id of a ConvNeXt-family checkpoint whose architecture is `config.backbone_config`'s
+                (else a `ValueError` lists the fields that differ). Defaults to
+                `config.pretrained_backbone_name_or_path`, and is recorded there.
+            hub_kwargs:
+                As in [`~TrajTokModel.from_pretrained_backbone`].
+        """
+        name = pretrained_backbone_name_or_path or self.config.pretrained_backbone_name_or_path
+        if name is None:
+            raise ValueError(
+                "load_pretrained_backbone needs a folder or Hub id: pass one or set "
+                "config.pretrained_backbone_name_or_path"
+            )
+        name = os.fspath(name)
+        self.feature_extractor.load_pretrained_backbone(name, **hub_kwargs)
+        self.config.pretrained_backbone_name_or_path = name
 
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values_videos) -> None:
@@ -564,7 +734,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
         return self.output_projection(streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask))
 
     def _initial_queries(self, logits: torch.Tensor, features: torch.Tensor, n: int) -> torch.Tensor:
-        """Refinement queries (b, K·n, D), trajectory-major: initial tokens (Eq. 2) and/or latents, plus offsets."""
+        """Refinement queries (b, K·n, D), trajectory-major: initial tokens (Eq. 2) and/or latents, plus offsets.
+        With ``query_init="latent"`` they do not depend on ``logits``: no gradient reaches the grouping this way."""
         config = self.config
         level = config.subtoken_slice(n)
         b, num_traj = logits.shape[0], config.num_trajectories

@@ -795,10 +795,12 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
                         f"segmentation_labels must have shape (B, T, h, w) = {tuple(logits.shape[:-1])} (the "
                         f"tokenizer's mask grid), got {tuple(segmentation_labels.shape)}"
                     )
+                trajtok_config = self.config.vision_config.trajtok_config
                 segmentation_loss = trajectory_segmentation_loss(
                     logits,
                     segmentation_labels,
-                    tie_break=self.config.vision_config.trajtok_config.matching_tie_break,
+                    tie_break=trajtok_config.matching_tie_break,
+                    chunk_size=trajtok_config.chunk_size,  # slots are chunk-local: match per chunk
                 )
                 loss = loss + self.config.segmentation_loss_weight * segmentation_loss
 

@@ -1,0 +1,150 @@
+"""examples/evaluate_segmenter.py --data photos: the breakdown of a segmenter's scores on held-out photo composites
+(per held-out photo, per object count, per object size), run in-process with a tiny random segmenter on a few
+clips. The shipped checkpoint on the default shapes clips is tested in test_demo_scripts.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from testers import load_file_module, tiny_trajtok_model
+
+from trajtok_hf import TrajTokVideoProcessor
+from trajtok_hf.data import HELD_OUT_PHOTOS, SIZE_CLASSES
+from trajtok_hf.hub import load_eval_results_json
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE, FRAMES, CLIPS_PER_PHOTO, SHAPES_CLIPS = 32, 4, 3, 3
+
+
+@pytest.fixture(scope="module")
+def evaluate():
+    return load_file_module(ROOT / "examples" / "evaluate_segmenter.py", "example_evaluate_segmenter")
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter(tmp_path_factory):
+    """A tiny random TrajTok segmenter folder whose processor makes 4 frames of 32²."""
+    folder = tmp_path_factory.mktemp("tiny_segmenter")
+    torch.manual_seed(0)
+    tiny_trajtok_model().save_pretrained(folder)
+    TrajTokVideoProcessor(size={"height": SIZE, "width": SIZE}, num_frames=FRAMES).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos_run(evaluate, tiny_segmenter, tmp_path_factory):
+    out_json = tmp_path_factory.mktemp("metrics") / "photos.json"
+    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--clips_per_photo", str(CLIPS_PER_PHOTO)]
+    argv += ["--num_clips", str(SHAPES_CLIPS), "--batch_size", "4", "--no_progress", "--save_metrics", str(out_json)]
+    return evaluate.main(argv), out_json
+
+
+@pytest.fixture(scope="module")
+def clips(evaluate):
+    """The clips the photos run scores: the same generator calls as the script."""
+    return evaluate.photo_clips(CLIPS_PER_PHOTO, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED)
+
+
+def test_breakdown_keys_and_counts_add_up(photos_run, clips):
+    result, _ = photos_run
+    assert set(result["metrics"]) == {"FG-ARI", "ARI", "mIoU", "FG-mIoU"}
+    assert list(result["by_photo"]) == list(HELD_OUT_PHOTOS)
+    assert all(row["clips"] == CLIPS_PER_PHOTO for row in result["by_photo"].values())
+    counts = {str(n) for n in {len(clip["objects"]) for clip in clips}}
+    assert set(result["by_objects_per_clip"]) == counts
+    assert sum(row["clips"] for row in result["by_objects_per_clip"].values()) == len(clips)
+    sizes = [obj["size"] for clip in clips for obj in clip["objects"]]
+    assert list(result["by_object_size"]) == [s for s in SIZE_CLASSES if s in sizes]
+    assert {s: row["objects"] for s, row in result["by_object_size"].items()} == {s: sizes.count(s) for s in set(sizes)}
+    # Equal clips per photo: the overall number is the mean of the per-photo rows.
+    for key, value in result["metrics"].items():
+        assert value == pytest.approx(np.mean([row[key] for row in result["by_photo"].values()]))
+        assert -1 <= value <= 1
+    for row in result["by_object_size"].values():
+        assert 0 <= row["IoU"] <= row["recall"] <= 1
+
+
+def test_saved_json_is_an_eval_results_file_with_the_breakdown(photos_run):
+    result, out_json = photos_run
+    loaded = load_eval_results_json(out_json)
+    assert loaded.metrics == pytest.approx(result["metrics"])
+    assert loaded.dataset["type"] == "trajtok_hf-photo-composites" and "grace_hopper" in loaded.dataset["name"]
+    saved = json.loads(out_json.read_text())
+    assert saved["by_photo"] == result["by_photo"] and saved["by_object_size"] == result["by_object_size"]
+    assert saved["shapes"]["metrics"] == result["shapes"] and "held-out" in saved["shapes"]["dataset"]["split"]
+    assert saved["num_clips_per_photo"] == CLIPS_PER_PHOTO and saved["num_frames"] == FRAMES
+    tables = saved["tables_markdown"]
+    for header in ("| data |", "| held-out photo |", "| objects per clip |", "| object size |"):
+        assert header in tables
+    assert tables.count("\n| grace_hopper |") == 1 and "| held-out shapes |" in tables
+
+
+def _relabelled(labels):
+    return labels * 3 + 5  # another id for every trajectory, background included
+
+
+def _one_trajectory(labels):
+    return np.zeros_like(labels)
+
+
+def _object_1_in_the_background(labels):
+    return np.where(labels == 1, 0, labels)
+
+
+PERFECT = {"FG-ARI": 1.0, "ARI": 1.0, "mIoU": 1.0, "FG-mIoU": 1.0}
+# (name, prediction made from the labels, overall metrics it must score exactly, metrics it must score below 1).
+# FG-ARI cannot see an object lumped into the background's trajectory; the per-object IoU can.
+ORACLE_CASES = [
+    ("ground_truth", lambda labels: labels, PERFECT, ()),
+    ("relabelled_ground_truth", _relabelled, PERFECT, ()),
+    ("one_trajectory", _one_trajectory, {"ARI": 0.0}, ("mIoU", "FG-mIoU")),
+    ("object_1_in_the_background", _object_1_in_the_background, {"FG-ARI": 1.0}, ("ARI", "mIoU", "FG-mIoU")),
+]
+
+
+@pytest.mark.parametrize("predict, exact, below_one", [c[1:] for c in ORACLE_CASES], ids=[c[0] for c in ORACLE_CASES])
+def test_breakdown_of_oracle_and_degraded_predictions(evaluate, clips, predict, exact, below_one):
+    ids = [torch.from_numpy(predict(clip["segmentation_labels"])) for clip in clips]
+    report = evaluate.photo_breakdown(ids, clips)
+    assert {key: report["metrics"][key] for key in exact} == pytest.approx(exact)
+    assert all(report["metrics"][key] < 1 for key in below_one)
+    object_ious = [row["IoU"] for row in report["by_object_size"].values()]
+    if exact == PERFECT:  # every row of every table is perfect too
+        for row in [*report["by_photo"].values(), *report["by_objects_per_clip"].values()]:
+            assert {key: row[key] for key in PERFECT} == pytest.approx(PERFECT)
+        assert object_ious == pytest.approx([1.0] * len(object_ious))
+    else:
+        assert min(object_ious) < 1
+
+
+def test_frame_size_follows_the_processor(evaluate):
+    cases = [
+        (TrajTokVideoProcessor(size={"height": 48, "width": 80}), (48, 80)),
+        (TrajTokVideoProcessor(size={"shortest_edge": 40}), (40, 40)),
+        (
+            TrajTokVideoProcessor(
+                size={"shortest_edge": 40}, do_center_crop=True, crop_size={"height": 32, "width": 36}
+            ),
+            (32, 36),
+        ),
+    ]
+    assert [evaluate.frame_size(processor) for processor, _ in cases] == [size for _, size in cases]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--data", "video"], "--data"),
+        (["--data", "photos", "--clips_per_photo", "0"], "clips_per_photo"),
+        (["--max_objects", "0"], "max_objects"),
+        (["--device", "no_such_device"], "--device"),
+    ],
+)
+def test_bad_arguments(evaluate, argv, match, capsys):
+    with pytest.raises(SystemExit) as caught:
+        evaluate.main(argv)
+    assert match in capsys.readouterr().err + str(caught.value)

@@ -1,0 +1,173 @@
+"""Reading video files for TrajTok: one PyAV decoder and one frame-sampling rule for every caller.
+
+The video processor (``TrajTokVideoProcessor.fetch_videos``) and the local video-folder datasets
+(``trajtok_hf.data.video_folder``) both decode through :func:`read_video_pyav` and sample with
+:func:`uniform_frame_indices`, so a clip read for training and the same clip given to the processor yield the same
+frames.
+
+* Sampling: ``num_frames`` frames at the centres of ``num_frames`` equal segments of the clip (TSN-style, exact
+  integer arithmetic). A clip shorter than ``num_frames`` repeats frames uniformly; nothing is zero-padded, since
+  fake frames could create trajectories (paper Sec. 3 tokenizes every pixel of every frame).
+* Frame count: the container header's, or, when the header has none (Matroska, WebM, MPEG-TS), the number of
+  packets of the video stream (counted without decoding).
+* Truncated files: when fewer frames decode than the count promised, the frames are sampled again over the frames
+  that do decode, unless fewer than half of them do: such a file is corrupt, and a clip of one repeated frame would
+  be a silently wrong sample.
+* Errors: every failure (missing file, unreadable container, no video stream, no frame, decoding error, truncation,
+  frames changing size) is a ``ValueError`` that names the file.
+
+Decoding converts to RGB24 with FFmpeg's swscale; rotation side-data of phone videos is not applied. This module
+imports only numpy, transformers and (lazily) av, so a saved processor carries it as remote code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from transformers.video_utils import VideoMetadata
+
+__all__ = ["MIN_DECODABLE_FRACTION", "check_num_frames", "read_video_pyav", "uniform_frame_indices"]
+
+# A file whose stream decodes to fewer than this fraction of the frames its header promises is refused as truncated.
+MIN_DECODABLE_FRACTION = 0.5
+
+
+def check_num_frames(num_frames: Any) -> None:
+    """``num_frames`` must be None or a positive int (numpy integers included)."""
+    if num_frames is None:
+        return
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)):
+        raise TypeError(f"`num_frames` must be a positive int or None, got {type(num_frames).__name__} {num_frames!r}")
+    if num_frames <= 0:
+        raise ValueError(f"`num_frames` must be a positive int (frames to sample per video), got {num_frames}")
+
+
+def uniform_frame_indices(total_num_frames: int, num_frames: int) -> np.ndarray:
+    """Indices of ``num_frames`` frames spread uniformly over a clip of ``total_num_frames`` frames.
+
+    Frame ``i`` is the one under the centre of the i-th of ``num_frames`` equal segments:
+    ``floor((2i + 1) * total / (2 * num_frames))``. When the clip is shorter than ``num_frames`` the same formula
+    repeats frames uniformly (each frame ``floor`` or ``ceil`` of ``num_frames / total`` times, in temporal order).
+    """
+    total_num_frames = int(total_num_frames)
+    if total_num_frames <= 0:
+        raise ValueError(f"cannot sample frames from an empty video (total_frames={total_num_frames})")
+    check_num_frames(num_frames)
+    steps = 2 * np.arange(int(num_frames), dtype=np.int64) + 1
+    return (steps * total_num_frames) // (2 * int(num_frames))
+
+
+def _open_stream(path: str):
+    import av  # lazy: only needed for file inputs
+
+    try:
+        container = av.open(path)
+    except Exception as err:  # av.error.* (InvalidDataError, ...), OSError
+        raise ValueError(f"could not open video file {path!r} with PyAV: {err}") from err
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"video file {path!r} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _metadata(total: int, fps: float | None, height: int, width: int) -> VideoMetadata:
+    return VideoMetadata(
+        total_num_frames=total,
+        fps=fps,
+        width=width,
+        height=height,
+        duration=total / fps if fps else None,
+        video_backend="pyav",
+    )
+
+
+def _probe(path: str) -> VideoMetadata:
+    """Frame count, frame rate and frame size, from the header (packets counted when it has no frame count)."""
+    container, stream = _open_stream(path)
+    with container:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        total = int(stream.frames or 0)
+        if total <= 0:
+            try:
+                total = sum(1 for packet in container.demux(stream) if packet.size)
+            except Exception as err:
+                raise ValueError(f"could not read video file {path!r} with PyAV: {err}") from err
+        metadata = _metadata(
+            total, float(rate) if rate else None, stream.codec_context.height, stream.codec_context.width
+        )
+    if total <= 0:
+        raise ValueError(f"video file {path!r} is empty (0 frames)")
+    return metadata
+
+
+def _decode(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], int]:
+    """RGB frames at ``indices`` (decoding stops after the last one) and the number of frames decoded."""
+    keep, last = set(indices.tolist()), int(indices.max())
+    frames, seen = {}, 0
+    container, stream = _open_stream(path)
+    with container:
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                seen = index + 1
+                if index in keep:
+                    frames[index] = frame.to_ndarray(format="rgb24")
+                if index >= last:
+                    break
+        except Exception as err:  # av.error.InvalidDataError etc. (some subclass ValueError): name the file
+            raise ValueError(f"could not decode video file {path!r} with PyAV: {err}") from err
+    return frames, seen
+
+
+def _select(metadata: VideoMetadata, sample_indices_fn: Callable | None, path: str) -> np.ndarray:
+    total = metadata.total_num_frames
+    if sample_indices_fn is None:
+        return np.arange(total)
+    indices = np.asarray(sample_indices_fn(metadata=metadata), dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise ValueError(f"frame sampling selected no frames from {path!r}")
+    if indices.min() < 0 or indices.max() >= total:
+        raise ValueError(f"frame indices out of range [0, {total}) for {path!r}")
+    return indices
+
+
+def read_video_pyav(
+    path: str | os.PathLike, sample_indices_fn: Callable | None = None
+) -> tuple[np.ndarray, VideoMetadata]:
+    """Decode a video file with PyAV into uint8 RGB frames ``(T, H, W, 3)`` and their ``VideoMetadata``.
+
+    Args:
+        path: the video file.
+        sample_indices_fn: ``fn(metadata=VideoMetadata) -> indices`` choosing the frames to keep (all if None), as
+            transformers' ``load_video`` takes it; e.g. ``lambda metadata: uniform_frame_indices(
+            metadata.total_num_frames, 16)``. Only the kept frames are converted to RGB.
+
+    Returns:
+        The frames (the same layout as transformers' ``read_video_pyav``) and the metadata, whose
+        ``total_num_frames`` is the number of frames that decode and ``frames_indices`` the kept frames.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"video file {path!r} does not exist or is not a regular file")
+    metadata = _probe(path)
+    indices = _select(metadata, sample_indices_fn, path)
+    frames, seen = _decode(path, indices)
+    if seen <= int(indices.max()):  # the header promised more frames than the stream holds
+        promised = metadata.total_num_frames
+        if seen < max(1, int(np.ceil(promised * MIN_DECODABLE_FRACTION))):
+            raise ValueError(f"truncated video {path!r}: only {seen} of {promised} frames decode")
+        metadata = _metadata(seen, metadata.fps, metadata.height, metadata.width)
+        indices = _select(metadata, sample_indices_fn, path)
+        frames, _ = _decode(path, indices)
+    try:
+        video = np.stack([frames[int(i)] for i in indices])  # repeated indices reuse the decoded frame
+    except ValueError as err:
+        raise ValueError(f"frames of {path!r} change size mid-stream: {err}") from err
+    metadata = dataclasses.replace(metadata, height=video.shape[1], width=video.shape[2])
+    metadata.frames_indices = indices.tolist()
+    return video, metadata
