@@ -42,7 +42,8 @@ def parse_args(argv=None):
     card.add_argument(
         "--eval_results",
         default=None,
-        help="JSON of evaluation numbers ({'metric': value} or {'metrics': {...}, 'dataset': {...}}); "
+        help="JSON of evaluation numbers ({'metric': value} or {'metrics': {...}, 'dataset': {...}}, plus further "
+        "datasets as named blocks of the same form, e.g. 'shapes'); "
         "default: metrics.jsonl / eval.json written by the training scripts next to --model",
     )
     card.add_argument("--training_command", default=None, help="the command that trained this checkpoint")

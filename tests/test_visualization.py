@@ -10,6 +10,7 @@ from PIL import Image
 from trajtok_hf.visualization import (
     active_trajectories_per_chunk,
     denormalize_video,
+    fit_frames,
     overlay_trajectories,
     render_trajectory_animation,
     render_trajectory_grid,
@@ -154,3 +155,55 @@ def test_cropped_video_ids_overlay_on_the_original_frames():
     uncoloured = (out == video).all(axis=(0, 1, 3))
     np.testing.assert_array_equal(uncoloured, (ids[0] == -1).all(dim=0).numpy())
     assert 55 <= uncoloured.sum() <= 62  # 100 - 40 columns cut away (± rounding), 30 on each side
+
+
+# (frame height, width, max_side) -> drawn (height, width): the longest side becomes max_side, the aspect ratio stays
+FIT_CASES = [
+    ("shrink wide", (272, 640, 320), (136, 320)),
+    ("shrink tall", (90, 30, 45), (45, 15)),
+    ("enlarge", (9, 15, 30), (18, 30)),
+    ("unchanged", (16, 16, 16), (16, 16)),
+    ("thin side kept >= 1", (1, 100, 10), (1, 10)),
+]
+
+
+@pytest.mark.parametrize("shape, expected", [c[1:] for c in FIT_CASES], ids=[c[0] for c in FIT_CASES])
+def test_fit_frames_keeps_the_aspect_ratio(shape, expected):
+    height, width, max_side = shape
+    frames = np.random.default_rng(0).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+    fitted = fit_frames(frames, max_side)
+    assert fitted.shape == (2, *expected, 3) and fitted.dtype == np.uint8
+    if max(height, width) < max_side:  # enlarging repeats pixels (nearest neighbour): no invented colours
+        assert {tuple(p) for p in fitted.reshape(-1, 3)} <= {tuple(p) for p in frames.reshape(-1, 3)}
+    with pytest.raises(ValueError, match="max_side"):
+        fit_frames(frames, 0)
+
+
+def test_ids_at_the_original_size_are_resampled_to_smaller_frames():
+    """Ids on a 6-wide original frame drawn on 4-wide frames: each drawn pixel takes the id under its centre."""
+    ids = np.arange(6)[None, None, :].repeat(2, axis=1)  # (1, 2, 6): column c has id c
+    video = np.zeros((1, 2, 4, 3), dtype=np.uint8)
+    out = overlay_trajectories(video, ids, alpha=1.0, draw_boundaries=False)
+    palette = trajectory_palette(6)
+    for column, source in enumerate([0, 2, 3, 5]):  # floor((2c + 1) · 6 / 8)
+        np.testing.assert_array_equal(out[0, 0, column], palette[source])
+
+
+def test_clips_of_different_sizes_share_one_picture():
+    wide, wide_ids = _clip(frames=4, size=16)
+    wide = np.concatenate([wide, wide], axis=2)  # 16 x 32
+    wide_ids = np.concatenate([wide_ids, wide_ids], axis=2)
+    tall, tall_ids = _clip(frames=2, size=8)
+    grid = render_trajectory_grid([wide, tall], [wide_ids, tall_ids], 2, max_frames=4, scale=1)
+    assert grid.width == 4 * (32 + 4) + 4  # columns as wide as the widest clip
+    frames = render_trajectory_animation([wide, tall], [wide_ids, tall_ids], 2, scale=2)
+    assert len(frames) == 4 and frames[0].size == (2 * 64 + 3 * 4, 4 + (32 + 30 + 4) + (16 + 30 + 4))
+    with pytest.raises(ValueError, match="scale"):
+        render_trajectory_grid([wide], [wide_ids], 2, scale=0)
+
+
+def test_save_trajectory_pictures_scale(tmp_path):
+    video, ids = _clip()
+    _, gif = save_trajectory_pictures([video], [ids], 2, tmp_path, scale=1, name="small")
+    with Image.open(gif) as animation:
+        assert animation.size == (2 * 16 + 3 * 4, 4 + 16 + 30 + 4)

@@ -16,7 +16,8 @@ are dropped.
 Ids mapped back to the original frame size (``TrajTokVideoProcessor.post_process_trajectory_ids``, for a processor that
 keeps the aspect ratio) may hold -1 where the model did not see the frame (margins cut away by ``resize_mode="crop"``):
 those pixels are shown as they are, not coloured and not counted as a trajectory; a boundary line marks where the
-seen part ends.
+seen part ends. Such ids are on the original frames, which :func:`fit_frames` shrinks (or enlarges) to a picture size:
+ids of any size are resampled to the frames they are drawn on, and clips of different sizes share one picture.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "UNSEEN_ID",
     "active_trajectories_per_chunk",
     "denormalize_video",
+    "fit_frames",
     "overlay_trajectories",
     "render_trajectory_animation",
     "render_trajectory_grid",
@@ -109,11 +111,28 @@ def denormalize_video(pixel_values_videos, image_mean: Sequence[float], image_st
     return np.clip(np.moveaxis(rgb, -3, -1).round(), 0, 255).astype(np.uint8)
 
 
-def _upsample_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    # Nearest-neighbour on the pixel centres: row r of the frame reads mask row floor(r·h / H).
-    rows = (np.arange(height) * ids.shape[1]) // height
-    cols = (np.arange(width) * ids.shape[2]) // width
+def _resample_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    # Nearest neighbour on the pixel centres: row r of the frame reads id row floor((r + 1/2)·h / H), which is
+    # floor(r·h / H) when the frame is an integer multiple of the id grid.
+    rows = ((2 * np.arange(height) + 1) * ids.shape[1]) // (2 * height)
+    cols = ((2 * np.arange(width) + 1) * ids.shape[2]) // (2 * width)
     return ids[:, rows[:, None], cols[None, :]]
+
+
+def fit_frames(frames, max_side: int) -> np.ndarray:
+    """Resize uint8 ``(T, H, W, 3)`` frames, aspect ratio kept, so that their longest side is ``max_side`` pixels
+    (the other side rounded, at least 1): Lanczos when shrinking, nearest neighbour when enlarging (so that a small
+    clip shows its own pixels). Frames already of that size are returned as they are."""
+    frames = _check_frames(frames)
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
+        raise ValueError(f"max_side must be a positive int, got {max_side!r}")
+    height, width = frames.shape[1:3]
+    longest = max(height, width)
+    if longest == max_side:
+        return frames
+    size = (max(1, round(width * max_side / longest)), max(1, round(height * max_side / longest)))
+    resample = Image.Resampling.LANCZOS if longest > max_side else Image.Resampling.NEAREST
+    return np.stack([np.asarray(Image.fromarray(frame).resize(size, resample)) for frame in frames])
 
 
 def trajectory_boundaries(trajectory_ids) -> np.ndarray:
@@ -129,13 +148,13 @@ def overlay_trajectories(
     frames, trajectory_ids, alpha: float = 0.55, draw_boundaries: bool = True, palette: np.ndarray | None = None
 ) -> np.ndarray:
     """Blend a colour per trajectory id over ``frames`` ``(T, H, W, 3)`` uint8; ``trajectory_ids`` ``(T, h, w)``
-    (any grid that divides into the frame, upsampled nearest-neighbour; -1 = not seen, left uncoloured). Boundaries
-    between trajectories are drawn white. Returns ``(T, H, W, 3)`` uint8."""
+    (the mask grid or the original frame size, resampled nearest-neighbour to the frames; -1 = not seen, left
+    uncoloured). Boundaries between trajectories are drawn white. Returns ``(T, H, W, 3)`` uint8."""
     frames = _check_frames(frames)
     ids = _check_ids(trajectory_ids, frames.shape[0])
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    full = _upsample_ids(ids, frames.shape[1], frames.shape[2])
+    full = _resample_ids(ids, frames.shape[1], frames.shape[2])
     palette = trajectory_palette(int(full.max(initial=0)) + 1) if palette is None else np.asarray(palette, np.uint8)
     colours = palette[full.clip(min=0) % len(palette)]
     blended = (frames.astype(np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha).round()
@@ -201,6 +220,15 @@ def _wrap(text: str, width_px: int, font) -> list[str]:
     return lines + ([line] if line else [])
 
 
+def _cell_scale(frames: list[np.ndarray], scale: int | None) -> int:
+    """One enlargement for every clip (their relative sizes stay true): by default the tallest reaches 160 px."""
+    if scale is None:
+        return _scale_for(max(f.shape[1] for f in frames))
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int or None, got {scale!r}")
+    return scale
+
+
 def render_trajectory_grid(
     videos,
     trajectory_ids,
@@ -212,18 +240,19 @@ def render_trajectory_grid(
 ) -> Image.Image:
     """A PNG-ready picture of one or more clips: per clip, its caption and active trajectories per chunk, a row of
     frames and below it the same frames with the trajectory overlay; frames are evenly subsampled to ``max_frames``
-    and enlarged by ``scale`` (default: to ≥ 160 px)."""
+    and enlarged by ``scale`` (default: the tallest clip to ≥ 160 px). Clips may differ in frame size: each keeps
+    its own, in columns as wide as the widest."""
     frames, ids, captions = _clip_inputs(videos, trajectory_ids, captions)
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    height, width = frames[0].shape[1:3]
-    scale = scale or _scale_for(height)
-    cell_h, cell_w, gap = height * scale, width * scale, 4
+    scale = _cell_scale(frames, scale)
+    column_w, gap = max(f.shape[2] for f in frames) * scale, 4
     font, small = _font(14), _font(11)
     columns = min(max_frames, max(f.shape[0] for f in frames))
-    canvas_w = columns * (cell_w + gap) + gap
+    canvas_w = columns * (column_w + gap) + gap
     blocks = []
     for clip, clip_ids, caption in zip(frames, ids, captions, strict=True):
+        cell_h = clip.shape[1] * scale
         counts = active_trajectories_per_chunk(clip_ids, chunk_size)
         header = (
             (f"{caption}  |  " if caption else "")
@@ -240,7 +269,7 @@ def render_trajectory_grid(
             draw.text((gap, gap + 18 * j), line, fill=_TEXT_COLOUR, font=font)
         top = gap + 18 * len(text_lines)
         for col, t in enumerate(picks):
-            x = gap + col * (cell_w + gap)
+            x = gap + col * (column_w + gap)
             draw.text((x, top), f"t={t} chunk {t // chunk_size}", fill=_TEXT_COLOUR, font=small)
             block.paste(Image.fromarray(_enlarge(clip[t], scale)), (x, top + 14))
             block.paste(Image.fromarray(_enlarge(overlay[t], scale)), (x, top + 14 + cell_h + gap))
@@ -262,32 +291,30 @@ def render_trajectory_animation(
     alpha: float = 0.55,
 ) -> list[Image.Image]:
     """GIF frames: at each time step, every clip as a row [frame | overlay] with its frame index, chunk and that
-    chunk's active-trajectory count (clips shorter than the longest hold their last frame)."""
+    chunk's active-trajectory count (clips shorter than the longest hold their last frame; clips of different frame
+    sizes keep their own, the overlays aligned in one column)."""
     frames, ids, captions = _clip_inputs(videos, trajectory_ids, captions)
-    height, width = frames[0].shape[1:3]
-    scale = scale or _scale_for(height)
-    cell_h, cell_w, gap, label_h = height * scale, width * scale, 4, 30
+    scale = _cell_scale(frames, scale)
+    column_w, gap, label_h = max(f.shape[2] for f in frames) * scale, 4, 30
     font = _font(12)
     overlays = [overlay_trajectories(f, i, alpha=alpha) for f, i in zip(frames, ids, strict=True)]
     counts = [active_trajectories_per_chunk(i, chunk_size) for i in ids]
-    canvas = (2 * cell_w + 3 * gap, len(frames) * (cell_h + label_h + gap) + gap)
+    tops = np.cumsum([gap] + [f.shape[1] * scale + label_h + gap for f in frames])
+    canvas = (2 * column_w + 3 * gap, int(tops[-1]))
     steps = max(f.shape[0] for f in frames)
     images = []
     for step in range(steps):
         image = Image.new("RGB", canvas, _PAPER_COLOUR)
         draw = ImageDraw.Draw(image)
-        for row, (clip, overlay, caption, clip_counts) in enumerate(
-            zip(frames, overlays, captions, counts, strict=True)
-        ):
+        for clip, overlay, caption, clip_counts, y in zip(frames, overlays, captions, counts, tops[:-1], strict=True):
             t = min(step, clip.shape[0] - 1)
-            y = gap + row * (cell_h + label_h + gap)
             chunk = t // chunk_size
             label = f"t={t}  chunk {chunk}: {clip_counts[chunk]} active trajectories"
             lines = [label] + (_wrap(caption, canvas[0] - 2 * gap, font)[:1] if caption else [])
             for j, line in enumerate(lines):
-                draw.text((gap, y + 14 * j), line, fill=_TEXT_COLOUR, font=font)
-            image.paste(Image.fromarray(_enlarge(clip[t], scale)), (gap, y + label_h))
-            image.paste(Image.fromarray(_enlarge(overlay[t], scale)), (2 * gap + cell_w, y + label_h))
+                draw.text((gap, int(y) + 14 * j), line, fill=_TEXT_COLOUR, font=font)
+            image.paste(Image.fromarray(_enlarge(clip[t], scale)), (gap, int(y) + label_h))
+            image.paste(Image.fromarray(_enlarge(overlay[t], scale)), (2 * gap + column_w, int(y) + label_h))
         images.append(image)
     return images
 
@@ -321,11 +348,18 @@ def save_trajectory_pictures(
     max_frames: int = 8,
     fps: float = 4.0,
     name: str = "trajectories",
+    scale: int | None = None,
 ) -> list[str]:
     """Write ``<name>.png`` (:func:`render_trajectory_grid`) and ``<name>.gif`` (:func:`render_trajectory_animation`)
-    of the clips into ``output_dir`` (created if missing); returns the two paths."""
+    of the clips into ``output_dir`` (created if missing); returns the two paths. ``scale`` enlarges the frames
+    (default: to ≥ 160 px; pass 1 for frames already at picture size, e.g. from :func:`fit_frames`)."""
     os.makedirs(output_dir, exist_ok=True)
     png, gif = os.path.join(output_dir, f"{name}.png"), os.path.join(output_dir, f"{name}.gif")
-    render_trajectory_grid(videos, trajectory_ids, chunk_size, captions=captions, max_frames=max_frames).save(png)
-    save_gif(render_trajectory_animation(videos, trajectory_ids, chunk_size, captions=captions), gif, fps=fps)
+    grid = render_trajectory_grid(
+        videos, trajectory_ids, chunk_size, captions=captions, max_frames=max_frames, scale=scale
+    )
+    grid.save(png)
+    save_gif(
+        render_trajectory_animation(videos, trajectory_ids, chunk_size, captions=captions, scale=scale), gif, fps=fps
+    )
     return [png, gif]

@@ -1,11 +1,22 @@
-"""Model cards (trajtok_hf.hub.build_model_card): the metadata is validated locally, and online by the fake Hub."""
+"""Model cards (trajtok_hf.hub.build_model_card): the metadata is validated locally, and online by the fake Hub; an
+evaluation of several datasets gives one model-index entry each, and its breakdown tables a section of the segmenter's
+card; the shipped checkpoints' cards re-render byte-identical from the files next to them."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 from huggingface_hub import ModelCard
+from test_eval_results import ONE_DATASET, PHOTOS_DATASET, SHAPES_DATASET, TWO_DATASETS
 
-from trajtok_hf.hub import build_model_card, validate_card_metadata, validate_folder
+from trajtok_hf.hub import build_model_card, load_eval_results_json, validate_card_metadata, validate_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ("trajtok-small-shapes", "trajvit2-tiny-shapes", "vit3d-tiny-shapes")
+SECTION = "## Real-photo composites"
 
 
 def test_card_metadata_is_validated_locally(fake_hub, trajtok_run, monkeypatch):
@@ -22,3 +33,65 @@ def test_card_metadata_is_validated_locally(fake_hub, trajtok_run, monkeypatch):
     broken = ModelCard(str(card).replace("library_name: transformers\n", ""))
     with pytest.raises(ValueError, match="library_name"):
         validate_card_metadata(broken)
+
+
+@pytest.fixture(scope="module")
+def trajtok_report(trajtok_run):
+    return validate_folder(trajtok_run[0])
+
+
+WITHOUT_TABLES = {k: v for k, v in TWO_DATASETS.items() if not k.startswith("by_")}
+TABLE_LINES = [
+    "Per held-out photo (means over its clips):\n\n| held-out photo | FG-ARI | clips |\n|---|---:|---:|\n"
+    "| chelsea | 0.500 | 2 |\n| coffee | 0.250 | 2 |\n",
+    "| objects per clip | FG-ARI | clips |\n|---|---:|---:|\n| 1 | 1.000 | 1 |\n| 2 | 0.500 | 3 |\n",
+    # a cell a row lacks is a dash
+    "| object size | IoU | recall | objects |\n|---|---:|---:|---:|\n| small | 0.250 | 0.500 | 4 |\n"
+    "| large | 0.750 | — | 1 |\n\n## Notes",
+]
+
+
+@pytest.mark.parametrize(
+    "data, datasets, rendered",
+    [
+        (ONE_DATASET, [SHAPES_DATASET], []),
+        (
+            TWO_DATASETS,
+            [PHOTOS_DATASET, SHAPES_DATASET],
+            [SECTION, "(photo composites)", "`photos=(P,)`", *TABLE_LINES],
+        ),
+        (WITHOUT_TABLES, [PHOTOS_DATASET, SHAPES_DATASET], []),
+    ],
+)
+def test_card_of_several_datasets(data, datasets, rendered, trajtok_report, tmp_path):
+    """Each dataset of the evaluation JSON is a model-index entry (in the file's order) and rows of the results
+    table; the breakdown tables are rendered, in their order, only when the JSON has them."""
+    path = tmp_path / "eval_results.json"
+    path.write_text(json.dumps(data))
+    card = build_model_card(trajtok_report, "me/seg", eval_metrics=load_eval_results_json(path), notes="A note.")
+    metadata = validate_card_metadata(card)
+    entries = metadata["model-index"][0]["results"]
+    assert [entry["dataset"] for entry in entries] == datasets
+    assert all(len(entry["metrics"]) == 4 for entry in entries)
+    for dataset in datasets:
+        assert sum(f"| {dataset['name']} | {dataset['split']} |" in line for line in card.text.splitlines()) == 4
+    text = card.text
+    assert (SECTION in text) == bool(rendered)
+    positions = [text.index(piece) for piece in rendered]
+    assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cards_render_unchanged(name):
+    """model_cards/<name>.md is what build_model_card writes from checkpoints/<name>: its eval_results.json, the
+    notes of model_cards/notes/ and the training command the card quotes."""
+    folder, expected = ROOT / "checkpoints" / name, (ROOT / "model_cards" / f"{name}.md").read_text(encoding="utf-8")
+    command = re.search(r"given at push time\):\n\n```bash\n(.*?)\n```", expected, flags=re.S).group(1)
+    card = build_model_card(
+        validate_folder(folder),
+        f"trajtok-hf/{name}",
+        eval_metrics=load_eval_results_json(folder / "eval_results.json"),
+        training_command=command,
+        notes=(ROOT / "model_cards" / "notes" / f"{name}.md").read_text(encoding="utf-8"),
+    )
+    assert str(card) == expected

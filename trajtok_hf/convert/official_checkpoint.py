@@ -64,7 +64,8 @@ def format_key_list(keys, limit: int = 200) -> str:
 # --------------------------------------------------------------------------------------------------------- loading
 _RESAVE_HINT = (
     "Re-save it in a trusted environment, and only if you trust the file (unpickling can run arbitrary code): "
-    "load it with torch's loader and weights_only=False into `ckpt`, then keep only the tensors:\n"
+    "load it with torch.load with its safety check off (weights_only set to False) into `ckpt`, then keep only the "
+    "tensors:\n"
     "    state_dict = ckpt['model'] if 'model' in ckpt else ckpt\n"
     "    torch.save({'model': state_dict}, 'model_tensors_only.pth')\n"
     "    # or: safetensors.torch.save_file({k: v.contiguous() for k, v in state_dict.items()}, 'model.safetensors')\n"

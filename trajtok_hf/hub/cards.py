@@ -1,9 +1,14 @@
 """Model cards: a ``huggingface_hub.ModelCard`` from the per-model template (package data: ``templates/<card>.md``)
-and a ``ModelCardData`` header, and the local check of its metadata (:func:`validate_card_metadata`)."""
+and a ``ModelCardData`` header, and the local check of its metadata (:func:`validate_card_metadata`).
+
+The evaluation may hold several datasets (one ``model-index`` entry each, every metric a row of the card's results
+table) and breakdown tables of the main one (:data:`~trajtok_hf.hub.eval_results.BREAKDOWN_TABLES`), which the
+segmenter's template shows as a "Real-photo composites" section."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -11,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .eval_results import EvalMetrics, eval_results_from_metrics, find_eval_metrics
+from .eval_results import BREAKDOWN_TABLES, EvalMetrics, eval_results_from_metrics, find_eval_metrics
 from .specs import ModelSpec, get_config_value
 from .validation import FolderReport
 
@@ -56,10 +61,18 @@ def _training_command(folder: Path, spec: ModelSpec, given: str | None) -> tuple
 def _format_value(value: Any) -> str:
     """A config or metric value as the card's tables show it."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "—" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return "—" if value is None else str(value)
+
+
+def _format_cell(value: Any) -> str:
+    """A number of a breakdown table: floats with 3 decimals (as ``examples/evaluate_segmenter.py`` prints them),
+    counts as they are, a missing or NaN value as a dash."""
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{value:.3f}"
+    return _format_value(value)
 
 
 def read_card_template(card: str, template_dir: str | os.PathLike | None = None) -> str:
@@ -170,7 +183,28 @@ def _eval_variables(eval_metrics: EvalMetrics | None, eval_results: list | None)
         "eval_step": eval_metrics.step if eval_metrics else None,
         "final_train_loss": _format_value(final_train_loss) if final_train_loss is not None else None,
         "final_train_step": eval_metrics.extra.get("final_train_step") if eval_metrics else None,
+        "breakdown_dataset": eval_metrics.dataset.get("name") if eval_metrics else None,
+        "breakdowns": _breakdown_tables(eval_metrics.breakdowns if eval_metrics else {}),
     }
+
+
+def _breakdown_tables(breakdowns: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """The breakdown tables as the templates render them: ``key`` (of :data:`BREAKDOWN_TABLES`), ``header`` (first
+    column, then the columns in the order the rows name them), ``rows`` (label, then formatted cells; a cell a row
+    lacks is a dash)."""
+    tables = []
+    for key, rows in breakdowns.items():
+        columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+        tables.append(
+            {
+                "key": key,
+                "header": [BREAKDOWN_TABLES[key], *columns],
+                "rows": [
+                    [label, *(_format_cell(row.get(column)) for column in columns)] for label, row in rows.items()
+                ],
+            }
+        )
+    return tables
 
 
 def validate_card_metadata(card) -> dict:

@@ -2,7 +2,10 @@
 (``metrics.jsonl``, ``eval.json``, an ``--eval_results`` JSON), and their ``huggingface_hub.EvalResult`` entries.
 
 No number is typed into a card: :func:`find_eval_metrics` and :func:`load_eval_results_json` read them,
-:func:`eval_results_from_metrics` turns them into the card's ``model-index``.
+:func:`eval_results_from_metrics` turns them into the card's ``model-index``. One evaluation JSON may hold several
+datasets: the main ``metrics`` + ``dataset``, and named blocks of their own (``examples/evaluate_segmenter.py --data
+photos`` writes the held-out photo composites as the main dataset and the held-out shapes as ``"shapes"``), each an
+entry of the ``model-index``; its breakdown tables (:data:`BREAKDOWN_TABLES`) are kept for the card's text.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from warnings import warn
 from .specs import ModelSpec
 
 __all__ = [
+    "BREAKDOWN_TABLES",
     "SYNTHETIC_DATASET",
     "EvalMetrics",
     "eval_results_from_metrics",
@@ -51,17 +55,35 @@ SYNTHETIC_DATASET = {
     "split": "held-out",
 }
 
+_DATASET_FIELDS = ("type", "name", "split", "config")
+
+BREAKDOWN_TABLES = {
+    "by_photo": "held-out photo",
+    "by_objects_per_clip": "objects per clip",
+    "by_object_size": "object size",
+}
+"""The breakdown tables an evaluation JSON may carry for its main dataset (``examples/evaluate_segmenter.py --data
+photos``): key → the name of the table's first column. Each is ``{row label: {column: number}}``."""
+
 
 @dataclass
 class EvalMetrics:
     """Numbers read from an evaluation file: ``metrics`` {name: value}, where they came from (``source``, ``step``),
-    and the dataset they were measured on (``dataset``: type / name / split)."""
+    and the dataset they were measured on (``dataset``: type / name / split). ``extra_datasets`` holds the same for
+    further datasets of the file ({block name: EvalMetrics}, e.g. ``"shapes"``), ``breakdowns`` the tables of
+    :data:`BREAKDOWN_TABLES` for the main dataset."""
 
     metrics: dict[str, float]
     source: str
     step: int | None = None
     dataset: dict[str, str] = field(default_factory=lambda: dict(SYNTHETIC_DATASET))
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_datasets: dict[str, EvalMetrics] = field(default_factory=dict)
+    breakdowns: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def datasets(self) -> list[tuple[str, EvalMetrics]]:
+        """(block name, its numbers) of every dataset: ``"metrics"`` (the main one) first, then ``extra_datasets``."""
+        return [("metrics", self), *self.extra_datasets.items()]
 
 
 def _numeric(value: Any) -> bool:
@@ -142,48 +164,120 @@ def find_eval_metrics(folder: str | os.PathLike) -> EvalMetrics | None:
 
 def load_eval_results_json(path: str | os.PathLike) -> EvalMetrics:
     """An ``--eval_results`` file: either ``{"metric": value, ...}`` (``eval/`` prefixes are dropped) or
-    ``{"metrics": {...}, "dataset": {"type", "name", "split"}, "step": N}``, e.g. written by an evaluation script."""
+    ``{"metrics": {...}, "dataset": {"type", "name", "split"}, "step": N}``, e.g. written by an evaluation script.
+
+    Any other top-level object with a ``metrics`` or ``dataset`` key is a further dataset of its own (e.g.
+    ``"shapes": {"metrics": {...}, "dataset": {...}}``): it needs both, a ``type`` and a ``name`` in its ``dataset``,
+    and a dataset other than the ones before it. The tables of :data:`BREAKDOWN_TABLES` are read when present
+    (``tables_markdown``, their printed form, is not read). Anything malformed raises ValueError naming the file
+    and the block."""
     path = Path(path)
+    where = f"--eval_results {path}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"--eval_results {path}: cannot read JSON ({error})") from error
+        raise ValueError(f"{where}: cannot read JSON ({error})") from error
     if not isinstance(data, dict):
-        raise ValueError(f"--eval_results {path}: expected a JSON object")
+        raise ValueError(f"{where}: expected a JSON object")
+    result = _read_block(data, where, str(path), dataset=dict(SYNTHETIC_DATASET))
+    for name, block in data.items():
+        if _is_dataset_block(name, block):
+            result.extra_datasets[name] = _read_extra_block(block, f"{where}: block {name!r}", str(path), result.step)
+    result.breakdowns = {key: _read_table(data[key], f"{where}: {key!r}") for key in BREAKDOWN_TABLES if key in data}
+    try:
+        _check_distinct_datasets(result)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return result
+
+
+def _read_block(data: dict, where: str, source: str, dataset: dict[str, str], step: int | None = None) -> EvalMetrics:
+    """The metrics of ``data`` (its ``metrics`` object, or its own numbers) and its ``dataset`` fields over
+    ``dataset``."""
     raw = data.get("metrics", data)
     if not isinstance(raw, dict):
-        raise ValueError(f"--eval_results {path}: 'metrics' must be an object of name → number")
+        raise ValueError(f"{where}: 'metrics' must be an object of name → number")
     metrics = {k.removeprefix("eval/"): float(v) for k, v in raw.items() if _numeric(v) and k != "step"}
     if not metrics:
-        raise ValueError(f"--eval_results {path}: no numeric metrics in it")
-    dataset = dict(SYNTHETIC_DATASET)
+        raise ValueError(f"{where}: no numeric metrics in it")
     if isinstance(data.get("dataset"), dict):
-        dataset.update({k: str(v) for k, v in data["dataset"].items() if k in ("type", "name", "split", "config")})
-    step = data.get("step") if isinstance(data.get("step"), int) else None
-    return EvalMetrics(metrics=metrics, source=str(path), step=step, dataset=dataset)
+        dataset.update({k: str(v) for k, v in data["dataset"].items() if k in _DATASET_FIELDS})
+    step = data.get("step") if isinstance(data.get("step"), int) else step
+    return EvalMetrics(metrics=metrics, source=source, step=step, dataset=dataset)
+
+
+def _is_dataset_block(name: str, value: Any) -> bool:
+    """A top-level entry of an evaluation JSON that is a further dataset: an object with ``metrics`` or ``dataset``
+    (other objects, e.g. ``objects`` or a breakdown table, are not)."""
+    return name not in ("metrics", "dataset") and isinstance(value, dict) and ("metrics" in value or "dataset" in value)
+
+
+def _read_extra_block(block: dict, where: str, source: str, step: int | None) -> EvalMetrics:
+    """A further dataset: ``{"metrics": {...}, "dataset": {"type", "name"[, "split", "config"]}}``."""
+    described = block.get("dataset")
+    missing = [k for k in ("type", "name") if not (isinstance(described, dict) and described.get(k))]
+    if "metrics" not in block or missing:
+        needs = "'metrics'" if "metrics" not in block else f"'dataset' with {missing}"
+        raise ValueError(
+            f"{where}: a dataset block needs 'metrics' (name → number) and 'dataset' (type, name[, split]); "
+            f"it lacks {needs}"
+        )
+    return _read_block(block, where, source, dataset={}, step=step)
+
+
+def _read_table(table: Any, where: str) -> dict[str, dict[str, float]]:
+    """A breakdown table ``{row label: {column: number}}``, checked."""
+    rows_ok = isinstance(table, dict) and table and all(isinstance(row, dict) for row in table.values())
+    if not rows_ok or not all(_number(v) for row in table.values() for v in row.values()):
+        raise ValueError(f"{where}: a breakdown table must be a non-empty object of row → {{column: number}}")
+    return {str(label): dict(row) for label, row in table.items()}
+
+
+def _number(value: Any) -> bool:
+    """An int or float (not a bool); NaN allowed (a group without values)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_distinct_datasets(metrics: EvalMetrics) -> None:
+    """Two blocks that describe the same dataset would merge into one ``model-index`` entry: refuse them."""
+    seen: dict[tuple, str] = {}
+    for name, block in metrics.datasets():
+        key = tuple(block.dataset.get(k) for k in _DATASET_FIELDS)
+        if key in seen:
+            raise ValueError(
+                f"blocks {seen[key]!r} and {name!r} describe the same dataset {block.dataset}: give each its own "
+                "'dataset' (type, name, split)"
+            )
+        seen[key] = name
 
 
 def eval_results_from_metrics(metrics: EvalMetrics, spec: ModelSpec):
-    """``huggingface_hub.EvalResult`` entries, one per metric, in the order the file lists them."""
+    """``huggingface_hub.EvalResult`` entries, one per metric, in the order the file lists them: the main dataset's,
+    then those of each block of ``extra_datasets`` (one ``model-index`` entry per dataset)."""
+    _check_distinct_datasets(metrics)
+    return [
+        _eval_result(name, value, block.dataset, spec)
+        for _, block in metrics.datasets()
+        for name, value in block.metrics.items()
+    ]
+
+
+def _eval_result(name: str, value: float, dataset: dict[str, str], spec: ModelSpec):
+    """The ``EvalResult`` of one metric: its model-index type and display name, the dataset it was measured on."""
     from huggingface_hub import EvalResult
 
-    results = []
-    for name, value in metrics.metrics.items():
-        base = name.split(" (")[0]
-        metric_type, pretty = _METRIC_NAMES.get(base, (re.sub(r"[^a-z0-9@]+", "_", base.lower()).strip("_"), base))
-        if name != base:  # "accuracy (colour)"
-            metric_type, pretty = f"{metric_type}_{name[len(base) + 2 : -1]}", f"{pretty} ({name[len(base) + 2 : -1]})"
-        results.append(
-            EvalResult(
-                task_type=spec.task_type,
-                task_name=spec.task_name,
-                dataset_type=metrics.dataset["type"],
-                dataset_name=metrics.dataset["name"],
-                dataset_split=metrics.dataset.get("split"),
-                dataset_config=metrics.dataset.get("config"),
-                metric_type=metric_type,
-                metric_name=pretty,
-                metric_value=round(float(value), 6),
-            )
-        )
-    return results
+    base = name.split(" (")[0]
+    metric_type, pretty = _METRIC_NAMES.get(base, (re.sub(r"[^a-z0-9@]+", "_", base.lower()).strip("_"), base))
+    if name != base:  # "accuracy (colour)"
+        metric_type, pretty = f"{metric_type}_{name[len(base) + 2 : -1]}", f"{pretty} ({name[len(base) + 2 : -1]})"
+    return EvalResult(
+        task_type=spec.task_type,
+        task_name=spec.task_name,
+        dataset_type=dataset["type"],
+        dataset_name=dataset["name"],
+        dataset_split=dataset.get("split"),
+        dataset_config=dataset.get("config"),
+        metric_type=metric_type,
+        metric_name=pretty,
+        metric_value=round(float(value), 6),
+    )
