@@ -20,8 +20,8 @@ on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
-    python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --save_metrics seg.json
-    python examples/evaluate_segmenter.py --data photos --save_metrics photos.json
+    python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --output seg.json
+    python examples/evaluate_segmenter.py --data photos --output photos.json
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
 (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
@@ -69,8 +69,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--output",
         "--save_metrics",
+        dest="output",
         default=None,
+        metavar="FILE",
         help="also write the numbers as JSON (the --eval_results format of push_to_hub.py, plus the breakdown)",
     )
     args = parser.parse_args(argv)
@@ -334,12 +337,12 @@ def main(argv=None) -> dict:
     evaluate = evaluate_photos if args.data == "photos" else evaluate_shapes
     record, result = evaluate(args, segmenter, video_processor, frames, size)
     print(f"total {time.perf_counter() - start:.1f} s")
-    if args.save_metrics:
+    if args.output:
         # The --eval_results format of push_to_hub.py (the segmenter's model card quotes "metrics" and "dataset").
         record.update(model=args.model, num_frames=frames, device=args.device)
-        Path(args.save_metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save_metrics).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.save_metrics}")
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
     return result
 
 

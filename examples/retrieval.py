@@ -48,8 +48,11 @@ def parse_args(argv=None):
     parser.add_argument("--num_visualize", type=int, default=4, help="clips in the trajectory picture (0 = none)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--output",
         "--save_metrics",
+        dest="output",
         default=None,
+        metavar="FILE",
         help="also write the numbers as JSON (the --eval_results format of push_to_hub.py)",
     )
     args = parser.parse_args(argv)
@@ -268,7 +271,7 @@ def main(argv=None) -> dict[str, float]:
         print(f"wrote {path}")
     print(f"total {time.perf_counter() - start:.1f} s")
     metrics.update(tokens_per_clip=float(tokens.mean()), ms_per_clip=1000 * seconds_per_clip)
-    if args.save_metrics:
+    if args.output:
         split = f"held-out (seed {args.seed}, {len(videos)} clips)" if args.data is None else "test"
         name = "trajtok_hf synthetic shapes" if args.data is None else Path(args.data).name
         timing = ("tokens_per_clip", "ms_per_clip")
@@ -288,9 +291,9 @@ def main(argv=None) -> dict[str, float]:
         }
         if segmentation is not None:
             record["fg_ari_by_objects_per_clip"] = by_objects
-        Path(args.save_metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save_metrics).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.save_metrics}")
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
     return metrics
 
 

@@ -52,6 +52,12 @@ def parse_args(argv=None):
         help="start the preset's backbone from a pretrained transformers ConvNeXt / DINOv3-ConvNeXt folder or Hub id "
         "(its architecture replaces the preset's; TrajTokModel.from_pretrained_backbone)",
     )
+    g.add_argument(
+        "--frame_difference_input",
+        action="store_true",
+        help="feed the backbone each frame with its differences to the neighbouring frames (a motion cue; "
+        "TrajTokConfig.frame_difference_input); a --model without it is widened so that it starts from its own outputs",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
     g.add_argument(
         "--shapes_fraction",
@@ -277,8 +283,10 @@ def main(argv=None):
             model, _ = load_segmenter(args.model)
         except ValueError as error:
             raise SystemExit(f"error: --model {error}") from None
+        if args.frame_difference_input and not model.config.frame_difference_input:
+            model = model.with_frame_difference_input()
     else:
-        config = TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
+        config = TrajTokConfig(**TRAJTOK_PRESETS[args.preset], frame_difference_input=args.frame_difference_input)
         try:  # --backbone: the checkpoint's backbone architecture and weights replace the preset's backbone
             model = (
                 TrajTokModel.from_pretrained_backbone(args.backbone, config) if args.backbone else TrajTokModel(config)

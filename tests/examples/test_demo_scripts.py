@@ -49,7 +49,7 @@ def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
             "--num_visualize",
             "2",
             "--no_progress",
-            "--save_metrics",
+            "--output",
             str(tmp_path / "m.json"),
         ]
     )
@@ -120,7 +120,7 @@ def test_evaluate_segmenter_on_a_few_clips(tmp_path, capsys):
             "--batch_size",
             "4",
             "--no_progress",
-            "--save_metrics",
+            "--output",
             str(out_json),
         ]
     )

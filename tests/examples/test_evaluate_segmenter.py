@@ -39,7 +39,7 @@ def tiny_segmenter(tmp_path_factory):
 def photos_run(evaluate, tiny_segmenter, tmp_path_factory):
     out_json = tmp_path_factory.mktemp("metrics") / "photos.json"
     argv = ["--model", str(tiny_segmenter), "--data", "photos", "--clips_per_photo", str(CLIPS_PER_PHOTO)]
-    argv += ["--num_clips", str(SHAPES_CLIPS), "--batch_size", "4", "--no_progress", "--save_metrics", str(out_json)]
+    argv += ["--num_clips", str(SHAPES_CLIPS), "--batch_size", "4", "--no_progress", "--output", str(out_json)]
     return evaluate.main(argv), out_json
 
 

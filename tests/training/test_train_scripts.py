@@ -461,3 +461,19 @@ def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
     out.loss.backward()
     assert out.loss > 0 and out.segmentation_loss is None
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("warm_start", [True, False], ids=["widened_model", "preset"])
+def test_segmenter_frame_difference_input(tmp_path, warm_start):
+    """--frame_difference_input: a preset starts with the 9-channel input; a saved 3-channel --model is widened."""
+    from trajtok_hf import TrajTokConfig, TrajTokModel
+    from trajtok_hf.training import TRAJTOK_PRESETS
+
+    argv = ["--output_dir", str(tmp_path / "run"), *TINY_RUN, "--max_steps", "1", "--frame_difference_input"]
+    if warm_start:
+        TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS["tiny"])).save_pretrained(tmp_path / "start")
+        TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4).save_pretrained(tmp_path / "start")
+        argv += ["--model", str(tmp_path / "start")]
+    run_script(SEGMENTER, argv)
+    model = TrajTokModel.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.frame_difference_input and model.config.backbone_config.num_channels == 9

@@ -25,6 +25,7 @@ SOFT_POOL_NORMALIZATIONS = ("sum", "mean")
 LATENT_NORM_PLACEMENTS = ("final", "every_layer")
 MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
 ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
+FRAME_DIFFERENCE_CHANNELS = 9  # RGB, RGB − previous RGB, next RGB − RGB
 
 # ConvNeXt-Tiny (paper Sec. 3): depths 3/3/9/3, widths 96-768. All four stages are returned.
 _DEFAULT_BACKBONE = {
@@ -117,6 +118,14 @@ class TrajTokConfig(PreTrainedConfig):
             Scale of the Fourier-ring initialisation of the sub-token offsets.
         chunk_size (`int`, *optional*, defaults to 16):
             Frames per chunk; chunks are tokenized independently as one batch.
+        frame_difference_input (`bool`, *optional*, defaults to `False`):
+            Not in the paper (whose per-frame ConvNeXt sees appearance only): each frame enters the backbone with 9
+            channels, the frame and its differences to the previous and to the next frame of the video (zeros at the
+            first and last frame), so the dense features carry a motion cue. A segmenter trained from scratch on few
+            images separates objects from a similar background by their motion; a pretrained backbone (paper:
+            DINOv3) has appearance features that need no such cue. `backbone_config.num_channels` must be 9 (a
+            backbone config left at 3 channels is set to 9). [`TrajTokModel.with_frame_difference_input`] turns a
+            trained 3-channel model into one whose outputs are unchanged until it trains on.
         backbone_frames_per_pass (`int`, *optional*):
             Speed only, never the result: the ConvNeXt runs over the frames of all chunks in passes of this many
             frames. `None` (default): on CPU, passes of about 4 frames of 224² (max(1, 200704 // (H·W)) frames, so
@@ -169,6 +178,7 @@ class TrajTokConfig(PreTrainedConfig):
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
+    frame_difference_input: bool = False
     backbone_frames_per_pass: int | None = None
     output_size: int | None = None
     initializer_range: float = 0.02
@@ -200,6 +210,17 @@ class TrajTokConfig(PreTrainedConfig):
             )
         if len(backbone.hidden_sizes) != 4:
             raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
+        if not isinstance(self.frame_difference_input, bool):
+            raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
+        if self.frame_difference_input and backbone.num_channels == 3:
+            backbone.num_channels = FRAME_DIFFERENCE_CHANNELS
+        expected_channels = FRAME_DIFFERENCE_CHANNELS if self.frame_difference_input else 3
+        if backbone.num_channels != expected_channels:
+            raise ValueError(
+                f"backbone_config.num_channels must be {expected_channels} with frame_difference_input="
+                f"{self.frame_difference_input} (RGB{' + two frame differences' * self.frame_difference_input}), "
+                f"got {backbone.num_channels}"
+            )
         # All four stages feed the multi-scale sum (paper Sec. 3): the ablation without them loses ~3 R@5.
         backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]
         if hasattr(backbone, "out_indices"):

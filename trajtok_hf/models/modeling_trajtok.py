@@ -26,6 +26,10 @@ norm (release: ``backbone_final_layernorm``); refinement queries from soft pooli
 residual stream with a final norm (release: ``latent_norm_placement="every_layer"``). Chunks shorter than
 ``chunk_size`` are tokenized as they are (never padded with fake frames).
 
+An addition of this implementation, off by default: ``frame_difference_input`` feeds each frame to the backbone with
+its differences to the neighbouring frames (9 channels), a motion cue for segmenters trained from scratch on few
+images (see ``TrajTokConfig``).
+
 What a loss on the trajectory tokens trains (e.g. TrajViT2's contrastive loss): with ``query_init="soft_pool"`` the
 refinement queries are the soft-mask pools of Eq. 2, so its gradient reaches the grouping (query Perceiver, query
 latents, both assignment heads, the logit scale) through the soft mask. With the release's ``query_init="latent"``
@@ -51,7 +55,7 @@ from transformers import AutoBackbone, AutoConfig, PreTrainedConfig, PreTrainedM
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_trajtok import SUPPORTED_BACKBONES, TrajTokConfig
+from .configuration_trajtok import FRAME_DIFFERENCE_CHANNELS, SUPPORTED_BACKBONES, TrajTokConfig
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
@@ -154,6 +158,15 @@ def _select_hidden_states(hidden_states: tuple, selection) -> tuple:
     count = len(hidden_states)
     kept = {i % count for i in indices if -count <= i < count}
     return tuple(state if i in kept else None for i, state in enumerate(hidden_states))
+
+
+def add_frame_differences(videos: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) → (B, T, 9, H, W): each frame, its difference to the previous frame and the next frame's
+    difference to it (zeros at the first and last frame; an image gets zeros). The backbone input of
+    ``config.frame_difference_input``."""
+    step = videos[:, 1:] - videos[:, :-1]
+    edge = torch.zeros_like(videos[:, :1])
+    return torch.cat([videos, torch.cat([edge, step], dim=1), torch.cat([step, edge], dim=1)], dim=2)
 
 
 def fourier_ring_offsets(num_points: int, num_frequencies: int, projection: torch.Tensor) -> torch.Tensor:
@@ -354,7 +367,7 @@ class TrajTokFeatureExtractor(nn.Module):
             )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (M, 3, H, W) → features (M, h, w, D) on the grid of the first stage (stride 4).
+        """frames (M, C, H, W) → features (M, h, w, D) on the grid of the first stage (stride 4).
 
         Every op is per frame, so running the frames in passes (``config.backbone_frames_per_pass``) changes no
         value; on CPU small passes keep the ConvNeXt activations in cache."""
@@ -516,6 +529,31 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.feature_extractor.load_pretrained_backbone(name, **hub_kwargs)
         self.config.pretrained_backbone_name_or_path = name
 
+    def with_frame_difference_input(self) -> TrajTokModel:
+        """A copy of this 3-channel model with ``config.frame_difference_input=True`` whose outputs are those of this
+        model until it trains: the backbone's stem takes 9 channels, its weights on the two frame-difference inputs
+        start at zero, and every other weight is copied. How a trained appearance-only segmenter starts learning the
+        motion cue. The model must have ``frame_difference_input=False``."""
+        if self.config.frame_difference_input:
+            raise ValueError("with_frame_difference_input: this model already has frame_difference_input=True")
+        config = copy.deepcopy(self.config)
+        config.frame_difference_input = True
+        config.backbone_config.num_channels = FRAME_DIFFERENCE_CHANNELS
+        widened = type(self)(config).to(device=self.device, dtype=self.dtype)
+        state = self.state_dict()
+        stem = [
+            name
+            for name, value in state.items()
+            if name.startswith("feature_extractor.backbone.") and value.ndim == 4 and value.shape[1] == 3
+        ]
+        if len(stem) != 1:
+            raise ValueError(f"with_frame_difference_input: expected one 3-channel stem convolution, found {stem}")
+        weight = state[stem[0]]
+        state[stem[0]] = torch.cat([weight, torch.zeros_like(weight), torch.zeros_like(weight)], dim=1)
+        widened.load_state_dict(state, strict=True)
+        widened.train(self.training)
+        return widened
+
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values_videos) -> None:
         check_video_pixels(pixel_values_videos)
@@ -586,6 +624,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
             raise TypeError(f"TrajTokModel.forward got unexpected arguments {sorted(kwargs)}")
         self._check_pixel_values(pixel_values_videos)
         pixel_values_videos = pixel_values_videos.to(self.dtype)
+        if self.config.frame_difference_input:
+            pixel_values_videos = add_frame_differences(pixel_values_videos)
         if output_hidden_states is None:
             output_hidden_states = getattr(self.config, "output_hidden_states", False)
         if output_attentions is None:
@@ -669,7 +709,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         output_trajectory_tokens: bool = True,
         outputs_asked: dict | None = None,
     ):
-        """Tokenize a batch of chunks (b, t, 3, H, W) independently.
+        """Tokenize a batch of chunks (b, t, C, H, W) (C = 3, or 9 with frame differences) independently.
 
         Returns tokens (b, K·n, D), active (b, K), logits (b, t, h, w, K), ids (b, t, h, w), queries (b, K, hidden),
         features (b, t, h, w, hidden), then the Perceivers' hidden states and attention weights (tuples, query
