@@ -87,6 +87,22 @@ def parse_args(argv=None):
         metavar="P",
         help="--data photos: chance that a training texture or background has its RGB channels permuted",
     )
+    g.add_argument(
+        "--procedural_texture_probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: chance that a training sprite's texture, and separately the background, is procedural "
+        "(noise through a random palette, stripes, checks, dots, gradients)",
+    )
+    g.add_argument(
+        "--palette_probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: chance that a training photo texture or background keeps only its luminance, "
+        "mapped through a random palette",
+    )
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
     g.add_argument("--num_frames", type=int, default=8)
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
@@ -134,6 +150,8 @@ def parse_args(argv=None):
         "footage_probability",
         "footage_texture_probability",
         "channel_shuffle_probability",
+        "procedural_texture_probability",
+        "palette_probability",
     ):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
@@ -240,6 +258,8 @@ def build_photo_datasets(args, processor):
         footage_probability=args.footage_probability,
         footage_texture_probability=args.footage_texture_probability,
         channel_shuffle_probability=args.channel_shuffle_probability,
+        procedural_texture_probability=args.procedural_texture_probability,
+        palette_probability=args.palette_probability,
     )
     shapes = SyntheticVideoConfig(**size, min_objects=objects[0], max_objects=objects[1])
     train = SyntheticClipDataset(

@@ -156,6 +156,8 @@ def test_held_out_photos_are_never_loaded_for_training(monkeypatch):
         (dict(colour_jitter=1.0), "colour_jitter"),
         (dict(camera_pan_probability=2.0), "camera_pan_probability"),
         (dict(mask_downsample="mean"), "mask_downsample"),
+        (dict(procedural_texture_probability=1.5), "procedural_texture_probability"),
+        (dict(palette_probability=-0.1), "palette_probability"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -263,7 +265,12 @@ def test_generation_is_fast_at_16x128x128():
 
 @pytest.mark.parametrize(
     "options",
-    [{"channel_shuffle_probability": 1.0}, {"footage_texture_probability": 1.0}],
+    [
+        {"channel_shuffle_probability": 1.0},
+        {"footage_texture_probability": 1.0},
+        {"procedural_texture_probability": 1.0},
+        {"palette_probability": 1.0},
+    ],
 )
 def test_training_augmentations_keep_ids_exact_and_change_the_pixels(options):
     if "footage_texture_probability" in options and not footage_available():
@@ -275,6 +282,12 @@ def test_training_augmentations_keep_ids_exact_and_change_the_pixels(options):
     assert not np.array_equal(augmented["video"], plain["video"])
     if "footage_texture_probability" in options:
         assert {obj["photo"] for obj in augmented["objects"]} <= set(FOOTAGE)
+    if "procedural_texture_probability" in options:  # every texture and the background are procedural
+        assert {obj["photo"] for obj in augmented["objects"]} == {photo_composites.PROCEDURAL}
+        assert augmented["background"]["source"] == augmented["background"]["name"] == photo_composites.PROCEDURAL
+    # Only the pixels change: the sprites' shapes, paths and so the ids are those of the plain clip when the option
+    # draws its random numbers after them (channel shuffle, palette), and exact in every case.
+    assert augmented["segmentation"].shape == plain["segmentation"].shape
     assert (
         generate_composite(dataclasses.replace(base, **options), 3, 1)["video"].tobytes()
         == augmented["video"].tobytes()

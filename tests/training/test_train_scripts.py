@@ -380,6 +380,8 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
     [
         (["--data", "photos", "--shapes_fraction", "1.5"], "--shapes_fraction must lie in"),
         (["--data", "photos", "--footage_probability", "-0.1"], "--footage_probability must lie in"),
+        (["--data", "photos", "--procedural_texture_probability", "2"], "--procedural_texture_probability must lie"),
+        (["--data", "photos", "--palette_probability", "-1"], "--palette_probability must lie in"),
         (["--eval_data", "photos"], "--eval_data photos: not a folder"),
     ],
 )

@@ -13,6 +13,7 @@ from .photo_composites import (
     write_composite_folder,
 )
 from .photo_sources import FOOTAGE, HELD_OUT_PHOTOS, TRAIN_PHOTOS, footage_available, load_photo
+from .procedural_textures import PROCEDURAL_KINDS, procedural_texture
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels
 from .synthetic import (
     BACKGROUNDS,
@@ -46,6 +47,7 @@ __all__ = [
     "HELD_OUT_PHOTOS",
     "IGNORE_INDEX",
     "MOTIONS",
+    "PROCEDURAL_KINDS",
     "SHAPES",
     "SIZES",
     "SIZE_CLASSES",
@@ -69,6 +71,7 @@ __all__ = [
     "load_photo",
     "load_video_text_dataset",
     "make_synthetic_dataset",
+    "procedural_texture",
     "read_video",
     "sample_frame_indices",
     "trajectories_to_pixel_labels",

