@@ -17,11 +17,14 @@ mid-clip below 22 %, 22–32 %, above 32 % of the frame's shorter side) — as t
 trajectory matched to the object (the Hungarian matching of FG-mIoU over the whole clip: the objects' IoUs of a clip
 average to its FG-mIoU; recall is the fraction of the object's cells inside that trajectory). The same four numbers
 on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as markdown tables.
+``--photo_split train`` builds the same composites from the training photos instead (new clips, seed
+``--seed``): the in-distribution number to set beside the held-out one.
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
     python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --output seg.json
     python examples/evaluate_segmenter.py --data photos --output photos.json
+    python examples/evaluate_segmenter.py --data photos --photo_split train --clips_per_photo 50
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
 (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
@@ -52,6 +55,13 @@ def parse_args(argv=None):
         choices=("shapes", "photos"),
         default="shapes",
         help="held-out synthetic shapes, or composites of the held-out photos (then also the shapes, overall)",
+    )
+    parser.add_argument(
+        "--photo_split",
+        choices=("held_out", "train"),
+        default="held_out",
+        help="--data photos: composites of the held-out photos, or of the training photos (new clips of the photos "
+        "the segmenter trained on: the in-distribution number to report beside the held-out one)",
     )
     parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips")
     parser.add_argument(
@@ -103,6 +113,7 @@ from trajtok_hf.data import (
     HELD_OUT_PHOTOS,
     IGNORE_INDEX,
     SIZE_CLASSES,
+    TRAIN_PHOTOS,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     generate_clip,
@@ -136,16 +147,22 @@ def shapes_clips(num_clips: int, frames: int, size: tuple[int, int], max_objects
     return [generate_clip(config, seed, i) for i in range(num_clips)]
 
 
-def photo_clips(clips_per_photo: int, frames: int, size: tuple[int, int], max_objects: int, seed: int) -> list[dict]:
-    """``clips_per_photo`` composites per held-out photo, each tagged with its ``"photo"``; indices are shared."""
+PHOTO_SPLITS = {"held_out": HELD_OUT_PHOTOS, "train": TRAIN_PHOTOS}
+SPLIT_WORDS = {"held_out": "held-out", "train": "training"}
+
+
+def photo_clips(
+    clips_per_photo: int, frames: int, size: tuple[int, int], max_objects: int, seed: int, split: str = "held_out"
+) -> list[dict]:
+    """``clips_per_photo`` composites per photo of ``split``, each tagged with its ``"photo"``; indices are shared."""
     clips = []
-    for photo in HELD_OUT_PHOTOS:
+    for photo in PHOTO_SPLITS[split]:
         config = PhotoCompositeConfig(
             num_frames=frames,
             height=size[0],
             width=size[1],
             max_objects=max_objects,
-            split="held_out",
+            split=split,
             photos=(photo,),
         )
         clips.extend({**generate_composite(config, seed, i), "photo": photo} for i in range(clips_per_photo))
@@ -211,29 +228,28 @@ def objects_by_size(trajectory_ids, clips) -> dict[str, dict[str, float]]:
     return mean_by_group(sizes, values, order=tuple(SIZE_CLASSES), count_name="objects")
 
 
-def photo_breakdown(trajectory_ids, clips) -> dict:
-    """The four numbers overall, per held-out photo and per object count; IoU / recall per object size."""
+def photo_breakdown(trajectory_ids, clips, photos=HELD_OUT_PHOTOS) -> dict:
+    """The four numbers overall, per photo and per object count; IoU / recall per object size."""
     metrics, per_clip = overall_scores(trajectory_ids, clips)
     counts = object_counts([clip["segmentation_labels"] for clip in clips], background_id=0, ignore_index=IGNORE_INDEX)
     per_clip = {key: per_clip[key] for key in METRIC_KEYS}
     return {
         "metrics": metrics,
-        "by_photo": mean_by_group(
-            [clip["photo"] for clip in clips], per_clip, order=HELD_OUT_PHOTOS, count_name="clips"
-        ),
+        "by_photo": mean_by_group([clip["photo"] for clip in clips], per_clip, order=photos, count_name="clips"),
         "by_objects_per_clip": mean_by_group(counts, per_clip, count_name="clips"),
         "by_object_size": objects_by_size(trajectory_ids, clips),
     }
 
 
-def breakdown_tables(report: dict, shapes: dict[str, float]) -> str:
+def breakdown_tables(report: dict, shapes: dict[str, float], split: str = "held_out") -> str:
     """The breakdown as markdown tables (for docs/results.md and a model card's notes)."""
     clip_columns = [*METRIC_KEYS, "clips"]
-    overall = {"held-out photo composites": report["metrics"], "held-out shapes": shapes}
+    words = SPLIT_WORDS[split]
+    overall = {f"{words}-photo composites": report["metrics"], "held-out shapes": shapes}
     return "\n\n".join(
         [
             markdown_table(overall, METRIC_KEYS, first_column="data"),
-            markdown_table(report["by_photo"], clip_columns, first_column="held-out photo"),
+            markdown_table(report["by_photo"], clip_columns, first_column=f"{words} photo"),
             markdown_table(report["by_objects_per_clip"], clip_columns, first_column="objects per clip"),
             markdown_table(report["by_object_size"], [*OBJECT_KEYS, "objects"], first_column="object size"),
         ]
@@ -289,23 +305,24 @@ def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dic
 
 def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
     max_objects = args.max_objects or DEFAULT_MAX_OBJECTS["photos"]
-    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed)
+    split, photos = args.photo_split, PHOTO_SPLITS[args.photo_split]
+    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed, split)
     trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
-    report = photo_breakdown(trajectory_ids, clips)
+    report = photo_breakdown(trajectory_ids, clips, photos)
     print(
-        f"data: {args.clips_per_photo} photo composites per held-out photo ({', '.join(HELD_OUT_PHOTOS)}; seed "
+        f"data: {args.clips_per_photo} photo composites per {SPLIT_WORDS[split]} photo ({', '.join(photos)}; seed "
         f"{args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
     )
     print(f"photo composites: {_numbers(report['metrics'])}")
     shapes_record, _ = evaluate_shapes(args, segmenter, video_processor, frames, size)
-    tables = breakdown_tables(report, shapes_record["metrics"])
+    tables = breakdown_tables(report, shapes_record["metrics"], split)
     print("\n" + tables)
     record = {
         "metrics": report["metrics"],
         "dataset": {
             "type": "trajtok_hf-photo-composites",
-            "name": f"trajtok_hf photo composites of the held-out photos {', '.join(HELD_OUT_PHOTOS)}",
-            "split": f"held-out photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
+            "name": f"trajtok_hf photo composites of the {SPLIT_WORDS[split]} photos {', '.join(photos)}",
+            "split": f"{SPLIT_WORDS[split]} photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
         },
         **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
         "by_object_size_definition": (

@@ -148,3 +148,17 @@ def test_bad_arguments(evaluate, argv, match, capsys):
     with pytest.raises(SystemExit) as caught:
         evaluate.main(argv)
     assert match in capsys.readouterr().err + str(caught.value)
+
+
+def test_training_photo_split_reports_every_training_photo(evaluate, tiny_segmenter, tmp_path):
+    from trajtok_hf.data import TRAIN_PHOTOS
+
+    out_json = tmp_path / "train.json"
+    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--photo_split", "train", "--clips_per_photo", "1"]
+    argv += ["--num_clips", "1", "--batch_size", "4", "--no_progress", "--output", str(out_json)]
+    result = evaluate.main(argv)
+    assert list(result["by_photo"]) == list(TRAIN_PHOTOS)
+    record = json.loads(out_json.read_text())
+    assert record["dataset"]["split"].startswith("training photos") and "training photo" in record["tables_markdown"]
+    clips = evaluate.photo_clips(1, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, "train")
+    assert not {obj["photo"] for clip in clips for obj in clip["objects"]} & set(HELD_OUT_PHOTOS)
