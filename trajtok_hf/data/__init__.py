@@ -1,8 +1,10 @@
 """Data for trajtok_hf: a procedural video generator and a real-photo composite generator, both with exact
 trajectory ground truth; local video-folder datasets; the pseudo-label converter (per-frame instances + trajectory
-graph → per-pixel ids) and a video-text collator. Independent of ``trajtok_hf.models``."""
+graph → per-pixel ids), motion pseudo-labels for unlabeled footage (optical flow → trajectories) and a video-text
+collator. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
+from .motion_labels import MotionLabelConfig, dense_flow, motion_pseudo_labels
 from .photo_composites import (
     SIZE_CLASSES,
     SPRITE_SHAPES,
@@ -47,6 +49,7 @@ __all__ = [
     "HELD_OUT_PHOTOS",
     "IGNORE_INDEX",
     "MOTIONS",
+    "MotionLabelConfig",
     "PROCEDURAL_KINDS",
     "SHAPES",
     "SIZES",
@@ -59,6 +62,7 @@ __all__ = [
     "VideoClipDecoder",
     "VideoTextCollator",
     "default_video_codec",
+    "dense_flow",
     "downsample_labels",
     "footage_available",
     "generate_clip",
@@ -71,6 +75,7 @@ __all__ = [
     "load_photo",
     "load_video_text_dataset",
     "make_synthetic_dataset",
+    "motion_pseudo_labels",
     "procedural_texture",
     "read_video",
     "sample_frame_indices",
