@@ -99,6 +99,12 @@ class TrajViT2VisionConfig(PreTrainedConfig):
             batch's largest active count before the encoder. Same result as keeping all K·n slots under the padding
             mask (tested), but attention and MLP cost scale with ~10–30 active trajectories instead of 128.
             Ignored when `attend_to_inactive_tokens=True`.
+        max_chunk_positions (`int`, *optional*, defaults to 0):
+            TrajTok: `0` (the paper) gives trajectory tokens no position, so the token set of a clip is the same
+            whatever the order of its chunks. `N > 0` adds a learned embedding per chunk index (0..N-1) to every token
+            of that chunk before the encoder, so the encoder sees which chunk (which stretch of time) a trajectory
+            comes from and a clip differs from its chunk-shuffled copy: a deviation from the paper, off for converted
+            checkpoints. Videos of more than N chunks raise a `ValueError`.
         image_size (`int`, *optional*, defaults to 224):
             ViT3D: frame size of the learned position grid (other sizes interpolate).
         patch_size (`int`, *optional*, defaults to 16):
@@ -141,6 +147,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
     qkv_bias: bool = True
     attend_to_inactive_tokens: bool = False
     compact_tokens: bool = True
+    max_chunk_positions: int = 0
     image_size: int = 224
     patch_size: int = 16
     tubelet_size: int = 2
@@ -190,6 +197,11 @@ class TrajViT2VisionConfig(PreTrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         _check_bools(self, ("qkv_bias", "attend_to_inactive_tokens", "compact_tokens"))
+        value = self.max_chunk_positions
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"max_chunk_positions must be an int >= 0, got {value!r}")
+        if value and self.vision_tokenizer != "trajtok":
+            raise ValueError("max_chunk_positions applies to vision_tokenizer='trajtok' (ViT3D has its own positions)")
         _check_choice(self, "position_embedding_type", POSITION_EMBEDDING_TYPES)
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")

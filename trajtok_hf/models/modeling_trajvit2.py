@@ -6,7 +6,9 @@ Vision tower ([`TrajViT2VisionModel`], shared by both tokenizers):
    ``modeling_trajtok.py``) → ``trajectory_tokens`` (B, C·K·n, D) + ``trajectory_mask``; or ViT3D
    (``modeling_vit3d.py``) → tubelet tokens + an all-True mask. Tokens of another width than the encoder are linearly
    projected.
-2. A learned [CLS] is prepended. Trajectory tokens get **no position embedding** (they are a set).
+2. A learned [CLS] is prepended. Trajectory tokens get **no position embedding** (they are a set); with
+   ``max_chunk_positions > 0`` (not in the paper) each token gets a learned embedding of its chunk's index, so that
+   the order of a clip's chunks matters.
 3. Pre-LN transformer encoder: transformers' ``ViTLayer`` (the layer the official code uses; in transformers 5.24 it
    takes a 4-D attention mask and dispatches to SDPA/eager), with the padding mask built by
    ``create_bidirectional_mask``. Inactive token slots are zeroed and masked out as keys, so they have no effect at
@@ -230,6 +232,9 @@ class TrajViT2VisionTransformer(nn.Module):
         width = config.hidden_size
         self.input_projection = nn.Linear(config.token_width, width) if config.token_width != width else nn.Identity()
         self.cls_token = nn.Parameter(torch.empty(1, 1, width))
+        self.chunk_positions = (
+            nn.Embedding(config.max_chunk_positions, config.token_width) if config.max_chunk_positions else None
+        )
         self.layers = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
         self.post_layernorm = nn.LayerNorm(width, eps=config.final_layer_norm_eps)
 
@@ -242,7 +247,10 @@ class TrajViT2VisionTransformer(nn.Module):
     ) -> TrajViT2VisionOutput:
         if self.config.vision_tokenizer == "trajtok":
             tok = self.tokenizer(pixel_values_videos, tokens_per_trajectory=tokens_per_trajectory, return_dict=True)
-            output = self._encode(tok.trajectory_tokens, tok.trajectory_mask, output_hidden_states, output_attentions)
+            tokens = tok.trajectory_tokens
+            if self.chunk_positions is not None:
+                tokens = self._add_chunk_positions(tokens, pixel_values_videos.shape[1])
+            output = self._encode(tokens, tok.trajectory_mask, output_hidden_states, output_attentions)
             output.trajectory_mask = tok.trajectory_mask
             output.num_trajectories = tok.num_trajectories
             output.assignment_logits = tok.assignment_logits
@@ -254,6 +262,20 @@ class TrajViT2VisionTransformer(nn.Module):
             )
         tok = self.tokenizer(pixel_values_videos)
         return self._encode(tok.tokens, tok.token_mask, output_hidden_states, output_attentions)
+
+    def _add_chunk_positions(self, tokens: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Adds the learned embedding of each token's chunk index; the tokenizer lays tokens out chunk by chunk
+        (``C·K·n`` slots, ``C = ⌈T / chunk_size⌉``)."""
+        num_chunks = -(-num_frames // self.config.trajtok_config.chunk_size)
+        if num_chunks > self.config.max_chunk_positions:
+            raise ValueError(
+                f"pixel_values_videos has {num_frames} frames = {num_chunks} chunks of "
+                f"{self.config.trajtok_config.chunk_size}, more than max_chunk_positions "
+                f"({self.config.max_chunk_positions})"
+            )
+        per_chunk = tokens.shape[1] // num_chunks
+        chunk_index = torch.arange(tokens.shape[1], device=tokens.device) // per_chunk
+        return tokens + self.chunk_positions(chunk_index).to(tokens.dtype)
 
     def _encode(self, tokens, token_mask, output_hidden_states, output_attentions: bool) -> TrajViT2VisionOutput:
         """[`encode_tokens`], also collecting the layers' attention weights when `output_attentions`."""
@@ -354,6 +376,8 @@ class TrajViT2PreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
             return
         if isinstance(module, TrajViT2VisionTransformer):
             init.trunc_normal_(module.cls_token, std=std)
+            if module.chunk_positions is not None:
+                init.trunc_normal_(module.chunk_positions.weight, std=std)
         elif isinstance(module, ViT3DPatchTokenizer):
             if module.position_embeddings is not None:
                 init.trunc_normal_(module.position_embeddings, std=std)
