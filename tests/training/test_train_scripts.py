@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from testers import load_file_module
+from testers import TINY_BERT, load_file_module
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor
@@ -399,6 +399,52 @@ def _build_trajvit2(tmp_path, *argv):
     args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", *argv])
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     return script.build_model_and_processor(args, processor, synthetic_caption_words())
+
+
+@pytest.fixture(scope="module")
+def tiny_text_encoder(tmp_path_factory):
+    """A saved tiny BERT encoder + its tokenizer, standing in for a pretrained text encoder folder."""
+    from transformers import BertConfig, BertModel
+
+    from trajtok_hf.training import build_caption_tokenizer
+
+    folder = tmp_path_factory.mktemp("text_encoder")
+    tokenizer = build_caption_tokenizer(synthetic_caption_words())
+    torch.manual_seed(0)
+    BertModel(BertConfig(**{**TINY_BERT, "vocab_size": len(tokenizer)})).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_trajvit2_text_tower_from_a_pretrained_encoder(tmp_path, tiny_text_encoder, freeze):
+    from transformers import BertModel
+
+    argv = ["--text_model", str(tiny_text_encoder)] + (["--freeze_text_model"] if freeze else [])
+    model, processor = _build_trajvit2(tmp_path, *argv)
+    assert model.config.text_pooling == "mean" and model.config.text_config.hidden_size == TINY_BERT["hidden_size"]
+    source = BertModel.from_pretrained(tiny_text_encoder).state_dict()
+    own = model.text_model.state_dict()
+    assert all(torch.equal(own[key], value) for key, value in source.items() if key in own)
+    assert processor.tokenizer.get_vocab() == type(processor.tokenizer).from_pretrained(tiny_text_encoder).get_vocab()
+    trainable = {param.requires_grad for param in model.text_model.parameters()}
+    assert trainable == ({False} if freeze else {True})
+    assert all(param.requires_grad for param in model.vision_model.parameters())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--text_model", "minilm", "--tokenizer", "."], "brings its own tokenizer"),
+        (["--freeze_text_model"], "give one"),
+        (["--text_model", "/nonexistent"], "no config.json there"),
+    ],
+)
+def test_trajvit2_text_model_flags_are_checked(tmp_path, capsys, argv, message):
+    script = load_script(TRAJVIT2)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--output_dir", str(tmp_path / "run"), *argv])
+    assert message in capsys.readouterr().err
 
 
 def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_run, tmp_path):

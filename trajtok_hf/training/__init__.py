@@ -48,12 +48,13 @@ from .optim import (
 )
 from .outputs import log_jsonl, save_final
 from .presets import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
-from .text import build_caption_tokenizer, synthetic_caption_words
+from .text import PACKAGED_TEXT_ENCODERS, build_caption_tokenizer, packaged_text_encoder_path, synthetic_caption_words
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "LATEST_FILE",
     "MODEL_FILE",
+    "PACKAGED_TEXT_ENCODERS",
     "NO_DECAY_NAME_PARTS",
     "OPTIMIZER_STEM",
     "RNG_STEM",
@@ -68,6 +69,7 @@ __all__ = [
     "SyntheticClipDataset",
     "TrainState",
     "build_caption_tokenizer",
+    "packaged_text_encoder_path",
     "build_optimizer",
     "build_scheduler",
     "default_warmup_steps",

