@@ -379,3 +379,26 @@ def test_data_package_does_not_import_models():
             assert "models" not in module, f"{path.name} imports {module}"
     decoder = package.parent / "models" / f"{SHARED_DECODER}.py"
     assert not [m for m in _package_imports(decoder) if m.startswith(".") or "trajtok_hf" in m]
+
+
+@pytest.mark.parametrize("caption_background", [False, True])
+def test_caption_from_objects_reproduces_the_generators_captions(caption_background):
+    from trajtok_hf.data import caption_from_objects
+
+    config = SyntheticVideoConfig(
+        num_frames=2, height=64, width=64, max_objects=4, caption_background=caption_background
+    )
+    for index in range(60):
+        clip = generate_clip(config, 3, index)
+        background = clip["background"] if caption_background else None
+        assert caption_from_objects(clip["objects"], background) == clip["caption"]
+
+
+@pytest.mark.parametrize("table_name", ["DIRECTION_FLIPS", "TIME_REVERSALS"])
+def test_motion_maps_are_involutions_over_known_motions(table_name):
+    import trajtok_hf.data as data
+
+    table = getattr(data, table_name)
+    assert set(table) <= set(data.MOTIONS)
+    assert all(table[table[motion]] == motion for motion in table)
+    assert set(data.TIME_REVERSALS) == set(data.MOTIONS)  # every motion has a time reversal

@@ -90,6 +90,48 @@ MOTIONS: dict[str, str] = {
 }
 """Motion name → caption phrase (the verb phrase that follows the object's description)."""
 
+DIRECTION_FLIPS: dict[str, str] = {
+    "move_left": "move_right",
+    "move_right": "move_left",
+    "move_up": "move_down",
+    "move_down": "move_up",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+    "enter_left": "enter_right",
+    "enter_right": "enter_left",
+    "enter_top": "enter_bottom",
+    "enter_bottom": "enter_top",
+    "exit_left": "exit_right",
+    "exit_right": "exit_left",
+    "exit_top": "exit_bottom",
+    "exit_bottom": "exit_top",
+}
+"""Motion → the same motion in the mirrored direction (left ↔ right, up ↔ down, clockwise ↔ counterclockwise); motions
+without a direction (static, bounce, appear, disappear) are not keys."""
+
+TIME_REVERSALS: dict[str, str] = {
+    "static": "static",
+    "bounce": "bounce",
+    "move_left": "move_right",
+    "move_right": "move_left",
+    "move_up": "move_down",
+    "move_down": "move_up",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+    "enter_left": "exit_left",
+    "exit_left": "enter_left",
+    "enter_right": "exit_right",
+    "exit_right": "enter_right",
+    "enter_top": "exit_top",
+    "exit_top": "enter_top",
+    "enter_bottom": "exit_bottom",
+    "exit_bottom": "enter_bottom",
+    "appear": "disappear",
+    "disappear": "appear",
+}
+"""Motion → what the clip played backwards shows (entering ↔ leaving through the same side, appearing ↔
+disappearing); static and bounce map to themselves."""
+
 _MAX_ATTEMPTS = 50
 
 
@@ -222,10 +264,6 @@ class _Object:
     angle: np.ndarray  # (T,) radians; image coordinates (y down), so increasing = visually clockwise
     visible: np.ndarray  # (T,) bool, False while the object has not appeared / has vanished
     texture_period: float = 0.0
-
-    def description(self) -> str:
-        texture = "" if self.texture == "plain" else f"{self.texture} "
-        return f"a {self.size} {texture}{self.colour} {self.shape}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -499,19 +537,30 @@ def _render_background(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> t
     return video, {"kind": kind, "pan": pan or "none"}
 
 
-def _caption(objects: list[_Object], background: dict, cfg: SyntheticVideoConfig) -> str:
-    clauses = [f"{obj.description()} {MOTIONS[obj.motion]}" for obj in objects]
+def caption_from_objects(objects: Sequence[dict[str, Any]], background: dict[str, str] | None = None) -> str:
+    """The generator's caption of objects described by their metadata dicts (``shape``, ``colour``, ``size``,
+    ``texture``, ``motion``: the ``objects`` of :func:`generate_clip`), with the background clause when
+    ``background`` (``{"kind", "pan"}``) is given. Edit the dicts (another motion, swapped objects) to build the
+    altered captions of the motion probes."""
+    clauses = []
+    for obj in objects:
+        texture = "" if obj["texture"] == "plain" else f"{obj['texture']} "
+        clauses.append(f"a {obj['size']} {texture}{obj['colour']} {obj['shape']} {MOTIONS[obj['motion']]}")
     if len(clauses) == 1:
         text = clauses[0]
     elif len(clauses) == 2:
         text = f"{clauses[0]} while {clauses[1]}"
     else:
         text = ", ".join(clauses[:-1]) + f" and {clauses[-1]}"
-    if cfg.caption_background:
+    if background is not None:
         text += f" on a {background['kind']} background"
         if background["pan"] != "none":
             text += f" drifting {background['pan']}"
     return text
+
+
+def _caption(objects: list[_Object], background: dict, cfg: SyntheticVideoConfig) -> str:
+    return caption_from_objects([obj.to_dict() for obj in objects], background if cfg.caption_background else None)
 
 
 def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, index: int = 0) -> dict[str, Any]:
