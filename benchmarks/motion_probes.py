@@ -1,0 +1,185 @@
+"""Motion probes: does a video-text model know which way things move, and in which order things happen?
+
+Three two-way choices on held-out synthetic clips (``trajtok_hf.data.synthetic``, seed 2,000,000 by default — the
+retrieval demo's clips, never used in training), each scored by the cosine of the model's video and text
+embeddings (the logit scale does not change a comparison):
+
+* **direction** — the true caption against the same caption with every directed motion mirrored (left ↔ right,
+  rises ↔ falls, clockwise ↔ counterclockwise, enters from the left ↔ from the right, …:
+  ``trajtok_hf.data.DIRECTION_FLIPS``); clips with at least one directed motion;
+* **time reversal** — the clip against the clip played backwards, for its true caption (``TIME_REVERSALS``:
+  entering ↔ leaving, appearing ↔ disappearing, moving left ↔ right); clips where reversing changes some motion;
+* **object swap** — the true caption against the caption with the motions of the first two objects exchanged (the
+  right words, the wrong pairing); clips whose first two objects move differently.
+
+A probe is passed when the true pairing scores higher (a tie counts one half); chance is 50 %. The altered captions
+are built by the generator's own captioner (``trajtok_hf.data.caption_from_objects``), so they differ from the truth
+only in the probed fact.
+
+    python benchmarks/motion_probes.py                                        # checkpoints/trajvit2-tiny-shapes
+    python benchmarks/motion_probes.py --model checkpoints/vit3d-tiny-shapes --output probes_vit3d.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
+HELD_OUT_SEED = 2_000_000
+PROBES = ("direction", "time_reversal", "object_swap")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a TrajViT2 folder (model + processor)")
+    parser.add_argument("--num_clips", type=int, default=200, help="held-out clips drawn (each probe uses a subset)")
+    parser.add_argument("--max_objects", type=int, default=3, help="objects per clip: 1..max")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="generator seed of the clips")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
+    args = parser.parse_args(argv)
+    for name in ("num_clips", "max_objects", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        parser.error(f"--model {args.model}: no config.json there (a save_pretrained folder)")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and usage errors before the heavy imports below
+
+# Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
+import numpy as np
+import torch
+from transformers import AutoModel, AutoProcessor
+
+import trajtok_hf  # noqa: F401  (registers the Auto classes)
+from trajtok_hf.data import (
+    DIRECTION_FLIPS,
+    TIME_REVERSALS,
+    SyntheticVideoConfig,
+    caption_from_objects,
+    generate_clip,
+)
+
+
+def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]]]:
+    """Per probe, ``(clip index, true caption, altered caption)``; the altered caption is None for the time-reversal
+    probe, which alters the clip instead."""
+    pairs = {name: [] for name in PROBES}
+    for index, clip in enumerate(clips):
+        objects, caption = clip["objects"], clip["caption"]
+        if any(obj["motion"] in DIRECTION_FLIPS for obj in objects):
+            flipped = [{**obj, "motion": DIRECTION_FLIPS.get(obj["motion"], obj["motion"])} for obj in objects]
+            pairs["direction"].append((index, caption, caption_from_objects(flipped)))
+        if any(TIME_REVERSALS[obj["motion"]] != obj["motion"] for obj in objects):
+            pairs["time_reversal"].append((index, caption, None))
+        if len(objects) >= 2 and objects[0]["motion"] != objects[1]["motion"]:
+            swapped = [dict(obj) for obj in objects]
+            swapped[0]["motion"], swapped[1]["motion"] = objects[1]["motion"], objects[0]["motion"]
+            pairs["object_swap"].append((index, caption, caption_from_objects(swapped)))
+    return pairs
+
+
+@torch.inference_mode()
+def embed_videos(model, processor, videos: list[np.ndarray], batch_size: int, device) -> torch.Tensor:
+    out = []
+    for start in range(0, len(videos), batch_size):
+        inputs = processor(videos=videos[start : start + batch_size], return_tensors="pt")
+        features = model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"].to(device))
+        out.append(torch.nn.functional.normalize(features.pooler_output.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def embed_texts(model, processor, texts: list[str], batch_size: int, device) -> torch.Tensor:
+    out = []
+    for start in range(0, len(texts), batch_size):
+        inputs = processor(text=texts[start : start + batch_size], padding=True, return_tensors="pt")
+        features = model.get_text_features(
+            input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device)
+        )
+        out.append(torch.nn.functional.normalize(features.pooler_output.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def pass_rate(true_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
+    """Share of pairs where the true pairing scores higher; a tie counts one half."""
+    wins = (true_scores > other_scores).float() + 0.5 * (true_scores == other_scores).float()
+    return float(wins.mean()) if wins.numel() else float("nan")
+
+
+def run_probes(model, processor, clips: list[dict], batch_size: int, device) -> dict[str, dict]:
+    pairs = probe_pairs(clips)
+    videos = [clip["video"] for clip in clips]
+    video_embeds = embed_videos(model, processor, videos, batch_size, device)
+    reversed_ids = [index for index, _, _ in pairs["time_reversal"]]
+    reversed_embeds = embed_videos(
+        model, processor, [np.ascontiguousarray(videos[i][::-1]) for i in reversed_ids], batch_size, device
+    )
+    texts = sorted({text for rows in pairs.values() for _, true, alt in rows for text in (true, alt) if text})
+    text_index = {text: i for i, text in enumerate(texts)}
+    text_embeds = embed_texts(model, processor, texts, batch_size, device) if texts else None
+
+    def cosine(video_embed, text):
+        return (video_embed * text_embeds[text_index[text]]).sum(-1)
+
+    results = {}
+    for name, rows in pairs.items():
+        if not rows:
+            results[name] = {"pass_rate": float("nan"), "pairs": 0}
+            continue
+        true = torch.stack([cosine(video_embeds[i], caption) for i, caption, _ in rows])
+        if name == "time_reversal":
+            other = torch.stack([cosine(reversed_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
+        else:
+            other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
+        results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
+    return results
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    model = AutoModel.from_pretrained(args.model).to(device).eval()
+    processor = AutoProcessor.from_pretrained(args.model)
+    if not (hasattr(model, "get_video_features") and hasattr(model, "get_text_features")):
+        raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a video-text model")
+    video_processor = processor.video_processor
+    size = video_processor.size
+    config = SyntheticVideoConfig(
+        num_frames=video_processor.num_frames or 8,
+        height=int(size.get("height") or size["shortest_edge"]),
+        width=int(size.get("width") or size["shortest_edge"]),
+        max_objects=args.max_objects,
+    )
+    clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
+    results = run_probes(model, processor, clips, args.batch_size, device)
+    tokenizer = getattr(model.config, "vision_config", model.config)
+    print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")
+    print(f"clips: {args.num_clips} held-out synthetic clips (seed {args.seed}, 1–{args.max_objects} objects)")
+    for name, row in results.items():
+        print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
+    record = {
+        "model": args.model,
+        "seed": args.seed,
+        "num_clips": args.num_clips,
+        "max_objects": args.max_objects,
+        "probes": results,
+    }
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
+    return record
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

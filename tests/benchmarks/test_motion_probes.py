@@ -1,0 +1,87 @@
+"""benchmarks/motion_probes.py: the three motion probes (direction, time reversal, object swap)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from testers import load_file_module, tiny_trajvit2_model
+
+from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor
+from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return load_file_module(os.path.join(ROOT, "benchmarks", "motion_probes.py"))
+
+
+def _obj(motion, colour="red", shape="circle"):
+    return {"shape": shape, "colour": colour, "size": "small", "texture": "plain", "motion": motion}
+
+
+def _clip(probes, *objects):
+    return {"objects": list(objects), "caption": probes.caption_from_objects(list(objects))}
+
+
+# (objects, probes the clip takes part in, the altered captions)
+PAIR_CASES = {
+    "left mover": (
+        [_obj("move_left")],
+        {"direction": "a small red circle moves right", "time_reversal": None},
+    ),
+    "static": ([_obj("static")], {}),
+    "appearing": ([_obj("appear")], {"time_reversal": None}),
+    "two movers": (
+        [_obj("move_up"), _obj("rotate_cw", "blue", "star")],
+        {
+            "direction": "a small red circle falls while a small blue star rotates counterclockwise",
+            "time_reversal": None,
+            "object_swap": "a small red circle rotates clockwise while a small blue star rises",
+        },
+    ),
+    "same motion": ([_obj("bounce"), _obj("bounce", "blue")], {}),
+}
+
+
+@pytest.mark.parametrize("case", PAIR_CASES)
+def test_probe_pairs(probes, case):
+    objects, expected = PAIR_CASES[case]
+    pairs = probes.probe_pairs([_clip(probes, *objects)])
+    assert {name for name, rows in pairs.items() if rows} == set(expected)
+    for name, altered in expected.items():
+        ((index, true, other),) = pairs[name]
+        assert index == 0 and true == probes.caption_from_objects(objects) and other == altered
+
+
+def test_pass_rate_counts_ties_as_half(probes):
+    assert probes.pass_rate(torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0.0, 0.5, 0.3])) == pytest.approx(0.5)
+
+
+def test_run_on_a_tiny_model(probes, tmp_path, capsys):
+    folder = tmp_path / "model"
+    tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
+    torch.manual_seed(0)
+    tiny_trajvit2_model(text_overrides={"vocab_size": len(tokenizer)}).save_pretrained(folder)
+    video_processor = TrajTokVideoProcessor(num_frames=4, size={"height": 64, "width": 64})
+    TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
+    out = tmp_path / "probes.json"
+    record = probes.main(["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--output", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert set(record["probes"]) == set(probes.PROBES)
+    for row in record["probes"].values():
+        assert row["pairs"] == 0 or 0.0 <= row["pass_rate"] <= 1.0
+    assert "chance 50 %" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message", [(["--num_clips", "0"], "--num_clips"), (["--model", "/nonexistent"], "no config.json")]
+)
+def test_rejects_bad_arguments(probes, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        probes.parse_args(argv)
+    assert message in capsys.readouterr().err
