@@ -376,18 +376,25 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    "script_name, argv, message",
     [
-        (["--data", "photos", "--shapes_fraction", "1.5"], "--shapes_fraction must lie in"),
-        (["--data", "photos", "--footage_probability", "-0.1"], "--footage_probability must lie in"),
-        (["--data", "photos", "--procedural_texture_probability", "2"], "--procedural_texture_probability must lie"),
-        (["--data", "photos", "--palette_probability", "-1"], "--palette_probability must lie in"),
-        (["--data", "photos", "--footage_stills", "0"], "--footage_stills must be >= 1"),
-        (["--eval_data", "photos"], "--eval_data photos: not a folder"),
+        ("segmenter", ["--data", "photos", "--shapes_fraction", "1.5"], "--shapes_fraction must lie in"),
+        ("segmenter", ["--data", "photos", "--footage_probability", "-0.1"], "--footage_probability must lie in"),
+        (
+            "segmenter",
+            ["--data", "photos", "--procedural_texture_probability", "2"],
+            "--procedural_texture_probability must lie",
+        ),
+        ("segmenter", ["--data", "photos", "--palette_probability", "-1"], "--palette_probability must lie in"),
+        ("segmenter", ["--data", "photos", "--footage_stills", "0"], "--footage_stills must be >= 1"),
+        ("segmenter", ["--eval_data", "photos"], "--eval_data photos: not a folder"),
+        ("trajvit2", ["--text_model", "minilm", "--tokenizer", "."], "brings its own tokenizer"),
+        ("trajvit2", ["--freeze_text_model"], "give one"),
+        ("trajvit2", ["--text_model", "/nonexistent"], "no config.json there"),
     ],
 )
-def test_segmenter_photo_flags_are_checked(tmp_path, capsys, argv, message):
-    script = load_script(SEGMENTER)
+def test_data_and_text_flags_are_checked(tmp_path, capsys, script_name, argv, message):
+    script = load_script(SEGMENTER if script_name == "segmenter" else TRAJVIT2)
     with pytest.raises(SystemExit):
         script.parse_args(["--output_dir", str(tmp_path / "run"), *argv])
     assert message in capsys.readouterr().err
@@ -430,21 +437,6 @@ def test_trajvit2_text_tower_from_a_pretrained_encoder(tmp_path, tiny_text_encod
     trainable = {param.requires_grad for param in model.text_model.parameters()}
     assert trainable == ({False} if freeze else {True})
     assert all(param.requires_grad for param in model.vision_model.parameters())
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--text_model", "minilm", "--tokenizer", "."], "brings its own tokenizer"),
-        (["--freeze_text_model"], "give one"),
-        (["--text_model", "/nonexistent"], "no config.json there"),
-    ],
-)
-def test_trajvit2_text_model_flags_are_checked(tmp_path, capsys, argv, message):
-    script = load_script(TRAJVIT2)
-    with pytest.raises(SystemExit):
-        script.parse_args(["--output_dir", str(tmp_path / "run"), *argv])
-    assert message in capsys.readouterr().err
 
 
 def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_run, tmp_path):

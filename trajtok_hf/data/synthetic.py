@@ -90,13 +90,17 @@ MOTIONS: dict[str, str] = {
 }
 """Motion name → caption phrase (the verb phrase that follows the object's description)."""
 
-DIRECTION_FLIPS: dict[str, str] = {
+_MIRRORED_MOVES = {
     "move_left": "move_right",
     "move_right": "move_left",
     "move_up": "move_down",
     "move_down": "move_up",
     "rotate_cw": "rotate_ccw",
     "rotate_ccw": "rotate_cw",
+}
+
+DIRECTION_FLIPS: dict[str, str] = {
+    **_MIRRORED_MOVES,
     "enter_left": "enter_right",
     "enter_right": "enter_left",
     "enter_top": "enter_bottom",
@@ -112,12 +116,7 @@ without a direction (static, bounce, appear, disappear) are not keys."""
 TIME_REVERSALS: dict[str, str] = {
     "static": "static",
     "bounce": "bounce",
-    "move_left": "move_right",
-    "move_right": "move_left",
-    "move_up": "move_down",
-    "move_down": "move_up",
-    "rotate_cw": "rotate_ccw",
-    "rotate_ccw": "rotate_cw",
+    **_MIRRORED_MOVES,
     "enter_left": "exit_left",
     "exit_left": "enter_left",
     "enter_right": "exit_right",
