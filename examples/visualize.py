@@ -188,7 +188,7 @@ def main(argv=None) -> list[Path]:
     if args.video:
         size = video_processor.size
         captions = [
-            f"{caption}, {resize_mode} to the model's {size['height']}×{size['width']} input" for caption in captions
+            f"{caption}, {resize_mode} to the model's {size['height']}x{size['width']} input" for caption in captions
         ]
 
     pictures, ids = [], []

@@ -102,7 +102,7 @@ def test_pictures_keep_the_original_aspect(visualize, segmenter, video_file, tmp
 def test_input_size_sets_the_models_frame_size(visualize, segmenter, video_file, tmp_path, capsys):
     argv = ["--model", str(segmenter), "--video", str(video_file), "--num_frames", "2", "--output_dir", str(tmp_path)]
     visualize.main(argv + ["--input_size", "32", "96"])
-    assert "pad to the model's 32×96 input" in capsys.readouterr().out
+    assert "pad to the model's 32x96 input" in capsys.readouterr().out
 
 
 def test_videos_of_different_sizes_share_one_picture(visualize, segmenter, video_file, tmp_path):
