@@ -40,6 +40,13 @@ def parse_args(argv=None):
     parser.add_argument("--num_clips", type=int, default=200, help="held-out clips drawn (each probe uses a subset)")
     parser.add_argument("--max_objects", type=int, default=3, help="objects per clip: 1..max")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="generator seed of the clips")
+    parser.add_argument(
+        "--caption_wording",
+        choices=("fixed", "train", "held_out"),
+        default="fixed",
+        help="the captions' wording (SyntheticVideoConfig.caption_wording): the fixed one the shipped models trained "
+        "on, paraphrases, or the held-out paraphrases",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
@@ -75,16 +82,16 @@ def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]
     probe, which alters the clip instead."""
     pairs = {name: [] for name in PROBES}
     for index, clip in enumerate(clips):
-        objects, caption = clip["objects"], clip["caption"]
+        objects, caption, template = clip["objects"], clip["caption"], clip.get("caption_template", 0)
         if any(obj["motion"] in DIRECTION_FLIPS for obj in objects):
             flipped = [{**obj, "motion": DIRECTION_FLIPS.get(obj["motion"], obj["motion"])} for obj in objects]
-            pairs["direction"].append((index, caption, caption_from_objects(flipped)))
+            pairs["direction"].append((index, caption, caption_from_objects(flipped, None, template)))
         if any(TIME_REVERSALS[obj["motion"]] != obj["motion"] for obj in objects):
             pairs["time_reversal"].append((index, caption, None))
         if len(objects) >= 2 and objects[0]["motion"] != objects[1]["motion"]:
             swapped = [dict(obj) for obj in objects]
             swapped[0]["motion"], swapped[1]["motion"] = objects[1]["motion"], objects[0]["motion"]
-            pairs["object_swap"].append((index, caption, caption_from_objects(swapped)))
+            pairs["object_swap"].append((index, caption, caption_from_objects(swapped, None, template)))
     return pairs
 
 
@@ -159,12 +166,16 @@ def main(argv=None) -> dict:
         height=int(size.get("height") or size["shortest_edge"]),
         width=int(size.get("width") or size["shortest_edge"]),
         max_objects=args.max_objects,
+        caption_wording=args.caption_wording,
     )
     clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
     results = run_probes(model, processor, clips, args.batch_size, device)
     tokenizer = getattr(model.config, "vision_config", model.config)
     print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")
-    print(f"clips: {args.num_clips} held-out synthetic clips (seed {args.seed}, 1–{args.max_objects} objects)")
+    print(
+        f"clips: {args.num_clips} held-out synthetic clips (seed {args.seed}, 1–{args.max_objects} objects, "
+        f"{args.caption_wording} captions)"
+    )
     for name, row in results.items():
         print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
     record = {
@@ -172,6 +183,7 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "num_clips": args.num_clips,
         "max_objects": args.max_objects,
+        "caption_wording": args.caption_wording,
         "probes": results,
     }
     if args.output:

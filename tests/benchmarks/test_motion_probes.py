@@ -58,6 +58,18 @@ def test_probe_pairs(probes, case):
         assert index == 0 and true == probes.caption_from_objects(objects) and other == altered
 
 
+def test_paraphrased_probes_keep_the_wording(probes):
+    from trajtok_hf.data import DIRECTION_FLIPS, MOTION_WORDINGS, SyntheticVideoConfig, generate_clip
+
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, caption_wording="held_out")
+    clips = [generate_clip(config, 2, i) for i in range(20)]
+    pairs = probes.probe_pairs(clips)
+    assert pairs["direction"]
+    for index, true, altered in pairs["direction"]:
+        motions = [DIRECTION_FLIPS.get(obj["motion"], obj["motion"]) for obj in clips[index]["objects"]]
+        assert altered != true and all(MOTION_WORDINGS[motion][-1] in altered for motion in motions)
+
+
 def test_pass_rate_counts_ties_as_half(probes):
     assert probes.pass_rate(torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0.0, 0.5, 0.3])) == pytest.approx(0.5)
 
@@ -70,7 +82,8 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     video_processor = TrajTokVideoProcessor(num_frames=4, size={"height": 64, "width": 64})
     TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
     out = tmp_path / "probes.json"
-    record = probes.main(["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--output", str(out)])
+    argv = ["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--caption_wording", "train"]
+    record = probes.main([*argv, "--output", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
     assert set(record["probes"]) == set(probes.PROBES)
     for row in record["probes"].values():

@@ -402,3 +402,61 @@ def test_motion_maps_are_involutions_over_known_motions(table_name):
     assert set(table) <= set(data.MOTIONS)
     assert all(table[table[motion]] == motion for motion in table)
     assert set(data.TIME_REVERSALS) == set(data.MOTIONS)  # every motion has a time reversal
+
+
+def test_motion_wordings_are_five_distinct_paraphrases_that_mirror():
+    from trajtok_hf.data import DIRECTION_FLIPS, MOTION_WORDINGS, MOTIONS, TIME_REVERSALS
+
+    assert set(MOTION_WORDINGS) == set(MOTIONS)
+    for motion, wordings in MOTION_WORDINGS.items():
+        assert wordings[0] == MOTIONS[motion] and len(set(wordings)) == len(wordings) >= 5
+    for table in (DIRECTION_FLIPS, TIME_REVERSALS):  # a flipped motion keeps its wording's position, new words
+        for motion, other in table.items():
+            if motion != other:
+                assert all(a != b for a, b in zip(MOTION_WORDINGS[motion], MOTION_WORDINGS[other], strict=True))
+
+
+def _held_out_phrases():
+    from trajtok_hf.data import CLAUSE_TEMPLATES, MOTION_WORDINGS, SHAPE_WORDS
+
+    return (
+        {wordings[-1] for wordings in MOTION_WORDINGS.values()}
+        | {f" {held} " for _, held in SHAPE_WORDS.values()}
+        | {CLAUSE_TEMPLATES[-1][0].split("{}")[1]}
+    )
+
+
+def test_caption_wordings_keep_the_video_and_hold_out_a_fifth_of_the_wordings():
+    from trajtok_hf.data import caption_from_objects
+
+    configs = {
+        mode: SyntheticVideoConfig(num_frames=4, height=64, width=64, caption_wording=mode)
+        for mode in ("fixed", "train", "held_out")
+    }
+    held_out_phrases = _held_out_phrases()
+    train_captions = set()
+    for index in range(80):
+        clips = {mode: generate_clip(config, 9, index) for mode, config in configs.items()}
+        assert all(np.array_equal(clip["video"], clips["fixed"]["video"]) for clip in clips.values())
+        for mode in ("train", "held_out"):
+            clip = clips[mode]
+            assert caption_from_objects(clip["objects"], None, clip["caption_template"]) == clip["caption"]
+        train = clips["train"]["caption"] + " "
+        assert not any(phrase in train for phrase in held_out_phrases), train
+        assert all(obj["wording"] == 4 for obj in clips["held_out"]["objects"])
+        train_captions.add(clips["train"]["caption"])
+    assert len(train_captions) == 80  # paraphrases vary
+
+
+def test_caption_wording_is_checked():
+    with pytest.raises(ValueError, match="caption_wording"):
+        SyntheticVideoConfig(caption_wording="paraphrase")
+
+
+def test_paraphrased_dataset_rows(tmp_path):
+    pytest.importorskip("datasets")
+    config = SyntheticVideoConfig(num_frames=2, height=32, width=32, max_objects=2, caption_wording="train")
+    dataset = make_synthetic_dataset(2, config, seed=1, cache_dir=tmp_path)
+    row = dataset[0]
+    assert row["caption"] == generate_clip(config, 1, 0)["caption"] and "caption_template" in row
+    assert {"wording", "shape_word"} <= set(row["objects"][0])

@@ -19,9 +19,13 @@ from .procedural_textures import PROCEDURAL_KINDS, procedural_texture
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels
 from .synthetic import (
     BACKGROUNDS,
+    CAPTION_WORDINGS,
+    CLAUSE_TEMPLATES,
     COLOURS,
     DIRECTION_FLIPS,
+    MOTION_WORDINGS,
     MOTIONS,
+    SHAPE_WORDS,
     SHAPES,
     SIZES,
     TEXTURES,
@@ -47,15 +51,19 @@ from .video_folder import (
 
 __all__ = [
     "BACKGROUNDS",
+    "CAPTION_WORDINGS",
+    "CLAUSE_TEMPLATES",
     "COLOURS",
     "DIRECTION_FLIPS",
     "FOOTAGE",
     "HELD_OUT_PHOTOS",
     "IGNORE_INDEX",
     "MOTIONS",
+    "MOTION_WORDINGS",
     "MotionLabelConfig",
     "PROCEDURAL_KINDS",
     "SHAPES",
+    "SHAPE_WORDS",
     "SIZES",
     "SIZE_CLASSES",
     "SPRITE_SHAPES",

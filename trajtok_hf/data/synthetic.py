@@ -90,6 +90,107 @@ MOTIONS: dict[str, str] = {
 }
 """Motion name → caption phrase (the verb phrase that follows the object's description)."""
 
+MOTION_WORDINGS: dict[str, tuple[str, ...]] = {
+    "static": ("stays still", "does not move", "stands still", "rests in place", "holds its position"),
+    "move_left": ("moves left", "slides to the left", "travels leftward", "heads left", "drifts to the left"),
+    "move_right": ("moves right", "slides to the right", "travels rightward", "heads right", "drifts to the right"),
+    "move_up": ("rises", "moves up", "climbs upward", "goes up", "floats upward"),
+    "move_down": ("falls", "moves down", "sinks downward", "goes down", "drops downward"),
+    "bounce": ("bounces around", "bounces off the edges", "zigzags around", "ricochets around", "keeps rebounding"),
+    "rotate_cw": ("rotates clockwise", "spins clockwise", "turns clockwise", "revolves clockwise", "twirls clockwise"),
+    "rotate_ccw": (
+        "rotates counterclockwise",
+        "spins counterclockwise",
+        "turns counterclockwise",
+        "revolves counterclockwise",
+        "twirls counterclockwise",
+    ),
+    "enter_left": (
+        "enters from the left",
+        "comes in from the left",
+        "arrives from the left",
+        "slides in from the left",
+        "emerges from the left edge",
+    ),
+    "enter_right": (
+        "enters from the right",
+        "comes in from the right",
+        "arrives from the right",
+        "slides in from the right",
+        "emerges from the right edge",
+    ),
+    "enter_top": (
+        "enters from the top",
+        "comes in from the top",
+        "arrives from the top",
+        "slides in from the top",
+        "emerges from the top edge",
+    ),
+    "enter_bottom": (
+        "enters from the bottom",
+        "comes in from the bottom",
+        "arrives from the bottom",
+        "slides in from the bottom",
+        "emerges from the bottom edge",
+    ),
+    "exit_left": (
+        "leaves to the left",
+        "exits to the left",
+        "goes out on the left",
+        "slides out to the left",
+        "vanishes past the left edge",
+    ),
+    "exit_right": (
+        "leaves to the right",
+        "exits to the right",
+        "goes out on the right",
+        "slides out to the right",
+        "vanishes past the right edge",
+    ),
+    "exit_top": (
+        "leaves through the top",
+        "exits through the top",
+        "goes out at the top",
+        "slides out through the top",
+        "vanishes past the top edge",
+    ),
+    "exit_bottom": (
+        "leaves through the bottom",
+        "exits through the bottom",
+        "goes out at the bottom",
+        "slides out through the bottom",
+        "vanishes past the bottom edge",
+    ),
+    "appear": ("appears", "shows up", "comes into view", "pops into view", "materialises"),
+    "disappear": ("disappears", "vanishes", "goes out of view", "pops out of view", "dematerialises"),
+}
+"""Motion → its wordings: the first is :data:`MOTIONS`' (``caption_wording="fixed"``); the last is held out of
+training captions (``caption_wording="held_out"`` uses only it), a fifth of the wordings. Mirrored motions have
+mirrored wordings at the same position, so flipping a motion keeps the wording."""
+
+SHAPE_WORDS: dict[str, tuple[str, str]] = {
+    "circle": ("circle", "disc"),
+    "square": ("square", "box"),
+    "triangle": ("triangle", "wedge"),
+    "diamond": ("diamond", "rhombus"),
+    "star": ("star", "starburst"),
+    "cross": ("cross", "plus sign"),
+    "ring": ("ring", "hoop"),
+}
+"""Shape → (the training word, a held-out word that no ``"fixed"`` or ``"train"`` caption contains)."""
+
+CLAUSE_TEMPLATES: tuple[tuple[str, str, str], ...] = (
+    ("{} while {}", ", ", " and "),
+    ("{} as {}", ", ", ", and "),
+    ("{}, and {}", "; ", "; and "),
+    ("{}; meanwhile, {}", ", ", ", while "),
+    ("{} and at the same time {}", "; ", ", and also "),
+)
+"""How the object clauses are joined: (two clauses, between clauses of a longer list, before its last clause). The
+first is the ``"fixed"`` template; the last is held out like the last wording."""
+
+CAPTION_WORDINGS = ("fixed", "train", "held_out")
+
 _MIRRORED_MOVES = {
     "move_left": "move_right",
     "move_right": "move_left",
@@ -154,6 +255,10 @@ class SyntheticVideoConfig:
         background_as_trajectory: ``True`` — background is trajectory ``0``; ``False`` — background pixels are
             ``-100`` (unlabeled) in both ``segmentation`` and ``segmentation_labels``.
         caption_background: append the background description (``"on a striped background drifting left"``).
+        caption_wording: ``"fixed"`` — one wording per fact (:data:`MOTIONS`); ``"train"`` — paraphrases drawn from
+            all but the last wording of each motion (:data:`MOTION_WORDINGS`) and of the clause templates
+            (:data:`CLAUSE_TEMPLATES`), shape words from :data:`SHAPE_WORDS`' training words; ``"held_out"`` — only
+            the held-out wordings, templates and shape words. The video does not depend on it.
         min_visible_cells: every object must cover at least this many mask-grid cells over the clip (clips
             where an object is hidden or never enters are re-drawn), so each captioned object is really seen.
     """
@@ -176,6 +281,7 @@ class SyntheticVideoConfig:
     max_pan_speed: float = 1.5
     background_as_trajectory: bool = True
     caption_background: bool = False
+    caption_wording: str = "fixed"
     min_visible_cells: int = 4
 
     def __post_init__(self):
@@ -194,6 +300,8 @@ class SyntheticVideoConfig:
             )
         if self.mask_downsample not in DOWNSAMPLE_MODES:
             raise ValueError(f"`mask_downsample` must be one of {DOWNSAMPLE_MODES}, got {self.mask_downsample!r}")
+        if self.caption_wording not in CAPTION_WORDINGS:
+            raise ValueError(f"`caption_wording` must be one of {CAPTION_WORDINGS}, got {self.caption_wording!r}")
         vocabularies = {
             "shapes": SHAPES,
             "colours": tuple(COLOURS),
@@ -536,21 +644,27 @@ def _render_background(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> t
     return video, {"kind": kind, "pan": pan or "none"}
 
 
-def caption_from_objects(objects: Sequence[dict[str, Any]], background: dict[str, str] | None = None) -> str:
+def caption_from_objects(
+    objects: Sequence[dict[str, Any]], background: dict[str, str] | None = None, template: int = 0
+) -> str:
     """The generator's caption of objects described by their metadata dicts (``shape``, ``colour``, ``size``,
-    ``texture``, ``motion``: the ``objects`` of :func:`generate_clip`), with the background clause when
-    ``background`` (``{"kind", "pan"}``) is given. Edit the dicts (another motion, swapped objects) to build the
-    altered captions of the motion probes."""
+    ``texture``, ``motion`` and, for paraphrased captions, ``wording`` and ``shape_word``: the ``objects`` of
+    :func:`generate_clip`), joined by :data:`CLAUSE_TEMPLATES` ``[template]`` (the clip's ``caption_template``), with
+    the background clause when ``background`` (``{"kind", "pan"}``) is given. Edit the dicts (another motion,
+    swapped objects) to build the altered captions of the motion probes."""
     clauses = []
     for obj in objects:
         texture = "" if obj["texture"] == "plain" else f"{obj['texture']} "
-        clauses.append(f"a {obj['size']} {texture}{obj['colour']} {obj['shape']} {MOTIONS[obj['motion']]}")
+        shape = obj.get("shape_word", obj["shape"])
+        motion = MOTION_WORDINGS[obj["motion"]][obj.get("wording", 0)]
+        clauses.append(f"a {obj['size']} {texture}{obj['colour']} {shape} {motion}")
+    pair, between, before_last = CLAUSE_TEMPLATES[template]
     if len(clauses) == 1:
         text = clauses[0]
     elif len(clauses) == 2:
-        text = f"{clauses[0]} while {clauses[1]}"
+        text = pair.format(*clauses)
     else:
-        text = ", ".join(clauses[:-1]) + f" and {clauses[-1]}"
+        text = between.join(clauses[:-1]) + before_last + clauses[-1]
     if background is not None:
         text += f" on a {background['kind']} background"
         if background["pan"] != "none":
@@ -558,7 +672,24 @@ def caption_from_objects(objects: Sequence[dict[str, Any]], background: dict[str
     return text
 
 
-def _caption(objects: list[_Object], background: dict, cfg: SyntheticVideoConfig) -> str:
+def _reword(clip: dict[str, Any], cfg: SyntheticVideoConfig, seed: int, index: int) -> None:
+    """Paraphrases the caption of a rendered clip (``caption_wording`` "train" / "held_out") from its own random
+    stream, so the video is the same in every wording mode; records each object's ``wording`` and ``shape_word``
+    and the clip's ``caption_template``."""
+    rng = np.random.default_rng([int(seed), int(index), 1])
+    held_out = cfg.caption_wording == "held_out"
+    for obj in clip["objects"]:
+        choices = len(MOTION_WORDINGS[obj["motion"]]) - 1
+        obj["wording"] = choices if held_out else int(rng.integers(choices))
+        obj["shape_word"] = SHAPE_WORDS[obj["shape"]][1 if held_out else 0]
+    template = len(CLAUSE_TEMPLATES) - 1 if held_out else int(rng.integers(len(CLAUSE_TEMPLATES) - 1))
+    clip["caption_template"] = template
+    clip["caption"] = caption_from_objects(
+        clip["objects"], clip["background"] if cfg.caption_background else None, template
+    )
+
+
+def _caption(objects: list[_Object], background: dict, cfg: SyntheticVideoConfig) -> str:  # the "fixed" wording
     return caption_from_objects([obj.to_dict() for obj in objects], background if cfg.caption_background else None)
 
 
@@ -581,6 +712,8 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
     for _ in range(_MAX_ATTEMPTS):
         clip = _try_render(cfg, rng)
         if clip is not None:
+            if cfg.caption_wording != "fixed":
+                _reword(clip, cfg, seed, index)
             clip["seed"], clip["index"] = int(seed), int(index)
             return clip
     raise RuntimeError(
@@ -664,12 +797,19 @@ def _features(cfg: SyntheticVideoConfig, with_segmentation: bool):
                     "size": datasets.Value("string"),
                     "texture": datasets.Value("string"),
                     "motion": datasets.Value("string"),
+                    **(
+                        {"wording": datasets.Value("int64"), "shape_word": datasets.Value("string")}
+                        if cfg.caption_wording != "fixed"
+                        else {}
+                    ),
                 }
             ),
             "seed": datasets.Value("int64"),
             "index": datasets.Value("int64"),
         }
     )
+    if cfg.caption_wording != "fixed":
+        columns["caption_template"] = datasets.Value("int64")
     return datasets.Features(columns)
 
 
