@@ -20,6 +20,7 @@ model and its ``TrajViT2Processor`` (``AutoModel`` / ``AutoProcessor``).
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -81,6 +82,13 @@ def parse_args(argv=None):
     g.add_argument("--patch_size", type=int, default=16, help="ViT3D patch size")
     g.add_argument("--max_objects", type=int, default=3, help="synthetic data: objects per clip (1..max)")
     g.add_argument("--num_train_clips", type=int, default=100_000, help="synthetic data: clips per epoch")
+    g.add_argument(
+        "--caption_wording",
+        choices=("fixed", "train"),
+        default="fixed",
+        help="synthetic data: 'train' trains on paraphrased captions and measures retrieval on the held-out "
+        "wordings (SyntheticVideoConfig.caption_wording); 'fixed' uses one wording for both",
+    )
     g.add_argument("--max_text_length", type=int, default=64, help="captions are truncated to this many tokens")
     add_training_args(parser)
     args = parser.parse_args(argv)
@@ -102,6 +110,8 @@ def parse_args(argv=None):
             )
         if not args.segmenter_learning_rate > 0:
             parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
+    if args.caption_wording != "fixed" and args.data != "synthetic":
+        parser.error("--caption_wording words the synthetic captions; a --data folder brings its own captions")
     if args.text_model is not None and args.tokenizer is not None:
         parser.error("--text_model brings its own tokenizer; drop --tokenizer")
     if args.freeze_text_model and args.text_model is None:
@@ -243,19 +253,25 @@ def build_datasets(args, video_processor):
     """(train dataset, its epoch-aware sampler or None, eval dataset, captions for the default vocabulary)."""
     if args.data == "synthetic":
         synth = SyntheticVideoConfig(
-            num_frames=args.num_frames, height=args.frame_size, width=args.frame_size, max_objects=args.max_objects
+            num_frames=args.num_frames,
+            height=args.frame_size,
+            width=args.frame_size,
+            max_objects=args.max_objects,
+            caption_wording=args.caption_wording,
         )
         train = SyntheticClipDataset(
             synth, seed=args.seed, num_clips=args.num_train_clips, video_processor=video_processor
         )
+        # Paraphrased training captions: retrieval is measured on the wordings training never used.
+        eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
         held_out = SyntheticClipDataset(
-            synth,
+            dataclasses.replace(synth, caption_wording=eval_wording),
             seed=args.seed + 1_000_000,
             num_clips=args.eval_clips,
             video_processor=video_processor,
             fresh_each_epoch=False,
         )
-        return train, None, held_out, synthetic_caption_words()
+        return train, None, held_out, synthetic_caption_words(args.caption_wording)
 
     def load(path):
         transform = lambda videos: video_processor(videos, return_tensors="pt", do_sample_frames=False)  # noqa: E731

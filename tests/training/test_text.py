@@ -49,3 +49,18 @@ def test_packaged_minilm_loads_offline_when_installed():
     assert config.model_type == "bert" and config.hidden_size == 384 and config.num_hidden_layers == 6
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert tokenizer.convert_ids_to_tokens(tokenizer("a dog running")["input_ids"])[1:-1] == ["a", "dog", "running"]
+
+
+def test_paraphrase_vocabulary_excludes_the_held_out_wordings():
+    from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+    from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+
+    words = set(synthetic_caption_words("train"))
+    assert {"slides", "meanwhile"} <= words and not {"materialises", "disc", "hoop"} & words
+    assert set(synthetic_caption_words()) < words
+    tokenizer = build_caption_tokenizer(sorted(words))
+    config = SyntheticVideoConfig(num_frames=2, height=64, width=64, max_objects=3, caption_wording="train")
+    ids = tokenizer([generate_clip(config, 0, i)["caption"] for i in range(100)])["input_ids"]
+    assert all(tokenizer.unk_token_id not in row for row in ids)
+    with pytest.raises(ValueError, match="caption_wording"):
+        synthetic_caption_words("held_out")

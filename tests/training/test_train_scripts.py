@@ -390,6 +390,7 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
         ("segmenter", ["--eval_data", "photos"], "--eval_data photos: not a folder"),
         ("trajvit2", ["--text_model", "minilm", "--tokenizer", "."], "brings its own tokenizer"),
         ("trajvit2", ["--freeze_text_model"], "give one"),
+        ("trajvit2", ["--caption_wording", "train", "--data", "."], "--caption_wording words the synthetic"),
         ("trajvit2", ["--text_model", "/nonexistent"], "no config.json there"),
     ],
 )
@@ -406,6 +407,15 @@ def _build_trajvit2(tmp_path, *argv):
     args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", *argv])
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     return script.build_model_and_processor(args, processor, synthetic_caption_words())
+
+
+def test_trajvit2_trains_on_paraphrases_and_evaluates_on_held_out_wordings(tmp_path):
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", "--caption_wording", "train"])
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    train, _, held_out, words = script.build_datasets(args, processor)
+    assert train.config.caption_wording == "train" and held_out.config.caption_wording == "held_out"
+    assert "slides" in words and "materialises" not in words
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,15 @@ def packaged_text_encoder_path(name: str = "minilm") -> Path:
     return folder
 
 
-def synthetic_caption_words() -> list[str]:
-    """Every word the synthetic generator's captions can contain (lower-cased, punctuation split off)."""
-    from ..data import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, TEXTURES
+def synthetic_caption_words(caption_wording: str = "fixed") -> list[str]:
+    """Every word the synthetic generator's captions can contain (lower-cased, punctuation split off) in the given
+    ``caption_wording`` (``SyntheticVideoConfig.caption_wording``): ``"fixed"`` — the one wording per fact;
+    ``"train"`` — also every paraphrase and clause template that training captions use, but none of the held-out
+    ones, which a word-level tokenizer built from this list then reads as ``[UNK]``."""
+    from ..data import BACKGROUNDS, CLAUSE_TEMPLATES, COLOURS, MOTION_WORDINGS, MOTIONS, SHAPES, SIZES, TEXTURES
 
+    if caption_wording not in ("fixed", "train"):
+        raise ValueError(f"caption_wording must be 'fixed' or 'train', got {caption_wording!r}")
     phrases = [
         *COLOURS,
         *SHAPES,
@@ -41,7 +46,10 @@ def synthetic_caption_words() -> list[str]:
         *BACKGROUNDS,
         "a while and , on background drifting left right up down",
     ]
-    return sorted({word for phrase in phrases for word in _words(phrase)})
+    if caption_wording == "train":
+        phrases += [wording for wordings in MOTION_WORDINGS.values() for wording in wordings[:-1]]
+        phrases += [" ".join(template) for template in CLAUSE_TEMPLATES[:-1]]
+    return sorted({word for phrase in phrases for word in _words(phrase.replace("{}", " "))})
 
 
 def _words(text: str) -> list[str]:
