@@ -460,3 +460,28 @@ def test_paraphrased_dataset_rows(tmp_path):
     row = dataset[0]
     assert row["caption"] == generate_clip(config, 1, 0)["caption"] and "caption_template" in row
     assert {"wording", "shape_word"} <= set(row["objects"][0])
+
+
+@pytest.mark.parametrize(
+    "objects, template, match",
+    [
+        ([], 0, "at least one object"),
+        ([{"shape": "circle", "colour": "red", "size": "small", "texture": "plain"}], 0, "missing \\['motion'\\]"),
+        ([{"shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "fly"}], 0, "fly"),
+        (
+            [{"shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "rise", "wording": 9}],
+            0,
+            "unknown motion",
+        ),
+        (
+            [{"shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "static"}],
+            7,
+            "template",
+        ),
+    ],
+)
+def test_caption_from_objects_rejects_bad_metadata(objects, template, match):
+    from trajtok_hf.data import caption_from_objects
+
+    with pytest.raises(ValueError, match=match):
+        caption_from_objects(objects, None, template)

@@ -652,11 +652,28 @@ def caption_from_objects(
     :func:`generate_clip`), joined by :data:`CLAUSE_TEMPLATES` ``[template]`` (the clip's ``caption_template``), with
     the background clause when ``background`` (``{"kind", "pan"}``) is given. Edit the dicts (another motion,
     swapped objects) to build the altered captions of the motion probes."""
+    if isinstance(template, bool) or not isinstance(template, int) or not 0 <= template < len(CLAUSE_TEMPLATES):
+        raise ValueError(
+            f"`template` must be an index into CLAUSE_TEMPLATES (0..{len(CLAUSE_TEMPLATES) - 1}), got {template!r}"
+        )
+    if not objects:
+        raise ValueError("`objects` must hold at least one object")
     clauses = []
     for obj in objects:
+        missing = [key for key in ("shape", "colour", "size", "texture", "motion") if key not in obj]
+        if missing:
+            raise ValueError(
+                f"`objects` entries need the keys shape, colour, size, texture and motion; missing {missing}"
+            )
+        wordings = MOTION_WORDINGS.get(obj["motion"])
+        if wordings is None or not 0 <= obj.get("wording", 0) < len(wordings):
+            raise ValueError(
+                f"unknown motion {obj['motion']!r} or wording {obj.get('wording', 0)!r}: motions are the keys of "
+                f"MOTION_WORDINGS, wordings index their tuples"
+            )
         texture = "" if obj["texture"] == "plain" else f"{obj['texture']} "
         shape = obj.get("shape_word", obj["shape"])
-        motion = MOTION_WORDINGS[obj["motion"]][obj.get("wording", 0)]
+        motion = wordings[obj.get("wording", 0)]
         clauses.append(f"a {obj['size']} {texture}{obj['colour']} {shape} {motion}")
     pair, between, before_last = CLAUSE_TEMPLATES[template]
     if len(clauses) == 1:
