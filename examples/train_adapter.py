@@ -35,17 +35,6 @@ from training_args import add_output_dir_args, check_output_dir
 
 MOTION_CLASSES = ("static", "move_left", "move_right", "move_up", "move_down")
 
-# Tiny models for smoke tests and the CPU benchmark (the real use is a pretrained backbone and segmenter).
-TINY_SEGMENTER = dict(
-    backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-    hidden_size=32,
-    num_trajectories=8,
-    num_attention_heads=4,
-    assignment_hidden_size=16,
-    assignment_embed_dim=8,
-    subtoken_fourier_frequencies=4,
-)
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -112,7 +101,10 @@ from trajtok_hf import (
     TrajTokVideoProcessor,
 )
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip, read_video
-from trajtok_hf.training import save_final
+from trajtok_hf.training import TRAJTOK_PRESETS, save_final
+
+# The tiny TrajTok of the smoke tests and CPU benchmarks (the real use is a pretrained segmenter).
+TINY_SEGMENTER = dict(TRAJTOK_PRESETS["tiny"])
 
 
 def tiny_backbone_config(num_frames: int, frame_size: int, width: int = 64, layers: int = 2):

@@ -30,16 +30,6 @@ import time
 from training_args import add_output_dir_args, check_output_dir
 
 VIDEO_TOKEN = "<video>"  # the placeholder of trajtok_hf.data.video_qa's tokenizer
-TINY_SEGMENTER = dict(
-    backbone_config=dict(model_type="convnext", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32]),
-    hidden_size=32,
-    num_trajectories=8,
-    num_attention_heads=4,
-    assignment_hidden_size=16,
-    assignment_embed_dim=8,
-    subtoken_fourier_frequencies=4,
-    tokens_per_trajectory_choices=[1],
-)
 
 
 def parse_args(argv=None):
@@ -104,7 +94,10 @@ from trajtok_hf.data.video_qa import (
     shapes_video_config,
 )
 from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
-from trajtok_hf.training import save_final
+from trajtok_hf.training import TRAJTOK_PRESETS, save_final
+
+# The tiny TrajTok of the smoke tests and CPU benchmarks (the real use is a pretrained segmenter).
+TINY_SEGMENTER = dict(TRAJTOK_PRESETS["tiny"], tokens_per_trajectory_choices=[1])
 
 
 def build_model_and_processor(args):
