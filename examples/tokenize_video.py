@@ -6,17 +6,31 @@ default (ConvNeXt-Tiny, D=512, K=128) with random weights unless ``--model`` poi
 folder, so the printed counts show the mechanics (active trajectories, tokens per chunk, n ∈ {1,2,4}), not a
 trained segmentation.
 
+With ``--stream`` the whole file is tokenized chunk by chunk, in memory bounded by one chunk whatever the video's
+length (``trajtok_hf.long_video``): trajectories are linked across chunks to global ids, and ``--output`` gets, per
+chunk, its frame range, token count and global trajectory ids, plus the merged token set of the whole video (one
+token set per linked trajectory, each with its time span) and the process's memory. ``--overlay`` writes the video
+with every trajectory coloured by its global id. Without ``--model`` it uses the shipped segmenter
+``checkpoints/trajtok-small-shapes``.
+
     python examples/tokenize_video.py
     python examples/tokenize_video.py --video my_clip.mp4 --num_frames 32 --model path/to/trajtok
+    python examples/tokenize_video.py --stream --video my_clip.mp4 --fps 8 --output tokens.json --overlay ids.mp4
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STREAM_DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajtok-small-shapes"
+LINK_METHODS = ("overlap", "appearance", "overlap_appearance")  # trajtok_hf.long_video.LINK_METHODS
 
 
 def parse_args(argv=None):
@@ -31,9 +45,31 @@ def parse_args(argv=None):
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--chunk_size", type=int, default=None, help="override the model's chunk size")
     parser.add_argument("--seed", type=int, default=0)
+    stream = parser.add_argument_group("streaming a whole video (--stream)")
+    stream.add_argument("--stream", action="store_true", help="tokenize the whole --video chunk by chunk")
+    stream.add_argument("--fps", type=float, default=None, help="frames per second read from the file (default: all)")
+    stream.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
+    stream.add_argument("--link_method", choices=LINK_METHODS, default="overlap_appearance")
+    stream.add_argument("--output", type=str, default=None, help="write the per-chunk JSON here")
+    stream.add_argument("--overlay", type=str, default=None, help="write the global-id overlay video (.mp4) here")
+    stream.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.num_frames <= 0:
         parser.error("--num_frames must be positive")
+    if args.stream and args.video is None:
+        parser.error("--stream needs --video FILE")
+    if not args.stream:
+        for name in ("fps", "max_frames", "output", "overlay"):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name} applies to --stream")
+    for name in ("fps", "max_frames"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f"--{name} must be > 0, got {value}")
+    if args.overlay is not None and not args.overlay.endswith(".mp4"):
+        parser.error(f"--overlay {args.overlay}: an .mp4 path")
+    if args.stream and args.model is None:
+        args.model = str(STREAM_DEFAULT_MODEL)
     if args.video is not None and not os.path.isfile(args.video):
         parser.error(f"--video {args.video}: no such file")
     if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -50,6 +86,9 @@ from transformers import AutoVideoProcessor
 
 from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
 from trajtok_hf.data.synthetic import SyntheticVideoConfig, generate_clip, write_mp4
+from trajtok_hf.long_video import TrajectoryLinker, tokenize_long_video
+from trajtok_hf.models.video_io_trajtok import read_video_metadata
+from trajtok_hf.visualization import TrajectoryVideoWriter
 
 
 def load_video_processor(model: str | None, num_frames: int):
@@ -59,8 +98,102 @@ def load_video_processor(model: str | None, num_frames: int):
     return AutoVideoProcessor.from_pretrained(model, num_frames=num_frames)
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (from /proc; the peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if os.uname().sysname == "Darwin" else 2**10)
+
+
+def stream_video(args) -> dict:
+    """--stream: tokenize the whole file chunk by chunk, link and merge; returns (and writes) the JSON report."""
+    from tqdm.auto import tqdm
+
+    model = TrajTokModel.from_pretrained(args.model).eval()
+    processor = AutoVideoProcessor.from_pretrained(args.model)
+    rss_loaded = rss_mib()
+    metadata = read_video_metadata(args.video)
+    expected = metadata.total_num_frames
+    if args.fps and metadata.fps:
+        expected = int(expected * min(1.0, args.fps / metadata.fps))
+    expected = min(expected, args.max_frames or expected)
+    progress = tqdm(total=expected, unit="frame", disable=args.no_progress, desc=Path(args.video).name)
+    overlay = None
+    if args.overlay:
+        overlay = TrajectoryVideoWriter(args.overlay, fps=max(1, round(args.fps or metadata.fps or 8)))
+
+    def on_chunk(chunk):
+        progress.update(chunk.frame_end - chunk.frame_start)
+        if overlay is not None:
+            overlay.write(chunk.frames, chunk.original_trajectory_ids(processor))
+
+    start = time.perf_counter()
+    try:
+        result = tokenize_long_video(
+            model,
+            processor,
+            args.video,
+            fps=args.fps,
+            max_frames=args.max_frames,
+            chunk_size=args.chunk_size,
+            linker=TrajectoryLinker(method=args.link_method),
+            callback=on_chunk,
+        )
+    finally:
+        progress.close()
+        if overlay is not None:
+            overlay.close()
+    elapsed = time.perf_counter() - start
+    merged = result.merged
+    report = {
+        "video": os.fspath(args.video),
+        "model": os.fspath(args.model),
+        "fps": args.fps,
+        "chunk_size": args.chunk_size or model.config.chunk_size,
+        "tokens_per_trajectory": merged.tokens_per_trajectory,
+        "link_method": args.link_method,
+        "num_frames": result.num_frames,
+        "num_chunks": len(result.chunks),
+        "num_global_ids": result.num_global_ids,
+        "tokens": {"chunks": result.num_chunk_tokens, "merged": merged.num_tokens},
+        "merged_trajectories": [
+            {"global_id": int(i), "frames": span}
+            for i, span in zip(
+                merged.global_ids.tolist(),
+                merged.trajectory_spans[:: merged.tokens_per_trajectory].tolist(),
+                strict=True,
+            )
+        ],
+        "memory_mib": {"rss_after_loading": round(rss_loaded, 1), "peak_rss": round(peak_rss_mib(), 1)},
+        "seconds": round(elapsed, 2),
+        "chunks": result.chunks,
+    }
+    print(
+        f"{result.num_frames} frames in {len(result.chunks)} chunks: {result.num_chunk_tokens} tokens over the chunks, "
+        f"{merged.num_tokens} merged ({result.num_global_ids} global trajectories); peak RSS "
+        f"{report['memory_mib']['peak_rss']:.0f} MiB ({rss_loaded:.0f} after loading the model)"
+    )
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.output}")
+    if args.overlay:
+        print(f"wrote {args.overlay}")
+    return report
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.stream:
+        return stream_video(args)
 
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,10 @@ keeps the aspect ratio) may hold -1 where the model did not see the frame (margi
 those pixels are shown as they are, not coloured and not counted as a trajectory; a boundary line marks where the
 seen part ends. Such ids are on the original frames, which :func:`fit_frames` shrinks (or enlarges) to a picture size:
 ids of any size are resampled to the frames they are drawn on, and clips of different sizes share one picture.
+
+Long videos (``trajtok_hf.long_video``) carry *global* ids, linked across chunks: :class:`TrajectoryVideoWriter`
+writes their overlay chunk by chunk to an mp4, and since the colour of an id depends on the id alone, an object keeps
+its colour over the whole video for as long as it keeps its id.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "UNSEEN_ID",
+    "TrajectoryVideoWriter",
     "active_trajectories_per_chunk",
     "denormalize_video",
     "fit_frames",
@@ -363,3 +368,65 @@ def save_trajectory_pictures(
         render_trajectory_animation(videos, trajectory_ids, chunk_size, captions=captions, scale=scale), gif, fps=fps
     )
     return [png, gif]
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+    """Crop a last row / column so that height and width are even (yuv420p video)."""
+    return frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+
+
+class TrajectoryVideoWriter:
+    """Write the trajectory overlay of a video of any length to an mp4, chunk by chunk.
+
+    Each :meth:`write` takes a chunk's uint8 frames ``(t, H, W, 3)`` (original size) and its trajectory ids
+    ``(t, h, w)`` (global ids from ``trajtok_hf.long_video``, on the mask grid or the frame size; -1 = not seen).
+    The colour of id ``i`` is entry ``i`` of :func:`trajectory_palette`, whatever the other ids are, so an id keeps
+    its colour through the whole video. Frames are drawn with their longest side at ``max_side`` pixels, the
+    original frame beside its overlay when ``side_by_side``. Only the chunk being written is held in memory.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: int = 8,
+        max_side: int = 320,
+        alpha: float = 0.55,
+        side_by_side: bool = True,
+    ):
+        from .data.synthetic import Mp4Writer
+
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
+            raise ValueError(f"max_side must be an int >= 2, got {max_side!r}")
+        self.max_side, self.alpha, self.side_by_side = max_side, alpha, side_by_side
+        self._palette = trajectory_palette(64)
+        self._writer = Mp4Writer(path, fps=fps)
+
+    @property
+    def num_frames(self) -> int:
+        return self._writer.num_frames
+
+    def _colours_for(self, largest_id: int) -> np.ndarray:
+        if largest_id >= len(self._palette):
+            self._palette = trajectory_palette(max(largest_id + 1, 2 * len(self._palette)))
+        return self._palette
+
+    def write(self, frames, trajectory_ids) -> None:
+        frames = _check_frames(frames)
+        ids = _check_ids(trajectory_ids, frames.shape[0])
+        frames = fit_frames(frames, self.max_side)
+        palette = self._colours_for(int(ids.max(initial=0)))
+        picture = overlay_trajectories(frames, ids, alpha=self.alpha, palette=palette)
+        if self.side_by_side:
+            picture = np.concatenate((frames, picture), axis=2)
+        self._writer.write(_even(picture))
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> TrajectoryVideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -936,16 +936,79 @@ def default_video_codec() -> str:
     return _CODEC_CACHE[0]
 
 
+class Mp4Writer:
+    """Encode uint8 RGB frames to an mp4 with PyAV (yuv420p, near-lossless settings), a few frames at a time, so
+    that a video of any length is written in memory bounded by what one :meth:`write` call holds. A context manager;
+    the file is complete once it is closed.
+
+    ``codec`` defaults to :func:`default_video_codec`; ``faststart`` puts the index (moov atom) first, as streaming
+    sites do.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: int = 8, codec: str | None = None, faststart: bool = False):
+        import av
+
+        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps < 1:
+            raise ValueError(f"`fps` must be a positive int, got {fps!r}")
+        self._av = av
+        self.fps = int(fps)
+        self.codec = codec or default_video_codec()
+        self._container = av.open(str(path), mode="w", options={"movflags": "faststart"} if faststart else {})
+        self._stream = None
+        self.num_frames = 0
+
+    def _open_stream(self, height: int, width: int) -> None:
+        if height % 2 or width % 2:
+            raise ValueError(f"frame height and width must be even for yuv420p, got {(height, width)}")
+        stream = self._container.add_stream(self.codec, rate=self.fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if self.codec == "libx264":
+            stream.options = {"crf": "12", "preset": "veryfast"}
+        else:
+            stream.bit_rate = 8_000_000
+            stream.options = {"qscale": "2"}
+        self._stream = stream
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 ``(t, H, W, 3)`` RGB frames (every call the same ``H × W``, both even)."""
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"`video` must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        if self._stream is None:
+            self._open_stream(frames.shape[1], frames.shape[2])
+        elif frames.shape[1:3] != (self._stream.height, self._stream.width):
+            raise ValueError(
+                f"frames are {frames.shape[1:3]}, the video is {(self._stream.height, self._stream.width)}"
+            )
+        for frame in frames:
+            for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                self._container.mux(packet)
+        self.num_frames += frames.shape[0]
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_mp4(
     path: str | os.PathLike, video: np.ndarray, fps: int = 8, codec: str | None = None, faststart: bool = False
 ) -> None:
-    """Encode a uint8 ``(T, H, W, 3)`` RGB clip to ``path`` with PyAV (yuv420p, near-lossless settings).
-
-    ``codec`` defaults to :func:`default_video_codec`; ``faststart`` puts the index (moov atom) first, as
-    streaming sites do.
-    """
-    import av
-
+    """Encode a uint8 ``(T, H, W, 3)`` RGB clip to ``path`` with PyAV (yuv420p, near-lossless settings); see
+    :class:`Mp4Writer`."""
     frames = np.asarray(video)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"`video` must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -953,21 +1016,8 @@ def write_mp4(
         raise ValueError(f"`video` height and width must be even for yuv420p, got {frames.shape[1:3]}")
     if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps < 1:
         raise ValueError(f"`fps` must be a positive int, got {fps!r}")
-    codec = codec or default_video_codec()
-    with av.open(str(path), mode="w", options={"movflags": "faststart"} if faststart else {}) as container:
-        stream = container.add_stream(codec, rate=int(fps))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "veryfast"}
-        else:
-            stream.bit_rate = 8_000_000
-            stream.options = {"qscale": "2"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    with Mp4Writer(path, fps=fps, codec=codec, faststart=faststart) as writer:
+        writer.write(frames)
 
 
 def write_video_folder(

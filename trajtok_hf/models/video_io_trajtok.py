@@ -24,13 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 from transformers.video_utils import VideoMetadata
 
-__all__ = ["MIN_DECODABLE_FRACTION", "check_num_frames", "read_video_pyav", "uniform_frame_indices"]
+__all__ = [
+    "MIN_DECODABLE_FRACTION",
+    "VideoFrame",
+    "check_num_frames",
+    "iter_video_frames",
+    "read_video_metadata",
+    "read_video_pyav",
+    "uniform_frame_indices",
+]
 
 # A file whose stream decodes to fewer than this fraction of the frames its header promises is refused as truncated.
 MIN_DECODABLE_FRACTION = 0.5
@@ -106,6 +114,15 @@ def _probe(path: str) -> VideoMetadata:
     return metadata
 
 
+def read_video_metadata(path: str | os.PathLike) -> VideoMetadata:
+    """Frame count, frame rate and frame size of a video file without decoding it (the header's frame count, or the
+    number of packets when the header has none)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"video file {path!r} does not exist or is not a regular file")
+    return _probe(path)
+
+
 def _decode(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], int]:
     """RGB frames at ``indices`` (decoding stops after the last one) and the number of frames decoded."""
     keep, last = set(indices.tolist()), int(indices.max())
@@ -171,3 +188,66 @@ def read_video_pyav(
     metadata = dataclasses.replace(metadata, height=video.shape[1], width=video.shape[2])
     metadata.frames_indices = indices.tolist()
     return video, metadata
+
+
+class VideoFrame(NamedTuple):
+    """One decoded frame of :func:`iter_video_frames`: its index in the file's stream, its time in seconds and its
+    uint8 RGB pixels ``(H, W, 3)``."""
+
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+def _check_rate(fps: Any) -> None:
+    if fps is None:
+        return
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not fps > 0:
+        raise ValueError(f"`fps` must be a positive number of frames per second or None, got {fps!r}")
+
+
+def iter_video_frames(
+    path: str | os.PathLike, fps: float | None = None, max_frames: int | None = None
+) -> Iterator[VideoFrame]:
+    """Decode a video file lazily, one frame at a time, optionally resampled to ``fps`` frames per second.
+
+    Unlike :func:`read_video_pyav`, nothing is collected: a caller that keeps only the frames it needs (a chunk)
+    decodes a file of any length in memory bounded by those frames. With ``fps``, the kept frames are the first
+    decoded frames at or after the times ``0, 1/fps, 2/fps, …`` (a frame rate above the file's keeps every frame
+    once); frame times come from the stream's timestamps, or from the index and the stream's rate when a frame has
+    none. ``max_frames`` stops after that many kept frames. Errors are ``ValueError`` errors that name the file, as in
+    :func:`read_video_pyav`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"video file {path!r} does not exist or is not a regular file")
+    _check_rate(fps)
+    if max_frames is not None and (
+        isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1
+    ):
+        raise ValueError(f"`max_frames` must be a positive int or None, got {max_frames!r}")
+    container, stream = _open_stream(path)
+    with container:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = float(rate) if rate else None
+        start = None
+        kept = 0
+        next_time = 0.0
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                time = frame.time if frame.time is not None else (index / rate if rate else float(index))
+                start = time if start is None else start
+                time = float(time - start)
+                if fps is not None:
+                    # A small tolerance keeps frames whose timestamps are rounded to the stream's time base.
+                    if time + 1e-6 < next_time:
+                        continue
+                    next_time = (int((time + 1e-6) * fps) + 1) / fps
+                yield VideoFrame(index, time, frame.to_ndarray(format="rgb24"))
+                kept += 1
+                if max_frames is not None and kept >= max_frames:
+                    return
+        except Exception as err:  # av.error.* while decoding: name the file
+            raise ValueError(f"could not decode video file {path!r} with PyAV: {err}") from err
+    if kept == 0:
+        raise ValueError(f"video file {path!r} has no decodable frame")
