@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from trajtok_hf.visualization import (
+    TrajectoryVideoWriter,
     active_trajectories_per_chunk,
     denormalize_video,
     fit_frames,
@@ -207,3 +208,40 @@ def test_save_trajectory_pictures_scale(tmp_path):
     _, gif = save_trajectory_pictures([video], [ids], 2, tmp_path, scale=1, name="small")
     with Image.open(gif) as animation:
         assert animation.size == (2 * 16 + 3 * 4, 4 + 16 + 30 + 4)
+
+
+def _decoded(path) -> np.ndarray:
+    from trajtok_hf.models.video_io_trajtok import read_video_pyav
+
+    return read_video_pyav(path)[0]
+
+
+def test_a_global_id_keeps_its_colour_over_a_whole_video(tmp_path):
+    # Two chunks: id 40 (beyond the first palette block) is left in chunk 0 and right in chunk 1; id 3 elsewhere.
+    frames = np.full((4, 32, 32, 3), 128, np.uint8)
+    ids = np.full((4, 8, 8), 3)
+    ids[:2, :, :4] = 40
+    ids[2:, :, 4:] = 40
+    path = tmp_path / "ids.mp4"
+    with TrajectoryVideoWriter(path, fps=4, max_side=32, alpha=1.0, side_by_side=False) as writer:
+        writer.write(frames[:2], ids[:2])
+        writer.write(frames[2:], ids[2:])
+        assert writer.num_frames == 4
+    video = _decoded(path).astype(int)
+    assert video.shape == (4, 32, 32, 3)
+    colour = trajectory_palette(41)[40].astype(int)
+    left, right = video[:2, 8:24, 4:12].mean((1, 2)), video[2:, 8:24, 20:28].mean((1, 2))
+    # The codec's error is a few grey levels; the colours of different ids differ by far more.
+    assert np.abs(left - colour).max() < 12 and np.abs(right - colour).max() < 12
+    assert np.abs(trajectory_palette(41)[3].astype(int) - colour).max() > 40
+
+
+def test_the_video_writer_draws_the_frame_beside_the_overlay_and_checks_its_inputs(tmp_path):
+    with TrajectoryVideoWriter(tmp_path / "pair.mp4", max_side=20) as writer:
+        writer.write(np.zeros((2, 15, 10, 3), np.uint8), np.zeros((2, 3, 2), int))
+        with pytest.raises(ValueError, match="frames"):
+            writer.write(np.zeros((2, 15, 10, 3), np.uint8), np.zeros((3, 3, 2), int))
+    assert _decoded(tmp_path / "pair.mp4").shape == (2, 20, 26, 3)  # 20 x 13 twice, cut to even sizes
+    for kwargs, match in ((dict(alpha=2.0), "alpha"), (dict(max_side=1), "max_side")):
+        with pytest.raises(ValueError, match=match):
+            TrajectoryVideoWriter(tmp_path / "x.mp4", **kwargs)

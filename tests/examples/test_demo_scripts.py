@@ -159,3 +159,41 @@ def test_tokenize_video_uses_the_models_own_processor(capsys):
     # The shipped segmenter's processor makes 64² frames; a default processor would make 224² ones.
     _load("tokenize_video").main(["--model", str(CHECKPOINTS / "trajtok-small-shapes"), "--num_frames", "4"])
     assert "video: (1, 4, 3, 64, 64)" in capsys.readouterr().out
+
+
+def test_tokenize_video_streams_a_whole_file_with_global_ids(tmp_path, capsys):
+    from trajtok_hf.data import generate_clip
+    from trajtok_hf.data.synthetic import write_mp4
+    from trajtok_hf.models.video_io_trajtok import read_video_pyav
+
+    clip = generate_clip(SyntheticVideoConfig(num_frames=40, height=64, width=64), seed=5)
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, clip["video"], fps=10)
+    output, overlay = tmp_path / "out" / "tokens.json", tmp_path / "ids.mp4"
+    args = ["--stream", "--video", str(video), "--output", str(output), "--overlay", str(overlay), "--no_progress"]
+    report = _load("tokenize_video").main(args)  # the shipped segmenter by default
+    assert report == json.loads(output.read_text())
+    assert report["num_frames"] == 40 and report["chunk_size"] == 16
+    assert [c["frames"] for c in report["chunks"]] == [[0, 16], [16, 32], [32, 40]]
+    assert report["tokens"]["chunks"] == sum(c["num_tokens"] for c in report["chunks"])
+    all_ids = {i for c in report["chunks"] for i in c["global_ids"]}
+    assert all_ids == {t["global_id"] for t in report["merged_trajectories"]} == set(range(report["num_global_ids"]))
+    assert report["tokens"]["merged"] == len(report["merged_trajectories"]) * report["tokens_per_trajectory"]
+    assert report["memory_mib"]["peak_rss"] >= report["memory_mib"]["rss_after_loading"] > 0
+    assert read_video_pyav(overlay)[0].shape == (40, 320, 640, 3)  # frame | overlay, longest side 320
+    assert "40 frames in 3 chunks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stream"], "--stream needs --video"),
+        (["--output", "x.json"], "--output applies to --stream"),
+        (["--stream", "--video", __file__, "--overlay", "x.gif"], "an .mp4 path"),
+        (["--stream", "--video", __file__, "--fps", "0"], "--fps must be > 0"),
+    ],
+)
+def test_tokenize_video_stream_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit):
+        _load("tokenize_video").parse_args(args)
+    assert message in capsys.readouterr().err
