@@ -30,10 +30,13 @@ from .merging import MergedTrajectoryTokens, TrajectoryTokenMerger
 
 __all__ = [
     "DESCRIPTORS",
+    "ChunkTokens",
     "FrameChunk",
     "LongVideoTokens",
     "TrajectoryChunk",
+    "collect_chunks",
     "iter_frame_chunks",
+    "stream_chunks",
     "stream_trajectory_tokens",
     "tokenize_long_video",
 ]
@@ -234,42 +237,81 @@ def stream_trajectory_tokens(
         [`TrajectoryChunk`] per chunk, in order.
     """
     chunk_size = _check_model_args(model, chunk_size, descriptor)
+    num_slots = model.config.num_trajectories
+
+    def tokenize(pixel_values: torch.Tensor) -> ChunkTokens:
+        output = model(
+            pixel_values.to(model.device),
+            tokens_per_trajectory=tokens_per_trajectory,
+            output_pixel_features=descriptor == "features",
+            return_dict=True,
+        )
+        n = output.trajectory_tokens.shape[1] // num_slots
+        return ChunkTokens(
+            tokens=output.trajectory_tokens[0],
+            token_mask=output.trajectory_mask[0],
+            trajectory_ids=output.trajectory_ids[0] % num_slots,
+            descriptors=_descriptors(output, descriptor, num_slots, n),
+        )
+
+    yield from stream_chunks(tokenize, processor, video, chunk_size, num_slots, fps, max_frames, linker)
+
+
+@dataclass
+class ChunkTokens:
+    """What a model gives for one chunk, for :func:`stream_chunks` (S slots, n tokens each).
+
+    Args:
+        tokens (`torch.FloatTensor` of shape `(S·n, D)`), token_mask (`torch.BoolTensor` of shape `(S·n,)`): the
+            tokens of every slot, slot-major, and which exist.
+        trajectory_ids (`torch.LongTensor` of shape `(t, h, w)`): the hard mask, chunk-local ids in ``[0, S)``.
+        descriptors (`torch.FloatTensor` of shape `(S, E)`): an appearance descriptor per slot, for the linker.
+    """
+
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    trajectory_ids: torch.Tensor
+    descriptors: torch.Tensor
+
+
+def stream_chunks(
+    tokenize: Callable[[torch.Tensor], ChunkTokens],
+    processor,
+    video,
+    chunk_size: int,
+    num_slots: int,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    linker: TrajectoryLinker | None = None,
+) -> Iterator[TrajectoryChunk]:
+    """The streaming loop behind :func:`stream_trajectory_tokens`, for any model that tokenizes a chunk into
+    trajectory slots: frames → ``processor`` (no frame sampling) → ``tokenize(pixel_values_videos)`` (run in
+    inference mode) → the linker → a [`TrajectoryChunk`]. ``processor`` may be a composite processor with a
+    ``video_processor``."""
     linker = TrajectoryLinker() if linker is None else linker
     if not isinstance(linker, TrajectoryLinker):
         raise TypeError(f"`linker` must be a TrajectoryLinker, got {type(linker).__name__}")
     linker.reset()
-    num_slots = model.config.num_trajectories
+    video_processor = getattr(processor, "video_processor", processor)
     for index, chunk in enumerate(iter_frame_chunks(video, chunk_size, fps=fps, max_frames=max_frames)):
-        inputs = processor(chunk.frames, do_sample_frames=False, return_geometry=True, return_tensors="pt")
-        pixel_values = inputs["pixel_values_videos"]
+        inputs = video_processor(chunk.frames, do_sample_frames=False, return_geometry=True, return_tensors="pt")
         with torch.inference_mode():
-            output = model(
-                pixel_values.to(model.device),
-                tokens_per_trajectory=tokens_per_trajectory,
-                output_pixel_features=descriptor == "features",
-                return_dict=True,
-            )
-        n = output.trajectory_tokens.shape[1] // num_slots
-        links: ChunkLinks = linker.link(
-            output.trajectory_ids[0] % num_slots,
-            chunk.start,
-            descriptors=_descriptors(output, descriptor, num_slots, n),
-            num_slots=num_slots,
-        )
+            out = tokenize(inputs["pixel_values_videos"])
+        links: ChunkLinks = linker.link(out.trajectory_ids, chunk.start, out.descriptors, num_slots=num_slots)
         yield TrajectoryChunk(
             index=index,
             frame_start=chunk.start,
             frame_end=chunk.start + chunk.frames.shape[0],
             times=chunk.times,
-            trajectory_tokens=output.trajectory_tokens[0].cpu(),
-            trajectory_mask=output.trajectory_mask[0].cpu(),
+            trajectory_tokens=out.tokens.cpu(),
+            trajectory_mask=out.token_mask.cpu(),
             trajectory_ids=links.trajectory_ids,
             global_ids=links.global_ids,
             first_frame=links.first_frame,
             last_frame=links.last_frame,
             pixel_counts=links.pixel_counts,
             new_ids=links.new_ids,
-            tokens_per_trajectory=n,
+            tokens_per_trajectory=out.tokens.shape[0] // num_slots,
             frames=chunk.frames,
             video_geometry=inputs["video_geometry"][0],
         )
@@ -308,9 +350,16 @@ def tokenize_long_video(
     """Run :func:`stream_trajectory_tokens` to the end of ``video``: per-chunk summaries, and with ``merge`` the
     merged token set of the whole video. ``callback(chunk)`` sees every :class:`TrajectoryChunk` as it is made
     (e.g. to write overlays or advance a progress bar) — the chunks themselves are not kept."""
+    return collect_chunks(stream_trajectory_tokens(model, processor, video, **stream_kwargs), merge, callback)
+
+
+def collect_chunks(
+    chunks: Iterable[TrajectoryChunk], merge: bool = True, callback: Callable[[TrajectoryChunk], None] | None = None
+) -> LongVideoTokens:
+    """Consume a stream of [`TrajectoryChunk`] into a [`LongVideoTokens`] (see :func:`tokenize_long_video`)."""
     merger = TrajectoryTokenMerger() if merge else None
     result = LongVideoTokens()
-    for chunk in stream_trajectory_tokens(model, processor, video, **stream_kwargs):
+    for chunk in chunks:
         if merger is not None:
             merger.update(
                 chunk.slot_tokens(), chunk.global_ids, chunk.pixel_counts, chunk.first_frame, chunk.last_frame

@@ -43,6 +43,19 @@ tower.
 ``forward`` returns L2-normalised ``video_embeds`` / ``text_embeds``; the towers' hidden states and attention weights
 ride in ``vision_model_output`` / ``text_model_output``, as in CLIP and SigLIP.
 
+Precomputed trajectory tokens (long videos; an extension, the official release has no long-video path): the vision
+tower, ``get_video_features`` and ``forward`` take ``trajectory_tokens`` (B, N, D) + ``trajectory_mask`` (B, N) +
+``trajectory_spans`` (B, N, 2) instead of ``pixel_values_videos``, e.g. the tokens of a whole video tokenized chunk by
+chunk, linked across chunks and merged per global trajectory. The tokenizer is skipped; the tokens go through the same
+chunk-position step and encoder. A span ``[start, end)`` (frames of the video as the tokenizer saw it) covers chunks
+``c0 = start // chunk_size`` … ``c1 = (end − 1) // chunk_size``; with ``max_chunk_positions > 0`` its token gets the
+mean of the chunk-position embeddings of c0 … c1 (exactly the chunk's embedding for a one-chunk span, so a clip's own
+per-chunk tokens with their chunk spans give the pixel path's embedding). Without chunk positions the spans are only
+validated: the encoder is order-free over trajectory tokens (paper Sec. 4), so it does not see time at all. Tokens
+where ``trajectory_mask`` is False (batch padding) have no effect, as inactive slots, except under the release option
+``attend_to_inactive_tokens=True``, which attends to every slot given: there, embed videos of different token counts
+one at a time.
+
 Inputs are checked once, at the public methods: pixel values must be finite and normalised (|value| ≤
 ``MAX_ABS_PIXEL_VALUE``), token ids inside the text vocabulary, texts no longer than the text tower's position table,
 and every text must attend to at least one token. Floating inputs are cast to the model's dtype there, so a bf16/fp16
@@ -92,7 +105,9 @@ class TrajViT2VisionOutput(BaseModelOutputWithPooling):
     r"""
     Output of the TrajViT2 vision tower. B = batch, L = token positions after the optional compaction (the batch's
     largest active-token count when `compact_tokens`, else all N token slots; ViT3D: all t·h·w patches),
-    D = `vision_config.hidden_size`, N = token slots of the tokenizer (TrajTok: chunks × K × n).
+    D = `vision_config.hidden_size`, N = token slots of the tokenizer (TrajTok: chunks × K × n), or the N given
+    `trajectory_tokens` when precomputed tokens are passed instead of pixels (then `num_trajectories`,
+    `assignment_logits` and `trajectory_ids` are None: no tokenizer ran).
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(B, 1 + L, D)`):
@@ -112,15 +127,17 @@ class TrajViT2VisionOutput(BaseModelOutputWithPooling):
             True for the [CLS] and for the tokens the encoder attended to.
         token_indices (`torch.LongTensor` of shape `(B, L)`):
             For each position after the [CLS], the index of its slot in the tokenizer's N tokens (TrajTok: token
-            ``(c·K + k)·n + s``); meaningful where `attention_mask[:, 1:]` is True.
+            ``(c·K + k)·n + s``; precomputed tokens: the index in the given N); meaningful where
+            `attention_mask[:, 1:]` is True.
         trajectory_mask (`torch.BoolTensor` of shape `(B, N)`, *optional*):
-            TrajTok only: True for tokens of non-empty trajectories.
+            TrajTok only: True for tokens of non-empty trajectories (precomputed tokens: the given mask).
         num_trajectories (`torch.LongTensor` of shape `(B,)`, *optional*):
-            TrajTok only: active trajectories per video.
+            TrajTok from pixels only: active trajectories per video.
         assignment_logits (`torch.FloatTensor` of shape `(B, T, h, w, K)`, *optional*):
-            TrajTok only: the segmenter's per-pixel logits over the K queries (Eq. 1), input of the segmentation loss.
+            TrajTok from pixels only: the segmenter's per-pixel logits over the K queries (Eq. 1), input of the
+            segmentation loss.
         trajectory_ids (`torch.LongTensor` of shape `(B, T, h, w)`, *optional*):
-            TrajTok only: the hard segmentation (global trajectory index per pixel of the mask grid).
+            TrajTok from pixels only: the hard segmentation (global trajectory index per pixel of the mask grid).
     """
 
     attention_mask: torch.BoolTensor | None = None
@@ -240,11 +257,25 @@ class TrajViT2VisionTransformer(nn.Module):
 
     def forward(
         self,
-        pixel_values_videos: torch.Tensor,
+        pixel_values_videos: torch.Tensor | None = None,
         tokens_per_trajectory: int | None = None,
         output_hidden_states: bool | int | list[int] = False,
         output_attentions: bool = False,
+        trajectory_tokens: torch.Tensor | None = None,
+        trajectory_mask: torch.Tensor | None = None,
+        trajectory_spans: torch.Tensor | None = None,
     ) -> TrajViT2VisionOutput:
+        """Pixels through the tokenizer, or precomputed TrajTok `trajectory_tokens` + `trajectory_mask` (+
+        `trajectory_spans`, needed with chunk positions), checked at the public methods (see the module docstring)."""
+        if (pixel_values_videos is None) == (trajectory_tokens is None):
+            raise ValueError("pass exactly one of pixel_values_videos or trajectory_tokens")
+        if trajectory_tokens is not None:
+            tokens = trajectory_tokens
+            if self.chunk_positions is not None:
+                tokens = tokens + self._span_chunk_positions(trajectory_spans, trajectory_mask).to(tokens.dtype)
+            output = self._encode(tokens, trajectory_mask, output_hidden_states, output_attentions)
+            output.trajectory_mask = trajectory_mask
+            return output
         if self.config.vision_tokenizer == "trajtok":
             tok = self.tokenizer(pixel_values_videos, tokens_per_trajectory=tokens_per_trajectory, return_dict=True)
             tokens = tok.trajectory_tokens
@@ -276,6 +307,35 @@ class TrajViT2VisionTransformer(nn.Module):
         per_chunk = tokens.shape[1] // num_chunks
         chunk_index = torch.arange(tokens.shape[1], device=tokens.device) // per_chunk
         return tokens + self.chunk_positions(chunk_index).to(tokens.dtype)
+
+    def _span_chunk_positions(self, spans: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """Chunk-position embedding of each token from its trajectory's frame span `[start, end)` (B, N, 2): the mean
+        of the embeddings of chunks ``start // chunk_size`` … ``(end − 1) // chunk_size``, from a cumulative sum over
+        the table (no loop over tokens); a one-chunk span gets that chunk's embedding itself, as the pixel path adds.
+        Spans of tokens where `token_mask` is False are ignored (their result is finite and unused)."""
+        if spans is None:
+            raise ValueError(
+                f"trajectory_spans are required: this model adds chunk-position embeddings (max_chunk_positions="
+                f"{self.config.max_chunk_positions})"
+            )
+        chunk_size = self.config.trajtok_config.chunk_size
+        num_positions = self.config.max_chunk_positions
+        first = torch.div(spans[..., 0], chunk_size, rounding_mode="floor")
+        last = torch.div(spans[..., 1] - 1, chunk_size, rounding_mode="floor")
+        if bool(token_mask.any()):
+            reach = int(last[token_mask].max()) + 1
+            if reach > num_positions:
+                raise ValueError(
+                    f"trajectory_spans reach frame {int(spans[..., 1][token_mask].max())} = {reach} chunks of "
+                    f"{chunk_size}, more than max_chunk_positions ({num_positions})"
+                )
+        first = first.masked_fill(~token_mask, 0).clamp(0, num_positions - 1)
+        last = last.masked_fill(~token_mask, 0).clamp(0, num_positions - 1)
+        table = self.chunk_positions.weight
+        sums = F.pad(table.float().cumsum(dim=0), (0, 0, 1, 0))  # row c: sum of the embeddings of chunks < c
+        mean = (sums[last + 1] - sums[first]) / (last - first + 1).unsqueeze(-1).to(sums.dtype)
+        single = self.chunk_positions(first)
+        return torch.where((first == last).unsqueeze(-1), single, mean.to(single.dtype))
 
     def _encode(self, tokens, token_mask, output_hidden_states, output_attentions: bool) -> TrajViT2VisionOutput:
         """[`encode_tokens`], also collecting the layers' attention weights when `output_attentions`."""
@@ -364,6 +424,39 @@ class TrajViT2PreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
         check_video_pixels(value, name)
         return value.to(self.dtype)
 
+    def _prepare_trajectory_tokens(
+        self, pixel_values_videos, trajectory_tokens, trajectory_mask, trajectory_spans, tokens_per_trajectory
+    ) -> dict | None:
+        """Check precomputed TrajTok tokens at the public boundary; returns the vision tower's keyword arguments (the
+        tokens cast to the model's dtype), or None when no tokens are given."""
+        if trajectory_tokens is None:
+            named = (("trajectory_mask", trajectory_mask), ("trajectory_spans", trajectory_spans))
+            given = [name for name, value in named if value is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)} given without trajectory_tokens")
+            if pixel_values_videos is None:
+                raise ValueError(
+                    "pixel_values_videos is required, or precomputed trajectory_tokens (with trajectory_mask)"
+                )
+            return None
+        vision = getattr(self.config, "vision_config", self.config)
+        if pixel_values_videos is not None:
+            raise ValueError("pass either pixel_values_videos or trajectory_tokens, not both")
+        if vision.vision_tokenizer != "trajtok":
+            raise ValueError(
+                f"trajectory_tokens are TrajTok tokens; this model uses vision_tokenizer={vision.vision_tokenizer!r}"
+            )
+        if tokens_per_trajectory is not None:
+            raise ValueError(
+                "tokens_per_trajectory applies to the tokenizer: trajectory_tokens were made with theirs already"
+            )
+        _check_trajectory_tokens(vision, trajectory_tokens, trajectory_mask, trajectory_spans)
+        return {
+            "trajectory_tokens": trajectory_tokens.to(self.dtype),
+            "trajectory_mask": trajectory_mask,
+            "trajectory_spans": trajectory_spans,
+        }
+
     def _vision_std(self) -> float:
         vision = getattr(self.config, "vision_config", self.config)
         return vision.initializer_range
@@ -419,33 +512,107 @@ class TrajViT2VisionModel(TrajViT2PreTrainedModel):
 
     def forward(
         self,
-        pixel_values_videos: torch.FloatTensor,
+        pixel_values_videos: torch.FloatTensor | None = None,
         tokens_per_trajectory: int | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
+        trajectory_tokens: torch.FloatTensor | None = None,
+        trajectory_mask: torch.BoolTensor | None = None,
+        trajectory_spans: torch.LongTensor | None = None,
         **kwargs,
     ) -> TrajViT2VisionOutput | tuple:
         r"""
         Args:
-            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
+            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`, *optional*):
                 Frames normalised by [`TrajTokVideoProcessor`]; an image is a 1-frame video. Cast to the model's
-                dtype.
+                dtype. Exactly one of `pixel_values_videos` and `trajectory_tokens` is required.
             tokens_per_trajectory (`int`, *optional*):
-                TrajTok only: tokens per trajectory n (see [`TrajTokModel.forward`]).
+                TrajTok only: tokens per trajectory n (see [`TrajTokModel.forward`]); not with `trajectory_tokens`.
             output_attentions (`bool`, *optional*):
                 Also return the encoder's attention weights (eager attention only).
             output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
                 Also return the encoder's hidden states: all (True) or those at the given indices.
+            trajectory_tokens (`torch.FloatTensor` of shape `(batch, N, token_width)`, *optional*):
+                Precomputed TrajTok `trajectory_tokens` instead of pixels (e.g. a long video's tokens merged per
+                trajectory across chunks; see the module docstring). TrajTok only. Cast to the model's dtype.
+            trajectory_mask (`torch.BoolTensor` of shape `(batch, N)`, *optional*):
+                With `trajectory_tokens`: True for real tokens (padding False); every video needs one.
+            trajectory_spans (`torch.LongTensor` of shape `(batch, N, 2)`, *optional*):
+                With `trajectory_tokens`: `[start, end)` frames of each token's trajectory (chunk c = frames
+                `[c·chunk_size, (c+1)·chunk_size)`). Required with `max_chunk_positions > 0` (a token gets the mean
+                chunk-position embedding of the chunks its span covers); otherwise only validated, as the encoder
+                does not see token order.
         """
         if kwargs:
             raise TypeError(f"TrajViT2VisionModel.forward got unexpected arguments {sorted(kwargs)}")
-        pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
+        precomputed = self._prepare_trajectory_tokens(
+            pixel_values_videos, trajectory_tokens, trajectory_mask, trajectory_spans, tokens_per_trajectory
+        )
+        if precomputed is None:
+            pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
         output_attentions = _flag(output_attentions, "output_attentions", self.config)
         output_hidden_states = _flag(output_hidden_states, "output_hidden_states", self.config)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        output = self.vision_model(pixel_values_videos, tokens_per_trajectory, output_hidden_states, output_attentions)
+        output = self.vision_model(
+            pixel_values_videos, tokens_per_trajectory, output_hidden_states, output_attentions, **(precomputed or {})
+        )
         return output if return_dict else output.to_tuple()
+
+
+def _check_trajectory_tokens(vision_config: TrajViT2VisionConfig, tokens, mask, spans) -> None:
+    """Precomputed TrajTok tokens (B, N, D), their bool mask (B, N) and frame spans (B, N, 2): types, shapes, the
+    tokenizer's width D, at least one real token per video, finite values, spans ``0 <= start < end`` (padding's
+    spans and values are not read, except the values under `attend_to_inactive_tokens`)."""
+    width = vision_config.token_width
+    if not isinstance(tokens, torch.Tensor):
+        got = type(tokens).__name__
+        raise TypeError(f"trajectory_tokens must be a torch.Tensor of shape (B, N, {width}), got {got}")
+    if not tokens.is_floating_point():
+        raise TypeError(f"trajectory_tokens must be a float tensor, got dtype {tokens.dtype}")
+    if tokens.ndim != 3 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(f"trajectory_tokens must have shape (B, N, {width}) with B, N >= 1, got {tuple(tokens.shape)}")
+    if tokens.shape[2] != width:
+        raise ValueError(
+            f"trajectory_tokens have width {tokens.shape[2]} but the TrajTok tokenizer's tokens have {width} "
+            "(vision_config.token_width = trajtok_config.token_size)"
+        )
+    batch, num_tokens = tokens.shape[:2]
+    if mask is None:
+        raise ValueError("trajectory_mask (bool, (B, N), True for real tokens) is required with trajectory_tokens")
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"trajectory_mask must be a bool torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"trajectory_mask must be a bool tensor (True for real tokens), got dtype {mask.dtype}")
+    if tuple(mask.shape) != (batch, num_tokens):
+        raise ValueError(
+            f"trajectory_mask must have shape (B, N) = {(batch, num_tokens)} (that of trajectory_tokens), got "
+            f"{tuple(mask.shape)}"
+        )
+    empty = torch.nonzero(~mask.any(dim=1)).flatten().tolist()
+    if empty:
+        raise ValueError(f"trajectory_mask has no real token for video(s) {empty}: each video needs at least one")
+    checked = tokens if vision_config.attend_to_inactive_tokens else tokens[mask]
+    if not bool(torch.isfinite(checked).all()):
+        raise ValueError("trajectory_tokens must be finite, got NaN or inf values")
+    if spans is None:
+        return
+    if not isinstance(spans, torch.Tensor):
+        raise TypeError(f"trajectory_spans must be an integer torch.Tensor, got {type(spans).__name__}")
+    if spans.is_floating_point() or spans.is_complex() or spans.dtype == torch.bool:
+        raise TypeError(f"trajectory_spans must be an integer tensor of frame indices, got dtype {spans.dtype}")
+    if tuple(spans.shape) != (batch, num_tokens, 2):
+        raise ValueError(
+            f"trajectory_spans must have shape (B, N, 2) = {(batch, num_tokens, 2)} ([start, end) frames of each "
+            f"token), got {tuple(spans.shape)}"
+        )
+    real = spans[mask]
+    if bool((real[:, 0] < 0).any()):
+        raise ValueError(f"trajectory_spans must start at frame 0 or later, got start {int(real[:, 0].min())}")
+    bad = real[:, 1] <= real[:, 0]
+    if bool(bad.any()):
+        start, end = (int(v) for v in real[bad][0])
+        raise ValueError(f"trajectory_spans must be [start, end) with end > start, got [{start}, {end})")
 
 
 def _check_index_range(name: str, value: torch.Tensor, size: int, what: str) -> None:
@@ -648,13 +815,16 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         text_outputs = self.text_model(**kwargs)
         return text_outputs, self._text_pooled(text_outputs, attention_mask)
 
-    def _run_vision(self, pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states):
+    def _run_vision(
+        self, pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states, precomputed=None
+    ):
         vision_config = self.config.vision_config
         return self.vision_model(
             pixel_values_videos,
             tokens_per_trajectory,
             _flag(output_hidden_states, "output_hidden_states", self.config, vision_config),
             _flag(output_attentions, "output_attentions", self.config, vision_config),
+            **(precomputed or {}),
         )
 
     @can_return_tuple
@@ -687,23 +857,36 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
     @can_return_tuple
     def get_video_features(
         self,
-        pixel_values_videos: torch.Tensor,
+        pixel_values_videos: torch.Tensor | None = None,
         tokens_per_trajectory: int | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
+        trajectory_tokens: torch.Tensor | None = None,
+        trajectory_mask: torch.Tensor | None = None,
+        trajectory_spans: torch.Tensor | None = None,
     ) -> TrajViT2VisionOutput | tuple:
         r"""
         Args:
-            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
-                Frames normalised by the processor; an image is a 1-frame video. Cast to the model's dtype.
-            tokens_per_trajectory (`int`, *optional*): TrajTok only, tokens per trajectory n.
+            pixel_values_videos (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`, *optional*):
+                Frames normalised by the processor; an image is a 1-frame video. Cast to the model's dtype. Exactly
+                one of `pixel_values_videos` and `trajectory_tokens` is required.
+            tokens_per_trajectory (`int`, *optional*): TrajTok only, tokens per trajectory n (pixels only).
             output_attentions, output_hidden_states (*optional*): see [`TrajViT2VisionOutput`].
+            trajectory_tokens, trajectory_mask, trajectory_spans (*optional*): precomputed TrajTok tokens instead of
+                pixels, one embedding per video of any length: see [`TrajViT2VisionModel.forward`].
             return_dict (`bool`, *optional*): False returns a tuple (defaults to `config.return_dict`).
 
         Returns:
             [`TrajViT2VisionOutput`] whose `pooler_output` is the projected video embedding `(B, projection_dim)`,
             **not** L2-normalised.
         """
+        precomputed = self._prepare_trajectory_tokens(
+            pixel_values_videos, trajectory_tokens, trajectory_mask, trajectory_spans, tokens_per_trajectory
+        )
+        if precomputed is not None:
+            vision_outputs = self._run_vision(None, None, output_attentions, output_hidden_states, precomputed)
+            vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
+            return vision_outputs
         return self._video_features(
             "pixel_values_videos", pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
         )
@@ -748,14 +931,18 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
         return_dict: bool | None = None,
+        trajectory_tokens: torch.FloatTensor | None = None,
+        trajectory_mask: torch.BoolTensor | None = None,
+        trajectory_spans: torch.LongTensor | None = None,
         **kwargs,
     ) -> TrajViT2Output | tuple:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(B_t, sequence_length)`):
                 Token ids of the captions (from the processor's tokenizer).
-            pixel_values_videos (`torch.FloatTensor` of shape `(B_v, frames, 3, height, width)`):
-                Normalised frames; an image is a 1-frame video. Cast to the model's dtype.
+            pixel_values_videos (`torch.FloatTensor` of shape `(B_v, frames, 3, height, width)`, *optional*):
+                Normalised frames; an image is a 1-frame video. Cast to the model's dtype. Exactly one of
+                `pixel_values_videos` and `trajectory_tokens` is required.
             attention_mask, token_type_ids, position_ids (*optional*):
                 Passed to the text model (every text must attend to at least one token).
             segmentation_labels (`torch.LongTensor` of shape `(B_v, T, h, w)`, *optional*):
@@ -772,32 +959,52 @@ class TrajViT2Model(TrajViT2PreTrainedModel):
             output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
                 Also return the hidden states of both towers (all, or those at the given indices), in
                 `vision_model_output` / `text_model_output`. Defaults to the configs' `output_hidden_states`.
+            trajectory_tokens (`torch.FloatTensor` of shape `(B_v, N, token_width)`, *optional*),
+            trajectory_mask (`torch.BoolTensor` of shape `(B_v, N)`, *optional*),
+            trajectory_spans (`torch.LongTensor` of shape `(B_v, N, 2)`, *optional*):
+                Precomputed TrajTok tokens instead of pixels (e.g. a long video's merged tokens), for retrieval
+                logits and the contrastive loss; see [`TrajViT2VisionModel.forward`]. Not with `segmentation_labels`
+                (no tokenizer runs).
         """
         if kwargs:
             raise TypeError(f"TrajViT2Model.forward got unexpected arguments {sorted(kwargs)}")
-        if pixel_values_videos is None:
+        if pixel_values_videos is None and trajectory_tokens is None:
             raise ValueError(
-                "pixel_values_videos is required (use get_text_features for text only, get_image_features for images)"
+                "pixel_values_videos is required, or precomputed trajectory_tokens (use get_text_features for text "
+                "only, get_image_features for images)"
             )
         if input_ids is None:
             raise ValueError("input_ids is required (use get_video_features for videos only)")
-        pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
+        precomputed = self._prepare_trajectory_tokens(
+            pixel_values_videos, trajectory_tokens, trajectory_mask, trajectory_spans, tokens_per_trajectory
+        )
+        if precomputed is None:
+            pixel_values_videos = self._prepare_video("pixel_values_videos", pixel_values_videos)
+            num_videos = pixel_values_videos.shape[0]
+        else:
+            num_videos = trajectory_tokens.shape[0]
+            if segmentation_labels is not None:
+                raise ValueError(
+                    "segmentation_labels supervise the TrajTok segmenter, which does not run on trajectory_tokens: "
+                    "pass pixel_values_videos"
+                )
         self._check_text(input_ids, attention_mask, token_type_ids, position_ids)
         if return_loss is None:
             return_loss = segmentation_labels is not None
         elif segmentation_labels is not None and not return_loss:
             raise ValueError("segmentation_labels were given with return_loss=False: drop them or set return_loss=True")
-        if return_loss and input_ids.shape[0] != pixel_values_videos.shape[0]:
+        if return_loss and input_ids.shape[0] != num_videos:
+            video_name = "pixel_values_videos" if precomputed is None else "trajectory_tokens"
             raise ValueError(
                 f"return_loss=True needs one caption per video: input_ids has batch size {input_ids.shape[0]} but "
-                f"pixel_values_videos has {pixel_values_videos.shape[0]}"
+                f"{video_name} has {num_videos}"
             )
         if segmentation_labels is not None:
             self._check_segmentation_labels_early(segmentation_labels, pixel_values_videos)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         vision_outputs = self._run_vision(
-            pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states
+            pixel_values_videos, tokens_per_trajectory, output_attentions, output_hidden_states, precomputed
         )
         text_outputs, text_pooled = self._run_text(
             input_ids, attention_mask, token_type_ids, position_ids, output_attentions, output_hidden_states

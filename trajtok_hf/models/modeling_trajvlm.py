@@ -31,6 +31,16 @@ Placeholders, two forms (vectorised, no loop over rows, videos or tokens):
 Videos are read only at a prefill from an empty cache (:meth:`prepare_inputs_for_generation` also gives them to an
 assistant model, which transformers would leave without).
 
+Precomputed video tokens (an extension; the official release has no long-video path): ``forward`` and ``generate``
+take ``video_embeds`` instead of ``pixel_values_videos``: one ``(N_i, D)`` tensor of LLM-space tokens per video, what
+``get_video_features(...).pooler_output`` returns, or any other token set of that width, e.g. a long video tokenized
+chunk by chunk whose tokens are merged per trajectory across chunks (then N_i is that video's number of merged tokens,
+whatever its length). ``mm_encoder_outputs={"video": output}`` (transformers' argument for pre-encoded multimodal
+inputs, as in LLaVA) is read the same way, from ``output.pooler_output``. The prompt holds either ONE ``<video>`` per
+video (the compact form above) or one ``<video>`` per video token (N_i placeholders, LLaVA's layout: filled in place,
+the sequence keeps its length and every generation path works). The slot form needs the connector's slot mask, which
+a bare token set does not have: it takes pixels.
+
 Differences from the official release: the segmenter's input is derived from the tower-normalised frames (undo the
 tower normalisation, bilinear antialiased resize, segmenter normalisation) instead of a second decode at 224²
 with bicubic resizing. Only the public ``TrajTokModel.forward`` is called (with ``output_trajectory_tokens=False``:
@@ -42,6 +52,9 @@ Imports only torch, transformers and sibling files (remote code).
 
 from __future__ import annotations
 
+import bisect
+import copy
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -114,7 +127,8 @@ class TrajVLMModelOutputWithPast(ModelOutput):
         video_token_mask (`torch.BoolTensor` of shape `(B, L')`, *optional*): True at video tokens.
         slot_attention_mask (`torch.LongTensor` of shape `(B, past + L)`, *optional*): slot form with empty slots: the
             attention mask the LLM used (0 at padding and at empty slots).
-        video_outputs ([`TrajVLMVideoOutput`], *optional*): the video features that were inserted.
+        video_outputs ([`TrajVLMVideoOutput`], *optional*): the video features that were inserted (from
+            `video_embeds`: only `pooler_output`, `video_embeds` and `num_video_tokens` are set).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -268,6 +282,35 @@ def _skip_unattended(shift_labels: torch.Tensor, attended: torch.Tensor) -> torc
     rows = valid.nonzero(as_tuple=True)[0]
     moved[rows, last_attended[valid]] = shift_labels[valid]
     return moved
+
+
+def _repeat_videos_per_row(videos, placeholders_per_row: list[int], expand_size: int):
+    """Precomputed per-video tokens for prompts whose rows are each repeated `expand_size` times: row r's videos
+    [A, B] become [A, B, A, B]. A row holds as many videos as placeholders (one per video) or the videos whose tokens
+    fill its placeholders (one per token). Counts that fit neither are left as they are (forward names the mismatch).
+    Runs once per `generate`, on the list of videos (not in a forward pass)."""
+    if isinstance(videos, torch.Tensor):
+        videos = tuple(videos.unbind(0))
+    if not isinstance(videos, (list, tuple)) or not all(isinstance(v, torch.Tensor) for v in videos):
+        return videos
+    counts = [len(v) for v in videos]
+    if sum(placeholders_per_row) == len(videos):
+        per_row = list(placeholders_per_row)
+    elif sum(placeholders_per_row) == sum(counts):
+        video_ends = list(itertools.accumulate(counts))
+        row_ends = list(itertools.accumulate(placeholders_per_row))
+        if not all(end == 0 or end in video_ends for end in row_ends):
+            return videos  # a video's tokens would straddle two rows
+        videos_before = [0] + [bisect.bisect_right(video_ends, end) for end in row_ends]
+        per_row = [after - before for before, after in itertools.pairwise(videos_before)]
+    else:
+        return videos
+    starts = itertools.accumulate([0, *per_row])
+    return [
+        video
+        for start, n in zip(starts, per_row, strict=False)
+        for video in list(videos[start : start + n]) * expand_size
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -620,30 +663,108 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         token = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
         return (inputs_embeds == self.get_input_embeddings()(token).to(inputs_embeds.dtype)).all(dim=-1)
 
-    def _check_placeholders(self, is_video, attention_mask, slots, past) -> None:
-        """Placeholders against videos: V·N of them (slot form: one per connector slot) or V (compact form: one per
-        video). `slots` is the video outputs' (V, N) token mask, None without videos."""
+    def _check_placeholders(self, is_video, attention_mask, video_outputs, past) -> None:
+        """Placeholders against videos. From pixels: V·N of them (slot form: one per connector slot, N = slots of the
+        video outputs' token mask) or V (compact form: one per video). From `video_embeds` (no token mask): V or the
+        total token count (one per token)."""
         per_row = is_video.sum(dim=1).tolist()
-        if slots is None:
+        if video_outputs is None:
             if sum(per_row) and past == 0:
                 raise ValueError(
                     f"input_ids hold {sum(per_row)} <video> placeholder(s) (id {self.config.video_token_id}, per row "
-                    f"{per_row}) but no pixel_values_videos were given"
+                    f"{per_row}) but no pixel_values_videos (or video_embeds) were given"
                 )
             return
-        videos, num_slots = slots.shape
-        if sum(per_row) not in (videos * num_slots, videos):
-            raise ValueError(
-                f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos "
-                f"has {videos} video(s) of {num_slots} connector slots: the prompt needs {num_slots} placeholders "
-                "per video "
-                f"(slot form, what TrajVLMProcessor writes with video_slot_layout) or exactly one <video> token (id "
-                f"{self.config.video_token_id}) per video; videos fill the placeholders in row-major order"
-            )
+        if video_outputs.token_mask is None:
+            counts = video_outputs.num_video_tokens.tolist()
+            if sum(per_row) not in (len(counts), sum(counts)):
+                raise ValueError(
+                    f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but video_embeds has "
+                    f"{len(counts)} video(s) of {counts} tokens: the prompt needs exactly one <video> token (id "
+                    f"{self.config.video_token_id}) per video, or one per video token ({sum(counts)}); videos fill "
+                    "the placeholders in row-major order. The slot form (one per connector slot) needs "
+                    "pixel_values_videos"
+                )
+            video_ends = set(itertools.accumulate(counts))
+            if sum(per_row) != len(counts) and not all(
+                end == 0 or end in video_ends for end in itertools.accumulate(per_row)
+            ):
+                raise ValueError(
+                    f"with one <video> per video token, each row must hold whole videos: rows hold {per_row} "
+                    f"placeholders, the videos {counts} tokens"
+                )
+        else:
+            videos, num_slots = video_outputs.token_mask.shape
+            if sum(per_row) not in (videos * num_slots, videos):
+                raise ValueError(
+                    f"input_ids hold {sum(per_row)} <video> placeholder(s) (per row {per_row}) but pixel_values_videos "
+                    f"has {videos} video(s) of {num_slots} connector slots: the prompt needs {num_slots} placeholders "
+                    "per video "
+                    f"(slot form, what TrajVLMProcessor writes with video_slot_layout) or exactly one <video> token "
+                    f"(id {self.config.video_token_id}) per video; videos fill the placeholders in row-major order"
+                )
         if attention_mask is not None:
             current = attention_mask[:, -is_video.shape[1] :].bool()
             if bool((is_video & ~current).any()):
                 raise ValueError("a <video> placeholder lies under attention_mask == 0 (padding)")
+
+    def _precomputed_video_outputs(self, video_embeds, mm_encoder_outputs) -> TrajVLMVideoOutput | None:
+        """Check precomputed video tokens (`video_embeds`, or `mm_encoder_outputs["video"].pooler_output`) and pack
+        them as the video outputs the placeholders are filled from (no token mask: not the slot form)."""
+        name = "video_embeds"
+        if mm_encoder_outputs is not None:
+            if not isinstance(mm_encoder_outputs, dict):
+                raise TypeError(
+                    "mm_encoder_outputs must be a dict {'video': output with pooler_output}, got "
+                    f"{type(mm_encoder_outputs).__name__}"
+                )
+            others = sorted(k for k, v in mm_encoder_outputs.items() if k != "video" and v is not None)
+            if others:
+                raise ValueError(
+                    f"mm_encoder_outputs holds {others}: TrajVLM takes videos only (an image is a 1-frame video)"
+                )
+            video = mm_encoder_outputs.get("video")
+            if video is not None:
+                if video_embeds is not None:
+                    raise ValueError("pass video_embeds or mm_encoder_outputs['video'], not both")
+                video_embeds = getattr(video, "pooler_output", None)
+                name = "mm_encoder_outputs['video'].pooler_output"
+                if video_embeds is None:
+                    raise ValueError(f"{name} is None: it must hold the video tokens, one (N_i, D) tensor per video")
+        if video_embeds is None:
+            return None
+        width = self.config.text_config.hidden_size
+        expected = (
+            f"a list or tuple of (N_i, {width}) float tensors, one per video (get_video_features(...).pooler_output)"
+        )
+        if isinstance(video_embeds, torch.Tensor):
+            if video_embeds.ndim != 3:
+                hint = " (one video: pass [tensor])" if video_embeds.ndim == 2 else ""
+                raise TypeError(
+                    f"{name} must be {expected} or a (V, N, {width}) tensor, got a tensor of shape "
+                    f"{tuple(video_embeds.shape)}{hint}"
+                )
+            video_embeds = tuple(video_embeds.unbind(0))
+        if not isinstance(video_embeds, (list, tuple)) or not video_embeds:
+            got = "an empty sequence" if isinstance(video_embeds, (list, tuple)) else type(video_embeds).__name__
+            raise TypeError(f"{name} must be {expected}, got {got}")
+        for index, tokens in enumerate(video_embeds):
+            if not isinstance(tokens, torch.Tensor):
+                raise TypeError(f"{name}[{index}] must be a torch.Tensor, got {type(tokens).__name__}")
+            if not tokens.is_floating_point():
+                raise TypeError(f"{name}[{index}] must be a float tensor, got dtype {tokens.dtype}")
+            if tokens.ndim != 2 or tokens.shape[1] != width:
+                raise ValueError(
+                    f"{name}[{index}] must have shape (N, {width}) (text_config.hidden_size: the LLM-space tokens of "
+                    f"get_video_features), got {tuple(tokens.shape)}"
+                )
+            if tokens.shape[0] == 0:
+                raise ValueError(f"{name}[{index}] has no tokens: every video needs at least one")
+        packed = torch.cat([tokens.to(video_embeds[0].device) for tokens in video_embeds])
+        if not bool(torch.isfinite(packed).all()):
+            raise ValueError(f"{name} must be finite, got NaN or inf values")
+        counts = torch.tensor([len(tokens) for tokens in video_embeds], device=packed.device)
+        return TrajVLMVideoOutput(pooler_output=tuple(video_embeds), video_embeds=packed, num_video_tokens=counts)
 
     # ------------------------------------------------------------------ slot form
     @staticmethod
@@ -696,6 +817,7 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        video_embeds: list[torch.FloatTensor] | tuple[torch.FloatTensor, ...] | None = None,
         **kwargs,
     ) -> TrajVLMModelOutputWithPast | tuple:
         r"""
@@ -717,6 +839,12 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
             labels (`torch.LongTensor` of shape `(B, L)`, *optional*): returned as `expanded_labels` with -100 over
                 video tokens; the loss itself is computed by [`TrajVLMForConditionalGeneration`].
             return_dict (`bool`, *optional*): False returns a tuple.
+            video_embeds (`list[torch.FloatTensor]`, *optional*): instead of `pixel_values_videos`: one `(N_i, D)`
+                tensor of LLM-space tokens per video (`get_video_features(...).pooler_output`, or a long video's
+                merged tokens), filling the placeholders in row-major order: one `<video>` per video (expanded to its
+                N_i tokens, compact form) or one per token. Cast to the LLM's dtype; read at the prefill only, as
+                pixels. `mm_encoder_outputs={"video": output}` (transformers' pre-encoded inputs) reads
+                `output.pooler_output` the same way.
             output_hidden_states / output_attentions: passed to the language model (a list of layer indices selects
                 hidden states, as in transformers).
         """
@@ -725,6 +853,9 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
                 "TrajVLM takes videos as pixel_values_videos (an image is a 1-frame video), not pixel_values"
             )
         kwargs.pop("pixel_values", None)
+        precomputed = self._precomputed_video_outputs(video_embeds, kwargs.pop("mm_encoder_outputs", None))
+        if pixel_values_videos is not None and precomputed is not None:
+            raise ValueError("pass either pixel_values_videos or video_embeds (precomputed video tokens), not both")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -739,16 +870,30 @@ class TrajVLMModel(TrajVLMPreTrainedModel):
         self._check_attention_mask(attention_mask, batch, length, past)
         is_video = self._placeholder_mask(input_ids, inputs_embeds)
         if past > 0:
-            pixel_values_videos = None  # the prompt (and its videos) is in the cache already: videos fill a prefill
-        video_outputs = self.get_video_features(pixel_values_videos) if pixel_values_videos is not None else None
-        self._check_placeholders(
-            is_video, attention_mask, None if video_outputs is None else video_outputs.token_mask, past
-        )
+            # the prompt (and its videos) is in the cache already: videos fill a prefill
+            pixel_values_videos = precomputed = None
+        if precomputed is not None:  # onto the LLM input's device and dtype, as the scatter needs
+            precomputed.video_embeds = precomputed.video_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
+        video_outputs = self.get_video_features(pixel_values_videos) if pixel_values_videos is not None else precomputed
+        self._check_placeholders(is_video, attention_mask, video_outputs, past)
 
         expanded = empty = None
         llm_labels = None if labels is None else labels.masked_fill(is_video, IGNORE_INDEX)
         video_token_mask = None
-        if video_outputs is not None and int(is_video.sum()) == video_outputs.token_mask.numel():
+        num_placeholders = int(is_video.sum())
+        if (
+            video_outputs is not None
+            and video_outputs.token_mask is None
+            and num_placeholders == len(video_outputs.video_embeds)
+        ):
+            # One placeholder per precomputed token: filled in place (row-major = video, then token order).
+            inputs_embeds = inputs_embeds.masked_scatter(is_video.unsqueeze(-1), video_outputs.video_embeds)
+            video_token_mask = is_video
+        elif (
+            video_outputs is not None
+            and video_outputs.token_mask is not None
+            and num_placeholders == video_outputs.token_mask.numel()
+        ):
             inputs_embeds, empty = self._fill_slots(inputs_embeds, is_video, video_outputs)
             video_token_mask = is_video & ~empty
         elif video_outputs is not None:
@@ -859,6 +1004,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        video_embeds: list[torch.FloatTensor] | tuple[torch.FloatTensor, ...] | None = None,
         **kwargs,
     ) -> TrajVLMCausalLMOutputWithPast:
         r"""
@@ -867,6 +1013,9 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
                 (-100 = ignored). They are expanded like the sequence (-100 over video tokens) before the usual
                 shifted cross-entropy.
             logits_to_keep (`int`, *optional*, defaults to 0): compute logits for the last positions only (0 = all).
+            video_embeds (`list[torch.FloatTensor]`, *optional*): precomputed video tokens instead of
+                `pixel_values_videos`, one `(N_i, D)` tensor per video (see [`TrajVLMModel.forward`]); `generate`
+                takes them too.
         """
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -882,6 +1031,7 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
             labels=labels,
             use_cache=use_cache,
             return_dict=True,
+            video_embeds=video_embeds,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -935,16 +1085,56 @@ class TrajVLMForConditionalGeneration(TrajVLMPreTrainedModel, GenerationMixin):
         )
 
     def prepare_inputs_for_generation(
-        self, input_ids, cache=None, attention_mask=None, inputs_embeds=None, pixel_values_videos=None, **kwargs
+        self,
+        input_ids,
+        cache=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        pixel_values_videos=None,
+        video_embeds=None,
+        mm_encoder_outputs=None,
+        **kwargs,
     ):
-        """transformers' preparation, but the videos go with every prefill from an empty cache (transformers gives
-        none to an assistant model, which would see bare placeholders) and with every step without a cache."""
+        """transformers' preparation, but the videos (pixels or precomputed tokens) go with every prefill from an
+        empty cache (transformers gives none to an assistant model, which would see bare placeholders) and with every
+        step without a cache."""
         model_inputs = super().prepare_inputs_for_generation(
             input_ids, cache=cache, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
         )
-        if pixel_values_videos is not None and (cache is None or cache.get_seq_length() == 0):
-            model_inputs["pixel_values_videos"] = pixel_values_videos
+        if cache is None or cache.get_seq_length() == 0:
+            videos = {
+                "pixel_values_videos": pixel_values_videos,
+                "video_embeds": video_embeds,
+                "mm_encoder_outputs": mm_encoder_outputs,
+            }
+            model_inputs.update({name: value for name, value in videos.items() if value is not None})
         return model_inputs
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """transformers' expansion (each row repeated `expand_size` times: beam search, several return sequences),
+        plus precomputed video tokens: each row's own videos, in order, once per copy of the row."""
+        video_embeds = model_kwargs.pop("video_embeds", None)
+        mm_encoder_outputs = model_kwargs.pop("mm_encoder_outputs", None)
+        video = mm_encoder_outputs.get("video") if isinstance(mm_encoder_outputs, dict) else None
+        if getattr(video, "pooler_output", None) is None:
+            video = None  # nothing to expand (forward names what is missing)
+        if expand_size > 1 and (video_embeds is not None or video is not None):
+            rows = input_ids if input_ids is not None and input_ids.numel() else None
+            per_row = self.model._placeholder_mask(rows, model_kwargs.get("inputs_embeds")).sum(dim=1).tolist()
+            if video_embeds is not None:
+                video_embeds = _repeat_videos_per_row(video_embeds, per_row, expand_size)
+            else:
+                video = copy.copy(video)
+                video.pooler_output = _repeat_videos_per_row(video.pooler_output, per_row, expand_size)
+                mm_encoder_outputs = {**mm_encoder_outputs, "video": video}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
+        if video_embeds is not None:
+            model_kwargs["video_embeds"] = video_embeds
+        if mm_encoder_outputs is not None:
+            model_kwargs["mm_encoder_outputs"] = mm_encoder_outputs
+        return input_ids, model_kwargs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         """After a step that expanded placeholders with a KV cache, continue from the *expanded* attention mask and
