@@ -82,7 +82,7 @@ def test_an_occluded_object_comes_back_with_its_id_within_the_gap(gap_chunks, ma
     ids=["split-of-the-background", "new-object-inside-the-background"],
 )
 def test_splits_need_a_similar_appearance(descriptor_rows, expected):
-    linker = TrajectoryLinker(method="overlap_appearance")
+    linker = TrajectoryLinker(method="overlap_appearance", allow_splits=True)
     linker.link(chunk(frame((1, 0, 0, 2, 2))), 0, descriptors=one_hot([0, 1, 2, 3]))
     links = linker.link(chunk(frame((1, 0, 0, 2, 2), (2, 5, 5, 2, 3))), 1, descriptors=one_hot(descriptor_rows))
     assert links.global_ids.tolist() == expected
@@ -91,7 +91,7 @@ def test_splits_need_a_similar_appearance(descriptor_rows, expected):
 def test_overlap_splits_without_descriptors_keep_the_tracks_id():
     # Without descriptors a piece of the background and an object appearing in front of it look the same to the
     # masks: method="overlap" keeps the track's id for both (allow_splits=False gives both new ids).
-    linker = TrajectoryLinker(method="overlap")
+    linker = TrajectoryLinker(method="overlap", allow_splits=True)
     linker.link(chunk(frame((1, 0, 0, 2, 2))), 0, num_slots=4)
     links = linker.link(chunk(frame((1, 0, 0, 2, 2), (2, 5, 5, 2, 3))), 1, num_slots=4)
     assert links.global_ids.tolist() == [0, 1, 0, -1]
@@ -101,7 +101,7 @@ def test_overlap_splits_without_descriptors_keep_the_tracks_id():
 
 
 def test_appearance_links_an_object_that_reappears_elsewhere():
-    linker = TrajectoryLinker(method="overlap_appearance")
+    linker = TrajectoryLinker(method="overlap_appearance", max_distance=None)
     linker.link(chunk(frame((1, 0, 0, 2, 2))), 0, descriptors=one_hot([0, 1, 2, 3]))
     linker.link(chunk(frame()), 1, descriptors=one_hot([0, 1, 2, 3]))  # the object is gone
     # It comes back on the other side of the frame: no overlap, the same look.
@@ -175,3 +175,37 @@ def test_bad_settings_are_named(kwargs, match):
 
 def test_every_method_is_listed():
     assert set(LINK_METHODS) == {"overlap", "appearance", "overlap_appearance"}
+
+
+def test_appearance_links_only_near_the_predicted_position():
+    def run(max_distance):
+        linker = TrajectoryLinker(max_distance=max_distance)
+        linker.link(chunk(frame((1, 0, 0, 2, 2))), 0, descriptors=one_hot([0, 1, 2, 3]))
+        linker.link(chunk(frame()), 1, descriptors=one_hot([0, 1, 2, 3]))
+        return linker.link(chunk(frame((3, 6, 6, 2, 2))), 2, descriptors=one_hot([0, 2, 2, 1])).global_ids[3].item()
+
+    # Centre to centre the object moved 6·√2 cells, 0.75 of the 8 × 8 grid's diagonal.
+    assert run(None) == 1  # the same look anywhere: the same object
+    assert run(0.8) == 1
+    assert run(0.5) == 2  # too far from where it was: a new object
+
+
+def test_overlap_links_need_a_minimally_similar_look():
+    # An object vanishes and, in the next chunk, another one appears on the same spot.
+    def run(min_overlap_similarity):
+        linker = TrajectoryLinker(min_overlap_similarity=min_overlap_similarity)
+        linker.link(chunk(frame((1, 2, 2, 3, 3))), 0, descriptors=one_hot([0, 1, 2, 3]))
+        return linker.link(chunk(frame((2, 2, 2, 3, 3))), 1, descriptors=one_hot([0, 3, 2, 3])).global_ids[2].item()
+
+    assert run(-1.0) == 1  # overlap alone: the newcomer inherits the vanished object's id
+    assert run(0.5) == 2  # it looks different: a new id
+
+
+@pytest.mark.parametrize("motion_compensation, same_id", [(True, True), (False, False)])
+def test_motion_compensation_follows_an_object_across_a_gap(motion_compensation, same_id):
+    # A 2 × 2 object moving one cell per frame to the right, hidden for two frames between chunks.
+    moving = [frame((1, 3, c, 2, 2)) for c in range(7)]
+    linker = TrajectoryLinker(method="overlap", motion_compensation=motion_compensation)
+    linker.link(chunk(*moving[:3]), 0, num_slots=4)
+    links = linker.link(chunk(frame(), frame(), moving[5], moving[6]), 3, num_slots=4)
+    assert (links.global_ids[1].item() == 1) is same_id

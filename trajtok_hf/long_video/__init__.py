@@ -22,6 +22,7 @@ from .stream import (
     stream_chunks,
     stream_trajectory_tokens,
     tokenize_long_video,
+    trajectory_descriptors,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "stream_chunks",
     "stream_trajectory_tokens",
     "tokenize_long_video",
+    "trajectory_descriptors",
     "trajectory_presence",
     "trajvit2_long_video_features",
     "trajvlm_long_video_embeds",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..models.video_io_trajtok import VideoFrame, iter_video_frames
 from .linking import ChunkLinks, TrajectoryLinker
@@ -39,11 +40,13 @@ __all__ = [
     "stream_chunks",
     "stream_trajectory_tokens",
     "tokenize_long_video",
+    "trajectory_descriptors",
 ]
 
-DESCRIPTORS = ("tokens", "queries", "features")
-"""Appearance descriptors the linker may compare: the mean of a trajectory's tokens, its segmenter query, or the
-mean of the backbone features under its pixels."""
+DESCRIPTORS = ("embedding", "tokens", "queries", "features")
+"""Appearance descriptors the linker may compare: the mean over a trajectory's pixels of the segmenter's pixel
+embedding (the space of Eq. 1 in which pixels are grouped into trajectories), the mean of its tokens, its segmenter
+query, or the mean of the multi-scale features under its pixels."""
 
 
 @dataclass
@@ -180,12 +183,23 @@ class TrajectoryChunk:
         }
 
 
-def _descriptors(output, kind: str, num_slots: int, n: int) -> torch.Tensor:
+def trajectory_descriptors(model, output, kind: str = "embedding") -> torch.Tensor:
+    """``(K, E)`` appearance descriptors of the trajectory slots of one chunk (batch of one) from a [`TrajTokModel`]
+    output: one of :data:`DESCRIPTORS` (``"embedding"`` and ``"features"`` need ``output_pixel_features=True``)."""
+    if kind not in DESCRIPTORS:
+        raise ValueError(f"`kind` must be one of {DESCRIPTORS}, got {kind!r}")
+    num_slots = model.config.num_trajectories
     if kind == "tokens":
+        n = output.trajectory_tokens.shape[1] // num_slots
         return output.trajectory_tokens[0].view(num_slots, n, -1).mean(dim=1)
     if kind == "queries":
         return output.trajectory_queries[0]
-    features = output.pixel_features[0].flatten(0, 2).float()  # (t·h·w, hidden)
+    if output.pixel_features is None:
+        raise ValueError(f"descriptor {kind!r} needs the model's output_pixel_features=True")
+    features = output.pixel_features[0].flatten(0, 2)  # (t·h·w, hidden)
+    if kind == "embedding":
+        features = F.normalize(model.pixel_head(features), dim=-1)  # Eq. 1's pixel embedding
+    features = features.float()
     ids = (output.trajectory_ids[0] % num_slots).reshape(-1)
     sums = features.new_zeros(num_slots, features.shape[1]).index_add_(0, ids, features)
     return sums / torch.bincount(ids, minlength=num_slots).clamp(min=1)[:, None]
@@ -216,7 +230,7 @@ def stream_trajectory_tokens(
     chunk_size: int | None = None,
     tokens_per_trajectory: int | None = None,
     linker: TrajectoryLinker | None = None,
-    descriptor: str = "tokens",
+    descriptor: str = "embedding",
 ) -> Iterator[TrajectoryChunk]:
     """Tokenize ``video`` chunk by chunk and link its trajectories across chunks (see the module docstring).
 
@@ -230,7 +244,7 @@ def stream_trajectory_tokens(
         chunk_size (`int`, *optional*): frames per chunk, at most ``model.config.chunk_size`` (its default).
         tokens_per_trajectory (`int`, *optional*): n (default: the model's).
         linker ([`TrajectoryLinker`], *optional*): default ``TrajectoryLinker()``; it is reset first.
-        descriptor (`str`, defaults to `"tokens"`): the appearance descriptor the linker compares (one of
+        descriptor (`str`, defaults to `"embedding"`): the appearance descriptor the linker compares (one of
             :data:`DESCRIPTORS`).
 
     Yields:
@@ -243,15 +257,14 @@ def stream_trajectory_tokens(
         output = model(
             pixel_values.to(model.device),
             tokens_per_trajectory=tokens_per_trajectory,
-            output_pixel_features=descriptor == "features",
+            output_pixel_features=descriptor in ("features", "embedding"),
             return_dict=True,
         )
-        n = output.trajectory_tokens.shape[1] // num_slots
         return ChunkTokens(
             tokens=output.trajectory_tokens[0],
             token_mask=output.trajectory_mask[0],
             trajectory_ids=output.trajectory_ids[0] % num_slots,
-            descriptors=_descriptors(output, descriptor, num_slots, n),
+            descriptors=trajectory_descriptors(model, output, descriptor),
         )
 
     yield from stream_chunks(tokenize, processor, video, chunk_size, num_slots, fps, max_frames, linker)

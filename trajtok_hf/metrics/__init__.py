@@ -37,6 +37,7 @@ from .segmentation import (
     object_scores,
     segmentation_metrics,
 )
+from .tracking import identity_metrics, tracking_metrics
 
 __all__ = [
     "METRIC_MODULES",
@@ -57,6 +58,8 @@ __all__ = [
     "fg_ari_by_object_count",
     "mean_by_group",
     "markdown_table",
+    "identity_metrics",
+    "tracking_metrics",
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
