@@ -197,7 +197,29 @@ def identity_part(args, model, processor) -> dict:
             },
         }
         print_identity(name, results[name])
+    results["generated_overall"] = overall_identity({s: results[s] for s in args.scenarios})
+    print(
+        "\ngenerated videos, all scene kinds together: IDF1 "
+        + ", ".join(f"{option} {m['IDF1']:.3f}" for option, m in results["generated_overall"].items())
+    )
     return results
+
+
+def overall_identity(per_scenario: dict) -> dict:
+    """IDF1 and MOTA of several scene kinds together, from their summed counts (as MOT benchmarks combine
+    sequences)."""
+    overall = {}
+    for option in next(iter(per_scenario.values()))["options"]:
+        counts = {
+            key: sum(result["options"][option][key] for result in per_scenario.values())
+            for key in ("IDTP", "IDFP", "IDFN", "IDSW", "FP", "FN", "gt_detections")
+        }
+        overall[option] = {
+            "IDF1": round(2 * counts["IDTP"] / max(1, 2 * counts["IDTP"] + counts["IDFP"] + counts["IDFN"]), 4),
+            "MOTA": round(1 - (counts["FP"] + counts["FN"] + counts["IDSW"]) / max(1, counts["gt_detections"]), 4),
+            **counts,
+        }
+    return overall
 
 
 def print_identity(name: str, result: dict) -> None:

@@ -1,9 +1,10 @@
-"""Data for trajtok_hf: a procedural video generator and a real-photo composite generator, both with exact
-trajectory ground truth; local video-folder datasets; the pseudo-label converter (per-frame instances + trajectory
-graph → per-pixel ids), motion pseudo-labels for unlabeled footage (optical flow → trajectories) and a video-text
-collator. Independent of ``trajtok_hf.models``."""
+"""Data for trajtok_hf: a procedural video generator, a long-video generator with persistent object ids and a
+real-photo composite generator, all with exact trajectory ground truth; local video-folder datasets; the
+pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids), motion pseudo-labels for unlabeled
+footage (optical flow → trajectories) and a video-text collator. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
+from .long_videos import LONG_VIDEO_SCENARIOS, LongVideoConfig, generate_long_video, iter_long_video, write_long_video
 from .motion_labels import MotionLabelConfig, dense_flow, motion_pseudo_labels
 from .photo_composites import (
     SIZE_CLASSES,
@@ -51,6 +52,11 @@ from .video_folder import (
 )
 
 __all__ = [
+    "LONG_VIDEO_SCENARIOS",
+    "LongVideoConfig",
+    "generate_long_video",
+    "iter_long_video",
+    "write_long_video",
     "BACKGROUNDS",
     "CAPTION_WORDINGS",
     "CLAUSE_TEMPLATES",

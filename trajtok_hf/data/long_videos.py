@@ -69,12 +69,12 @@ from .synthetic import (
     SHAPES,
     SIZES,
     TEXTURES,
+    Mp4Writer,
     SyntheticVideoConfig,
     _background_texture,
     _Object,
     _reflect,
     _render_object,
-    default_video_codec,
 )
 
 __all__ = [
@@ -831,9 +831,6 @@ def generate_long_video(config: LongVideoConfig | None = None, seed: int = 0) ->
     return block
 
 
-_ENCODER_OPTIONS = {"libx264": {"crf": "12", "preset": "veryfast"}, "mpeg4": {"qscale": "2"}}
-
-
 def write_long_video(
     path: str | os.PathLike,
     config: LongVideoConfig | None = None,
@@ -852,23 +849,13 @@ def write_long_video(
     Returns the metadata: ``objects``, ``events``, ``background``, ``scenario``, ``seed``, ``num_frames``,
     ``height``, ``width``, ``fps``, ``codec``.
     """
-    import av
-
     cfg = _check_call(config, seed)
     _require_positive_int(block_frames, "block_frames")
     _require_positive_int(fps, "fps")
-    codec = codec or default_video_codec()
     metadata: dict[str, Any] = {}
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, "yuv420p"
-        stream.options = dict(_ENCODER_OPTIONS.get(codec, {}))
-        if codec != "libx264":
-            stream.bit_rate = 8_000_000
+    with Mp4Writer(path, fps=int(fps), codec=codec) as writer:
         for block in iter_long_video(cfg, seed, block_frames):
-            for frame in block["video"]:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            writer.write(block["video"])
             metadata = {key: block[key] for key in ("objects", "events", "background", "scenario", "seed")}
-        container.mux(stream.encode())
-    metadata.update(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, fps=int(fps), codec=codec)
+    metadata.update(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, fps=int(fps), codec=writer.codec)
     return metadata
