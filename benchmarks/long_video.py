@@ -19,7 +19,7 @@ Three measurements of ``trajtok_hf.long_video`` with a TrajTok segmenter (defaul
 * **memory** — the peak RSS of a whole ``examples/tokenize_video.py --stream`` process (decoding included) on a
   short and a long generated video file, and its growth above the RSS after loading the model.
 
-    python benchmarks/long_video.py --output benchmarks/results/long_video.json
+    python benchmarks/long_video.py --output benchmarks/results/long_video.json --picture docs/long_video_ids.png
     python benchmarks/long_video.py --parts identity --num_videos 2 --num_frames 64    # a quick look
 """
 
@@ -50,6 +50,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--output", default=None, help="write the results (JSON) here")
+    parser.add_argument(
+        "--picture", default=None, help="draw one busy video's ids, unlinked and linked, into this PNG (identity part)"
+    )
     args = parser.parse_args(argv)
     for name in ("num_videos", "num_frames", "fps"):
         if not getattr(args, name) > 0:
@@ -164,8 +167,10 @@ def identity_part(args, model, processor) -> dict:
         per_option = {option: [] for option in options}
         merged_tokens = {option: [] for option in LINKERS}
         start = time.perf_counter()
-        for video in videos:
+        for index, video in enumerate(videos):
             chunks = segment_video(model, processor, video["video"], chunk_size)
+            if args.picture and name == "busy" and index == 0:
+                draw_picture(args.picture, video, chunks, num_slots, chunk_size)
             labels = video["segmentation_labels"]
             for option in options:
                 merged = None
@@ -220,6 +225,32 @@ def overall_identity(per_scenario: dict) -> dict:
             **counts,
         }
     return overall
+
+
+def draw_picture(path: str, video: dict, chunks: list[dict], num_slots: int, chunk_size: int, columns: int = 8) -> None:
+    """Frames across a whole video with the model's own per-chunk ids (a new colour every chunk) and with the
+    linker's global ids (a colour per object for the whole video)."""
+    from trajtok_hf.visualization import render_trajectory_grid
+
+    frames = video["video"]
+    picks = np.linspace(0, frames.shape[0] - 1, columns).round().astype(int)
+    unlinked, _ = link(chunks, None, "embedding", num_slots)
+    linked, _ = link(chunks, TrajectoryLinker(), "embedding", num_slots)
+    grid = render_trajectory_grid(
+        [frames[picks], frames[picks]],
+        [unlinked[picks], linked[picks]],
+        chunk_size=chunk_size,
+        captions=[
+            "each chunk's own trajectory ids (chunk·K + k): a new colour in every chunk",
+            "the same frames with global ids linked across chunks: one colour per object for the whole video",
+        ],
+        max_frames=columns,
+        scale=2,
+        frame_indices=picks.tolist(),
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    print(f"wrote {path}")
 
 
 def print_identity(name: str, result: dict) -> None:

@@ -242,11 +242,13 @@ def render_trajectory_grid(
     max_frames: int = 8,
     scale: int | None = None,
     alpha: float = 0.55,
+    frame_indices: Sequence[int] | None = None,
 ) -> Image.Image:
     """A PNG-ready picture of one or more clips: per clip, its caption and active trajectories per chunk, a row of
     frames and below it the same frames with the trajectory overlay; frames are evenly subsampled to ``max_frames``
     and enlarged by ``scale`` (default: the tallest clip to ≥ 160 px). Clips may differ in frame size: each keeps
-    its own, in columns as wide as the widest."""
+    its own, in columns as wide as the widest. ``frame_indices`` gives the frames' indices in a longer video (e.g.
+    frames picked across a whole video), for their labels and chunks; the per-chunk counts are then left out."""
     frames, ids, captions = _clip_inputs(videos, trajectory_ids, captions)
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
@@ -258,12 +260,14 @@ def render_trajectory_grid(
     blocks = []
     for clip, clip_ids, caption in zip(frames, ids, captions, strict=True):
         cell_h = clip.shape[1] * scale
-        counts = active_trajectories_per_chunk(clip_ids, chunk_size)
-        header = (
-            (f"{caption}  |  " if caption else "")
-            + "active trajectories per chunk: "
-            + ", ".join(str(c) for c in counts)
-        )
+        if frame_indices is not None and len(frame_indices) != clip.shape[0]:
+            raise ValueError(f"frame_indices has {len(frame_indices)} entries for a clip of {clip.shape[0]} frames")
+        labels = list(range(clip.shape[0])) if frame_indices is None else [int(i) for i in frame_indices]
+        header = caption or ""
+        if frame_indices is None:
+            counts = active_trajectories_per_chunk(clip_ids, chunk_size)
+            header = (f"{header}  |  " if header else "") + "active trajectories per chunk: "
+            header += ", ".join(str(c) for c in counts)
         text_lines = _wrap(header, canvas_w - 2 * gap, font)
         overlay = overlay_trajectories(clip, clip_ids, alpha=alpha)
         picks = np.unique(np.linspace(0, clip.shape[0] - 1, min(columns, clip.shape[0])).round().astype(int))
@@ -275,7 +279,8 @@ def render_trajectory_grid(
         top = gap + 18 * len(text_lines)
         for col, t in enumerate(picks):
             x = gap + col * (column_w + gap)
-            draw.text((x, top), f"t={t} chunk {t // chunk_size}", fill=_TEXT_COLOUR, font=small)
+            frame = labels[t]
+            draw.text((x, top), f"t={frame} chunk {frame // chunk_size}", fill=_TEXT_COLOUR, font=small)
             block.paste(Image.fromarray(_enlarge(clip[t], scale)), (x, top + 14))
             block.paste(Image.fromarray(_enlarge(overlay[t], scale)), (x, top + 14 + cell_h + gap))
         blocks.append(block)
