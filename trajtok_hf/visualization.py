@@ -8,10 +8,10 @@ beyond the package's dependencies.
 Inputs are what the models return: ``trajectory_ids`` ``(T, h, w)`` (or ``(B, T, h, w)``) on the segmenter's mask
 grid (1/4 of the frame for the default stride), upsampled here with nearest-neighbour to the frame size; ids are the
 global ``c·K + k`` indices of :class:`~trajtok_hf.TrajTokOutput`, so a trajectory's colour is fixed within its chunk
-(chunks are tokenized independently, so identities are not linked across them). A trajectory is *active* in a
-chunk when it owns at least one pixel of the hard mask there (the argmax of the Eq. 1 assignment, paper Sec. 3), so
-the per-chunk count is the number of distinct ids in the chunk: each active trajectory becomes ``n`` tokens, the rest
-are dropped.
+(chunks are tokenized independently, so the model's identities are not linked across them). A trajectory is
+*active* in a chunk when it owns at least one pixel of the hard mask there (the argmax of the Eq. 1 assignment, paper
+Sec. 3), so the per-chunk count is the number of distinct ids in the chunk: each active trajectory becomes ``n``
+tokens, the rest are dropped.
 
 Ids mapped back to the original frame size (``TrajTokVideoProcessor.post_process_trajectory_ids``, for a processor that
 keeps the aspect ratio) may hold -1 where the model did not see the frame (margins cut away by ``resize_mode="crop"``):

@@ -83,7 +83,8 @@ class TrajTokOutput(ModelOutput):
             Scaled cosine logits ℓ of Eq. 1 of every pixel of the mask grid over its chunk's K queries.
         trajectory_ids (`torch.LongTensor` of shape `(B, T, h, w)`):
             The hard mask: ``c·K + argmax_k ℓ``, i.e. the global trajectory index (unique across chunks; trajectory
-            identity is not linked across chunks). Token indices of pixel p's trajectory: ``id·n … id·n + n − 1``.
+            identity is not linked across chunks, ``trajtok_hf.long_video`` links it). Token indices of pixel p's
+            trajectory: ``id·n … id·n + n − 1``.
         num_trajectories (`torch.LongTensor` of shape `(B,)`):
             Number of active trajectories per video, summed over chunks (tokens = n × this).
         trajectory_queries (`torch.FloatTensor` of shape `(B, C·K, hidden_size)`):
