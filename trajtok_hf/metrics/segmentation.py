@@ -63,11 +63,16 @@ __all__ = [
 ]
 
 
-def _ids(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, no torch import needed
+def to_numpy(x: Any) -> np.ndarray:
+    """A torch tensor (without importing torch) or anything array-like as a numpy array."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _ids(x: Any, name: str) -> np.ndarray:
     try:
-        a = np.asarray(x)
+        a = to_numpy(x)
     except (ValueError, TypeError) as e:
         raise ValueError(f"`{name}` could not be converted to an array: {e}") from e
     if a.dtype == bool:

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .segmentation import foreground_adjusted_rand_index
+from .segmentation import foreground_adjusted_rand_index, to_numpy
 
 __all__ = ["identity_metrics", "tracking_metrics"]
 
@@ -75,10 +75,8 @@ COUNT_KEYS = (
 
 
 def _id_map(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, no torch import needed
-        x = x.detach().cpu().numpy()
     try:
-        a = np.asarray(x)
+        a = to_numpy(x)
     except (ValueError, TypeError) as error:
         raise TypeError(f"`{name}` must be an integer id array of shape (T, h, w): {error}") from error
     if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
