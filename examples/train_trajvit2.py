@@ -89,6 +89,14 @@ def parse_args(argv=None):
         help="synthetic data: 'train' trains on paraphrased captions and measures retrieval on the held-out "
         "wordings (SyntheticVideoConfig.caption_wording); 'fixed' uses one wording for both",
     )
+    g.add_argument(
+        "--paired_transforms",
+        nargs="+",
+        choices=("reverse", "mirror_horizontal", "mirror_vertical"),
+        default=None,
+        help="synthetic data: every clip is followed in its batch by itself played backwards or mirrored, captioned "
+        "for what it shows (a hard negative: the loss must see time order and direction); needs an even batch size",
+    )
     g.add_argument("--max_text_length", type=int, default=64, help="captions are truncated to this many tokens")
     add_training_args(parser)
     args = parser.parse_args(argv)
@@ -110,6 +118,10 @@ def parse_args(argv=None):
             )
         if not args.segmenter_learning_rate > 0:
             parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
+    if args.paired_transforms and args.data != "synthetic":
+        parser.error("--paired_transforms transforms the synthetic clips (their captions know the motions)")
+    if args.paired_transforms and args.per_device_train_batch_size % 2:
+        parser.error("--paired_transforms keeps a clip and its transform in one batch: use an even batch size")
     if args.caption_wording != "fixed" and args.data != "synthetic":
         parser.error("--caption_wording words the synthetic captions; a --data folder brings its own captions")
     if args.text_model is not None and args.tokenizer is not None:
@@ -260,7 +272,11 @@ def build_datasets(args, video_processor):
             caption_wording=args.caption_wording,
         )
         train = SyntheticClipDataset(
-            synth, seed=args.seed, num_clips=args.num_train_clips, video_processor=video_processor
+            synth,
+            seed=args.seed,
+            num_clips=args.num_train_clips,
+            video_processor=video_processor,
+            paired_transforms=args.paired_transforms or (),
         )
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"

@@ -11,6 +11,7 @@ import pytest
 from trajtok_hf.data import (
     COLOURS,
     IGNORE_INDEX,
+    MOTION_WORDINGS,
     MOTIONS,
     SHAPES,
     SyntheticVideoConfig,
@@ -18,6 +19,7 @@ from trajtok_hf.data import (
     generate_clip,
     make_synthetic_dataset,
     synthetic,
+    transform_clip,
 )
 from trajtok_hf.data.synthetic import shade
 
@@ -485,3 +487,45 @@ def test_caption_from_objects_rejects_bad_metadata(objects, template, match):
 
     with pytest.raises(ValueError, match=match):
         caption_from_objects(objects, None, template)
+
+
+@pytest.mark.parametrize(
+    "transform, motion, expected, flip",
+    [
+        ("reverse", "enter_left", "exit_left", lambda a: a[::-1]),
+        ("reverse", "appear", "disappear", lambda a: a[::-1]),
+        ("mirror_horizontal", "move_left", "move_right", lambda a: a[:, :, ::-1]),
+        ("mirror_horizontal", "move_up", "move_up", lambda a: a[:, :, ::-1]),
+        ("mirror_vertical", "move_up", "move_down", lambda a: a[:, ::-1]),
+        ("mirror_vertical", "rotate_cw", "rotate_ccw", lambda a: a[:, ::-1]),
+    ],
+)
+def test_transformed_clips_show_what_their_caption_says(transform, motion, expected, flip):
+    config = SyntheticVideoConfig(num_frames=6, height=64, width=64, max_objects=1, motions=(motion,))
+    clip = generate_clip(config, seed=3, index=0)
+    out = transform_clip(clip, transform)
+    assert out["objects"][0]["motion"] == expected
+    assert MOTIONS[expected] in out["caption"]
+    for key in ("video", "segmentation", "segmentation_labels"):
+        assert np.array_equal(out[key], flip(clip[key]))
+    # The transformed clip moves as its caption says: the object's centre follows the mapped motion.
+    if expected in ("move_right", "move_down"):
+        ys, xs = np.nonzero(out["segmentation"][0] == 1)
+        ye, xe = np.nonzero(out["segmentation"][-1] == 1)
+        axis_start, axis_end = (xs.mean(), xe.mean()) if expected == "move_right" else (ys.mean(), ye.mean())
+        assert axis_end > axis_start
+    assert clip["objects"][0]["motion"] == motion  # the original is left as it was
+
+
+def test_transformed_captions_keep_the_paraphrase_and_the_background_clause():
+    config = SyntheticVideoConfig(
+        num_frames=4, height=64, width=64, motions=("move_left",), caption_wording="train", caption_background=True
+    )
+    clip = generate_clip(config, seed=1, index=2)
+    clip["background"] = {"kind": "noise", "pan": "left"}
+    out = transform_clip(clip, "mirror_horizontal", caption_background=True)
+    wording = clip["objects"][0]["wording"]
+    assert MOTION_WORDINGS["move_right"][wording] in out["caption"]
+    assert out["caption"].endswith("drifting right")
+    with pytest.raises(ValueError, match="transform"):
+        transform_clip(clip, "rotate")

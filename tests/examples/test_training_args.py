@@ -184,3 +184,20 @@ def test_spelled_out_names_match_the_package(spelled_out, package):
 )
 def test_default_warmup_steps(max_steps, steps_per_epoch, warmup_steps, expected):
     assert default_warmup_steps(max_steps, steps_per_epoch, warmup_steps) == expected
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--per_device_train_batch_size", "3"], "even batch size"),
+        (["--data", "some/folder"], "transforms the synthetic clips"),
+    ],
+)
+def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsys, extra, message):
+    script = load_file_module(TRAJVIT2)
+    argv = ["--output_dir", str(tmp_path / "run"), "--paired_transforms", "reverse", *extra]
+    with pytest.raises(SystemExit):
+        script.parse_args(argv)
+    assert message in capsys.readouterr().err
+    ok = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", "reverse", "mirror_vertical"])
+    assert ok.paired_transforms == ["reverse", "mirror_vertical"]

@@ -9,7 +9,7 @@ import torch
 from testers import float_error_bound
 
 from trajtok_hf import TrajTokVideoProcessor
-from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+from trajtok_hf.data import SyntheticVideoConfig, generate_clip, transform_clip
 from trajtok_hf.training import EpochShuffleSampler, SyntheticClipDataset, normalize_video
 
 
@@ -81,3 +81,23 @@ def test_clip_dataset_rejects_bad_sources(config, weights, error):
     processor = TrajTokVideoProcessor(size={"height": 32, "width": 32}, num_frames=2)
     with pytest.raises(error):
         SyntheticClipDataset(config, seed=0, num_clips=4, video_processor=processor, weights=weights)
+
+
+def test_paired_transforms_put_a_clip_and_its_transform_side_by_side():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, motions=("move_left", "enter_top"))
+    dataset = SyntheticClipDataset(
+        config, seed=2, num_clips=6, video_processor=processor, paired_transforms=("reverse", "mirror_vertical")
+    )
+    for pair, transform in ((0, "reverse"), (1, "mirror_vertical"), (2, "reverse")):
+        clip = generate_clip(config, 2, pair)
+        first, second = dataset[2 * pair], dataset[2 * pair + 1]
+        expected = transform_clip(clip, transform)
+        assert first["caption"] == clip["caption"] and second["caption"] == expected["caption"]
+        assert torch.equal(second["segmentation_labels"], torch.from_numpy(expected["segmentation_labels"]))
+        flipped = first["pixel_values_videos"].flip(0 if transform == "reverse" else 2)
+        torch.testing.assert_close(second["pixel_values_videos"], flipped)
+    with pytest.raises(ValueError, match="unknown names"):
+        SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms=("rotate",))
+    with pytest.raises(TypeError, match="sequence of names"):
+        SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms="reverse")

@@ -232,6 +232,37 @@ TIME_REVERSALS: dict[str, str] = {
 """Motion → what the clip played backwards shows (entering ↔ leaving through the same side, appearing ↔
 disappearing); static and bounce map to themselves."""
 
+HORIZONTAL_MIRRORS: dict[str, str] = {
+    "move_left": "move_right",
+    "move_right": "move_left",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+    "enter_left": "enter_right",
+    "enter_right": "enter_left",
+    "exit_left": "exit_right",
+    "exit_right": "exit_left",
+}
+"""Motion → what a left-right mirrored clip shows (other motions are unchanged)."""
+
+VERTICAL_MIRRORS: dict[str, str] = {
+    "move_up": "move_down",
+    "move_down": "move_up",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+    "enter_top": "enter_bottom",
+    "enter_bottom": "enter_top",
+    "exit_top": "exit_bottom",
+    "exit_bottom": "exit_top",
+}
+"""Motion → what an upside-down mirrored clip shows (other motions are unchanged)."""
+
+CLIP_TRANSFORMS: dict[str, tuple[dict[str, str], str]] = {
+    "reverse": (TIME_REVERSALS, "played backwards"),
+    "mirror_horizontal": (HORIZONTAL_MIRRORS, "mirrored left to right"),
+    "mirror_vertical": (VERTICAL_MIRRORS, "mirrored upside down"),
+}
+"""Name → (motion mapping, description) of the clip transforms of :func:`transform_clip`."""
+
 _MAX_ATTEMPTS = 50
 
 
@@ -687,6 +718,36 @@ def caption_from_objects(
         if background["pan"] != "none":
             text += f" drifting {background['pan']}"
     return text
+
+
+def transform_clip(clip: dict[str, Any], transform: str, caption_background: bool = False) -> dict[str, Any]:
+    """A rendered clip played backwards (``"reverse"``) or mirrored (``"mirror_horizontal"``,
+    ``"mirror_vertical"``), with its ground truth moved alike and its caption rewritten for what the new clip shows,
+    in the same wording (:data:`TIME_REVERSALS`, :data:`HORIZONTAL_MIRRORS`, :data:`VERTICAL_MIRRORS`). Paired with
+    the original in one batch, the two differ only in time order or direction: a hard negative for each other.
+    ``caption_background`` adds the background clause as the generator's config would (a pan reverses with time and
+    mirrors with the frame)."""
+    if transform not in CLIP_TRANSFORMS:
+        raise ValueError(f"`transform` must be one of {tuple(CLIP_TRANSFORMS)}, got {transform!r}")
+    mapping, _ = CLIP_TRANSFORMS[transform]
+    axis = {"reverse": 0, "mirror_horizontal": 2, "mirror_vertical": 1}[transform]
+    out = dict(clip)
+    for key in ("video", "segmentation", "segmentation_labels"):
+        if key in clip:
+            out[key] = np.ascontiguousarray(np.flip(clip[key], axis=axis))
+    out["objects"] = [{**obj, "motion": mapping.get(obj["motion"], obj["motion"])} for obj in clip["objects"]]
+    background = None
+    if caption_background and "background" in clip:
+        pan = clip["background"]["pan"]
+        pan_map = {"reverse": {**_OPPOSITE_PANS}, "mirror_horizontal": {"left": "right", "right": "left"}}
+        pan_map["mirror_vertical"] = {"up": "down", "down": "up"}
+        background = {**clip["background"], "pan": pan_map[transform].get(pan, pan)}
+        out["background"] = background
+    out["caption"] = caption_from_objects(out["objects"], background, clip.get("caption_template", 0))
+    return out
+
+
+_OPPOSITE_PANS = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 def _reword(clip: dict[str, Any], cfg: SyntheticVideoConfig, seed: int, index: int) -> None:

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data import PhotoCompositeConfig, SyntheticVideoConfig, generate_clip, generate_composite
+from ..data import (
+    CLIP_TRANSFORMS,
+    PhotoCompositeConfig,
+    SyntheticVideoConfig,
+    generate_clip,
+    generate_composite,
+    transform_clip,
+)
 
 ClipConfig = SyntheticVideoConfig | PhotoCompositeConfig
 
@@ -68,6 +75,11 @@ class SyntheticClipDataset(Dataset):
     processes, so every process sees different clips; :meth:`set_epoch` moves to fresh clips each epoch (accelerate's
     ``DataLoader`` calls it at every pass). Two datasets with different ``seed`` never share a clip (held-out sets);
     an evaluation set passes ``fresh_each_epoch=False`` so that every evaluation sees the same clips.
+
+    ``paired_transforms`` (procedural clips only): items come in pairs, item ``2j`` a clip and item ``2j + 1`` the
+    same clip played backwards or mirrored (:func:`~trajtok_hf.data.transform_clip`; the transform cycles through the
+    given names with ``j``), with the caption of what it shows. With an even batch size and a sequential sampler, a
+    pair shares a batch: the contrastive loss then has to tell a clip from its time reversal or mirror image.
     """
 
     def __init__(
@@ -78,6 +90,7 @@ class SyntheticClipDataset(Dataset):
         video_processor,
         fresh_each_epoch: bool = True,
         weights: Sequence[float] | None = None,
+        paired_transforms: Sequence[str] = (),
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
@@ -99,6 +112,17 @@ class SyntheticClipDataset(Dataset):
         self.video_processor = video_processor
         self.fresh_each_epoch = fresh_each_epoch
         self.epoch = 0
+        if isinstance(paired_transforms, str):
+            raise TypeError(f"paired_transforms must be a sequence of names, got the string {paired_transforms!r}")
+        self.paired_transforms = tuple(paired_transforms)
+        unknown = [name for name in self.paired_transforms if name not in CLIP_TRANSFORMS]
+        if unknown:
+            raise ValueError(f"paired_transforms has unknown names {unknown}; allowed: {list(CLIP_TRANSFORMS)}")
+        if self.paired_transforms and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
+            raise ValueError(
+                "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
+            )
+        self._last_clip: tuple[int, dict] | None = None  # the pair's first item renders the clip, the second reuses it
 
     def set_epoch(self, epoch: int) -> None:
         if self.fresh_each_epoch:
@@ -110,8 +134,16 @@ class SyntheticClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips")
-        clip_index = self.epoch * self.num_clips + int(index)
-        clip = render_clip(self.configs[self._source(clip_index)], self.seed, clip_index)
+        pair, second = divmod(int(index), 2) if self.paired_transforms else (int(index), 0)
+        clip_index = self.epoch * self.num_clips + pair
+        if self._last_clip is not None and self._last_clip[0] == clip_index:
+            clip = self._last_clip[1]
+        else:
+            clip = render_clip(self.configs[self._source(clip_index)], self.seed, clip_index)
+            self._last_clip = (clip_index, clip)
+        if second:
+            transform = self.paired_transforms[pair % len(self.paired_transforms)]
+            clip = transform_clip(clip, transform, self.configs[self._source(clip_index)].caption_background)
         return {
             "pixel_values_videos": normalize_video(clip["video"], self.video_processor),
             "segmentation_labels": torch.from_numpy(clip["segmentation_labels"]),
