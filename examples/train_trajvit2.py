@@ -90,6 +90,12 @@ def parse_args(argv=None):
         "wordings (SyntheticVideoConfig.caption_wording); 'fixed' uses one wording for both",
     )
     g.add_argument(
+        "--token_position_encoding",
+        action="store_true",
+        help="TrajTok tokens also see each pixel's (frame, row, column): TrajTokConfig.token_position_encoding, an "
+        "addition to the paper that lets a token carry which way it moves",
+    )
+    g.add_argument(
         "--paired_transforms",
         nargs="+",
         choices=("reverse", "mirror_horizontal", "mirror_vertical"),
@@ -134,6 +140,10 @@ def parse_args(argv=None):
         os.path.join(args.text_model, "config.json")
     ):
         parser.error(f"--text_model {args.text_model}: no config.json there (nor one of {PACKAGED_TEXT_ENCODER_NAMES})")
+    if args.token_position_encoding and (args.vision_tokenizer != "trajtok" or args.model is not None):
+        parser.error(
+            "--token_position_encoding builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model"
+        )
     if args.no_detach and args.vision_tokenizer != "trajtok":
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
@@ -227,6 +237,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         trajtok_config = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
         if args.no_detach:
             trajtok_config.detach_features = False
+        if args.token_position_encoding:
+            trajtok_config.token_position_encoding = True
         vision["trajtok_config"] = trajtok_config
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
@@ -245,7 +257,10 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     else:
         model = TrajViT2Model(config)
     if segmenter is not None:  # warm start: the segmenter comes from segmentation pre-training
-        model.vision_model.tokenizer.load_state_dict(segmenter.state_dict())
+        missing, unexpected = model.vision_model.tokenizer.load_state_dict(segmenter.state_dict(), strict=False)
+        # Only an addition the segmenter was trained without may start fresh (the position projection, zero).
+        if unexpected or any(not key.startswith("position_projection.") for key in missing):
+            raise SystemExit(f"error: --segmenter {args.segmenter}: weights do not fit ({missing + unexpected})")
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
 
 

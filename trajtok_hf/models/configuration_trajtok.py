@@ -112,6 +112,12 @@ class TrajTokConfig(PreTrainedConfig):
             n, tokens per trajectory used at inference when `forward` is not told otherwise (Matryoshka tokens).
         tokens_per_trajectory_choices (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
             Matryoshka levels: training samples n uniformly from these when `forward` is not told otherwise.
+        token_position_encoding (`bool`, *optional*, defaults to `False`):
+            Adds a learned projection (zero at initialisation) of Fourier features of every pixel's (frame, row,
+            column) within its chunk to the features the refinement Perceiver and the initial queries read, so that
+            a trajectory token carries where and when its pixels are, and so which way it moves and in which order
+            things happen. Not in the paper, whose tokens only see positions through the attention's rotary
+            embedding (which weights the pixels but adds nothing to the values); off for converted checkpoints.
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
             F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
@@ -175,6 +181,7 @@ class TrajTokConfig(PreTrainedConfig):
     refinement_visible_last_pixels: int = 0
     tokens_per_trajectory: int = 1
     tokens_per_trajectory_choices: list[int] | tuple[int, ...] = (1, 2, 4)
+    token_position_encoding: bool = False
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
@@ -210,6 +217,8 @@ class TrajTokConfig(PreTrainedConfig):
             )
         if len(backbone.hidden_sizes) != 4:
             raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
+        if not isinstance(self.token_position_encoding, bool):
+            raise ValueError(f"token_position_encoding must be a bool, got {self.token_position_encoding!r}")
         if not isinstance(self.frame_difference_input, bool):
             raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
         if self.frame_difference_input and backbone.num_channels == 3:

@@ -248,6 +248,9 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
             if module.refinement_latents is not None:
                 slots = offsets[None].expand(config.num_trajectories, -1, -1) * config.subtoken_init_scale
                 init.copy_(module.refinement_latents, slots + torch.randn_like(slots) * std)
+            if module.position_projection is not None:  # zero: switching it on changes no output until trained
+                init.zeros_(module.position_projection.weight)
+                init.zeros_(module.position_projection.bias)
 
 
 # Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).
@@ -467,6 +470,9 @@ class TrajTokModel(TrajTokPreTrainedModel):
             else None
         )
         self.refinement_perceiver = _build_perceiver(config, config.refinement_perceiver_depth)
+        self.position_projection = (
+            nn.Linear(6 * config.subtoken_fourier_frequencies, hidden) if config.token_position_encoding else None
+        )
         self.output_projection = nn.Linear(hidden, config.token_size)
         self.gradient_checkpointing = False
         self.post_init()
@@ -745,7 +751,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         if not output_trajectory_tokens:
             tokens = None
         else:
-            tokens = self._refine(logits, features, ids, n, hard_mask_implementation, streams)
+            tokens = self._refine(logits, features, ids, n, hard_mask_implementation, streams, grid=(t, h, w))
         return (
             tokens,
             active,
@@ -758,10 +764,32 @@ class TrajTokModel(TrajTokPreTrainedModel):
             streams.num_latent_keys,
         )
 
+    def _position_features(self, frames: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """(t·h·w, hidden): the learned embedding of each pixel's (frame, row, column) in its chunk, each scaled to
+        [−1, 1] and expanded in sines and cosines of F octave frequencies (``token_position_encoding``)."""
+        axes = [
+            torch.linspace(-1.0, 1.0, size, device=like.device) if size > 1 else like.new_zeros(1)
+            for size in (frames, height, width)
+        ]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)  # (t·h·w, 3), t slowest
+        scales = 2.0 ** torch.arange(self.config.subtoken_fourier_frequencies, device=like.device) * (math.pi / 2)
+        angles = (grid[:, :, None] * scales).flatten(1)  # (t·h·w, 3F)
+        fourier = torch.cat((angles.sin(), angles.cos()), dim=-1).to(like.dtype)
+        return self.position_projection(fourier)
+
     def _refine(
-        self, logits, features, ids, n: int, hard_mask_implementation: str, streams: _PerceiverStreams | None = None
+        self,
+        logits,
+        features,
+        ids,
+        n: int,
+        hard_mask_implementation: str,
+        streams: _PerceiverStreams | None = None,
+        grid: tuple[int, int, int] | None = None,
     ) -> torch.Tensor:
         """The hard-mask refinement Perceiver (paper Sec. 3) + output projection → tokens (b, K·n, D_out)."""
+        if self.position_projection is not None:
+            features = features + self._position_features(*grid, like=features)
         refinement_queries = self._initial_queries(logits, features, n)  # (b, K·n, D)
         hard_mask = None
         if self.config.use_hard_mask:
