@@ -20,6 +20,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("app", "the Gradio app (app.py)")
+    group.addoption(
+        "--run-browser",
+        action="store_true",
+        default=False,
+        help="run the end-to-end test of app.py in headless Chromium (needs gradio, selenium, chromium, chromedriver)",
+    )
+    group.addoption(
+        "--app-screenshot",
+        default=None,
+        metavar="PATH",
+        help="with --run-browser: save a screenshot of the app's page there (e.g. docs/app.png)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
