@@ -25,7 +25,10 @@ README = ROOT / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 MAX_LINES = 200
 # The user-facing pages that README.md links to and that must follow the same rules.
-PAGES = [README, *(ROOT / "docs" / f"{name}.md" for name in ("results", "training", "official_checkpoints", "long_videos", "app"))]
+PAGES = [
+    README,
+    *(ROOT / "docs" / f"{name}.md" for name in ("results", "training", "official_checkpoints", "long_videos", "app")),
+]
 PAGES.append(ROOT / "benchmarks" / "README.md")
 # Internal references that have no place in user documentation: section numbers of a method write-up, and work
 # history (numbered work rounds, issue numbers, commit hashes, sessions).
