@@ -7,7 +7,10 @@ cosine of the model's video and text embeddings over a set of candidate labels:
   words of ``trajtok_hf.data.SHAPE_WORDS``, which no training caption ("fixed" or "train" wording) contains;
 * **motion** — the held-out phrasing of every motion the clips can show (the last of
   ``trajtok_hf.data.MOTION_WORDINGS``, e.g. "drifts to the left", "twirls clockwise"), which no training caption
-  uses as a phrase (some of its words, like "left", do occur).
+  uses as a phrase (some of its words, like "left", do occur);
+* **shape_in_caption** — per clip, its own caption in the held-out wording with each of the held-out shape words in
+  turn ("a small red disc drifts to the left", "a small red box drifts to the left", …): only the unseen shape word
+  tells the labels apart, in the form captions have.
 
 The script reports top-1 accuracy against chance and, per task, which label words do occur in the training captions
 (``trajtok_hf.training.synthetic_caption_words("train")``), so that "never read" is checked, not assumed. A model
@@ -28,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 HELD_OUT_SEED = 2_000_000
-TASKS = ("shape", "motion")
+TASKS = ("shape", "motion", "shape_in_caption")
 
 
 def parse_args(argv=None):
@@ -57,7 +60,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from motion_probes import embed_texts, embed_videos  # noqa: E402
 
 import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
-from trajtok_hf.data import MOTION_WORDINGS, SHAPE_WORDS, SyntheticVideoConfig, generate_clip  # noqa: E402
+from trajtok_hf.data import (  # noqa: E402
+    CLAUSE_TEMPLATES,
+    MOTION_WORDINGS,
+    SHAPE_WORDS,
+    SyntheticVideoConfig,
+    caption_from_objects,
+    generate_clip,
+)
 from trajtok_hf.training import synthetic_caption_words  # noqa: E402
 
 
@@ -80,6 +90,23 @@ def classify(video_embeds: torch.Tensor, label_embeds: torch.Tensor) -> torch.Te
     return (video_embeds @ label_embeds.T).argmax(dim=1)
 
 
+def shape_in_caption(model, processor, clips, video_embeds, args, device) -> dict:
+    """Each clip against its held-out-wording caption with every held-out shape word (the true one among them)."""
+    shapes = list(SHAPE_WORDS)
+    texts, truth = [], []
+    for clip in clips:
+        obj = clip["objects"][0]
+        for shape in shapes:
+            held_out_wording = len(MOTION_WORDINGS[obj["motion"]]) - 1
+            label = {**obj, "shape": shape, "shape_word": SHAPE_WORDS[shape][1], "wording": held_out_wording}
+            texts.append(caption_from_objects([label], None, len(CLAUSE_TEMPLATES) - 1))
+        truth.append(shapes.index(obj["shape"]))
+    text_embeds = embed_texts(model, processor, texts, args.batch_size, device).view(len(clips), len(shapes), -1)
+    predicted = torch.einsum("vd,vkd->vk", video_embeds, text_embeds).argmax(dim=1)
+    accuracy = float((predicted == torch.tensor(truth)).float().mean())
+    return {"accuracy": round(accuracy, 4), "chance": round(1 / len(shapes), 4), "classes": len(shapes)}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -95,6 +122,7 @@ def main(argv=None) -> dict:
     clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
     video_embeds = embed_videos(model, processor, [c["video"] for c in clips], args.batch_size, device)
     results = {}
+    results["shape_in_caption"] = shape_in_caption(model, processor, clips, video_embeds, args, device)
     for task, labels in task_labels(config).items():
         classes = list(labels)
         label_embeds = embed_texts(model, processor, [labels[c] for c in classes], args.batch_size, device)
@@ -111,6 +139,12 @@ def main(argv=None) -> dict:
             f"{task:>6}: {100 * accuracy:5.1f} % top-1 over {len(classes)} labels (chance {100 / len(classes):.1f} %); "
             f"label words seen in training: {results[task]['label_words_seen_in_training'] or 'none'}"
         )
+    row = results.pop("shape_in_caption")
+    results["shape_in_caption"] = row  # reported last
+    print(
+        f"shape_in_caption: {100 * row['accuracy']:5.1f} % top-1 over {row['classes']} captions per clip "
+        f"(chance {100 * row['chance']:.1f} %)"
+    )
     record = {"model": args.model, "seed": args.seed, "num_clips": args.num_clips, "tasks": results}
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ def test_run_on_a_tiny_model(zero_shot, tmp_path):
     out = tmp_path / "zero_shot.json"
     record = zero_shot.main(["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--output", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert set(record["tasks"]) == set(zero_shot.TASKS)
     for task in zero_shot.TASKS:
         row = record["tasks"][task]
         assert 0.0 <= row["accuracy"] <= 1.0 and row["chance"] == pytest.approx(1 / row["classes"], abs=1e-4)
