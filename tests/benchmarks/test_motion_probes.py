@@ -7,10 +7,7 @@ import os
 
 import pytest
 import torch
-from testers import load_file_module, tiny_trajvit2_model
-
-from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor
-from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+from testers import load_file_module, save_tiny_trajvit2_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,11 +73,7 @@ def test_pass_rate_counts_ties_as_half(probes):
 
 def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     folder = tmp_path / "model"
-    tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
-    torch.manual_seed(0)
-    tiny_trajvit2_model(text_overrides={"vocab_size": len(tokenizer)}).save_pretrained(folder)
-    video_processor = TrajTokVideoProcessor(num_frames=4, size={"height": 64, "width": 64})
-    TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
+    save_tiny_trajvit2_folder(folder)
     out = tmp_path / "probes.json"
     argv = ["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--caption_wording", "train"]
     record = probes.main([*argv, "--output", str(out)])

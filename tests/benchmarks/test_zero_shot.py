@@ -7,11 +7,9 @@ import os
 
 import pytest
 import torch
-from testers import load_file_module, tiny_trajvit2_model
+from testers import load_file_module, save_tiny_trajvit2_folder
 
-from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor
 from trajtok_hf.data import SyntheticVideoConfig
-from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,11 +43,7 @@ def test_classify_takes_the_closest_label(zero_shot):
 
 def test_run_on_a_tiny_model(zero_shot, tmp_path):
     folder = tmp_path / "model"
-    tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
-    torch.manual_seed(0)
-    tiny_trajvit2_model(text_overrides={"vocab_size": len(tokenizer)}).save_pretrained(folder)
-    video_processor = TrajTokVideoProcessor(num_frames=4, size={"height": 64, "width": 64})
-    TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
+    save_tiny_trajvit2_folder(folder)
     out = tmp_path / "zero_shot.json"
     record = zero_shot.main(["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--output", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
