@@ -96,6 +96,12 @@ def parse_args(argv=None):
         "addition to the paper that lets a token carry which way it moves",
     )
     g.add_argument(
+        "--trajectory_motion_encoding",
+        action="store_true",
+        help="every TrajTok token also gets its trajectory's path through the chunk (presence and centroid per "
+        "frame): TrajTokConfig.trajectory_motion_encoding, an addition to the paper",
+    )
+    g.add_argument(
         "--paired_transforms",
         nargs="+",
         choices=("reverse", "mirror_horizontal", "mirror_vertical"),
@@ -140,10 +146,9 @@ def parse_args(argv=None):
         os.path.join(args.text_model, "config.json")
     ):
         parser.error(f"--text_model {args.text_model}: no config.json there (nor one of {PACKAGED_TEXT_ENCODER_NAMES})")
-    if args.token_position_encoding and (args.vision_tokenizer != "trajtok" or args.model is not None):
-        parser.error(
-            "--token_position_encoding builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model"
-        )
+    for flag in ("token_position_encoding", "trajectory_motion_encoding"):
+        if getattr(args, flag) and (args.vision_tokenizer != "trajtok" or args.model is not None):
+            parser.error(f"--{flag} builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model")
     if args.no_detach and args.vision_tokenizer != "trajtok":
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
@@ -239,6 +244,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             trajtok_config.detach_features = False
         if args.token_position_encoding:
             trajtok_config.token_position_encoding = True
+        if args.trajectory_motion_encoding:
+            trajtok_config.trajectory_motion_encoding = True
         vision["trajtok_config"] = trajtok_config
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
@@ -258,8 +265,9 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         model = TrajViT2Model(config)
     if segmenter is not None:  # warm start: the segmenter comes from segmentation pre-training
         missing, unexpected = model.vision_model.tokenizer.load_state_dict(segmenter.state_dict(), strict=False)
-        # Only an addition the segmenter was trained without may start fresh (the position projection, zero).
-        if unexpected or any(not key.startswith("position_projection.") for key in missing):
+        # Only the additions the segmenter was trained without may start fresh (their projections start at zero).
+        fresh = ("position_projection.", "motion_projection.")
+        if unexpected or any(not key.startswith(fresh) for key in missing):
             raise SystemExit(f"error: --segmenter {args.segmenter}: weights do not fit ({missing + unexpected})")
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
 

@@ -118,6 +118,11 @@ class TrajTokConfig(PreTrainedConfig):
             a trajectory token carries where and when its pixels are, and so which way it moves and in which order
             things happen. Not in the paper, whose tokens only see positions through the attention's rotary
             embedding (which weights the pixels but adds nothing to the values); off for converted checkpoints.
+        trajectory_motion_encoding (`bool`, *optional*, defaults to `False`):
+            Adds to every token a learned projection (zero at initialisation) of its trajectory's path through the
+            chunk: per frame, whether it has pixels there and its centroid (row, column), scaled to [−1, 1] (frames
+            past a shorter chunk's end are zeros). A direct cue of where a trajectory goes and when it appears or
+            leaves. Not in the paper; off for converted checkpoints.
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
             F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
@@ -182,6 +187,7 @@ class TrajTokConfig(PreTrainedConfig):
     tokens_per_trajectory: int = 1
     tokens_per_trajectory_choices: list[int] | tuple[int, ...] = (1, 2, 4)
     token_position_encoding: bool = False
+    trajectory_motion_encoding: bool = False
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
@@ -217,8 +223,9 @@ class TrajTokConfig(PreTrainedConfig):
             )
         if len(backbone.hidden_sizes) != 4:
             raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
-        if not isinstance(self.token_position_encoding, bool):
-            raise ValueError(f"token_position_encoding must be a bool, got {self.token_position_encoding!r}")
+        for name in ("token_position_encoding", "trajectory_motion_encoding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.frame_difference_input, bool):
             raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
         if self.frame_difference_input and backbone.num_channels == 3:

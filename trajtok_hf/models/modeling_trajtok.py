@@ -248,9 +248,10 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
             if module.refinement_latents is not None:
                 slots = offsets[None].expand(config.num_trajectories, -1, -1) * config.subtoken_init_scale
                 init.copy_(module.refinement_latents, slots + torch.randn_like(slots) * std)
-            if module.position_projection is not None:  # zero: switching it on changes no output until trained
-                init.zeros_(module.position_projection.weight)
-                init.zeros_(module.position_projection.bias)
+            for projection in (module.position_projection, module.motion_projection):
+                if projection is not None:  # zero: switching it on changes no output until trained
+                    init.zeros_(projection.weight)
+                    init.zeros_(projection.bias)
 
 
 # Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).
@@ -473,6 +474,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.position_projection = (
             nn.Linear(6 * config.subtoken_fourier_frequencies, hidden) if config.token_position_encoding else None
         )
+        self.motion_projection = nn.Linear(3 * config.chunk_size, hidden) if config.trajectory_motion_encoding else None
         self.output_projection = nn.Linear(hidden, config.token_size)
         self.gradient_checkpointing = False
         self.post_init()
@@ -800,7 +802,39 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 implementation=hard_mask_implementation,
             )
         streams = streams or _PerceiverStreams()
-        return self.output_projection(streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask))
+        refined = streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask)
+        if self.motion_projection is not None:
+            motion = self.motion_projection(self._trajectory_paths(ids, grid, features.dtype))  # (b, K, D)
+            refined = refined + motion.repeat_interleave(n, dim=1)
+        return self.output_projection(refined)
+
+    def _trajectory_paths(self, ids: torch.Tensor, grid: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+        """(b, K, 3·chunk_size): per frame, each trajectory's presence and centroid (row, column) in [−1, 1]
+        (``trajectory_motion_encoding``); frames past a shorter chunk's end are zeros."""
+        frames, height, width = grid
+        b, num_traj = ids.shape[0], self.config.num_trajectories
+        frame = torch.arange(frames, device=ids.device).repeat_interleave(height * width)  # (t·h·w,)
+        rows = torch.linspace(-1.0, 1.0, height, device=ids.device) if height > 1 else torch.zeros(1, device=ids.device)
+        cols = torch.linspace(-1.0, 1.0, width, device=ids.device) if width > 1 else torch.zeros(1, device=ids.device)
+        row = rows.repeat_interleave(width).repeat(frames)
+        col = cols.repeat(height * frames)
+        codes = (ids * frames + frame).reshape(-1) + (
+            torch.arange(b, device=ids.device) * num_traj * frames
+        ).repeat_interleave(ids.shape[1])
+        size = b * num_traj * frames
+        count = torch.bincount(codes, minlength=size).to(torch.float32)
+        row_sum = torch.bincount(codes, weights=row.repeat(b), minlength=size)
+        col_sum = torch.bincount(codes, weights=col.repeat(b), minlength=size)
+        present = (count > 0).float()
+        centre = torch.stack((row_sum, col_sum), dim=-1) / count.clamp(min=1)[:, None]
+        path = torch.cat((present[:, None], centre), dim=-1).view(b, num_traj, frames, 3)
+        limit = self.motion_projection.in_features // 3
+        if frames > limit:
+            raise ValueError(
+                f"trajectory_motion_encoding was built for chunks of at most {limit} frames, got a chunk of {frames}"
+            )
+        path = F.pad(path, (0, 0, 0, limit - frames))  # a shorter last chunk
+        return path.flatten(2).to(dtype)
 
     def _initial_queries(self, logits: torch.Tensor, features: torch.Tensor, n: int) -> torch.Tensor:
         """Refinement queries (b, K·n, D), trajectory-major: initial tokens (Eq. 2) and/or latents, plus offsets.
