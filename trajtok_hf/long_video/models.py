@@ -20,7 +20,14 @@ import torch
 
 from .linking import TrajectoryLinker
 from .merging import MergedTrajectoryTokens
-from .stream import ChunkTokens, LongVideoTokens, collect_chunks, stream_chunks, stream_trajectory_tokens
+from .stream import (
+    ChunkTokens,
+    LongVideoTokens,
+    collect_chunks,
+    resolve_chunk_size,
+    stream_chunks,
+    stream_trajectory_tokens,
+)
 
 __all__ = ["trajvit2_long_video_features", "trajvlm_long_video_embeds"]
 
@@ -95,10 +102,7 @@ def trajvlm_long_video_embeds(
             "`model` must be a TrajVLM with connector_type='trajtok' (patch pooling has no trajectories to link), got "
             f"{type(model).__name__}" + (f" with connector_type={config.connector_type!r}" if config else "")
         )
-    limit = config.chunk_size
-    chunk_size = limit if chunk_size is None else chunk_size
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= limit:
-        raise ValueError(f"`chunk_size` must be an int in [1, {limit}] (config.chunk_size), got {chunk_size!r}")
+    chunk_size = resolve_chunk_size(chunk_size, config.chunk_size)
     num_slots = config.trajtok_config.num_trajectories
     n = config.tokens_per_trajectory
     device = model.device

@@ -209,14 +209,20 @@ def _check_model_args(model, chunk_size, descriptor):
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "num_trajectories") or not hasattr(config, "chunk_size"):
         raise TypeError(f"`model` must be a TrajTokModel, got {type(model).__name__}")
-    chunk_size = config.chunk_size if chunk_size is None else chunk_size
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= config.chunk_size:
-        raise ValueError(
-            f"`chunk_size` must be an int in [1, {config.chunk_size}] (the model segments at most "
-            f"config.chunk_size={config.chunk_size} frames together), got {chunk_size!r}"
-        )
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"`descriptor` must be one of {DESCRIPTORS}, got {descriptor!r}")
+    return resolve_chunk_size(chunk_size, config.chunk_size)
+
+
+def resolve_chunk_size(chunk_size: int | None, limit: int) -> int:
+    """``chunk_size`` (default: ``limit``), checked: a model segments at most its ``config.chunk_size`` frames
+    together."""
+    chunk_size = limit if chunk_size is None else chunk_size
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= limit:
+        raise ValueError(
+            f"`chunk_size` must be an int in [1, {limit}] (the model segments at most config.chunk_size={limit} "
+            f"frames together), got {chunk_size!r}"
+        )
     return chunk_size
 
 
