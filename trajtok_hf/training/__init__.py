@@ -14,6 +14,10 @@ per concern:
   safetensors + JSON (:mod:`.serialization`, :mod:`.state`; nothing is ever unpickled on resume), committed
   atomically; the ``checkpoints/latest`` pointer never names a half-written checkpoint. :mod:`.hooks` holds the
   test-only crash points of the saves.
+* :mod:`.sharded`: FSDP2 for ``torchrun`` launches (:func:`shard_model`, :func:`init_distributed`) and
+  :class:`ShardedCheckpointManager` — every process writes its shard of the weights and optimizer state as safetensors
+  through ``torch.distributed.checkpoint``'s Hugging Face storage, the rest is JSON; resumable with another number of
+  processes; :func:`save_consolidated` writes the final ``save_pretrained`` folder.
 * :mod:`.outputs`: :func:`save_final` writes ``final/`` the same way; :func:`log_jsonl` appends to ``metrics.jsonl``.
 * :mod:`.evaluation`: :func:`evaluate_segmentation` (ARI / FG-ARI / matched mIoU) and :func:`evaluate_retrieval`
   (R@1/5/10 both directions), gathered over processes, computed with :mod:`trajtok_hf.metrics`.
@@ -48,6 +52,17 @@ from .optim import (
 )
 from .outputs import log_jsonl, save_final
 from .presets import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
+from .sharded import (
+    SHARDED_CHECKPOINT_FORMAT,
+    DistributedContext,
+    ShardedCheckpointManager,
+    init_distributed,
+    load_model_and_optimizer,
+    reduce_replicated_gradients,
+    save_consolidated,
+    save_model_and_optimizer,
+    shard_model,
+)
 from .text import PACKAGED_TEXT_ENCODERS, build_caption_tokenizer, packaged_text_encoder_path, synthetic_caption_words
 
 __all__ = [
@@ -65,6 +80,15 @@ __all__ = [
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
     "CheckpointManager",
+    "DistributedContext",
+    "SHARDED_CHECKPOINT_FORMAT",
+    "ShardedCheckpointManager",
+    "init_distributed",
+    "load_model_and_optimizer",
+    "reduce_replicated_gradients",
+    "save_consolidated",
+    "save_model_and_optimizer",
+    "shard_model",
     "EpochShuffleSampler",
     "SyntheticClipDataset",
     "TrainState",

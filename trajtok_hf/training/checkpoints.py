@@ -220,7 +220,12 @@ class CheckpointManager:
         ``model`` / ``optimizer`` / ``scheduler``."""
         path = Path(path)
         payload = read_json(path / STATE_FILE)
-        state = _check_manifest(path, payload)
+        state = check_manifest(
+            path,
+            payload,
+            CHECKPOINT_FORMAT,
+            required=(MODEL_FILE, f"{OPTIMIZER_STEM}.json", f"{OPTIMIZER_STEM}.safetensors"),
+        )
         unwrapped = accelerator.unwrap_model(model)
         _load_into(path, MODEL_FILE, "model state", lambda: load_model(unwrapped, path / MODEL_FILE))
         _load_into(
@@ -261,12 +266,13 @@ class CheckpointManager:
         return state
 
 
-def _check_manifest(path: Path, payload: Any) -> TrainState:
-    """The counters of ``trainer_state.json``, after checking that the folder holds exactly the files it lists."""
+def check_manifest(path: Path, payload: Any, checkpoint_format: str, required=()) -> TrainState:
+    """The counters of ``trainer_state.json`` (``payload``), after checking its format and that the folder holds
+    exactly the files it lists, among them ``required``."""
     state_file = path / STATE_FILE
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != checkpoint_format:
         raise ValueError(
-            f"{state_file}: not a checkpoint of format {CHECKPOINT_FORMAT!r} (an older checkpoint written with "
+            f"{state_file}: not a checkpoint of format {checkpoint_format!r} (an older checkpoint written with "
             "accelerate's pickle-based save_state cannot be resumed without unpickling; start from its "
             f"{MODEL_FILE} instead, e.g. with --model / --segmenter)"
         )
@@ -279,8 +285,7 @@ def _check_manifest(path: Path, payload: Any) -> TrainState:
             f"{path / unexpected[0]}: unexpected file in the checkpoint (not written by its save; never "
             f"opened). Remove it to resume from {path}"
         )
-    required = {MODEL_FILE, f"{OPTIMIZER_STEM}.json", f"{OPTIMIZER_STEM}.safetensors"}
-    missing = sorted(name for name in required | set(listed) if not (path / name).is_file())
+    missing = sorted(name for name in set(required) | set(listed) if not (path / name).is_file())
     if missing:
         raise ValueError(f"{path / missing[0]}: missing from the checkpoint")
     counters = {}
