@@ -254,7 +254,8 @@ class TrainingData:
         skipped = 0
         while True:
             if self.iterator is None:
-                self.loader = self.loader or self._loader(self.epoch)
+                if self.loader is None:
+                    self.loader = self._loader(self.epoch)
                 self.iterator = iter(self.loader)
             try:
                 batch = next(self.iterator)

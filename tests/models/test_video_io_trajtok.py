@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from trajtok_hf.data.synthetic import write_mp4
-from trajtok_hf.models.video_io_trajtok import iter_video_frames, read_video_metadata, read_video_pyav
+from trajtok_hf.models.video_io_trajtok import (
+    iter_video_frames,
+    read_video_metadata,
+    read_video_pyav,
+    uniform_frame_indices,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +59,47 @@ def test_missing_and_unreadable_files_are_named(tmp_path):
         next(iter_video_frames(tmp_path / "bad.mp4"))
     with pytest.raises(ValueError, match="does not exist"):
         read_video_metadata(tmp_path / "none.mp4")
+
+
+def _sample(num_frames):
+    return lambda metadata: uniform_frame_indices(metadata.total_num_frames, num_frames)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview], ids=["bytes", "bytearray", "memoryview"])
+@pytest.mark.parametrize("num_frames", [None, 7])
+def test_the_file_bytes_decode_like_the_file(clip_path, wrap, num_frames):
+    fn = None if num_frames is None else _sample(num_frames)
+    video, metadata = read_video_pyav(clip_path, fn)
+    from_bytes, bytes_metadata = read_video_pyav(wrap(clip_path.read_bytes()), fn, name="shard-0:clip")
+    assert np.array_equal(from_bytes, video)
+    for field in ("total_num_frames", "fps", "height", "width", "frames_indices"):
+        assert getattr(bytes_metadata, field) == getattr(metadata, field), field
+
+
+@pytest.mark.parametrize(
+    "data, name, match",
+    [
+        (b"not a video", "shard-00003-of-00008.parquet:clip_42", r"could not open video file 'shard-00003-of-00008"),
+        (b"not a video", None, "'<bytes>'"),
+        (b"", "empty:clip", "'empty:clip'"),
+    ],
+)
+def test_undecodable_bytes_are_named(data, name, match):
+    with pytest.raises(ValueError, match=match):
+        read_video_pyav(data, name=name)
+
+
+def test_truncated_bytes_are_named(clip_path):
+    data = clip_path.read_bytes()
+    for size in (len(data) // 2, len(data) * 9 // 10):
+        with pytest.raises(ValueError, match="'shard:truncated'"):
+            read_video_pyav(data[:size], _sample(4), name="shard:truncated")
+
+
+def test_a_name_replaces_the_path_in_errors(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="could not open video file 'clip 7 of the manifest'") as error:
+        read_video_pyav(tmp_path / "bad.mp4", name="clip 7 of the manifest")
+    assert "bad.mp4" not in str(error.value).split(":")[0]
+    with pytest.raises(TypeError, match="`name`"):
+        read_video_pyav(b"not a video", name=3)

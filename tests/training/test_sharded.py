@@ -41,9 +41,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNI
 
 
 def _trajvit2_folder(folder: Path) -> Path:
-    from transformers import AutoConfig
-
     from testers import save_tiny_trajvit2_folder
+    from transformers import AutoConfig
 
     save_tiny_trajvit2_folder(folder, num_frames=4, size=32)
     config = AutoConfig.from_pretrained(folder)  # no dropout: the runs compared must compute the same function
@@ -158,6 +157,43 @@ def test_two_processes_follow_the_one_process_loss_curve_and_checkpoints_reshard
             assert again[step] == pytest.approx(one[step], rel=2e-5), (step, one, again)
         if model_type != "trajvit2":
             break  # one direction per model type is enough for the slower TrajVLM
+
+
+@pytest.fixture(scope="module")
+def shard_folder(tmp_path_factory):
+    """16 clips in 4 Parquet shards; one clip's file is garbage."""
+    from trajtok_hf.data import SyntheticVideoConfig, write_video_folder, write_video_shards
+
+    root = tmp_path_factory.mktemp("sharded_data")
+    folder = root / "videos"
+    write_video_folder(folder, 16, SyntheticVideoConfig(num_frames=4, height=32, width=32))
+    (folder / "clip_000003.mp4").write_bytes(b"not a video" * 50)
+    write_video_shards(folder, root / "shards", clips_per_shard=4)
+    return root / "shards"
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_streamed_shards_skip_a_corrupt_clip_and_resume_exactly(model_folders, shard_folder, tmp_path, processes):
+    model = model_folders["trajvit2"]
+    data = ("--data", str(shard_folder), "--num_workers", "1")
+    full = tmp_path / "full"
+    _train(model, full, processes, *data, steps=6)  # 16 clips, batches of 8 per step: epochs 0, 1, 2
+    rows = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    assert sum(row["skipped_clips"] for row in rows) == 3  # the garbage clip, once per epoch
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full / "checkpoints" / "step_000002", resumed / "checkpoints" / "step_000002")
+    _train(model, resumed, processes, *data, "--resume_from_checkpoint", "latest", steps=6)
+    again = _losses(resumed)
+    assert sorted(again) == [3, 4, 5, 6]
+    for step, loss in again.items():
+        assert loss == pytest.approx(_losses(full)[step], rel=1e-6), step
+
+
+def test_strict_data_stops_at_a_corrupt_clip(model_folders, shard_folder, tmp_path):
+    proc = _train(
+        model_folders["trajvit2"], tmp_path / "strict", 1, "--data", str(shard_folder), "--strict_data", check=False
+    )
+    assert proc.returncode != 0 and "clip_000003" in proc.stderr
 
 
 def test_a_killed_process_leaves_the_last_checkpoint_loadable(model_folders, tmp_path):
@@ -313,3 +349,49 @@ def test_process_group_and_argument_errors():
     with pytest.raises(TypeError, match="DistributedContext"):
         ShardedCheckpointManager("x", context=None)
     assert init_distributed().world_size == 1 or "WORLD_SIZE" in os.environ
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Accelerate's FSDP2 configuration (GPU only: Accelerate does not engage FSDP on a CPU)
+
+ACCELERATE_FSDP2 = ROOT / "examples" / "accelerate_configs" / "fsdp2.yaml"
+
+
+def test_accelerate_fsdp2_config_loads_and_names_blocks_of_trajvlm(model_folders):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from transformers import AutoModelForImageTextToText
+
+    config = load_config_from_file(str(ACCELERATE_FSDP2))
+    assert config.distributed_type == "FSDP" and config.fsdp_config["fsdp_version"] == 2
+    blocks = set(config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","))
+    model = AutoModelForImageTextToText.from_pretrained(model_folders["trajvlm"])
+    classes = {type(module).__name__ for module in model.modules()}
+    assert blocks <= classes, blocks - classes  # Accelerate's wrap policy raises on a class the model lacks
+    assert not [name for name, param in model.named_parameters() if param.ndim == 0]  # FSDP2 shards them all
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="Accelerate's FSDP2 needs 2 GPUs (not engaged on CPUs)")
+def test_accelerate_fsdp2_config_trains_trajvlm_on_gpus(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_FSDP2),
+        str(ROOT / "examples" / "train_trajvlm_caption.py"),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--segmenter_steps",
+        "2",
+        "--steps",
+        "2",
+        "--batch_size",
+        "2",
+        "--num_frames",
+        "4",
+        "--frame_size",
+        "32",
+    ]
+    proc = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "run" / "final" / "config.json").exists()

@@ -1,7 +1,8 @@
 """Data for trajtok_hf: a procedural video generator, a long-video generator with persistent object ids and a
 real-photo composite generator, all with exact trajectory ground truth; local video-folder datasets; the
 pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids), motion pseudo-labels for unlabeled
-footage (optical flow → trajectories) and a video-text collator. Independent of ``trajtok_hf.models``."""
+footage (optical flow → trajectories), a video-text collator, and sharded (Parquet / WebDataset) video data streamed
+with ``datasets``, split by node and worker, resumable mid-epoch. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
 from .long_videos import LONG_VIDEO_SCENARIOS, LongVideoConfig, generate_long_video, iter_long_video, write_long_video
@@ -18,6 +19,14 @@ from .photo_composites import (
 from .photo_sources import FOOTAGE, HELD_OUT_PHOTOS, TRAIN_PHOTOS, footage_available, load_photo
 from .procedural_textures import PROCEDURAL_KINDS, procedural_texture
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels
+from .shards import (
+    INDEX_FILE,
+    SHARD_FORMATS,
+    ShardClipDecoder,
+    load_video_shards,
+    shard_dataloader,
+    write_video_shards,
+)
 from .synthetic import (
     BACKGROUNDS,
     CAPTION_WORDINGS,
@@ -72,11 +81,14 @@ __all__ = [
     "FOOTAGE",
     "HELD_OUT_PHOTOS",
     "IGNORE_INDEX",
+    "INDEX_FILE",
     "MOTIONS",
     "MOTION_WORDINGS",
     "MotionLabelConfig",
     "PROCEDURAL_KINDS",
     "SHAPES",
+    "SHARD_FORMATS",
+    "ShardClipDecoder",
     "SHAPE_WORDS",
     "SIZES",
     "SIZE_CLASSES",
@@ -103,15 +115,18 @@ __all__ = [
     "load_masks",
     "load_photo",
     "Mp4Writer",
+    "load_video_shards",
     "load_video_text_dataset",
     "make_synthetic_dataset",
     "motion_pseudo_labels",
     "procedural_texture",
     "read_video",
     "sample_frame_indices",
+    "shard_dataloader",
     "trajectories_to_pixel_labels",
     "write_clip_folder",
     "write_composite_folder",
     "write_mp4",
     "write_video_folder",
+    "write_video_shards",
 ]

@@ -63,12 +63,19 @@ def read_video(path: str | os.PathLike, num_frames: int | None = 16) -> tuple[np
     are the video processor's (:func:`~trajtok_hf.models.video_io_trajtok.read_video_pyav`); every failure is a
     ``ValueError`` naming the file.
     """
+    return _read_frames(path, num_frames)
+
+
+def _read_frames(
+    source: str | os.PathLike | bytes, num_frames: int | None, name: str | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`read_video` of a path or of an encoded file's bytes; errors name ``name`` (default: the path)."""
     check_num_frames(num_frames)
 
     def sample(metadata):
         return uniform_frame_indices(metadata.total_num_frames, num_frames)
 
-    frames, metadata = read_video_pyav(path, None if num_frames is None else sample)
+    frames, metadata = read_video_pyav(source, None if num_frames is None else sample, name=name)
     return frames, np.asarray(metadata.frames_indices, dtype=np.int64), metadata.total_num_frames
 
 
@@ -81,9 +88,16 @@ def load_masks(path: str | os.PathLike, mask_stride: int = 4) -> np.ndarray:
     :func:`trajectories_to_pixel_labels`, then downsampled). A ``.npy`` file holds ``segmentation_labels``.
     """
     path = os.fspath(path)
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.int64)
-    with np.load(path) as data:
+    return _read_masks(path, path.endswith(".npy"), mask_stride, path)
+
+
+def _read_masks(source: Any, is_npy: bool, mask_stride: int, name: str) -> np.ndarray:
+    """:func:`load_masks` of a path or a binary file object (``io.BytesIO`` of a masks file's bytes); ``is_npy``
+    picks the format, ``name`` is what errors call the file. Never unpickles (``allow_pickle=False``: an object
+    array is refused with a ``ValueError``)."""
+    if is_npy:
+        return np.load(source, allow_pickle=False).astype(np.int64)
+    with np.load(source, allow_pickle=False) as data:
         keys = set(data.files)
         if "segmentation_labels" in keys:
             return data["segmentation_labels"].astype(np.int64)
@@ -93,9 +107,24 @@ def load_masks(path: str | os.PathLike, mask_stride: int = 4) -> np.ndarray:
             labels = trajectories_to_pixel_labels(data["instance_masks"], data["trajectory_graph"])
             return downsample_labels(labels, mask_stride)
     raise ValueError(
-        f"masks file {path} has keys {sorted(keys)}; expected 'segmentation_labels', 'segmentation' or "
+        f"masks file {name} has keys {sorted(keys)}; expected 'segmentation_labels', 'segmentation' or "
         "'instance_masks' + 'trajectory_graph'"
     )
+
+
+def _align_masks(
+    labels: np.ndarray, indices: np.ndarray, total: int, mask_size: tuple[int, int] | None, name: str
+) -> np.ndarray:
+    """The mask track ``(T', h, w)`` at the clip's sampled frame ``indices`` of ``total`` (a track of another length
+    is mapped proportionally in time), resized (nearest) to ``mask_size`` when given."""
+    if labels.ndim != 3:
+        raise ValueError(f"masks in {name} must have shape (T, h, w), got {labels.shape}")
+    mask_frames = labels.shape[0]
+    mask_indices = indices if mask_frames == total else (indices * mask_frames) // total
+    labels = labels[np.minimum(mask_indices, mask_frames - 1)]
+    if mask_size is not None and labels.shape[1:] != mask_size:
+        labels = _resize_nearest(labels, mask_size)
+    return labels
 
 
 def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -105,29 +134,15 @@ def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return labels[..., rows[:, None], cols[None, :]]
 
 
-class VideoClipDecoder:
-    """``datasets`` format transform: metadata rows → decoded clips (see the module docstring for failures).
+class _ClipDecoder:
+    """What every clip decoder shares: argument checks, the failure counter and warning, decoding one clip (frames
+    sampled uniformly, masks aligned to them) and assembling a ``datasets`` batch with the ``transform`` outputs.
 
-    Args:
-        num_frames: frames per clip, sampled uniformly over the whole video.
-        transform: optional callable applied to the successfully decoded clips of each batch, e.g.
-            ``lambda videos: video_processor(videos=videos, return_tensors="pt")``. It receives a list of uint8
-            ``(T, H, W, 3)`` arrays and returns a mapping of batched values (``pixel_values_videos`` ...); item
-            ``k`` of every value is given to the ``k``-th decoded clip. Without it, clips are returned as
-            ``video`` uint8 ``(T, H, W, 3)`` numpy arrays. Exceptions from ``transform`` propagate — they are
-            bugs, not bad data.
-        load_masks: read ``masks_file`` when the row has one and return ``segmentation_labels`` ``(T, h, w)``
-            int64, sampled at the same frames as the video (a mask track with a different number of frames than
-            the video is mapped proportionally in time).
-        mask_size: ``(h, w)`` to resize ``segmentation_labels`` to (nearest), e.g. the mask grid of a processor
-            that resizes the frames; ``None`` keeps the stored size.
-        mask_stride: stride used when a masks file stores full-resolution labels.
-        warn: emit a warning for every failed clip.
-
-    Attributes:
-        num_failed: clips that could not be decoded in this process (DataLoader workers count separately).
-        failures: ``(path, message)`` of the most recent failures (at most 100).
+    Subclasses say where a clip's bytes come from (a file path, or bytes read from a shard) and what a failure is
+    called. ``strict`` (False here) turns a failure into a ``ValueError`` instead of a counted ``decode_error``.
     """
+
+    strict = False
 
     def __init__(
         self,
@@ -176,44 +191,49 @@ class VideoClipDecoder:
             warnings.warn(
                 f"skipping undecodable video {path} ({message}); {count} failed so far in this process",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return message
 
-    def decode_one(self, video_path: str, masks_path: str | None = None) -> dict[str, Any]:
-        """Decode one clip.
-
-        Returns ``video``, ``frame_indices``, ``segmentation_labels`` (None without masks) and ``decode_error``
-        (None on success; on failure the other values are None and the failure is counted).
-        """
+    def _decode_clip(
+        self,
+        video: str | os.PathLike | bytes,
+        name: str,
+        read_masks: Callable[[], np.ndarray] | None = None,
+        masks_name: str | None = None,
+        *,
+        invalid: str | None = None,
+    ) -> dict[str, Any]:
+        """Decode one clip from ``video`` (a path or the file's bytes) and, if ``read_masks`` is given (a callable
+        returning the stored labels) and masks are wanted, its labels at the sampled frames. ``name`` is what the
+        failure (counted, warned, or raised when ``strict``) calls the clip, ``masks_name`` the masks file;
+        ``invalid`` is a failure the caller found before decoding (the row holds no video)."""
         try:
-            video, indices, total = read_video(video_path, self.num_frames)
+            if invalid is not None:
+                raise ValueError(invalid)
+            # A path names its own errors (as read_video's do); bytes are called `name`.
+            label = None if isinstance(video, (str, os.PathLike)) else name
+            frames, indices, total = _read_frames(video, self.num_frames, label)
             labels = None
-            if self.load_masks and masks_path:
-                labels = load_masks(masks_path, self.mask_stride)
-                if labels.ndim != 3:
-                    raise ValueError(f"masks in {masks_path} must have shape (T, h, w), got {labels.shape}")
-                mask_frames = labels.shape[0]
-                mask_indices = indices if mask_frames == total else (indices * mask_frames) // total
-                labels = labels[np.minimum(mask_indices, mask_frames - 1)]
-                if self.mask_size is not None and labels.shape[1:] != self.mask_size:
-                    labels = _resize_nearest(labels, self.mask_size)
+            if self.load_masks and read_masks is not None:
+                labels = _align_masks(read_masks(), indices, total, self.mask_size, masks_name)
         except Exception as error:  # any bad file must cost one sample, never the epoch
+            if self.strict:
+                raise ValueError(f"could not decode clip {name}: {type(error).__name__}: {error}") from error
             return {
                 "video": None,
                 "frame_indices": None,
                 "segmentation_labels": None,
-                "decode_error": self._record_failure(video_path, error),
+                "decode_error": self._record_failure(name, error),
             }
-        return {"video": video, "frame_indices": indices, "segmentation_labels": labels, "decode_error": None}
+        return {"video": frames, "frame_indices": indices, "segmentation_labels": labels, "decode_error": None}
 
-    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-        if "video_path" not in batch:
-            raise ValueError("`batch` must have a 'video_path' column (rows from load_video_text_dataset)")
-        paths = list(batch["video_path"])
-        masks = list(batch.get("masks_path", [None] * len(paths)))
-        decoded = [self.decode_one(p, m) for p, m in zip(paths, masks, strict=True)]
-        out: dict[str, list[Any]] = {key: list(values) for key, values in batch.items()}
+    def _assemble(
+        self, batch: Mapping[str, Sequence[Any]], decoded: list[dict[str, Any]], drop: Sequence[str] = ()
+    ) -> dict[str, list[Any]]:
+        """The batch's columns (less ``drop``) plus ``frame_indices``, ``decode_error``, ``segmentation_labels``
+        (when any clip has masks) and ``video`` or the ``transform`` outputs (None for the failed clips)."""
+        out: dict[str, list[Any]] = {key: list(values) for key, values in batch.items() if key not in drop}
         for key in ("frame_indices", "decode_error"):
             out[key] = [d[key] for d in decoded]
         if any(d["segmentation_labels"] is not None for d in decoded):
@@ -226,11 +246,53 @@ class VideoClipDecoder:
         if not isinstance(processed, Mapping):
             raise TypeError(f"`transform` must return a mapping of batched values, got {type(processed).__name__}")
         for key, values in processed.items():
-            column: list[Any] = [None] * len(paths)
+            column: list[Any] = [None] * len(decoded)
             for position, item in enumerate(ok):
                 column[item] = values[position]
             out[key] = column
         return out
+
+
+class VideoClipDecoder(_ClipDecoder):
+    """``datasets`` format transform: metadata rows → decoded clips (see the module docstring for failures).
+
+    Args:
+        num_frames: frames per clip, sampled uniformly over the whole video.
+        transform: optional callable applied to the successfully decoded clips of each batch, e.g.
+            ``lambda videos: video_processor(videos=videos, return_tensors="pt")``. It receives a list of uint8
+            ``(T, H, W, 3)`` arrays and returns a mapping of batched values (``pixel_values_videos`` ...); item
+            ``k`` of every value is given to the ``k``-th decoded clip. Without it, clips are returned as
+            ``video`` uint8 ``(T, H, W, 3)`` numpy arrays. Exceptions from ``transform`` propagate — they are
+            bugs, not bad data.
+        load_masks: read ``masks_file`` when the row has one and return ``segmentation_labels`` ``(T, h, w)``
+            int64, sampled at the same frames as the video (a mask track with a different number of frames than
+            the video is mapped proportionally in time).
+        mask_size: ``(h, w)`` to resize ``segmentation_labels`` to (nearest), e.g. the mask grid of a processor
+            that resizes the frames; ``None`` keeps the stored size.
+        mask_stride: stride used when a masks file stores full-resolution labels.
+        warn: emit a warning for every failed clip.
+
+    Attributes:
+        num_failed: clips that could not be decoded in this process (DataLoader workers count separately).
+        failures: ``(path, message)`` of the most recent failures (at most 100).
+    """
+
+    def decode_one(self, video_path: str, masks_path: str | None = None) -> dict[str, Any]:
+        """Decode one clip.
+
+        Returns ``video``, ``frame_indices``, ``segmentation_labels`` (None without masks) and ``decode_error``
+        (None on success; on failure the other values are None and the failure is counted).
+        """
+        read_masks = (lambda: load_masks(masks_path, self.mask_stride)) if masks_path else None
+        return self._decode_clip(video_path, video_path, read_masks, masks_path)
+
+    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+        if "video_path" not in batch:
+            raise ValueError("`batch` must have a 'video_path' column (rows from load_video_text_dataset)")
+        paths = list(batch["video_path"])
+        masks = list(batch.get("masks_path", [None] * len(paths)))
+        decoded = [self.decode_one(p, m) for p, m in zip(paths, masks, strict=True)]
+        return self._assemble(batch, decoded)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -351,16 +413,46 @@ def load_video_text_dataset(
     """
     import datasets
 
-    root = Path(path)
-    if root.is_file():
-        metadata_file, root = root, root.parent
-    if not root.is_dir():
-        raise ValueError(f"`path` {root} is not a directory")
+    root, metadata_file = _resolve_folder(path, metadata_file)
     decoder = (
         VideoClipDecoder(num_frames, transform, load_masks=load_masks, mask_size=mask_size, mask_stride=mask_stride)
         if decode
         else None
     )
+    metadata, records = _folder_records(root, metadata_file, skip_missing)
+
+    # Union of keys, so a column present only in later rows is neither dropped nor misaligned.
+    columns: list[str] = []
+    for record in records:
+        columns.extend(k for k in record if k not in columns)
+    table = {key: [record.get(key) for record in records] for key in columns}
+    try:
+        dataset = datasets.Dataset.from_dict(table)
+    except Exception as err:  # heterogeneous extra columns
+        raise ValueError(f"{metadata}: could not build a dataset from the metadata columns ({err})") from err
+    if decoder is not None:
+        dataset = dataset.with_transform(decoder)
+    return dataset
+
+
+def _resolve_folder(
+    path: str | os.PathLike, metadata_file: str | os.PathLike | None
+) -> tuple[Path, str | os.PathLike | None]:
+    """The video folder and metadata file named by ``path`` (a folder, or directly a metadata file)."""
+    root = Path(path)
+    if root.is_file():
+        metadata_file, root = root, root.parent
+    if not root.is_dir():
+        raise ValueError(f"`path` {root} is not a directory")
+    return root, metadata_file
+
+
+def _folder_records(
+    root: Path, metadata_file: str | os.PathLike | None, skip_missing: bool
+) -> tuple[Path, list[dict[str, Any]]]:
+    """The metadata file and its normalised rows, as plain JSON values (with ``video_path``, ``masks_path`` and
+    ``line_number``); rows naming missing files raise or are dropped (``skip_missing``) as
+    :func:`load_video_text_dataset` documents."""
     metadata = _find_metadata(root, metadata_file)
     base = metadata.parent
 
@@ -390,23 +482,11 @@ def load_video_text_dataset(
                 "Fix the metadata or pass skip_missing=True to drop them."
             )
         warnings.warn(
-            f"{metadata}: skipped {len(missing)} row(s) naming missing files — {listing}", UserWarning, stacklevel=2
+            f"{metadata}: skipped {len(missing)} row(s) naming missing files — {listing}", UserWarning, stacklevel=3
         )
     if not records:
         raise ValueError(f"{metadata}: no usable rows")
-
-    # Union of keys, so a column present only in later rows is neither dropped nor misaligned.
-    columns: list[str] = []
-    for record in records:
-        columns.extend(k for k in record if k not in columns)
-    table = {key: [record.get(key) for record in records] for key in columns}
-    try:
-        dataset = datasets.Dataset.from_dict(table)
-    except Exception as err:  # heterogeneous extra columns
-        raise ValueError(f"{metadata}: could not build a dataset from the metadata columns ({err})") from err
-    if decoder is not None:
-        dataset = dataset.with_transform(decoder)
-    return dataset
+    return metadata, records
 
 
 def get_decoder(dataset) -> VideoClipDecoder | None:

@@ -15,6 +15,10 @@ frames.
   be a silently wrong sample.
 * Errors: every failure (missing file, unreadable container, no video stream, no frame, decoding error, truncation,
   frames changing size) is a ``ValueError`` that names the file.
+* In-memory files: :func:`read_video_pyav` also takes the encoded file's bytes (a clip read from a Parquet or
+  WebDataset shard), opened with ``av.open(io.BytesIO(...))`` for each pass over the stream, so bytes and the same
+  file on disk give the same frames. Errors then name the ``name`` the caller gives (e.g. ``shard:key``), or
+  ``'<bytes>'``.
 
 Decoding converts to RGB24 with FFmpeg's swscale; rotation side-data of phone videos is not applied. This module
 imports only numpy, transformers and (lazily) av, so a saved processor carries it as remote code.
@@ -23,6 +27,7 @@ imports only numpy, transformers and (lazily) av, so a saved processor carries i
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -39,6 +44,10 @@ __all__ = [
     "read_video_pyav",
     "uniform_frame_indices",
 ]
+
+# The encoded bytes of a whole video file, accepted by read_video_pyav in place of a path.
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+_BYTES_NAME = "<bytes>"
 
 # A file whose stream decodes to fewer than this fraction of the frames its header promises is refused as truncated.
 MIN_DECODABLE_FRACTION = 0.5
@@ -69,19 +78,28 @@ def uniform_frame_indices(total_num_frames: int, num_frames: int) -> np.ndarray:
     return (steps * total_num_frames) // (2 * int(num_frames))
 
 
-def _open_stream(path: str):
+def _open_stream(source: str | bytes | bytearray | memoryview, name: str | None = None):
+    """Open ``source`` (a path, or an encoded file's bytes: a fresh ``BytesIO`` each call); errors name ``name``."""
     import av  # lazy: only needed for file inputs
 
+    name = _label(source, name)
     try:
-        container = av.open(path)
+        container = av.open(io.BytesIO(source) if isinstance(source, _BYTES_TYPES) else source)
     except Exception as err:  # av.error.* (InvalidDataError, ...), OSError
-        raise ValueError(f"could not open video file {path!r} with PyAV: {err}") from err
+        raise ValueError(f"could not open video file {name!r} with PyAV: {err}") from err
     if not container.streams.video:
         container.close()
-        raise ValueError(f"video file {path!r} has no video stream")
+        raise ValueError(f"video file {name!r} has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def _label(source: Any, name: str | None) -> str:
+    """What errors call the video: ``name`` if given, else the path, else ``'<bytes>'``."""
+    if name is not None:
+        return name
+    return _BYTES_NAME if isinstance(source, _BYTES_TYPES) else source
 
 
 def _metadata(total: int, fps: float | None, height: int, width: int) -> VideoMetadata:
@@ -95,9 +113,10 @@ def _metadata(total: int, fps: float | None, height: int, width: int) -> VideoMe
     )
 
 
-def _probe(path: str) -> VideoMetadata:
+def _probe(path: str | bytes | bytearray | memoryview, name: str | None = None) -> VideoMetadata:
     """Frame count, frame rate and frame size, from the header (packets counted when it has no frame count)."""
-    container, stream = _open_stream(path)
+    container, stream = _open_stream(path, name)
+    name = _label(path, name)
     with container:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         total = int(stream.frames or 0)
@@ -105,12 +124,12 @@ def _probe(path: str) -> VideoMetadata:
             try:
                 total = sum(1 for packet in container.demux(stream) if packet.size)
             except Exception as err:
-                raise ValueError(f"could not read video file {path!r} with PyAV: {err}") from err
+                raise ValueError(f"could not read video file {name!r} with PyAV: {err}") from err
         metadata = _metadata(
             total, float(rate) if rate else None, stream.codec_context.height, stream.codec_context.width
         )
     if total <= 0:
-        raise ValueError(f"video file {path!r} is empty (0 frames)")
+        raise ValueError(f"video file {name!r} is empty (0 frames)")
     return metadata
 
 
@@ -123,11 +142,14 @@ def read_video_metadata(path: str | os.PathLike) -> VideoMetadata:
     return _probe(path)
 
 
-def _decode(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], int]:
+def _decode(
+    path: str | bytes | bytearray | memoryview, indices: np.ndarray, name: str | None = None
+) -> tuple[dict[int, np.ndarray], int]:
     """RGB frames at ``indices`` (decoding stops after the last one) and the number of frames decoded."""
     keep, last = set(indices.tolist()), int(indices.max())
     frames, seen = {}, 0
-    container, stream = _open_stream(path)
+    container, stream = _open_stream(path, name)
+    name = _label(path, name)
     with container:
         try:
             for index, frame in enumerate(container.decode(stream)):
@@ -137,7 +159,7 @@ def _decode(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], int]
                 if index >= last:
                     break
         except Exception as err:  # av.error.InvalidDataError etc. (some subclass ValueError): name the file
-            raise ValueError(f"could not decode video file {path!r} with PyAV: {err}") from err
+            raise ValueError(f"could not decode video file {name!r} with PyAV: {err}") from err
     return frames, seen
 
 
@@ -154,37 +176,46 @@ def _select(metadata: VideoMetadata, sample_indices_fn: Callable | None, path: s
 
 
 def read_video_pyav(
-    path: str | os.PathLike, sample_indices_fn: Callable | None = None
+    path: str | os.PathLike | bytes | bytearray | memoryview,
+    sample_indices_fn: Callable | None = None,
+    *,
+    name: str | None = None,
 ) -> tuple[np.ndarray, VideoMetadata]:
     """Decode a video file with PyAV into uint8 RGB frames ``(T, H, W, 3)`` and their ``VideoMetadata``.
 
     Args:
-        path: the video file.
+        path: the video file, or its encoded bytes (``bytes``/``bytearray``/``memoryview``: the whole file, e.g. a
+            clip stored in a shard), decoded from memory exactly as the file would be.
         sample_indices_fn: ``fn(metadata=VideoMetadata) -> indices`` choosing the frames to keep (all if None), as
             transformers' ``load_video`` takes it; e.g. ``lambda metadata: uniform_frame_indices(
             metadata.total_num_frames, 16)``. Only the kept frames are converted to RGB.
+        name: what error messages call the video (default: the path; ``'<bytes>'`` for bytes).
 
     Returns:
         The frames (the same layout as transformers' ``read_video_pyav``) and the metadata, whose
         ``total_num_frames`` is the number of frames that decode and ``frames_indices`` the kept frames.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"video file {path!r} does not exist or is not a regular file")
-    metadata = _probe(path)
-    indices = _select(metadata, sample_indices_fn, path)
-    frames, seen = _decode(path, indices)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"`name` must be a string or None, got {type(name).__name__}")
+    if not isinstance(path, _BYTES_TYPES):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ValueError(f"video file {_label(path, name)!r} does not exist or is not a regular file")
+    label = _label(path, name)
+    metadata = _probe(path, label)
+    indices = _select(metadata, sample_indices_fn, label)
+    frames, seen = _decode(path, indices, label)
     if seen <= int(indices.max()):  # the header promised more frames than the stream holds
         promised = metadata.total_num_frames
         if seen < max(1, int(np.ceil(promised * MIN_DECODABLE_FRACTION))):
-            raise ValueError(f"truncated video {path!r}: only {seen} of {promised} frames decode")
+            raise ValueError(f"truncated video {label!r}: only {seen} of {promised} frames decode")
         metadata = _metadata(seen, metadata.fps, metadata.height, metadata.width)
-        indices = _select(metadata, sample_indices_fn, path)
-        frames, _ = _decode(path, indices)
+        indices = _select(metadata, sample_indices_fn, label)
+        frames, _ = _decode(path, indices, label)
     try:
         video = np.stack([frames[int(i)] for i in indices])  # repeated indices reuse the decoded frame
     except ValueError as err:
-        raise ValueError(f"frames of {path!r} change size mid-stream: {err}") from err
+        raise ValueError(f"frames of {label!r} change size mid-stream: {err}") from err
     metadata = dataclasses.replace(metadata, height=video.shape[1], width=video.shape[2])
     metadata.frames_indices = indices.tolist()
     return video, metadata
