@@ -7,6 +7,10 @@ at ``--size``², H.264 when available, with ``.npz`` masks) is written as Parque
 
 * write: seconds of ``write_video_shards`` and the shard folder's bytes, beside the folder's (videos, masks and
   metadata file);
+* train: the training step of ``--train_model`` (a TrajViT2: forward, contrastive loss, backward, AdamW step) on
+  batches of ``--batch_size`` clips read from the Parquet shards and prepared by the model's own processor (all in
+  memory before the timing), in one process with ``--train_threads``: the clips per second that training consumes,
+  and the DataLoader workers it needs at the measured per-worker rate;
 * read: one full epoch per (source, workers), timed from building the loader to its last batch (worker start-up
   included); the median of ``--repeats`` rounds over all (source, workers) pairs, after one untimed epoch. Each clip
   is decoded with PyAV (``--sample_frames`` frames, uniformly) and processed by the TrajTok video processor
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -36,7 +41,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROCESSOR = REPO_ROOT / "checkpoints" / "trajtok-small-shapes"
-DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "data_loading.json"
+DEFAULT_TRAIN_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 SOURCES = ("folder", "parquet", "webdataset")
 
 
@@ -61,7 +66,16 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the main process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", default=None, help="keep the folder and shards here (default: a temp dir)")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON path")
+    parser.add_argument(
+        "--train_model",
+        default=str(DEFAULT_TRAIN_MODEL),
+        help="a saved TrajViT2 folder whose training step is timed beside the loaders ('none': skip)",
+    )
+    parser.add_argument("--train_steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
+    parser.add_argument(
+        "--train_threads", type=int, default=None, help="torch threads of the training step (default: torch's)"
+    )
+    parser.add_argument("--output", default=None, help="JSON path (default: stdout only)")
     args = parser.parse_args(argv)
     for name in ("num_clips", "num_frames", "size", "clips_per_shard", "rows_per_group", "batch_size", "repeats"):
         if getattr(args, name) < 1:
@@ -75,6 +89,10 @@ def parse_args(argv=None):
         parser.error(f"--size must be a multiple of 4 (the generator's mask grid), got {args.size}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.train_steps < 1:
+        parser.error(f"--train_steps must be >= 1, got {args.train_steps}")
+    if args.train_model != "none" and not os.path.isfile(os.path.join(args.train_model, "config.json")):
+        parser.error(f"--train_model {args.train_model}: no config.json there (a saved TrajViT2 folder) nor 'none'")
     if args.processor != "default" and not os.path.isdir(args.processor):
         parser.error(f"--processor {args.processor}: not a folder (a saved video processor) nor 'default'")
     return args
@@ -86,7 +104,7 @@ if __name__ == "__main__":
 # Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-from transformers import AutoVideoProcessor  # noqa: E402
+from transformers import AutoModel, AutoProcessor, AutoVideoProcessor  # noqa: E402
 
 import trajtok_hf  # noqa: E402,F401  (registers the Auto classes)
 from trajtok_hf import TrajTokVideoProcessor  # noqa: E402
@@ -148,6 +166,59 @@ def time_epoch(make_loader) -> tuple[float, int]:
         if batch is not None:
             clips += batch["pixel_values_videos"].shape[0]
     return time.perf_counter() - started, clips
+
+
+def time_training_step(model_dir: str, shards: Path, args) -> dict:
+    """Seconds per optimizer step of a TrajViT2 on prepared batches from the shards (see the module docstring)."""
+    from trajtok_hf.training import build_optimizer
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).train()
+    optimizer = build_optimizer(model, 1e-4)
+    video_processor = processor.video_processor
+    collator = VideoTextCollator(tokenizer=processor.tokenizer, warn_on_drop=False)
+    loader = shard_dataloader(
+        shards,
+        batch_size=args.batch_size,
+        collate_fn=collator,
+        num_frames=int(video_processor.num_frames or args.num_frames),
+        seed=args.seed,
+        transform=ProcessVideos(video_processor),
+    )
+    batches = [batch for batch in loader if batch is not None]
+    batches = [b for b in batches if b["pixel_values_videos"].shape[0] == args.batch_size] or batches
+    threads = torch.get_num_threads()
+    if args.train_threads:
+        torch.set_num_threads(args.train_threads)
+    times = []
+    try:
+        for step in range(args.train_steps + 2):
+            batch = batches[step % len(batches)]
+            started = time.perf_counter()
+            loss = model(
+                pixel_values_videos=batch["pixel_values_videos"],
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                return_loss=True,
+            ).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step >= 2:
+                times.append(time.perf_counter() - started)
+    finally:
+        train_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    step_s = statistics.median(times)
+    return {
+        "model": os.path.relpath(model_dir, REPO_ROOT) if Path(model_dir).is_relative_to(REPO_ROOT) else model_dir,
+        "frames": list(batches[0]["pixel_values_videos"].shape[1:]),
+        "batch_size": int(batches[0]["pixel_values_videos"].shape[0]),
+        "threads": train_threads,
+        "step_s": step_s,
+        "steps_s": times,
+        "clips_per_s": int(batches[0]["pixel_values_videos"].shape[0]) / step_s,
+    }
 
 
 def main(argv=None) -> dict:
@@ -245,6 +316,16 @@ def main(argv=None) -> dict:
                     "clips_per_s_per_worker": args.num_clips / median / max(workers, 1),
                 }
             )
+        train = None
+        if args.train_model != "none":
+            train = time_training_step(args.train_model, work / "parquet", args)
+            best = max(r["clips_per_s_per_worker"] for r in results if r["source"] == "parquet")
+            train["workers_needed"] = math.ceil(train["clips_per_s"] / best)
+            print(
+                f"training step ({train['model']}, batch {train['batch_size']}, {train['threads']} threads): "
+                f"{train['step_s']:.3f} s = {train['clips_per_s']:.1f} clips/s; workers needed at "
+                f"{best:.1f} clips/s per worker: {train['workers_needed']}"
+            )
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -271,13 +352,15 @@ def main(argv=None) -> dict:
         "warmup_s": warmup_s,
         "write": write,
         "results": results,
+        "train": train,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print()
     print(markdown_table(report))
-    print(f"\nwrote {output}")
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {output}")
     return report
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from testers import load_file_module
+from testers import load_file_module, save_tiny_trajvit2_folder
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from trajtok_hf.data import (
@@ -504,8 +504,13 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path, capsys):
     bench = load_file_module(str(ROOT / "benchmarks" / "data_loading.py"))
     out = tmp_path / "data_loading.json"
     argv = ["--num_clips", "4", "--num_frames", "2", "--size", "32", "--clips_per_shard", "2", "--batch_size", "2"]
+    save_tiny_trajvit2_folder(tmp_path / "model", num_frames=2, size=32)
+    argv += ["--train_model", str(tmp_path / "model"), "--train_steps", "1"]
     report = bench.main(argv + ["--workers", "0", "--repeats", "1", "--processor", "default", "--output", str(out)])
     assert json.loads(out.read_text()) == report
+    assert (
+        report["train"]["batch_size"] == 2 and report["train"]["step_s"] > 0 and report["train"]["workers_needed"] >= 1
+    )
     assert report["machine"]["cpu_count"] >= 1 and {"cpu_model", "load_average_at_start"} <= set(report["machine"])
     assert set(report["write"]) == {"parquet", "webdataset"}
     assert {(r["source"], r["num_workers"]) for r in report["results"]} == {
