@@ -110,6 +110,14 @@ def parse_args(argv=None):
         help="--data photos: chance that a training photo texture or background keeps only its luminance, "
         "mapped through a random palette",
     )
+    g.add_argument(
+        "--same_photo_probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: chance that every sprite of a training clip is cut from its background's photo "
+        "(camouflage: only outline and motion set the sprites apart, as in the per-photo evaluation)",
+    )
     g.add_argument("--eval_data", default=None, help="held-out video folder (default: see the module docstring)")
     g.add_argument("--num_frames", type=int, default=8)
     g.add_argument("--frame_size", type=int, default=64, help="frames are resized to frame_size × frame_size")
@@ -161,6 +169,7 @@ def parse_args(argv=None):
         "channel_shuffle_probability",
         "procedural_texture_probability",
         "palette_probability",
+        "same_photo_probability",
     ):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
@@ -270,6 +279,7 @@ def build_photo_datasets(args, processor):
         channel_shuffle_probability=args.channel_shuffle_probability,
         procedural_texture_probability=args.procedural_texture_probability,
         palette_probability=args.palette_probability,
+        same_photo_probability=args.same_photo_probability,
     )
     shapes = SyntheticVideoConfig(**size, min_objects=objects[0], max_objects=objects[1])
     train = SyntheticClipDataset(

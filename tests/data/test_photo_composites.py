@@ -308,3 +308,22 @@ def test_footage_stills_count():
 def test_footage_textures_are_for_training_only():
     with pytest.raises(ValueError, match="footage_texture_probability"):
         PhotoCompositeConfig(split="held_out", footage_texture_probability=0.5)
+
+
+def test_same_photo_sprites_are_cut_from_the_background_photo():
+    """same_photo_probability=1: every sprite of a clip with a photo background is textured from that photo (the
+    per-photo evaluation's camouflage); 0 draws no random number, so the default clips stay as they were."""
+    base = PhotoCompositeConfig(num_frames=4, height=48, width=64, min_objects=2, max_objects=3)
+    camouflaged = dataclasses.replace(base, same_photo_probability=1.0)
+    mixed = 0
+    for index in range(6):
+        clip = generate_composite(camouflaged, 5, index)
+        assert clip["background"]["source"] == "photo"
+        assert {obj["photo"] for obj in clip["objects"]} == {clip["background"]["name"]}
+        plain = generate_composite(base, 5, index)
+        mixed += len({obj["photo"] for obj in plain["objects"]} | {plain["background"]["name"]}) > 1
+    assert mixed  # without the option sprites come from other photos too
+    default = generate_composite(dataclasses.replace(base, same_photo_probability=0.0), 5, 0)
+    assert default["video"].tobytes() == generate_composite(base, 5, 0)["video"].tobytes()
+    with pytest.raises(ValueError, match="same_photo_probability"):
+        PhotoCompositeConfig(same_photo_probability=1.5)

