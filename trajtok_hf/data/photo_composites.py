@@ -410,9 +410,7 @@ def _path(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np.ndarr
     return track[:, 0] + mid[0], track[:, 1] + mid[1]
 
 
-def _sample_sprite(
-    obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Generator, photos: Sequence[str]
-) -> _Sprite:
+def _sample_sprite(obj_id: int, cfg: PhotoCompositeConfig, rng: np.random.Generator, photos: Sequence[str]) -> _Sprite:
     T = cfg.num_frames
     shape = cfg.shapes[rng.integers(len(cfg.shapes))]
     photo = photos[rng.integers(len(photos))]
