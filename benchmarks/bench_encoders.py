@@ -1,7 +1,7 @@
 """Video-embedding cost of TrajViT2 vs ViT3D vs ToMe-ViT3D (token-count matched), and TrajTok's cost by stage.
 
 Models (each a ``TrajViT2VisionModel``, the vision tower: tokenizer + [CLS] + encoder + final LayerNorm; no text
-tower, no projection), random weights, eval mode, fp32, ``torch.inference_mode``:
+tower, no projection), random weights, eval mode, fp32 and/or bf16 (``--dtype``), ``torch.inference_mode``:
 
 - ``trajvit2``: TrajTok tokens (ConvNeXt-T backbone, D=512, K=128, 1 token per trajectory) → encoder over the active
   tokens (compacted, ``compact_tokens=True``).
@@ -16,6 +16,15 @@ Scales: ``release`` (encoder width 512, 24 layers, 16 heads, MLP 2048; default T
 layers, 16 heads, MLP 4096; the same TrajTok with ``output_size=1024``, so its output projection emits 1024-wide
 tokens and the encoder needs no input projection), ``tiny`` (a few-layer toy at 64², for ``--quick``/CI only).
 
+Precision (``--dtype fp32``, ``bf16`` or both: ``--dtype fp32 bf16``). A model is built in the measured dtype the
+way ``from_pretrained(..., dtype=torch.bfloat16)`` builds it: ``AutoModel.from_config(config, dtype=...)`` sets
+torch's default dtype while the modules are created, and the nested TrajTok and ConvNeXt sub-models follow it
+(``from_sub_config``), so every parameter is in that dtype (the run checks it: ``param_dtypes``). The input video is
+float32, as the video processor returns it; the models' public ``forward`` checks it (``check_video_pixels``) and
+casts it to the model's dtype. No autocast, no manual casts: the model runs as a user runs it. Every measurement
+carries its ``dtype``; the TrajViT2 / ViT3D / ToMe ratios are taken within a dtype, and ``bf16_over_fp32`` compares
+each (scale, model, T, batch) across dtypes when both are measured.
+
 Active trajectories (``--active_trajectories N``, default 24). With random weights almost all K=128 slots win some
 pixel, far more than a trained TrajTok (about 10–30 in real scenes), and the encoder's cost scales with that
 number. So the tokenizer's hard assignment is fixed to a realistic one: two forward hooks make the pixel embeddings of
@@ -28,7 +37,7 @@ the argmax, the soft pooling and the segment-softmax refinement have costs indep
 segment softmax is O(pixels·D) whatever the partition); the only additions are a gather of the pixel embeddings
 (pixels × 64 floats per chunk). What changes is only the number of tokens the encoder sees.
 
-Measured per (scale, model, T, batch), in a fresh process per measurement (``--isolation``; default ``fork``: a
+Measured per (scale, dtype, model, T, batch), in a fresh process per measurement (``--isolation``; default ``fork``: a
 forked child of this lean parent, which never runs a tensor op, so the child starts without the parent's threads or
 any CUDA state and without re-importing torch; ``subprocess``: a new interpreter; ``none``: in-process, for tests):
 
@@ -41,7 +50,10 @@ any CUDA state and without re-importing torch; ``subprocess``: a new interpreter
   layer (``tokens_per_layer`` has them all);
 - GFLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one forward (2 FLOPs per multiply-add; matmuls,
   convolutions and attention only, elementwise ops are not counted). CPU SDPA (``_scaled_dot_product_flash_attention
-  _for_cpu``) has no formula in torch, so one is registered (torch's own ``sdpa_flop_count``);
+  _for_cpu``) has no formula in torch, so one is registered (torch's own ``sdpa_flop_count``). The count can differ
+  between dtypes where the model takes another path: sparse CSR × dense products exist for fp32/fp64 only, so in
+  fp32 the refinement sums each trajectory's pixel inputs before the value projection (a sparse product), while in
+  bf16 it projects every pixel's value first (a dense matmul over all pixels);
 - TrajTok by stage (``trajvit2`` only): backbone (``feature_extractor``), query Perceiver (``query_perceiver``),
   assignment (from ``query_head``'s start to the start of the soft pooling: both heads, the logits einsum, argmax and
   the active-slot scatter), soft pooling (``_initial_queries``, Eq. 2; kept apart so that neither the assignment nor
@@ -51,13 +63,50 @@ any CUDA state and without re-importing torch; ``subprocess``: a new interpreter
   boundary; the same boundaries read the running FLOP total of the counting run, so time and FLOPs are attributed
   to identical intervals. Stage times are medians over separate runs of the tokenizer alone (at least one, up to
   ``--repeats`` as the budget allows; their synchronisations would distort the end-to-end latency, which therefore
-  does not use them). Achieved GFLOP/s = stage FLOPs / stage time, and its fraction of the machine's fp32 matmul
-  peak, probed first in the same way (best GFLOP/s of square ``torch.mm`` at ``--probe_sizes``; same threads).
+  does not use them). Achieved GFLOP/s = stage FLOPs / stage time, and its fraction (``fraction_of_peak``) of the
+  machine's matmul peak in the dtype the stage ran in.
+
+Matmul peak (``matmul_peak``), probed first in a process of its own (same threads): the best GFLOP/s of a square
+``torch.mm`` (2n³ FLOPs; best of 3 after a warm-up) over ``--probe_sizes``, in fp32 and in bf16 whatever ``--dtype``
+is, so both peaks stand side by side (on CPUs with bf16 matrix units, Intel AMX or AMD avx512_bf16, the bf16 peak is
+many times the fp32 one).
+
+Output check (``--check_outputs``): bf16 against fp32 for the same weights, at the tiny scale and every measured
+scale, for TrajViT2 and ViT3D (those in ``--models``): one model is built in fp32 (seeded), a copy is cast to bf16
+(``.to(torch.bfloat16)``, what ``from_pretrained(..., dtype=torch.bfloat16)`` does to fp32 weights), and both embed
+the same float32 video (batch 1, ``--check_frames`` frames, standard-normal pixels). Reported per (scale, model,
+assignment): ``trajectory_id_agreement`` (TrajViT2: the fraction of (frame, pixel) positions of the 1/4 grid whose
+hard trajectory id, ``trajectory_ids``, is the same in both), the active trajectory counts, and, for the final
+embedding (``pooler_output``: the [CLS] after the final LayerNorm, e = fp32, e' = bf16 as float32, width D):
+``max_abs_diff_rel`` = max_i |e_i − e'_i| / rms(e) and ``mean_abs_diff_rel`` = mean_i |e_i − e'_i| / rms(e), with
+rms(e) = ‖e‖₂ / √D (differences relative to the embedding's norm, per element), ``relative_l2`` = ‖e − e'‖₂ / ‖e‖₂
+and ``cosine``. TrajViT2 is checked twice: with the benchmark's controlled assignment (``assignment="controlled"``,
+the N-region override that the timings use) and with the random-weight model's own argmax (``"free"``; pessimistic:
+random queries leave many near ties that bf16 rounding can flip, which a trained model's margins do not).
+
+Compilation (``--compile``): after each eager measurement, in a fresh process, the same model (same seed and
+weights, same controlled assignment, same input) is wrapped by ``torch.compile`` (inductor, default mode) as a whole
+(``TrajViT2VisionModel.forward``). If that raises, the tokenizer (``tokenizer.forward``) and the encoder
+(``TrajViT2VisionTransformer._encode``) are compiled separately (``compile.compiled``: which; ``whole_error``: why
+the whole did not). Inductor writes to a fresh, empty cache directory, so ``compile.first_call_s`` (the first call:
+tracing, compilation and one forward) is a cold compile. Then come stabilisation calls until one call compiles no
+frame (at most ``torch._dynamo.config.recompile_limit`` + 2; ``stabilise_calls``, ``stabilise_s``, ``stable``,
+``recompiled_frames``): a frame whose guards fail at every call is recompiled at each call until that limit and then
+runs eagerly, which is what a long-running user ends up with. ``compile.compile_s`` = ``first_call_s`` +
+``stabilise_s`` − (1 + ``stabilise_calls``) × the compiled steady-state latency. ``compile.latency_s`` is the median
+of ``--repeats`` compiled calls after ``--warmup`` more, under the same ``--max_seconds_per_measurement`` budget (the
+first and the stabilisation calls are not charged to it; ``frames_compiled_during_runs`` > 0 means the timed calls
+still compiled); ``compile.speedup`` = eager ``latency_s`` / compiled ``latency_s`` (> 1: compiled is faster).
+Graph breaks and graphs come from ``torch._dynamo``'s counters of that process after the first call
+(``graph_breaks``, ``graph_break_reasons``, ``graphs``; ``graphs_after_runs``); ``max_abs_diff_vs_eager``: the
+compiled ``pooler_output`` of the first call against one eager forward of the same model. A compilation that fails
+or outlives ``--compile_timeout`` (+ 2 × budget + ``--setup_timeout``) is recorded as ``compile.status = "error"``
+with its error string, listed in ``compile_errors``, and does not fail the run.
 
 Time budget: ``--max_seconds_per_measurement`` bounds the forward runs of one measurement (model building excluded).
 A measurement whose first (FLOP-counting) run already exceeds it is recorded as ``"status": "skipped"`` (its FLOPs and
 tokens are still reported); one that runs out part-way keeps the runs it has (``"partial"``). Later configurations of
-the same model and scale with at least as many frames and videos are then not started (``"skipped"``, with the
+the same model, scale and dtype with at least as many frames and videos are then not started (``"skipped"``, with the
 reason), and a child with no result after 2 × budget + ``--setup_timeout`` s is killed (``"skipped"``). Running out
 of memory (MemoryError, CUDA OOM, or the child killed by a signal — on Linux the OOM killer) is recorded the same way.
 Nothing is dropped silently: every skipped configuration is in ``measurements`` and listed in ``skipped``; real
@@ -67,6 +116,7 @@ errors are in ``errors`` and make the script exit with status 1 after writing th
     python benchmarks/bench_encoders.py --device cuda                     # on a GPU
     python benchmarks/bench_encoders.py --quick --output /tmp/quick.json  # quick: tiny scale, T ∈ {1, 8}, batch 1
     python benchmarks/bench_encoders.py --scales release --frames 8 16 --batch_sizes 1 --models trajvit2 vit3d
+    python benchmarks/bench_encoders.py --quick --dtype fp32 bf16 --check_outputs --compile --output /tmp/q.json
 
 The plot (``--plot``, default next to the JSON) needs matplotlib, which is not a dependency: without it the script
 says so and skips the plot.
@@ -90,6 +140,8 @@ import traceback
 MODELS = ("trajvit2", "vit3d", "tome")
 MODEL_LABELS = {"trajvit2": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe-ViT3D"}
 STAGES = ("backbone", "query_perceiver", "assignment", "soft_pool", "refinement")
+DTYPES = ("fp32", "bf16")
+TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 
 _TINY_BACKBONE = {"model_type": "convnext", "depths": [1, 1, 1, 1], "hidden_sizes": [8, 16, 24, 32]}
 SCALES = {
@@ -145,6 +197,14 @@ def parse_args(argv=None):
     parser.add_argument("--scales", nargs="+", choices=sorted(SCALES), help="default release vit-l; --quick: tiny")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=DTYPES,
+        default=["fp32"],
+        help="weight precision of both models, built as from_pretrained(..., dtype=...) builds them; the input stays "
+        "float32 as the processor returns it (default fp32; 'fp32 bf16' measures both, ratios within a dtype)",
+    )
     parser.add_argument("--repeats", type=int, help="timed runs per measurement (default 5; --quick: 2)")
     parser.add_argument("--warmup", type=int, help="plain warm-up runs after the FLOP-counting run (default 1)")
     parser.add_argument("--active_trajectories", type=int, default=24, help="active trajectories per chunk (N)")
@@ -166,7 +226,30 @@ def parse_args(argv=None):
         help="process per measurement (fork/subprocess) or in-process (none; CPU peaks then "
         "under-report: memory freed by earlier measurements is reused without raising RSS)",
     )
-    parser.add_argument("--probe_sizes", type=int, nargs="+", help="matrix sizes of the matmul peak probe")
+    parser.add_argument(
+        "--probe_sizes", type=int, nargs="+", help="matrix sizes of the fp32 and bf16 matmul peak probe"
+    )
+    parser.add_argument(
+        "--check_outputs",
+        action="store_true",
+        help="also compare bf16 with fp32 for the same random weights (tiny + measured scales, TrajViT2 and ViT3D): "
+        "trajectory-id agreement and embedding differences",
+    )
+    parser.add_argument(
+        "--check_frames", type=int, default=16, help="frames of the --check_outputs video (batch 1; default 16)"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile (inductor) of each measured model against eager: cold compile time, "
+        "steady-state latency, speed-up, graph breaks; a failed compile is recorded, not fatal",
+    )
+    parser.add_argument(
+        "--compile_timeout",
+        type=float,
+        default=1800.0,
+        help="extra seconds (besides 2 x budget + --setup_timeout) before a compiling process is killed (default 1800)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--allow_tf32", action="store_true", help="CUDA: allow TF32 (default: true fp32)")
     parser.add_argument("--seed", type=int, default=0)
@@ -197,7 +280,16 @@ def parse_args(argv=None):
         parser.error(f"--setup_timeout must be >= 0, got {args.setup_timeout}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    for scale in args.scales:
+    if len(set(args.dtype)) != len(args.dtype):
+        parser.error(f"--dtype lists a dtype twice: {' '.join(args.dtype)}")
+    if args.check_frames < 1:
+        parser.error(f"--check_frames must be >= 1, got {args.check_frames}")
+    if not args.compile_timeout > 0:
+        parser.error(f"--compile_timeout must be > 0, got {args.compile_timeout}")
+    if args.check_outputs and not {"trajvit2", "vit3d"} & set(args.models):
+        parser.error("--check_outputs compares TrajViT2 and ViT3D: --models must include trajvit2 or vit3d")
+    check_scales = ["tiny", *[scale for scale in args.scales if scale != "tiny"]] if args.check_outputs else []
+    for scale in dict.fromkeys([*args.scales, *check_scales]):
         grid = SCALES[scale]["image_size"] // 4
         from trajtok_hf import TrajTokConfig
 
@@ -426,9 +518,18 @@ class StageRecorder:
         self._tokenizer.__dict__.pop("_initial_queries", None)
 
 
-def build_vision_model(scale: str, model: str):
-    """A randomly initialised TrajViT2VisionModel of ``scale`` ("trajvit2": TrajTok tokens, else ViT3D), eval mode."""
-    from trajtok_hf import TrajViT2VisionConfig, TrajViT2VisionModel
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a ``--dtype`` name ("fp32" or "bf16")."""
+    return getattr(torch, TORCH_DTYPE_NAMES[name])
+
+
+def build_vision_model(scale: str, model: str, dtype: str = "fp32"):
+    """A randomly initialised TrajViT2VisionModel of ``scale`` ("trajvit2": TrajTok tokens, else ViT3D), eval mode,
+    built in ``dtype`` ("fp32" or "bf16") the way ``from_pretrained(..., dtype=...)`` builds it: through
+    ``AutoModel.from_config``, which creates the modules under that default dtype (nested sub-models follow it)."""
+    from transformers import AutoModel
+
+    from trajtok_hf import TrajViT2VisionConfig
 
     spec = SCALES[scale]
     kwargs = dict(spec["vision"], image_size=spec["image_size"])
@@ -436,15 +537,19 @@ def build_vision_model(scale: str, model: str):
         kwargs.update(vision_tokenizer="trajtok", trajtok_config=dict(spec["tokenizer"]))
     else:
         kwargs.update(vision_tokenizer="vit3d")
-    return TrajViT2VisionModel(TrajViT2VisionConfig(**kwargs)).eval()
+    return AutoModel.from_config(TrajViT2VisionConfig(**kwargs), dtype=torch_dtype(dtype)).eval()
 
 
 def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def measure(spec: dict) -> dict:
-    """One (scale, model, T, batch) measurement; returns a JSON-able record (see the module docstring)."""
+def _param_dtypes(module) -> list[str]:
+    return sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()})
+
+
+def _prepare_process(spec: dict) -> torch.device:
+    """Threads, device and TF32 flags of a measuring process."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -453,17 +558,27 @@ def measure(spec: dict) -> dict:
             raise RuntimeError("--device cuda but torch.cuda.is_available() is False")
         torch.backends.cuda.matmul.allow_tf32 = spec["allow_tf32"]
         torch.backends.cudnn.allow_tf32 = spec["allow_tf32"]
-    scale, name, frames, batch = spec["scale"], spec["model"], spec["frames"], spec["batch_size"]
-    budget = spec["max_seconds"]
-    size = SCALES[scale]["image_size"]
-    record: dict = {"status": "ok", "reason": None}
+    return device
 
+
+def _build_measured(spec: dict, device: torch.device):
+    """The model of one measurement as timed: built in ``spec["dtype"]``, the controlled assignment (TrajViT2) or the
+    merge schedule (ToMe) applied, and its float32 input video. Returns (model, override or None, video, record)."""
+    scale, name, frames, batch = spec["scale"], spec["model"], spec["frames"], spec["batch_size"]
+    size = SCALES[scale]["image_size"]
+    record: dict = {"status": "ok", "reason": None, "dtype": spec["dtype"]}
     torch.manual_seed(spec.get("seed", 0))
-    memory = MemoryTracker(device)
     # No parameter needs a gradient here; FlopCounterMode's module tracker also trips over parameters that require
     # grad under inference_mode.
-    model = build_vision_model(scale, name).to(device).requires_grad_(False)
+    model = build_vision_model(scale, name, spec["dtype"]).to(device).requires_grad_(False)
+    expected = TORCH_DTYPE_NAMES[spec["dtype"]]
+    record["param_dtypes"] = _param_dtypes(model)
+    if record["param_dtypes"] != [expected]:
+        raise RuntimeError(
+            f"--dtype {spec['dtype']}: expected every parameter in {expected}, got {record['param_dtypes']}"
+        )
     vision = model.vision_model
+    # float32, as the video processor returns it: the model's forward casts it to its own dtype.
     video = torch.randn(batch, frames, 3, size, size, device=device)
     record["params"] = _count(model)
     record["params_tokenizer"] = _count(vision.tokenizer)
@@ -471,7 +586,9 @@ def measure(spec: dict) -> dict:
     override = None
     if name == "trajvit2":
         override = ActiveTrajectoryOverride(vision.tokenizer, spec["active_trajectories"], size // 4)
-        override.ids(min(frames, vision.tokenizer.config.chunk_size), device)  # build before any timing
+        chunk = vision.tokenizer.config.chunk_size
+        for first in range(0, frames, chunk):  # every chunk length, built before any timing (or tracing)
+            override.ids(min(chunk, frames - first), device)
     if name == "tome":
         from trajtok_hf.baselines.token_merging import (
             apply_token_merging,
@@ -484,16 +601,47 @@ def measure(spec: dict) -> dict:
         layers = vision.config.num_hidden_layers
         target = float(spec["tome_target_mean_tokens"])
         schedule = tome_r_for_token_count(num_tokens, layers, target)
-        expected = tome_tokens_per_layer(num_tokens, schedule)
+        expected_tokens = tome_tokens_per_layer(num_tokens, schedule)
         apply_token_merging(model, schedule)
         record["tome"] = {
             "r_schedule": schedule,
             "input_tokens": num_tokens,
             "target_mean_tokens": target,
             "target_source": spec["tome_target_source"],
-            "expected_mean_tokens": sum(expected) / layers,
-            "target_reached": abs(sum(expected) / layers - target) < 1.0,
+            "expected_mean_tokens": sum(expected_tokens) / layers,
+            "target_reached": abs(sum(expected_tokens) / layers - target) < 1.0,
         }
+    return model, override, video, record
+
+
+def _timed_runs(
+    forward, device: torch.device, spec: dict, elapsed: float, estimate: float
+) -> tuple[list, float, float]:
+    """``--warmup`` untimed then ``--repeats`` timed calls of ``forward``, each started only while ``elapsed`` + the
+    last call's time (first: ``estimate``) fits in the budget. Returns (timed samples, elapsed, last call's time)."""
+    times: list[float] = []
+    last = estimate
+    for index in range(spec["warmup"] + spec["repeats"]):
+        if elapsed + last > spec["max_seconds"]:
+            break
+        start = time.perf_counter()
+        forward()
+        _sync(device)
+        last = time.perf_counter() - start
+        elapsed += last
+        if index >= spec["warmup"]:  # the first `warmup` runs are not timed
+            times.append(last)
+    return times, elapsed, last
+
+
+def measure(spec: dict) -> dict:
+    """One (scale, dtype, model, T, batch) measurement; returns a JSON-able record (see the module docstring)."""
+    device = _prepare_process(spec)
+    name, frames = spec["model"], spec["frames"]
+    budget = spec["max_seconds"]
+    memory = MemoryTracker(device)
+    model, override, video, record = _build_measured(spec, device)
+    vision = model.vision_model
     _sync(device)
     memory.mark_built()
 
@@ -515,6 +663,7 @@ def measure(spec: dict) -> dict:
             recorder.remove()
         record["gflops"] = counter.get_total_flops() / 1e9
         record["first_run_s"] = first_run
+        record["output_dtype"] = str(out.last_hidden_state.dtype).removeprefix("torch.")
         if name == "trajvit2":
             per_video = out.num_trajectories.tolist()
             chunks = math.ceil(frames / vision.tokenizer.config.chunk_size)
@@ -537,7 +686,7 @@ def measure(spec: dict) -> dict:
             record["tokens_per_clip"] = int(out.last_hidden_state.shape[1])
         del out
 
-        elapsed = first_run
+        elapsed, last = first_run, first_run
         times: list[float] = []
         if first_run > budget:
             record["status"] = "skipped"
@@ -547,17 +696,7 @@ def measure(spec: dict) -> dict:
             )
         else:
             # 2) plain warm-up runs, 3) timed runs, each only while the budget allows one more.
-            last = first_run
-            for index in range(spec["warmup"] + spec["repeats"]):
-                if elapsed + last > budget:
-                    break
-                start = time.perf_counter()
-                forward()
-                _sync(device)
-                last = time.perf_counter() - start
-                elapsed += last
-                if index >= spec["warmup"]:  # the first `warmup` runs are not timed
-                    times.append(last)
+            times, elapsed, last = _timed_runs(forward, device, spec, elapsed, first_run)
             if not times:
                 record["status"] = "skipped"
                 record["reason"] = (
@@ -610,30 +749,185 @@ def measure(spec: dict) -> dict:
     return record
 
 
-def matmul_peak(spec: dict) -> dict:
-    """Best fp32 GFLOP/s of square torch.mm over a few sizes (2n³ FLOPs per product; best of 3 after a warm-up)."""
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = spec["allow_tf32"]
-    rates = {}
-    for n in spec["sizes"]:
-        a = torch.randn(n, n, device=device)
-        b = torch.randn(n, n, device=device)
-        torch.mm(a, b)
-        _sync(device)
-        best = math.inf
-        for _ in range(3):
+def _brief(text, limit: int = 200) -> str:
+    """``text`` (an error or a message) on one line: its non-empty lines joined by " | ", cut at ``limit``."""
+    return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())[:limit]
+
+
+def compile_measure(spec: dict) -> dict:
+    """``torch.compile`` of one measurement's model (see the module docstring): cold compile time, steady-state
+    latency under the budget, graphs and graph breaks, and the compiled output against eager."""
+    import shutil
+    import tempfile
+
+    from torch._dynamo.utils import counters
+
+    device = _prepare_process(spec)
+    model, override, video, _ = _build_measured(spec, device)
+    vision = model.vision_model
+    cache = tempfile.mkdtemp(prefix="bench_encoders_inductor_")
+    previous_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # a cold compile: nothing cached from earlier runs
+    torch._dynamo.reset()
+    counters.clear()
+    result: dict = {"status": "ok", "error": None, "backend": "inductor"}
+    try:
+        with torch.inference_mode():
             start = time.perf_counter()
+            reference = model(video).pooler_output.float()
+            _sync(device)
+            result["eager_reference_s"] = time.perf_counter() - start
+            result["compiled"] = "vision tower (TrajViT2VisionModel.forward)"
+            start = time.perf_counter()
+            try:
+                call = torch.compile(model)
+                out = call(video)  # compilation happens here, at the first call
+            except Exception as error:
+                result["whole_error"] = f"{type(error).__name__}: {_brief(error, 2000)}"
+                torch._dynamo.reset()
+                counters.clear()
+                vision.tokenizer.compile()
+                vision._encode = torch.compile(vision._encode)  # instance attribute: shadows the method
+                call = model
+                result["compiled"] = "tokenizer (tokenizer.forward) and encoder (TrajViT2VisionTransformer._encode)"
+                start = time.perf_counter()
+                try:
+                    out = call(video)
+                except Exception as second:
+                    raise RuntimeError(
+                        f"whole vision tower: {result['whole_error']}; tokenizer and encoder separately: "
+                        f"{type(second).__name__}: {_brief(second, 2000)}"
+                    ) from second
+            _sync(device)
+            first_call = time.perf_counter() - start
+            result["max_abs_diff_vs_eager"] = (out.pooler_output.float() - reference).abs().max().item()
+            del out
+            result["first_call_s"] = first_call
+            frames_after_first = counters["frames"]["total"]
+            result["graphs"] = int(counters["stats"]["unique_graphs"])
+            breaks = counters["graph_break"]
+            result["graph_breaks"] = int(sum(breaks.values()))
+            reasons: dict[str, int] = {}
+            for reason, count in breaks.items():
+                key = _brief(reason.split("Explanation:")[0])
+                reasons[key] = reasons.get(key, 0) + int(count)
+            result["graph_break_reasons"] = dict(sorted(reasons.items(), key=lambda item: -item[1])[:10])
+            # Stabilisation: a frame whose guards fail on every call (e.g. a guard on an object created anew each
+            # call) is recompiled at each call until torch._dynamo.config.recompile_limit, then runs eagerly. Calls
+            # go on until one compiles no frame, so that the timed calls see what a long-running user sees.
+            limit = int(torch._dynamo.config.recompile_limit) + 2
+            stabilise_s, stabilise_calls, stable = 0.0, 0, False
+            while stabilise_calls < limit and not stable:
+                before = counters["frames"]["total"]
+                start = time.perf_counter()
+                call(video)
+                _sync(device)
+                stabilise_s += time.perf_counter() - start
+                stabilise_calls += 1
+                stable = counters["frames"]["total"] == before
+            result.update(stabilise_calls=stabilise_calls, stabilise_s=stabilise_s, stable=stable)
+            result["recompiled_frames"] = int(counters["frames"]["total"] - frames_after_first)
+            estimate = spec.get("eager_latency_s") or 0.0
+            frames_before_runs = counters["frames"]["total"]
+            times, elapsed, _ = _timed_runs(lambda: call(video), device, spec, 0.0, estimate)
+            result["frames_compiled_during_runs"] = int(counters["frames"]["total"] - frames_before_runs)
+            result["graphs_after_runs"] = int(counters["stats"]["unique_graphs"])
+    finally:
+        if override is not None:
+            override.remove()
+        torch._dynamo.reset()
+        if previous_cache is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous_cache
+        shutil.rmtree(cache, ignore_errors=True)
+    result["latency_s"] = statistics.median(times) if times else None
+    result["latency_min_s"] = min(times) if times else None
+    result["latency_samples_s"] = times
+    result["repeats_done"] = len(times)
+    result["elapsed_runs_s"] = elapsed
+    # Compilation = the first call and the stabilisation calls, less the steady-state forwards they include.
+    result["compile_s"] = first_call + stabilise_s - (1 + stabilise_calls) * result["latency_s"] if times else None
+    if not times:
+        result["status"] = "skipped"
+        result["error"] = (
+            f"skipped: no timed compiled call fit in --max_seconds_per_measurement={spec['max_seconds']:g} s"
+        )
+    return result
+
+
+def check_outputs(spec: dict) -> dict:
+    """bf16 against fp32 for the same weights and input (see the module docstring); one row per assignment."""
+    import copy
+
+    device = _prepare_process(spec)
+    scale, name, frames = spec["scale"], spec["model"], spec["frames"]
+    size = SCALES[scale]["image_size"]
+    torch.manual_seed(spec.get("seed", 0))
+    reference = build_vision_model(scale, name, "fp32").to(device).requires_grad_(False)
+    low = copy.deepcopy(reference).to(torch.bfloat16)
+    generator = torch.Generator().manual_seed(spec.get("seed", 0) + 1)
+    video = torch.randn(1, frames, 3, size, size, generator=generator).to(device)
+    rows = []
+    for assignment in ("controlled", "free") if name == "trajvit2" else (None,):
+        overrides = []
+        if assignment == "controlled":
+            overrides = [
+                ActiveTrajectoryOverride(m.vision_model.tokenizer, spec["active_trajectories"], size // 4)
+                for m in (reference, low)
+            ]
+        with torch.inference_mode():
+            out_fp32, out_bf16 = reference(video), low(video)
+        for override in overrides:
+            override.remove()
+        e, e_low = out_fp32.pooler_output.float(), out_bf16.pooler_output.float()
+        diff = (e - e_low).abs()
+        rms = e.norm(dim=-1, keepdim=True) / math.sqrt(e.shape[-1])
+        row = {
+            "scale": scale,
+            "model": name,
+            "frames": frames,
+            "batch_size": 1,
+            "assignment": assignment,
+            "output_dtypes": [str(o.pooler_output.dtype).removeprefix("torch.") for o in (out_fp32, out_bf16)],
+            "max_abs_diff": diff.max().item(),
+            "max_abs_diff_rel": (diff / rms).max().item(),
+            "mean_abs_diff_rel": (diff / rms).mean().item(),
+            "relative_l2": ((e - e_low).norm(dim=-1) / e.norm(dim=-1)).max().item(),
+            "cosine": torch.nn.functional.cosine_similarity(e, e_low, dim=-1).min().item(),
+        }
+        if name == "trajvit2":
+            row["trajectory_id_agreement"] = (out_fp32.trajectory_ids == out_bf16.trajectory_ids).float().mean().item()
+            row["active_trajectories_fp32"] = out_fp32.num_trajectories.tolist()
+            row["active_trajectories_bf16"] = out_bf16.num_trajectories.tolist()
+        rows.append(row)
+    return {"rows": rows}
+
+
+def matmul_peak(spec: dict) -> dict:
+    """Best GFLOP/s of square torch.mm over a few sizes, in every dtype of ``DTYPES`` (2n³ FLOPs per product; best of
+    3 after a warm-up)."""
+    device = _prepare_process(spec)
+    result: dict = {"sizes": list(spec["sizes"])}
+    for dtype in DTYPES:
+        rates = {}
+        for n in spec["sizes"]:
+            a = torch.randn(n, n, device=device, dtype=torch_dtype(dtype))
+            b = torch.randn(n, n, device=device, dtype=torch_dtype(dtype))
             torch.mm(a, b)
             _sync(device)
-            best = min(best, time.perf_counter() - start)
-        rates[str(n)] = 2 * n**3 / best / 1e9
-    return {"sizes": list(spec["sizes"]), "gflops_per_s": rates, "best_gflops_per_s": max(rates.values())}
+            best = math.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                torch.mm(a, b)
+                _sync(device)
+                best = min(best, time.perf_counter() - start)
+            rates[str(n)] = 2 * n**3 / best / 1e9
+        result[dtype] = {"gflops_per_s": rates, "best_gflops_per_s": max(rates.values())}
+    return result
 
 
-_TASKS = {"measure": measure, "matmul_peak": matmul_peak}
+_TASKS = {"measure": measure, "matmul_peak": matmul_peak, "compile": compile_measure, "check_outputs": check_outputs}
 
 
 # =====================================================================================================================
@@ -703,17 +997,18 @@ def _ratio(numerator, denominator):
 
 def compute_ratios(measurements: list[dict]) -> list[dict]:
     """TrajViT2 / ViT3D and TrajViT2 / ToMe for time (latency_s), tokens (tokens_per_clip) and memory
-    (peak_extra_mib), per (scale, batch, T); None where a value is missing (skipped)."""
-    index = {(m["scale"], m["model"], m["batch_size"], m["frames"]): m for m in measurements}
+    (peak_extra_mib), per (scale, dtype, batch, T): models are compared within a dtype only (a measurement without
+    ``dtype`` is fp32). None where a value is missing (skipped)."""
+    index = {(m["scale"], m.get("dtype", "fp32"), m["model"], m["batch_size"], m["frames"]): m for m in measurements}
     rows = []
-    keys = sorted({(m["scale"], m["batch_size"], m["frames"]) for m in measurements})
-    for scale, batch, frames in keys:
-        ours = index.get((scale, "trajvit2", batch, frames))
+    keys = {(m["scale"], m.get("dtype", "fp32"), m["batch_size"], m["frames"]) for m in measurements}
+    for scale, dtype, batch, frames in sorted(keys, key=lambda k: (k[0], DTYPES.index(k[1]), k[2], k[3])):
+        ours = index.get((scale, dtype, "trajvit2", batch, frames))
         if ours is None:
             continue
-        row = {"scale": scale, "batch_size": batch, "frames": frames}
+        row = {"scale": scale, "dtype": dtype, "batch_size": batch, "frames": frames}
         for other in ("vit3d", "tome"):
-            theirs = index.get((scale, other, batch, frames))
+            theirs = index.get((scale, dtype, other, batch, frames))
             if theirs is None:
                 continue
             row[f"trajvit2_over_{other}"] = {
@@ -725,12 +1020,39 @@ def compute_ratios(measurements: list[dict]) -> list[dict]:
     return rows
 
 
-def add_stage_efficiency(measurements: list[dict], peak_gflops_per_s: float | None) -> None:
+def compute_dtype_ratios(measurements: list[dict]) -> list[dict]:
+    """bf16 / fp32 of each (scale, model, batch, T) measured in both: time (latency_s), memory (peak_extra_mib) and,
+    with ``--compile``, compiled time (``compile.latency_s``); None where a value is missing."""
+    index = {(m["scale"], m.get("dtype", "fp32"), m["model"], m["batch_size"], m["frames"]): m for m in measurements}
+    rows = []
+    for scale, dtype, model, batch, frames in index:
+        if dtype != "bf16" or (scale, "fp32", model, batch, frames) not in index:
+            continue
+        low, full = index[(scale, "bf16", model, batch, frames)], index[(scale, "fp32", model, batch, frames)]
+        row = {
+            "scale": scale,
+            "model": model,
+            "batch_size": batch,
+            "frames": frames,
+            "time": _ratio(low.get("latency_s"), full.get("latency_s")),
+            "memory": _ratio(low.get("peak_extra_mib"), full.get("peak_extra_mib")),
+        }
+        if "compile" in low or "compile" in full:
+            row["compiled_time"] = _ratio(
+                (low.get("compile") or {}).get("latency_s"), (full.get("compile") or {}).get("latency_s")
+            )
+        rows.append(row)
+    return rows
+
+
+def add_stage_efficiency(measurements: list[dict], peaks_gflops_per_s: dict[str, float | None]) -> None:
+    """Achieved GFLOP/s of each TrajTok stage and its fraction of the matmul peak of the measurement's dtype."""
     for m in measurements:
+        peak = peaks_gflops_per_s.get(m.get("dtype", "fp32"))
         for stage in (m.get("tokenizer_stages") or {}).values():
             rate = stage["gflops"] / stage["time_s"] if stage["time_s"] > 0 else None
             stage["gflops_per_s"] = rate
-            stage["fraction_of_peak"] = _ratio(rate, peak_gflops_per_s)
+            stage["fraction_of_peak"] = _ratio(rate, peak)
 
 
 def _out_of_memory(result: dict) -> bool:
@@ -748,10 +1070,60 @@ def _covered_by_failure(failures: list[tuple[int, int, str]], frames: int, batch
     for failed_frames, failed_batch, why in failures:
         if failed_frames <= frames and failed_batch <= batch:
             return (
-                f"skipped: not started, T={failed_frames} batch={failed_batch} of the same model and scale already "
-                f"hit a limit ({why}) and this one has at least as many frames and videos"
+                f"skipped: not started, T={failed_frames} batch={failed_batch} of the same model, scale and dtype "
+                f"already hit a limit ({why}) and this one has at least as many frames and videos"
             )
     return None
+
+
+def _compile(record: dict, spec: dict, args, timeout: float) -> dict:
+    """The ``compile`` entry of an eager measurement: the compiled run's result, or why there is none."""
+    if record["status"] not in ("ok", "partial"):
+        return {"status": "skipped", "error": f"skipped: the eager measurement has no latency ({record['status']})"}
+    result = run_task("compile", {**spec, "eager_latency_s": record["latency_s"]}, args.isolation, timeout)
+    if not result["ok"]:
+        killed = " (2 × budget + --setup_timeout + --compile_timeout)" if result.get("killed") else ""
+        return {"status": "error", "error": f"{result['error']}{killed}", "traceback": result.get("traceback")}
+    value = result["value"]
+    value["speedup"] = _ratio(record["latency_s"], value["latency_s"])
+    value["latency_ratio_compiled_over_eager"] = _ratio(value["latency_s"], record["latency_s"])
+    return value
+
+
+def run_output_checks(args, base_spec: dict, timeout: float) -> list[dict]:
+    """``--check_outputs``: bf16 vs fp32 rows for the tiny scale and every measured scale (see the module docstring)."""
+    rows = []
+    for scale in dict.fromkeys(["tiny", *args.scales]):
+        for name in ("trajvit2", "vit3d"):
+            if name not in args.models:
+                continue
+            spec = {
+                **base_spec,
+                "scale": scale,
+                "model": name,
+                "frames": args.check_frames,
+                "active_trajectories": args.active_trajectories,
+                "seed": args.seed,
+            }
+            result = run_task("check_outputs", spec, args.isolation, timeout)
+            if result["ok"]:
+                new = result["value"]["rows"]
+            else:
+                new = [
+                    {
+                        "scale": scale,
+                        "model": name,
+                        "frames": args.check_frames,
+                        "batch_size": 1,
+                        "status": "error",
+                        "error": result["error"],
+                    }
+                ]
+            for row in new:
+                row.setdefault("status", "ok")
+                _print_check(row)
+            rows += new
+    return rows
 
 
 def run_grid(args) -> dict:
@@ -764,67 +1136,79 @@ def run_grid(args) -> dict:
     if not probe["ok"]:
         raise RuntimeError(f"matmul peak probe failed: {probe['error']}")
     peak = probe["value"]
-    print(f"fp32 matmul peak: {peak['best_gflops_per_s']:.1f} GFLOP/s (sizes {probe_sizes})", flush=True)
+    peaks = {dtype: peak[dtype]["best_gflops_per_s"] for dtype in DTYPES}
+    print(
+        "matmul peak: "
+        + ", ".join(f"{dtype} {peaks[dtype]:.1f} GFLOP/s" for dtype in DTYPES)
+        + f" (sizes {probe_sizes})",
+        flush=True,
+    )
+    output_checks = run_output_checks(args, base_spec, hard_timeout) if args.check_outputs else None
 
     measurements, failures = [], {}
     for scale in args.scales:
-        for batch in args.batch_sizes:
-            for frames in args.frames:
-                trajvit2_tokens = None
-                for name in args.models:
-                    record = {"scale": scale, "model": name, "frames": frames, "batch_size": batch}
-                    spec = {
-                        **base_spec,
-                        **record,
-                        "repeats": args.repeats,
-                        "warmup": args.warmup,
-                        "max_seconds": args.max_seconds_per_measurement,
-                        "active_trajectories": args.active_trajectories,
-                        "seed": args.seed,
-                    }
-                    if name == "tome":
-                        if trajvit2_tokens is not None:
-                            spec["tome_target_mean_tokens"] = float(trajvit2_tokens)
-                            spec["tome_target_source"] = "measured TrajViT2 encoder length (1 + active tokens)"
-                        else:
-                            from trajtok_hf import TrajTokConfig
+        for dtype in args.dtype:
+            for batch in args.batch_sizes:
+                for frames in args.frames:
+                    trajvit2_tokens = None
+                    for name in args.models:
+                        record = {"scale": scale, "dtype": dtype, "model": name, "frames": frames, "batch_size": batch}
+                        spec = {
+                            **base_spec,
+                            **record,
+                            "repeats": args.repeats,
+                            "warmup": args.warmup,
+                            "max_seconds": args.max_seconds_per_measurement,
+                            "active_trajectories": args.active_trajectories,
+                            "seed": args.seed,
+                        }
+                        if name == "tome":
+                            if trajvit2_tokens is not None:
+                                spec["tome_target_mean_tokens"] = float(trajvit2_tokens)
+                                spec["tome_target_source"] = "measured TrajViT2 encoder length (1 + active tokens)"
+                            else:
+                                from trajtok_hf import TrajTokConfig
 
-                            chunk = TrajTokConfig(**SCALES[scale]["tokenizer"]).chunk_size
-                            spec["tome_target_mean_tokens"] = float(
-                                1 + math.ceil(frames / chunk) * args.active_trajectories
-                            )
-                            spec["tome_target_source"] = "1 + ceil(T / chunk_size) * active_trajectories"
-                    reason = _covered_by_failure(failures.get((scale, name), []), frames, batch)
-                    if reason is not None:
-                        record.update(status="skipped", reason=reason)
-                    else:
-                        result = run_task("measure", spec, args.isolation, hard_timeout)
-                        if result["ok"]:
-                            record.update(result["value"])
-                        elif result.get("killed"):
-                            record.update(
-                                status="skipped",
-                                reason=f"skipped: {result['error']} (2 × budget + --setup_timeout)",
-                            )
-                        elif _out_of_memory(result):
-                            record.update(status="skipped", reason=f"skipped: out of memory ({result['error']})")
+                                chunk = TrajTokConfig(**SCALES[scale]["tokenizer"]).chunk_size
+                                spec["tome_target_mean_tokens"] = float(
+                                    1 + math.ceil(frames / chunk) * args.active_trajectories
+                                )
+                                spec["tome_target_source"] = "1 + ceil(T / chunk_size) * active_trajectories"
+                        reason = _covered_by_failure(failures.get((scale, dtype, name), []), frames, batch)
+                        if reason is not None:
+                            record.update(status="skipped", reason=reason)
                         else:
-                            record.update(status="error", reason=result["error"], traceback=result.get("traceback"))
-                    if record["status"] in ("skipped", "partial") and "not started" not in record["reason"]:
-                        why = record["reason"].removeprefix("skipped: ").removeprefix("partial: ")
-                        failures.setdefault((scale, name), []).append((frames, batch, why[:120]))
-                    if name == "trajvit2" and record.get("tokens_per_clip") is not None:
-                        trajvit2_tokens = record["tokens_per_clip"]
-                    measurements.append(record)
-                    _print_measurement(record)
+                            result = run_task("measure", spec, args.isolation, hard_timeout)
+                            if result["ok"]:
+                                record.update(result["value"])
+                            elif result.get("killed"):
+                                record.update(
+                                    status="skipped",
+                                    reason=f"skipped: {result['error']} (2 × budget + --setup_timeout)",
+                                )
+                            elif _out_of_memory(result):
+                                record.update(status="skipped", reason=f"skipped: out of memory ({result['error']})")
+                            else:
+                                record.update(status="error", reason=result["error"], traceback=result.get("traceback"))
+                        if record["status"] in ("skipped", "partial") and "not started" not in record["reason"]:
+                            why = record["reason"].removeprefix("skipped: ").removeprefix("partial: ")
+                            failures.setdefault((scale, dtype, name), []).append((frames, batch, why[:120]))
+                        if name == "trajvit2" and record.get("tokens_per_clip") is not None:
+                            trajvit2_tokens = record["tokens_per_clip"]
+                        _print_measurement(record)
+                        if args.compile:
+                            record["compile"] = _compile(record, spec, args, hard_timeout + args.compile_timeout)
+                            _print_compile(record)
+                        measurements.append(record)
 
-    add_stage_efficiency(measurements, peak["best_gflops_per_s"])
+    add_stage_efficiency(measurements, peaks)
     memory_methods = sorted({m["memory_method"] for m in measurements if m.get("memory_method")})
-    return {
+    result = {
         "benchmark": "bench_encoders",
         "settings": {
             "device": device_kind,
-            "dtype": "float32",
+            "dtypes": args.dtype,
+            "input_dtype": "float32 (cast to the model's dtype by its forward)",
             "allow_tf32": args.allow_tf32,
             "frames": args.frames,
             "batch_sizes": args.batch_sizes,
@@ -838,6 +1222,10 @@ def run_grid(args) -> dict:
             "threads": args.threads or torch.get_num_threads(),
             "quick": args.quick,
             "seed": args.seed,
+            "compile": args.compile,
+            "compile_timeout": args.compile_timeout,
+            "check_outputs": args.check_outputs,
+            "check_frames": args.check_frames,
             "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
@@ -873,29 +1261,73 @@ def run_grid(args) -> dict:
         "matmul_peak": peak,
         "measurements": measurements,
         "ratios": compute_ratios(measurements),
+        "bf16_over_fp32": compute_dtype_ratios(measurements),
         "skipped": [
-            {k: m[k] for k in ("scale", "model", "frames", "batch_size", "status", "reason")}
+            {k: m[k] for k in ("scale", "dtype", "model", "frames", "batch_size", "status", "reason")}
             for m in measurements
             if m["status"] in ("skipped", "partial")
         ],
         "errors": [
-            {k: m[k] for k in ("scale", "model", "frames", "batch_size", "reason")}
+            {k: m[k] for k in ("scale", "dtype", "model", "frames", "batch_size", "reason")}
             for m in measurements
             if m["status"] == "error"
         ],
     }
+    if args.check_outputs:
+        result["output_check"] = output_checks
+    if args.compile:
+        result["compile_errors"] = [
+            {k: m[k] for k in ("scale", "dtype", "model", "frames", "batch_size")} | {"error": m["compile"]["error"]}
+            for m in measurements
+            if m["compile"]["status"] == "error"
+        ]
+    return result
 
 
 def _fmt(value, spec: str, width: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
 
+def _where(m: dict) -> str:
+    return (
+        f"{m['scale']:<8} {m.get('dtype', 'fp32'):<4} {MODEL_LABELS[m['model']]:<11} B={m['batch_size']:<2} "
+        f"T={m['frames']:<3}"
+    )
+
+
 def _print_measurement(m: dict) -> None:
     mark = "" if m["status"] == "ok" else f"  [{m['reason']}]"
     print(
-        f"{m['scale']:<8} {MODEL_LABELS[m['model']]:<11} B={m['batch_size']:<2} T={m['frames']:<3} "
-        f"latency {_fmt(m.get('latency_s'), '.4f', 9)} s  tokens {_fmt(m.get('tokens_per_clip'), '.1f', 7)}  "
-        f"GFLOPs {_fmt(m.get('gflops'), '.2f', 9)}  mem {_fmt(m.get('peak_extra_mib'), '.0f', 6)} MiB{mark}",
+        f"{_where(m)} latency {_fmt(m.get('latency_s'), '.4f', 9)} s  "
+        f"tokens {_fmt(m.get('tokens_per_clip'), '.1f', 7)}  GFLOPs {_fmt(m.get('gflops'), '.2f', 9)}  "
+        f"mem {_fmt(m.get('peak_extra_mib'), '.0f', 6)} MiB{mark}",
+        flush=True,
+    )
+
+
+def _print_compile(m: dict) -> None:
+    c = m["compile"]
+    if c["status"] == "error" or c.get("latency_s") is None:
+        print(f"{_where(m)} compiled: {_brief(c['error'], 160)}", flush=True)
+        return
+    print(
+        f"{_where(m)} compiled {_fmt(c['latency_s'], '.4f', 9)} s  speed-up {_fmt(c.get('speedup'), '.2f', 5)}×  "
+        f"compile {c['compile_s']:.1f} s  graphs {c['graphs']} breaks {c['graph_breaks']}  "
+        f"recompiled frames {c['recompiled_frames']}{'' if c['stable'] else ' (still recompiling)'}"
+        + ("" if c["compiled"].startswith("vision tower") else "  (tokenizer + encoder separately)"),
+        flush=True,
+    )
+
+
+def _print_check(row: dict) -> None:
+    where = f"check bf16 vs fp32: {row['scale']:<8} {MODEL_LABELS[row['model']]:<9} T={row['frames']:<3}"
+    if row["status"] != "ok":
+        print(f"{where} error: {_brief(row['error'], 160)}", flush=True)
+        return
+    agreement = row.get("trajectory_id_agreement")
+    print(
+        f"{where} {row['assignment'] or '':<10} ids agree {_fmt(agreement, '.4f', 6)}  max|Δ|/rms "
+        f"{row['max_abs_diff_rel']:.3g}  mean|Δ|/rms {row['mean_abs_diff_rel']:.3g}  cos {row['cosine']:.5f}",
         flush=True,
     )
 
@@ -903,11 +1335,11 @@ def _print_measurement(m: dict) -> None:
 def print_report(result: dict) -> None:
     print()
     print(
-        "Ratios TrajViT2 / ViT3D and TrajViT2 / ToMe-ViT3D (time = latency, tokens = encoder tokens per clip, "
-        "memory = peak above the pre-build baseline)"
+        "Ratios TrajViT2 / ViT3D and TrajViT2 / ToMe-ViT3D within a dtype (time = latency, tokens = encoder tokens "
+        "per clip, memory = peak above the pre-build baseline)"
     )
     header = (
-        f"{'scale':<8} {'B':>2} {'T':>3} | {'time/V':>7} {'tok/V':>7} {'mem/V':>7} | "
+        f"{'scale':<8} {'dtype':<5} {'B':>2} {'T':>3} | {'time/V':>7} {'tok/V':>7} {'mem/V':>7} | "
         f"{'time/ToMe':>9} {'tok/ToMe':>8} {'mem/ToMe':>8}"
     )
     print(header)
@@ -916,13 +1348,28 @@ def print_report(result: dict) -> None:
         v = row.get("trajvit2_over_vit3d", {})
         t = row.get("trajvit2_over_tome", {})
         print(
-            f"{row['scale']:<8} {row['batch_size']:>2} {row['frames']:>3} | {_fmt(v.get('time'), '.3f', 7)} "
-            f"{_fmt(v.get('tokens'), '.3f', 7)} {_fmt(v.get('memory'), '.3f', 7)} | {_fmt(t.get('time'), '.3f', 9)} "
-            f"{_fmt(t.get('tokens'), '.3f', 8)} {_fmt(t.get('memory'), '.3f', 8)}"
+            f"{row['scale']:<8} {row['dtype']:<5} {row['batch_size']:>2} {row['frames']:>3} | "
+            f"{_fmt(v.get('time'), '.3f', 7)} {_fmt(v.get('tokens'), '.3f', 7)} {_fmt(v.get('memory'), '.3f', 7)} | "
+            f"{_fmt(t.get('time'), '.3f', 9)} {_fmt(t.get('tokens'), '.3f', 8)} {_fmt(t.get('memory'), '.3f', 8)}"
         )
-    peak = result["matmul_peak"]["best_gflops_per_s"]
+    if result["bf16_over_fp32"]:
+        print()
+        print("bf16 / fp32 per model (time = latency, memory = peak above the pre-build baseline)")
+        for row in result["bf16_over_fp32"]:
+            compiled = f"  compiled time {_fmt(row['compiled_time'], '.3f', 6)}" if "compiled_time" in row else ""
+            print(
+                f"{row['scale']:<8} {MODEL_LABELS[row['model']]:<11} B={row['batch_size']:<2} T={row['frames']:<3} "
+                f"time {_fmt(row['time'], '.3f', 6)}  memory {_fmt(row['memory'], '.3f', 6)}{compiled}"
+            )
+    peak = result["matmul_peak"]
+    peaks = {dtype: peak[dtype]["best_gflops_per_s"] for dtype in DTYPES}
     print()
-    print(f"TrajTok by stage (time ms / GFLOPs / GFLOP/s / % of the {peak:.0f} GFLOP/s fp32 matmul peak)")
+    print(
+        "Matmul peak (best square torch.mm, GFLOP/s): "
+        + "  ".join(f"{dtype} {peaks[dtype]:.0f}" for dtype in DTYPES)
+        + f"  (bf16/fp32 {peaks['bf16'] / peaks['fp32']:.1f}×)"
+    )
+    print("TrajTok by stage (time ms / GFLOPs / GFLOP/s / % of the matmul peak of the row's dtype)")
     for m in result["measurements"]:
         stages = m.get("tokenizer_stages")
         if not stages:
@@ -936,11 +1383,34 @@ def print_report(result: dict) -> None:
                 f"{stage} {s['time_s'] * 1e3:.3g}/{s['gflops']:.3g}/"
                 f"{'-' if rate is None else f'{rate:.0f}'}/{'-' if frac is None else f'{100 * frac:.0f}%'}"
             )
-        print(f"{m['scale']:<8} B={m['batch_size']:<2} T={m['frames']:<3} " + "  ".join(parts))
+        print(f"{m['scale']:<8} {m['dtype']:<4} B={m['batch_size']:<2} T={m['frames']:<3} " + "  ".join(parts))
+    if any("compile" in m for m in result["measurements"]):
+        print()
+        print(
+            "torch.compile (inductor) vs eager: latency s, speed-up = eager / compiled, cold compile s, "
+            "graphs/breaks/frames recompiled after the first call"
+        )
+        for m in result["measurements"]:
+            c = m["compile"]
+            if c.get("latency_s") is None:
+                print(f"{_where(m)} {_brief(c.get('error') or c['status'], 100)}")
+                continue
+            print(
+                f"{_where(m)} eager {_fmt(m['latency_s'], '.4f', 9)}  compiled {_fmt(c['latency_s'], '.4f', 9)}  "
+                f"speed-up {_fmt(c['speedup'], '.2f', 5)}×  compile {c['compile_s']:.1f}  "
+                f"{c['graphs']}/{c['graph_breaks']}/{c['recompiled_frames']}"
+            )
+    for row in result.get("output_check") or []:
+        if row is result["output_check"][0]:
+            print()
+            print(
+                "bf16 vs fp32, same weights and input: trajectory-id agreement, |Δ| of pooler_output / its rms, cosine"
+            )
+        _print_check(row)
     for m in result["measurements"]:
         tome = m.get("tome")
         if tome and not tome["target_reached"]:
-            where = f"note: ToMe at {m['scale']} T={m['frames']} B={m['batch_size']}: target mean"
+            where = f"note: ToMe at {m['scale']} {m['dtype']} T={m['frames']} B={m['batch_size']}: target mean"
             if tome["target_mean_tokens"] >= tome["input_tokens"]:
                 print(f"{where} {tome['target_mean_tokens']:.0f} tokens ≥ ViT3D's {tome['input_tokens']}: no merging")
             else:
@@ -950,10 +1420,12 @@ def print_report(result: dict) -> None:
                 )
     if result["skipped"]:
         print(f"{len(result['skipped'])} measurement(s) skipped or partial: see 'skipped' in the JSON")
+    if result.get("compile_errors"):
+        print(f"{len(result['compile_errors'])} compilation(s) failed: see 'compile_errors' in the JSON")
 
 
 def plot(result: dict, path: str) -> bool:
-    """Latency and tokens vs T (log scales), one line per model/scale/batch. False when matplotlib is missing."""
+    """Latency and tokens vs T (log scales), one line per model/scale/batch/dtype. False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -965,19 +1437,22 @@ def plot(result: dict, path: str) -> bool:
     figure, (ax_time, ax_tokens) = plt.subplots(1, 2, figsize=(13, 5))
     series: dict[tuple, list] = {}
     for m in result["measurements"]:
-        series.setdefault((m["model"], m["scale"], m["batch_size"]), []).append(m)
-    # Colour = model, line style = scale, marker = batch size: lines of one model stay recognisable.
+        series.setdefault((m["model"], m["scale"], m["batch_size"], m.get("dtype", "fp32")), []).append(m)
+    # Colour = model, line style = scale, marker = batch size, hollow markers = bf16: lines of one model stay
+    # recognisable.
     colours = {"trajvit2": "tab:orange", "vit3d": "tab:blue", "tome": "tab:green"}
-    scales = sorted({scale for _, scale, _ in series})
-    batches = sorted({batch for _, _, batch in series})
+    scales = sorted({key[1] for key in series})
+    batches = sorted({key[2] for key in series})
     all_frames = sorted({m["frames"] for m in result["measurements"]})
-    for (model, scale, batch), rows in sorted(series.items()):
+    for (model, scale, batch, dtype), rows in sorted(series.items()):
         rows = sorted(rows, key=lambda m: m["frames"])
         style = dict(
             color=colours[model],
             linestyle=("-", "--", ":", "-.")[scales.index(scale) % 4],
             marker=("o", "s", "^", "D")[batches.index(batch) % 4],
-            label=f"{MODEL_LABELS[model]} {scale} B={batch}",
+            markerfacecolor="none" if dtype == "bf16" else colours[model],
+            alpha=0.7 if dtype == "bf16" else 1.0,
+            label=f"{MODEL_LABELS[model]} {scale} B={batch} {dtype}",
         )
         frames = [m["frames"] for m in rows]
         # Skipped points are NaN: the line breaks there instead of pretending a value.
@@ -997,8 +1472,9 @@ def plot(result: dict, path: str) -> bool:
     ax_time.legend(fontsize=7)
     settings = result["settings"]
     figure.suptitle(
-        f"TrajViT2 vs ViT3D vs ToMe-ViT3D ({settings['device']}, fp32, threads={settings['threads']}, "
-        f"{result['active_trajectories']['requested_per_chunk']} active trajectories per chunk)"
+        f"TrajViT2 vs ViT3D vs ToMe-ViT3D ({settings['device']}, {'+'.join(settings['dtypes'])}, "
+        f"threads={settings['threads']}, {result['active_trajectories']['requested_per_chunk']} active trajectories "
+        "per chunk)"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -13,6 +13,9 @@ marked with ``†`` (a peer missing from both files still shows "—").
 
     python benchmarks/compare_encoders.py --shared_peers benchmarks/results/streaming/before.json \
         benchmarks/results/streaming/after.json
+
+``--dtype``: a file may hold fp32 and bf16 measurements (``bench_encoders.py --dtype fp32 bf16``); only those of
+the given dtype are compared (default fp32; a measurement without a ``dtype`` field is fp32).
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ def parse_args(argv=None):
         action="store_true",
         help="use the other file's ViT3D / ToMe latency where one file has none (marked †)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="compare the measurements of this dtype (default fp32; files without dtypes are fp32)",
+    )
     return parser.parse_args(argv)
 
 
-def _load(path: str) -> dict:
+def _load(path: str, dtype: str = "fp32") -> dict:
     try:
         with open(path) as f:
             result = json.load(f)
@@ -43,7 +52,11 @@ def _load(path: str) -> dict:
         raise SystemExit(f"error: cannot read {path}: {error}") from error
     if not isinstance(result, dict) or not isinstance(result.get("measurements"), list):
         raise SystemExit(f"error: {path} is not a bench_encoders.py result (no 'measurements' list)")
-    return {(m["scale"], m["batch_size"], m["frames"], m["model"]): m for m in result["measurements"]}
+    return {
+        (m["scale"], m["batch_size"], m["frames"], m["model"]): m
+        for m in result["measurements"]
+        if m.get("dtype", "fp32") == dtype
+    }
 
 
 def _latency(rows: dict, key: tuple) -> float | None:
@@ -64,7 +77,9 @@ def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
     ``shared_peers``: a peer latency missing from one file is taken from the other (marked †)."""
     cases = sorted({k[:3] for k in before if k[3] == "trajvit2"} & {k[:3] for k in after if k[3] == "trajvit2"})
     if not cases:
-        raise SystemExit("error: the two files share no TrajViT2 measurement (scale, batch size, frames)")
+        raise SystemExit(
+            "error: the two files share no TrajViT2 measurement (scale, batch size, frames) of the compared --dtype"
+        )
     lines = [
         "| scale | batch | T | TrajViT2 s before → after | speed-up | TrajViT2/ViT3D before → after "
         "| TrajViT2/ToMe before → after |",
@@ -102,7 +117,7 @@ def compare(before: dict, after: dict, shared_peers: bool = False) -> str:
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    table = compare(_load(args.before), _load(args.after), shared_peers=args.shared_peers)
+    table = compare(_load(args.before, args.dtype), _load(args.after, args.dtype), shared_peers=args.shared_peers)
     print(table)
     return table
 

@@ -1,4 +1,5 @@
-"""benchmarks/bench_encoders.py: the --quick grid, its JSON, the budget skips and the active-trajectory control."""
+"""benchmarks/bench_encoders.py: the --quick grid in fp32 and bf16, its JSON, the bf16-vs-fp32 output check,
+torch.compile timing, the budget skips and the active-trajectory control."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ def bench():
 
 @pytest.fixture(scope="module")
 def quick(bench, tmp_path_factory):
-    """One --quick run (tiny scale, T ∈ {1, 8}, batch 1, each measurement in a forked process)."""
+    """One --quick run in fp32 and bf16 with the output check (tiny scale, T ∈ {1, 8}, batch 1, each measurement in a
+    forked process)."""
     out = tmp_path_factory.mktemp("quick") / "encoders.json"
-    result = bench.main(["--quick", "--threads", "1", "--output", str(out)])
+    result = bench.main(
+        ["--quick", "--threads", "1", "--dtype", "fp32", "bf16", "--check_outputs", "--output", str(out)]
+    )
     with open(out) as f:
         assert json.load(f) == json.loads(json.dumps(result))  # what is printed is what is written
     return result, out
@@ -42,14 +46,25 @@ def test_quick_json_has_every_measurement_and_field(quick, bench):
         "errors",
         "active_trajectories",
         "scales",
+        "bf16_over_fp32",
+        "output_check",
     }
     assert result["settings"]["quick"] and result["settings"]["isolation"] == "fork"
+    assert result["settings"]["dtypes"] == ["fp32", "bf16"] and "compile_errors" not in result
     assert result["errors"] == [] and result["skipped"] == []
-    assert result["matmul_peak"]["best_gflops_per_s"] == max(result["matmul_peak"]["gflops_per_s"].values()) > 0
-    grid = {(m["model"], m["frames"], m["batch_size"]) for m in result["measurements"]}
-    assert grid == {(model, t, 1) for model in bench.MODELS for t in (1, 8)}
+    for dtype in ("fp32", "bf16"):  # both peaks, whatever --dtype
+        peak = result["matmul_peak"][dtype]
+        assert set(peak["gflops_per_s"]) == {"128", "256"}
+        assert peak["best_gflops_per_s"] == max(peak["gflops_per_s"].values()) > 0
+    grid = {(m["dtype"], m["model"], m["frames"], m["batch_size"]) for m in result["measurements"]}
+    assert grid == {(dtype, model, t, 1) for dtype in ("fp32", "bf16") for model in bench.MODELS for t in (1, 8)}
+    assert len(result["measurements"]) == len(grid)
     for m in result["measurements"]:
         assert m["status"] == "ok" and m["reason"] is None
+        # Built in the measured dtype (every parameter), fed the float32 video, which the model casts.
+        torch_name = {"fp32": "float32", "bf16": "bfloat16"}[m["dtype"]]
+        assert m["param_dtypes"] == [torch_name] and m["output_dtype"] == torch_name
+        assert "compile" not in m
         assert m["repeats_done"] == 2 and len(m["latency_samples_s"]) == 2
         assert m["latency_s"] == pytest.approx(sum(m["latency_samples_s"]) / 2)  # the median of two runs
         assert m["gflops"] > 0 and m["tokens_per_clip"] > 0
@@ -63,11 +78,13 @@ def test_quick_json_has_every_measurement_and_field(quick, bench):
         assert not os.path.exists(os.path.splitext(out)[0] + ".png")
 
 
-def test_quick_token_counts_follow_the_controlled_active_trajectories(quick):
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_quick_token_counts_follow_the_controlled_active_trajectories(quick, dtype):
     result, _ = quick
-    rows = {(m["model"], m["frames"]): m for m in result["measurements"]}
+    rows = {(m["model"], m["frames"]): m for m in result["measurements"] if m["dtype"] == dtype}
     for frames in (1, 8):
         ours = rows[("trajvit2", frames)]
+        assert ours["active_trajectories_per_video"] == [24]  # bf16 rounding does not break the control
         # Tiny tokenizer: chunk 16, so one chunk; 24 active trajectories → [CLS] + 24 tokens.
         assert ours["active_trajectories_per_chunk"] == 24 == result["active_trajectories"]["requested_per_chunk"]
         assert ours["tokens_per_clip"] == 25
@@ -80,24 +97,60 @@ def test_quick_token_counts_follow_the_controlled_active_trajectories(quick):
         assert tome["tokens_per_layer"][0] == vit3d["tokens_per_clip"]
 
 
-def test_quick_ratios_are_computed_from_the_measured_values(quick):
+def test_quick_ratios_are_computed_within_a_dtype(quick):
     result, _ = quick
-    rows = {(m["model"], m["frames"]): m for m in result["measurements"]}
-    assert len(result["ratios"]) == 2
+    rows = {(m["dtype"], m["model"], m["frames"]): m for m in result["measurements"]}
+    assert [(row["dtype"], row["frames"]) for row in result["ratios"]] == [
+        ("fp32", 1),
+        ("fp32", 8),
+        ("bf16", 1),
+        ("bf16", 8),
+    ]
     for row in result["ratios"]:
-        ours = rows[("trajvit2", row["frames"])]
+        ours = rows[(row["dtype"], "trajvit2", row["frames"])]
         for other in ("vit3d", "tome"):
-            theirs = rows[(other, row["frames"])]
+            theirs = rows[(row["dtype"], other, row["frames"])]
             ratio = row[f"trajvit2_over_{other}"]
             assert ratio["time"] == pytest.approx(ours["latency_s"] / theirs["latency_s"])
             assert ratio["tokens"] == pytest.approx(ours["tokens_per_clip"] / theirs["tokens_per_clip"])
             assert ratio["memory"] == pytest.approx(ours["peak_extra_mib"] / theirs["peak_extra_mib"])
 
 
+def test_quick_bf16_over_fp32_compares_each_model_across_dtypes(quick, bench):
+    result, _ = quick
+    rows = {(m["dtype"], m["model"], m["frames"]): m for m in result["measurements"]}
+    assert len(result["bf16_over_fp32"]) == 6  # 3 models × 2 frame counts
+    for row in result["bf16_over_fp32"]:
+        low, full = rows[("bf16", row["model"], row["frames"])], rows[("fp32", row["model"], row["frames"])]
+        assert row["time"] == pytest.approx(low["latency_s"] / full["latency_s"])
+        assert row["memory"] == pytest.approx(low["peak_extra_mib"] / full["peak_extra_mib"])
+        assert "compiled_time" not in row
+
+
+def test_quick_output_check_compares_bf16_with_fp32(quick):
+    result, _ = quick
+    rows = {(row["model"], row["assignment"]): row for row in result["output_check"]}
+    assert set(rows) == {("trajvit2", "controlled"), ("trajvit2", "free"), ("vit3d", None)}
+    for row in rows.values():
+        assert row["status"] == "ok" and row["scale"] == "tiny" and row["frames"] == 16 and row["batch_size"] == 1
+        assert row["output_dtypes"] == ["float32", "bfloat16"]
+        # bf16 really ran (a difference), and close to fp32 (the tiny tower's embeddings agree to a few %).
+        assert 0 < row["max_abs_diff"] and 0 < row["mean_abs_diff_rel"] <= row["max_abs_diff_rel"] < 0.25
+        assert 0 < row["relative_l2"] < 0.05 and 0.99 < row["cosine"] <= 1.0 + 1e-6
+    for assignment in ("controlled", "free"):
+        row = rows[("trajvit2", assignment)]
+        assert 0.0 <= row["trajectory_id_agreement"] <= 1.0
+    # The controlled assignment is the one timed: the same 24 trajectories win in both precisions.
+    controlled = rows[("trajvit2", "controlled")]
+    assert controlled["trajectory_id_agreement"] == 1.0
+    assert controlled["active_trajectories_fp32"] == controlled["active_trajectories_bf16"] == [24]
+    assert "trajectory_id_agreement" not in rows[("vit3d", None)]
+
+
 def test_quick_tokenizer_stages_partition_time_and_flops(quick, bench):
     result, _ = quick
-    peak = result["matmul_peak"]["best_gflops_per_s"]
     for m in result["measurements"]:
+        peak = result["matmul_peak"][m["dtype"]]["best_gflops_per_s"]  # the peak of the dtype the stage ran in
         if m["model"] != "trajvit2":
             assert "tokenizer_stages" not in m
             continue
@@ -112,6 +165,136 @@ def test_quick_tokenizer_stages_partition_time_and_flops(quick, bench):
             assert stage["time_s"] > 0 and stage["gflops"] > 0
             assert stage["gflops_per_s"] == pytest.approx(stage["gflops"] / stage["time_s"])
             assert stage["fraction_of_peak"] == pytest.approx(stage["gflops_per_s"] / peak)
+
+
+def test_bf16_only_run(bench, tmp_path):
+    """--dtype bf16 alone: bf16 rows only, their stages against the bf16 peak, nothing to compare across dtypes."""
+    result = bench.main(
+        ["--quick", "--threads", "1", "--dtype", "bf16", "--models", "trajvit2", "vit3d", "--frames", "1"]
+        + ["--output", str(tmp_path / "bf16.json")]
+    )
+    assert result["settings"]["dtypes"] == ["bf16"] and result["errors"] == []
+    assert {m["dtype"] for m in result["measurements"]} == {"bf16"} and len(result["measurements"]) == 2
+    assert all(m["param_dtypes"] == ["bfloat16"] and m["latency_s"] > 0 for m in result["measurements"])
+    assert result["matmul_peak"]["bf16"]["best_gflops_per_s"] > 0 and result["matmul_peak"]["fp32"]
+    (row,) = result["ratios"]
+    assert row["dtype"] == "bf16" and row["trajvit2_over_vit3d"]["time"] > 0
+    assert result["bf16_over_fp32"] == [] and "output_check" not in result
+    (ours,) = [m for m in result["measurements"] if m["model"] == "trajvit2"]
+    peak = result["matmul_peak"]["bf16"]["best_gflops_per_s"]
+    stage = ours["tokenizer_stages"]["backbone"]
+    assert stage["fraction_of_peak"] == pytest.approx(stage["gflops"] / stage["time_s"] / peak)
+
+
+def _compile_run(bench, tmp_path, *extra):
+    return bench.main(
+        ["--quick", "--threads", "1", "--isolation", "none", "--models", "vit3d", "--frames", "1", "--compile"]
+        + [*extra, "--output", str(tmp_path / "compile.json")]
+    )
+
+
+def test_a_failed_compilation_is_recorded_not_fatal(bench, tmp_path, monkeypatch):
+    def broken_compile(fn, *args, **kwargs):
+        def call(*call_args, **call_kwargs):
+            raise RuntimeError("inductor exploded")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    result = _compile_run(bench, tmp_path)  # returns: no SystemExit
+    (m,) = result["measurements"]
+    assert m["status"] == "ok" and m["latency_s"] > 0  # the eager measurement stands
+    assert m["compile"]["status"] == "error"
+    # Both tries are in the error: the whole tower, then the tokenizer and the encoder separately.
+    assert "whole vision tower: RuntimeError: inductor exploded" in m["compile"]["error"]
+    assert "tokenizer and encoder separately: RuntimeError: inductor exploded" in m["compile"]["error"]
+    assert result["compile_errors"] == [
+        {
+            "scale": "tiny",
+            "dtype": "fp32",
+            "model": "vit3d",
+            "frames": 1,
+            "batch_size": 1,
+            "error": m["compile"]["error"],
+        }
+    ]
+    assert result["errors"] == []
+    assert json.loads((tmp_path / "compile.json").read_text())["compile_errors"] == result["compile_errors"]
+
+
+def test_compilation_falls_back_to_tokenizer_and_encoder(bench, tmp_path, monkeypatch):
+    """The whole tower does not compile: the tokenizer and the encoder are compiled separately (here an identity
+    "compile", so the compiled output equals eager's exactly)."""
+    compiled = []
+
+    def partial_compile(fn, *args, **kwargs):
+        if isinstance(fn, torch.nn.Module) and hasattr(fn, "vision_model"):
+
+            def call(*call_args, **call_kwargs):
+                raise RuntimeError("whole tower unsupported")
+
+            return call
+        compiled.append(getattr(fn, "__name__", type(fn).__name__))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", partial_compile)
+    result = _compile_run(bench, tmp_path)
+    (m,) = result["measurements"]
+    c = m["compile"]
+    assert c["status"] == "ok" and c["compiled"].startswith("tokenizer") and compiled == ["_call_impl", "_encode"]
+    assert c["whole_error"] == "RuntimeError: whole tower unsupported"
+    assert c["repeats_done"] == 2 and c["latency_s"] == pytest.approx(sum(c["latency_samples_s"]) / 2)
+    assert c["speedup"] == pytest.approx(m["latency_s"] / c["latency_s"])
+    assert c["latency_ratio_compiled_over_eager"] == pytest.approx(c["latency_s"] / m["latency_s"])
+    # Nothing recompiles: one stabilisation call, and the compile time is what the first call took beyond a forward.
+    assert c["stable"] and c["stabilise_calls"] == 1 and c["recompiled_frames"] == 0
+    assert c["frames_compiled_during_runs"] == 0
+    assert c["compile_s"] == pytest.approx(c["first_call_s"] + c["stabilise_s"] - 2 * c["latency_s"])
+    assert c["max_abs_diff_vs_eager"] == 0.0 and c["graphs"] == 0 and c["graph_breaks"] == 0
+    assert result["compile_errors"] == []
+
+
+@pytest.mark.slow
+def test_compile_at_the_tiny_scale_reports_a_speedup_or_an_error(bench, tmp_path):
+    """Real inductor compilation of both towers (tens of seconds each on two cores): each gets a compiled latency and
+    speed-up, or its error string, and the run carries on."""
+    result = bench.main(
+        ["--quick", "--threads", "1", "--models", "trajvit2", "vit3d", "--frames", "1", "--compile"]
+        + ["--output", str(tmp_path / "compile.json")]
+    )
+    assert result["errors"] == [] and len(result["measurements"]) == 2
+    for m in result["measurements"]:
+        c = m["compile"]
+        if c["status"] == "error":
+            assert isinstance(c["error"], str) and c["error"]
+            assert any(e["model"] == m["model"] for e in result["compile_errors"])
+            continue
+        assert c["status"] == "ok" and c["compiled"].startswith("vision tower")
+        assert c["speedup"] == pytest.approx(m["latency_s"] / c["latency_s"]) and c["speedup"] > 0
+        assert c["first_call_s"] > c["latency_s"] > 0 and c["compile_s"] > 0
+        assert c["graphs"] >= 1 and c["graphs_after_runs"] >= c["graphs"] and c["graph_breaks"] >= 0
+        # Calls went on until one compiled nothing (or dynamo's recompile limit): the timed calls compile nothing.
+        assert 1 <= c["stabilise_calls"] <= torch._dynamo.config.recompile_limit + 2
+        if c["stable"]:
+            assert c["frames_compiled_during_runs"] == 0
+        assert c["compile_s"] == pytest.approx(
+            c["first_call_s"] + c["stabilise_s"] - (1 + c["stabilise_calls"]) * c["latency_s"]
+        )
+        assert c["max_abs_diff_vs_eager"] < 1e-3  # fp32: the compiled tower computes the same embedding
+
+
+def test_compute_ratios_keep_dtypes_apart(bench):
+    def row(dtype, model, latency):
+        return {"scale": "s", "dtype": dtype, "model": model, "batch_size": 1, "frames": 4, "latency_s": latency}
+
+    measurements = [row("bf16", "trajvit2", 1.0), row("fp32", "trajvit2", 3.0), row("fp32", "vit3d", 6.0)]
+    measurements.append(row("bf16", "vit3d", 4.0))
+    fp32, bf16 = bench.compute_ratios(measurements)  # fp32 first, whatever the order measured
+    assert (fp32["dtype"], fp32["trajvit2_over_vit3d"]["time"]) == ("fp32", 0.5)
+    assert (bf16["dtype"], bf16["trajvit2_over_vit3d"]["time"]) == ("bf16", 0.25)
+    across = {r["model"]: r for r in bench.compute_dtype_ratios(measurements)}
+    assert across["trajvit2"]["time"] == pytest.approx(1 / 3) and across["vit3d"]["time"] == pytest.approx(4 / 6)
+    assert across["vit3d"]["memory"] is None
 
 
 def test_budget_overruns_are_recorded_as_skipped(bench, tmp_path):
@@ -236,6 +419,11 @@ def test_override_and_arguments_reject_bad_values(bench):
         ["--quick", "--repeats", "0"],
         ["--quick", "--active_trajectories", "33"],
         ["--quick", "--max_seconds_per_measurement", "0"],
+        ["--quick", "--dtype", "fp16"],
+        ["--quick", "--dtype", "bf16", "bf16"],
+        ["--quick", "--check_frames", "0"],
+        ["--quick", "--compile_timeout", "0"],
+        ["--quick", "--check_outputs", "--models", "tome"],
     ):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)

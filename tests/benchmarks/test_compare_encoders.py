@@ -70,3 +70,26 @@ def test_shared_peers_fill_a_trajvit2_only_before_run(compare, tmp_path):
     shared = compare.main(["--shared_peers", *map(str, paths)]).splitlines()
     assert "| release | 1 | 8 | 3.00 → 1.50 | 2.00× | 1.50† → 0.75 | 6.00† → 3.00 |" in shared
     assert "| release | 1 | 16 | 6.00 → 4.00 | 1.50× | — → — | — → — |" in shared  # no peer in either file
+
+
+def test_dtype_selects_the_measurements_of_one_precision(compare, tmp_path):
+    """A file with fp32 and bf16 rows of the same (scale, batch, T, model): each dtype is compared on its own; rows
+    without a dtype (older files) are fp32."""
+    before = _result({("trajvit2", 8): 2.0, ("vit3d", 8): 1.0})  # no dtype field: fp32
+    after = _result({("trajvit2", 8): 1.0, ("vit3d", 8): 2.0})
+    for m in after["measurements"]:
+        m["dtype"] = "fp32"
+    after["measurements"] += [
+        {"scale": "release", "batch_size": 1, "frames": 8, "model": "trajvit2", "latency_s": 0.5, "dtype": "bf16"},
+        {"scale": "release", "batch_size": 1, "frames": 8, "model": "vit3d", "latency_s": 0.25, "dtype": "bf16"},
+    ]
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, result in zip(paths, (before, after), strict=True):
+        path.write_text(json.dumps(result))
+    fp32 = compare.main([str(p) for p in paths]).splitlines()
+    assert "| release | 1 | 8 | 2.00 → 1.00 | 2.00× | 2.00 → 0.50 | — → — |" in fp32  # the bf16 rows did not win
+    assert compare.main(["--dtype", "fp32", *map(str, paths)]).splitlines() == fp32
+    with pytest.raises(SystemExit, match="compared --dtype"):
+        compare.main(["--dtype", "bf16", *map(str, paths)])  # the before file has no bf16 measurement
+    bf16 = compare.main(["--dtype", "bf16", str(paths[1]), str(paths[1])]).splitlines()
+    assert "| release | 1 | 8 | 0.50 → 0.50 | 1.00× | 2.00 → 2.00 | — → — |" in bf16
