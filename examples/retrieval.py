@@ -43,6 +43,12 @@ def parse_args(argv=None):
         help="TrajTok models: tokens per trajectory n (default: the model config's)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="precision the model is loaded in (from_pretrained(dtype=...)); inputs are cast by the model",
+    )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="synthetic data seed")
     parser.add_argument("--output_dir", default="outputs/retrieval", help="where the PNG/GIF go")
     parser.add_argument("--num_visualize", type=int, default=4, help="clips in the trajectory picture (0 = none)")
@@ -205,7 +211,7 @@ def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
     start = time.perf_counter()
     device = torch.device(args.device)
-    model = AutoModel.from_pretrained(args.model).to(device).eval()
+    model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).to(device).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     if not (hasattr(model, "get_video_features") and hasattr(model, "get_text_features")):
         raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a video-text model")
