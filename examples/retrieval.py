@@ -293,6 +293,7 @@ def main(argv=None) -> dict[str, float]:
             "num_videos": len(videos),
             "num_captions": len(text_to_video),
             "device": str(device),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(),
         }
         if segmentation is not None:

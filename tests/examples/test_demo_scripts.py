@@ -69,6 +69,14 @@ def test_retrieval_demo_runs_on_a_few_clips(retrieval, tmp_path, capsys):
         assert gif.n_frames == 8
 
 
+def test_retrieval_demo_in_bfloat16(retrieval, tmp_path):
+    """--dtype loads the model as from_pretrained(dtype=...) does; the processor's float32 clips are cast by it."""
+    argv = ["--num_clips", "6", "--num_visualize", "0", "--no_progress", "--output_dir", str(tmp_path)]
+    metrics = retrieval.main([*argv, "--dtype", "bfloat16", "--output", str(tmp_path / "bf16.json")])
+    assert json.loads((tmp_path / "bf16.json").read_text())["dtype"] == "bfloat16"
+    assert 0 <= metrics["t2v_R@1"] <= 100 and 0 <= metrics["FG-ARI"] <= 1
+
+
 def test_retrieval_demo_with_a_video_folder_and_the_vit3d_baseline(retrieval, tmp_path, capsys):
     data = tmp_path / "videos"
     write_video_folder(data, 4, SyntheticVideoConfig(num_frames=8, height=64, width=64), seed=7)
