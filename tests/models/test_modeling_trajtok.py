@@ -765,3 +765,28 @@ def test_skipping_trajectory_tokens_keeps_the_segmentation():
     torch.testing.assert_close(seg_only.assignment_logits, full.assignment_logits)
     assert torch.equal(seg_only.trajectory_ids, full.trajectory_ids)
     assert torch.equal(seg_only.trajectory_mask, full.trajectory_mask)
+
+
+def test_torch_compile_reuses_its_graphs_after_the_first_calls():
+    """torch.compile breaks the graph inside the chunk tokenizer; the continuation must be compiled once, not on every
+    call (a bound method left on the stack across the break used to invalidate it each time). Dynamo's own eager
+    backend captures the same graphs as inductor without generating code, so the check is cheap."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from testers import tiny_trajvit2_vision_model
+
+    torch._dynamo.reset()
+    model = tiny_trajvit2_vision_model()
+    compiled = torch.compile(model, backend="eager")
+    video = video_batch(batch=1, frames=2, size=64)
+    with torch.inference_mode():
+        expected = model(pixel_values_videos=video).pooler_output
+        for _ in range(2):
+            compiled(pixel_values_videos=video)
+        frames = counters["frames"]["ok"]
+        for _ in range(3):
+            out = compiled(pixel_values_videos=video).pooler_output
+    assert counters["frames"]["ok"] == frames, "frames were compiled again on later calls with the same input"
+    torch.testing.assert_close(out, expected)
+    torch._dynamo.reset()

@@ -652,30 +652,26 @@ class TrajTokModel(TrajTokPreTrainedModel):
         num_full, remainder = divmod(frames, chunk)
         # All full chunks of all videos run as one batch; a shorter last chunk runs as its own batch (padding it
         # with frames would create fake trajectories).
-        groups = []
+        # The chunk results are bound to locals before the list is built: torch.compile breaks the graph inside
+        # _tokenize_chunks, and a bound method or tuple left on the stack across that break (``groups.append(...)``)
+        # is a new object on every call, which invalidates the compiled continuation each time.
+        full_groups = remainder_groups = None
         if num_full:
             full = pixel_values_videos[:, : num_full * chunk].reshape(
                 batch * num_full, chunk, *pixel_values_videos.shape[2:]
             )
-            groups.append(
-                (
-                    num_full,
-                    self._tokenize_chunks(full, n, hard_mask_implementation, output_trajectory_tokens, outputs_asked),
-                )
+            full_groups = self._tokenize_chunks(
+                full, n, hard_mask_implementation, output_trajectory_tokens, outputs_asked
             )
         if remainder:
-            groups.append(
-                (
-                    1,
-                    self._tokenize_chunks(
-                        pixel_values_videos[:, num_full * chunk :],
-                        n,
-                        hard_mask_implementation,
-                        output_trajectory_tokens,
-                        outputs_asked,
-                    ),
-                )
+            remainder_groups = self._tokenize_chunks(
+                pixel_values_videos[:, num_full * chunk :],
+                n,
+                hard_mask_implementation,
+                output_trajectory_tokens,
+                outputs_asked,
             )
+        groups = [(count, g) for count, g in ((num_full, full_groups), (1, remainder_groups)) if g is not None]
 
         def per_chunk(index):
             return _merge_chunks([(count, g[index]) for count, g in groups], batch)
