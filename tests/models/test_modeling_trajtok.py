@@ -12,6 +12,7 @@ from testers import (
     float_error_bound,
     tiny_trajtok_config,
     tiny_trajtok_model,
+    tiny_trajvit2_vision_model,
     video_batch,
 )
 
@@ -773,8 +774,6 @@ def test_torch_compile_reuses_its_graphs_after_the_first_calls():
     backend captures the same graphs as inductor without generating code, so the check is cheap."""
     import torch._dynamo
     from torch._dynamo.utils import counters
-
-    from testers import tiny_trajvit2_vision_model
 
     torch._dynamo.reset()
     model = tiny_trajvit2_vision_model()
