@@ -137,7 +137,7 @@ def main(argv=None):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        skipped = int(ctx.all_reduce_mean(torch.tensor(float(skipped))).item() * ctx.world_size + 0.5)
+        skipped = int(ctx.all_reduce_sum(torch.tensor(skipped)).item())
         if ctx.is_main_process and (state.step % args.logging_steps == 0 or state.step == stop_at):
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
             record = {
@@ -198,10 +198,10 @@ def compute_loss(model, model_type, batch, ctx):
         loss = model(**batch, return_loss=True).loss
         return loss.detach(), loss * ctx.world_size
     tokens = (batch["labels"][:, 1:] != -100).sum().to(torch.float32)
-    total = ctx.all_reduce_mean(tokens) * ctx.world_size
+    total = ctx.all_reduce_sum(tokens)
     loss = model(**batch).loss  # mean over this process's answer tokens
     share = loss * tokens / total.clamp(min=1)
-    return ctx.all_reduce_mean(share.detach()) * ctx.world_size, share * ctx.world_size
+    return ctx.all_reduce_sum(share), share * ctx.world_size
 
 
 class TrainingData:

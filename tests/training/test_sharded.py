@@ -27,6 +27,8 @@ from trajtok_hf.training.sharded import (
     DistributedContext,
     init_distributed,
     load_model_and_optimizer,
+    reduce_replicated_gradients,
+    save_consolidated,
     save_model_and_optimizer,
     shard_model,
 )
@@ -348,6 +350,14 @@ def test_process_group_and_argument_errors():
         shard_model(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="DistributedContext"):
         ShardedCheckpointManager("x", context=None)
+    with pytest.raises(TypeError, match="`block_classes`"):
+        shard_model(torch.nn.Linear(2, 2), block_classes="ViTLayer")
+    with pytest.raises(TypeError, match="`model`"):
+        shard_model("model")
+    with pytest.raises(ValueError, match="`divide_by`"):
+        reduce_replicated_gradients(torch.nn.Linear(2, 2), divide_by=0)
+    with pytest.raises(TypeError, match="DistributedContext"):
+        save_consolidated(torch.nn.Linear(2, 2), "out", context=1)
     assert init_distributed().world_size == 1 or "WORLD_SIZE" in os.environ
 
 

@@ -36,23 +36,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..file_utils import TMP_PREFIX, atomic_folder, commit_folder, fresh_folder
-from .checkpoints import STATE_FILE, CheckpointManager, check_manifest
+from .checkpoints import STATE_FILE, CheckpointManager, _listing, check_manifest
 from .hooks import maybe_fault
 from .loop import TrainState
 from .serialization import load_state, read_json, read_state_json, save_state, to_json, write_json
-from .state import matching_keys
+from .state import matching_keys, process_rng_state, set_process_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +90,11 @@ class DistributedContext:
         if self.distributed:
             dist.barrier()
 
-    def all_reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
-        """Mean of ``value`` over processes (a copy; unchanged in a single process)."""
+    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum of ``value`` over processes (a detached copy; ``value`` itself in a single process)."""
         value = value.detach().clone()
         if self.distributed:
             dist.all_reduce(value)
-            value /= self.world_size
         return value
 
 
@@ -156,6 +153,12 @@ def shard_model(
     gradients after each backward, which FSDP does not do for them."""
     from torch.distributed.fsdp import fully_shard
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(block_classes, str) or (
+        block_classes is not None and not all(isinstance(name, str) for name in block_classes)
+    ):
+        raise TypeError(f"`block_classes` must be an iterable of class names (str), got {block_classes!r}")
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("shard_model needs a process group: launch with torchrun and call init_distributed() first")
     names = set(block_classes) if block_classes is not None else block_class_names(model)
@@ -186,6 +189,8 @@ def reduce_replicated_gradients(model: nn.Module, divide_by: float = 1.0) -> Non
     gives such a parameter, on every process, the gradient of the whole global-batch loss; when each process
     back-propagates ``world_size ×`` its loss (so that FSDP's average over the sharded parameters' partial gradients
     is their sum), pass ``divide_by=world_size`` to undo that factor for these parameters."""
+    if isinstance(divide_by, bool) or not isinstance(divide_by, (int, float)) or not divide_by > 0:
+        raise ValueError(f"`divide_by` must be a number > 0, got {divide_by!r}")
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
     world_size = dist.get_world_size()
@@ -316,36 +321,6 @@ def load_model_and_optimizer(folder: str | os.PathLike, model: nn.Module, optimi
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Random states of one process (no accelerator)
-
-
-def process_rng_state() -> dict[str, Any]:
-    """torch CPU (and CUDA) generators, python ``random`` and numpy of this process."""
-    numpy_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "python": random.getstate(),
-        "numpy": (
-            numpy_state[0],
-            numpy_state[1].tolist(),
-            *(int(v) if isinstance(v, np.integer) else v for v in numpy_state[2:]),
-        ),
-    }
-
-
-def set_process_rng_state(state: Any) -> None:
-    if not isinstance(state, dict) or set(state) != {"torch", "cuda", "python", "numpy"}:
-        raise ValueError("expected the keys torch, cuda, python, numpy")
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Checkpoints
 
 
@@ -392,7 +367,7 @@ class ShardedCheckpointManager(CheckpointManager):
             fresh_folder(tmp)
         ctx.barrier()
         save_model_and_optimizer(tmp, model, optimizer)
-        save_state(tmp, PROCESS_STEM.format(ctx.rank), {"data": data_state, "rng": process_rng_state()})
+        save_state(tmp, PROCESS_STEM.format(ctx.rank), {"data": data_state, "rng": process_rng_state(ctx.device.type)})
         ctx.barrier()
         if ctx.is_main_process:
             if scheduler is not None:
@@ -405,7 +380,7 @@ class ShardedCheckpointManager(CheckpointManager):
                 **(extra or {}),
                 "world_size": ctx.world_size,
                 "format": SHARDED_CHECKPOINT_FORMAT,
-                "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if not p.is_dir()),
+                "files": _listing(tmp),
             }
             write_json(tmp / STATE_FILE, payload)
             commit_folder(tmp, final)
@@ -443,7 +418,7 @@ class ShardedCheckpointManager(CheckpointManager):
         if not isinstance(process, dict) or set(process) != {"data", "rng"}:
             raise ValueError(f"{path / (stem + '.json')}: expected the keys 'data' and 'rng'")
         try:
-            set_process_rng_state(process["rng"])
+            set_process_rng_state(process["rng"], ctx.device.type)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path / (stem + '.json')}: malformed random state ({error})") from None
         if not same_world:
@@ -482,6 +457,8 @@ def save_consolidated(model: nn.Module, output_dir: str | os.PathLike, context: 
     ``config.json`` names the model's own class."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+    if not isinstance(context, DistributedContext):
+        raise TypeError(f"`context` must be a DistributedContext, got {type(context).__name__}")
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if context.is_main_process:
         with atomic_folder(output_dir) as folder:
@@ -510,11 +487,9 @@ __all__ = [
     "block_class_names",
     "init_distributed",
     "load_model_and_optimizer",
-    "process_rng_state",
     "reduce_replicated_gradients",
     "replicated_parameters",
     "save_consolidated",
     "save_model_and_optimizer",
-    "set_process_rng_state",
     "shard_model",
 ]

@@ -59,18 +59,38 @@ def _device_rng_states(device_type: str) -> list[torch.Tensor]:
     return list(module.get_rng_state_all()) if hasattr(module, "get_rng_state_all") else [module.get_rng_state()]
 
 
-def rng_state(accelerator) -> dict[str, Any]:
-    """This process's random states: torch CPU and device generators, python ``random``, numpy, and accelerate's
-    step counter."""
-    device_type = accelerator.device.type
+def process_rng_state(device_type: str = "cpu") -> dict[str, Any]:
+    """This process's random states: torch CPU and ``device_type`` generators, python ``random`` and numpy."""
     numpy_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "device": {"type": device_type, "states": _device_rng_states(device_type)},
         "python": random.getstate(),
         "numpy": (numpy_state[0], numpy_state[1].tolist(), *(_plain(v) for v in numpy_state[2:])),
-        "accelerator_step": int(accelerator.step),
     }
+
+
+def set_process_rng_state(state: Any, device_type: str = "cpu") -> None:
+    """Restore what :func:`process_rng_state` saved (device generators only when the saved ``device_type`` matches);
+    ``ValueError``/``TypeError`` from the setters on malformed values."""
+    if not isinstance(state, dict) or set(state) != {"torch", "device", "python", "numpy"}:
+        raise ValueError("expected the keys torch, device, python, numpy")
+    torch.set_rng_state(state["torch"])
+    device = state["device"]
+    if device["type"] == device_type != "cpu":  # states of another device type do not apply
+        module = torch.get_device_module(device["type"])
+        if hasattr(module, "set_rng_state_all"):
+            module.set_rng_state_all(device["states"])
+        else:
+            module.set_rng_state(device["states"][0])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+
+
+def rng_state(accelerator) -> dict[str, Any]:
+    """:func:`process_rng_state` on the accelerator's device, and accelerate's step counter."""
+    return {**process_rng_state(accelerator.device.type), "accelerator_step": int(accelerator.step)}
 
 
 def _plain(value):
@@ -81,20 +101,10 @@ def set_rng_state(accelerator, state: Any) -> None:
     """Restore what :func:`rng_state` saved; ``ValueError``/``TypeError`` from the setters on malformed values."""
     if not isinstance(state, dict) or set(state) != {"torch", "device", "python", "numpy", "accelerator_step"}:
         raise ValueError("expected the keys torch, device, python, numpy, accelerator_step")
-    torch.set_rng_state(state["torch"])
-    device = state["device"]
-    if device["type"] == accelerator.device.type != "cpu":  # states of another device type do not apply
-        module = torch.get_device_module(device["type"])
-        if hasattr(module, "set_rng_state_all"):
-            module.set_rng_state_all(device["states"])
-        else:
-            module.set_rng_state(device["states"][0])
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     step = state["accelerator_step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"accelerator_step must be an int >= 0, got {step!r}")
+    set_process_rng_state({k: v for k, v in state.items() if k != "accelerator_step"}, accelerator.device.type)
     accelerator.step = step
 
 
