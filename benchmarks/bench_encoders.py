@@ -518,6 +518,16 @@ class StageRecorder:
         self._tokenizer.__dict__.pop("_initial_queries", None)
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
+    except OSError:
+        name = None
+    return name or platform.processor() or platform.machine()
+
+
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a ``--dtype`` name ("fp32" or "bf16")."""
     return getattr(torch, TORCH_DTYPE_NAMES[name])

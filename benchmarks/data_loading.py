@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +105,9 @@ if __name__ == "__main__":
 # Heavy imports, after the argument parsing: --help and usage errors need neither torch nor trajtok_hf.
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_encoders import cpu_model  # noqa: E402
 from transformers import AutoModel, AutoProcessor, AutoVideoProcessor  # noqa: E402
 
 import trajtok_hf  # noqa: E402,F401  (registers the Auto classes)
@@ -129,19 +133,13 @@ class ProcessVideos:
 
 
 def machine() -> dict:
-    model = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
-    except OSError:
-        pass
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     import av
     import datasets
     import pyarrow
 
     return {
-        "cpu_model": model or platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_available": affinity,
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

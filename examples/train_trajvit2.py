@@ -61,6 +61,14 @@ def parse_args(argv=None):
     g.add_argument(
         "--freeze_text_model", action="store_true", help="keep the --text_model tower frozen (its weights never change)"
     )
+    g.add_argument(
+        "--num_trajectories",
+        type=int,
+        default=None,
+        help="K, the TrajTok tokenizer's trajectory slots (default: the preset's, or the --segmenter's). With a "
+        "--segmenter of another K, its per-slot query latents start from the K-slot initialisation and every other "
+        "weight is warm-started",
+    )
     g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
     g.add_argument(
         "--segmenter_learning_rate",
@@ -149,6 +157,13 @@ def parse_args(argv=None):
     for flag in ("token_position_encoding", "trajectory_motion_encoding"):
         if getattr(args, flag) and (args.vision_tokenizer != "trajtok" or args.model is not None):
             parser.error(f"--{flag} builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model")
+    if args.num_trajectories is not None:
+        if args.vision_tokenizer != "trajtok" or args.model is not None:
+            parser.error(
+                "--num_trajectories builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model"
+            )
+        if args.num_trajectories < 1:
+            parser.error(f"--num_trajectories must be >= 1, got {args.num_trajectories}")
     if args.no_detach and args.vision_tokenizer != "trajtok":
         parser.error("--no_detach is an ablation of the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.per_device_train_batch_size * args.gradient_accumulation_steps < 1:
@@ -246,6 +261,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             trajtok_config.token_position_encoding = True
         if args.trajectory_motion_encoding:
             trajtok_config.trajectory_motion_encoding = True
+        if args.num_trajectories is not None:
+            trajtok_config.num_trajectories = args.num_trajectories
         vision["trajtok_config"] = trajtok_config
     else:  # ViT3D: the learned space-time position grid of the training clips
         vision.update(image_size=args.frame_size, patch_size=args.patch_size, num_frames=args.num_frames)
@@ -264,9 +281,15 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     else:
         model = TrajViT2Model(config)
     if segmenter is not None:  # warm start: the segmenter comes from segmentation pre-training
-        missing, unexpected = model.vision_model.tokenizer.load_state_dict(segmenter.state_dict(), strict=False)
+        tokenizer = model.vision_model.tokenizer
+        state = segmenter.state_dict()
+        # Another K: the per-slot latents keep the K-slot initialisation; every other weight fits any K.
+        per_slot = {"query_latents", "refinement_latents"}
+        own = tokenizer.state_dict()
+        state = {k: v for k, v in state.items() if not (k in per_slot and k in own and v.shape != own[k].shape)}
+        missing, unexpected = tokenizer.load_state_dict(state, strict=False)
         # Only the additions the segmenter was trained without may start fresh (their projections start at zero).
-        fresh = ("position_projection.", "motion_projection.")
+        fresh = ("position_projection.", "motion_projection.", *per_slot)
         if unexpected or any(not key.startswith(fresh) for key in missing):
             raise SystemExit(f"error: --segmenter {args.segmenter}: weights do not fit ({missing + unexpected})")
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)

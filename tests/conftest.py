@@ -36,6 +36,16 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a module of tests on tiny tensors, where threads cost more in synchronisation than they
+    save (10-100x more on a shared, loaded CPU); the setting is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -188,6 +188,22 @@ def test_clip_model_gradients_and_removal():
         assert torch.equal(model.get_video_features(video).pooler_output, reference)
 
 
+@pytest.mark.parametrize("token_packing", ["off", "on", "auto"])
+def test_merging_ignores_token_packing_and_runs_with_output_attentions(token_packing):
+    # ViT3D tokens have no padding, so the packing setting (passed by the parent's _encode) changes nothing.
+    reference = _vit3d(token_packing="off")
+    model = _vit3d(token_packing=token_packing)
+    model.load_state_dict(reference.state_dict())
+    for m in (reference, model):
+        m.set_attn_implementation("eager")
+        apply_token_merging(m, 4)
+    video = _video()
+    with torch.no_grad():
+        expected = reference(pixel_values_videos=video).pooler_output
+        out = model(pixel_values_videos=video, output_attentions=True)
+    assert torch.equal(out.pooler_output, expected)
+
+
 @pytest.mark.parametrize("num_tokens,num_layers", [(65, 4), (197, 24), (785, 24), (1569, 12), (50, 3)])
 def test_r_for_token_count_hits_the_mean_within_one_token(num_tokens, num_layers):
     minimum = sum(tome_tokens_per_layer(num_tokens, num_tokens, num_layers)) / num_layers

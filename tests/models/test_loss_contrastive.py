@@ -30,14 +30,8 @@ clip_contrastive_loss = _loss.clip_contrastive_loss
 gather_with_local_grad = _loss.gather_with_local_grad
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors: intra-op threads cost more in synchronisation than they save (10-100x more on a shared, loaded
-    # CPU), so these tests run single-threaded and restore the setting afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def assert_close_within_bound(*args, **kwargs):

@@ -57,14 +57,8 @@ def _clip_loss_terms(batch: int) -> int:
     return 16 + 3 * batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors: intra-op threads cost more in synchronisation than they save (10-100x more on a shared, loaded
-    # CPU), so these tests run single-threaded and restore the setting afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ------------------------------------------------------------------------------------------------------------ config

@@ -16,14 +16,8 @@ from testers import (
 from trajtok_hf import TrajViT2Config, TrajViT2Model
 from trajtok_hf.models.modeling_vit3d import ViT3DPatchTokenizer, sinusoidal_position_embedding_3d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors: intra-op threads cost more in synchronisation than they save on a shared CPU.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tokenizer(**overrides) -> ViT3DPatchTokenizer:

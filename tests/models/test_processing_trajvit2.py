@@ -20,13 +20,8 @@ WORDS = "a the dog cat runs jumps car red blue over under fast slow turns left r
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors: intra-op threads cost more in synchronisation than they save on a shared CPU.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_tokenizer(model_max_length=16) -> PreTrainedTokenizerFast:

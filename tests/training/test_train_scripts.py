@@ -392,6 +392,8 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
         ("trajvit2", ["--freeze_text_model"], "give one"),
         ("trajvit2", ["--caption_wording", "train", "--data", "."], "--caption_wording words the synthetic"),
         ("trajvit2", ["--text_model", "/nonexistent"], "no config.json there"),
+        ("trajvit2", ["--num_trajectories", "0"], "--num_trajectories must be >= 1"),
+        ("trajvit2", ["--num_trajectories", "8", "--vision_tokenizer", "vit3d"], "it needs --vision_tokenizer trajtok"),
     ],
 )
 def test_data_and_text_flags_are_checked(tmp_path, capsys, script_name, argv, message):
@@ -457,6 +459,22 @@ def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_ru
     assert segmenter.keys() == tokenizer_state.keys()
     assert all(torch.equal(segmenter[k], tokenizer_state[k]) for k in segmenter)
     assert processor.video_processor.size["height"] == 64
+
+
+def test_trajvit2_num_trajectories_warm_starts_all_but_the_per_slot_latents(segmenter_run, tmp_path):
+    checkpoint = segmenter_run[0] / "final"
+    segmenter = load_file(checkpoint / "model.safetensors")
+    k = segmenter["query_latents"].shape[0] // 2
+    model, _ = _build_trajvit2(tmp_path, "--segmenter", str(checkpoint), "--num_trajectories", str(k))
+    tokenizer = model.vision_model.tokenizer
+    assert tokenizer.config.num_trajectories == k and tokenizer.query_latents.shape[0] == k
+    state = tokenizer.state_dict()
+    assert state.keys() == segmenter.keys()
+    assert all(torch.equal(segmenter[name], state[name]) for name in segmenter if name != "query_latents")
+    # The K-slot initialisation, finite and distinct per slot, not a slice of the segmenter's latents.
+    latents = state["query_latents"]
+    assert torch.isfinite(latents).all() and not torch.equal(latents, segmenter["query_latents"][:k])
+    assert torch.linalg.matrix_rank(latents) > 1
 
 
 def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(tmp_path):

@@ -325,9 +325,15 @@ class ToMeVisionTransformer(TrajViT2VisionTransformer):
     tome_proportional_attention: bool = True
 
     def encode_tokens(
-        self, tokens: torch.Tensor, token_mask: torch.Tensor, output_hidden_states: bool = False
+        self,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        output_hidden_states: bool = False,
+        *,
+        token_packing: str | None = None,
     ) -> ToMeVisionOutput:
-        """[CLS] + tokens → encoder with token merging → final LayerNorm. ``token_mask`` must be all True (ViT3D)."""
+        """[CLS] + tokens → encoder with token merging → final LayerNorm. ``token_mask`` must be all True (ViT3D), so
+        there is no padding to pack: ``token_packing`` is accepted for the parent's signature and has no effect."""
         if tokens.ndim != 3 or token_mask.shape != tokens.shape[:2] or token_mask.dtype != torch.bool:
             raise ValueError(
                 f"tokens must be (B, N, D) and token_mask a bool (B, N) tensor, got {tuple(tokens.shape)} and "

@@ -37,6 +37,7 @@ from .configuration_trajtok import TrajTokConfig, _warn_unknown_kwargs, accept_r
 VISION_TOKENIZERS = ("trajtok", "vit3d")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
 TEXT_POOLINGS = ("cls", "pooler", "mean")
+TOKEN_PACKING_MODES = ("off", "on", "auto")
 
 
 def _check_positive_ints(config, names) -> None:
@@ -99,6 +100,18 @@ class TrajViT2VisionConfig(PreTrainedConfig):
             batch's largest active count before the encoder. Same result as keeping all K·n slots under the padding
             mask (tested), but attention and MLP cost scale with ~10–30 active trajectories instead of 128.
             Ignored when `attend_to_inactive_tokens=True`.
+        token_packing (`str`, *optional*, defaults to `"auto"`):
+            An addition to the paper and the official release (whose encoder pads every clip of a batch to the same
+            length). `"off"`: the clips of a batch run as a padded `(B, 1 + L, D)` sequence under the padding mask
+            (L: the batch's largest active count with `compact_tokens`, else all slots). `"on"`: the [CLS] and active
+            tokens of all clips are concatenated into one sequence of N = Σ_b (1 + L_b) tokens that runs under a
+            block-diagonal attention mask (each token attends to its own clip only), and the outputs are scattered
+            back to the padded layout: the same result up to float summation order, with no compute spent on
+            padding, but attention over one N×N matrix. `"auto"`: packs a batch only when a per-layer FLOP model
+            (linear layers over N instead of B·(1 + L) tokens, attention over N² instead of B·(1 + L)² pairs;
+            `modeling_trajvit2.encoder_layer_flops`) says it is cheaper. A batch without padding,
+            `output_attentions=True` (the weights keep their per-clip layout), attention implementations other than
+            `"eager"` and `"sdpa"`, and `attend_to_inactive_tokens=True` always run padded.
         max_chunk_positions (`int`, *optional*, defaults to 0):
             TrajTok: `0` (the paper) gives trajectory tokens no position, so the token set of a clip is the same
             whatever the order of its chunks. `N > 0` adds a learned embedding per chunk index (0..N-1) to every token
@@ -147,6 +160,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
     qkv_bias: bool = True
     attend_to_inactive_tokens: bool = False
     compact_tokens: bool = True
+    token_packing: str = "auto"
     max_chunk_positions: int = 0
     image_size: int = 224
     patch_size: int = 16
@@ -203,6 +217,7 @@ class TrajViT2VisionConfig(PreTrainedConfig):
         if value and self.vision_tokenizer != "trajtok":
             raise ValueError("max_chunk_positions applies to vision_tokenizer='trajtok' (ViT3D has its own positions)")
         _check_choice(self, "position_embedding_type", POSITION_EMBEDDING_TYPES)
+        _check_choice(self, "token_packing", TOKEN_PACKING_MODES)
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
 

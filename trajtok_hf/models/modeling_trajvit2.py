@@ -14,6 +14,9 @@ Vision tower ([`TrajViT2VisionModel`], shared by both tokenizers):
    ``create_bidirectional_mask``. Inactive token slots are zeroed and masked out as keys, so they have no effect at
    all; by default (``compact_tokens``) the active tokens are first moved to the front with a stable argsort of the
    mask and the sequence is cut to the batch's largest active count (cost ∝ ~10–30 active trajectories, not 128).
+   With ``token_packing`` (``"on"``/``"auto"``, not in the paper or the release) the clips of a batch need not be
+   padded to that count: their [CLS] and active tokens run as one sequence under a block-diagonal mask, and the
+   outputs are put back in the padded layout (same result up to float summation order).
 4. Final LayerNorm (official ``vision_encoder.norm``, eps 1e-5); pooling = the [CLS] hidden state.
 
 CLIP model ([`TrajViT2Model`]): vision tower + any transformers text encoder (``AutoModel.from_config``, BERT-base by
@@ -80,7 +83,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.vit.modeling_vit import ViTLayer
 from transformers.utils import ModelOutput, can_return_tuple, logging
 
-from .configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
+from .configuration_trajvit2 import TOKEN_PACKING_MODES, TrajViT2Config, TrajViT2VisionConfig
 from .loss_contrastive import clip_contrastive_loss
 from .loss_trajtok import trajectory_segmentation_loss
 from .modeling_trajtok import TrajTokModel, init_linear_and_norm
@@ -118,7 +121,9 @@ class TrajViT2VisionOutput(BaseModelOutputWithPooling):
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states` is set):
             The encoder input and the output of each layer (before the final LayerNorm, as CLIP/SigLIP), each
             `(B, 1 + L, D)`: `num_hidden_layers + 1` entries. With a list of indices for `output_hidden_states`
-            (transformers' convention; negative ones count from the end), the entries not selected are None.
+            (transformers' convention; negative ones count from the end), the entries not selected are None. At
+            positions where `attention_mask` is False they hold zeros when the batch ran packed (`token_packing`) and
+            unused values otherwise.
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
             Attention weights of each encoder layer, `(B, num_attention_heads, 1 + L, 1 + L)` (keys of inactive
             positions get weight 0). Only the eager attention computes them (`attn_implementation="eager"`); under
@@ -232,8 +237,48 @@ def _recorded_attention_weights(layers: nn.ModuleList, enabled: bool):
             handle.remove()
 
 
+def encoder_layer_flops(num_sequences: int, sequence_length: int, hidden_size: int, intermediate_size: int) -> int:
+    """FLOPs (2 per multiply-add) of one pre-LN ViT encoder layer over `num_sequences` sequences of
+    `sequence_length` tokens, each attending densely over its whole sequence: the cost model of
+    `token_packing="auto"` (an addition to the paper; the official TrajViT2 always pads).
+
+    Per token, the Q/K/V and output projections cost 2·4·D² and the MLP 2·2·D·intermediate (24·D² for the usual
+    intermediate = 4·D); per sequence, q·kᵀ and the weighted sum of values cost 2·S²·D each. LayerNorms, softmax,
+    GELU and residual additions are linear in the token count and left out. The padded batch costs
+    `encoder_layer_flops(B, 1 + L_max, D, I)`, the packed one `encoder_layer_flops(1, Σ_b (1 + L_b), D, I)`: packing
+    saves the linear layers' work on padding but attends over one Σ_b (1 + L_b)-long sequence (the block-diagonal
+    mask removes cross-clip attention from the result, not from the dense attention's work).
+    """
+    linear_per_token = 2 * (4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size)
+    attention_per_sequence = 4 * sequence_length * sequence_length * hidden_size
+    return num_sequences * (sequence_length * linear_per_token + attention_per_sequence)
+
+
+def _block_diagonal_attention_mask(
+    segment_ids: torch.Tensor, attn_implementation: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """The `(1, 1, N, N)` mask of a packed sequence whose token i belongs to clip `segment_ids[i]`: each token attends
+    to the tokens of its own clip only.
+
+    SDPA takes it boolean (True = attend); the eager attention adds it to the scores, so there it is 0 where True and
+    `torch.finfo(dtype).min` elsewhere, the form `transformers.masking_utils.eager_mask` gives (no row is fully
+    masked: every token sees itself and its clip's [CLS]).
+    """
+    same_clip = (segment_ids[:, None] == segment_ids[None, :])[None, None]
+    if attn_implementation == "sdpa":
+        return same_clip
+    return torch.where(same_clip, torch.zeros((), dtype=dtype, device=same_clip.device), torch.finfo(dtype).min)
+
+
 class TrajViT2VisionTransformer(nn.Module):
-    """Vision tokenizer → [CLS] + active tokens → ViT encoder (padding mask) → final LayerNorm → [CLS] pooling."""
+    """Vision tokenizer → [CLS] + active tokens → ViT encoder (padding mask) → final LayerNorm → [CLS] pooling.
+
+    With `config.token_packing` (an addition to the paper; the official TrajViT2 pads) the clips' tokens may instead
+    run as one packed sequence under a block-diagonal mask; the output keeps the padded layout either way.
+    """
+
+    # Attention implementations whose mask the packed path builds (`_block_diagonal_attention_mask`).
+    _packing_attn_implementations = ("eager", "sdpa")
 
     # The encoder's ViTLayers dispatch on `config._attn_implementation` (eager or SDPA), as a PreTrainedModel tower
     # that declares it; composite-model tooling reads the flag on the `vision_model` attribute.
@@ -344,14 +389,21 @@ class TrajViT2VisionTransformer(nn.Module):
                 f"output_attentions=True needs attn_implementation='eager' (the vision encoder uses "
                 f"{self.config._attn_implementation!r}, which computes no attention weights): no attentions returned"
             )
+        # Attention weights keep their per-clip (B, heads, 1 + L, 1 + L) layout only on the padded path.
+        packing = "off" if output_attentions else None
         with _recorded_attention_weights(self.layers, output_attentions) as attentions:
-            output = self.encode_tokens(tokens, token_mask, output_hidden_states)
+            output = self.encode_tokens(tokens, token_mask, output_hidden_states, token_packing=packing)
         if output_attentions:
             output.attentions = tuple(attentions)
         return output
 
     def encode_tokens(
-        self, tokens: torch.Tensor, token_mask: torch.Tensor, output_hidden_states: bool | int | list[int] = False
+        self,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        output_hidden_states: bool | int | list[int] = False,
+        *,
+        token_packing: str | None = None,
     ) -> TrajViT2VisionOutput:
         """Run [CLS] + the token set through the encoder.
 
@@ -361,12 +413,20 @@ class TrajViT2VisionTransformer(nn.Module):
                 Unless `attend_to_inactive_tokens`, the other slots have no effect, whatever their values.
             output_hidden_states (`bool`, `int` or `list[int]`): the hidden states to return (see
                 [`TrajViT2VisionOutput`]).
+            token_packing (`str`, *optional*): `"off"`, `"on"` or `"auto"` for this call (see
+                [`TrajViT2VisionConfig`]); None = `config.token_packing`. Packed or not, the output has the padded
+                layout; where `attention_mask` is False the packed path's `hidden_states` entries are zeros (the
+                padded path's hold the unused values computed there).
         """
         if tokens.ndim != 3 or token_mask.shape != tokens.shape[:2] or token_mask.dtype != torch.bool:
             raise ValueError(
                 f"tokens must be (B, N, D) and token_mask a bool (B, N) tensor, got {tuple(tokens.shape)} and "
                 f"{tuple(token_mask.shape)} {token_mask.dtype}"
             )
+        if token_packing is None:
+            token_packing = self.config.token_packing
+        elif token_packing not in TOKEN_PACKING_MODES:
+            raise ValueError(f"token_packing must be one of {TOKEN_PACKING_MODES}, got {token_packing!r}")
         keep = _hidden_state_indices(output_hidden_states, len(self.layers) + 1)
         batch, num_slots = token_mask.shape
         token_indices = torch.arange(num_slots, device=tokens.device).expand(batch, num_slots)
@@ -385,9 +445,11 @@ class TrajViT2VisionTransformer(nn.Module):
                     tokens = tokens.gather(1, token_indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
                     token_mask = token_mask.gather(1, token_indices)
 
+        attention_mask = torch.cat((token_mask.new_ones(batch, 1), token_mask), dim=1)
+        if self._packs(attention_mask, token_packing):
+            return self._encode_packed(tokens, token_mask, attention_mask, token_indices, keep)
         hidden = self.input_projection(tokens)
         hidden = torch.cat((self.cls_token.expand(batch, -1, -1).to(hidden.dtype), hidden), dim=1)
-        attention_mask = torch.cat((token_mask.new_ones(batch, 1), token_mask), dim=1)
         # Key-padding mask: every row keeps the [CLS], so no row is fully masked. None when nothing is padded.
         mask_4d = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
         # Only the selected hidden states are kept alive (an entry per layer input, None where not selected).
@@ -400,6 +462,63 @@ class TrajViT2VisionTransformer(nn.Module):
             all_hidden_states = tuple(all_hidden_states) + (hidden if len(self.layers) in keep else None,)
         hidden = self.post_layernorm(hidden)
         hidden = hidden.masked_fill(~attention_mask.unsqueeze(-1), 0.0)
+        return TrajViT2VisionOutput(
+            last_hidden_state=hidden,
+            pooler_output=hidden[:, 0],
+            hidden_states=all_hidden_states,
+            attention_mask=attention_mask,
+            token_indices=token_indices,
+        )
+
+    def _packs(self, attention_mask: torch.Tensor, token_packing: str) -> bool:
+        """Whether this batch runs packed: `"on"`, or `"auto"` when [`encoder_layer_flops`] of the packed sequence is
+        below that of the padded batch; never without padding, under `attend_to_inactive_tokens` or for an
+        attention implementation whose packed mask is not built here."""
+        if (
+            token_packing == "off"
+            or self.config.attend_to_inactive_tokens
+            or self.config._attn_implementation not in self._packing_attn_implementations
+            or bool(attention_mask.all())
+        ):
+            return False
+        if token_packing == "on":
+            return True
+        batch, length = attention_mask.shape
+        width, intermediate = self.config.hidden_size, self.config.intermediate_size
+        packed = encoder_layer_flops(1, int(attention_mask.sum()), width, intermediate)
+        return packed < encoder_layer_flops(batch, length, width, intermediate)
+
+    def _encode_packed(self, tokens, token_mask, attention_mask, token_indices, keep) -> TrajViT2VisionOutput:
+        """[`encode_tokens`] on one packed sequence: the [CLS] and active tokens of every clip, clip after clip
+        (N = `attention_mask.sum()` tokens), under a block-diagonal mask; every output is scattered back to the
+        padded `(B, 1 + L)` layout of `attention_mask` (zeros elsewhere). Indices come from the mask (`nonzero`,
+        no loop over clips or tokens)."""
+        batch, length = attention_mask.shape
+        # Positions of the packed tokens in the flattened padded layout, row-major: clip b's [CLS], then its tokens.
+        flat_positions = attention_mask.reshape(-1).nonzero().squeeze(1)
+        segment_ids = torch.div(flat_positions, length, rounding_mode="floor")
+        is_cls = flat_positions % length == 0
+        projected = self.input_projection(tokens[token_mask])  # the active tokens in the same row-major order
+        cls = self.cls_token[0].to(projected.dtype).expand(batch, -1)
+        # Packed position p takes row b of the [CLS] block for clip b's [CLS], else the projected token of rank
+        # p − (b + 1) (the b + 1 [CLS] up to and including its clip's precede it).
+        packed_index = torch.arange(flat_positions.shape[0], device=flat_positions.device)
+        source = torch.where(is_cls, segment_ids, batch + packed_index - segment_ids - 1)
+        hidden = torch.cat((cls, projected), dim=0)[source].unsqueeze(0)
+        mask_4d = _block_diagonal_attention_mask(segment_ids, self.config._attn_implementation, hidden.dtype)
+
+        def unpack(packed: torch.Tensor) -> torch.Tensor:
+            padded = packed.new_zeros(batch * length, packed.shape[-1]).index_copy(0, flat_positions, packed[0])
+            return padded.view(batch, length, -1)
+
+        all_hidden_states = [] if keep is not None else None
+        for index, layer in enumerate(self.layers):
+            if keep is not None:
+                all_hidden_states.append(unpack(hidden) if index in keep else None)
+            hidden = layer(hidden, mask_4d)
+        if keep is not None:
+            all_hidden_states = tuple(all_hidden_states) + (unpack(hidden) if len(self.layers) in keep else None,)
+        hidden = unpack(self.post_layernorm(hidden))
         return TrajViT2VisionOutput(
             last_hidden_state=hidden,
             pooler_output=hidden[:, 0],
