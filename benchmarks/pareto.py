@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -326,8 +327,9 @@ def main(argv=None) -> dict:
 
     vision = vit3d.config.vision_config
     add("vit3d", "ViT3D", "all tubelets", vit3d, vit3d_processor, folder=args.vit3d)
-    num_tokens = 1 + len(
-        vit3d.vision_model.tokenizer(torch.zeros(1, config.num_frames, 3, config.height, config.width)).tokens[0]
+    # [CLS] + the tubelet grid of the clips (the last tubelet completed by repeating the last frame).
+    num_tokens = 1 + math.ceil(config.num_frames / vision.tubelet_size) * (config.height // vision.patch_size) * (
+        config.width // vision.patch_size
     )
     for target in args.tome_tokens:
         schedule = tome_r_for_token_count(num_tokens, vision.num_hidden_layers, target)

@@ -168,6 +168,27 @@ def test_bad_arguments_are_named(apply, value, match):
         apply(_vit3d(), value)
 
 
+@pytest.mark.parametrize(
+    "video, tubelet, patch, match",
+    [
+        (torch.zeros(2, 4, 3, 32), 2, 16, "must be a \\(B, T, C, H, W\\) tensor"),
+        ([[0.0]], 2, 16, "must be a \\(B, T, C, H, W\\) tensor"),
+        (torch.zeros(1, 4, 3, 30, 32), 2, 16, "positive multiples of patch_size \\(16\\)"),
+        (torch.zeros(1, 0, 3, 32, 32), 2, 16, "at least one frame"),
+        (torch.zeros(1, 4, 3, 32, 32), 0, 16, "tubelet_size must be a positive int"),
+        (torch.zeros(1, 4, 3, 32, 32), 2, 2.0, "patch_size must be a positive int"),
+    ],
+)
+def test_keep_mask_names_bad_inputs(video, tubelet, patch, match):
+    with pytest.raises(ValueError, match=match):
+        run_length_keep_mask(video, tubelet, patch, 0.1)
+
+
+def test_pooled_grid_size_needs_three_axes():
+    with pytest.raises(ValueError, match="grid_size and kernel must have 3 entries"):
+        pooled_grid_size((4, 4), (2, 2))
+
+
 def test_trajtok_models_and_non_models_are_refused():
     with pytest.raises(ValueError, match="applies to the ViT3D baseline"):
         apply_token_pooling(tiny_trajvit2_vision_model("trajtok"), 2)

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models.modeling_vit3d import ViT3DPatchTokenizer, ViT3DTokenizerOutput
+from ..models.modeling_vit3d import ViT3DPatchTokenizer, ViT3DTokenizerOutput, complete_last_tubelet
 from .token_merging import _vision_transformer
 
 __all__ = [
@@ -51,14 +51,23 @@ __all__ = [
 
 
 def _tubelet_patches(pixel_values_videos: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.Tensor:
-    """(B, T, C, H, W) → (B, t, h·w, tubelet·C·p·p): the pixels of each tubelet patch, in ViT3D's raster order.
-
-    Frames missing from the last tubelet repeat the last frame, as :class:`ViT3DPatchTokenizer` completes them."""
+    """(B, T, C, H, W) → (B, t, h·w, tubelet·C·p·p): the pixels of each tubelet patch, in ViT3D's raster order, with
+    the last tubelet completed as :class:`ViT3DPatchTokenizer` completes it."""
+    if not isinstance(pixel_values_videos, torch.Tensor) or pixel_values_videos.ndim != 5:
+        raise ValueError(
+            f"pixel_values_videos must be a (B, T, C, H, W) tensor, got "
+            f"{tuple(getattr(pixel_values_videos, 'shape', ())) or type(pixel_values_videos).__name__}"
+        )
+    for name, value in (("tubelet_size", tubelet_size), ("patch_size", patch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     batch, frames, channels, height, width = pixel_values_videos.shape
-    missing = -frames % tubelet_size
-    if missing:
-        last = pixel_values_videos[:, -1:].expand(-1, missing, -1, -1, -1)
-        pixel_values_videos = torch.cat((pixel_values_videos, last), dim=1)
+    if min(batch, frames) < 1 or height % patch_size or width % patch_size or height == 0 or width == 0:
+        raise ValueError(
+            f"pixel_values_videos must hold at least one frame of a height and width that are positive multiples of "
+            f"patch_size ({patch_size}), got shape {tuple(pixel_values_videos.shape)}"
+        )
+    pixel_values_videos = complete_last_tubelet(pixel_values_videos, tubelet_size)
     t, h, w = pixel_values_videos.shape[1] // tubelet_size, height // patch_size, width // patch_size
     x = pixel_values_videos.reshape(batch, t, tubelet_size, channels, h, patch_size, w, patch_size)
     return x.permute(0, 1, 4, 6, 2, 3, 5, 7).reshape(batch, t, h * w, -1)
@@ -67,7 +76,7 @@ def _tubelet_patches(pixel_values_videos: torch.Tensor, tubelet_size: int, patch
 def tubelet_changes(pixel_values_videos: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.Tensor:
     """(B, t − 1, h·w): each patch's mean absolute change from the same patch of the previous tubelet (tubelets 1 …
     t − 1, patches in row-major order), the quantity RLT thresholds."""
-    patches = _tubelet_patches(pixel_values_videos.float(), tubelet_size, patch_size)
+    patches = _tubelet_patches(pixel_values_videos, tubelet_size, patch_size).float()
     return (patches[:, 1:] - patches[:, :-1]).abs().mean(dim=-1)
 
 
@@ -83,6 +92,8 @@ def run_length_keep_mask(
 
 def pooled_grid_size(grid_size: Sequence[int], kernel: Sequence[int]) -> tuple[int, int, int]:
     """The token grid after :class:`PooledViT3DTokenizer`'s pooling: ``⌈n / k⌉`` per axis."""
+    if len(grid_size) != 3 or len(kernel) != 3:
+        raise ValueError(f"grid_size and kernel must have 3 entries (t, h, w), got {grid_size!r} and {kernel!r}")
     return tuple(math.ceil(n / k) for n, k in zip(grid_size, kernel, strict=True))
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-__all__ = ["ViT3DPatchTokenizer", "ViT3DTokenizerOutput", "sinusoidal_position_embedding_3d"]
+__all__ = ["ViT3DPatchTokenizer", "ViT3DTokenizerOutput", "complete_last_tubelet", "sinusoidal_position_embedding_3d"]
 
 
 @dataclass
@@ -86,6 +86,16 @@ def sinusoidal_position_embedding_3d(
     return emb.to(dtype)
 
 
+def complete_last_tubelet(pixel_values_videos: torch.Tensor, tubelet_size: int) -> torch.Tensor:
+    """(B, T, C, H, W) → (B, ⌈T / tubelet⌉ · tubelet, C, H, W): the frames missing from the last tubelet repeat the
+    last frame (never zero or fake frames)."""
+    missing = -pixel_values_videos.shape[1] % tubelet_size
+    if not missing:
+        return pixel_values_videos
+    last = pixel_values_videos[:, -1:].expand(-1, missing, -1, -1, -1)
+    return torch.cat((pixel_values_videos, last), dim=1)
+
+
 class ViT3DPatchTokenizer(nn.Module):
     """Video (B, T, C, H, W) → tubelet tokens (B, t·h·w, D) with space-time positions and an all-True mask.
 
@@ -132,11 +142,7 @@ class ViT3DPatchTokenizer(nn.Module):
 
     def forward(self, pixel_values_videos: torch.Tensor) -> ViT3DTokenizerOutput:
         self._check_pixel_values(pixel_values_videos)
-        frames = pixel_values_videos.shape[1]
-        missing = -frames % self.tubelet_size
-        if missing:
-            last = pixel_values_videos[:, -1:].expand(-1, missing, -1, -1, -1)
-            pixel_values_videos = torch.cat((pixel_values_videos, last), dim=1)
+        pixel_values_videos = complete_last_tubelet(pixel_values_videos, self.tubelet_size)
         x = self.projection(pixel_values_videos.transpose(1, 2).to(self.projection.weight.dtype))  # (B, D, t, h, w)
         grid_size = tuple(x.shape[2:])
         tokens = x.flatten(2).transpose(1, 2)  # (B, t·h·w, D), (t, row, col) raster order
