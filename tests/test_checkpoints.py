@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from testers import load_file_module
 
@@ -17,16 +18,25 @@ import trajtok_hf.models
 from trajtok_hf.hub import select_files, validate_card_metadata, validate_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = {"trajvit2-tiny-shapes": "trajtok", "vit3d-tiny-shapes": "vit3d"}
+CHECKPOINTS = {"trajvit2-tiny-shapes": "trajtok", "vit3d-tiny-shapes": "vit3d", "trajvit2-minilm-shapes": "trajtok"}
 SEGMENTER = "trajtok-small-shapes"
 ALL = sorted(CHECKPOINTS) + [SEGMENTER]
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+# The pretrained text tower (all-MiniLM-L6-v2, 22.7 M parameters) is stored in float16: 100 MB is that checkpoint's
+# budget.
+MAX_WEIGHTS_BYTES_BY_NAME = {"trajvit2-minilm-shapes": 100 * 1000 * 1000}
 PACKAGE_MODELS = Path(trajtok_hf.models.__file__).parent
 
 # (folder, model class, processor class, remote-code modules the staged upload must hold, among others)
 LOADS = [
     ("trajvit2-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_trajvit2.py", "processing_trajvit2.py"}),
     ("vit3d-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_vit3d.py", "processing_trajvit2.py"}),
+    (
+        "trajvit2-minilm-shapes",
+        "TrajViT2Model",
+        "TrajViT2Processor",
+        {"modeling_trajvit2.py", "processing_trajvit2.py"},
+    ),
     (SEGMENTER, "TrajTokModel", "TrajTokVideoProcessor", {"modeling_trajtok.py", "video_processing_trajtok.py"}),
 ]
 
@@ -55,7 +65,7 @@ def test_checkpoint_loads_with_trajtok_hf(name, model_class, processor_class, mo
 @pytest.mark.parametrize("name,model_class,processor_class,modules", LOADS)
 def test_checkpoint_is_small_and_stages_the_package_remote_code(name, model_class, processor_class, modules):
     folder = ROOT / "checkpoints" / name
-    assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES
+    assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES_BY_NAME.get(name, MAX_WEIGHTS_BYTES)
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
     report = validate_folder(folder)
     assert report.model_class == model_class and report.processor_class == processor_class
@@ -118,3 +128,19 @@ def test_segmenter_card_quotes_the_evaluation():
     assert quoted["miou"] == pytest.approx(results["metrics"]["mIoU"])
     assert "## Notes" in card.text
     assert (ROOT / "model_cards" / f"{SEGMENTER}.md").read_text() == (folder / "README.md").read_text()
+
+
+def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_float32():
+    """The text tower's weights are float16 on disk (the size budget), the rest float32, and all load into a float32
+    model."""
+    from safetensors import safe_open
+    from transformers import AutoModel
+
+    folder = ROOT / "checkpoints" / "trajvit2-minilm-shapes"
+    with safe_open(folder / "model.safetensors", framework="pt") as weights:
+        dtypes = {key: weights.get_slice(key).get_dtype() for key in weights.keys()}
+    assert {dtype for key, dtype in dtypes.items() if key.startswith("text_model.")} == {"F16"}
+    assert {dtype for key, dtype in dtypes.items() if not key.startswith("text_model.")} == {"F32"}
+    model = AutoModel.from_pretrained(folder)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.config.text_config.hidden_size == 384 and model.config.text_pooling == "mean"

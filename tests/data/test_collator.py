@@ -128,3 +128,21 @@ def test_bad_arguments():
         VideoTextCollator(video_processor="not callable")
     with pytest.raises(TypeError, match="features"):
         VideoTextCollator()({"video": np.zeros((1, 2, 2, 3), np.uint8)})
+
+
+def test_negative_captions_are_tokenized_with_their_batch_rows(tokenizer):
+    video = torch.zeros(2, 3, 8, 8)
+    batch_items = [
+        {"pixel_values_videos": video, "caption": "a red circle", "negative_caption": "a blue circle"},
+        {"pixel_values_videos": video, "caption": "a red square", "negative_caption": None},
+        {"pixel_values_videos": video, "caption": "a small star", "negative_caption": "a large red star"},
+    ]
+    batch = VideoTextCollator(tokenizer)(batch_items)
+    assert batch["negative_index"].tolist() == [0, 2]
+    expected = tokenizer(["a blue circle", "a large red star"], padding=True, return_tensors="pt")
+    assert torch.equal(batch["negative_input_ids"], expected["input_ids"])
+    assert torch.equal(batch["negative_attention_mask"], expected["attention_mask"])
+    none = VideoTextCollator(tokenizer)([{**item, "negative_caption": None} for item in batch_items])
+    assert "negative_index" not in none and "negative_input_ids" not in none
+    with pytest.raises(TypeError, match="negative_caption"):
+        VideoTextCollator(tokenizer)([{**batch_items[0], "negative_caption": 3}])

@@ -15,9 +15,11 @@ from trajtok_hf.data import (
     MOTIONS,
     SHAPES,
     SyntheticVideoConfig,
+    caption_from_objects,
     downsample_labels,
     generate_clip,
     make_synthetic_dataset,
+    swap_motions_caption,
     synthetic,
     transform_clip,
 )
@@ -529,3 +531,30 @@ def test_transformed_captions_keep_the_paraphrase_and_the_background_clause():
     assert out["caption"].endswith("drifting right")
     with pytest.raises(ValueError, match="transform"):
         transform_clip(clip, "rotate")
+
+
+def test_swap_motions_caption_exchanges_the_first_two_objects_motions_in_the_clips_wording():
+    config = SyntheticVideoConfig(
+        num_frames=4, height=64, width=64, min_objects=3, max_objects=3, caption_wording="train"
+    )
+    clip = next(
+        c
+        for c in (generate_clip(config, seed=5, index=i) for i in range(20))
+        if c["objects"][0]["motion"] != c["objects"][1]["motion"]
+    )
+    swapped = swap_motions_caption(clip)
+    objects = [dict(o) for o in clip["objects"]]
+    objects[0]["motion"], objects[1]["motion"] = clip["objects"][1]["motion"], clip["objects"][0]["motion"]
+    assert swapped == caption_from_objects(objects, None, clip["caption_template"]) and swapped != clip["caption"]
+    assert clip["objects"][0]["motion"] != objects[0]["motion"]  # the clip itself is left as it was
+    with_background = swap_motions_caption({**clip, "background": {"kind": "noise", "pan": "left"}}, True)
+    assert with_background.endswith("on a noise background drifting left")
+
+
+def test_swap_motions_caption_is_none_without_two_different_motions():
+    one = generate_clip(SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=1), seed=0, index=0)
+    assert swap_motions_caption(one) is None
+    alike = SyntheticVideoConfig(num_frames=4, height=64, width=64, min_objects=2, max_objects=2, motions=("move_up",))
+    assert swap_motions_caption(generate_clip(alike, seed=0, index=0)) is None
+    with pytest.raises(ValueError, match="objects"):
+        swap_motions_caption({"caption": "a clip"})

@@ -201,3 +201,44 @@ def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsy
     assert message in capsys.readouterr().err
     ok = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", "reverse", "mirror_vertical"])
     assert ok.paired_transforms == ["reverse", "mirror_vertical"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--pair_loss_weight", "1"], "--pair_loss_weight needs --paired_transforms"),
+        (["--paired_transforms", "reverse", "--pair_loss_weight", "-1"], "--pair_loss_weight must be a finite"),
+        (["--paired_transforms", "reverse", "--pair_loss_weight", "inf"], "--pair_loss_weight must be a finite"),
+        (["--trajectory_motion_init_std", "0.1"], "needs --trajectory_motion_encoding"),
+        (["--trajectory_motion_encoding", "--trajectory_motion_init_std", "-0.1"], "must be a finite number >= 0"),
+        (["--trajectory_motion_encoding", "--trajectory_motion_init_std", "nan"], "must be a finite number >= 0"),
+    ],
+)
+def test_pair_loss_and_motion_init_flags(tmp_path, capsys, extra, message):
+    script = load_file_module(TRAJVIT2)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--output_dir", str(tmp_path / "run"), *extra])
+    assert message in capsys.readouterr().err
+    ok = script.parse_args(
+        ["--output_dir", str(tmp_path / "ok"), "--paired_transforms", "mirror_horizontal", "--pair_loss_weight", "0.5"]
+        + ["--trajectory_motion_encoding", "--trajectory_motion_init_std", "0.1"]
+    )
+    assert (ok.pair_loss_weight, ok.trajectory_motion_init_std) == (0.5, 0.1)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--swap_negative_weight", "-1"], "--swap_negative_weight must be a finite"),
+        (["--swap_negative_weight", "1", "--data", "some/folder"], "rewrites the synthetic captions"),
+    ],
+)
+def test_swap_negative_flag(tmp_path, capsys, extra, message):
+    script = load_file_module(TRAJVIT2)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--output_dir", str(tmp_path / "run"), *extra])
+    assert message in capsys.readouterr().err
+    assert (
+        script.parse_args(["--output_dir", str(tmp_path / "ok"), "--swap_negative_weight", "2"]).swap_negative_weight
+        == 2
+    )

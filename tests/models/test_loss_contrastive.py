@@ -28,6 +28,8 @@ _loss = _load_loss_module()
 ClipContrastiveLoss = _loss.ClipContrastiveLoss
 clip_contrastive_loss = _loss.clip_contrastive_loss
 gather_with_local_grad = _loss.gather_with_local_grad
+paired_contrastive_loss = _loss.paired_contrastive_loss
+negative_caption_loss = _loss.negative_caption_loss
 
 
 # Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
@@ -115,6 +117,106 @@ def test_module_equals_function_and_single_process_gather_is_identity():
     assert torch.equal(clip_contrastive_loss(video, text, 7.0, gather_distributed=True), expected)
     gathered, offset = gather_with_local_grad(video)
     assert gathered is video and offset == 0
+
+
+def _reference_pair_loss(logits):
+    """Direct loops over the pairs (2j, 2j + 1): each video against its pair's two captions, each caption against
+    its pair's two videos."""
+    total, count = 0.0, 0
+    for first in range(0, logits.shape[0], 2):
+        block = logits[first : first + 2, first : first + 2]
+        for own in range(2):
+            total = total - block[own].log_softmax(0)[own] - block[:, own].log_softmax(0)[own]
+            count += 2
+    return total / count
+
+
+@pytest.mark.parametrize("batch", [2, 6])
+def test_paired_loss_matches_direct_formula(batch):
+    generator = torch.Generator().manual_seed(batch)
+    logits = torch.randn(batch, batch, generator=generator) * 5.0
+    # bound: a log-sum-exp over 2 logits of magnitude <= ~20 and a mean over 2·batch terms.
+    assert_close_within_bound(
+        paired_contrastive_loss(logits), _reference_pair_loss(logits), 2 + 2 * batch, magnitude=20.0
+    )
+
+
+def test_paired_loss_reads_only_each_pairs_block():
+    logits = torch.randn(4, 4)
+    changed = logits.clone()
+    changed[0, 2:] = 100.0  # video 0 against the captions of the other pair
+    changed[3, :2] = -100.0
+    assert torch.equal(paired_contrastive_loss(logits), paired_contrastive_loss(changed))
+    swapped = logits.clone()
+    swapped[0, 0], swapped[0, 1] = logits[0, 1], logits[0, 0]  # inside the block: the loss sees it
+    assert not torch.equal(paired_contrastive_loss(logits), paired_contrastive_loss(swapped))
+
+
+def test_paired_loss_is_log2_when_a_pair_is_indistinguishable_and_its_gradient_tells_them_apart():
+    logits = torch.full((2, 2), 3.0, requires_grad=True)
+    loss = paired_contrastive_loss(logits)
+    torch.testing.assert_close(loss, torch.tensor(2.0).log())
+    loss.backward()
+    # the own caption's logit is pushed up, the pair's other one down
+    assert logits.grad[0, 0] < 0 < logits.grad[0, 1] and logits.grad[1, 1] < 0 < logits.grad[1, 0]
+
+
+@pytest.mark.parametrize(
+    "logits, match",
+    [
+        (torch.zeros(4), "2-D tensor"),
+        (torch.zeros(3, 3), "even"),
+        (torch.zeros(4, 2), "square"),
+        (torch.zeros(0, 0), "non-zero"),
+        ([[0.0, 1.0], [1.0, 0.0]], "2-D tensor"),
+    ],
+)
+def test_paired_loss_bad_inputs(logits, match):
+    with pytest.raises(ValueError, match=match):
+        paired_contrastive_loss(logits)
+
+
+def test_negative_caption_loss_matches_direct_formula():
+    video, text = _embeds(4, seed=1)
+    negatives = F.normalize(torch.randn(2, 8, generator=torch.Generator().manual_seed(2)), dim=-1)
+    index = torch.tensor([3, 1])
+    loss = negative_caption_loss(video, text, negatives, index, torch.tensor(14.3))
+    reference = 0.0
+    for n, row in enumerate(index.tolist()):
+        logits = torch.stack([14.3 * video[row] @ text[row], 14.3 * video[row] @ negatives[n]])
+        reference = reference - logits.log_softmax(0)[0] / 2
+    # bound: dot products of 8 terms, a 2-way log-sum-exp, a mean over 2 negatives, magnitude 14.3.
+    assert_close_within_bound(loss, reference, 8 + 4, magnitude=14.3)
+
+
+def test_negative_caption_loss_pushes_the_own_caption_up_and_the_negative_down():
+    video, text = _embeds(2, seed=3)
+    negatives = text[:1].clone().requires_grad_(True)  # as close as the own caption: loss log 2
+    own = text.clone().requires_grad_(True)
+    loss = negative_caption_loss(video, own, negatives, torch.tensor([0]), 10.0)
+    torch.testing.assert_close(loss, torch.tensor(2.0).log())
+    loss.backward()
+    assert (own.grad[0] @ video[0]) < 0 < (negatives.grad[0] @ video[0])  # descent raises v·t, lowers v·t_neg
+    assert not own.grad[1].any()  # rows without a negative get no gradient from this term
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(negative_index=torch.tensor([0, 1])), "negative_index must be a LongTensor of shape \\(1,\\)"),
+        (dict(negative_index=torch.tensor([0.0])), "LongTensor"),
+        (dict(negative_index=torch.tensor([5])), "must index the 2 batch rows"),
+        (dict(negative_text_embeds=torch.zeros(1, 3)), "share the embedding width"),
+        (dict(negative_text_embeds=torch.zeros(3)), "2-D tensor"),
+        (dict(negative_text_embeds=torch.zeros(0, 8), negative_index=torch.zeros(0, dtype=torch.long)), "at least one"),
+    ],
+)
+def test_negative_caption_loss_bad_inputs(kwargs, match):
+    video, text = _embeds(2)
+    args = dict(negative_text_embeds=text[:1], negative_index=torch.tensor([0]))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        negative_caption_loss(video, text, args["negative_text_embeds"], args["negative_index"], 1.0)
 
 
 def test_bad_inputs():

@@ -61,3 +61,23 @@ def test_chunks_longer_than_the_projection_are_refused(models):
 def test_the_setting_must_be_a_bool():
     with pytest.raises(ValueError, match="trajectory_motion_encoding must be a bool"):
         tiny_trajtok_model(trajectory_motion_encoding=1)
+
+
+def test_a_non_zero_init_std_draws_the_weight_and_keeps_the_bias_at_zero():
+    torch.manual_seed(0)
+    model = tiny_trajtok_model(trajectory_motion_encoding=True, trajectory_motion_init_std=0.1)
+    weight = model.motion_projection.weight
+    assert weight.abs().max() > 0 and not model.motion_projection.bias.any()
+    assert 0.05 < weight.std().item() < 0.2  # a normal draw of std 0.1 over hidden × 3 · chunk entries
+    videos = video_batch(2, 4, 32)
+    with torch.no_grad():
+        drawn = model(videos).trajectory_tokens
+        model.motion_projection.weight.zero_()
+        zeroed = model(videos).trajectory_tokens
+    assert (drawn - zeroed).abs().max() > 1e-3  # the paths reach the tokens from the first step
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), float("nan"), True, "0.1"])
+def test_the_init_std_must_be_a_finite_float_at_least_zero(value):
+    with pytest.raises(ValueError, match="trajectory_motion_init_std must be a finite float >= 0"):
+        tiny_trajtok_model(trajectory_motion_encoding=True, trajectory_motion_init_std=value)

@@ -510,6 +510,25 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
     assert {group["lr"] for group in default.param_groups} == {default_args.learning_rate}
 
 
+def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
+    """--paired_transforms with --pair_loss_weight and --swap_negative_weight: both terms are logged and added to
+    the loss; the motion projection starts from the requested normal draw."""
+    out = tmp_path / "run"
+    argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "--pair_loss_weight", "0.5"]
+    argv += ["--trajectory_motion_encoding", "--trajectory_motion_init_std", "0.1", "--swap_negative_weight", "2"]
+    argv += ["--max_objects", "3", "--seed", "3"]
+    run_script(TRAJVIT2, ["--output_dir", str(out), *argv])
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "pairs" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for r in steps:  # loss = contrastive + segmentation + 0.5 · pairs + 2 · swaps (one step per record)
+        total = r["contrastive"] + r["segmentation"] + 0.5 * r["pairs"] + 2 * r["swaps"]
+        assert 0 < r["pairs"] and abs(r["loss"] - total) < 1e-4
+    assert any(r["swaps"] > 0 for r in steps)  # a batch with a 2-object clip whose objects move differently
+    config = json.loads((out / "final" / "config.json").read_text())["vision_config"]["trajtok_config"]
+    assert config["trajectory_motion_encoding"] and config["trajectory_motion_init_std"] == 0.1
+
+
 def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):
     """--vision_tokenizer vit3d: same script, patch tokens; a training step of the contrastive loss."""
     model, processor = _build_trajvit2(tmp_path, "--vision_tokenizer", "vit3d")

@@ -9,7 +9,13 @@ import torch
 from testers import float_error_bound
 
 from trajtok_hf import TrajTokVideoProcessor
-from trajtok_hf.data import SyntheticVideoConfig, generate_clip, transform_clip
+from trajtok_hf.data import (
+    PhotoCompositeConfig,
+    SyntheticVideoConfig,
+    generate_clip,
+    swap_motions_caption,
+    transform_clip,
+)
 from trajtok_hf.training import EpochShuffleSampler, SyntheticClipDataset, normalize_video
 
 
@@ -101,3 +107,29 @@ def test_paired_transforms_put_a_clip_and_its_transform_side_by_side():
         SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms=("rotate",))
     with pytest.raises(TypeError, match="sequence of names"):
         SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms="reverse")
+
+
+def test_swap_negatives_give_each_item_its_object_swapped_caption():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3)
+    dataset = SyntheticClipDataset(
+        config,
+        seed=4,
+        num_clips=8,
+        video_processor=processor,
+        paired_transforms=("mirror_horizontal",),
+        swap_negatives=True,
+    )
+    for pair in range(4):
+        clip = generate_clip(config, 4, pair)
+        first, second = dataset[2 * pair], dataset[2 * pair + 1]
+        assert first["negative_caption"] == swap_motions_caption(clip)
+        # the transformed copy's negative swaps the transformed motions
+        assert second["negative_caption"] == swap_motions_caption(transform_clip(clip, "mirror_horizontal"))
+    assert any(dataset[i]["negative_caption"] is not None for i in range(8))
+    assert "negative_caption" not in SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor)[0]
+    with pytest.raises(TypeError, match="swap_negatives must be a bool"):
+        SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor, swap_negatives=1)
+    photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
+    with pytest.raises(ValueError, match="swap_negatives needs procedural clips"):
+        SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, swap_negatives=True)

@@ -9,6 +9,10 @@
 * ``input_ids`` / ``attention_mask`` ``(B, L)`` — captions tokenized and padded by ``tokenizer``; without a
   tokenizer the strings are returned as ``captions``.
 * ``segmentation_labels`` ``(B, T, h, w)`` long — when any item has labels; items without get ``-100``.
+* ``negative_input_ids`` / ``negative_attention_mask`` ``(N, L')`` and ``negative_index`` ``(N,)`` long — when items
+  carry a ``negative_caption`` (a hard negative caption of their own video, e.g. ``SyntheticClipDataset``'s
+  ``swap_negatives``) and there is a tokenizer: the N items whose negative is not ``None``, tokenized, and their
+  positions in the batch.
 
 Items whose video failed to decode (``decode_error`` set, or no video at all) are dropped and counted in
 ``num_dropped``, so one corrupt file never stops an epoch. If every item of a batch failed, the collator
@@ -119,6 +123,15 @@ class VideoTextCollator:
             raise TypeError(f"`caption` of a batch item must be a string, got {type(caption).__name__}")
         return caption
 
+    def _tokenize(self, texts: list[str]) -> Mapping[str, torch.Tensor]:
+        return self.tokenizer(
+            texts,
+            padding=self.padding,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         if isinstance(features, Mapping) or not isinstance(features, Sequence):
             raise TypeError(f"`features` must be a list of per-item mappings, got {type(features).__name__}")
@@ -166,17 +179,20 @@ class VideoTextCollator:
             if any(c is None for c in captions):
                 raise ValueError("some batch items have a caption and some do not; cannot build text inputs")
             if self.tokenizer is not None:
-                encoded = self.tokenizer(
-                    captions,
-                    padding=self.padding,
-                    truncation=self.max_length is not None,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
+                encoded = self._tokenize(captions)
                 batch["input_ids"] = encoded["input_ids"]
                 batch["attention_mask"] = encoded["attention_mask"]
             if self.return_captions:
                 batch["captions"] = captions
+            negatives = [(i, item.get("negative_caption")) for i, item in enumerate(kept)]
+            negatives = [(i, caption) for i, caption in negatives if caption is not None]
+            if negatives and self.tokenizer is not None:
+                if not all(isinstance(caption, str) for _, caption in negatives):
+                    raise TypeError("`negative_caption` of a batch item must be a string or None")
+                encoded = self._tokenize([caption for _, caption in negatives])
+                batch["negative_input_ids"] = encoded["input_ids"]
+                batch["negative_attention_mask"] = encoded["attention_mask"]
+                batch["negative_index"] = torch.tensor([i for i, _ in negatives], dtype=torch.long)
 
         labelled = [item.get("segmentation_labels") for item in kept]
         if any(labels is not None for labels in labelled):

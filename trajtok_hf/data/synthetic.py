@@ -747,6 +747,23 @@ def transform_clip(clip: dict[str, Any], transform: str, caption_background: boo
     return out
 
 
+def swap_motions_caption(clip: dict[str, Any], caption_background: bool = False) -> str | None:
+    """The caption of a rendered clip with the motions of its first two objects exchanged, in the clip's own wording:
+    a caption that names the right objects and the right motions, bound to the wrong objects (the object-swap probe
+    of ``benchmarks/motion_probes.py``, and a hard negative caption for training). ``None`` when the clip has fewer
+    than two objects or its first two move alike. ``caption_background`` adds the background clause as the
+    generator's config would."""
+    objects = clip.get("objects")
+    if not isinstance(objects, (list, tuple)):
+        raise ValueError("`clip` must be a rendered clip with an `objects` list (generate_clip's output)")
+    if len(objects) < 2 or objects[0]["motion"] == objects[1]["motion"]:
+        return None
+    swapped = [dict(obj) for obj in objects]
+    swapped[0]["motion"], swapped[1]["motion"] = objects[1]["motion"], objects[0]["motion"]
+    background = clip.get("background") if caption_background else None
+    return caption_from_objects(swapped, background, clip.get("caption_template", 0))
+
+
 _OPPOSITE_PANS = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 

@@ -123,6 +123,12 @@ class TrajTokConfig(PreTrainedConfig):
             chunk: per frame, whether it has pixels there and its centroid (row, column), scaled to [−1, 1] (frames
             past a shorter chunk's end are zeros). A direct cue of where a trajectory goes and when it appears or
             leaves. Not in the paper; off for converted checkpoints.
+        trajectory_motion_init_std (`float`, *optional*, defaults to 0.0):
+            Std of the normal initialisation of the `trajectory_motion_encoding` projection. `0` (zeros) keeps a
+            warm-started model's outputs unchanged when the encoding is switched on. A model trained from scratch on
+            direction-bearing pairs needs it non-zero: with zeros, a clip and its mirror image embed identically at
+            the start, the caption tower gets no gradient to tell "left" from "right", and the video tower no gradient
+            to tell the two paths apart (a symmetric saddle of the contrastive loss).
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
             F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
@@ -188,6 +194,7 @@ class TrajTokConfig(PreTrainedConfig):
     tokens_per_trajectory_choices: list[int] | tuple[int, ...] = (1, 2, 4)
     token_position_encoding: bool = False
     trajectory_motion_encoding: bool = False
+    trajectory_motion_init_std: float = 0.0
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
@@ -226,6 +233,9 @@ class TrajTokConfig(PreTrainedConfig):
         for name in ("token_position_encoding", "trajectory_motion_encoding"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        std = self.trajectory_motion_init_std
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0 or std == float("inf"):
+            raise ValueError(f"trajectory_motion_init_std must be a finite float >= 0, got {std!r}")
         if not isinstance(self.frame_difference_input, bool):
             raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
         if self.frame_difference_input and backbone.num_channels == 3:

@@ -28,7 +28,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClipContrastiveLoss", "clip_contrastive_loss", "gather_with_local_grad"]
+__all__ = [
+    "ClipContrastiveLoss",
+    "clip_contrastive_loss",
+    "gather_with_local_grad",
+    "negative_caption_loss",
+    "paired_contrastive_loss",
+]
 
 
 def _distributed_world() -> tuple[int, int]:
@@ -102,6 +108,99 @@ def clip_contrastive_loss(
     logits_per_video = logit_scale * all_video.float() @ all_text.float().t()
     labels = torch.arange(all_video.shape[0], device=logits_per_video.device)
     return 0.5 * (F.cross_entropy(logits_per_video, labels) + F.cross_entropy(logits_per_video.t(), labels))
+
+
+def paired_contrastive_loss(logits_per_video: torch.Tensor) -> torch.Tensor:
+    """Two-way InfoNCE inside each hard-negative pair of a batch: items ``2j`` and ``2j + 1`` are a clip and its
+    transformed copy (played backwards or mirrored, captioned for what it shows), and each must pick its own caption
+    over the pair's other caption, and each caption its own clip over the other clip.
+
+    Not in the paper. In a batch of B clips the pair's two logits are two of B in the full InfoNCE, whose gradient is
+    spread over the appearance differences to the other B − 2 clips; this term weighs the one difference between
+    the two (time order or direction) on its own.
+
+    Args:
+        logits_per_video (`torch.Tensor` of shape `(batch_size, batch_size)`): scaled video-text similarities of the
+            local batch (row i: video i; column j: caption j), `batch_size` even, pairs in adjacent rows.
+
+    Returns:
+        The scalar float32 loss ½ · (CE(video → its pair's two captions) + CE(caption → its pair's two videos)),
+        averaged over the batch.
+    """
+    if not isinstance(logits_per_video, torch.Tensor) or logits_per_video.ndim != 2:
+        raise ValueError(
+            "logits_per_video must be a 2-D tensor (batch_size, batch_size), got "
+            f"{getattr(logits_per_video, 'shape', logits_per_video)}"
+        )
+    rows, columns = logits_per_video.shape
+    if rows != columns or rows == 0 or rows % 2:
+        raise ValueError(
+            f"logits_per_video must be square with an even, non-zero batch size (pairs in adjacent rows), got "
+            f"{(rows, columns)}"
+        )
+    pairs = rows // 2
+    # [i, a, j, c] = logits[2i + a, 2j + c]; the diagonal over (i, j) keeps each pair's own 2 × 2 block.
+    blocks = logits_per_video.float().view(pairs, 2, pairs, 2).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
+    target = torch.arange(2, device=logits_per_video.device).repeat(pairs)
+    video_to_text = F.cross_entropy(blocks.reshape(rows, 2), target)
+    text_to_video = F.cross_entropy(blocks.transpose(1, 2).reshape(rows, 2), target)
+    return 0.5 * (video_to_text + text_to_video)
+
+
+def negative_caption_loss(
+    video_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    negative_text_embeds: torch.Tensor,
+    negative_index: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """Two-way InfoNCE of a video between its own caption and a hard negative caption of it (NegCLIP-style, e.g. the
+    caption with two objects' motions exchanged): video ``negative_index[n]`` must score its caption above
+    ``negative_text_embeds[n]``. Not in the paper.
+
+    Args:
+        video_embeds (`torch.Tensor` of shape `(batch_size, dim)`): L2-normalised video embeddings of the local batch.
+        text_embeds (`torch.Tensor` of shape `(batch_size, dim)`): L2-normalised embeddings of their captions.
+        negative_text_embeds (`torch.Tensor` of shape `(num_negatives, dim)`): L2-normalised embeddings of the
+            negative captions.
+        negative_index (`torch.LongTensor` of shape `(num_negatives,)`): the batch row each negative belongs to.
+        logit_scale (`torch.Tensor` or `float`): the multiplier s of the cosine similarities (already exponentiated).
+
+    Returns:
+        The scalar float32 loss, the mean over the negatives of CE([s·v·t, s·v·t_neg], 0).
+    """
+    for name, value in (
+        ("video_embeds", video_embeds),
+        ("text_embeds", text_embeds),
+        ("negative_text_embeds", negative_text_embeds),
+    ):
+        if not isinstance(value, torch.Tensor) or value.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D tensor (rows, dim), got {getattr(value, 'shape', value)}")
+    if video_embeds.shape != text_embeds.shape or negative_text_embeds.shape[1] != video_embeds.shape[1]:
+        raise ValueError(
+            f"video_embeds {tuple(video_embeds.shape)}, text_embeds {tuple(text_embeds.shape)} and "
+            f"negative_text_embeds {tuple(negative_text_embeds.shape)} must share the embedding width, and the first "
+            "two their batch size"
+        )
+    if (
+        not isinstance(negative_index, torch.Tensor)
+        or negative_index.dtype != torch.long
+        or negative_index.shape != (negative_text_embeds.shape[0],)
+    ):
+        raise ValueError(
+            f"negative_index must be a LongTensor of shape ({negative_text_embeds.shape[0]},), one batch row per "
+            f"negative, got {getattr(negative_index, 'dtype', type(negative_index).__name__)} "
+            f"{tuple(getattr(negative_index, 'shape', ()))}"
+        )
+    if negative_index.numel() == 0:
+        raise ValueError("negative_caption_loss needs at least one negative caption")
+    if negative_index.min() < 0 or negative_index.max() >= video_embeds.shape[0]:
+        raise ValueError(f"negative_index must index the {video_embeds.shape[0]} batch rows, got {negative_index}")
+    video = video_embeds.float()[negative_index]
+    own = (video * text_embeds.float()[negative_index]).sum(-1)
+    negative = (video * negative_text_embeds.float()).sum(-1)
+    logits = logit_scale * torch.stack((own, negative), dim=-1)
+    return F.cross_entropy(logits, torch.zeros_like(negative_index))
 
 
 class ClipContrastiveLoss(nn.Module):

@@ -249,9 +249,14 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
                 slots = offsets[None].expand(config.num_trajectories, -1, -1) * config.subtoken_init_scale
                 init.copy_(module.refinement_latents, slots + torch.randn_like(slots) * std)
             for projection in (module.position_projection, module.motion_projection):
-                if projection is not None:  # zero: switching it on changes no output until trained
+                if projection is None:
+                    continue
+                weight_std = config.trajectory_motion_init_std if projection is module.motion_projection else 0.0
+                if weight_std > 0:  # breaks the clip / mirror-image symmetry of a model trained from scratch
+                    init.normal_(projection.weight, std=weight_std)
+                else:  # zero: switching it on changes no output until trained
                     init.zeros_(projection.weight)
-                    init.zeros_(projection.bias)
+                init.zeros_(projection.bias)
 
 
 # Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).

@@ -23,6 +23,7 @@ from ..data import (
     SyntheticVideoConfig,
     generate_clip,
     generate_composite,
+    swap_motions_caption,
     transform_clip,
 )
 
@@ -80,6 +81,10 @@ class SyntheticClipDataset(Dataset):
     same clip played backwards or mirrored (:func:`~trajtok_hf.data.transform_clip`; the transform cycles through the
     given names with ``j``), with the caption of what it shows. With an even batch size and a sequential sampler, a
     pair shares a batch: the contrastive loss then has to tell a clip from its time reversal or mirror image.
+
+    ``swap_negatives`` (procedural clips only): every item also has ``negative_caption``, its caption with the motions
+    of its first two objects exchanged (:func:`~trajtok_hf.data.swap_motions_caption`), or ``None`` when its first two
+    objects move alike or it has one object: a caption that only the binding of motions to objects tells apart.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class SyntheticClipDataset(Dataset):
         fresh_each_epoch: bool = True,
         weights: Sequence[float] | None = None,
         paired_transforms: Sequence[str] = (),
+        swap_negatives: bool = False,
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
@@ -118,6 +124,13 @@ class SyntheticClipDataset(Dataset):
         unknown = [name for name in self.paired_transforms if name not in CLIP_TRANSFORMS]
         if unknown:
             raise ValueError(f"paired_transforms has unknown names {unknown}; allowed: {list(CLIP_TRANSFORMS)}")
+        if not isinstance(swap_negatives, bool):
+            raise TypeError(f"swap_negatives must be a bool, got {type(swap_negatives).__name__}")
+        if swap_negatives and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
+            raise ValueError(
+                "swap_negatives needs procedural clips (SyntheticVideoConfig): their captions know the motions"
+            )
+        self.swap_negatives = swap_negatives
         if self.paired_transforms and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
             raise ValueError(
                 "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
@@ -144,11 +157,15 @@ class SyntheticClipDataset(Dataset):
         if second:
             transform = self.paired_transforms[pair % len(self.paired_transforms)]
             clip = transform_clip(clip, transform, self.configs[self._source(clip_index)].caption_background)
-        return {
+        item = {
             "pixel_values_videos": normalize_video(clip["video"], self.video_processor),
             "segmentation_labels": torch.from_numpy(clip["segmentation_labels"]),
             "caption": clip["caption"],
         }
+        if self.swap_negatives:
+            config = self.configs[self._source(clip_index)]
+            item["negative_caption"] = swap_motions_caption(clip, config.caption_background)
+        return item
 
     def _source(self, clip_index: int) -> int:
         """Which config renders clip ``clip_index``: a draw from ``weights`` that depends only on (seed, index)."""
