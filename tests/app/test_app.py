@@ -142,3 +142,13 @@ def test_help_answers_before_the_heavy_imports():
     assert "--port" in done.stdout and "--host" in done.stdout
     done = subprocess.run([sys.executable, "app.py", "--port", "0"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "--port must be in 1..65535" in done.stderr
+
+
+def test_model_flag_names_a_trajvit2_folder(app, tmp_path):
+    assert app.parse_args([]).model == app.MODEL
+    minilm = ROOT / "checkpoints" / "trajvit2-minilm-shapes"
+    assert app.parse_args(["--model", str(minilm)]).model == minilm
+    done = subprocess.run(
+        [sys.executable, "app.py", "--model", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "no config.json there" in done.stderr
