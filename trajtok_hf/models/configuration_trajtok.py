@@ -125,10 +125,10 @@ class TrajTokConfig(PreTrainedConfig):
             leaves. Not in the paper; off for converted checkpoints.
         trajectory_motion_init_std (`float`, *optional*, defaults to 0.0):
             Std of the normal initialisation of the `trajectory_motion_encoding` projection. `0` (zeros) keeps a
-            warm-started model's outputs unchanged when the encoding is switched on. A model trained from scratch on
-            direction-bearing pairs needs it non-zero: with zeros, a clip and its mirror image embed identically at
-            the start, the caption tower gets no gradient to tell "left" from "right", and the video tower no gradient
-            to tell the two paths apart (a symmetric saddle of the contrastive loss).
+            warm-started model's outputs unchanged when the encoding is switched on. With zeros, a clip and its
+            mirror image embed identically at the start, so the caption tower gets no gradient that tells "left" from
+            "right" and, unless the captions already differ, the video tower none that tells the two paths apart (a
+            symmetric saddle of the contrastive loss); a non-zero draw starts away from it. Not in the paper.
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
             F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
