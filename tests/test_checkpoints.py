@@ -25,6 +25,9 @@ MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
 # The pretrained text tower (all-MiniLM-L6-v2, 22.7 M parameters) is stored in float16: 100 MB is that checkpoint's
 # budget.
 MAX_WEIGHTS_BYTES_BY_NAME = {"trajvit2-minilm-shapes": 100 * 1000 * 1000}
+# One file at most 50 MiB (git hosts warn above it): a larger checkpoint is saved in shards (save_pretrained's
+# max_shard_size, with model.safetensors.index.json).
+MAX_FILE_BYTES = 50 * 1024 * 1024
 PACKAGE_MODELS = Path(trajtok_hf.models.__file__).parent
 
 # (folder, model class, processor class, remote-code modules the staged upload must hold, among others)
@@ -65,7 +68,9 @@ def test_checkpoint_loads_with_trajtok_hf(name, model_class, processor_class, mo
 @pytest.mark.parametrize("name,model_class,processor_class,modules", LOADS)
 def test_checkpoint_is_small_and_stages_the_package_remote_code(name, model_class, processor_class, modules):
     folder = ROOT / "checkpoints" / name
-    assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES_BY_NAME.get(name, MAX_WEIGHTS_BYTES)
+    weight_files = sorted(folder.glob("*.safetensors"))
+    assert sum(f.stat().st_size for f in weight_files) <= MAX_WEIGHTS_BYTES_BY_NAME.get(name, MAX_WEIGHTS_BYTES)
+    assert all(f.stat().st_size <= MAX_FILE_BYTES for f in weight_files)  # larger ones are sharded
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
     report = validate_folder(folder)
     assert report.model_class == model_class and report.processor_class == processor_class
@@ -98,7 +103,10 @@ def test_dry_run_push_stages_remote_code_that_runs_without_trajtok_hf(name, tmp_
     assert code == 0, out.err
     assert "remote code matches" in out.out and "staged from the installed trajtok_hf" in out.out
     files = out.out.split("\nfiles: ")[1].split("\n")[0].split(", ")
-    assert "modeling_trajtok.py" in files and "model.safetensors" in files and "README.md" in files
+    assert "modeling_trajtok.py" in files and "README.md" in files
+    weights = sorted(path.name for path in folder.glob("model*.safetensors*"))  # one file, or shards + their index
+    assert weights in (["model.safetensors"], [*weights[:-1], "model.safetensors.index.json"])
+    assert set(weights) <= set(files)
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
 
 
@@ -131,14 +139,19 @@ def test_segmenter_card_quotes_the_evaluation():
 
 
 def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_float32():
-    """The text tower's weights are float16 on disk (the size budget), the rest float32, and all load into a float32
-    model."""
+    """The text tower's weights are float16 on disk (the size budget), the rest float32, in shards that the index
+    lists, and all load into a float32 model."""
     from safetensors import safe_open
     from transformers import AutoModel
 
     folder = ROOT / "checkpoints" / "trajvit2-minilm-shapes"
-    with safe_open(folder / "model.safetensors", framework="pt") as weights:
-        dtypes = {key: weights.get_slice(key).get_dtype() for key in weights.keys()}
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert sorted(set(index.values())) == sorted(f.name for f in folder.glob("*.safetensors"))
+    dtypes = {}
+    for shard in sorted(set(index.values())):
+        with safe_open(folder / shard, framework="pt") as weights:
+            dtypes.update({key: weights.get_slice(key).get_dtype() for key in weights.keys()})
+    assert sorted(dtypes) == sorted(index)
     assert {dtype for key, dtype in dtypes.items() if key.startswith("text_model.")} == {"F16"}
     assert {dtype for key, dtype in dtypes.items() if not key.startswith("text_model.")} == {"F32"}
     model = AutoModel.from_pretrained(folder)
