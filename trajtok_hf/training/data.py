@@ -149,21 +149,21 @@ class SyntheticClipDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.num_clips} clips")
         pair, second = divmod(int(index), 2) if self.paired_transforms else (int(index), 0)
         clip_index = self.epoch * self.num_clips + pair
+        config = self.configs[self._source(clip_index)]
         if self._last_clip is not None and self._last_clip[0] == clip_index:
             clip = self._last_clip[1]
         else:
-            clip = render_clip(self.configs[self._source(clip_index)], self.seed, clip_index)
+            clip = render_clip(config, self.seed, clip_index)
             self._last_clip = (clip_index, clip)
         if second:
             transform = self.paired_transforms[pair % len(self.paired_transforms)]
-            clip = transform_clip(clip, transform, self.configs[self._source(clip_index)].caption_background)
+            clip = transform_clip(clip, transform, config.caption_background)
         item = {
             "pixel_values_videos": normalize_video(clip["video"], self.video_processor),
             "segmentation_labels": torch.from_numpy(clip["segmentation_labels"]),
             "caption": clip["caption"],
         }
         if self.swap_negatives:
-            config = self.configs[self._source(clip_index)]
             item["negative_caption"] = swap_motions_caption(clip, config.caption_background)
         return item
 
