@@ -55,6 +55,13 @@ def parse_args(argv=None):
     )
     g.add_argument("--model", default=None, help="start from a saved TrajViT2Model folder (with its processor)")
     g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
+    g.add_argument(
+        "--vision_model",
+        default=None,
+        help="warm-start the whole video tower (vision_model + visual_projection) from this TrajViT2Model folder, "
+        "e.g. to pair a trained ViT3D or TrajViT2 video tower with a new --text_model; the text tower and the logit "
+        "scale start fresh. Its vision config must be the one this run builds",
+    )
     g.add_argument("--tokenizer", default=None, help="text tokenizer folder (default: see the module docstring)")
     g.add_argument(
         "--text_model",
@@ -192,6 +199,13 @@ def parse_args(argv=None):
         parser.error("--freeze_text_model freezes the text tower of --text_model or of --model; give one")
     if args.model is not None and args.text_model is not None:
         parser.error("--model already has a text tower; --text_model starts a new model")
+    if args.vision_model is not None:
+        if args.model is not None:
+            parser.error("--model already has a video tower; --vision_model warm-starts a new model's")
+        if args.segmenter is not None:
+            parser.error("--vision_model brings its tokenizer; drop --segmenter")
+        if not os.path.isfile(os.path.join(args.vision_model, "config.json")):
+            parser.error(f"--vision_model {args.vision_model}: no config.json there (a TrajViT2Model folder)")
     if args.text_model not in (None, *PACKAGED_TEXT_ENCODER_NAMES) and not os.path.isfile(
         os.path.join(args.text_model, "config.json")
     ):
@@ -340,7 +354,31 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
         fresh = ("position_projection.", "motion_projection.", *per_slot)
         if unexpected or any(not key.startswith(fresh) for key in missing):
             raise SystemExit(f"error: --segmenter {args.segmenter}: weights do not fit ({missing + unexpected})")
+    if args.vision_model is not None:
+        _warm_start_video_tower(model, args.vision_model)
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
+
+
+def _warm_start_video_tower(model, path):
+    """Copy vision_model + visual_projection from the TrajViT2Model at ``path``; every weight must fit exactly."""
+    source = AutoModel.from_pretrained(path)
+    if not isinstance(source, TrajViT2Model):
+        raise SystemExit(f"error: --vision_model {path} is a {type(source).__name__}, not a TrajViT2Model")
+    if source.config.vision_tokenizer != model.config.vision_tokenizer:
+        raise SystemExit(
+            f"error: --vision_model {path} uses {source.config.vision_tokenizer} tokens; this run builds "
+            f"{model.config.vision_tokenizer} (--vision_tokenizer)"
+        )
+    for name in ("vision_model", "visual_projection"):
+        own, theirs = getattr(model, name).state_dict(), getattr(source, name).state_dict()
+        misfit = sorted(
+            k for k in own.keys() | theirs.keys() if k not in own or k not in theirs or own[k].shape != theirs[k].shape
+        )
+        if misfit:
+            raise SystemExit(
+                f"error: --vision_model {path}: {name} weights do not fit this run's config ({misfit[:5]})"
+            )
+        getattr(model, name).load_state_dict(theirs)
 
 
 def make_optimizer(args, model) -> torch.optim.AdamW:

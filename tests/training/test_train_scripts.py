@@ -393,6 +393,9 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
         ("trajvit2", ["--caption_wording", "train", "--data", "."], "--caption_wording words the synthetic"),
         ("trajvit2", ["--text_model", "/nonexistent"], "no config.json there"),
         ("trajvit2", ["--num_trajectories", "0"], "--num_trajectories must be >= 1"),
+        ("trajvit2", ["--vision_model", "/nonexistent"], "--vision_model /nonexistent: no config.json there"),
+        ("trajvit2", ["--vision_model", ".", "--segmenter", "."], "--vision_model brings its tokenizer"),
+        ("trajvit2", ["--vision_model", ".", "--model", "."], "--model already has a video tower"),
         ("trajvit2", ["--num_trajectories", "8", "--vision_tokenizer", "vit3d"], "it needs --vision_tokenizer trajtok"),
     ],
 )
@@ -449,6 +452,62 @@ def test_trajvit2_text_tower_from_a_pretrained_encoder(tmp_path, tiny_text_encod
     trainable = {param.requires_grad for param in model.text_model.parameters()}
     assert trainable == ({False} if freeze else {True})
     assert all(param.requires_grad for param in model.vision_model.parameters())
+
+
+@pytest.fixture(scope="module")
+def saved_vit3d(tmp_path_factory):
+    """A saved ViT3D TrajViT2Model (word-level text tower) whose video tower the next run warm-starts from."""
+    folder = tmp_path_factory.mktemp("vit3d")
+    model, processor = _build_trajvit2(folder, "--vision_tokenizer", "vit3d")
+    with torch.no_grad():  # weights that no fresh initialisation reproduces
+        for param in model.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    model.save_pretrained(folder / "model")
+    processor.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def test_trajvit2_vision_model_warm_starts_the_video_tower_under_a_new_text_tower(
+    saved_vit3d, tiny_text_encoder, tmp_path
+):
+    from transformers import BertModel
+
+    model, processor = _build_trajvit2(
+        tmp_path,
+        "--vision_tokenizer",
+        "vit3d",
+        "--vision_model",
+        str(saved_vit3d),
+        "--text_model",
+        str(tiny_text_encoder),
+    )
+    source = load_file(saved_vit3d / "model.safetensors")
+    own = model.state_dict()
+    video_keys = [k for k in source if k.startswith(("vision_model.", "visual_projection."))]
+    assert video_keys and all(torch.equal(own[k], source[k]) for k in video_keys)
+    text = BertModel.from_pretrained(tiny_text_encoder).state_dict()
+    own_text = model.text_model.state_dict()
+    assert all(torch.equal(own_text[k], v) for k, v in text.items() if k in own_text)  # the new text tower
+    assert processor.tokenizer.get_vocab() == type(processor.tokenizer).from_pretrained(tiny_text_encoder).get_vocab()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "uses vit3d tokens; this run builds trajtok"),
+        (["--vision_tokenizer", "vit3d", "--num_frames", "8"], "vision_model weights do not fit"),
+    ],
+    ids=["other_tokenizer", "other_position_grid"],
+)
+def test_trajvit2_vision_model_refuses_a_tower_that_does_not_fit(saved_vit3d, tmp_path, argv, message):
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(
+        ["--output_dir", str(tmp_path), "--num_frames", "4", "--vision_model", str(saved_vit3d), *argv]
+    )
+    frames = args.num_frames
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=frames)
+    with pytest.raises(SystemExit, match=message):
+        script.build_model_and_processor(args, processor, synthetic_caption_words())
 
 
 def test_trajvit2_warm_starts_tokenizer_from_a_segmenter_checkpoint(segmenter_run, tmp_path):
