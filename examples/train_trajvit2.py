@@ -370,15 +370,12 @@ def _warm_start_video_tower(model, path):
             f"{model.config.vision_tokenizer} (--vision_tokenizer)"
         )
     for name in ("vision_model", "visual_projection"):
-        own, theirs = getattr(model, name).state_dict(), getattr(source, name).state_dict()
-        misfit = sorted(
-            k for k in own.keys() | theirs.keys() if k not in own or k not in theirs or own[k].shape != theirs[k].shape
-        )
-        if misfit:
+        try:  # strict: a missing, unexpected or reshaped weight is refused
+            getattr(model, name).load_state_dict(getattr(source, name).state_dict())
+        except RuntimeError as error:
             raise SystemExit(
-                f"error: --vision_model {path}: {name} weights do not fit this run's config ({misfit[:5]})"
-            )
-        getattr(model, name).load_state_dict(theirs)
+                f"error: --vision_model {path}: {name} weights do not fit this run's config ({error})"
+            ) from None
 
 
 def make_optimizer(args, model) -> torch.optim.AdamW:
