@@ -18,13 +18,17 @@ trajectory matched to the object (the Hungarian matching of FG-mIoU over the who
 average to its FG-mIoU; recall is the fraction of the object's cells inside that trajectory). The same four numbers
 on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as markdown tables.
 ``--photo_split train`` builds the same composites from the training photos instead (new clips, seed
-``--seed``): the in-distribution number to set beside the held-out one.
+``--seed``): the in-distribution number to set beside the held-out one. ``--composites mixed`` keeps the
+background of a row's photo but cuts each sprite from any photo of the split (the generator's default composites,
+as training draws them): objects then differ from their background in appearance too, as real objects mostly do.
+The default, ``camouflaged``, is the harder setting above.
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
     python examples/evaluate_segmenter.py --model runs/seg/final --num_clips 200 --output seg.json
     python examples/evaluate_segmenter.py --data photos --output photos.json
     python examples/evaluate_segmenter.py --data photos --photo_split train --clips_per_photo 50
+    python examples/evaluate_segmenter.py --data photos --composites mixed
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
 (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
@@ -44,6 +48,7 @@ DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajtok-small-shapes"
 HELD_OUT_SEED = 2_000_000  # the retrieval demo's clips; training used seed 0, its evaluation seed 1,000,000
 DEFAULT_MAX_OBJECTS = {"shapes": 3, "photos": 4}  # the demo's clips; the photo generator's default
 METRIC_KEYS = ("FG-ARI", "ARI", "mIoU", "FG-mIoU")
+COMPOSITES = ("camouflaged", "mixed")
 OBJECT_KEYS = ("IoU", "recall")
 
 
@@ -62,6 +67,13 @@ def parse_args(argv=None):
         default="held_out",
         help="--data photos: composites of the held-out photos, or of the training photos (new clips of the photos "
         "the segmenter trained on: the in-distribution number to report beside the held-out one)",
+    )
+    parser.add_argument(
+        "--composites",
+        choices=COMPOSITES,
+        default="camouflaged",
+        help="--data photos: cut every sprite from the row's own photo (camouflaged: only outline and motion set it "
+        "apart), or each sprite from any photo of the split over the row's photo (mixed)",
     )
     parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips")
     parser.add_argument(
@@ -152,9 +164,18 @@ SPLIT_WORDS = {"held_out": "held-out", "train": "training"}
 
 
 def photo_clips(
-    clips_per_photo: int, frames: int, size: tuple[int, int], max_objects: int, seed: int, split: str = "held_out"
+    clips_per_photo: int,
+    frames: int,
+    size: tuple[int, int],
+    max_objects: int,
+    seed: int,
+    split: str = "held_out",
+    composites: str = "camouflaged",
 ) -> list[dict]:
-    """``clips_per_photo`` composites per photo of ``split``, each tagged with its ``"photo"``; indices are shared."""
+    """``clips_per_photo`` composites per photo of ``split``, each tagged with its (background) ``"photo"``; indices
+    are shared. ``camouflaged``: sprites cut from that photo too; ``mixed``: from any photo of ``split``."""
+    if composites not in COMPOSITES:
+        raise ValueError(f"composites must be one of {COMPOSITES}, got {composites!r}")
     clips = []
     for photo in PHOTO_SPLITS[split]:
         config = PhotoCompositeConfig(
@@ -163,7 +184,8 @@ def photo_clips(
             width=size[1],
             max_objects=max_objects,
             split=split,
-            photos=(photo,),
+            photos=(photo,) if composites == "camouflaged" else None,
+            background_photos=(photo,),
         )
         clips.extend({**generate_composite(config, seed, i), "photo": photo} for i in range(clips_per_photo))
     return clips
@@ -241,15 +263,18 @@ def photo_breakdown(trajectory_ids, clips, photos=HELD_OUT_PHOTOS) -> dict:
     }
 
 
-def breakdown_tables(report: dict, shapes: dict[str, float], split: str = "held_out") -> str:
+def breakdown_tables(
+    report: dict, shapes: dict[str, float], split: str = "held_out", composites: str = "camouflaged"
+) -> str:
     """The breakdown as markdown tables (for docs/results.md and a model card's notes)."""
     clip_columns = [*METRIC_KEYS, "clips"]
     words = SPLIT_WORDS[split]
-    overall = {f"{words}-photo composites": report["metrics"], "held-out shapes": shapes}
+    overall = {f"{words}-photo composites ({composites})": report["metrics"], "held-out shapes": shapes}
+    photo_column = f"{words} photo" if composites == "camouflaged" else f"{words} background photo"
     return "\n\n".join(
         [
             markdown_table(overall, METRIC_KEYS, first_column="data"),
-            markdown_table(report["by_photo"], clip_columns, first_column=f"{words} photo"),
+            markdown_table(report["by_photo"], clip_columns, first_column=photo_column),
             markdown_table(report["by_objects_per_clip"], clip_columns, first_column="objects per clip"),
             markdown_table(report["by_object_size"], [*OBJECT_KEYS, "objects"], first_column="object size"),
         ]
@@ -306,22 +331,24 @@ def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dic
 def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
     max_objects = args.max_objects or DEFAULT_MAX_OBJECTS["photos"]
     split, photos = args.photo_split, PHOTO_SPLITS[args.photo_split]
-    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed, split)
+    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed, split, args.composites)
     trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
     report = photo_breakdown(trajectory_ids, clips, photos)
     print(
-        f"data: {args.clips_per_photo} photo composites per {SPLIT_WORDS[split]} photo ({', '.join(photos)}; seed "
+        f"data: {args.clips_per_photo} {args.composites} photo composites per {SPLIT_WORDS[split]} photo "
+        f"({', '.join(photos)}; seed "
         f"{args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
     )
     print(f"photo composites: {_numbers(report['metrics'])}")
     shapes_record, _ = evaluate_shapes(args, segmenter, video_processor, frames, size)
-    tables = breakdown_tables(report, shapes_record["metrics"], split)
+    tables = breakdown_tables(report, shapes_record["metrics"], split, args.composites)
     print("\n" + tables)
     record = {
         "metrics": report["metrics"],
         "dataset": {
             "type": "trajtok_hf-photo-composites",
-            "name": f"trajtok_hf photo composites of the {SPLIT_WORDS[split]} photos {', '.join(photos)}",
+            "name": f"trajtok_hf {args.composites} photo composites of the {SPLIT_WORDS[split]} photos "
+            f"{', '.join(photos)}",
             "split": f"{SPLIT_WORDS[split]} photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
         },
         **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
@@ -332,6 +359,7 @@ def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dic
         "shapes": shapes_record,
         "tables_markdown": tables,
         "num_clips_per_photo": args.clips_per_photo,
+        "composites": args.composites,
     }
     return record, {**report, "shapes": shapes_record["metrics"], "tables": tables}
 

@@ -49,8 +49,23 @@ def parse_args(argv=None):
         "--backbone",
         default=None,
         metavar="PATH",
-        help="start the preset's backbone from a pretrained transformers ConvNeXt / DINOv3-ConvNeXt folder or Hub id "
-        "(its architecture replaces the preset's; TrajTokModel.from_pretrained_backbone)",
+        help="start the preset's backbone from a pretrained transformers ConvNeXt / DINOv3-ConvNeXt folder, a saved "
+        "TimmBackbone folder (e.g. the ImageNet EfficientNet-Lite0 of trajtok_hf.convert.convert_efficientnet_lite) "
+        "or a Hub id (its architecture replaces the preset's; TrajTokModel.from_pretrained_backbone)",
+    )
+    g.add_argument(
+        "--backbone_learning_rate",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="peak LR of the backbone (feature_extractor.backbone) in its own parameter groups; default "
+        "--learning_rate. A pretrained backbone usually wants a lower one than the new heads",
+    )
+    g.add_argument(
+        "--freeze_backbone_batch_norm",
+        action="store_true",
+        help="a timm backbone's BatchNorms keep their (pretrained) statistics and affine weights: frozen, as in "
+        "training and in evaluation (TimmBackboneConfig.freeze_batch_norm_2d, saved in the model config)",
     )
     g.add_argument(
         "--frame_difference_input",
@@ -177,6 +192,8 @@ def parse_args(argv=None):
     check_data_args(parser, args, flags=("eval_data",))
     if args.model is not None and args.backbone is not None:
         parser.error("--backbone starts a new model from a pretrained backbone; --model already has one")
+    if args.backbone_learning_rate is not None and not args.backbone_learning_rate > 0:
+        parser.error(f"--backbone_learning_rate must be > 0, got {args.backbone_learning_rate}")
     if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
     return args
@@ -194,6 +211,7 @@ from tqdm.auto import tqdm
 
 from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
 from trajtok_hf.data import PhotoCompositeConfig, SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.models.configuration_trajtok import TIMM_BACKBONE
 from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
 from trajtok_hf.training import (
     TRAJTOK_PRESETS,
@@ -210,6 +228,8 @@ from trajtok_hf.training import (
     log_jsonl,
     save_final,
 )
+
+BACKBONE_PREFIX = "feature_extractor.backbone"  # the parameters of --backbone_learning_rate
 
 
 def build_datasets(args, processor):
@@ -333,6 +353,14 @@ def main(argv=None):
             )
         except (OSError, ValueError) as error:
             raise SystemExit(f"error: --backbone {error}") from None
+    if args.freeze_backbone_batch_norm:
+        backbone = model.feature_extractor.backbone
+        if model.config.backbone_config.model_type != TIMM_BACKBONE:
+            raise SystemExit(
+                "error: --freeze_backbone_batch_norm needs a timm backbone (a ConvNeXt has LayerNorms, no BatchNorm)"
+            )
+        backbone.freeze_batch_norm_2d()
+        model.config.backbone_config.freeze_batch_norm_2d = True
     if args.matching_tie_break is not None:
         model.config.matching_tie_break = args.matching_tie_break
     tie_break = model.config.matching_tie_break
@@ -360,7 +388,10 @@ def main(argv=None):
     }
 
     # ---- optimisation (the release's recipe): AdamW, warm-up + cosine to 1 %, clip 10
-    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2))
+    backbone_lr = None if args.backbone_learning_rate is None else {BACKBONE_PREFIX: args.backbone_learning_rate}
+    optimizer = build_optimizer(
+        model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), learning_rates=backbone_lr
+    )
     steps_per_epoch = (
         None
         if sampler is None

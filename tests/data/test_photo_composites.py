@@ -159,6 +159,9 @@ def test_held_out_photos_are_never_loaded_for_training(monkeypatch):
         (dict(procedural_texture_probability=1.5), "procedural_texture_probability"),
         (dict(palette_probability=-0.1), "palette_probability"),
         (dict(footage_stills=0), "footage_stills"),
+        (dict(background_photos=("grace_hopper",)), "held-out"),
+        (dict(background_photos=()), "background_photos"),
+        (dict(split="held_out", background_photos=("astronaut",)), "background_photos"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -327,3 +330,19 @@ def test_same_photo_sprites_are_cut_from_the_background_photo():
     assert default["video"].tobytes() == generate_composite(base, 5, 0)["video"].tobytes()
     with pytest.raises(ValueError, match="same_photo_probability"):
         PhotoCompositeConfig(same_photo_probability=1.5)
+
+
+def test_background_photos_choose_the_background_and_leave_the_sprites_to_photos():
+    """background_photos=(P,): every photo background is P while the sprites come from any of ``photos``; left at
+    None it is ``photos`` and the clips are the ones drawn before the option existed (same random numbers)."""
+    base = PhotoCompositeConfig(num_frames=4, height=48, width=64, min_objects=2, max_objects=3, split="held_out")
+    assert base.background_photos == base.photos
+    on_coffee = dataclasses.replace(base, background_photos=("coffee",))
+    sprite_photos = set()
+    for index in range(8):
+        clip = generate_composite(on_coffee, 7, index)
+        assert clip["background"] == {**clip["background"], "source": "photo", "name": "coffee"}
+        sprite_photos |= {obj["photo"] for obj in clip["objects"]}
+    assert sprite_photos - {"coffee"}  # sprites of the other held-out photos over coffee
+    explicit = dataclasses.replace(base, background_photos=base.photos)
+    assert generate_composite(explicit, 7, 0)["video"].tobytes() == generate_composite(base, 7, 0)["video"].tobytes()

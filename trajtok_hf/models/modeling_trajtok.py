@@ -55,7 +55,7 @@ from transformers import AutoBackbone, AutoConfig, PreTrainedConfig, PreTrainedM
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_trajtok import FRAME_DIFFERENCE_CHANNELS, SUPPORTED_BACKBONES, TrajTokConfig
+from .configuration_trajtok import FRAME_DIFFERENCE_CHANNELS, SUPPORTED_BACKBONES, TIMM_BACKBONE, TrajTokConfig
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
@@ -267,6 +267,7 @@ CPU_PIXELS_PER_BACKBONE_PASS = 4 * 224 * 224
 # change values, not shapes).
 BACKBONE_ARCHITECTURE_FIELDS = (
     "model_type",
+    "backbone",  # timm_backbone: the timm model name
     "num_channels",
     "patch_size",
     "num_stages",
@@ -301,7 +302,7 @@ def load_pretrained_backbone_config(name_or_path: str, **hub_kwargs) -> PreTrain
     if config.model_type not in SUPPORTED_BACKBONES:
         raise ValueError(
             f"the pretrained backbone {name_or_path!r} is a {config.model_type!r} model; TrajTok needs one of the "
-            f"ConvNeXt-family backbones {SUPPORTED_BACKBONES}"
+            f"backbones {SUPPORTED_BACKBONES}"
         )
     return config
 
@@ -337,6 +338,34 @@ def _check_backbone_loading_info(info: dict, name_or_path: str) -> None:
         logger.info(f"weights of {name_or_path!r} that the backbone does not use: {sorted(info['unexpected_keys'])}")
 
 
+def _timm_backbone_state_dict(name_or_path: str, backbone: nn.Module, **hub_kwargs) -> dict[str, torch.Tensor]:
+    """The weights of a saved ``TimmBackbone`` (model.safetensors of a local folder or Hub repo) as ``backbone``'s
+    state dict. BatchNorm step counters (``num_batches_tracked``) are the only keys that may differ: frozen
+    BatchNorms (``freeze_batch_norm_2d``) have none, and ``backbone`` keeps its own where the file lacks them; any
+    other missing, unexpected or misshapen weight is an error that names it."""
+    from safetensors.torch import load_file
+    from transformers.utils import cached_file
+
+    path = cached_file(name_or_path, "model.safetensors", **hub_kwargs)
+    weights = load_file(path)
+    target = backbone.state_dict()
+    counter = "num_batches_tracked"
+    weights = {key: value for key, value in weights.items() if key in target or not key.endswith(counter)}
+    weights.update({key: value for key, value in target.items() if key.endswith(counter) and key not in weights})
+    missing, unexpected = sorted(set(target) - set(weights)), sorted(set(weights) - set(target))
+    mismatched = [
+        f"{key}: {tuple(weights[key].shape)} vs {tuple(value.shape)}"
+        for key, value in target.items()
+        if key in weights and weights[key].shape != value.shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"the pretrained backbone {name_or_path!r} does not fill the backbone: missing weights {missing}, "
+            f"unexpected weights {unexpected}, mismatched shapes {mismatched}"
+        )
+    return weights
+
+
 class TrajTokFeatureExtractor(nn.Module):
     """Dense features (paper Sec. 3): ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to
     the 1/4 grid → sum."""
@@ -344,7 +373,7 @@ class TrajTokFeatureExtractor(nn.Module):
     def __init__(self, config: TrajTokConfig):
         super().__init__()
         self.backbone = from_sub_config(AutoBackbone, config.backbone_config)
-        stage_widths = list(config.backbone_config.hidden_sizes)
+        stage_widths = list(self.backbone.channels)  # ConvNeXt: hidden_sizes; timm: its feature levels' widths
         self.projections = nn.ModuleList(nn.Linear(width, config.hidden_size) for width in stage_widths)
         num_norms = 1 if config.shared_stage_layernorm else len(stage_widths)
         self.layer_norms = nn.ModuleList(
@@ -365,11 +394,16 @@ class TrajTokFeatureExtractor(nn.Module):
                 f"the pretrained backbone {name_or_path!r} does not match backbone_config: {', '.join(differences)}. "
                 f"TrajTokModel.from_pretrained_backbone builds a model with the checkpoint's backbone_config"
             )
-        pretrained, info = type(self.backbone).from_pretrained(
-            name_or_path, config=copy.deepcopy(expected), output_loading_info=True, **hub_kwargs
-        )
-        _check_backbone_loading_info(info, name_or_path)
-        self.backbone.load_state_dict(pretrained.state_dict())
+        if expected.model_type == TIMM_BACKBONE:
+            # TimmBackbone.from_pretrained treats its argument as a timm model name (timm's own download), so the
+            # saved weights are read here: the folder's (or Hub repo's) model.safetensors, every key strict.
+            self.backbone.load_state_dict(_timm_backbone_state_dict(name_or_path, self.backbone, **hub_kwargs))
+        else:
+            pretrained, info = type(self.backbone).from_pretrained(
+                name_or_path, config=copy.deepcopy(expected), output_loading_info=True, **hub_kwargs
+            )
+            _check_backbone_loading_info(info, name_or_path)
+            self.backbone.load_state_dict(pretrained.state_dict())
         if self.final_layernorm is not None:
             logger.warning(
                 "backbone_final_layernorm: the final LayerNorm is not loaded from the pretrained backbone; it keeps "
@@ -489,19 +523,21 @@ class TrajTokModel(TrajTokPreTrainedModel):
     def from_pretrained_backbone(
         cls, pretrained_backbone_name_or_path: str | os.PathLike, config: TrajTokConfig | None = None, **hub_kwargs
     ) -> TrajTokModel:
-        """A new tokenizer whose backbone starts from a pretrained transformers ConvNeXt-family checkpoint (local
-        folder or Hub id) and whose other modules are freshly initialised: how the release trains its segmenter, from
-        DINOv3 ConvNeXt-S. As ``VisionEncoderDecoderModel.from_encoder_decoder_pretrained``, the sub-model's
-        architecture comes from its checkpoint: ``config.backbone_config`` is replaced by the checkpoint's config
-        (with a warning naming each architecture field that changes), and ``pretrained_backbone_name_or_path``
-        records where it came from.
+        """A new tokenizer whose backbone starts from a pretrained transformers ConvNeXt-family checkpoint or saved
+        ``TimmBackbone`` (local folder or Hub id) and whose other modules are freshly initialised: how the release
+        trains its segmenter, from DINOv3 ConvNeXt-S. As ``VisionEncoderDecoderModel.from_encoder_decoder_pretrained``,
+        the sub-model's architecture comes from its checkpoint: ``config.backbone_config`` is replaced by the
+        checkpoint's config (with a warning naming each architecture field that changes), and
+        ``pretrained_backbone_name_or_path`` records where it came from.
 
         Args:
             pretrained_backbone_name_or_path (`str` or `os.PathLike`):
                 Folder written by ``save_pretrained`` of a ConvNeXt, ConvNeXtV2 or DINOv3-ConvNeXt model, backbone or
-                image classifier, or the Hub id of one.
+                image classifier, or of a ``TimmBackbone`` (feature levels 1-4), or the Hub id of one.
             config ([`TrajTokConfig`], *optional*):
-                Every other hyper-parameter (defaults: `TrajTokConfig()`); not modified.
+                Every other hyper-parameter (defaults: `TrajTokConfig()`); not modified. With
+                `frame_difference_input=True` the RGB checkpoint loads first and the stem is then widened
+                ([`~TrajTokModel.with_frame_difference_input`]), so the model starts from the backbone's RGB features.
             hub_kwargs:
                 `revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, `subfolder` of
                 `from_pretrained`.
@@ -509,15 +545,25 @@ class TrajTokModel(TrajTokPreTrainedModel):
         name = os.fspath(pretrained_backbone_name_or_path)
         config = config if config is not None else cls.config_class()
         backbone_config = load_pretrained_backbone_config(name, **hub_kwargs)
-        differences = backbone_config_differences(backbone_config, config.backbone_config)
+        rgb_config = copy.deepcopy(config.backbone_config)
+        rgb_config.num_channels = 3  # the checkpoint is an RGB backbone; frame differences widen it below
+        differences = backbone_config_differences(backbone_config, rgb_config)
         if differences:
             logger.warning(f"backbone_config taken from the pretrained backbone {name!r}: {', '.join(differences)}")
+        # The checkpoint is an RGB backbone: with frame_difference_input the RGB model loads it, then widens its stem
+        # (with_frame_difference_input: the difference channels start at zero).
+        frame_difference_input = config.frame_difference_input
         config = cls.config_class.from_dict(
-            {**config.to_dict(), "backbone_config": backbone_config.to_dict(), "pretrained_backbone_name_or_path": name}
+            {
+                **config.to_dict(),
+                "backbone_config": backbone_config.to_dict(),
+                "pretrained_backbone_name_or_path": name,
+                "frame_difference_input": False,
+            }
         )
         model = cls(config)
         model.load_pretrained_backbone(**hub_kwargs)
-        return model
+        return model.with_frame_difference_input() if frame_difference_input else model
 
     def load_pretrained_backbone(
         self, pretrained_backbone_name_or_path: str | os.PathLike | None = None, **hub_kwargs
@@ -527,7 +573,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
 
         Args:
             pretrained_backbone_name_or_path (`str` or `os.PathLike`, *optional*):
-                Folder or Hub id of a ConvNeXt-family checkpoint whose architecture is `config.backbone_config`'s
+                Folder or Hub id of a ConvNeXt-family checkpoint or saved ``TimmBackbone`` whose architecture is
+                `config.backbone_config`'s
                 (else a `ValueError` lists the fields that differ). Defaults to
                 `config.pretrained_backbone_name_or_path`, and is recorded there.
             hub_kwargs:
@@ -581,8 +628,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
 
     @property
     def min_input_size(self) -> int:
-        # Stem stride 4, then ×2 per later stage: the last stage needs at least one position.
-        return 4 * 2 ** (len(self.config.backbone_config.hidden_sizes) - 1)
+        # Four stages at strides 4, 8, 16, 32: the last stage needs at least one position.
+        return 32
 
     def _resolve_tokens_per_trajectory(self, tokens_per_trajectory) -> int:
         choices = self.config.tokens_per_trajectory_choices
