@@ -21,7 +21,8 @@ on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as
 ``--seed``): the in-distribution number to set beside the held-out one. ``--composites mixed`` keeps the
 background of a row's photo but cuts each sprite from any photo of the split (the generator's default composites,
 as training draws them): objects then differ from their background in appearance too, as real objects mostly do.
-The default, ``camouflaged``, is the harder setting above.
+The default, ``camouflaged``, is the harder setting above; ``--composites mixed camouflaged`` scores both (the
+first is the JSON's main dataset, the second a block ``camouflaged_composites``).
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
@@ -70,10 +71,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--composites",
+        nargs="+",
         choices=COMPOSITES,
-        default="camouflaged",
+        default=["camouflaged"],
         help="--data photos: cut every sprite from the row's own photo (camouflaged: only outline and motion set it "
-        "apart), or each sprite from any photo of the split over the row's photo (mixed)",
+        "apart), or each sprite from any photo of the split over the row's photo (mixed). Several: the first is the "
+        "main dataset, each further one a dataset block '<kind>_composites' of the JSON",
     )
     parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips")
     parser.add_argument(
@@ -328,40 +331,58 @@ def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dic
     return record, {**metrics, "by_objects": by_objects, "objects": objects}
 
 
-def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
+def _photo_report(args, segmenter, video_processor, frames, size, composites: str) -> tuple[dict, dict]:
+    """(the dataset block of one kind of composites, its breakdown report)."""
     max_objects = args.max_objects or DEFAULT_MAX_OBJECTS["photos"]
     split, photos = args.photo_split, PHOTO_SPLITS[args.photo_split]
-    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed, split, args.composites)
+    clips = photo_clips(args.clips_per_photo, frames, size, max_objects, args.seed, split, composites)
     trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
     report = photo_breakdown(trajectory_ids, clips, photos)
     print(
-        f"data: {args.clips_per_photo} {args.composites} photo composites per {SPLIT_WORDS[split]} photo "
-        f"({', '.join(photos)}; seed "
-        f"{args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
+        f"data: {args.clips_per_photo} {composites} photo composites per {SPLIT_WORDS[split]} photo "
+        f"({', '.join(photos)}; seed {args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
     )
-    print(f"photo composites: {_numbers(report['metrics'])}")
-    shapes_record, _ = evaluate_shapes(args, segmenter, video_processor, frames, size)
-    tables = breakdown_tables(report, shapes_record["metrics"], split, args.composites)
-    print("\n" + tables)
-    record = {
+    print(f"{composites} photo composites: {_numbers(report['metrics'])}")
+    block = {
         "metrics": report["metrics"],
         "dataset": {
             "type": "trajtok_hf-photo-composites",
-            "name": f"trajtok_hf {args.composites} photo composites of the {SPLIT_WORDS[split]} photos "
-            f"{', '.join(photos)}",
+            "name": f"trajtok_hf {composites} photo composites of the {SPLIT_WORDS[split]} photos {', '.join(photos)}",
             "split": f"{SPLIT_WORDS[split]} photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
         },
         **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
+    }
+    return block, report
+
+
+def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
+    """The first of ``--composites`` is the main dataset (its breakdown renders in a model card); each further kind
+    is a dataset block of its own, ``<kind>_composites``, with its breakdown too."""
+    split = args.photo_split
+    kinds = list(dict.fromkeys(args.composites))
+    blocks, reports = {}, {}
+    for kind in kinds:
+        blocks[kind], reports[kind] = _photo_report(args, segmenter, video_processor, frames, size, kind)
+    shapes_record, _ = evaluate_shapes(args, segmenter, video_processor, frames, size)
+    tables = {kind: breakdown_tables(reports[kind], shapes_record["metrics"], split, kind) for kind in kinds}
+    for kind in kinds:
+        print("\n" + tables[kind])
+    main, others = kinds[0], kinds[1:]
+    record = {
+        **blocks[main],
         "by_object_size_definition": (
             "per object: IoU and recall of the trajectory matched to it by FG-mIoU's Hungarian matching over the "
             "clip; size classes of trajtok_hf.data.SIZE_CLASSES (longer side at mid-clip / shorter frame side)"
         ),
+        **{f"{kind}_composites": {**blocks[kind], "tables_markdown": tables[kind]} for kind in others},
         "shapes": shapes_record,
-        "tables_markdown": tables,
+        "tables_markdown": tables[main],
         "num_clips_per_photo": args.clips_per_photo,
-        "composites": args.composites,
+        "composites": main,
     }
-    return record, {**report, "shapes": shapes_record["metrics"], "tables": tables}
+    result = {**reports[main], "shapes": shapes_record["metrics"], "tables": tables[main]}
+    result.update({f"{kind}_composites": reports[kind] for kind in others})
+    return record, result
 
 
 def main(argv=None) -> dict:

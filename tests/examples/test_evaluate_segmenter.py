@@ -176,10 +176,26 @@ def test_mixed_composites_keep_the_row_background_and_mix_the_sprites(evaluate, 
     assert all({obj["photo"] for obj in clip["objects"]} == {clip["photo"]} for clip in camouflaged)
     with pytest.raises(ValueError, match="composites"):
         evaluate.photo_clips(1, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, composites="same")
+
+
+def test_several_kinds_of_composites_are_datasets_of_one_json(evaluate, tiny_segmenter, tmp_path):
+    """--composites mixed camouflaged: mixed is the main dataset (its breakdown renders in the card, with the text
+    that says how mixed composites are drawn), camouflaged a further dataset block of the same JSON."""
+    from trajtok_hf.hub import build_model_card, validate_folder
+
     out_json = tmp_path / "mixed.json"
-    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--composites", "mixed", "--clips_per_photo", "1"]
-    argv += ["--num_clips", "1", "--batch_size", "4", "--no_progress", "--output", str(out_json)]
-    evaluate.main(argv)
+    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--composites", "mixed", "camouflaged"]
+    argv += ["--clips_per_photo", "1", "--num_clips", "1", "--batch_size", "4", "--no_progress", "--output"]
+    result = evaluate.main([*argv, str(out_json)])
     record = json.loads(out_json.read_text())
     assert record["composites"] == "mixed" and record["dataset"]["name"].startswith("trajtok_hf mixed photo")
     assert "held-out background photo" in record["tables_markdown"]
+    camouflaged = record["camouflaged_composites"]
+    assert camouflaged["dataset"]["name"].startswith("trajtok_hf camouflaged photo")
+    assert camouflaged["metrics"] == pytest.approx(result["camouflaged_composites"]["metrics"])
+    assert list(camouflaged["by_photo"]) == list(HELD_OUT_PHOTOS)
+    loaded = load_eval_results_json(out_json)
+    assert loaded.extra["composites"] == "mixed"
+    assert [name for name, _ in loaded.datasets()] == ["metrics", "camouflaged_composites", "shapes"]
+    card = build_model_card(validate_folder(tiny_segmenter), "me/seg", eval_metrics=loaded).text
+    assert "`background_photos=(P,)`" in card and "`photos=(P,)`" not in card

@@ -183,6 +183,7 @@ def test_eval_results_json_datasets(data, datasets, breakdowns, tmp_path):
         ({**ONE_DATASET, "by_photo": {"chelsea": 0.5}}, r"'by_photo': a breakdown table must be"),
         ({**ONE_DATASET, "by_object_size": {"small": {"IoU": "0.5"}}}, r"'by_object_size': a breakdown table must be"),
         ({**ONE_DATASET, "by_photo": {}}, r"'by_photo': a breakdown table must be"),
+        ({**ONE_DATASET, "composites": "same_photo"}, r"'composites' must be one of \('camouflaged', 'mixed'\)"),
         ({"metrics": {}}, r"no numeric metrics"),
         ([1, 2], r"expected a JSON object"),
     ],

@@ -184,6 +184,7 @@ def _eval_variables(eval_metrics: EvalMetrics | None, eval_results: list | None)
         "final_train_loss": _format_value(final_train_loss) if final_train_loss is not None else None,
         "final_train_step": eval_metrics.extra.get("final_train_step") if eval_metrics else None,
         "breakdown_dataset": eval_metrics.dataset.get("name") if eval_metrics else None,
+        "breakdown_composites": eval_metrics.extra.get("composites", "camouflaged") if eval_metrics else None,
         "breakdowns": _breakdown_tables(eval_metrics.breakdowns if eval_metrics else {}),
     }
 

@@ -64,6 +64,9 @@ BREAKDOWN_TABLES = {
 }
 """The breakdown tables an evaluation JSON may carry for its main dataset (``examples/evaluate_segmenter.py --data
 photos``): key → the name of the table's first column. Each is ``{row label: {column: number}}``."""
+COMPOSITES = ("camouflaged", "mixed")
+"""How the main dataset's photo composites were drawn (the JSON's ``composites``, kept in ``EvalMetrics.extra``):
+every sprite cut from the row's photo, or from any held-out photo over the row's photo."""
 
 
 @dataclass
@@ -184,6 +187,11 @@ def load_eval_results_json(path: str | os.PathLike) -> EvalMetrics:
         if _is_dataset_block(name, block):
             result.extra_datasets[name] = _read_extra_block(block, f"{where}: block {name!r}", str(path), result.step)
     result.breakdowns = {key: _read_table(data[key], f"{where}: {key!r}") for key in BREAKDOWN_TABLES if key in data}
+    composites = data.get("composites")
+    if composites is not None:
+        if composites not in COMPOSITES:
+            raise ValueError(f"{where}: 'composites' must be one of {COMPOSITES}, got {composites!r}")
+        result.extra["composites"] = composites
     try:
         _check_distinct_datasets(result)
     except ValueError as error:
