@@ -624,3 +624,38 @@ def test_segmenter_frame_difference_input(tmp_path, warm_start):
     run_script(SEGMENTER, argv)
     model = TrajTokModel.from_pretrained(tmp_path / "run" / "final")
     assert model.config.frame_difference_input and model.config.backbone_config.num_channels == 9
+
+
+def test_segmenter_from_a_timm_backbone_with_frozen_batch_norm_and_its_own_lr(tmp_path):
+    """--backbone (a saved TimmBackbone) --freeze_backbone_batch_norm --backbone_learning_rate: the run starts from
+    the backbone's weights, keeps its BatchNorm statistics and affine weights, and saves a model that reloads with
+    frozen BatchNorms; a ConvNeXt model has no BatchNorm to freeze."""
+    from transformers import TimmBackbone, TimmBackboneConfig
+
+    from trajtok_hf import TrajTokModel
+
+    backbone = TimmBackbone(TimmBackboneConfig(backbone="test_efficientnet", out_indices=[1, 2, 3, 4]))
+    with torch.no_grad():
+        for name, value in backbone.state_dict().items():
+            if "running_var" in name:
+                value.uniform_(0.5, 1.5)
+            elif value.is_floating_point():
+                value.normal_()
+    backbone.save_pretrained(tmp_path / "backbone")
+    saved = backbone.state_dict()
+    argv = ["--output_dir", str(tmp_path / "run"), *TINY_RUN, "--max_steps", "2", "--frame_difference_input"]
+    argv += ["--backbone", str(tmp_path / "backbone"), "--freeze_backbone_batch_norm"]
+    run_script(SEGMENTER, [*argv, "--backbone_learning_rate", "1e-4"])
+    model = TrajTokModel.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.backbone_config.freeze_batch_norm_2d and model.config.frame_difference_input
+    trained = model.feature_extractor.backbone.state_dict()
+    frozen = [key for key in saved if key.rsplit(".", 1)[-1] in ("running_mean", "running_var") or ".bn" in key]
+    assert frozen and not any(key.endswith("num_batches_tracked") for key in trained)
+    for key in frozen:
+        if key in trained:
+            torch.testing.assert_close(trained[key], saved[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(trained["_backbone.blocks.0.0.conv.weight"], saved["_backbone.blocks.0.0.conv.weight"])
+    refused = run_script(
+        SEGMENTER, ["--output_dir", str(tmp_path / "run2"), *TINY_RUN, "--freeze_backbone_batch_norm"], expect_rc=1
+    )
+    assert "--freeze_backbone_batch_norm needs a timm backbone" in refused.stderr
