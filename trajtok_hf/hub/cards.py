@@ -155,7 +155,11 @@ def _model_variables(report: FolderReport) -> dict[str, Any]:
         "processor_auto_class": report.processor_auto_class,
         "processor_class": report.processor_class,
         "num_parameters_m": f"{report.num_parameters / 1e6:.2f}",
-        "config_rows": [(label, _format_value(get_config_value(config, path))) for label, path in spec.config_rows],
+        "config_rows": [
+            (label, _format_value(value))
+            for label, path in spec.config_rows
+            if (value := get_config_value(config, path)) is not None
+        ],
         "num_frames": frames,
         "height": height,
         "width": width,

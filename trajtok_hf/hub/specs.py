@@ -50,6 +50,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             task_name="Video trajectory segmentation",
             config_rows=(
                 ("backbone", "backbone_config.model_type"),
+                ("timm model", "backbone_config.backbone"),  # timm_backbone only (rows without a value are left out)
                 ("backbone widths", "backbone_config.hidden_sizes"),
                 ("feature width D", "hidden_size"),
                 ("trajectory slots K per chunk", "num_trajectories"),

@@ -3,7 +3,7 @@
 One forward pass clusters every pixel of a chunk of frames into at most K trajectories and turns each non-empty
 trajectory into n ∈ {1, 2, 4} tokens:
 
-1. Dense features: a transformers ConvNeXt backbone per frame; each stage map → linear projection to D →
+1. Dense features: a transformers ConvNeXt (or timm) backbone per frame; each stage map → linear projection to D →
    LayerNorm → bilinear to the 1/4 grid → summed: F ∈ R^{T·h·w × D}, flattened (t, row, col). The frames of all
    chunks go through the ConvNeXt in passes of ``backbone_frames_per_pass`` (CPU default: ~4 frames of 224², which
    keeps activations in cache); every op is per frame, so this changes no value.
@@ -367,7 +367,7 @@ def _timm_backbone_state_dict(name_or_path: str, backbone: nn.Module, **hub_kwar
 
 
 class TrajTokFeatureExtractor(nn.Module):
-    """Dense features (paper Sec. 3): ConvNeXt stage maps → per-stage projection to D + LayerNorm → bilinear to
+    """Dense features (paper Sec. 3): backbone stage maps → per-stage projection to D + LayerNorm → bilinear to
     the 1/4 grid → sum."""
 
     def __init__(self, config: TrajTokConfig):
