@@ -90,6 +90,19 @@ def tiny_trajtok_model(**overrides) -> TrajTokModel:
     return TrajTokModel(tiny_trajtok_config(**overrides)).eval()
 
 
+def assert_backbone_refused(model: TrajTokModel, folder, error: type[Exception], message: str) -> None:
+    """``model.load_pretrained_backbone(folder)`` raises ``error`` matching ``message`` and changes nothing: no weight,
+    no recorded backbone name."""
+    import pytest
+
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(error, match=message):
+        model.load_pretrained_backbone(folder)
+    assert model.config.pretrained_backbone_name_or_path is None
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+
+
 def video_batch(batch=2, frames=4, size=64, seed=0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, frames, 3, size, size, generator=generator)

@@ -41,6 +41,8 @@ TRAJVIT2 = ROOT / "examples" / "train_trajvit2.py"
         (["--train_objects", "0", "2"], "--train_objects MIN MAX needs 1 <= MIN <= MAX"),
         (["--train_texture_probability", "1.5"], "--train_texture_probability must lie in"),
         (["--train_texture_probability", "-0.1"], "--train_texture_probability must lie in"),
+        (["--backbone_learning_rate", "0"], "--backbone_learning_rate must be > 0"),
+        (["--backbone_learning_rate=-1e-4"], "--backbone_learning_rate must be > 0"),
     ],
 )
 def test_segmenter_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):

