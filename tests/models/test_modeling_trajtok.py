@@ -683,7 +683,7 @@ def test_backbone_frames_per_pass_changes_no_value(frames_per_pass):
         ({"backbone_frames_per_pass": 0}, "backbone_frames_per_pass"),
         ({"backbone_frames_per_pass": 2.0}, "backbone_frames_per_pass"),
         ({"backbone_config": {"model_type": "resnet"}}, "backbone_config"),
-        ({"backbone_config": {"model_type": "no-such-model"}}, "ConvNeXt-family configs"),
+        ({"backbone_config": {"model_type": "no-such-model"}}, "supported backbone configs"),
         ({"backbone_config": "convnext"}, "backbone_config must be a dict, a PreTrainedConfig or None"),
     ],
 )
