@@ -34,7 +34,6 @@ FEATURE_LEVELS = [1, 2, 3, 4]  # strides 4, 8, 16, 32: TrajTok's four stages
 # ImageNet-1k class ids that the check accepts for each photograph (tabby, tiger cat, Persian, Siamese, Egyptian cat;
 # espresso, cup, coffee mug).
 VERIFY_CLASSES = {"chelsea": (281, 282, 283, 284, 285), "coffee": (967, 968, 504)}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def packaged_weights_path() -> Path:
@@ -92,12 +91,15 @@ def verify_classifier(model: torch.nn.Module) -> dict[str, int]:
     """Top-1 ImageNet class of each photograph of :data:`VERIFY_CLASSES`; raises unless each is an accepted one."""
     import torch.nn.functional as F
     from skimage import data
+    from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    mean, std = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None], torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
 
     found = {}
     for name, accepted in VERIFY_CLASSES.items():
         image = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
         image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
-        image = (image - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+        image = (image - mean) / std
         found[name] = int(model(image).argmax(-1))
         if found[name] not in accepted:
             raise ValueError(
