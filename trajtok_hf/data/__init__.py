@@ -1,10 +1,12 @@
 """Data for trajtok_hf: a procedural video generator, a long-video generator with persistent object ids and a
 real-photo composite generator, all with exact trajectory ground truth; local video-folder datasets; the
-pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids), motion pseudo-labels for unlabeled
-footage (optical flow → trajectories), a video-text collator, and sharded (Parquet / WebDataset) video data streamed
+pseudo-label converter (per-frame instances + trajectory graph → per-pixel ids), pseudo-labels for unlabeled footage
+(optical flow → moving trajectories; appearance regions + motion → a trajectory for every pixel) and training clips
+cut from real footage with them, a video-text collator, and sharded (Parquet / WebDataset) video data streamed
 with ``datasets``, split by node and worker, resumable mid-epoch. Independent of ``trajtok_hf.models``."""
 
 from .collator import VideoTextCollator
+from .footage_clips import FOOTAGE_HELD_OUT_SHOTS, FootageClipConfig, find_shots, generate_footage_clip
 from .long_videos import LONG_VIDEO_SCENARIOS, LongVideoConfig, generate_long_video, iter_long_video, write_long_video
 from .motion_labels import MotionLabelConfig, dense_flow, motion_pseudo_labels
 from .photo_composites import (
@@ -19,6 +21,7 @@ from .photo_composites import (
 from .photo_sources import FOOTAGE, HELD_OUT_PHOTOS, TRAIN_PHOTOS, footage_available, load_photo
 from .procedural_textures import PROCEDURAL_KINDS, procedural_texture
 from .pseudo_labels import IGNORE_INDEX, downsample_labels, trajectories_to_pixel_labels
+from .region_labels import RegionLabelConfig, region_pseudo_labels
 from .shards import (
     INDEX_FILE,
     SHARD_FORMATS,
@@ -97,7 +100,10 @@ __all__ = [
     "TEXTURES",
     "TIME_REVERSALS",
     "TRAIN_PHOTOS",
+    "FOOTAGE_HELD_OUT_SHOTS",
+    "FootageClipConfig",
     "PhotoCompositeConfig",
+    "RegionLabelConfig",
     "SyntheticVideoConfig",
     "VideoClipDecoder",
     "VideoTextCollator",
@@ -105,7 +111,9 @@ __all__ = [
     "default_video_codec",
     "dense_flow",
     "downsample_labels",
+    "find_shots",
     "footage_available",
+    "generate_footage_clip",
     "generate_clip",
     "swap_motions_caption",
     "transform_clip",
@@ -122,6 +130,7 @@ __all__ = [
     "make_synthetic_dataset",
     "motion_pseudo_labels",
     "procedural_texture",
+    "region_pseudo_labels",
     "read_video",
     "sample_frame_indices",
     "shard_dataloader",

@@ -94,6 +94,20 @@ def dense_flow(video: np.ndarray, with_backward: bool = False):
     return (flows, backward) if with_backward else flows
 
 
+def video_and_flow(video: np.ndarray, flow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Check a ``(T, H, W, 3)`` uint8 clip and an optional given flow; return ``(video, forward, backward)``: DIS
+    flows both ways when ``flow`` is None, else the given flow and no backward flow."""
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(f"`video` must be a (T, H, W, 3) uint8 array, got {video.dtype} of shape {video.shape}")
+    if flow is None:
+        forward, backward = dense_flow(video, with_backward=True)
+        return video, forward, backward
+    if np.shape(flow) != (*video.shape[:3], 2):
+        raise ValueError(f"`flow` must have shape {(*video.shape[:3], 2)}, got {np.shape(flow)}")
+    return video, np.asarray(flow, dtype=np.float32), None
+
+
 def consistency_error(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """``|f(x) + b(x + f(x))|`` per pixel of ``(H, W, 2)`` flows ``t → t+1`` and ``t+1 → t`` (nearest lookup)."""
     height, width = forward.shape[:2]
@@ -168,6 +182,33 @@ def _link(previous: np.ndarray, current: np.ndarray, flow: np.ndarray, min_overl
     return np.where(enough, best, 0)
 
 
+def link_instances(instances: np.ndarray, flow: np.ndarray, min_overlap: float) -> np.ndarray:
+    """Link per-frame instances ``(T, H, W)`` (ids ``1..n`` per frame, ``0`` none) into a trajectory graph ``(N, T)``.
+
+    An instance of frame ``t`` continues the trajectory of the frame ``t - 1`` instance whose pixels, moved by the
+    flow ``flow[t - 1]``, bring it the most pixels (at least ``min_overlap`` of its area); when that trajectory
+    already has an instance in frame ``t`` (a split), or nothing qualifies, it starts a new trajectory.
+    """
+    num_frames = instances.shape[0]
+    rows: list[np.ndarray] = []  # trajectory graph rows (N, T)
+    owner_of_previous = np.zeros(1, dtype=np.int64)  # previous frame's instance id → trajectory row (+1)
+    for t in range(num_frames):  # frames depend on the previous one (linking), so this loop is sequential
+        n = int(instances[t].max())
+        owner = np.zeros(n + 1, dtype=np.int64)
+        if t > 0:
+            continued = _link(instances[t - 1], instances[t], flow[t - 1], min_overlap)
+            owner = np.where(continued > 0, owner_of_previous[continued], 0)
+        for instance in range(1, n + 1):
+            row = owner[instance] - 1
+            if row < 0 or rows[row][t] != 0:  # a new trajectory (or the earlier one already has an instance here)
+                rows.append(np.zeros(num_frames, dtype=np.int64))
+                row = len(rows) - 1
+                owner[instance] = row + 1
+            rows[row][t] = instance
+        owner_of_previous = owner
+    return np.stack(rows) if rows else np.zeros((0, num_frames), dtype=np.int64)
+
+
 def motion_pseudo_labels(
     video: np.ndarray, config: MotionLabelConfig | None = None, flow: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -184,37 +225,15 @@ def motion_pseudo_labels(
         release-format labels they come from.
     """
     cfg = config or MotionLabelConfig()
-    video = np.asarray(video)
-    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-        raise ValueError(f"`video` must be a (T, H, W, 3) uint8 array, got {video.dtype} of shape {video.shape}")
-    backward = None
-    if flow is None:
-        flow, backward = dense_flow(video, with_backward=True)
-    elif np.shape(flow) != (*video.shape[:3], 2):
-        raise ValueError(f"`flow` must have shape {(*video.shape[:3], 2)}, got {np.shape(flow)}")
+    video, flow, backward = video_and_flow(video, flow)
     num_frames = video.shape[0]
     instances = np.zeros(video.shape[:3], dtype=np.int64)
     doubt = np.zeros(video.shape[:3], dtype=bool)
-    rows: list[np.ndarray] = []  # trajectory graph rows (N, T)
-    owner_of_previous = np.zeros(1, dtype=np.int64)  # previous frame's instance id → trajectory row (+1)
-    for t in range(num_frames):  # frames depend on the previous one (linking), so this loop is sequential
+    for t in range(num_frames):
         instances[t], doubt[t] = _moving_instances(camera_residual(flow[t], cfg.grid_step), cfg)
         if backward is not None and cfg.max_consistency_error is not None and t < num_frames - 1:
             doubt[t] |= consistency_error(flow[t], backward[t]) > cfg.max_consistency_error
-        n = int(instances[t].max())
-        owner = np.zeros(n + 1, dtype=np.int64)
-        if t > 0:
-            continued = _link(instances[t - 1], instances[t], flow[t - 1], cfg.min_link_overlap)
-            owner = np.where(continued > 0, owner_of_previous[continued], 0)
-        for instance in range(1, n + 1):
-            row = owner[instance] - 1
-            if row < 0 or rows[row][t] != 0:  # a new trajectory (or the earlier one already has an instance here)
-                rows.append(np.zeros(num_frames, dtype=np.int64))
-                row = len(rows) - 1
-                owner[instance] = row + 1
-            rows[row][t] = instance
-        owner_of_previous = owner
-    graph = np.stack(rows) if rows else np.zeros((0, num_frames), dtype=np.int64)
+    graph = link_instances(instances, flow, cfg.min_link_overlap)
     # The converter numbers trajectories from 0 and marks uncovered pixels; here background is 0, trajectories 1..N.
     segmentation = np.asarray(trajectories_to_pixel_labels(instances, graph, ignore_index=-1), dtype=np.int64) + 1
     segmentation[doubt] = IGNORE_INDEX

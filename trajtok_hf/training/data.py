@@ -4,7 +4,8 @@ normalisation applied in torch.
 * :class:`SyntheticClipDataset`: clip ``i`` of epoch ``e`` is a pure function of ``(seed, e · num_clips + i)``, so
   processes and epochs see different clips and a resumed run sees the same ones. Its source is the shapes generator
   (:class:`~trajtok_hf.data.SyntheticVideoConfig`), the photo composites
-  (:class:`~trajtok_hf.data.PhotoCompositeConfig`), or a weighted mixture of several configs.
+  (:class:`~trajtok_hf.data.PhotoCompositeConfig`), windows of real footage with pseudo-labels
+  (:class:`~trajtok_hf.data.FootageClipConfig`), or a weighted mixture of several configs.
 * :class:`EpochShuffleSampler`: shuffles a finite dataset with an order that depends only on ``(seed, epoch)``.
 """
 
@@ -19,24 +20,31 @@ from torch.utils.data import Dataset, Sampler
 
 from ..data import (
     CLIP_TRANSFORMS,
+    FootageClipConfig,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     generate_clip,
     generate_composite,
+    generate_footage_clip,
     swap_motions_caption,
     transform_clip,
 )
 
-ClipConfig = SyntheticVideoConfig | PhotoCompositeConfig
+ClipConfig = SyntheticVideoConfig | PhotoCompositeConfig | FootageClipConfig
+CLIP_CONFIGS = (SyntheticVideoConfig, PhotoCompositeConfig, FootageClipConfig)
+CLIP_CONFIG_NAMES = tuple(c.__name__ for c in CLIP_CONFIGS)
 
 
 def render_clip(config: ClipConfig, seed: int, index: int) -> dict[str, Any]:
-    """Clip ``index`` of ``seed`` from the generator that ``config`` configures (same output keys for both)."""
+    """Clip ``index`` of ``seed`` from the generator that ``config`` configures (``video``, ``segmentation``,
+    ``segmentation_labels``, ``caption`` and ``objects`` from each)."""
     if isinstance(config, PhotoCompositeConfig):
         return generate_composite(config, seed, index)
     if isinstance(config, SyntheticVideoConfig):
         return generate_clip(config, seed, index)
-    raise TypeError(f"config must be a SyntheticVideoConfig or a PhotoCompositeConfig, got {type(config).__name__}")
+    if isinstance(config, FootageClipConfig):
+        return generate_footage_clip(config, seed, index)
+    raise TypeError(f"config must be one of {CLIP_CONFIG_NAMES}, got {type(config).__name__}")
 
 
 def normalize_video(video: np.ndarray | torch.Tensor, video_processor) -> torch.Tensor:
@@ -101,10 +109,8 @@ class SyntheticClipDataset(Dataset):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
         configs = tuple(config) if isinstance(config, (list, tuple)) else (config,)
-        if not configs or not all(isinstance(c, (SyntheticVideoConfig, PhotoCompositeConfig)) for c in configs):
-            raise TypeError(
-                "config must be a SyntheticVideoConfig, a PhotoCompositeConfig or a non-empty sequence of them"
-            )
+        if not configs or not all(isinstance(c, CLIP_CONFIGS) for c in configs):
+            raise TypeError(f"config must be one of {CLIP_CONFIG_NAMES} or a non-empty sequence of them")
         if weights is None:
             weights = [1.0] * len(configs)
         weights = np.asarray(weights, dtype=np.float64)
