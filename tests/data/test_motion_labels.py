@@ -112,3 +112,16 @@ def test_config_validation(kwargs, match):
 def test_bad_inputs(video, flow, match):
     with pytest.raises(ValueError, match=match):
         motion_pseudo_labels(video, flow=flow)
+
+
+def test_link_instances_keeps_a_split_trajectory_with_the_lowest_id():
+    from trajtok_hf.data.motion_labels import link_instances
+
+    instances = np.zeros((3, 4, 6), dtype=np.int64)
+    instances[0, :, :4] = 1  # one instance
+    instances[1, :2, :4], instances[1, 2:, :4] = 1, 2  # splits in two (both continue it: the lower id keeps it)
+    instances[1, :, 5] = 3  # a new instance where nothing was
+    instances[2, :, :4] = 1  # the halves merge again: a tie of the two, the first trajectory continues
+    graph = link_instances(instances, np.zeros((3, 4, 6, 2), dtype=np.float32), min_overlap=0.3)
+    np.testing.assert_array_equal(graph, [[1, 1, 1], [0, 2, 0], [0, 3, 0]])
+    assert link_instances(np.zeros((2, 3, 3), dtype=np.int64), np.zeros((2, 3, 3, 2)), 0.3).shape == (0, 2)

@@ -190,23 +190,27 @@ def link_instances(instances: np.ndarray, flow: np.ndarray, min_overlap: float) 
     already has an instance in frame ``t`` (a split), or nothing qualifies, it starts a new trajectory.
     """
     num_frames = instances.shape[0]
-    rows: list[np.ndarray] = []  # trajectory graph rows (N, T)
+    counts = instances.reshape(num_frames, -1).max(axis=1) if instances.size else np.zeros(num_frames, np.int64)
+    graph = np.zeros((int(counts.sum()), num_frames), dtype=np.int64)  # at most one row per instance
+    num_rows = 0
     owner_of_previous = np.zeros(1, dtype=np.int64)  # previous frame's instance id → trajectory row (+1)
     for t in range(num_frames):  # frames depend on the previous one (linking), so this loop is sequential
-        n = int(instances[t].max())
+        n = int(counts[t])
         owner = np.zeros(n + 1, dtype=np.int64)
         if t > 0:
             continued = _link(instances[t - 1], instances[t], flow[t - 1], min_overlap)
             owner = np.where(continued > 0, owner_of_previous[continued], 0)
-        for instance in range(1, n + 1):
-            row = owner[instance] - 1
-            if row < 0 or rows[row][t] != 0:  # a new trajectory (or the earlier one already has an instance here)
-                rows.append(np.zeros(num_frames, dtype=np.int64))
-                row = len(rows) - 1
-                owner[instance] = row + 1
-            rows[row][t] = instance
+        rows = owner[1:].copy()
+        # Of the instances that continue the same trajectory, the lowest id keeps it; the others start new ones.
+        first = np.zeros(n, dtype=bool)
+        first[np.unique(rows, return_index=True)[1]] = True
+        fresh = (rows == 0) | ~first
+        rows[fresh] = num_rows + 1 + np.arange(int(fresh.sum()))
+        num_rows += int(fresh.sum())
+        graph[rows - 1, t] = np.arange(1, n + 1)
+        owner[1:] = rows
         owner_of_previous = owner
-    return np.stack(rows) if rows else np.zeros((0, num_frames), dtype=np.int64)
+    return graph[:num_rows]
 
 
 def motion_pseudo_labels(
