@@ -76,6 +76,7 @@ def test_clips_have_labels_on_the_grid_and_respect_the_split(split):
         ({"frame_steps": (0,)}, ValueError, "frame_steps"),
         ({"min_crop": 0.0}, ValueError, "min_crop"),
         ({"flip_probability": 2.0}, ValueError, "flip_probability"),
+        ({"min_crop": "half"}, TypeError, "`min_crop` must be a number"),
         ({"labels": {}}, TypeError, "labels"),
         ({"num_frames": 0}, ValueError, "num_frames"),
     ],

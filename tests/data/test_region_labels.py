@@ -115,6 +115,10 @@ def test_bad_inputs_are_refused():
     video, _ = _flat_clip(frames=3)
     with pytest.raises(TypeError, match="motion"):
         RegionLabelConfig(motion={"min_speed": 1.0})
+    with pytest.raises(TypeError, match="`scale` must be a number"):
+        RegionLabelConfig(scale="large")
+    with pytest.raises(TypeError, match="`min_speed` must be a number"):
+        MotionLabelConfig(min_speed="fast")
     with pytest.raises(TypeError, match="config"):
         region_pseudo_labels(video, MotionLabelConfig())
     with pytest.raises(ValueError, match="uint8"):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .motion_labels import real_number
 from .photo_sources import FOOTAGE, footage_path
 from .pseudo_labels import downsample_labels
 from .region_labels import RegionLabelConfig, region_pseudo_labels
@@ -87,9 +88,9 @@ class FootageClipConfig:
             isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.frame_steps
         ):
             raise ValueError(f"`frame_steps` must be positive ints, got {self.frame_steps!r}")
-        if not 0.0 < float(self.min_crop) <= 1.0:
+        if not 0.0 < real_number(self.min_crop, "min_crop") <= 1.0:
             raise ValueError(f"`min_crop` must be in (0, 1], got {self.min_crop!r}")
-        if not 0.0 <= float(self.flip_probability) <= 1.0:
+        if not 0.0 <= real_number(self.flip_probability, "flip_probability") <= 1.0:
             raise ValueError(f"`flip_probability` must be in [0, 1], got {self.flip_probability!r}")
         if not isinstance(self.labels, RegionLabelConfig):
             raise TypeError(f"`labels` must be a RegionLabelConfig, got {type(self.labels).__name__}")

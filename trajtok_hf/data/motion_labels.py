@@ -35,6 +35,13 @@ import numpy as np
 from .pseudo_labels import IGNORE_INDEX, trajectories_to_pixel_labels
 
 
+def real_number(value, name: str) -> float:
+    """``value`` as a float; a ``TypeError`` naming the config field ``name`` when it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 @dataclass
 class MotionLabelConfig:
     """Parameters of :func:`motion_pseudo_labels` (speeds in pixels per frame, areas in pixels).
@@ -62,15 +69,18 @@ class MotionLabelConfig:
 
     def __post_init__(self):
         for name in ("min_speed", "relative_speed"):
-            if not float(getattr(self, name)) >= 0:
+            if not real_number(getattr(self, name), name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
         for name in ("min_area", "grid_step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-        if self.max_consistency_error is not None and not float(self.max_consistency_error) > 0:
+        if (
+            self.max_consistency_error is not None
+            and not real_number(self.max_consistency_error, "max_consistency_error") > 0
+        ):
             raise ValueError(f"`max_consistency_error` must be None or > 0, got {self.max_consistency_error!r}")
-        if not 0.0 <= self.min_link_overlap <= 1.0:
+        if not 0.0 <= real_number(self.min_link_overlap, "min_link_overlap") <= 1.0:
             raise ValueError(f"`min_link_overlap` must be in [0, 1], got {self.min_link_overlap!r}")
         if isinstance(self.boundary_width, bool) or not isinstance(self.boundary_width, int) or self.boundary_width < 0:
             raise ValueError(f"`boundary_width` must be an int >= 0, got {self.boundary_width!r}")

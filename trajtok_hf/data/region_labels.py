@@ -35,6 +35,7 @@ from .motion_labels import (
     camera_residual,
     consistency_error,
     link_instances,
+    real_number,
     video_and_flow,
 )
 from .pseudo_labels import IGNORE_INDEX, trajectories_to_pixel_labels
@@ -72,16 +73,19 @@ class RegionLabelConfig:
 
     def __post_init__(self):
         for name in ("scale", "sigma"):
-            if not float(getattr(self, name)) >= 0:
+            if not real_number(getattr(self, name), name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
         for name in ("min_region_fraction", "merge_fraction", "min_link_overlap"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+            if not 0.0 <= real_number(getattr(self, name), name) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}")
         if self.motion is not None and not isinstance(self.motion, MotionLabelConfig):
             raise TypeError(f"`motion` must be a MotionLabelConfig or None, got {type(self.motion).__name__}")
         if isinstance(self.boundary_width, bool) or not isinstance(self.boundary_width, int) or self.boundary_width < 0:
             raise ValueError(f"`boundary_width` must be an int >= 0, got {self.boundary_width!r}")
-        if self.max_consistency_error is not None and not float(self.max_consistency_error) > 0:
+        if (
+            self.max_consistency_error is not None
+            and not real_number(self.max_consistency_error, "max_consistency_error") > 0
+        ):
             raise ValueError(f"`max_consistency_error` must be None or > 0, got {self.max_consistency_error!r}")
         limit = self.max_trajectories
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -102,8 +106,7 @@ def join_moving_regions(regions: np.ndarray, moving: np.ndarray, merge_fraction:
     n, m = int(regions.max()), int(moving.max())
     if m == 0:
         return regions
-    table = np.zeros((n + 1, m + 1), dtype=np.int64)
-    np.add.at(table, (regions.ravel(), moving.ravel()), 1)
+    table = np.bincount((regions * (m + 1) + moving).ravel(), minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
     area = table.sum(axis=1)
     best = table[:, 1:].argmax(axis=1) + 1
     inside = table[np.arange(n + 1), best] >= merge_fraction * np.maximum(area, 1)
