@@ -10,7 +10,10 @@ embeddings (the logit scale does not change a comparison):
 * **time reversal** — the clip against the clip played backwards, for its true caption (``TIME_REVERSALS``:
   entering ↔ leaving, appearing ↔ disappearing, moving left ↔ right); clips where reversing changes some motion;
 * **object swap** — the true caption against the caption with the motions of the first two objects exchanged (the
-  right words, the wrong pairing); clips whose first two objects move differently.
+  right words, the wrong pairing); clips whose first two objects move differently. Also reported by group
+  (:func:`swap_group`): two or three objects whose first two motions are of different kinds ("rotates" / "leaves
+  at the left"), and first two motions of the same kind in different directions ("leaves at the left" / "leaves at
+  the top", :func:`trajtok_hf.data.motion_kind`), the hardest case.
 
 A probe is passed when the true pairing scores higher (a tie counts one half); chance is 50 %. The altered captions
 are built by the generator's own captioner (``trajtok_hf.data.caption_from_objects``), so they differ from the truth
@@ -73,8 +76,20 @@ from trajtok_hf.data import (
     SyntheticVideoConfig,
     caption_from_objects,
     generate_clip,
+    motion_kind,
     swap_motions_caption,
 )
+
+SWAP_GROUPS = ("2 objects, different kinds", "3+ objects, different kinds", "same kind, other directions")
+
+
+def swap_group(clip: dict) -> str:
+    """The :data:`SWAP_GROUPS` entry of an object-swap pair: the kinds of the first two objects' motions
+    (:func:`~trajtok_hf.data.motion_kind`) and, when they differ, the clip's object count."""
+    first, second = clip["objects"][0]["motion"], clip["objects"][1]["motion"]
+    if motion_kind(first) == motion_kind(second):
+        return SWAP_GROUPS[2]
+    return SWAP_GROUPS[0] if len(clip["objects"]) == 2 else SWAP_GROUPS[1]
 
 
 def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]]]:
@@ -148,6 +163,16 @@ def run_probes(model, processor, clips: list[dict], batch_size: int, device) -> 
         else:
             other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
         results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
+        if name == "object_swap":
+            groups = [swap_group(clips[i]) for i, _, _ in rows]
+            results[name]["groups"] = {
+                group: {
+                    "pass_rate": pass_rate(true[members], other[members]) if members.any() else float("nan"),
+                    "pairs": int(members.sum()),
+                }
+                for group in SWAP_GROUPS
+                for members in [torch.tensor([g == group for g in groups], dtype=torch.bool)]
+            }
     return results
 
 
@@ -177,6 +202,8 @@ def main(argv=None) -> dict:
     )
     for name, row in results.items():
         print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
+        for group, part in row.get("groups", {}).items():
+            print(f"{'':>16}{group}: {100 * part['pass_rate']:5.1f} % of {part['pairs']} pairs")
     record = {
         "model": args.model,
         "seed": args.seed,

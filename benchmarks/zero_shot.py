@@ -8,6 +8,9 @@ cosine of the model's video and text embeddings over a set of candidate labels:
 * **motion** — the held-out phrasing of every motion the clips can show (the last of
   ``trajtok_hf.data.MOTION_WORDINGS``, e.g. "drifts to the left", "twirls clockwise"), which no training caption
   uses as a phrase (some of its words, like "left", do occur);
+* **shape_training_words** — the same shape task with the training words ("a circle", "a square", …): not zero-shot,
+  the reference that tells how much of the shape the video embedding carries at all, i.e. what the unseen words
+  could reach;
 * **shape_in_caption** — per clip, its own caption in the held-out wording with each of the held-out shape words in
   turn ("a small red disc drifts to the left", "a small red box drifts to the left", …): only the unseen shape word
   tells the labels apart, in the form captions have.
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 HELD_OUT_SEED = 2_000_000
-TASKS = ("shape", "motion", "shape_in_caption")
+TASKS = ("shape", "motion", "shape_training_words", "shape_in_caption")
 
 
 def parse_args(argv=None):
@@ -72,11 +75,17 @@ from trajtok_hf.training import synthetic_caption_words  # noqa: E402
 
 
 def task_labels(config: SyntheticVideoConfig) -> dict[str, dict[str, str]]:
-    """Per task, class → label text (held-out words and phrasings)."""
+    """Per task, class → label text (held-out words and phrasings; the training shape words for the reference task
+    ``shape_training_words``)."""
     return {
         "shape": {shape: f"a {SHAPE_WORDS[shape][1]}" for shape in config.shapes},
         "motion": {motion: MOTION_WORDINGS[motion][-1] for motion in config.available_motions()},
+        "shape_training_words": {shape: f"a {SHAPE_WORDS[shape][0]}" for shape in config.shapes},
     }
+
+
+TASK_ATTRIBUTE = {"shape": "shape", "motion": "motion", "shape_training_words": "shape"}
+"""The clip object's attribute that each label task classifies."""
 
 
 def seen_words(labels: dict[str, str]) -> list[str]:
@@ -126,7 +135,7 @@ def main(argv=None) -> dict:
     for task, labels in task_labels(config).items():
         classes = list(labels)
         label_embeds = embed_texts(model, processor, [labels[c] for c in classes], args.batch_size, device)
-        truth = torch.tensor([classes.index(c["objects"][0][task]) for c in clips])
+        truth = torch.tensor([classes.index(c["objects"][0][TASK_ATTRIBUTE[task]]) for c in clips])
         accuracy = float((classify(video_embeds, label_embeds) == truth).float().mean())
         results[task] = {
             "accuracy": round(accuracy, 4),
@@ -136,7 +145,8 @@ def main(argv=None) -> dict:
             "label_words_seen_in_training": seen_words(labels),
         }
         print(
-            f"{task:>6}: {100 * accuracy:5.1f} % top-1 over {len(classes)} labels (chance {100 / len(classes):.1f} %); "
+            f"{task:>20}: {100 * accuracy:5.1f} % top-1 over {len(classes)} labels "
+            f"(chance {100 / len(classes):.1f} %); "
             f"label words seen in training: {results[task]['label_words_seen_in_training'] or 'none'}"
         )
     row = results.pop("shape_in_caption")

@@ -146,6 +146,14 @@ def parse_args(argv=None):
         "one process; 0 = off)",
     )
     g.add_argument(
+        "--same_kind_motion_probability",
+        type=float,
+        default=0.0,
+        help="synthetic data: chance that each object after a clip's first moves like it in another direction "
+        "(SyntheticVideoConfig.same_kind_motion_probability): more hard cases for --swap_negative_weight; the "
+        "held-out clips keep independent motions (0 = off)",
+    )
+    g.add_argument(
         "--trajectory_motion_init_std",
         type=float,
         default=None,
@@ -182,6 +190,10 @@ def parse_args(argv=None):
         parser.error(f"--swap_negative_weight must be a finite number >= 0, got {args.swap_negative_weight}")
     if args.swap_negative_weight and args.data != "synthetic":
         parser.error("--swap_negative_weight rewrites the synthetic captions (they know the motions)")
+    if not 0 <= args.same_kind_motion_probability <= 1:
+        parser.error(f"--same_kind_motion_probability must be in [0, 1], got {args.same_kind_motion_probability}")
+    if args.same_kind_motion_probability and args.data != "synthetic":
+        parser.error("--same_kind_motion_probability draws the synthetic clips' motions")
     if args.trajectory_motion_init_std is not None:
         if not args.trajectory_motion_encoding:
             parser.error("--trajectory_motion_init_std needs --trajectory_motion_encoding")
@@ -399,6 +411,7 @@ def build_datasets(args, video_processor):
             width=args.frame_size,
             max_objects=args.max_objects,
             caption_wording=args.caption_wording,
+            same_kind_motion_probability=args.same_kind_motion_probability,
         )
         train = SyntheticClipDataset(
             synth,
@@ -411,7 +424,7 @@ def build_datasets(args, video_processor):
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
         held_out = SyntheticClipDataset(
-            dataclasses.replace(synth, caption_wording=eval_wording),
+            dataclasses.replace(synth, caption_wording=eval_wording, same_kind_motion_probability=0.0),
             seed=args.seed + 1_000_000,
             num_clips=args.eval_clips,
             video_processor=video_processor,

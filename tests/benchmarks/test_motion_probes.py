@@ -67,6 +67,20 @@ def test_paraphrased_probes_keep_the_wording(probes):
         assert altered != true and all(MOTION_WORDINGS[motion][-1] in altered for motion in motions)
 
 
+SWAP_GROUP_CASES = {
+    "two kinds, two objects": ([_obj("rotate_cw"), _obj("exit_left", "blue")], 0),
+    "two kinds, three objects": ([_obj("rotate_cw"), _obj("exit_left", "blue"), _obj("static", "green")], 1),
+    "one kind, other directions": ([_obj("exit_top"), _obj("exit_left", "blue")], 2),
+    "one kind, three objects": ([_obj("move_up"), _obj("move_down", "blue"), _obj("bounce", "green")], 2),
+}
+
+
+@pytest.mark.parametrize("case", SWAP_GROUP_CASES)
+def test_swap_group(probes, case):
+    objects, group = SWAP_GROUP_CASES[case]
+    assert probes.swap_group(_clip(probes, *objects)) == probes.SWAP_GROUPS[group]
+
+
 def test_pass_rate_counts_ties_as_half(probes):
     assert probes.pass_rate(torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0.0, 0.5, 0.3])) == pytest.approx(0.5)
 
@@ -81,6 +95,8 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     assert set(record["probes"]) == set(probes.PROBES)
     for row in record["probes"].values():
         assert row["pairs"] == 0 or 0.0 <= row["pass_rate"] <= 1.0
+    groups = record["probes"]["object_swap"].get("groups", {})
+    assert sum(part["pairs"] for part in groups.values()) == record["probes"]["object_swap"]["pairs"]
     assert "chance 50 %" in capsys.readouterr().out
 
 

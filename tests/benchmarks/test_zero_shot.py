@@ -33,6 +33,10 @@ def test_shape_labels_use_only_words_no_training_caption_contains(zero_shot):
     }
     # The motion labels are held-out phrasings; some of their words do occur, and the report says which.
     assert "left" in zero_shot.seen_words(labels["motion"])
+    # The reference task reads the training words, all of them seen.
+    reference = labels["shape_training_words"]
+    assert set(reference) == set(labels["shape"]) and reference["circle"] == "a circle"
+    assert zero_shot.seen_words(reference) == sorted(text.split(" ", 1)[1] for text in reference.values())
 
 
 def test_classify_takes_the_closest_label(zero_shot):

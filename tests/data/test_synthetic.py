@@ -19,6 +19,7 @@ from trajtok_hf.data import (
     downsample_labels,
     generate_clip,
     make_synthetic_dataset,
+    motion_kind,
     swap_motions_caption,
     synthetic,
     transform_clip,
@@ -290,6 +291,8 @@ def test_single_frame_clips_are_static():
         (dict(motions="static"), "motions"),
         (dict(colours=()), "colours"),
         (dict(texture_probability=1.5), "texture_probability"),
+        (dict(same_kind_motion_probability=-0.1), "same_kind_motion_probability"),
+        (dict(same_kind_motion_probability="often"), "same_kind_motion_probability"),
         (dict(mask_downsample="mean"), "mask_downsample"),
     ],
 )
@@ -558,3 +561,62 @@ def test_swap_motions_caption_is_none_without_two_different_motions():
     assert swap_motions_caption(generate_clip(alike, seed=0, index=0)) is None
     with pytest.raises(ValueError, match="objects"):
         swap_motions_caption({"caption": "a clip"})
+
+
+MOTION_KIND_CASES = {
+    "static": "static",
+    "move_left": "move",
+    "move_up": "move",
+    "bounce": "bounce",
+    "rotate_ccw": "rotate",
+    "enter_bottom": "enter",
+    "exit_left": "exit",
+    "appear": "appear",
+    "disappear": "disappear",
+}
+
+
+@pytest.mark.parametrize("motion", MOTION_KIND_CASES)
+def test_motion_kind(motion):
+    assert motion_kind(motion) == MOTION_KIND_CASES[motion]
+
+
+def test_motion_kinds_partition_the_motions():
+    kinds = {motion_kind(m) for m in MOTIONS}
+    assert kinds == {"static", "move", "bounce", "rotate", "enter", "exit", "appear", "disappear"}
+    with pytest.raises(ValueError, match="motion"):
+        motion_kind("spin")
+
+
+def test_the_default_random_stream_is_pinned():
+    """Held-out evaluations and shipped results depend on these exact clips (seed 0 of the 64² config)."""
+    captions = [generate_clip(SyntheticVideoConfig(**SMALL), seed=0, index=i)["caption"] for i in range(4)]
+    assert captions == [
+        "a small green triangle falls",
+        "a small pink triangle rotates clockwise, a large white triangle moves right and a small green cross enters "
+        "from the top",
+        "a small purple triangle appears while a small red square falls",
+        "a small white cross rises",
+    ]
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_same_kind_motions(probability):
+    config = SyntheticVideoConfig(**SMALL, min_objects=3, max_objects=3, same_kind_motion_probability=probability)
+    clips = [generate_clip(config, seed=9, index=i) for i in range(40)]
+    directed = [c for c in clips if motion_kind(c["objects"][0]["motion"]) in ("move", "rotate", "enter", "exit")]
+    alike = [
+        all(
+            motion_kind(o["motion"]) == motion_kind(c["objects"][0]["motion"])
+            and o["motion"] != c["objects"][0]["motion"]
+            for o in c["objects"][1:]
+        )
+        for c in directed
+    ]
+    assert len(directed) >= 20
+    if probability:
+        assert all(alike)
+        # Such clips are the hard swap negatives: the swapped caption only moves two direction words.
+        assert all(swap_motions_caption(c) not in (None, c["caption"]) for c in directed)
+    else:
+        assert sum(alike) <= len(alike) // 4

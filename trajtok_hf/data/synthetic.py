@@ -263,6 +263,17 @@ CLIP_TRANSFORMS: dict[str, tuple[dict[str, str], str]] = {
 }
 """Name → (motion mapping, description) of the clip transforms of :func:`transform_clip`."""
 
+
+def motion_kind(motion: str) -> str:
+    """The kind of a motion of :data:`MOTIONS`, without its direction: ``"move_left"`` → ``"move"``,
+    ``"rotate_cw"`` → ``"rotate"``, ``"enter_top"`` → ``"enter"``, ``"exit_bottom"`` → ``"exit"``; a motion without a
+    direction (``"static"``, ``"bounce"``, ``"appear"``, ``"disappear"``) is its own kind. Two objects of one clip
+    whose motions share a kind differ only in direction: the hardest case of the object-swap probe."""
+    if motion not in MOTIONS:
+        raise ValueError(f"`motion` must be one of {tuple(MOTIONS)}, got {motion!r}")
+    return motion.split("_", 1)[0]
+
+
 _MAX_ATTEMPTS = 50
 
 
@@ -292,6 +303,11 @@ class SyntheticVideoConfig:
             the held-out wordings, templates and shape words. The video does not depend on it.
         min_visible_cells: every object must cover at least this many mask-grid cells over the clip (clips
             where an object is hidden or never enters are re-drawn), so each captioned object is really seen.
+        same_kind_motion_probability: chance that each object after the first takes a motion of the first object's
+            kind (:func:`motion_kind`) in another direction, when ``motions`` holds one (a first object that moves
+            left, a second that rises or falls). Such clips are the hard cases of the object-swap probe; more of
+            them make the swap negatives of training (:func:`swap_motions_caption`) harder. ``0`` (the default)
+            draws every motion independently and leaves the random stream, hence every clip, as it was.
     """
 
     num_frames: int = 16
@@ -314,6 +330,7 @@ class SyntheticVideoConfig:
     caption_background: bool = False
     caption_wording: str = "fixed"
     min_visible_cells: int = 4
+    same_kind_motion_probability: float = 0.0
 
     def __post_init__(self):
         for name in ("num_frames", "height", "width", "min_objects", "max_objects", "mask_stride"):
@@ -360,8 +377,10 @@ class SyntheticVideoConfig:
             )
         if not self.available_motions():
             raise ValueError("`motions` has no motion usable with `num_frames`=1; include 'static'")
-        for name in ("texture_probability", "background_pan_probability"):
+        for name in ("texture_probability", "background_pan_probability", "same_kind_motion_probability"):
             value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"`{name}` must be a number in [0, 1], got {type(value).__name__}")
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
         if self.max_pan_speed < 0:
@@ -480,8 +499,17 @@ def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + span - np.abs(span - q)
 
 
-def _sample_object(obj_id: int, colour: str, cfg: SyntheticVideoConfig, rng: np.random.Generator) -> _Object:
+def _sample_object(
+    obj_id: int, colour: str, cfg: SyntheticVideoConfig, rng: np.random.Generator, first_motion: str | None = None
+) -> _Object:
     motion = cfg.available_motions()[rng.integers(len(cfg.available_motions()))]
+    if first_motion is not None and cfg.same_kind_motion_probability > 0:
+        # Drawn only when asked for, so a config without it keeps its random stream.
+        if rng.random() < cfg.same_kind_motion_probability:
+            kind = motion_kind(first_motion)
+            same_kind = [m for m in cfg.available_motions() if m != first_motion and motion_kind(m) == kind]
+            if same_kind:
+                motion = same_kind[rng.integers(len(same_kind))]
     shape = cfg.shapes[rng.integers(len(cfg.shapes))]
     size = cfg.sizes[rng.integers(len(cfg.sizes))]
     texture = "plain"
@@ -823,7 +851,10 @@ def _try_render(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> dict[str
     video, background = _render_background(cfg, rng)
     num_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     colour_ids = rng.choice(len(cfg.colours), size=num_objects, replace=False)
-    objects = [_sample_object(k + 1, cfg.colours[c], cfg, rng) for k, c in enumerate(colour_ids)]
+    objects = [_sample_object(1, cfg.colours[colour_ids[0]], cfg, rng)]
+    objects += [
+        _sample_object(k + 1, cfg.colours[c], cfg, rng, objects[0].motion) for k, c in enumerate(colour_ids) if k
+    ]
     # uint8 while painting: 8× less memory traffic than int64; ids are < len(COLOURS) + 1.
     seg = np.zeros((T, H, W), dtype=np.uint8)
     for obj in objects:
