@@ -12,7 +12,8 @@ Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of pap
 (``--segmentation_loss_weight``, default 1) on clips with trajectory labels, + ``--pair_loss_weight`` ×
 ``trajtok_hf.paired_contrastive_loss`` inside each clip / transformed-copy pair of ``--paired_transforms`` (default
 0: off; an addition to the paper, logged as ``pairs``), + ``--swap_negative_weight`` ×
-``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``).
+``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``), +
+``--shape_negative_weight`` × the same loss against the caption with one object's shape replaced (``shapes``).
 ``--segmenter PATH`` warm-starts the
 tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints).
 Data as in ``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions
@@ -146,6 +147,14 @@ def parse_args(argv=None):
         "one process; 0 = off)",
     )
     g.add_argument(
+        "--shape_negative_weight",
+        type=float,
+        default=0.0,
+        help="synthetic data: weight of trajtok_hf.negative_caption_loss with each clip's caption against the same "
+        "caption with one object's shape replaced (a hard negative: colours and motions alone identify most clips, "
+        "so a model can ignore shapes; one process; 0 = off)",
+    )
+    g.add_argument(
         "--same_kind_motion_probability",
         type=float,
         default=0.0,
@@ -190,6 +199,10 @@ def parse_args(argv=None):
         parser.error(f"--swap_negative_weight must be a finite number >= 0, got {args.swap_negative_weight}")
     if args.swap_negative_weight and args.data != "synthetic":
         parser.error("--swap_negative_weight rewrites the synthetic captions (they know the motions)")
+    if not args.shape_negative_weight >= 0 or args.shape_negative_weight == float("inf"):
+        parser.error(f"--shape_negative_weight must be a finite number >= 0, got {args.shape_negative_weight}")
+    if args.shape_negative_weight and args.data != "synthetic":
+        parser.error("--shape_negative_weight rewrites the synthetic captions (they know the shapes)")
     if not 0 <= args.same_kind_motion_probability <= 1:
         parser.error(f"--same_kind_motion_probability must be in [0, 1], got {args.same_kind_motion_probability}")
     if args.same_kind_motion_probability and args.data != "synthetic":
@@ -420,6 +433,7 @@ def build_datasets(args, video_processor):
             video_processor=video_processor,
             paired_transforms=args.paired_transforms or (),
             swap_negatives=bool(args.swap_negative_weight),
+            shape_negatives=bool(args.shape_negative_weight),
         )
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
@@ -453,6 +467,23 @@ def build_datasets(args, video_processor):
     return train, EpochShuffleSampler(len(train), seed=args.seed), held_out, captions
 
 
+def hard_negative_loss(model, out, batch, prefix: str):
+    """``negative_caption_loss`` of the batch's ``{prefix}_*`` negative captions (the collator's swap or shape
+    negatives), or None when the batch has none."""
+    if f"{prefix}_index" not in batch:
+        return None
+    negatives = model.get_text_features(
+        input_ids=batch[f"{prefix}_input_ids"], attention_mask=batch[f"{prefix}_attention_mask"]
+    ).pooler_output
+    return negative_caption_loss(
+        out.video_embeds,
+        out.text_embeds,
+        torch.nn.functional.normalize(negatives, dim=-1),
+        batch[f"{prefix}_index"],
+        model.logit_scale.exp(),
+    )
+
+
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -460,9 +491,10 @@ def main(argv=None):
         mixed_precision=args.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # e.g. ViT3D + unused pooler
     )
-    if args.swap_negative_weight and accelerator.num_processes > 1:
-        # the negative captions run through the text tower outside the DDP-wrapped forward
-        raise SystemExit("error: --swap_negative_weight trains in one process; drop it or launch one process")
+    for flag in ("swap_negative_weight", "shape_negative_weight"):
+        if getattr(args, flag) and accelerator.num_processes > 1:
+            # the negative captions run through the text tower outside the DDP-wrapped forward
+            raise SystemExit(f"error: --{flag} trains in one process; drop it or launch one process")
     set_seed(args.seed)  # same seed on every process: identical initial weights; the data differ by index
     os.makedirs(args.output_dir, exist_ok=True)
 
@@ -558,20 +590,12 @@ def main(argv=None):
             )
             pairs = paired_contrastive_loss(out.logits_per_video) if args.pair_loss_weight else None
             loss = out.loss if pairs is None else out.loss + args.pair_loss_weight * pairs
-            swaps = None
-            if args.swap_negative_weight and "negative_index" in batch:
-                unwrapped = accelerator.unwrap_model(model)
-                negatives = unwrapped.get_text_features(
-                    input_ids=batch["negative_input_ids"], attention_mask=batch["negative_attention_mask"]
-                ).pooler_output
-                swaps = negative_caption_loss(
-                    out.video_embeds,
-                    out.text_embeds,
-                    torch.nn.functional.normalize(negatives, dim=-1),
-                    batch["negative_index"],
-                    unwrapped.logit_scale.exp(),
-                )
+            swaps = hard_negative_loss(accelerator.unwrap_model(model), out, batch, "negative")
+            if swaps is not None:  # the batch has swap negatives only with --swap_negative_weight
                 loss = loss + args.swap_negative_weight * swaps
+            shapes = hard_negative_loss(accelerator.unwrap_model(model), out, batch, "shape_negative")
+            if shapes is not None:
+                loss = loss + args.shape_negative_weight * shapes
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -580,7 +604,8 @@ def main(argv=None):
         segmentation = out.segmentation_loss if out.segmentation_loss is not None else torch.zeros_like(out.loss)
         pairs = torch.zeros_like(out.loss) if pairs is None else pairs
         swaps = torch.zeros_like(out.loss) if swaps is None else swaps
-        window.append(torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps]).detach())
+        shapes = torch.zeros_like(out.loss) if shapes is None else shapes
+        window.append(torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps, shapes]).detach())
         if not accelerator.sync_gradients:
             continue
 
@@ -590,7 +615,7 @@ def main(argv=None):
         steps_this_run += 1
         progress.update(1)
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-            loss, contrastive, seg, pair_loss, swap_loss = accelerator.reduce(
+            loss, contrastive, seg, pair_loss, swap_loss, shape_loss = accelerator.reduce(
                 torch.stack(window).mean(0), "mean"
             ).tolist()
             window = []
@@ -601,6 +626,7 @@ def main(argv=None):
                 "segmentation": seg,
                 **({"pairs": pair_loss} if args.pair_loss_weight else {}),
                 **({"swaps": swap_loss} if args.swap_negative_weight else {}),
+                **({"shapes": shape_loss} if args.shape_negative_weight else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),

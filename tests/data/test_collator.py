@@ -130,19 +130,24 @@ def test_bad_arguments():
         VideoTextCollator()({"video": np.zeros((1, 2, 2, 3), np.uint8)})
 
 
-def test_negative_captions_are_tokenized_with_their_batch_rows(tokenizer):
+@pytest.mark.parametrize(
+    "key, prefix", [("negative_caption", "negative"), ("shape_negative_caption", "shape_negative")]
+)
+def test_negative_captions_are_tokenized_with_their_batch_rows(tokenizer, key, prefix):
     video = torch.zeros(2, 3, 8, 8)
     batch_items = [
-        {"pixel_values_videos": video, "caption": "a red circle", "negative_caption": "a blue circle"},
-        {"pixel_values_videos": video, "caption": "a red square", "negative_caption": None},
-        {"pixel_values_videos": video, "caption": "a small star", "negative_caption": "a large red star"},
+        {"pixel_values_videos": video, "caption": "a red circle", key: "a blue circle"},
+        {"pixel_values_videos": video, "caption": "a red square", key: None},
+        {"pixel_values_videos": video, "caption": "a small star", key: "a large red star"},
     ]
     batch = VideoTextCollator(tokenizer)(batch_items)
-    assert batch["negative_index"].tolist() == [0, 2]
+    assert batch[f"{prefix}_index"].tolist() == [0, 2]
     expected = tokenizer(["a blue circle", "a large red star"], padding=True, return_tensors="pt")
-    assert torch.equal(batch["negative_input_ids"], expected["input_ids"])
-    assert torch.equal(batch["negative_attention_mask"], expected["attention_mask"])
-    none = VideoTextCollator(tokenizer)([{**item, "negative_caption": None} for item in batch_items])
-    assert "negative_index" not in none and "negative_input_ids" not in none
-    with pytest.raises(TypeError, match="negative_caption"):
-        VideoTextCollator(tokenizer)([{**batch_items[0], "negative_caption": 3}])
+    assert torch.equal(batch[f"{prefix}_input_ids"], expected["input_ids"])
+    assert torch.equal(batch[f"{prefix}_attention_mask"], expected["attention_mask"])
+    other = "shape_negative" if prefix == "negative" else "negative"
+    assert f"{other}_index" not in batch  # each kind of negative has its own keys
+    none = VideoTextCollator(tokenizer)([{**item, key: None} for item in batch_items])
+    assert f"{prefix}_index" not in none and f"{prefix}_input_ids" not in none
+    with pytest.raises(TypeError, match=key):
+        VideoTextCollator(tokenizer)([{**batch_items[0], key: 3}])

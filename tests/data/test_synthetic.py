@@ -20,6 +20,7 @@ from trajtok_hf.data import (
     generate_clip,
     make_synthetic_dataset,
     motion_kind,
+    shape_negative_caption,
     swap_motions_caption,
     synthetic,
     transform_clip,
@@ -620,3 +621,41 @@ def test_same_kind_motions(probability):
         assert all(swap_motions_caption(c) not in (None, c["caption"]) for c in directed)
     else:
         assert sum(alike) <= len(alike) // 4
+
+
+@pytest.mark.parametrize("wording, word", [("fixed", 0), ("train", 0), ("held_out", 1)])
+def test_shape_negative_caption_changes_one_shape_in_the_clips_wording(wording, word):
+    from trajtok_hf.data import SHAPE_WORDS
+
+    config = SyntheticVideoConfig(**SMALL, min_objects=2, max_objects=3, caption_wording=wording)
+    for index in range(6):
+        clip = generate_clip(config, seed=3, index=index)
+        negative = shape_negative_caption(clip, np.random.default_rng(index))
+        assert negative != clip["caption"]
+        # the same clip with the drawn object's shape changed, in the clip's own shape vocabulary
+        rng = np.random.default_rng(index)
+        k = int(rng.integers(len(clip["objects"])))
+        others = [s for s in SHAPES if s != clip["objects"][k]["shape"]]
+        new = others[int(rng.integers(len(others)))]
+        objects = [dict(o) for o in clip["objects"]]
+        objects[k]["shape"] = new
+        if "shape_word" in objects[k]:
+            objects[k]["shape_word"] = SHAPE_WORDS[new][word]
+        assert negative == caption_from_objects(objects, None, clip.get("caption_template", 0))
+        assert SHAPE_WORDS[new][word] in negative
+        # same draw, same negative
+        assert shape_negative_caption(clip, np.random.default_rng(index)) == negative
+
+
+def test_shape_negative_caption_without_another_shape_or_with_bad_input():
+    config = SyntheticVideoConfig(**SMALL, shapes=("square",))
+    clip = generate_clip(config, seed=0, index=0)
+    assert shape_negative_caption(clip, np.random.default_rng(0), shapes=("square",)) is None
+    with_background = shape_negative_caption(
+        {**clip, "background": {"kind": "noise", "pan": "none"}}, np.random.default_rng(0), True
+    )
+    assert with_background.endswith("on a noise background")
+    with pytest.raises(ValueError, match="objects"):
+        shape_negative_caption({"caption": "a clip"}, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        shape_negative_caption(clip, 0)

@@ -233,6 +233,8 @@ def test_pair_loss_and_motion_init_flags(tmp_path, capsys, extra, message):
     [
         (["--swap_negative_weight", "-1"], "--swap_negative_weight must be a finite"),
         (["--swap_negative_weight", "1", "--data", "some/folder"], "rewrites the synthetic captions"),
+        (["--shape_negative_weight", "-1"], "--shape_negative_weight must be a finite"),
+        (["--shape_negative_weight", "1", "--data", "some/folder"], "rewrites the synthetic captions"),
         (["--same_kind_motion_probability", "1.5"], "--same_kind_motion_probability must be in [0, 1]"),
         (["--same_kind_motion_probability", "nan"], "--same_kind_motion_probability must be in [0, 1]"),
         (["--same_kind_motion_probability", "0.5", "--data", "some/folder"], "draws the synthetic clips' motions"),

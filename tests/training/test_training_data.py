@@ -13,6 +13,7 @@ from trajtok_hf.data import (
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     generate_clip,
+    shape_negative_caption,
     swap_motions_caption,
     transform_clip,
 )
@@ -133,3 +134,26 @@ def test_swap_negatives_give_each_item_its_object_swapped_caption():
     photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
     with pytest.raises(ValueError, match="swap_negatives needs procedural clips"):
         SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, swap_negatives=True)
+
+
+def test_shape_negatives_change_one_shape_the_same_way_for_both_copies_of_a_pair():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3, caption_wording="train")
+    dataset = SyntheticClipDataset(
+        config, seed=4, num_clips=8, video_processor=processor, paired_transforms=("reverse",), shape_negatives=True
+    )
+    for pair in range(4):
+        clip = generate_clip(config, 4, pair)
+        first, second = dataset[2 * pair], dataset[2 * pair + 1]
+        expected = shape_negative_caption(clip, np.random.default_rng([4, pair, 3]))
+        assert first["shape_negative_caption"] == expected != first["caption"]
+        reversed_clip = transform_clip(clip, "reverse")
+        assert second["shape_negative_caption"] == shape_negative_caption(
+            reversed_clip, np.random.default_rng([4, pair, 3])
+        )
+    assert "shape_negative_caption" not in SyntheticClipDataset(config, 4, 2, processor)[0]
+    with pytest.raises(TypeError, match="shape_negatives must be a bool"):
+        SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor, shape_negatives="yes")
+    photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
+    with pytest.raises(ValueError, match="shape_negatives needs procedural clips"):
+        SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, shape_negatives=True)

@@ -13,6 +13,8 @@
   carry a ``negative_caption`` (a hard negative caption of their own video, e.g. ``SyntheticClipDataset``'s
   ``swap_negatives``) and there is a tokenizer: the N items whose negative is not ``None``, tokenized, and their
   positions in the batch.
+* ``shape_negative_input_ids`` / ``shape_negative_attention_mask`` / ``shape_negative_index`` — the same for a
+  second hard negative per item, ``shape_negative_caption`` (``SyntheticClipDataset``'s ``shape_negatives``).
 
 Items whose video failed to decode (``decode_error`` set, or no video at all) are dropped and counted in
 ``num_dropped``, so one corrupt file never stops an epoch. If every item of a batch failed, the collator
@@ -184,15 +186,16 @@ class VideoTextCollator:
                 batch["attention_mask"] = encoded["attention_mask"]
             if self.return_captions:
                 batch["captions"] = captions
-            negatives = [(i, item.get("negative_caption")) for i, item in enumerate(kept)]
-            negatives = [(i, caption) for i, caption in negatives if caption is not None]
-            if negatives and self.tokenizer is not None:
-                if not all(isinstance(caption, str) for _, caption in negatives):
-                    raise TypeError("`negative_caption` of a batch item must be a string or None")
-                encoded = self._tokenize([caption for _, caption in negatives])
-                batch["negative_input_ids"] = encoded["input_ids"]
-                batch["negative_attention_mask"] = encoded["attention_mask"]
-                batch["negative_index"] = torch.tensor([i for i, _ in negatives], dtype=torch.long)
+            for key, prefix in (("negative_caption", "negative"), ("shape_negative_caption", "shape_negative")):
+                negatives = [(i, item.get(key)) for i, item in enumerate(kept)]
+                negatives = [(i, caption) for i, caption in negatives if caption is not None]
+                if negatives and self.tokenizer is not None:
+                    if not all(isinstance(caption, str) for _, caption in negatives):
+                        raise TypeError(f"`{key}` of a batch item must be a string or None")
+                    encoded = self._tokenize([caption for _, caption in negatives])
+                    batch[f"{prefix}_input_ids"] = encoded["input_ids"]
+                    batch[f"{prefix}_attention_mask"] = encoded["attention_mask"]
+                    batch[f"{prefix}_index"] = torch.tensor([i for i, _ in negatives], dtype=torch.long)
 
         labelled = [item.get("segmentation_labels") for item in kept]
         if any(labels is not None for labels in labelled):

@@ -792,6 +792,33 @@ def swap_motions_caption(clip: dict[str, Any], caption_background: bool = False)
     return caption_from_objects(swapped, background, clip.get("caption_template", 0))
 
 
+def shape_negative_caption(
+    clip: dict[str, Any], rng: np.random.Generator, caption_background: bool = False, shapes: Sequence[str] = SHAPES
+) -> str | None:
+    """The caption of a rendered clip with the shape of one of its objects (drawn by ``rng``) replaced by another of
+    ``shapes``, in the clip's own wording (training or held-out shape words, :data:`SHAPE_WORDS`): a caption that
+    only the shape tells apart from the truth, a hard negative for training (colours and motions alone identify
+    most clips of a batch, so a contrastive model can ignore shapes). ``None`` when ``shapes`` offers no other
+    shape. ``caption_background`` adds the background clause as the generator's config would."""
+    objects = clip.get("objects")
+    if not isinstance(objects, (list, tuple)) or not objects:
+        raise ValueError("`clip` must be a rendered clip with an `objects` list (generate_clip's output)")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"`rng` must be a numpy Generator, got {type(rng).__name__}")
+    k = int(rng.integers(len(objects)))
+    others = [shape for shape in shapes if shape != objects[k]["shape"]]
+    if not others:
+        return None
+    new_shape = others[int(rng.integers(len(others)))]
+    changed = [dict(obj) for obj in objects]
+    changed[k]["shape"] = new_shape
+    if "shape_word" in objects[k]:
+        word = SHAPE_WORDS[objects[k]["shape"]].index(objects[k]["shape_word"])
+        changed[k]["shape_word"] = SHAPE_WORDS[new_shape][word]
+    background = clip.get("background") if caption_background else None
+    return caption_from_objects(changed, background, clip.get("caption_template", 0))
+
+
 _OPPOSITE_PANS = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 

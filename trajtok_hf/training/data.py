@@ -26,6 +26,7 @@ from ..data import (
     generate_clip,
     generate_composite,
     generate_footage_clip,
+    shape_negative_caption,
     swap_motions_caption,
     transform_clip,
 )
@@ -93,6 +94,10 @@ class SyntheticClipDataset(Dataset):
     ``swap_negatives`` (procedural clips only): every item also has ``negative_caption``, its caption with the motions
     of its first two objects exchanged (:func:`~trajtok_hf.data.swap_motions_caption`), or ``None`` when its first two
     objects move alike or it has one object: a caption that only the binding of motions to objects tells apart.
+
+    ``shape_negatives`` (procedural clips only): every item also has ``shape_negative_caption``, its caption with one
+    object's shape replaced by another of the config's shapes (:func:`~trajtok_hf.data.shape_negative_caption`;
+    object and shape drawn from (``seed``, clip index)): a caption that only the shape tells apart.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class SyntheticClipDataset(Dataset):
         weights: Sequence[float] | None = None,
         paired_transforms: Sequence[str] = (),
         swap_negatives: bool = False,
+        shape_negatives: bool = False,
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
@@ -137,6 +143,13 @@ class SyntheticClipDataset(Dataset):
                 "swap_negatives needs procedural clips (SyntheticVideoConfig): their captions know the motions"
             )
         self.swap_negatives = swap_negatives
+        if not isinstance(shape_negatives, bool):
+            raise TypeError(f"shape_negatives must be a bool, got {type(shape_negatives).__name__}")
+        if shape_negatives and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
+            raise ValueError(
+                "shape_negatives needs procedural clips (SyntheticVideoConfig): their captions know the shapes"
+            )
+        self.shape_negatives = shape_negatives
         if self.paired_transforms and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
             raise ValueError(
                 "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
@@ -171,6 +184,9 @@ class SyntheticClipDataset(Dataset):
         }
         if self.swap_negatives:
             item["negative_caption"] = swap_motions_caption(clip, config.caption_background)
+        if self.shape_negatives:
+            rng = np.random.default_rng([self.seed, clip_index, 3])  # the same object and shape for a pair's copy
+            item["shape_negative_caption"] = shape_negative_caption(clip, rng, config.caption_background, config.shapes)
         return item
 
     def _source(self, clip_index: int) -> int:
