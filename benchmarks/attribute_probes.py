@@ -24,8 +24,8 @@ class.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,9 @@ if __name__ == "__main__":
 
 import torch  # noqa: E402
 from transformers import AutoModel, AutoProcessor  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from motion_probes import write_record  # noqa: E402
 
 import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
 from trajtok_hf.data import SyntheticVideoConfig, generate_clip  # noqa: E402
@@ -196,10 +199,7 @@ def main(argv=None) -> dict:
         "skipped_clips": args.num_train_clips + args.num_test_clips - len(fit_kept) - len(test_kept),
         "attributes": results,
     }
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.output}")
+    write_record(record, args.output)
     return record
 
 

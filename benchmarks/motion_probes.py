@@ -131,6 +131,15 @@ def embed_texts(model, processor, texts: list[str], batch_size: int, device) -> 
     return torch.cat(out)
 
 
+def write_record(record: dict, output: str | None) -> None:
+    """Write a benchmark's JSON record to ``output`` (creating its folder) and say so; nothing when ``output`` is
+    None. Shared by the probe benchmarks."""
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {output}")
+
+
 def pass_rate(true_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
     """Share of pairs where the true pairing scores higher; a tie counts one half."""
     wins = (true_scores > other_scores).float() + 0.5 * (true_scores == other_scores).float()
@@ -212,10 +221,7 @@ def main(argv=None) -> dict:
         "caption_wording": args.caption_wording,
         "probes": results,
     }
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.output}")
+    write_record(record, args.output)
     return record
 
 

@@ -31,7 +31,6 @@ pretrained text tower (``train_trajvit2.py --text_model minilm``) can carry what
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -65,7 +64,7 @@ import torch  # noqa: E402
 from transformers import AutoModel, AutoProcessor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_probes import embed_texts, embed_videos  # noqa: E402
+from motion_probes import embed_texts, embed_videos, write_record  # noqa: E402
 
 import trajtok_hf  # noqa: E402, F401  (registers the Auto classes)
 from trajtok_hf.data import (  # noqa: E402
@@ -164,10 +163,7 @@ def main(argv=None) -> dict:
             f"(chance {100 * row['chance']:.1f} %)"
         )
     record = {"model": args.model, "seed": args.seed, "num_clips": args.num_clips, "tasks": results}
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.output}")
+    write_record(record, args.output)
     return record
 
 
