@@ -34,6 +34,13 @@ def pytest_addoption(parser):
         metavar="PATH",
         help="with --run-browser: save a screenshot of the app's page there (e.g. docs/app.png)",
     )
+    parser.getgroup("inductor", "torch.compile").addoption(
+        "--run-inductor",
+        action="store_true",
+        default=False,
+        help="also compile the TrajViT2 tower with inductor in the benchmark test (minutes on two cores; its own CI "
+        "step)",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -255,14 +255,19 @@ def test_compilation_falls_back_to_tokenizer_and_encoder(bench, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_compile_at_the_tiny_scale_reports_a_speedup_or_an_error(bench, tmp_path):
-    """Real inductor compilation of both towers (tens of seconds each on two cores): each gets a compiled latency and
-    speed-up, or its error string, and the run carries on."""
+@pytest.mark.parametrize("model", ["vit3d", "trajvit2"])
+def test_compile_at_the_tiny_scale_reports_a_speedup_or_an_error(bench, tmp_path, model, request):
+    """Real inductor compilation of a tower: it gets a compiled latency and speed-up, or its error string, and the run
+    carries on. ViT3D compiles in about half a minute on two cores; TrajViT2's many graphs take nearly two minutes,
+    so its case runs in a CI step of its own (``--run-inductor``), while the README's test command compiles TrajViT2
+    with dynamo's eager backend (``test_torch_compile_reuses_its_graphs_after_the_first_calls``)."""
+    if model == "trajvit2" and not request.config.getoption("--run-inductor"):
+        pytest.skip("TrajViT2 under inductor: run with --run-inductor (its own CI step)")
     result = bench.main(
-        ["--quick", "--threads", "1", "--models", "trajvit2", "vit3d", "--frames", "1", "--compile"]
+        ["--quick", "--threads", "1", "--models", model, "--frames", "1", "--compile"]
         + ["--output", str(tmp_path / "compile.json")]
     )
-    assert result["errors"] == [] and len(result["measurements"]) == 2
+    assert result["errors"] == [] and len(result["measurements"]) == 1
     for m in result["measurements"]:
         c = m["compile"]
         if c["status"] == "error":

@@ -518,11 +518,21 @@ def test_attentions_are_the_perceiver_weights():
     assert len(model(video, output_attentions=True, output_hidden_states=True, return_dict=False)) == 8
 
 
+@pytest.mark.parametrize("cpu_flash", [True, False], ids=["cpu_flash", "written_out"])
 @pytest.mark.parametrize("num_pixels, block", [(1, 4), (37, 8), (64, 64), (100, 1000)])
-def test_streamed_context_attention_equals_sdpa(num_pixels, block):
+def test_streamed_context_attention_equals_sdpa(num_pixels, block, cpu_flash, monkeypatch):
+    """Both ways of attending to a block (PyTorch's CPU flash kernel, and the written-out scores where it is
+    missing) merge into one SDPA call over all keys; the keys and values come as strided (B, n, h, d) views."""
+    import trajtok_hf.models.attention_trajtok as attention
+
+    if not cpu_flash:
+        monkeypatch.setattr(attention, "_CPU_FLASH_ATTENTION", None)
+    elif attention._CPU_FLASH_ATTENTION is None:
+        pytest.skip("this PyTorch has no CPU flash-attention kernel")
     torch.manual_seed(0)
     query, latent_key, latent_value = (torch.randn(2, 4, 6, 8) for _ in range(3))
-    key, value = torch.randn(2, 4, num_pixels, 8) * 4, torch.randn(2, 4, num_pixels, 8)  # peaked: tests the rescaling
+    keys_values = torch.randn(2, num_pixels, 2, 4, 8)
+    key, value = keys_values[:, :, 0].transpose(1, 2) * 4, keys_values[:, :, 1].transpose(1, 2)  # peaked keys
     calls = []
 
     def project(start, stop):
@@ -535,6 +545,25 @@ def test_streamed_context_attention_equals_sdpa(num_pixels, block):
     )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert calls == [(s, min(s + block, num_pixels)) for s in range(0, num_pixels, block)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_streamed_context_attention_keeps_the_dtype_and_merges_in_float32_or_wider(dtype):
+    """bfloat16 blocks are merged in float32: the result is as close to the float64 attention as one SDPA call over
+    all keys in bfloat16 (within a bfloat16 rounding of the output); float64 stays float64 (written-out path)."""
+    torch.manual_seed(0)
+    query, latent_key, latent_value = (torch.randn(1, 2, 5, 16, dtype=torch.float64) for _ in range(3))
+    key, value = torch.randn(1, 2, 300, 16, dtype=torch.float64) * 2, torch.randn(1, 2, 300, 16, dtype=torch.float64)
+    exact = F.scaled_dot_product_attention(query, torch.cat((latent_key, key), 2), torch.cat((latent_value, value), 2))
+    cast = [t.to(dtype) for t in (query, latent_key, latent_value, key, value)]
+    got = streamed_context_attention(*cast[:3], 300, lambda a, b: (cast[3][:, :, a:b], cast[4][:, :, a:b]), 64)
+    assert got.dtype == dtype and got.shape == exact.shape
+    if dtype == torch.float64:
+        torch.testing.assert_close(got, exact, atol=1e-12, rtol=1e-12)
+    else:
+        one_call = F.scaled_dot_product_attention(cast[0], torch.cat(cast[1:4:2], 2), torch.cat((cast[2], cast[4]), 2))
+        bf16_ulp = 2.0**-8 * exact.abs().max().item()
+        assert (got.double() - exact).abs().max() <= (one_call.double() - exact).abs().max() + bf16_ulp
 
 
 def test_perceivers_stream_pixels_at_inference_with_the_same_result(monkeypatch):

@@ -27,7 +27,8 @@ own position. Same result as projecting first up to float summation order (≤ 1
 
 Streaming (inference on CPU only, :func:`streams_pixels`): with no autograd graph to keep, the pixel keys are
 projected, rotated and used in blocks of :data:`STREAM_BLOCK_PIXELS` rows (over all chunks of the batch) instead of
-as (B·N, D) tensors — without a mask with an online softmax over the blocks (:func:`streamed_context_attention`), with
+as (B·N, D) tensors — without a mask by attending to each block on its own and merging the blocks by their
+log-sum-exps (:func:`streamed_context_attention`; on CPU PyTorch's flash-attention kernel attends to a block), with
 the hard mask by computing the per-pixel segment scores block by block. The blocks stay in the last-level cache; the
 outputs are the same up to float summation order (≤ 1e-5, tested). The official code materialises every key.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "HardMask",
     "SegmentWeightedSum",
     "apply_rotary",
+    "attention_with_log_sum_exp",
     "dense_hard_mask_attention",
     "eager_attention",
     "hard_mask_allowed",
@@ -180,6 +182,42 @@ def eager_attention(
     return torch.matmul(weights, value), weights
 
 
+def _cpu_flash_attention():
+    """PyTorch's CPU flash-attention kernel (the one SDPA dispatches to on CPU), which also returns the log-sum-exp of
+    each query row; None where this PyTorch build lacks it."""
+    try:
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_CPU_FLASH_ATTENTION = _cpu_flash_attention()
+_CPU_FLASH_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def attention_with_log_sum_exp(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q·kᵀ·scale)·v (B, h, L, d) and the log-sum-exp of each row's scores (B, h, L), at least float32.
+
+    On CPU in float32 / bfloat16 this is one call of PyTorch's CPU flash-attention kernel: it reads ``key`` and
+    ``value`` through their strides (no layout copies, which bfloat16 batched matmuls make for the (B, n, h, d) →
+    (B, h, n, d) views of projected keys) and fuses the softmax, accumulating in float32. Elsewhere the scores are
+    written out, with the softmax in at least float32."""
+    if (
+        _CPU_FLASH_ATTENTION is not None
+        and query.device.type == "cpu"
+        and query.dtype in _CPU_FLASH_DTYPES
+        and key.dtype == value.dtype == query.dtype
+    ):
+        return _CPU_FLASH_ATTENTION(query, key, value, scale=scale)
+    accumulate = torch.promote_types(query.dtype, torch.float32)
+    scores = torch.matmul(query, key.transpose(-1, -2)).to(accumulate) * scale
+    log_sum_exp = torch.logsumexp(scores, dim=-1)
+    weights = torch.exp(scores - log_sum_exp[..., None])
+    return torch.matmul(weights.to(value.dtype), value), log_sum_exp
+
+
 def streamed_context_attention(
     query: torch.Tensor,
     latent_key: torch.Tensor,
@@ -192,28 +230,23 @@ def streamed_context_attention(
 
     ``query``, ``latent_key``, ``latent_value``: (B, h, L, d). ``project_context(start, stop)`` returns the keys and
     values (B, h, stop − start, d) of context rows ``start:stop`` out of ``num_pixels`` (norm, projection and RoPE of
-    those rows only).
-    An online softmax (running maximum, rescaled sums) merges the blocks, so no (B, N, 2D) key/value tensor and no
-    (L, N) score matrix is ever materialised: the work of each block stays in cache. Same result as one SDPA call
-    over the concatenated keys up to float summation order (≤ 1e-5, tested)."""
+    those rows only); they may be strided views (heads transposed out of the projection's (B, n, h·d) output).
+    Each block is attended on its own (:func:`attention_with_log_sum_exp`: on CPU the flash kernel), and the blocks
+    are merged by their log-sum-exps in at least float32: o = Σ_b e^{lse_b − lse} o_b, lse = log Σ_b e^{lse_b}. So no
+    (B, N, 2D) key/value tensor and no (L, N) score matrix is ever materialised: the work of each block stays in
+    cache. Same result as one SDPA call over the concatenated keys up to float summation order (≤ 1e-5, tested)."""
     block_pixels = block_pixels or stream_block_pixels(query.shape[0])
     scale = query.shape[-1] ** -0.5
-    q = query * scale
-    scores = torch.matmul(q, latent_key.transpose(-1, -2))
-    running_max = scores.amax(dim=-1, keepdim=True)
-    weights = torch.exp(scores - running_max)
-    denominator = weights.sum(dim=-1, keepdim=True)
-    numerator = torch.matmul(weights, latent_value)
+    out, log_sum_exp = attention_with_log_sum_exp(query, latent_key, latent_value, scale)
+    accumulated = out.to(log_sum_exp.dtype)
     for start in range(0, num_pixels, block_pixels):
         key, value = project_context(start, min(start + block_pixels, num_pixels))
-        scores = torch.matmul(q, key.transpose(-1, -2))
-        new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
-        correction = torch.exp(running_max - new_max)
-        weights = torch.exp(scores - new_max)
-        denominator = denominator * correction + weights.sum(dim=-1, keepdim=True)
-        numerator = numerator * correction + torch.matmul(weights, value)
-        running_max = new_max
-    return numerator / denominator
+        block_out, block_log_sum_exp = attention_with_log_sum_exp(query, key, value, scale)
+        merged = torch.logaddexp(log_sum_exp, block_log_sum_exp)
+        accumulated = accumulated * torch.exp(log_sum_exp - merged)[..., None]
+        accumulated = accumulated + block_out * torch.exp(block_log_sum_exp - merged)[..., None]
+        log_sum_exp = merged
+    return accumulated.to(query.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -120,7 +120,8 @@ class TrajTokPerceiverAttention(nn.Module):
         return F.scaled_dot_product_attention(query, *self._keys_values(latents, context, rope))
 
     def _streamed_context_attention(self, query, latents, context, rope) -> torch.Tensor:
-        """No mask, context keys and values normalised, projected and rotated block by block (online softmax)."""
+        """No mask, context keys and values normalised, projected and rotated block by block, each block attended on
+        its own and the blocks merged by their log-sum-exps (:func:`streamed_context_attention`)."""
         num_latents = latents.shape[1]
 
         def project_context(start: int, stop: int):
