@@ -11,8 +11,14 @@ logits), and the pixels whose hard id differs with the largest gap between their
 rounding, which any change of summation order may break either way; the tokens of the trajectories they join or
 leave then differ too).
 
+``--compare streamed_written_out streamed`` times instead how the streamed query Perceiver attends to each block:
+with the written-out scores and softmax, or through PyTorch's CPU flash-attention kernel (the default where PyTorch
+has it, ``attention_trajtok.attention_with_log_sum_exp``). ``--dtype bf16`` runs the model in bfloat16 (the input
+stays float32, as the processor returns it).
+
     python benchmarks/bench_streaming.py                       # release tokenizer, T = 16 and 64, 5 rounds
     python benchmarks/bench_streaming.py --frames 8 --quick    # tiny tokenizer at 64², seconds
+    python benchmarks/bench_streaming.py --compare streamed_written_out streamed --dtype bf16
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import time
 
 STAGES = ("feature_extractor", "query_perceiver", "refinement_perceiver")
 ONE_SHOT = 1 << 62  # a block size no input reaches: the one-shot paths
+# path → (block rows, None for --block_rows; whether the streamed attention may use the CPU flash kernel)
+PATHS = {"one_shot": (ONE_SHOT, True), "streamed": (None, True), "streamed_written_out": (None, False)}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
 def parse_args(argv=None):
@@ -40,8 +49,19 @@ def parse_args(argv=None):
         default=None,
         help="rows per streamed block (default: the package's STREAM_BLOCK_PIXELS; --quick: 256)",
     )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        choices=sorted(PATHS),
+        default=["one_shot", "streamed"],
+        metavar=("BASELINE", "CANDIDATE"),
+        help=f"the two paths timed against each other (default: one_shot streamed; choices: {', '.join(PATHS)})",
+    )
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="model precision (default fp32)")
     parser.add_argument("--output", default=None, help="JSON path (default: print only)")
     args = parser.parse_args(argv)
+    if args.compare[0] == args.compare[1]:
+        parser.error("--compare needs two different paths")
     args.frames = args.frames or ([8] if args.quick else [16, 64])
     if args.rounds < 1 or any(t < 1 for t in args.frames):
         parser.error("--rounds and --frames must be >= 1")
@@ -75,7 +95,15 @@ def _stage_timer(model: TrajTokModel, sink: dict) -> None:
         )
 
 
-def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, seed: int = 0) -> dict:
+def run(
+    frames: int,
+    rounds: int,
+    quick: bool,
+    block_rows: int | None = None,
+    seed: int = 0,
+    compare: tuple[str, str] = ("one_shot", "streamed"),
+    dtype: str = "fp32",
+) -> dict:
     torch.manual_seed(seed)
     if quick:
         config = TrajTokConfig(
@@ -90,7 +118,7 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
     else:
         config = TrajTokConfig()  # the release width: ConvNeXt-T, D = 512, K = 128, chunks of 16
         size = 224
-    model = TrajTokModel(config).eval()
+    model = TrajTokModel(config).eval().to(getattr(torch, DTYPES[dtype]))
     video = torch.randn(1, frames, 3, size, size)
     sink = {"current": {}}
     _stage_timer(model, sink)
@@ -101,25 +129,32 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
             f"{frames} frames of {size}² fit in one block of {block_rows} rows: nothing would stream "
             "(use more frames or a smaller --block_rows)"
         )
-    paths = {"one_shot": ONE_SHOT, "streamed": block_rows}
+    paths = {path: (PATHS[path][0] or block_rows, PATHS[path][1]) for path in compare}
     latency = {path: [] for path in paths}
     stages = {path: {} for path in paths}
     outputs = {}
+    flash_kernel = attention_trajtok._CPU_FLASH_ATTENTION
+
+    def use(path: str) -> None:
+        attention_trajtok.STREAM_BLOCK_PIXELS, flash = paths[path]
+        attention_trajtok._CPU_FLASH_ATTENTION = flash_kernel if flash else None
+
     try:
         with torch.inference_mode():
-            for path, block in paths.items():  # warm-up, and the outputs to compare
-                attention_trajtok.STREAM_BLOCK_PIXELS = block
+            for path in paths:  # warm-up, and the outputs to compare
+                use(path)
                 outputs[path] = model(video)
             for _ in range(rounds):
-                for path, block in paths.items():
-                    attention_trajtok.STREAM_BLOCK_PIXELS = block
+                for path in paths:
+                    use(path)
                     sink["current"] = stages[path]
                     tic = time.perf_counter()
                     model(video)
                     latency[path].append(time.perf_counter() - tic)
     finally:
         attention_trajtok.STREAM_BLOCK_PIXELS = default_block
-    a, b = outputs["one_shot"], outputs["streamed"]
+        attention_trajtok._CPU_FLASH_ATTENTION = flash_kernel
+    a, b = (outputs[path] for path in compare)
     # Hard ids are an argmax: where a pixel's two best logits lie within float rounding of each other, the two
     # summation orders may pick different slots (and the tokens then pool different pixels). Count those pixels and
     # report the largest top-2 gap among them, to show that only such ties flip.
@@ -127,13 +162,17 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
     top2 = a.assignment_logits.topk(2, dim=-1).values
     gaps = (top2[..., 0] - top2[..., 1])[differ]
     result = {
+        "baseline": compare[0],
+        "candidate": compare[1],
+        "dtype": dtype,
+        "cpu_flash_kernel": flash_kernel is not None,
         "frames": frames,
         "size": size,
         "pixels_per_chunk": (min(frames, config.chunk_size) * (size // 4) ** 2),
         "block_rows": block_rows,
         "rounds": rounds,
-        "max_abs_diff_tokens": float((a.trajectory_tokens - b.trajectory_tokens).abs().max()),
-        "max_abs_diff_logits": float((a.assignment_logits - b.assignment_logits).abs().max()),
+        "max_abs_diff_tokens": float((a.trajectory_tokens.float() - b.trajectory_tokens.float()).abs().max()),
+        "max_abs_diff_logits": float((a.assignment_logits.float() - b.assignment_logits.float()).abs().max()),
         "same_ids": bool(torch.equal(a.trajectory_ids, b.trajectory_ids)),
         "pixels_with_other_id": int(differ.sum()),
         "pixels": int(differ.numel()),
@@ -145,21 +184,24 @@ def run(frames: int, rounds: int, quick: bool, block_rows: int | None = None, se
             "latencies_s": latency[path],
             **{f"{name}_s": statistics.median(values) for name, values in stages[path].items()},
         }
-    result["speedup"] = result["one_shot"]["latency_s"] / result["streamed"]["latency_s"]
+    result["speedup"] = result[compare[0]]["latency_s"] / result[compare[1]]["latency_s"]
     return result
 
 
 def format_table(results: list[dict]) -> str:
+    first = results[0]
     lines = [
-        "| T | tokenizer s one-shot → streamed | speed-up | backbone s | query Perceiver s | refinement s "
-        "| max abs diff (tokens / logits) | pixels with another id (top-2 gap there) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| T | dtype | tokenizer s {first['baseline']} → {first['candidate']} | speed-up | backbone s "
+        "| query Perceiver s | refinement s | max abs diff (tokens / logits) "
+        "| pixels with another id (top-2 gap there) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        one, streamed = r["one_shot"], r["streamed"]
+        one, streamed = r[r["baseline"]], r[r["candidate"]]
         cells = [f"{one[f'{name}_s']:.2f} → {streamed[f'{name}_s']:.2f}" for name in STAGES]
         lines.append(
-            f"| {r['frames']} | {one['latency_s']:.2f} → {streamed['latency_s']:.2f} | {r['speedup']:.2f}× | "
+            f"| {r['frames']} | {r['dtype']} | {one['latency_s']:.2f} → {streamed['latency_s']:.2f} | "
+            f"{r['speedup']:.2f}× | "
             + " | ".join(cells)
             + f" | {r['max_abs_diff_tokens']:.1e} / {r['max_abs_diff_logits']:.1e} | "
             + (
@@ -178,7 +220,10 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(args.threads)
     block_rows = args.block_rows or (256 if args.quick else None)
     try:
-        results = [run(t, args.rounds, args.quick, block_rows) for t in args.frames]
+        results = [
+            run(t, args.rounds, args.quick, block_rows, compare=tuple(args.compare), dtype=args.dtype)
+            for t in args.frames
+        ]
     except ValueError as error:
         args.parser.error(str(error))
     print(format_table(results))

@@ -43,6 +43,31 @@ def test_quick_run_times_both_paths_and_checks_they_agree(bench, tmp_path, capsy
     assert "| 8 |" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_compare_the_written_out_blocks_with_the_cpu_flash_kernel(bench, dtype, monkeypatch):
+    """``--compare streamed_written_out streamed``: both paths stream; the baseline attends to each block with
+    written-out scores (the CPU flash kernel switched off, then restored), the candidate through the kernel."""
+    kernels = []
+    original = attention_trajtok.attention_with_log_sum_exp
+    monkeypatch.setattr(
+        attention_trajtok,
+        "attention_with_log_sum_exp",
+        lambda *a: kernels.append(attention_trajtok._CPU_FLASH_ATTENTION is not None) or original(*a),
+    )
+    flash = attention_trajtok._CPU_FLASH_ATTENTION
+    (result,) = bench.main(
+        ["--quick", "--rounds", "1", "--dtype", dtype, "--compare", "streamed_written_out", "streamed"]
+    )
+    assert attention_trajtok._CPU_FLASH_ATTENTION is flash and attention_trajtok.STREAM_BLOCK_PIXELS == 4096
+    assert (result["baseline"], result["candidate"], result["dtype"]) == ("streamed_written_out", "streamed", dtype)
+    assert result["speedup"] == pytest.approx(
+        result["streamed_written_out"]["latency_s"] / result["streamed"]["latency_s"]
+    )
+    assert False in kernels and (flash is None or True in kernels)
+    # Both paths agree within the float rounding of the dtype (bfloat16: 8 significant bits) on O(1) tokens.
+    assert result["max_abs_diff_tokens"] <= (0.1 if dtype == "bf16" else 1e-4)
+
+
 def test_streamed_path_really_streams(bench, monkeypatch):
     calls = []
     original = perceiver_trajtok.streamed_context_attention
@@ -62,6 +87,7 @@ def test_streamed_path_really_streams(bench, monkeypatch):
         (["--quick", "--block_rows", "100000"], "nothing would stream"),
         (["--quick", "--threads", "0"], "--threads must be >= 1"),
         (["--quick", "--block_rows", "0"], "--block_rows must be >= 1"),
+        (["--quick", "--compare", "streamed", "streamed"], "--compare needs two different paths"),
     ],
 )
 def test_rejects_bad_arguments(bench, argv, message, capsys):
