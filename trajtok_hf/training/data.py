@@ -136,21 +136,20 @@ class SyntheticClipDataset(Dataset):
         unknown = [name for name in self.paired_transforms if name not in CLIP_TRANSFORMS]
         if unknown:
             raise ValueError(f"paired_transforms has unknown names {unknown}; allowed: {list(CLIP_TRANSFORMS)}")
-        if not isinstance(swap_negatives, bool):
-            raise TypeError(f"swap_negatives must be a bool, got {type(swap_negatives).__name__}")
-        if swap_negatives and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
-            raise ValueError(
-                "swap_negatives needs procedural clips (SyntheticVideoConfig): their captions know the motions"
-            )
+        procedural = all(isinstance(c, SyntheticVideoConfig) for c in configs)
+        for name, value, knows in (
+            ("swap_negatives", swap_negatives, "motions"),
+            ("shape_negatives", shape_negatives, "shapes"),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+            if value and not procedural:
+                raise ValueError(
+                    f"{name} needs procedural clips (SyntheticVideoConfig): their captions know the {knows}"
+                )
         self.swap_negatives = swap_negatives
-        if not isinstance(shape_negatives, bool):
-            raise TypeError(f"shape_negatives must be a bool, got {type(shape_negatives).__name__}")
-        if shape_negatives and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
-            raise ValueError(
-                "shape_negatives needs procedural clips (SyntheticVideoConfig): their captions know the shapes"
-            )
         self.shape_negatives = shape_negatives
-        if self.paired_transforms and not all(isinstance(c, SyntheticVideoConfig) for c in configs):
+        if self.paired_transforms and not procedural:
             raise ValueError(
                 "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
             )
