@@ -360,6 +360,7 @@ def _photo_report(args, segmenter, video_processor, frames, size, composites: st
             "type": "trajtok_hf-photo-composites",
             "name": f"trajtok_hf {composites} photo composites of the {SPLIT_WORDS[split]} photos {', '.join(photos)}",
             "split": f"{SPLIT_WORDS[split]} photos (seed {args.seed}, {args.clips_per_photo} clips per photo)",
+            "config": composites,  # mixed and camouflaged composites are two model-index entries
         },
         **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
     }

@@ -1,8 +1,9 @@
 """The committed checkpoints (checkpoints/*): size budget, no code (the remote code is written when a folder is
 published), loading with trajtok_hf, publishing (a dry-run push stages the remote code of the installed package, which
 loads with trust_remote_code=True where trajtok_hf cannot be imported and gives the package's outputs), model cards,
-and the numbers their cards quote come from the files next to them. ``trajtok-small-shapes`` is a TrajTok segmenter
-(a TrajTokModel, scored by examples/evaluate_segmenter.py)."""
+and the numbers their cards quote come from the files next to them. ``trajtok-small-shapes`` and
+``trajtok-lite0-photos`` are TrajTok segmenters (TrajTokModels, scored by examples/evaluate_segmenter.py on the
+shapes and on composites of held-out photographs)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from trajtok_hf.hub import select_files, validate_card_metadata, validate_folder
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"trajvit2-tiny-shapes": "trajtok", "vit3d-tiny-shapes": "vit3d", "trajvit2-minilm-shapes": "trajtok"}
 SEGMENTER = "trajtok-small-shapes"
-ALL = sorted(CHECKPOINTS) + [SEGMENTER]
+PHOTO_SEGMENTER = "trajtok-lite0-photos"
+SEGMENTERS = (SEGMENTER, PHOTO_SEGMENTER)
+ALL = sorted(CHECKPOINTS) + list(SEGMENTERS)
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
 # The pretrained text tower (all-MiniLM-L6-v2, 22.7 M parameters) is stored in float16: 100 MB is that checkpoint's
 # budget.
@@ -40,7 +43,10 @@ LOADS = [
         "TrajViT2Processor",
         {"modeling_trajvit2.py", "processing_trajvit2.py"},
     ),
-    (SEGMENTER, "TrajTokModel", "TrajTokVideoProcessor", {"modeling_trajtok.py", "video_processing_trajtok.py"}),
+    *(
+        (name, "TrajTokModel", "TrajTokVideoProcessor", {"modeling_trajtok.py", "video_processing_trajtok.py"})
+        for name in SEGMENTERS
+    ),
 ]
 
 
@@ -125,17 +131,46 @@ def test_checkpoint_card_and_results(name):
     assert (ROOT / "model_cards" / f"{name}.md").read_text() == (folder / "README.md").read_text()
 
 
-def test_segmenter_card_quotes_the_evaluation():
-    folder = ROOT / "checkpoints" / SEGMENTER
+# (folder, evaluation: clip count key and value, the dataset split it names)
+SEGMENTER_EVALUATIONS = [
+    (SEGMENTER, "num_clips", 500, "held-out (seed 2000000, 500 clips)"),
+    (PHOTO_SEGMENTER, "num_clips_per_photo", 200, "held-out photos (seed 2000000, 200 clips per photo)"),
+]
+
+
+@pytest.mark.parametrize("name,count_key,count,split", SEGMENTER_EVALUATIONS)
+def test_segmenter_card_quotes_the_evaluation(name, count_key, count, split):
+    folder = ROOT / "checkpoints" / name
     card = ModelCard.load(folder / "README.md")
     validate_card_metadata(card)
     results = json.loads((folder / "eval_results.json").read_text())
-    assert results["num_clips"] == 500 and "seed 2000000" in results["dataset"]["split"]
-    quoted = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results[count_key] == count and results["dataset"]["split"] == split
+    main = results["dataset"]["name"]  # the main dataset (other datasets may share its split)
+    quoted = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_name == main}
     assert quoted["fg-ari"] == pytest.approx(results["metrics"]["FG-ARI"])
     assert quoted["miou"] == pytest.approx(results["metrics"]["mIoU"])
     assert "## Notes" in card.text
-    assert (ROOT / "model_cards" / f"{SEGMENTER}.md").read_text() == (folder / "README.md").read_text()
+    assert (ROOT / "model_cards" / f"{name}.md").read_text() == (folder / "README.md").read_text()
+
+
+def test_photo_segmenter_is_self_contained_and_reports_held_out_photos():
+    """The real-pixel segmenter loads offline without the backbone folder it was trained from (its config names
+    none), reads frame differences, and its card reports the held-out photographs, the camouflaged composites and
+    the shapes beside the main numbers."""
+    from transformers import AutoModel
+
+    folder = ROOT / "checkpoints" / PHOTO_SEGMENTER
+    config = json.loads((folder / "config.json").read_text())
+    assert config["pretrained_backbone_name_or_path"] is None and config["frame_difference_input"] is True
+    assert config["backbone_config"]["model_type"] == "timm_backbone"
+    model = AutoModel.from_pretrained(folder)
+    assert model.config.backbone_config.backbone == "tf_efficientnet_lite0"
+    results = json.loads((folder / "eval_results.json").read_text())
+    assert results["composites"] == "mixed"
+    assert sorted(results["by_photo"]) == ["chelsea", "coffee", "grace_hopper"]
+    assert {"camouflaged_composites", "shapes"} <= set(results)
+    card = (folder / "README.md").read_text()
+    assert "## Real-photo composites" in card and "grace_hopper" in card
 
 
 def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_float32():

@@ -192,6 +192,8 @@ def test_several_kinds_of_composites_are_datasets_of_one_json(evaluate, tiny_seg
     assert "held-out background photo" in record["tables_markdown"]
     camouflaged = record["camouflaged_composites"]
     assert camouflaged["dataset"]["name"].startswith("trajtok_hf camouflaged photo")
+    # one model-index entry each on a card: huggingface_hub groups by type, config and split, not by name
+    assert (record["dataset"]["config"], camouflaged["dataset"]["config"]) == ("mixed", "camouflaged")
     assert camouflaged["metrics"] == pytest.approx(result["camouflaged_composites"]["metrics"])
     assert list(camouflaged["by_photo"]) == list(HELD_OUT_PHOTOS)
     loaded = load_eval_results_json(out_json)

@@ -15,7 +15,13 @@ from test_eval_results import ONE_DATASET, PHOTOS_DATASET, SHAPES_DATASET, TWO_D
 from trajtok_hf.hub import build_model_card, load_eval_results_json, validate_card_metadata, validate_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("trajtok-small-shapes", "trajvit2-minilm-shapes", "trajvit2-tiny-shapes", "vit3d-tiny-shapes")
+SHIPPED = (
+    "trajtok-lite0-photos",
+    "trajtok-small-shapes",
+    "trajvit2-minilm-shapes",
+    "trajvit2-tiny-shapes",
+    "vit3d-tiny-shapes",
+)
 SECTION = "## Real-photo composites"
 
 

@@ -180,6 +180,10 @@ def test_eval_results_json_datasets(data, datasets, breakdowns, tmp_path):
             {**ONE_DATASET, "shapes": {"metrics": SHAPES_METRICS, "dataset": SHAPES_DATASET}},
             r"blocks 'metrics' and 'shapes' describe the same dataset",
         ),
+        (  # huggingface_hub's model-index groups by type, config and split: a new name alone would be merged
+            {**ONE_DATASET, "shapes": {"metrics": SHAPES_METRICS, "dataset": {**SHAPES_DATASET, "name": "other"}}},
+            r"blocks 'metrics' and 'shapes' describe the same dataset .*a different name is not enough",
+        ),
         ({**ONE_DATASET, "by_photo": {"chelsea": 0.5}}, r"'by_photo': a breakdown table must be"),
         ({**ONE_DATASET, "by_object_size": {"small": {"IoU": "0.5"}}}, r"'by_object_size': a breakdown table must be"),
         ({**ONE_DATASET, "by_photo": {}}, r"'by_photo': a breakdown table must be"),
@@ -194,3 +198,22 @@ def test_malformed_eval_results_json_is_named(data, error, tmp_path):
     with pytest.raises(ValueError, match=error) as info:
         load_eval_results_json(path)
     assert str(info.value).startswith(f"--eval_results {path}: ")
+
+
+def test_composites_of_one_split_are_two_model_index_entries(tmp_path):
+    """evaluate_segmenter.py --composites mixed camouflaged: the two blocks share type and split and differ by
+    'config', so the card's model-index keeps one entry each, every number under its own dataset."""
+    from huggingface_hub import ModelCardData
+
+    camouflaged = {"metrics": SHAPES_METRICS, "dataset": {**PHOTOS_DATASET, "name": "camo", "config": "camouflaged"}}
+    data = {**ONE_DATASET, "dataset": {**PHOTOS_DATASET, "config": "mixed"}, "camouflaged_composites": camouflaged}
+    path = tmp_path / "eval_results.json"
+    path.write_text(json.dumps(data))
+    results = eval_results_from_metrics(load_eval_results_json(path), MODEL_SPECS["trajtok"])
+    card_data = ModelCardData(model_name="seg", eval_results=results)
+    entries = card_data.to_dict()["model-index"][0]["results"]
+    assert [(e["dataset"]["name"], e["dataset"]["config"]) for e in entries] == [
+        ("photo composites", "mixed"),
+        ("camo", "camouflaged"),
+    ]
+    assert [m["value"] for m in entries[1]["metrics"]] == list(SHAPES_METRICS.values())

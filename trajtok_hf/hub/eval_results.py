@@ -246,15 +246,22 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# What huggingface_hub's model-index groups results by (``EvalResult.unique_identifier``, the task aside): the name is
+# not part of it, so two datasets that differ only by name would be written as one entry under the first name.
+_MODEL_INDEX_KEY = ("type", "config", "split")
+
+
 def _check_distinct_datasets(metrics: EvalMetrics) -> None:
-    """Two blocks that describe the same dataset would merge into one ``model-index`` entry: refuse them."""
+    """Two blocks that the card's ``model-index`` would merge into one entry (same type, config and split) are
+    refused: the merged entry would quote the second block's numbers under the first one's name."""
     seen: dict[tuple, str] = {}
     for name, block in metrics.datasets():
-        key = tuple(block.dataset.get(k) for k in _DATASET_FIELDS)
+        key = tuple(block.dataset.get(k) for k in _MODEL_INDEX_KEY)
         if key in seen:
             raise ValueError(
-                f"blocks {seen[key]!r} and {name!r} describe the same dataset {block.dataset}: give each its own "
-                "'dataset' (type, name, split)"
+                f"blocks {seen[key]!r} and {name!r} describe the same dataset for the model card's model-index "
+                f"(type, config and split {key}; a different name is not enough): give each its own 'type', "
+                "'config' or 'split'"
             )
         seen[key] = name
 
