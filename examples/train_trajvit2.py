@@ -26,6 +26,7 @@ model and its ``TrajViT2Processor`` (``AutoModel`` / ``AutoProcessor``).
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import time
@@ -55,7 +56,19 @@ def parse_args(argv=None):
         help="trajectory tokens, or the ViT3D space-time patch baseline",
     )
     g.add_argument("--model", default=None, help="start from a saved TrajViT2Model folder (with its processor)")
-    g.add_argument("--segmenter", default=None, help="warm-start the TrajTok tokenizer from this TrajTokModel folder")
+    g.add_argument(
+        "--segmenter",
+        default=None,
+        help="warm-start the TrajTok tokenizer from this TrajTokModel folder; with --model, replace --model's "
+        "segmenter (backbone, query Perceiver, assignment heads) by this one and keep its refinement Perceiver, token "
+        "additions, encoder and text tower (trajtok_hf.training.replace_segmenter)",
+    )
+    g.add_argument(
+        "--freeze_segmenter",
+        action="store_true",
+        help="keep the TrajTok segmenter (trajtok_hf.training.SEGMENTER_MODULES) fixed, in eval mode: the video-text "
+        "losses train the token side, the encoder and the text tower; no segmentation loss",
+    )
     g.add_argument(
         "--vision_model",
         default=None,
@@ -83,7 +96,12 @@ def parse_args(argv=None):
         "--segmenter of another K, its per-slot query latents start from the K-slot initialisation and every other "
         "weight is warm-started",
     )
-    g.add_argument("--segmentation_loss_weight", type=float, default=1.0, help="0 = contrastive loss only")
+    g.add_argument(
+        "--segmentation_loss_weight",
+        type=float,
+        default=None,
+        help="0 = contrastive loss only (default: 1, or --model's; 0 with --freeze_segmenter)",
+    )
     g.add_argument(
         "--segmenter_learning_rate",
         type=float,
@@ -178,8 +196,17 @@ def parse_args(argv=None):
         parser.error(f"--frame_size ({args.frame_size}) must be a multiple of --patch_size ({args.patch_size})")
     if min(args.num_frames, args.max_objects, args.num_train_clips, args.max_text_length, args.patch_size) < 1:
         parser.error("--num_frames, --max_objects, --num_train_clips, --max_text_length and --patch_size must be >= 1")
-    if not args.segmentation_loss_weight >= 0:
+    if args.segmentation_loss_weight is not None and not args.segmentation_loss_weight >= 0:
         parser.error(f"--segmentation_loss_weight must be >= 0, got {args.segmentation_loss_weight}")
+    if args.freeze_segmenter:
+        if args.vision_tokenizer != "trajtok":
+            parser.error("--freeze_segmenter keeps the TrajTok segmenter fixed: it needs --vision_tokenizer trajtok")
+        if args.segmentation_loss_weight:
+            parser.error("--freeze_segmenter trains no segmenter: drop --segmentation_loss_weight (or set it to 0)")
+        if args.segmenter_learning_rate is not None or args.no_detach:
+            parser.error(
+                "--freeze_segmenter gives the segmenter no gradient: drop --segmenter_learning_rate/--no_detach"
+            )
     if args.segmenter is not None and args.vision_tokenizer != "trajtok":
         parser.error("--segmenter warm-starts the TrajTok tokenizer: it needs --vision_tokenizer trajtok")
     if args.segmenter_learning_rate is not None:
@@ -296,9 +323,11 @@ from trajtok_hf.training import (
     default_warmup_steps,
     evaluate_retrieval,
     evaluate_segmentation,
+    freeze_segmenter,
     iterate_batches,
     log_jsonl,
     packaged_text_encoder_path,
+    replace_segmenter,
     save_final,
     synthetic_caption_words,
 )
@@ -316,6 +345,16 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             model.vision_model.tokenizer.config.detach_features = False
         if args.freeze_text_model:  # continuing a run whose pretrained text tower stayed frozen
             model.text_model.requires_grad_(False)
+        if args.segmenter:
+            if model.config.vision_tokenizer != "trajtok":
+                raise SystemExit(f"error: --segmenter replaces a TrajTok segmenter; {args.model} uses ViT3D")
+            _check_same_pixels(args.segmenter, video_processor)
+            try:
+                replace_segmenter(model, _load_segmenter(args.segmenter))
+            except ValueError as error:
+                raise SystemExit(f"error: --segmenter {args.segmenter}: {error}") from None
+        if args.segmentation_loss_weight is not None:
+            model.config.segmentation_loss_weight = args.segmentation_loss_weight
         return model, processor
     text_path = None
     if args.text_model:
@@ -336,9 +375,7 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     vision = dict(preset["vision"], vision_tokenizer=args.vision_tokenizer)
     if args.vision_tokenizer == "trajtok":
         if args.segmenter:
-            segmenter = AutoModel.from_pretrained(args.segmenter)
-            if not isinstance(segmenter, TrajTokModel):
-                raise SystemExit(f"error: --segmenter {args.segmenter} is a {type(segmenter).__name__}, not TrajTok")
+            segmenter = _load_segmenter(args.segmenter)
         trajtok_config = segmenter.config if segmenter else TrajTokConfig(**TRAJTOK_PRESETS[args.preset])
         if args.no_detach:
             trajtok_config.detach_features = False
@@ -357,7 +394,7 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     config = TrajViT2Config(
         vision_config=vision,
         text_config=text.to_dict(),
-        segmentation_loss_weight=args.segmentation_loss_weight,
+        segmentation_loss_weight=1.0 if args.segmentation_loss_weight is None else args.segmentation_loss_weight,
         **preset["model"],
     )
     if text_path is not None:  # the pretrained text encoder replaces the preset's text tower, mean-pooled
@@ -382,6 +419,29 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
     if args.vision_model is not None:
         _warm_start_video_tower(model, args.vision_model)
     return model, TrajViT2Processor(video_processor=video_processor, tokenizer=text_tokenizer)
+
+
+def _check_same_pixels(path, video_processor):
+    """A segmenter put under --model sees --model's processor: refuse one that was trained on other pixel values."""
+    config_file = os.path.join(path, "video_preprocessor_config.json")
+    if not os.path.isfile(config_file):
+        return
+    with open(config_file) as f:
+        own = json.load(f)
+    as_json = lambda value: list(value) if isinstance(value, list | tuple) else value  # noqa: E731
+    for key in ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std"):
+        theirs, ours = as_json(own.get(key)), as_json(getattr(video_processor, key, None))
+        if theirs is not None and theirs != ours:
+            raise SystemExit(
+                f"error: --segmenter {path} was trained with {key}={theirs!r}, --model's processor uses {ours!r}"
+            )
+
+
+def _load_segmenter(path):
+    segmenter = AutoModel.from_pretrained(path)
+    if not isinstance(segmenter, TrajTokModel):
+        raise SystemExit(f"error: --segmenter {path} is a {type(segmenter).__name__}, not TrajTok")
+    return segmenter
 
 
 def _warm_start_video_tower(model, path):
@@ -509,6 +569,9 @@ def main(argv=None):
     )
     train_set, sampler, eval_set, captions = build_datasets(args, video_processor)
     model, processor = build_model_and_processor(args, video_processor, captions)
+    if args.freeze_segmenter:
+        freeze_segmenter(model.vision_model.tokenizer)
+        model.config.segmentation_loss_weight = 0.0
     use_segmentation = model.config.vision_tokenizer == "trajtok" and model.config.segmentation_loss_weight > 0
     max_length = min(args.max_text_length, getattr(model.config.text_config, "max_position_embeddings", 10**6))
     collate = VideoTextCollator(tokenizer=processor.tokenizer, max_length=max_length, return_captions=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -423,6 +424,10 @@ def test_segmenter_photos_mixes_in_labelled_footage_and_scores_the_held_out_shot
         ("trajvit2", ["--vision_model", ".", "--segmenter", "."], "--vision_model brings its tokenizer"),
         ("trajvit2", ["--vision_model", ".", "--model", "."], "--model already has a video tower"),
         ("trajvit2", ["--num_trajectories", "8", "--vision_tokenizer", "vit3d"], "it needs --vision_tokenizer trajtok"),
+        ("trajvit2", ["--freeze_segmenter", "--vision_tokenizer", "vit3d"], "it needs --vision_tokenizer trajtok"),
+        ("trajvit2", ["--freeze_segmenter", "--segmentation_loss_weight", "1"], "--freeze_segmenter trains no"),
+        ("trajvit2", ["--freeze_segmenter", "--no_detach"], "--freeze_segmenter gives the segmenter no gradient"),
+        ("trajvit2", ["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
     ],
 )
 def test_data_and_text_flags_are_checked(tmp_path, capsys, script_name, argv, message):
@@ -613,6 +618,80 @@ def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
     assert any(r["swaps"] > 0 for r in steps)  # a batch with a 2-object clip whose objects move differently
     config = json.loads((out / "final" / "config.json").read_text())["vision_config"]["trajtok_config"]
     assert config["trajectory_motion_encoding"] and config["trajectory_motion_init_std"] == 0.1
+
+
+@pytest.fixture(scope="module")
+def model_and_other_segmenter(tmp_path_factory):
+    """A saved tiny TrajViT2 (TrajTok tokens with the motion encoding) and a saved tiny segmenter with another
+    backbone, frame differences as input and its own video processor."""
+    from testers import TINY_BACKBONE, save_tiny_trajvit2_folder, tiny_trajtok_config
+
+    from trajtok_hf import TrajTokModel
+
+    folder = tmp_path_factory.mktemp("swap")
+    save_tiny_trajvit2_folder(folder / "model")
+    torch.manual_seed(1)
+    backbone = {**TINY_BACKBONE, "hidden_sizes": [16, 24, 32, 48]}
+    TrajTokModel(tiny_trajtok_config(backbone_config=backbone, frame_difference_input=True)).save_pretrained(
+        folder / "segmenter"
+    )
+    TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4).save_pretrained(folder / "segmenter")
+    return folder / "model", folder / "segmenter"
+
+
+def test_trajvit2_model_with_another_segmenter_frozen_trains_only_the_rest(tmp_path, model_and_other_segmenter):
+    """--model M --segmenter S --freeze_segmenter: the saved model has S's segmenter, unchanged by training, and M's
+    token side, encoder and text tower, trained; no segmentation loss."""
+    model_dir, segmenter_dir = model_and_other_segmenter
+    out = tmp_path / "run"
+    argv = [*TINY_RUN, "--max_steps", "2", "--model", str(model_dir), "--segmenter", str(segmenter_dir)]
+    run_script(TRAJVIT2, ["--output_dir", str(out), *argv, "--freeze_segmenter"])
+    final = load_file(out / "final" / "model.safetensors")
+    start = load_file(model_dir / "model.safetensors")
+    segmenter = load_file(segmenter_dir / "model.safetensors")
+    prefix = "vision_model.tokenizer."
+    for name, value in segmenter.items():
+        if name.split(".", 1)[0] in SEGMENTER_MODULES:
+            torch.testing.assert_close(final[prefix + name], value, rtol=0, atol=0, msg=name)
+    trained = [n for n in start if n.startswith(prefix + "refinement_perceiver.") and "weight" in n]
+    assert trained and any(not torch.equal(final[n], start[n]) for n in trained)
+    assert any(not torch.equal(final[n], start[n]) for n in start if n.startswith("vision_model.layers."))
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["vision_config"]["trajtok_config"]["frame_difference_input"]
+    assert config["segmentation_loss_weight"] == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["segmentation"] for r in records if "segmentation" in r] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_mean": [0.5, 0.5, 0.5]}, "image_mean=[0.5, 0.5, 0.5], --model's processor uses [0.485, 0.456, 0.406]"),
+        ({"hidden_size": 48}, "these TrajTokConfig fields must be equal: hidden_size"),
+    ],
+)
+def test_trajvit2_model_refuses_a_segmenter_that_does_not_fit(tmp_path, model_and_other_segmenter, change, message):
+    import shutil
+
+    from trajtok_hf import TrajTokModel
+
+    model_dir, segmenter_dir = model_and_other_segmenter
+    shutil.copytree(segmenter_dir, tmp_path / "segmenter")
+    if "image_mean" in change:
+        TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4, **change).save_pretrained(
+            tmp_path / "segmenter"
+        )
+    else:
+        segmenter = TrajTokModel.from_pretrained(segmenter_dir)
+        segmenter.config.hidden_size = change["hidden_size"]
+        TrajTokModel(segmenter.config).save_pretrained(tmp_path / "segmenter")
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(
+        ["--output_dir", str(tmp_path / "run"), "--model", str(model_dir), "--segmenter", str(tmp_path / "segmenter")]
+    )
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        script.build_model_and_processor(args, processor, synthetic_caption_words())
 
 
 def test_trajvit2_vit3d_baseline_builds_and_trains(tmp_path):

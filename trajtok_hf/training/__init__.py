@@ -21,6 +21,8 @@ per concern:
 * :mod:`.outputs`: :func:`save_final` writes ``final/`` the same way; :func:`log_jsonl` appends to ``metrics.jsonl``.
 * :mod:`.evaluation`: :func:`evaluate_segmentation` (ARI / FG-ARI / matched mIoU) and :func:`evaluate_retrieval`
   (R@1/5/10 both directions), gathered over processes, computed with :mod:`trajtok_hf.metrics`.
+* :mod:`.segmenter_swap`: :func:`replace_segmenter` puts another segmenter under a trained TrajViT2 (keeping its
+  token side, encoder and text tower); :func:`freeze_segmenter` keeps a segmenter fixed while the rest trains.
 * :mod:`.presets` and :mod:`.text`: ``TRAJTOK_PRESETS`` / ``TRAJVIT2_PRESETS`` (``--preset tiny|small|base``) and
   :func:`build_caption_tokenizer`, a word-level BERT tokenizer over a closed caption vocabulary (no download).
 
@@ -52,6 +54,7 @@ from .optim import (
 )
 from .outputs import log_jsonl, save_final
 from .presets import TRAJTOK_PRESETS, TRAJVIT2_PRESETS
+from .segmenter_swap import SEGMENTER_CONFIG_KEYS, SHARED_CONFIG_KEYS, freeze_segmenter, replace_segmenter
 from .sharded import (
     SHARDED_CHECKPOINT_FORMAT,
     DistributedContext,
@@ -75,7 +78,9 @@ __all__ = [
     "RNG_STEM",
     "SCALER_FILE",
     "SCHEDULER_FILE",
+    "SEGMENTER_CONFIG_KEYS",
     "SEGMENTER_MODULES",
+    "SHARED_CONFIG_KEYS",
     "STATE_FILE",
     "TRAJTOK_PRESETS",
     "TRAJVIT2_PRESETS",
@@ -99,11 +104,13 @@ __all__ = [
     "default_warmup_steps",
     "evaluate_retrieval",
     "evaluate_segmentation",
+    "freeze_segmenter",
     "iterate_batches",
     "load_segmenter",
     "log_jsonl",
     "normalize_video",
     "parameter_groups",
+    "replace_segmenter",
     "save_final",
     "synthetic_caption_words",
 ]
