@@ -19,8 +19,17 @@ A probe is passed when the true pairing scores higher (a tie counts one half); c
 are built by the generator's own captioner (``trajtok_hf.data.caption_from_objects``), so they differ from the truth
 only in the probed fact.
 
+``--data photos`` asks the first two questions of real pixels: composites of the photographs that no segmenter or
+TrajViT2 here trained on (``trajtok_hf.data.HELD_OUT_PHOTOS``), one photo sprite moving in a straight line over a
+still photo background at a fixed scale (:func:`photo_probe_clips`). Its motion is read from the exact trajectory
+ids (the sprite's centroid from the first frame to the last: left, right, up or down when one axis dominates), and
+its caption names only its size and that motion ("a large object moves left"): a photo sprite has no colour or shape
+word of the synthetic vocabulary. Direction: that caption against the same with the direction flipped; time
+reversal: the clip against itself played backwards.
+
     python benchmarks/motion_probes.py                                        # checkpoints/trajvit2-tiny-shapes
     python benchmarks/motion_probes.py --model checkpoints/vit3d-tiny-shapes --output probes_vit3d.json
+    python benchmarks/motion_probes.py --model checkpoints/trajvit2-minilm-lite0 --data photos
 """
 
 from __future__ import annotations
@@ -49,10 +58,21 @@ def parse_args(argv=None):
         help="the captions' wording (SyntheticVideoConfig.caption_wording): the fixed one the shipped models trained "
         "on, paraphrases, or the held-out paraphrases",
     )
+    parser.add_argument(
+        "--data",
+        choices=("synthetic", "photos"),
+        default="synthetic",
+        help="synthetic shapes (three probes), or composites of held-out photographs (direction and time reversal)",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
+    if args.data == "photos" and (args.max_objects != 3 or args.caption_wording != "fixed"):
+        parser.error(
+            "--data photos draws one sprite per clip with a caption of its own: drop --max_objects and "
+            "--caption_wording"
+        )
     for name in ("num_clips", "max_objects", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -72,10 +92,14 @@ from transformers import AutoModel, AutoProcessor
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import (
     DIRECTION_FLIPS,
+    HELD_OUT_PHOTOS,
+    MOTIONS,
     TIME_REVERSALS,
+    PhotoCompositeConfig,
     SyntheticVideoConfig,
     caption_from_objects,
     generate_clip,
+    generate_composite,
     motion_kind,
     swap_motions_caption,
 )
@@ -92,13 +116,82 @@ def swap_group(clip: dict) -> str:
     return SWAP_GROUPS[0] if len(clip["objects"]) == 2 else SWAP_GROUPS[1]
 
 
+# A photo sprite's straight-line motion, as the synthetic generator names it, by the sign of its dominant shift.
+PHOTO_MOTIONS = {("x", 1): "move_right", ("x", -1): "move_left", ("y", 1): "move_down", ("y", -1): "move_up"}
+
+
+def sprite_motion(segmentation: np.ndarray, sprite_id: int = 1, min_shift: float = 0.08) -> str | None:
+    """The motion (a :data:`PHOTO_MOTIONS` value) of sprite ``sprite_id`` in exact ids ``segmentation`` ``(T, H, W)``:
+    the shift of its centroid from the first frame to the last, as a fraction of the frame side, when it is at
+    least ``min_shift`` along one axis and at least twice the shift along the other; ``None`` otherwise (a sprite
+    missing from the first or last frame, a short or diagonal path)."""
+    first, last = segmentation[0] == sprite_id, segmentation[-1] == sprite_id
+    if not first.any() or not last.any():
+        return None
+    (y0, x0), (y1, x1) = (np.argwhere(mask).mean(axis=0) for mask in (first, last))
+    height, width = segmentation.shape[1:]
+    shift = {"x": (x1 - x0) / width, "y": (y1 - y0) / height}
+    axis, other = ("x", "y") if abs(shift["x"]) >= abs(shift["y"]) else ("y", "x")
+    if abs(shift[axis]) < min_shift or abs(shift[axis]) < 2 * abs(shift[other]):
+        return None
+    return PHOTO_MOTIONS[(axis, 1 if shift[axis] > 0 else -1)]
+
+
+def photo_caption(size: str, motion: str) -> str:
+    return f"a {size} object {MOTIONS[motion]}"
+
+
+def photo_probe_clips(num_frames: int, height: int, width: int, seed: int, num_clips: int) -> list[dict]:
+    """``num_clips`` composites of held-out photographs, each one sprite with a straight motion that
+    :func:`sprite_motion` names, over a still photo background, with ``caption`` (:func:`photo_caption`),
+    ``flipped_caption`` (the direction mirrored) and ``objects`` (the sprite, with its ``motion``). Clip indices are
+    tried in order; those without a nameable motion are skipped (at most 50 tries per clip kept)."""
+    config = PhotoCompositeConfig(
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        min_objects=1,
+        max_objects=1,
+        split="held_out",
+        speed=(0.015, 0.04),
+        max_turn=0.0,
+        max_scale_change=1.0,
+        camera_pan_probability=0.0,
+        min_visible_fraction=0.5,
+    )
+    clips = []
+    for index in range(50 * num_clips):
+        if len(clips) == num_clips:
+            break
+        clip = generate_composite(config, seed, index)
+        motion = sprite_motion(clip["segmentation"])
+        if motion is None:
+            continue
+        size = clip["objects"][0]["size"]
+        clips.append(
+            {
+                "video": clip["video"],
+                "objects": [{**clip["objects"][0], "motion": motion}],
+                "caption": photo_caption(size, motion),
+                "flipped_caption": photo_caption(size, DIRECTION_FLIPS[motion]),
+                "index": index,
+            }
+        )
+    if len(clips) < num_clips:
+        raise RuntimeError(f"only {len(clips)} of {num_clips} photo clips had a nameable motion")
+    return clips
+
+
 def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]]]:
     """Per probe, ``(clip index, true caption, altered caption)``; the altered caption is None for the time-reversal
-    probe, which alters the clip instead."""
+    probe, which alters the clip instead. A clip with a ``flipped_caption`` (the photo clips) brings its own
+    direction-flipped caption."""
     pairs = {name: [] for name in PROBES}
     for index, clip in enumerate(clips):
         objects, caption, template = clip["objects"], clip["caption"], clip.get("caption_template", 0)
-        if any(obj["motion"] in DIRECTION_FLIPS for obj in objects):
+        if "flipped_caption" in clip:
+            pairs["direction"].append((index, caption, clip["flipped_caption"]))
+        elif any(obj["motion"] in DIRECTION_FLIPS for obj in objects):
             flipped = [{**obj, "motion": DIRECTION_FLIPS.get(obj["motion"], obj["motion"])} for obj in objects]
             pairs["direction"].append((index, caption, caption_from_objects(flipped, None, template)))
         if any(TIME_REVERSALS[obj["motion"]] != obj["motion"] for obj in objects):
@@ -194,31 +287,36 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: --model {args.model} is a {type(model).__name__}, not a video-text model")
     video_processor = processor.video_processor
     size = video_processor.size
-    config = SyntheticVideoConfig(
-        num_frames=video_processor.num_frames or 8,
-        height=int(size.get("height") or size["shortest_edge"]),
-        width=int(size.get("width") or size["shortest_edge"]),
-        max_objects=args.max_objects,
-        caption_wording=args.caption_wording,
-    )
-    clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
+    frames = video_processor.num_frames or 8
+    height, width = int(size.get("height") or size["shortest_edge"]), int(size.get("width") or size["shortest_edge"])
+    if args.data == "photos":
+        clips = photo_probe_clips(frames, height, width, args.seed, args.num_clips)
+        described = f"composites of the held-out photographs {list(HELD_OUT_PHOTOS)}, one sprite on a still camera"
+    else:
+        config = SyntheticVideoConfig(
+            num_frames=frames,
+            height=height,
+            width=width,
+            max_objects=args.max_objects,
+            caption_wording=args.caption_wording,
+        )
+        clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
+        described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"
     results = run_probes(model, processor, clips, args.batch_size, device)
     tokenizer = getattr(model.config, "vision_config", model.config)
     print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")
-    print(
-        f"clips: {args.num_clips} held-out synthetic clips (seed {args.seed}, 1–{args.max_objects} objects, "
-        f"{args.caption_wording} captions)"
-    )
+    print(f"clips: {args.num_clips} held-out {described} (seed {args.seed})")
     for name, row in results.items():
         print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
         for group, part in row.get("groups", {}).items():
             print(f"{'':>16}{group}: {100 * part['pass_rate']:5.1f} % of {part['pairs']} pairs")
     record = {
         "model": args.model,
+        "data": args.data,
         "seed": args.seed,
         "num_clips": args.num_clips,
-        "max_objects": args.max_objects,
-        "caption_wording": args.caption_wording,
+        "max_objects": 1 if args.data == "photos" else args.max_objects,
+        "caption_wording": "size and motion only" if args.data == "photos" else args.caption_wording,
         "probes": results,
     }
     write_record(record, args.output)

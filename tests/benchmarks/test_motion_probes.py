@@ -100,8 +100,71 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     assert "chance 50 %" in capsys.readouterr().out
 
 
+def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
+    import numpy as np
+
+    segmentation = np.zeros((frames, size, size), dtype=np.int64)
+    for t in range(frames):
+        y, x = 20 + t * shift_y, 20 + t * shift_x
+        segmentation[t, y : y + side, x : x + side] = 1
+    return segmentation
+
+
+# (per-frame shift of a square on a 64² frame, 4 frames, the motion sprite_motion names)
+SPRITE_MOTION_CASES = {
+    "right": ((4, 0), "move_right"),
+    "left": ((-4, 0), "move_left"),
+    "down (image y points down)": ((0, 4), "move_down"),
+    "up": ((0, -4), "move_up"),
+    "mostly right": ((4, 1), "move_right"),
+    "diagonal": ((4, 3), None),
+    "too short": ((1, 0), None),
+}
+
+
+@pytest.mark.parametrize("case", SPRITE_MOTION_CASES)
+def test_sprite_motion_from_exact_ids(probes, case):
+    shift, motion = SPRITE_MOTION_CASES[case]
+    assert probes.sprite_motion(_moving_square(*shift)) == motion
+
+
+def test_sprite_motion_needs_the_sprite_in_the_first_and_last_frames(probes):
+    segmentation = _moving_square(4, 0)
+    segmentation[-1] = 0
+    assert probes.sprite_motion(segmentation) is None
+
+
+def test_photo_clips_are_held_out_photos_with_one_named_motion(probes):
+    from trajtok_hf.data import HELD_OUT_PHOTOS
+
+    clips = probes.photo_probe_clips(num_frames=4, height=64, width=64, seed=2, num_clips=6)
+    assert len(clips) == 6 and len({c["index"] for c in clips}) == 6
+    for clip in clips:
+        (obj,) = clip["objects"]
+        assert obj["photo"] in HELD_OUT_PHOTOS and obj["motion"] in probes.PHOTO_MOTIONS.values()
+        assert clip["video"].shape == (4, 64, 64, 3)
+        assert clip["caption"] == f"a {obj['size']} object {probes.MOTIONS[obj['motion']]}"
+        assert clip["flipped_caption"] == probes.photo_caption(obj["size"], probes.DIRECTION_FLIPS[obj["motion"]])
+    pairs = probes.probe_pairs(clips)
+    assert len(pairs["direction"]) == 6 and len(pairs["time_reversal"]) == 6 and not pairs["object_swap"]
+
+
+def test_run_on_photos(probes, tmp_path, capsys):
+    folder = tmp_path / "model"
+    save_tiny_trajvit2_folder(folder)
+    record = probes.main(["--model", str(folder), "--num_clips", "4", "--batch_size", "4", "--data", "photos"])
+    assert record["data"] == "photos" and record["max_objects"] == 1
+    assert record["probes"]["direction"]["pairs"] == 4 and record["probes"]["object_swap"]["pairs"] == 0
+    assert "held-out photographs" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
-    "argv, message", [(["--num_clips", "0"], "--num_clips"), (["--model", "/nonexistent"], "no config.json")]
+    "argv, message",
+    [
+        (["--num_clips", "0"], "--num_clips"),
+        (["--model", "/nonexistent"], "no config.json"),
+        (["--data", "photos", "--caption_wording", "train"], "--data photos draws one sprite"),
+    ],
 )
 def test_rejects_bad_arguments(probes, argv, message, capsys):
     with pytest.raises(SystemExit):
