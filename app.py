@@ -14,6 +14,7 @@ checkpoints/trajvit2-minilm-shapes`` reads any words, and tells which way things
     python app.py                      # http://127.0.0.1:7860
     python app.py --host 0.0.0.0 --port 8080
     python app.py --model checkpoints/trajvit2-minilm-shapes    # labels of any words (pretrained text tower)
+    python app.py --model checkpoints/trajvit2-minilm-lite0     # the same, with the real-pixel segmenter
 
 The functions below (``segment_clip``, ``zero_shot``, ``build_gallery``, ``retrieve``) work without Gradio;
 ``build_demo`` puts them in a ``gr.Blocks`` page.

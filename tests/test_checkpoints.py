@@ -19,7 +19,13 @@ import trajtok_hf.models
 from trajtok_hf.hub import select_files, validate_card_metadata, validate_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = {"trajvit2-tiny-shapes": "trajtok", "vit3d-tiny-shapes": "vit3d", "trajvit2-minilm-shapes": "trajtok"}
+CHECKPOINTS = {
+    "trajvit2-tiny-shapes": "trajtok",
+    "vit3d-tiny-shapes": "vit3d",
+    "trajvit2-minilm-shapes": "trajtok",
+    "trajvit2-minilm-lite0": "trajtok",
+}
+MINILM = ("trajvit2-minilm-shapes", "trajvit2-minilm-lite0")
 SEGMENTER = "trajtok-small-shapes"
 PHOTO_SEGMENTER = "trajtok-lite0-photos"
 SEGMENTERS = (SEGMENTER, PHOTO_SEGMENTER)
@@ -27,7 +33,7 @@ ALL = sorted(CHECKPOINTS) + list(SEGMENTERS)
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
 # The pretrained text tower (all-MiniLM-L6-v2, 22.7 M parameters) is stored in float16: 100 MB is that checkpoint's
 # budget.
-MAX_WEIGHTS_BYTES_BY_NAME = {"trajvit2-minilm-shapes": 100 * 1000 * 1000}
+MAX_WEIGHTS_BYTES_BY_NAME = dict.fromkeys(MINILM, 100 * 1000 * 1000)
 # One file at most 50 MiB (git hosts warn above it): a larger checkpoint is saved in shards (save_pretrained's
 # max_shard_size, with model.safetensors.index.json).
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -37,11 +43,9 @@ PACKAGE_MODELS = Path(trajtok_hf.models.__file__).parent
 LOADS = [
     ("trajvit2-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_trajvit2.py", "processing_trajvit2.py"}),
     ("vit3d-tiny-shapes", "TrajViT2Model", "TrajViT2Processor", {"modeling_vit3d.py", "processing_trajvit2.py"}),
-    (
-        "trajvit2-minilm-shapes",
-        "TrajViT2Model",
-        "TrajViT2Processor",
-        {"modeling_trajvit2.py", "processing_trajvit2.py"},
+    *(
+        (name, "TrajViT2Model", "TrajViT2Processor", {"modeling_trajvit2.py", "processing_trajvit2.py"})
+        for name in MINILM
     ),
     *(
         (name, "TrajTokModel", "TrajTokVideoProcessor", {"modeling_trajtok.py", "video_processing_trajtok.py"})
@@ -173,13 +177,14 @@ def test_photo_segmenter_is_self_contained_and_reports_held_out_photos():
     assert "## Real-photo composites" in card and "grace_hopper" in card
 
 
-def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_float32():
+@pytest.mark.parametrize("name", MINILM)
+def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_float32(name):
     """The text tower's weights are float16 on disk (the size budget), the rest float32, in shards that the index
     lists, and all load into a float32 model."""
     from safetensors import safe_open
     from transformers import AutoModel
 
-    folder = ROOT / "checkpoints" / "trajvit2-minilm-shapes"
+    folder = ROOT / "checkpoints" / name
     index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
     assert sorted(set(index.values())) == sorted(f.name for f in folder.glob("*.safetensors"))
     dtypes = {}
@@ -192,3 +197,30 @@ def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_
     model = AutoModel.from_pretrained(folder)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert model.config.text_config.hidden_size == 384 and model.config.text_pooling == "mean"
+
+
+def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged():
+    """trajvit2-minilm-lite0 is the photo segmenter under the motion-aware TrajViT2, trained with the segmenter frozen:
+    every segmenter weight equals the shipped segmenter's, its config describes that segmenter, and the token side
+    was trained (its refinement Perceiver differs from trajvit2-minilm-shapes')."""
+    from transformers import AutoModel
+
+    from trajtok_hf.training import SEGMENTER_CONFIG_KEYS, SEGMENTER_MODULES
+
+    model = AutoModel.from_pretrained(ROOT / "checkpoints" / "trajvit2-minilm-lite0")
+    segmenter = AutoModel.from_pretrained(ROOT / "checkpoints" / PHOTO_SEGMENTER)
+    tokenizer = model.vision_model.tokenizer
+    assert tokenizer.config.trajectory_motion_encoding and model.config.segmentation_loss_weight == 0
+    for key in SEGMENTER_CONFIG_KEYS:
+        ours, theirs = getattr(tokenizer.config, key), getattr(segmenter.config, key)
+        assert (ours.to_dict() if hasattr(ours, "to_dict") else ours) == (
+            theirs.to_dict() if hasattr(theirs, "to_dict") else theirs
+        ), key
+    state, expected = tokenizer.state_dict(), segmenter.state_dict()
+    segmenter_keys = [k for k in expected if k.split(".", 1)[0] in SEGMENTER_MODULES]
+    assert segmenter_keys
+    for key in segmenter_keys:
+        torch.testing.assert_close(state[key], expected[key], rtol=0, atol=0, msg=key)
+    shapes = AutoModel.from_pretrained(ROOT / "checkpoints" / "trajvit2-minilm-shapes").vision_model.tokenizer
+    weight = "refinement_perceiver.layers.0.attention.to_q.weight"
+    assert not torch.equal(state[weight], shapes.state_dict()[weight])

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "trajtok-lite0-photos",
     "trajtok-small-shapes",
+    "trajvit2-minilm-lite0",
     "trajvit2-minilm-shapes",
     "trajvit2-tiny-shapes",
     "vit3d-tiny-shapes",
@@ -101,3 +102,25 @@ def test_shipped_cards_render_unchanged(name):
         notes=(ROOT / "model_cards" / "notes" / f"{name}.md").read_text(encoding="utf-8"),
     )
     assert str(card) == expected
+
+
+@pytest.mark.parametrize(
+    "weight, text",
+    [
+        (1.0, "tokenizer's segmentation loss (weight 1) on clips with trajectory labels"),
+        (0.5, "tokenizer's segmentation loss (weight 0.5) on clips with trajectory labels"),
+        (0.0, "tokenizer's segmenter kept as its segmentation pre-training left it (frozen, no segmentation loss)"),
+    ],
+)
+def test_trajvit2_card_says_how_the_segmenter_was_trained(trajvit2_run, tmp_path, weight, text):
+    """The training section follows the config's segmentation_loss_weight: a TrajViT2 trained with its segmenter
+    frozen (weight 0) does not claim a segmentation loss."""
+    import shutil
+
+    folder = tmp_path / "final"
+    shutil.copytree(trajvit2_run[0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "segmentation_loss_weight": weight}))
+    card = str(build_model_card(validate_folder(folder), "me/clip"))
+    assert " ".join(text.split()) in " ".join(card.split())
+    assert ("segmentation loss (weight" in card) == bool(weight)

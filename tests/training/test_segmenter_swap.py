@@ -27,6 +27,7 @@ def swapped():
     torch.manual_seed(0)
     model = tiny_trajvit2_model(tokenizer_overrides={"trajectory_motion_encoding": True})
     segmenter = tiny_trajtok_model(**OTHER_SEGMENTER)
+    segmenter.config.name_or_path = "runs/other-segmenter/final"
     before = {k: v.clone() for k, v in model.state_dict().items()}
     replace_segmenter(model, segmenter)
     return model, segmenter, before
@@ -39,6 +40,7 @@ def test_segmenter_weights_and_config_come_from_the_segmenter_the_rest_stays(swa
     assert config.frame_difference_input and config.assignment_hidden_size == 24
     assert config.backbone_config.hidden_sizes == [16, 24, 32, 48] and config.matching_tie_break == "soft"
     assert config.trajectory_motion_encoding  # a token-side field keeps the model's value
+    assert config.name_or_path == "runs/other-segmenter/final"
     assert model.config.vision_config.trajtok_config is config
     seg_state = segmenter.state_dict()
     for name, value in tokenizer.state_dict().items():

@@ -148,6 +148,7 @@ def _model_variables(report: FolderReport) -> dict[str, Any]:
     spec, config = report.spec, report.config
     frames, height, width = report.geometry
     id2label = getattr(config, "id2label", None) or {}
+    seg_weight = getattr(config, "segmentation_loss_weight", None)
     return {
         "model_type": report.model_type,
         "model_class": report.model_class,
@@ -166,6 +167,8 @@ def _model_variables(report: FolderReport) -> dict[str, Any]:
         "labels": [id2label[k] for k in sorted(id2label, key=int)] if spec.model_type == "trajadapter" else [],
         "vision_only": report.model_type == "trajvit2_vision_model",
         "video_token_id": getattr(config, "video_token_id", None),
+        # TrajViT2: the weight of the tokenizer's segmentation loss in training (None for 0: the segmenter was fixed)
+        "segmentation_loss_weight": _format_value(float(seg_weight)) if seg_weight else None,
         "files": report.files + ["README.md"],
     }
 

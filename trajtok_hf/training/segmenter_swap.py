@@ -89,6 +89,7 @@ def replace_segmenter(model: nn.Module, segmenter: nn.Module) -> None:
     config = copy.deepcopy(old.config)
     for key in SEGMENTER_CONFIG_KEYS:
         setattr(config, key, copy.deepcopy(getattr(segmenter.config, key)))
+    config.name_or_path = segmenter.config.name_or_path  # where the tokenizer's segmenter now comes from
     state = {k: v for k, v in old.state_dict().items() if not _is_segmenter_weight(k)}
     state.update({k: v for k, v in segmenter.state_dict().items() if _is_segmenter_weight(k)})
     new = TrajTokModel(config).to(device=next(old.parameters()).device, dtype=next(old.parameters()).dtype)
