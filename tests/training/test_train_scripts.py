@@ -427,7 +427,6 @@ def test_segmenter_photos_mixes_in_labelled_footage_and_scores_the_held_out_shot
         ("trajvit2", ["--freeze_segmenter", "--vision_tokenizer", "vit3d"], "it needs --vision_tokenizer trajtok"),
         ("trajvit2", ["--freeze_segmenter", "--segmentation_loss_weight", "1"], "--freeze_segmenter trains no"),
         ("trajvit2", ["--freeze_segmenter", "--no_detach"], "--freeze_segmenter gives the segmenter no gradient"),
-        ("trajvit2", ["--segmentation_loss_weight", "-1"], "--segmentation_loss_weight must be >= 0"),
     ],
 )
 def test_data_and_text_flags_are_checked(tmp_path, capsys, script_name, argv, message):
