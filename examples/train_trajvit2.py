@@ -15,7 +15,9 @@ Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of pap
 ``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``), +
 ``--shape_negative_weight`` × the same loss against the caption with one object's shape replaced (``shapes``).
 ``--segmenter PATH`` warm-starts the
-tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints).
+tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints); with
+``--model DIR`` it replaces that model's segmenter instead, and ``--freeze_segmenter`` keeps the segmenter fixed
+(``docs/training.md``, "Another segmenter under a trained TrajViT2").
 Data as in ``train_segmenter.py``: synthetic clips with motion-aware captions (default) or ``--data DIR``. Captions
 are tokenized by ``--tokenizer PATH`` (a saved tokenizer, e.g. a local copy of bert-base-uncased), or else by a
 word-level BERT tokenizer built over the caption vocabulary (synthetic words, or every word of the folder's captions).
