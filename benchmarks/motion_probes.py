@@ -49,14 +49,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a TrajViT2 folder (model + processor)")
     parser.add_argument("--num_clips", type=int, default=200, help="held-out clips drawn (each probe uses a subset)")
-    parser.add_argument("--max_objects", type=int, default=3, help="objects per clip: 1..max")
+    parser.add_argument("--max_objects", type=int, default=None, help="objects per clip: 1..max (default 3)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="generator seed of the clips")
     parser.add_argument(
         "--caption_wording",
         choices=("fixed", "train", "held_out"),
-        default="fixed",
+        default=None,
         help="the captions' wording (SyntheticVideoConfig.caption_wording): the fixed one the shipped models trained "
-        "on, paraphrases, or the held-out paraphrases",
+        "on (default), paraphrases, or the held-out paraphrases",
     )
     parser.add_argument(
         "--data",
@@ -68,13 +68,17 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
-    if args.data == "photos" and (args.max_objects != 3 or args.caption_wording != "fixed"):
-        parser.error(
-            "--data photos draws one sprite per clip with a caption of its own: drop --max_objects and "
-            "--caption_wording"
-        )
+    if args.data == "photos":
+        if args.max_objects is not None or args.caption_wording is not None:
+            parser.error(
+                "--data photos draws one sprite per clip with a caption of its own: drop --max_objects and "
+                "--caption_wording"
+            )
+    else:
+        args.max_objects = 3 if args.max_objects is None else args.max_objects
+        args.caption_wording = args.caption_wording or "fixed"
     for name in ("num_clips", "max_objects", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         parser.error(f"--model {args.model}: no config.json there (a save_pretrained folder)")

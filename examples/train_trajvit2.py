@@ -28,7 +28,6 @@ model and its ``TrajViT2Processor`` (``AutoModel`` / ``AutoProcessor``).
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import time
@@ -424,16 +423,15 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
 
 
 def _check_same_pixels(path, video_processor):
-    """A segmenter put under --model sees --model's processor: refuse one that was trained on other pixel values."""
-    config_file = os.path.join(path, "video_preprocessor_config.json")
-    if not os.path.isfile(config_file):
+    """A segmenter put under --model sees --model's processor: refuse one that was trained on other pixel values
+    (its saved video processor, defaults included, when the folder has one)."""
+    if not os.path.isfile(os.path.join(path, "video_preprocessor_config.json")):
         return
-    with open(config_file) as f:
-        own = json.load(f)
+    own = TrajTokVideoProcessor.from_pretrained(path)
     as_json = lambda value: list(value) if isinstance(value, list | tuple) else value  # noqa: E731
     for key in ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std"):
-        theirs, ours = as_json(own.get(key)), as_json(getattr(video_processor, key, None))
-        if theirs is not None and theirs != ours:
+        theirs, ours = as_json(getattr(own, key, None)), as_json(getattr(video_processor, key, None))
+        if theirs != ours:
             raise SystemExit(
                 f"error: --segmenter {path} was trained with {key}={theirs!r}, --model's processor uses {ours!r}"
             )

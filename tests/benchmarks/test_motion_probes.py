@@ -164,6 +164,7 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--num_clips", "0"], "--num_clips"),
         (["--model", "/nonexistent"], "no config.json"),
         (["--data", "photos", "--caption_wording", "train"], "--data photos draws one sprite"),
+        (["--data", "photos", "--max_objects", "3"], "--data photos draws one sprite"),  # even the default value
     ],
 )
 def test_rejects_bad_arguments(probes, argv, message, capsys):

@@ -96,8 +96,7 @@ def replace_segmenter(model: nn.Module, segmenter: nn.Module) -> None:
     new.load_state_dict(state, strict=True)
     new.train(old.training)
     model.vision_model.tokenizer = new
-    model.config.vision_config.trajtok_config = config
-    model.vision_model.config.trajtok_config = config
+    model.config.vision_config.trajtok_config = config  # the vision model shares this config object
 
 
 def _stay_in_eval_mode(module: nn.Module, args) -> None:
