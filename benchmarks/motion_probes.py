@@ -129,6 +129,9 @@ def sprite_motion(segmentation: np.ndarray, sprite_id: int = 1, min_shift: float
     the shift of its centroid from the first frame to the last, as a fraction of the frame side, when it is at
     least ``min_shift`` along one axis and at least twice the shift along the other; ``None`` otherwise (a sprite
     missing from the first or last frame, a short or diagonal path)."""
+    if not isinstance(segmentation, np.ndarray) or segmentation.ndim != 3 or 0 in segmentation.shape:
+        got = getattr(segmentation, "shape", type(segmentation).__name__)
+        raise ValueError(f"`segmentation` must be a non-empty (T, H, W) array of trajectory ids, got {got}")
     first, last = segmentation[0] == sprite_id, segmentation[-1] == sprite_id
     if not first.any() or not last.any():
         return None

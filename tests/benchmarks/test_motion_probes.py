@@ -134,6 +134,12 @@ def test_sprite_motion_needs_the_sprite_in_the_first_and_last_frames(probes):
     assert probes.sprite_motion(segmentation) is None
 
 
+@pytest.mark.parametrize("bad", [[[[1]]], "ids", _moving_square(4, 0)[0], _moving_square(4, 0)[:0]])
+def test_sprite_motion_refuses_what_is_not_a_clip_of_ids(probes, bad):
+    with pytest.raises(ValueError, match="`segmentation` must be a non-empty"):
+        probes.sprite_motion(bad)
+
+
 def test_photo_clips_are_held_out_photos_with_one_named_motion(probes):
     from trajtok_hf.data import HELD_OUT_PHOTOS
 
