@@ -15,6 +15,11 @@ embeddings (the logit scale does not change a comparison):
   at the left"), and first two motions of the same kind in different directions ("leaves at the left" / "leaves at
   the top", :func:`trajtok_hf.data.motion_kind`), the hardest case.
 
+``--caption_facts speed occlusion`` words the clips' captions with those facts too
+(``SyntheticVideoConfig.caption_speed`` / ``caption_occlusion``, for models trained on such captions) and adds a
+probe for each: **speed** — the true caption against the same with every speed word flipped (slowly ↔ quickly);
+**occlusion** — the true caption against the same with every "A in front of B" turned into "B in front of A".
+
 A probe is passed when the true pairing scores higher (a tie counts one half); chance is 50 %. The altered captions
 are built by the generator's own captioner (``trajtok_hf.data.caption_from_objects``), so they differ from the truth
 only in the probed fact.
@@ -43,6 +48,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "trajvit2-tiny-shapes"
 HELD_OUT_SEED = 2_000_000
 PROBES = ("direction", "time_reversal", "object_swap")
+FACT_PROBES = {"speed": "speed", "occlusion": "occlusion"}  # --caption_facts entry → the probe it adds
+HELD_OUT_PARTS = ("motion", "shape", "template")
 
 
 def parse_args(argv=None):
@@ -59,6 +66,23 @@ def parse_args(argv=None):
         "on (default), paraphrases, or the held-out paraphrases",
     )
     parser.add_argument(
+        "--caption_facts",
+        nargs="+",
+        choices=tuple(FACT_PROBES),
+        default=(),
+        help="synthetic clips: captions also say how fast straight moves go and what is in front of what "
+        "(SyntheticVideoConfig.caption_speed / caption_occlusion), and a probe for each is added",
+    )
+    parser.add_argument(
+        "--held_out_parts",
+        nargs="+",
+        choices=HELD_OUT_PARTS,
+        default=None,
+        help="with --caption_wording held_out: keep only these parts of the held-out wording (motion phrases with "
+        "their speed and occlusion words, shape words, clause template) and draw the others from the training "
+        "wordings, to see which part costs what (default: all three)",
+    )
+    parser.add_argument(
         "--data",
         choices=("synthetic", "photos"),
         default="synthetic",
@@ -69,14 +93,16 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
     if args.data == "photos":
-        if args.max_objects is not None or args.caption_wording is not None:
+        if args.max_objects is not None or args.caption_wording is not None or args.caption_facts:
             parser.error(
-                "--data photos draws one sprite per clip with a caption of its own: drop --max_objects and "
-                "--caption_wording"
+                "--data photos draws one sprite per clip with a caption of its own: drop --max_objects, "
+                "--caption_wording and --caption_facts"
             )
     else:
         args.max_objects = 3 if args.max_objects is None else args.max_objects
         args.caption_wording = args.caption_wording or "fixed"
+    if args.held_out_parts is not None and args.caption_wording != "held_out":
+        parser.error("--held_out_parts chooses parts of the held-out wording: it needs --caption_wording held_out")
     for name in ("num_clips", "max_objects", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -95,9 +121,13 @@ from transformers import AutoModel, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
 from trajtok_hf.data import (
+    CLAUSE_TEMPLATES,
     DIRECTION_FLIPS,
     HELD_OUT_PHOTOS,
+    MOTION_WORDINGS,
     MOTIONS,
+    SHAPE_WORDS,
+    SPEED_FLIPS,
     TIME_REVERSALS,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
@@ -107,6 +137,30 @@ from trajtok_hf.data import (
     motion_kind,
     swap_motions_caption,
 )
+
+
+def reword_parts(clip: dict, held_out_parts, rng: np.random.Generator) -> dict:
+    """A held-out-wording clip whose caption keeps only ``held_out_parts`` (of :data:`HELD_OUT_PARTS`) held out: the
+    other parts are drawn from the training wordings by ``rng`` (a motion phrase per object, the training shape
+    word, a training clause template), and the caption is rebuilt. The clip's video and facts are unchanged."""
+    objects = []
+    for obj in clip["objects"]:
+        obj = dict(obj)
+        if "motion" not in held_out_parts:
+            obj["wording"] = int(rng.integers(len(MOTION_WORDINGS[obj["motion"]]) - 1))
+        if "shape" not in held_out_parts:
+            obj["shape_word"] = SHAPE_WORDS[obj["shape"]][0]
+        objects.append(obj)
+    template = clip["caption_template"]
+    if "template" not in held_out_parts:
+        template = int(rng.integers(len(CLAUSE_TEMPLATES) - 1))
+    return {
+        **clip,
+        "objects": objects,
+        "caption_template": template,
+        "caption": caption_from_objects(objects, None, template),
+    }
+
 
 SWAP_GROUPS = ("2 objects, different kinds", "3+ objects, different kinds", "same kind, other directions")
 
@@ -189,11 +243,20 @@ def photo_probe_clips(num_frames: int, height: int, width: int, seed: int, num_c
     return clips
 
 
-def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]]]:
+def reversed_occlusions(objects: list[dict]) -> list[dict]:
+    """The objects with every "A in front of B" (``in_front_of``) turned into "B in front of A"."""
+    covered_by = {obj["id"]: [] for obj in objects}
+    for obj in objects:
+        for other in obj.get("in_front_of") or ():
+            covered_by[other].append(obj["id"])
+    return [{**obj, "in_front_of": covered_by[obj["id"]]} for obj in objects]
+
+
+def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, str, str | None]]]:
     """Per probe, ``(clip index, true caption, altered caption)``; the altered caption is None for the time-reversal
     probe, which alters the clip instead. A clip with a ``flipped_caption`` (the photo clips) brings its own
     direction-flipped caption."""
-    pairs = {name: [] for name in PROBES}
+    pairs = {name: [] for name in probes}
     for index, clip in enumerate(clips):
         objects, caption, template = clip["objects"], clip["caption"], clip.get("caption_template", 0)
         if "flipped_caption" in clip:
@@ -206,6 +269,12 @@ def probe_pairs(clips: list[dict]) -> dict[str, list[tuple[int, str, str | None]
         swapped = swap_motions_caption(clip)
         if swapped is not None:
             pairs["object_swap"].append((index, caption, swapped))
+        if "speed" in pairs and any(obj.get("speed") for obj in objects):
+            flipped = [{**obj, "speed": SPEED_FLIPS.get(obj.get("speed"))} for obj in objects]
+            pairs["speed"].append((index, caption, caption_from_objects(flipped, None, template)))
+        if "occlusion" in pairs and any(obj.get("in_front_of") for obj in objects):
+            altered = caption_from_objects(reversed_occlusions(objects), None, template)
+            pairs["occlusion"].append((index, caption, altered))
     return pairs
 
 
@@ -246,8 +315,8 @@ def pass_rate(true_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
     return float(wins.mean()) if wins.numel() else float("nan")
 
 
-def run_probes(model, processor, clips: list[dict], batch_size: int, device) -> dict[str, dict]:
-    pairs = probe_pairs(clips)
+def run_probes(model, processor, clips: list[dict], batch_size: int, device, probes=PROBES) -> dict[str, dict]:
+    pairs = probe_pairs(clips, probes)
     videos = [clip["video"] for clip in clips]
     video_embeds = embed_videos(model, processor, videos, batch_size, device)
     reversed_ids = [index for index, _, _ in pairs["time_reversal"]]
@@ -306,10 +375,21 @@ def main(argv=None) -> dict:
             width=width,
             max_objects=args.max_objects,
             caption_wording=args.caption_wording,
+            caption_speed="speed" in args.caption_facts,
+            caption_occlusion="occlusion" in args.caption_facts,
         )
         clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
         described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"
-    results = run_probes(model, processor, clips, args.batch_size, device)
+        if args.caption_facts:
+            described += f" with {' and '.join(args.caption_facts)}"
+        if args.held_out_parts is not None:
+            clips = [
+                reword_parts(clip, args.held_out_parts, np.random.default_rng([args.seed, i, 7]))
+                for i, clip in enumerate(clips)
+            ]
+            described += f" (held out: {', '.join(args.held_out_parts)}; the rest in training wordings)"
+    probes = PROBES + tuple(FACT_PROBES[fact] for fact in args.caption_facts)
+    results = run_probes(model, processor, clips, args.batch_size, device, probes)
     tokenizer = getattr(model.config, "vision_config", model.config)
     print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")
     print(f"clips: {args.num_clips} held-out {described} (seed {args.seed})")
@@ -324,6 +404,8 @@ def main(argv=None) -> dict:
         "num_clips": args.num_clips,
         "max_objects": 1 if args.data == "photos" else args.max_objects,
         "caption_wording": "size and motion only" if args.data == "photos" else args.caption_wording,
+        **({"held_out_parts": args.held_out_parts} if args.held_out_parts is not None else {}),
+        **({"caption_facts": list(args.caption_facts)} if args.caption_facts else {}),
         "probes": results,
     }
     write_record(record, args.output)

@@ -9,10 +9,14 @@ trajectory overlay PNG + GIF of a few clips to ``outputs/retrieval/``.
     python examples/retrieval.py
     python examples/retrieval.py --model checkpoints/vit3d-tiny-shapes          # the space-time patch baseline
     python examples/retrieval.py --tokens_per_trajectory 4                       # 4 tokens per trajectory
+    python examples/retrieval.py --model checkpoints/trajvit2-minilm-shapes --caption_wording held_out
     python examples/retrieval.py --model path/to/trajvit2 --data my_videos/ --num_frames 16 --device cuda
 
 ``--data DIR`` reads a local video folder with ``metadata.jsonl`` / ``metadata.csv`` (``file_name``, ``caption`` or
 ``captions``; see ``trajtok_hf.data.load_video_text_dataset``); every caption of a video counts as a query for it.
+``--caption_wording held_out`` words the synthetic captions in the paraphrases that no training caption uses (motion
+phrases, shape words and clause template held out; ``SyntheticVideoConfig.caption_wording``), for the models trained
+on paraphrased captions.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ def parse_args(argv=None):
         help="precision the model is loaded in (from_pretrained(dtype=...)); inputs are cast by the model",
     )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="synthetic data seed")
+    parser.add_argument(
+        "--caption_wording",
+        choices=("fixed", "train", "held_out"),
+        default=None,
+        help="synthetic clips: the captions' wording (SyntheticVideoConfig.caption_wording; default fixed, the "
+        "generator's first wording); held_out: the wordings that no training caption uses",
+    )
     parser.add_argument("--output_dir", default="outputs/retrieval", help="where the PNG/GIF go")
     parser.add_argument("--num_visualize", type=int, default=4, help="clips in the trajectory picture (0 = none)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -67,6 +78,8 @@ def parse_args(argv=None):
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.num_frames is not None and args.num_frames < 1:
         parser.error(f"--num_frames must be >= 1, got {args.num_frames}")
+    if args.caption_wording is not None and args.data is not None:
+        parser.error("--caption_wording words the synthetic captions: drop it with --data (the folder has its own)")
     if args.num_visualize < 0:
         parser.error(f"--num_visualize must be >= 0, got {args.num_visualize}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -112,7 +125,9 @@ def load_clips(args, video_processor):
     captions per video and (synthetic clips) the exact trajectory labels on the 1/4 grid."""
     frames, height, width = frame_geometry(video_processor, args.num_frames)
     if args.data is None:
-        config = SyntheticVideoConfig(num_frames=frames, height=height, width=width)
+        config = SyntheticVideoConfig(
+            num_frames=frames, height=height, width=width, caption_wording=args.caption_wording or "fixed"
+        )
         clips = (generate_clip(config, args.seed, i) for i in range(args.num_clips))
         videos, captions, labels = [], [], []
         for clip in tqdm(clips, total=args.num_clips, desc="render clips", disable=args.no_progress):
@@ -221,7 +236,8 @@ def main(argv=None) -> dict[str, float]:
         raise SystemExit("error: --tokens_per_trajectory needs a TrajTok model (this one uses ViT3D patches)")
 
     videos, captions, labels = load_clips(args, processor.video_processor)
-    source = args.data or f"synthetic held-out clips (seed {args.seed})"
+    wording = "" if args.caption_wording in (None, "fixed") else f", {args.caption_wording} caption wording"
+    source = args.data or f"synthetic held-out clips (seed {args.seed}{wording})"
     video_emb, text_emb, tokens, seconds_per_clip, first, trajectory_ids = embed(
         model,
         processor,
@@ -278,7 +294,7 @@ def main(argv=None) -> dict[str, float]:
     print(f"total {time.perf_counter() - start:.1f} s")
     metrics.update(tokens_per_clip=float(tokens.mean()), ms_per_clip=1000 * seconds_per_clip)
     if args.output:
-        split = f"held-out (seed {args.seed}, {len(videos)} clips)" if args.data is None else "test"
+        split = f"held-out (seed {args.seed}, {len(videos)} clips{wording})" if args.data is None else "test"
         name = "trajtok_hf synthetic shapes" if args.data is None else Path(args.data).name
         timing = ("tokens_per_clip", "ms_per_clip")
         record = {

@@ -13,7 +13,9 @@ Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of pap
 ``trajtok_hf.paired_contrastive_loss`` inside each clip / transformed-copy pair of ``--paired_transforms`` (default
 0: off; an addition to the paper, logged as ``pairs``), + ``--swap_negative_weight`` ×
 ``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``), +
-``--shape_negative_weight`` × the same loss against the caption with one object's shape replaced (``shapes``).
+``--shape_negative_weight`` × the same loss against the caption with one object's shape replaced (``shapes``), +
+``--paraphrase_loss_weight`` × ``trajtok_hf.paraphrase_loss`` of each caption against the same facts in another
+training wording (``paraphrases``).
 ``--segmenter PATH`` warm-starts the
 tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints); with
 ``--model DIR`` it replaces that model's segmenter instead, and ``--freeze_segmenter`` keeps the segmenter fixed
@@ -131,6 +133,15 @@ def parse_args(argv=None):
         "wordings (SyntheticVideoConfig.caption_wording); 'fixed' uses one wording for both",
     )
     g.add_argument(
+        "--caption_facts",
+        nargs="+",
+        choices=("speed", "occlusion"),
+        default=(),
+        help="synthetic data: captions also say how fast straight moves go (slowly / quickly; the moves are drawn "
+        "at two speeds) and which object is in front of which (SyntheticVideoConfig.caption_speed / "
+        "caption_occlusion); the held-out clips too",
+    )
+    g.add_argument(
         "--token_position_encoding",
         action="store_true",
         help="TrajTok tokens also see each pixel's (frame, row, column): TrajTokConfig.token_position_encoding, an "
@@ -172,6 +183,15 @@ def parse_args(argv=None):
         help="synthetic data: weight of trajtok_hf.negative_caption_loss with each clip's caption against the same "
         "caption with one object's shape replaced (a hard negative: colours and motions alone identify most clips, "
         "so a model can ignore shapes; one process; 0 = off)",
+    )
+    g.add_argument(
+        "--paraphrase_loss_weight",
+        type=float,
+        default=0.0,
+        help="synthetic data with --caption_wording train: weight of trajtok_hf.paraphrase_loss, each caption against "
+        "the same facts in another training wording (with --swap_negative_weight, that paraphrase with two objects' "
+        "motions exchanged is a hard negative too); a text-side term for wordings never trained on; one process; 0 = "
+        "off",
     )
     g.add_argument(
         "--same_kind_motion_probability",
@@ -231,6 +251,13 @@ def parse_args(argv=None):
         parser.error(f"--shape_negative_weight must be a finite number >= 0, got {args.shape_negative_weight}")
     if args.shape_negative_weight and args.data != "synthetic":
         parser.error("--shape_negative_weight rewrites the synthetic captions (they know the shapes)")
+    if not args.paraphrase_loss_weight >= 0 or args.paraphrase_loss_weight == float("inf"):
+        parser.error(f"--paraphrase_loss_weight must be a finite number >= 0, got {args.paraphrase_loss_weight}")
+    if args.paraphrase_loss_weight and (args.data != "synthetic" or args.caption_wording != "train"):
+        parser.error(
+            "--paraphrase_loss_weight rewords the synthetic captions among the training wordings: it needs synthetic "
+            "data and --caption_wording train"
+        )
     if not 0 <= args.same_kind_motion_probability <= 1:
         parser.error(f"--same_kind_motion_probability must be in [0, 1], got {args.same_kind_motion_probability}")
     if args.same_kind_motion_probability and args.data != "synthetic":
@@ -244,6 +271,8 @@ def parse_args(argv=None):
             )
     if args.paired_transforms and args.per_device_train_batch_size % 2:
         parser.error("--paired_transforms keeps a clip and its transform in one batch: use an even batch size")
+    if args.caption_facts and args.data != "synthetic":
+        parser.error("--caption_facts words the synthetic captions; a --data folder brings its own captions")
     if args.caption_wording != "fixed" and args.data != "synthetic":
         parser.error("--caption_wording words the synthetic captions; a --data folder brings its own captions")
     if args.text_model is not None and args.tokenizer is not None:
@@ -307,6 +336,7 @@ from trajtok_hf import (
     TrajViT2Processor,
     negative_caption_loss,
     paired_contrastive_loss,
+    paraphrase_loss,
 )
 from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
 from trajtok_hf.training import (
@@ -484,6 +514,8 @@ def build_datasets(args, video_processor):
             width=args.frame_size,
             max_objects=args.max_objects,
             caption_wording=args.caption_wording,
+            caption_speed="speed" in args.caption_facts,
+            caption_occlusion="occlusion" in args.caption_facts,
             same_kind_motion_probability=args.same_kind_motion_probability,
         )
         train = SyntheticClipDataset(
@@ -494,6 +526,7 @@ def build_datasets(args, video_processor):
             paired_transforms=args.paired_transforms or (),
             swap_negatives=bool(args.swap_negative_weight),
             shape_negatives=bool(args.shape_negative_weight),
+            paraphrases=bool(args.paraphrase_loss_weight),
         )
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
@@ -504,7 +537,7 @@ def build_datasets(args, video_processor):
             video_processor=video_processor,
             fresh_each_epoch=False,
         )
-        return train, None, held_out, synthetic_caption_words(args.caption_wording)
+        return train, None, held_out, synthetic_caption_words(args.caption_wording, args.caption_facts)
 
     def load(path):
         transform = lambda videos: video_processor(videos, return_tensors="pt", do_sample_frames=False)  # noqa: E731
@@ -544,6 +577,29 @@ def hard_negative_loss(model, out, batch, prefix: str):
     )
 
 
+def paraphrase_term(model, out, batch):
+    """``paraphrase_loss`` of the batch's paraphrases (and their swap negatives, when the batch has them), or None
+    when the batch has none."""
+    if "paraphrase_index" not in batch:
+        return None
+
+    def embed(prefix):
+        features = model.get_text_features(
+            input_ids=batch[f"{prefix}_input_ids"], attention_mask=batch[f"{prefix}_attention_mask"]
+        ).pooler_output
+        return torch.nn.functional.normalize(features, dim=-1)
+
+    negatives = "paraphrase_negative_index" in batch
+    return paraphrase_loss(
+        out.text_embeds,
+        embed("paraphrase"),
+        batch["paraphrase_index"],
+        model.logit_scale.exp(),
+        embed("paraphrase_negative") if negatives else None,
+        batch["paraphrase_negative_index"] if negatives else None,
+    )
+
+
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -551,7 +607,7 @@ def main(argv=None):
         mixed_precision=args.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # e.g. ViT3D + unused pooler
     )
-    for flag in ("swap_negative_weight", "shape_negative_weight"):
+    for flag in ("swap_negative_weight", "shape_negative_weight", "paraphrase_loss_weight"):
         if getattr(args, flag) and accelerator.num_processes > 1:
             # the negative captions run through the text tower outside the DDP-wrapped forward
             raise SystemExit(f"error: --{flag} trains in one process; drop it or launch one process")
@@ -659,6 +715,9 @@ def main(argv=None):
             shapes = hard_negative_loss(accelerator.unwrap_model(model), out, batch, "shape_negative")
             if shapes is not None:
                 loss = loss + args.shape_negative_weight * shapes
+            paraphrases = paraphrase_term(accelerator.unwrap_model(model), out, batch)
+            if paraphrases is not None:  # only with --paraphrase_loss_weight
+                loss = loss + args.paraphrase_loss_weight * paraphrases
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -668,7 +727,10 @@ def main(argv=None):
         pairs = torch.zeros_like(out.loss) if pairs is None else pairs
         swaps = torch.zeros_like(out.loss) if swaps is None else swaps
         shapes = torch.zeros_like(out.loss) if shapes is None else shapes
-        window.append(torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps, shapes]).detach())
+        paraphrases = torch.zeros_like(out.loss) if paraphrases is None else paraphrases
+        window.append(
+            torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps, shapes, paraphrases]).detach()
+        )
         if not accelerator.sync_gradients:
             continue
 
@@ -678,7 +740,7 @@ def main(argv=None):
         steps_this_run += 1
         progress.update(1)
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-            loss, contrastive, seg, pair_loss, swap_loss, shape_loss = accelerator.reduce(
+            loss, contrastive, seg, pair_loss, swap_loss, shape_loss, paraphrase_loss_value = accelerator.reduce(
                 torch.stack(window).mean(0), "mean"
             ).tolist()
             window = []
@@ -690,6 +752,7 @@ def main(argv=None):
                 **({"pairs": pair_loss} if args.pair_loss_weight else {}),
                 **({"swaps": swap_loss} if args.swap_negative_weight else {}),
                 **({"shapes": shape_loss} if args.shape_negative_weight else {}),
+                **({"paraphrases": paraphrase_loss_value} if args.paraphrase_loss_weight else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),

@@ -16,6 +16,7 @@ from .models.loss_contrastive import (
     clip_contrastive_loss,
     negative_caption_loss,
     paired_contrastive_loss,
+    paraphrase_loss,
 )
 from .models.modeling_trajadapter import (
     TrajAdapterClassifierOutput,
@@ -126,4 +127,5 @@ __all__ = [
     "clip_contrastive_loss",
     "negative_caption_loss",
     "paired_contrastive_loss",
+    "paraphrase_loss",
 ]

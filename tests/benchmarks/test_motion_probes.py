@@ -67,6 +67,64 @@ def test_paraphrased_probes_keep_the_wording(probes):
         assert altered != true and all(MOTION_WORDINGS[motion][-1] in altered for motion in motions)
 
 
+@pytest.mark.parametrize(
+    "parts", [("motion",), ("shape",), ("template",), ("motion", "shape", "template"), ("shape", "template")]
+)
+def test_reword_parts_keeps_only_the_chosen_parts_held_out(probes, parts):
+    import numpy as np
+
+    from trajtok_hf.data import CLAUSE_TEMPLATES, MOTION_WORDINGS, SHAPE_WORDS, SyntheticVideoConfig, generate_clip
+
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, min_objects=2, caption_wording="held_out")
+    for index in range(10):
+        clip = generate_clip(config, 2, index)
+        mixed = probes.reword_parts(clip, parts, np.random.default_rng(index))
+        last_template = len(CLAUSE_TEMPLATES) - 1
+        assert (mixed["caption_template"] == last_template) == ("template" in parts)
+        for obj, new in zip(clip["objects"], mixed["objects"], strict=True):
+            assert new["motion"] == obj["motion"] and new["colour"] == obj["colour"]
+            assert (new["wording"] == len(MOTION_WORDINGS[obj["motion"]]) - 1) == ("motion" in parts)
+            assert new["shape_word"] == SHAPE_WORDS[obj["shape"]][1 if "shape" in parts else 0]
+        assert mixed["caption"] == probes.caption_from_objects(mixed["objects"], None, mixed["caption_template"])
+        if len(parts) == 3:
+            assert mixed["caption"] == clip["caption"]
+
+
+FACT_CASES = {
+    "speed": (
+        [{**_obj("move_left"), "id": 1, "speed": "quickly"}, {**_obj("rotate_cw", "blue", "star"), "id": 2}],
+        {
+            "speed": "a small red circle moves left slowly while a small blue star rotates clockwise",
+            "occlusion": None,
+        },
+    ),
+    "occlusion": (
+        [
+            {**_obj("static"), "id": 1, "in_front_of": []},
+            {**_obj("rises", "blue", "star"), "id": 2, "in_front_of": [1]},
+        ],
+        {
+            "speed": None,
+            "occlusion": "a small red circle stays still, in front of the blue star while a small blue star rises",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FACT_CASES)
+def test_speed_and_occlusion_probe_pairs(probes, case):
+    objects, expected = FACT_CASES[case]
+    objects = [{**obj, "motion": {"rises": "move_up"}.get(obj["motion"], obj["motion"])} for obj in objects]
+    pairs = probes.probe_pairs([_clip(probes, *objects)], probes.PROBES + ("speed", "occlusion"))
+    for name, altered in expected.items():
+        if altered is None:
+            assert pairs[name] == []
+        else:
+            ((index, true, other),) = pairs[name]
+            assert index == 0 and true == probes.caption_from_objects(objects) and other == altered
+    assert "speed" not in probes.probe_pairs([_clip(probes, *objects)])  # only when asked for
+
+
 SWAP_GROUP_CASES = {
     "two kinds, two objects": ([_obj("rotate_cw"), _obj("exit_left", "blue")], 0),
     "two kinds, three objects": ([_obj("rotate_cw"), _obj("exit_left", "blue"), _obj("static", "green")], 1),
@@ -91,6 +149,7 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     out = tmp_path / "probes.json"
     argv = ["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--caption_wording", "train"]
     record = probes.main([*argv, "--output", str(out)])
+    assert "held_out_parts" not in record
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
     assert set(record["probes"]) == set(probes.PROBES)
     for row in record["probes"].values():
@@ -98,6 +157,14 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     groups = record["probes"]["object_swap"].get("groups", {})
     assert sum(part["pairs"] for part in groups.values()) == record["probes"]["object_swap"]["pairs"]
     assert "chance 50 %" in capsys.readouterr().out
+    argv = ["--model", str(folder), "--num_clips", "6", "--batch_size", "4", "--caption_wording", "held_out"]
+    mixed = probes.main([*argv, "--held_out_parts", "motion"])
+    assert mixed["held_out_parts"] == ["motion"] and "held out: motion" in capsys.readouterr().out
+    argv = ["--model", str(folder), "--num_clips", "12", "--batch_size", "6", "--caption_facts", "speed", "occlusion"]
+    facts = probes.main(argv)
+    assert list(facts["probes"]) == [*probes.PROBES, "speed", "occlusion"]
+    assert facts["probes"]["speed"]["pairs"] > 0 and facts["caption_facts"] == ["speed", "occlusion"]
+    assert "with speed and occlusion" in capsys.readouterr().out
 
 
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
@@ -171,6 +238,9 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--model", "/nonexistent"], "no config.json"),
         (["--data", "photos", "--caption_wording", "train"], "--data photos draws one sprite"),
         (["--data", "photos", "--max_objects", "3"], "--data photos draws one sprite"),  # even the default value
+        (["--held_out_parts", "motion"], "it needs --caption_wording held_out"),
+        (["--data", "photos", "--caption_facts", "speed"], "--data photos draws one sprite"),
+        (["--held_out_parts", "colour", "--caption_wording", "held_out"], "invalid choice"),
     ],
 )
 def test_rejects_bad_arguments(probes, argv, message, capsys):

@@ -130,9 +130,15 @@ def test_bad_arguments():
         VideoTextCollator()({"video": np.zeros((1, 2, 2, 3), np.uint8)})
 
 
-@pytest.mark.parametrize(
-    "key, prefix", [("negative_caption", "negative"), ("shape_negative_caption", "shape_negative")]
-)
+EXTRA_CAPTIONS = [
+    ("negative_caption", "negative"),
+    ("shape_negative_caption", "shape_negative"),
+    ("paraphrase_caption", "paraphrase"),
+    ("paraphrase_negative_caption", "paraphrase_negative"),
+]
+
+
+@pytest.mark.parametrize("key, prefix", EXTRA_CAPTIONS)
 def test_negative_captions_are_tokenized_with_their_batch_rows(tokenizer, key, prefix):
     video = torch.zeros(2, 3, 8, 8)
     batch_items = [
@@ -145,8 +151,8 @@ def test_negative_captions_are_tokenized_with_their_batch_rows(tokenizer, key, p
     expected = tokenizer(["a blue circle", "a large red star"], padding=True, return_tensors="pt")
     assert torch.equal(batch[f"{prefix}_input_ids"], expected["input_ids"])
     assert torch.equal(batch[f"{prefix}_attention_mask"], expected["attention_mask"])
-    other = "shape_negative" if prefix == "negative" else "negative"
-    assert f"{other}_index" not in batch  # each kind of negative has its own keys
+    for _, other in EXTRA_CAPTIONS:  # each kind of extra caption has its own keys
+        assert other == prefix or f"{other}_index" not in batch
     none = VideoTextCollator(tokenizer)([{**item, key: None} for item in batch_items])
     assert f"{prefix}_index" not in none and f"{prefix}_input_ids" not in none
     with pytest.raises(TypeError, match=key):

@@ -20,6 +20,7 @@ from trajtok_hf.data import (
     generate_clip,
     make_synthetic_dataset,
     motion_kind,
+    paraphrase_clip,
     shape_negative_caption,
     swap_motions_caption,
     synthetic,
@@ -659,3 +660,155 @@ def test_shape_negative_caption_without_another_shape_or_with_bad_input():
         shape_negative_caption({"caption": "a clip"}, np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng"):
         shape_negative_caption(clip, 0)
+
+
+@pytest.mark.parametrize("wording", ["fixed", "train", "held_out"])
+def test_paraphrase_clip_says_the_same_facts_in_another_training_wording(wording):
+    from trajtok_hf.data import CLAUSE_TEMPLATES, MOTION_WORDINGS, SHAPE_WORDS
+
+    config = SyntheticVideoConfig(**SMALL, min_objects=2, max_objects=3, caption_wording=wording)
+    for index in range(8):
+        clip = generate_clip(config, seed=5, index=index)
+        paraphrase = paraphrase_clip(clip, np.random.default_rng(index))
+        assert paraphrase["caption"] != clip["caption"]
+        assert paraphrase["video"] is clip["video"]  # the same clip, only the words change
+        own_template = clip.get("caption_template", 0)
+        assert paraphrase["caption_template"] not in (own_template, len(CLAUSE_TEMPLATES) - 1)
+        for obj, new in zip(clip["objects"], paraphrase["objects"], strict=True):
+            assert {k: v for k, v in new.items() if k not in ("wording", "shape_word")} == {
+                k: v for k, v in obj.items() if k not in ("wording", "shape_word")
+            }
+            # another training wording: never its own, never the held-out last one; the training shape word
+            assert new["wording"] not in (obj.get("wording", 0), len(MOTION_WORDINGS[obj["motion"]]) - 1)
+            assert new["shape_word"] == SHAPE_WORDS[obj["shape"]][0]
+        assert paraphrase["caption"] == caption_from_objects(
+            paraphrase["objects"], None, paraphrase["caption_template"]
+        )
+        assert paraphrase_clip(clip, np.random.default_rng(index))["caption"] == paraphrase["caption"]
+        swapped = swap_motions_caption(paraphrase)
+        if swap_motions_caption(clip) is not None:
+            assert swapped not in (None, paraphrase["caption"])
+
+
+def test_paraphrase_clip_background_and_bad_input():
+    clip = generate_clip(SyntheticVideoConfig(**SMALL, caption_wording="train"), seed=0, index=0)
+    background = {"kind": "noise", "pan": "left"}
+    paraphrase = paraphrase_clip({**clip, "background": background}, np.random.default_rng(0), True)
+    assert paraphrase["caption"].endswith("on a noise background drifting left")
+    with pytest.raises(ValueError, match="objects"):
+        paraphrase_clip({"caption": "a clip"}, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        paraphrase_clip(clip, 0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Speed and occlusion in the captions
+
+
+@pytest.mark.parametrize("wording, index", [("fixed", 0), ("held_out", -1)])
+def test_caption_speed_draws_two_speeds_and_says_which(wording, index):
+    from trajtok_hf.data import SPEED_WORDINGS
+
+    config = SyntheticVideoConfig(**SMALL, max_objects=1, caption_wording=wording, caption_speed=True)
+    speeds = []
+    for i in range(60):
+        clip = generate_clip(config, seed=11, index=i)
+        (obj,) = clip["objects"]
+        if not obj["motion"].startswith("move_"):
+            assert "speed" not in obj
+            continue
+        # the object's travel over the clip, from its exact pixels (one object: nothing hides it)
+        axis = 2 if obj["motion"] in ("move_left", "move_right") else 1
+        first, last = (np.argwhere(clip["segmentation"][t] == 1).mean(axis=0)[axis - 1] for t in (0, -1))
+        travel = abs(last - first) / clip["segmentation"].shape[axis]
+        assert travel >= 0.4 if obj["speed"] == "quickly" else travel <= 0.35
+        assert clip["caption"].endswith(" " + SPEED_WORDINGS[obj["speed"]][index])
+        speeds.append(obj["speed"])
+    assert {"slowly", "quickly"} == set(speeds) and min(speeds.count("slowly"), speeds.count("quickly")) >= 4
+
+
+def test_caption_facts_leave_other_configs_unchanged():
+    plain = generate_clip(SyntheticVideoConfig(**SMALL), seed=3, index=5)
+    occluded = generate_clip(SyntheticVideoConfig(**SMALL, caption_occlusion=True), seed=3, index=5)
+    assert all("speed" not in obj and "in_front_of" not in obj for obj in plain["objects"])
+    np.testing.assert_array_equal(plain["video"], occluded["video"])  # occlusion words do not change the video
+    for obj in occluded["objects"]:
+        assert all(other < obj["id"] for other in obj["in_front_of"])  # z-order: later objects cover earlier ones
+    with pytest.raises(TypeError, match="caption_speed` must be a bool"):
+        SyntheticVideoConfig(**SMALL, caption_speed=1)
+
+
+def test_caption_occlusion_names_the_covered_objects():
+    config = SyntheticVideoConfig(**SMALL, min_objects=2, max_objects=3, caption_occlusion=True)
+    clips = [generate_clip(config, seed=4, index=i) for i in range(40)]
+    covering = [(clip, obj) for clip in clips for obj in clip["objects"] if obj["in_front_of"]]
+    assert len(covering) >= 5
+    for clip, obj in covering:
+        by_id = {o["id"]: o for o in clip["objects"]}
+        names = " and ".join(f"the {by_id[j]['colour']} {by_id[j]['shape']}" for j in obj["in_front_of"])
+        assert f"{obj['colour']} {obj['shape']} {MOTIONS[obj['motion']]}, in front of {names}" in clip["caption"]
+
+
+def test_render_object_counts_the_pixels_it_covers():
+    from trajtok_hf.data.synthetic import _Object, _render_object
+
+    def square(obj_id, x):
+        ones = np.ones(2)
+        return _Object(obj_id, "square", "red", "large", "plain", "static", 4.0, x * ones, 10.0 * ones, 0 * ones,
+                       np.ones(2, dtype=bool))  # fmt: skip
+
+    video, seg = np.zeros((2, 20, 20, 3), np.uint8), np.zeros((2, 20, 20), np.uint8)
+    _render_object(video, seg, square(1, 8.0))
+    first = int((seg == 1).sum())
+    covered = np.zeros(3, dtype=np.int64)
+    _render_object(video, seg, square(2, 10.0), covered)
+    assert covered[1] == first - int((seg == 1).sum()) > 0 and covered[2] == 0
+    apart = np.zeros(3, dtype=np.int64)
+    _render_object(video, seg, square(2, 100.0), apart)  # off the frame: covers nothing
+    assert not apart.any()
+
+
+CAPTION_FACT_CASES = {
+    "speed": ({"speed": "quickly"}, {}, "a small red circle moves left quickly while a small blue star rises"),
+    "speed, train wording": (
+        {"speed": "slowly", "wording": 2},
+        {"wording": 1},
+        "a small red circle travels leftward unhurriedly while a small blue star moves up",
+    ),
+    "occlusion": (
+        {},
+        {"in_front_of": [1]},
+        "a small red circle moves left while a small blue star rises, in front of the red circle",
+    ),
+    "occlusion, held-out words": (
+        {"shape_word": "disc", "wording": 4},
+        {"in_front_of": [1], "wording": 4},
+        "a small red disc drifts to the left while a small blue star floats upward, hiding part of the red disc",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CAPTION_FACT_CASES)
+def test_caption_from_objects_with_speed_and_occlusion(case):
+    first, second, expected = CAPTION_FACT_CASES[case]
+    objects = [
+        {"id": 1, "shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "move_left"},
+        {"id": 2, "shape": "star", "colour": "blue", "size": "small", "texture": "plain", "motion": "move_up"},
+    ]
+    objects[0].update(first)
+    objects[1].update(second)
+    assert caption_from_objects(objects) == expected
+
+
+def test_swap_moves_the_speed_with_the_motion_and_bad_facts():
+    objects = [
+        {"id": 1, "shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "move_left"},
+        {"id": 2, "shape": "star", "colour": "blue", "size": "small", "texture": "plain", "motion": "rotate_cw"},
+    ]
+    objects[0]["speed"] = "quickly"
+    swapped = swap_motions_caption({"objects": objects})
+    assert swapped == "a small red circle rotates clockwise while a small blue star moves left quickly"
+    with pytest.raises(ValueError, match="unknown speed"):
+        caption_from_objects([{**objects[0], "speed": "fast"}])
+    with pytest.raises(ValueError, match="in_front_of"):
+        caption_from_objects([{**objects[0], "in_front_of": [7]}])

@@ -97,7 +97,22 @@ def test_retrieval_demo_with_a_video_folder_and_the_vit3d_baseline(retrieval, tm
     assert not (tmp_path / "out" / "trajectories.png").exists()
 
 
-@pytest.mark.parametrize("argv, match", [(["--num_clips", "0"], "num_clips"), (["--model", "/nonexistent"], "model")])
+def test_retrieval_demo_in_the_held_out_wording(retrieval, tmp_path, capsys):
+    argv = ["--num_clips", "4", "--num_visualize", "0", "--no_progress", "--output_dir", str(tmp_path)]
+    retrieval.main([*argv, "--caption_wording", "held_out", "--output", str(tmp_path / "held_out.json")])
+    assert "held_out caption wording" in capsys.readouterr().out
+    split = json.loads((tmp_path / "held_out.json").read_text())["dataset"]["split"]
+    assert split == "held-out (seed 2000000, 4 clips, held_out caption wording)"
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--num_clips", "0"], "num_clips"),
+        (["--model", "/nonexistent"], "model"),
+        (["--caption_wording", "held_out", "--data", "."], "--caption_wording words the synthetic captions"),
+    ],
+)
 def test_retrieval_demo_rejects_bad_arguments(retrieval, argv, match, capsys):
     with pytest.raises(SystemExit):
         retrieval.main(argv)

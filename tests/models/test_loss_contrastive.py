@@ -30,6 +30,7 @@ clip_contrastive_loss = _loss.clip_contrastive_loss
 gather_with_local_grad = _loss.gather_with_local_grad
 paired_contrastive_loss = _loss.paired_contrastive_loss
 negative_caption_loss = _loss.negative_caption_loss
+paraphrase_loss = _loss.paraphrase_loss
 
 
 # Tiny tensors: intra-op threads cost more in synchronisation than they save (conftest.single_thread).
@@ -217,6 +218,62 @@ def test_negative_caption_loss_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         negative_caption_loss(video, text, args["negative_text_embeds"], args["negative_index"], 1.0)
+
+
+@pytest.mark.parametrize("with_negatives", [False, True])
+def test_paraphrase_loss_matches_direct_formula(with_negatives):
+    _, text = _embeds(4, seed=4)
+    paraphrases = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(5)), dim=-1)
+    negatives = F.normalize(torch.randn(2, 8, generator=torch.Generator().manual_seed(6)), dim=-1)
+    index = torch.tensor([2, 0, 3])
+    extra = (negatives, torch.tensor([2, 3])) if with_negatives else (None, None)
+    loss = paraphrase_loss(text, paraphrases, index, torch.tensor(12.5), *extra)
+    candidates = torch.cat([paraphrases, negatives]) if with_negatives else paraphrases
+    reference = 0.0
+    for p, row in enumerate(index.tolist()):
+        forward = torch.stack([12.5 * text[row] @ c for c in candidates])
+        backward = torch.stack([12.5 * paraphrases[p] @ text[r] for r in index.tolist()])
+        reference = reference - (forward.log_softmax(0)[p] + backward.log_softmax(0)[p]) / (2 * len(index))
+    # bound: dot products of 8 terms, log-sum-exps over ≤ 5 logits, a mean over 3 rows, magnitude 12.5.
+    assert_close_within_bound(loss, reference, 8 + 8, magnitude=12.5)
+
+
+def test_paraphrase_loss_pulls_the_paraphrase_and_pushes_the_swapped_one():
+    _, text = _embeds(2, seed=7)
+    paraphrases = text.clone().requires_grad_(True)
+    negative = text[:1].clone().requires_grad_(True)  # the swapped paraphrase, as close as the paraphrase
+    loss = paraphrase_loss(text, paraphrases, torch.tensor([0, 1]), 10.0, negative, torch.tensor([0]))
+    loss.backward()
+    assert (paraphrases.grad[0] @ text[0]) < 0 < (negative.grad[0] @ text[0])  # descent: closer, further
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(paraphrase_index=torch.tensor([0])), "paraphrase_index must be a LongTensor of shape \\(2,\\)"),
+        (dict(paraphrase_index=torch.tensor([0.0, 1.0])), "LongTensor"),
+        (dict(paraphrase_index=torch.tensor([0, 3])), "must index the 2 batch rows"),
+        (dict(paraphrase_index=torch.tensor([1, 1])), "at most once"),
+        (dict(paraphrase_embeds=torch.zeros(2, 3)), "paraphrase_embeds must be a 2-D tensor \\(rows, 8\\)"),
+        (dict(paraphrase_embeds=torch.zeros(0, 8), paraphrase_index=torch.zeros(0, dtype=torch.long)), "at least one"),
+        (dict(negative_embeds=torch.zeros(1, 8)), "must be given together"),
+        (dict(negative_embeds=torch.zeros(1, 5), negative_index=torch.tensor([0])), "negative_embeds must be"),
+        (dict(negative_embeds=torch.zeros(1, 8), negative_index=torch.tensor([4])), "must index the 2 batch rows"),
+    ],
+)
+def test_paraphrase_loss_bad_inputs(kwargs, match):
+    _, text = _embeds(2)
+    args = dict(paraphrase_embeds=text, paraphrase_index=torch.tensor([0, 1]), negative_embeds=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        paraphrase_loss(
+            text,
+            args["paraphrase_embeds"],
+            args["paraphrase_index"],
+            1.0,
+            args["negative_embeds"],
+            args.get("negative_index"),
+        )
 
 
 def test_bad_inputs():

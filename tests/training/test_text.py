@@ -64,3 +64,23 @@ def test_paraphrase_vocabulary_excludes_the_held_out_wordings():
     assert all(tokenizer.unk_token_id not in row for row in ids)
     with pytest.raises(ValueError, match="caption_wording"):
         synthetic_caption_words("held_out")
+
+
+@pytest.mark.parametrize("wording", ["fixed", "train"])
+def test_caption_fact_vocabulary_covers_speed_and_occlusion_captions(wording):
+    from trajtok_hf.data import SyntheticVideoConfig, generate_clip
+    from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
+
+    words = set(synthetic_caption_words(wording, ("speed", "occlusion")))
+    assert {"quickly", "slowly", "front"} <= words and not {"crawl", "hiding"} & words  # held-out words stay out
+    assert set(synthetic_caption_words(wording)) < words
+    tokenizer = build_caption_tokenizer(sorted(words))
+    config = SyntheticVideoConfig(
+        num_frames=4, height=64, width=64, caption_wording=wording, caption_speed=True, caption_occlusion=True
+    )
+    ids = tokenizer([generate_clip(config, 0, i)["caption"] for i in range(60)])["input_ids"]
+    assert all(tokenizer.unk_token_id not in row for row in ids)
+    with pytest.raises(ValueError, match="caption_facts"):
+        synthetic_caption_words(wording, ("colour",))
+    with pytest.raises(ValueError, match="caption_facts"):
+        synthetic_caption_words(wording, "speed")

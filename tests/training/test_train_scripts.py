@@ -376,6 +376,19 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
     assert item["pixel_values_videos"].shape == (4, 3, 64, 64) and item["segmentation_labels"].shape == (4, 16, 16)
 
 
+@pytest.mark.parametrize("facts", [(), ("speed",), ("speed", "occlusion")])
+def test_trajvit2_caption_facts_reach_the_training_and_held_out_clips(tmp_path, facts):
+    script = load_script(TRAJVIT2)
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    argv = ["--output_dir", str(tmp_path), "--num_frames", "4", "--caption_wording", "train"]
+    argv += ["--caption_facts", *facts] if facts else []
+    train, _, held_out, words = script.build_datasets(script.parse_args(argv), processor)
+    for config in (train.config, held_out.config):
+        assert (config.caption_speed, config.caption_occlusion) == ("speed" in facts, "occlusion" in facts)
+    assert held_out.config.caption_wording == "held_out"
+    assert ("quickly" in words) == ("speed" in facts) and ("front" in words) == ("occlusion" in facts)
+
+
 def test_segmenter_photos_mixes_in_labelled_footage_and_scores_the_held_out_shot(tmp_path):
     from trajtok_hf.data import FootageClipConfig, footage_available
 
@@ -600,20 +613,23 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
 
 
 def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
-    """--paired_transforms with --pair_loss_weight, --swap_negative_weight and --shape_negative_weight: every term
-    is logged and added to the loss; the motion projection starts from the requested normal draw."""
+    """--paired_transforms with --pair_loss_weight, --swap_negative_weight, --shape_negative_weight and
+    --paraphrase_loss_weight: every term is logged and added to the loss; the motion projection starts from the
+    requested normal draw."""
     out = tmp_path / "run"
     argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "--pair_loss_weight", "0.5"]
     argv += ["--trajectory_motion_encoding", "--trajectory_motion_init_std", "0.1", "--swap_negative_weight", "2"]
     argv += ["--shape_negative_weight", "0.25", "--same_kind_motion_probability", "0.5"]
-    argv += ["--max_objects", "3", "--seed", "3"]
+    argv += ["--paraphrase_loss_weight", "0.75", "--caption_wording", "train", "--max_objects", "3", "--seed", "3"]
+    argv += ["--caption_facts", "speed", "occlusion"]
     run_script(TRAJVIT2, ["--output_dir", str(out), *argv])
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "pairs" in r]
     assert [r["step"] for r in steps] == [1, 2]
-    for r in steps:  # loss = contrastive + segmentation + 0.5 · pairs + 2 · swaps + 0.25 · shapes (one step each)
+    for r in steps:  # loss = contrastive + segmentation + 0.5 · pairs + 2 · swaps + 0.25 · shapes + 0.75 · paraphrases
         total = r["contrastive"] + r["segmentation"] + 0.5 * r["pairs"] + 2 * r["swaps"] + 0.25 * r["shapes"]
-        assert 0 < r["pairs"] and 0 < r["shapes"] and abs(r["loss"] - total) < 1e-4
+        total += 0.75 * r["paraphrases"]
+        assert 0 < r["pairs"] and 0 < r["shapes"] and 0 < r["paraphrases"] and abs(r["loss"] - total) < 1e-4
     assert any(r["swaps"] > 0 for r in steps)  # a batch with a 2-object clip whose objects move differently
     config = json.loads((out / "final" / "config.json").read_text())["vision_config"]["trajtok_config"]
     assert config["trajectory_motion_encoding"] and config["trajectory_motion_init_std"] == 0.1

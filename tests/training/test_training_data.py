@@ -13,6 +13,7 @@ from trajtok_hf.data import (
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     generate_clip,
+    paraphrase_clip,
     shape_negative_caption,
     swap_motions_caption,
     transform_clip,
@@ -157,3 +158,32 @@ def test_shape_negatives_change_one_shape_the_same_way_for_both_copies_of_a_pair
     photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
     with pytest.raises(ValueError, match="shape_negatives needs procedural clips"):
         SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, shape_negatives=True)
+
+
+def test_paraphrases_reword_each_item_and_swap_the_paraphrase():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3, caption_wording="train")
+    dataset = SyntheticClipDataset(
+        config,
+        seed=4,
+        num_clips=8,
+        video_processor=processor,
+        paired_transforms=("mirror_horizontal",),
+        swap_negatives=True,
+        paraphrases=True,
+    )
+    for pair in range(4):
+        clip = generate_clip(config, 4, pair)
+        for second, source in enumerate((clip, transform_clip(clip, "mirror_horizontal"))):
+            item = dataset[2 * pair + second]
+            paraphrase = paraphrase_clip(source, np.random.default_rng([4, pair, 5, second]))
+            assert item["paraphrase_caption"] == paraphrase["caption"] != item["caption"]
+            assert item["paraphrase_negative_caption"] == swap_motions_caption(paraphrase)
+    only = SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor, paraphrases=True)[0]
+    assert "paraphrase_caption" in only and "paraphrase_negative_caption" not in only  # no swap_negatives
+    assert "paraphrase_caption" not in SyntheticClipDataset(config, 4, 2, processor)[0]
+    with pytest.raises(TypeError, match="paraphrases must be a bool"):
+        SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor, paraphrases=1)
+    photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
+    with pytest.raises(ValueError, match="paraphrases needs procedural clips"):
+        SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, paraphrases=True)

@@ -15,6 +15,8 @@
   positions in the batch.
 * ``shape_negative_input_ids`` / ``shape_negative_attention_mask`` / ``shape_negative_index`` — the same for a
   second hard negative per item, ``shape_negative_caption`` (``SyntheticClipDataset``'s ``shape_negatives``).
+* ``paraphrase_*`` and ``paraphrase_negative_*`` — the same for ``paraphrase_caption`` (the caption in another
+  wording) and ``paraphrase_negative_caption`` (``SyntheticClipDataset``'s ``paraphrases``).
 
 Items whose video failed to decode (``decode_error`` set, or no video at all) are dropped and counted in
 ``num_dropped``, so one corrupt file never stops an epoch. If every item of a batch failed, the collator
@@ -35,6 +37,13 @@ from .pseudo_labels import IGNORE_INDEX
 
 _VIDEO_KEYS = ("pixel_values_videos", "video", "videos")
 _CAPTION_SELECTIONS = ("first", "random")
+# Extra captions an item may carry for a loss (key → batch prefix); each is tokenized apart, with its batch rows.
+CAPTION_EXTRAS = (
+    ("negative_caption", "negative"),
+    ("shape_negative_caption", "shape_negative"),
+    ("paraphrase_caption", "paraphrase"),
+    ("paraphrase_negative_caption", "paraphrase_negative"),
+)
 
 
 def _to_tensor(value: Any, name: str) -> torch.Tensor:
@@ -186,7 +195,7 @@ class VideoTextCollator:
                 batch["attention_mask"] = encoded["attention_mask"]
             if self.return_captions:
                 batch["captions"] = captions
-            for key, prefix in (("negative_caption", "negative"), ("shape_negative_caption", "shape_negative")):
+            for key, prefix in CAPTION_EXTRAS:
                 negatives = [(i, item.get(key)) for i, item in enumerate(kept)]
                 negatives = [(i, caption) for i, caption in negatives if caption is not None]
                 if negatives and self.tokenizer is not None:

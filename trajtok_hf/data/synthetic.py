@@ -189,6 +189,19 @@ CLAUSE_TEMPLATES: tuple[tuple[str, str, str], ...] = (
 """How the object clauses are joined: (two clauses, between clauses of a longer list, before its last clause). The
 first is the ``"fixed"`` template; the last is held out like the last wording."""
 
+SPEED_WORDINGS: dict[str, tuple[str, ...]] = {
+    "slowly": ("slowly", "at a slow pace", "unhurriedly", "gently", "at a crawl"),
+    "quickly": ("quickly", "at a fast pace", "rapidly", "swiftly", "at high speed"),
+}
+"""Speed class → its wordings, indexed like :data:`MOTION_WORDINGS` (the object's ``wording``; the last is held out).
+Captioned with ``SyntheticVideoConfig(caption_speed=True)`` for the straight moves (``move_*``)."""
+
+OCCLUSION_WORDINGS: tuple[str, ...] = ("in front of", "covering part of", "passing over", "on top of", "hiding part of")
+"""How a clause names an object it covers, indexed like :data:`MOTION_WORDINGS` (the last is held out): "a red circle
+rises, in front of the blue square". Captioned with ``SyntheticVideoConfig(caption_occlusion=True)``."""
+
+SPEED_FLIPS = {"slowly": "quickly", "quickly": "slowly"}
+
 CAPTION_WORDINGS = ("fixed", "train", "held_out")
 
 _MIRRORED_MOVES = {
@@ -308,6 +321,13 @@ class SyntheticVideoConfig:
             left, a second that rises or falls). Such clips are the hard cases of the object-swap probe; more of
             them make the swap negatives of training (:func:`swap_motions_caption`) harder. ``0`` (the default)
             draws every motion independently and leaves the random stream, hence every clip, as it was.
+        caption_speed: straight moves (``move_*``) go slowly (travelling 15–30 % of the frame over the clip) or
+            quickly (55–80 %, less where a large object has no room), drawn evenly, and the caption says which
+            (:data:`SPEED_WORDINGS`; the object's ``speed``: the class its actual travel falls in, "quickly" from
+            45 %). Changes the random stream (clips differ from a config without it).
+        caption_occlusion: each clause also names the objects its object covers in some frame (z-order: object
+            ``k`` over objects ``< k``; :data:`OCCLUSION_WORDINGS`), e.g. "…, in front of the blue square"; the
+            object's ``in_front_of`` lists their ids. The video does not depend on it.
     """
 
     num_frames: int = 16
@@ -331,6 +351,8 @@ class SyntheticVideoConfig:
     caption_wording: str = "fixed"
     min_visible_cells: int = 4
     same_kind_motion_probability: float = 0.0
+    caption_speed: bool = False
+    caption_occlusion: bool = False
 
     def __post_init__(self):
         for name in ("num_frames", "height", "width", "min_objects", "max_objects", "mask_stride"):
@@ -385,6 +407,9 @@ class SyntheticVideoConfig:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
         if self.max_pan_speed < 0:
             raise ValueError(f"`max_pan_speed` must be >= 0, got {self.max_pan_speed!r}")
+        for name in ("caption_speed", "caption_occlusion"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool, got {type(getattr(self, name)).__name__}")
         if self.min_visible_cells < 0:
             raise ValueError(f"`min_visible_cells` must be >= 0, got {self.min_visible_cells!r}")
 
@@ -421,9 +446,11 @@ class _Object:
     angle: np.ndarray  # (T,) radians; image coordinates (y down), so increasing = visually clockwise
     visible: np.ndarray  # (T,) bool, False while the object has not appeared / has vanished
     texture_period: float = 0.0
+    speed: str | None = None  # "slowly" / "quickly" with caption_speed, for straight moves
+    in_front_of: list[int] | None = None  # with caption_occlusion: ids of the objects it covers in some frame
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "shape": self.shape,
             "colour": self.colour,
@@ -431,6 +458,15 @@ class _Object:
             "texture": self.texture,
             "motion": self.motion,
         }
+        if self.speed is not None:
+            out["speed"] = self.speed
+        if self.in_front_of is not None:
+            out["in_front_of"] = list(self.in_front_of)
+        return out
+
+
+_STRAIGHT_MOVES = ("move_left", "move_right", "move_up", "move_down")
+_QUICK_TRAVEL = 0.45  # travel over the clip, as a fraction of the frame side, from which a move is "quickly"
 
 
 def _time(num_frames: int) -> np.ndarray:
@@ -461,8 +497,12 @@ def _motion_path(motion: str, r: float, cfg: SyntheticVideoConfig, rng: np.rando
     elif motion in ("move_left", "move_right", "move_up", "move_down"):
         horizontal = motion in ("move_left", "move_right")
         extent = W if horizontal else H
-        dist = min(rng.uniform(0.35, 0.6) * extent, extent - 2 * r)
-        start = rng.uniform(r, extent - r - dist)
+        if cfg.caption_speed:  # two speed classes far apart, so the caption's speed word is visible
+            travel = rng.uniform(0.55, 0.8) if rng.random() < 0.5 else rng.uniform(0.15, 0.3)
+            dist = min(travel * extent, extent - 2 * r)
+        else:
+            dist = min(rng.uniform(0.35, 0.6) * extent, extent - 2 * r)
+        start = rng.uniform(r, max(r, extent - r - dist))  # max: the clamp above may round below r
         forward = start + dist * tau  # towards +x (right) or +y (down)
         along = forward if motion in ("move_right", "move_down") else (extent - forward)
         across = inside(H if horizontal else W) * ones
@@ -525,6 +565,11 @@ def _sample_object(
     lo, hi = SIZES[size]
     radius = rng.uniform(lo, hi) * min(cfg.height, cfg.width)
     cx, cy, angle, visible = _motion_path(motion, radius, cfg, rng)
+    speed = None
+    if cfg.caption_speed and motion in _STRAIGHT_MOVES:
+        horizontal = motion in ("move_left", "move_right")
+        travel = abs(cx[-1] - cx[0]) / cfg.width if horizontal else abs(cy[-1] - cy[0]) / cfg.height
+        speed = "quickly" if travel >= _QUICK_TRAVEL else "slowly"
     return _Object(
         id=obj_id,
         shape=shape,
@@ -538,6 +583,7 @@ def _sample_object(
         angle=angle,
         visible=visible,
         texture_period=max(3.0, radius / 3.0),
+        speed=speed,
     )
 
 
@@ -596,7 +642,9 @@ def shade(colour: str | tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(int(c * 0.55) for c in rgb)
 
 
-def _render_object(video: np.ndarray, seg: np.ndarray, obj: _Object) -> None:
+def _render_object(video: np.ndarray, seg: np.ndarray, obj: _Object, covered: np.ndarray | None = None) -> None:
+    """Paints ``obj`` over ``video`` and its id over ``seg``; ``covered`` (an int64 array indexed by id), when given,
+    gains the number of pixels of each earlier object that this one paints over."""
     T, H, W = seg.shape
     half = int(math.ceil(obj.radius)) + 1
     x0 = np.floor(obj.cx).astype(np.int64) - half  # window top-left per frame; window is S x S
@@ -630,6 +678,8 @@ def _render_object(video: np.ndarray, seg: np.ndarray, obj: _Object) -> None:
         bottom, right = min(size, H - ya), min(size, W - xa)
         m = mask[k, top:bottom, left:right]
         region = (t, slice(ya + top, ya + bottom), slice(xa + left, xa + right))
+        if covered is not None:
+            covered += np.bincount(seg[region][m], minlength=covered.size)[: covered.size]
         np.copyto(seg[region], obj.id, where=m)
         src = rgb if colours is None else colours[k, top:bottom, left:right]
         np.copyto(video[region], src, where=m[..., None])
@@ -709,14 +759,17 @@ def caption_from_objects(
     """The generator's caption of objects described by their metadata dicts (``shape``, ``colour``, ``size``,
     ``texture``, ``motion`` and, for paraphrased captions, ``wording`` and ``shape_word``: the ``objects`` of
     :func:`generate_clip`), joined by :data:`CLAUSE_TEMPLATES` ``[template]`` (the clip's ``caption_template``), with
-    the background clause when ``background`` (``{"kind", "pan"}``) is given. Edit the dicts (another motion,
-    swapped objects) to build the altered captions of the motion probes."""
+    the background clause when ``background`` (``{"kind", "pan"}``) is given. An object's optional ``speed``
+    (:data:`SPEED_WORDINGS`) follows its motion, and its optional ``in_front_of`` (ids of other objects of the list)
+    adds "…, in front of the blue square" (:data:`OCCLUSION_WORDINGS`), both in the object's ``wording``. Edit the
+    dicts (another motion, swapped objects) to build the altered captions of the motion probes."""
     if isinstance(template, bool) or not isinstance(template, int) or not 0 <= template < len(CLAUSE_TEMPLATES):
         raise ValueError(
             f"`template` must be an index into CLAUSE_TEMPLATES (0..{len(CLAUSE_TEMPLATES) - 1}), got {template!r}"
         )
     if not objects:
         raise ValueError("`objects` must hold at least one object")
+    by_id = {obj.get("id"): obj for obj in objects}
     clauses = []
     for obj in objects:
         missing = [key for key in ("shape", "colour", "size", "texture", "motion") if key not in obj]
@@ -733,7 +786,21 @@ def caption_from_objects(
         texture = "" if obj["texture"] == "plain" else f"{obj['texture']} "
         shape = obj.get("shape_word", obj["shape"])
         motion = wordings[obj.get("wording", 0)]
-        clauses.append(f"a {obj['size']} {texture}{obj['colour']} {shape} {motion}")
+        clause = f"a {obj['size']} {texture}{obj['colour']} {shape} {motion}"
+        if obj.get("speed") is not None:
+            if obj["speed"] not in SPEED_WORDINGS:
+                raise ValueError(f"unknown speed {obj['speed']!r}: speeds are the keys of SPEED_WORDINGS")
+            clause += " " + SPEED_WORDINGS[obj["speed"]][obj.get("wording", 0)]
+        covered = obj.get("in_front_of") or ()
+        if any(other not in by_id for other in covered):
+            raise ValueError(f"`in_front_of` {list(covered)} names ids that are not in `objects` ({list(by_id)})")
+        if covered:
+            names = [
+                f"the {by_id[other]['colour']} {by_id[other].get('shape_word', by_id[other]['shape'])}"
+                for other in covered
+            ]
+            clause += f", {OCCLUSION_WORDINGS[obj.get('wording', 0)]} " + " and ".join(names)
+        clauses.append(clause)
     pair, between, before_last = CLAUSE_TEMPLATES[template]
     if len(clauses) == 1:
         text = clauses[0]
@@ -787,7 +854,9 @@ def swap_motions_caption(clip: dict[str, Any], caption_background: bool = False)
     if len(objects) < 2 or objects[0]["motion"] == objects[1]["motion"]:
         return None
     swapped = [dict(obj) for obj in objects]
-    swapped[0]["motion"], swapped[1]["motion"] = objects[1]["motion"], objects[0]["motion"]
+    for key in ("motion", "speed"):  # a speed word belongs to its motion
+        if key in objects[0] or key in objects[1]:
+            swapped[0][key], swapped[1][key] = objects[1].get(key), objects[0].get(key)
     background = clip.get("background") if caption_background else None
     return caption_from_objects(swapped, background, clip.get("caption_template", 0))
 
@@ -817,6 +886,44 @@ def shape_negative_caption(
         changed[k]["shape_word"] = SHAPE_WORDS[new_shape][word]
     background = clip.get("background") if caption_background else None
     return caption_from_objects(changed, background, clip.get("caption_template", 0))
+
+
+def paraphrase_clip(clip: dict[str, Any], rng: np.random.Generator, caption_background: bool = False) -> dict[str, Any]:
+    """A copy of a rendered clip whose caption says the same facts in another training wording: each object's motion
+    in a training wording other than its own (:data:`MOTION_WORDINGS` without the held-out last one), its training
+    shape word, and a training clause template other than the clip's (:data:`CLAUSE_TEMPLATES` without the last).
+    No held-out wording, template or shape word is ever drawn, so a paraphrase loss keeps the held-out wordings
+    unseen. ``objects``, ``caption_template`` and ``caption`` are new; everything else is shared with ``clip``.
+    Pass the copy to :func:`swap_motions_caption` for the paraphrase with two objects' motions exchanged.
+    ``caption_background`` adds the background clause as the generator's config would."""
+    objects = clip.get("objects")
+    if not isinstance(objects, (list, tuple)) or not objects:
+        raise ValueError("`clip` must be a rendered clip with an `objects` list (generate_clip's output)")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"`rng` must be a numpy Generator, got {type(rng).__name__}")
+
+    def other_than(own: int, count: int) -> int:  # uniform over 0..count−1 without `own` (when `own` is one of them)
+        choices = [i for i in range(count) if i != own]
+        return choices[int(rng.integers(len(choices)))]
+
+    reworded = []
+    for obj in objects:
+        training_wordings = len(MOTION_WORDINGS[obj["motion"]]) - 1
+        reworded.append(
+            {
+                **obj,
+                "wording": other_than(obj.get("wording", 0), training_wordings),
+                "shape_word": SHAPE_WORDS[obj["shape"]][0],
+            }
+        )
+    template = other_than(clip.get("caption_template", 0), len(CLAUSE_TEMPLATES) - 1)
+    background = clip.get("background") if caption_background else None
+    return {
+        **clip,
+        "objects": reworded,
+        "caption_template": template,
+        "caption": caption_from_objects(reworded, background, template),
+    }
 
 
 _OPPOSITE_PANS = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -884,8 +991,12 @@ def _try_render(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> dict[str
     ]
     # uint8 while painting: 8× less memory traffic than int64; ids are < len(COLOURS) + 1.
     seg = np.zeros((T, H, W), dtype=np.uint8)
+    min_covered = max(4, H * W // 256)  # pixels over the clip (one 4×4 mask cell at 64²) for "in front of"
     for obj in objects:
-        _render_object(video, seg, obj)
+        covered = np.zeros(num_objects + 1, dtype=np.int64) if cfg.caption_occlusion else None
+        _render_object(video, seg, obj, covered)
+        if covered is not None:
+            obj.in_front_of = [j for j in range(1, obj.id) if covered[j] >= min_covered]
     labels = downsample_labels(seg, cfg.mask_stride, cfg.mask_downsample)
     cells = np.bincount(labels.ravel(), minlength=num_objects + 1)
     if cfg.min_visible_cells and np.any(cells[1:] < cfg.min_visible_cells):

@@ -34,6 +34,7 @@ __all__ = [
     "gather_with_local_grad",
     "negative_caption_loss",
     "paired_contrastive_loss",
+    "paraphrase_loss",
 ]
 
 
@@ -201,6 +202,74 @@ def negative_caption_loss(
     negative = (video * negative_text_embeds.float()).sum(-1)
     logits = logit_scale * torch.stack((own, negative), dim=-1)
     return F.cross_entropy(logits, torch.zeros_like(negative_index))
+
+
+def _check_rows(name: str, value, dim: int | None = None) -> None:
+    if not isinstance(value, torch.Tensor) or value.ndim != 2 or (dim is not None and value.shape[1] != dim):
+        width = "dim" if dim is None else str(dim)
+        raise ValueError(f"{name} must be a 2-D tensor (rows, {width}), got {getattr(value, 'shape', value)}")
+
+
+def _check_index(name: str, index, rows: int, batch_size: int) -> None:
+    if not isinstance(index, torch.Tensor) or index.dtype != torch.long or index.shape != (rows,):
+        raise ValueError(
+            f"{name} must be a LongTensor of shape ({rows},), one batch row per caption, got "
+            f"{getattr(index, 'dtype', type(index).__name__)} {tuple(getattr(index, 'shape', ()))}"
+        )
+    if rows and (index.min() < 0 or index.max() >= batch_size):
+        raise ValueError(f"{name} must index the {batch_size} batch rows, got {index}")
+
+
+def paraphrase_loss(
+    text_embeds: torch.Tensor,
+    paraphrase_embeds: torch.Tensor,
+    paraphrase_index: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    negative_embeds: torch.Tensor | None = None,
+    negative_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Two-way InfoNCE between captions and paraphrases of them (the same facts in another wording): caption
+    ``paraphrase_index[p]`` must pick paraphrase p among the batch's paraphrases and hard negatives (e.g. paraphrases
+    with two objects' motions exchanged), and paraphrase p its caption among the batch's captions that have one. A
+    text-side term that asks the text tower to embed what a caption says rather than how, and to keep which motion
+    belongs to which object when the wording changes. Not in the paper.
+
+    Args:
+        text_embeds (`torch.Tensor` of shape `(batch_size, dim)`): L2-normalised embeddings of the batch's captions.
+        paraphrase_embeds (`torch.Tensor` of shape `(num_paraphrases, dim)`): L2-normalised embeddings of the
+            paraphrases.
+        paraphrase_index (`torch.LongTensor` of shape `(num_paraphrases,)`): the batch row of each paraphrase, each
+            row at most once.
+        logit_scale (`torch.Tensor` or `float`): the multiplier s of the cosine similarities (already exponentiated).
+        negative_embeds (`torch.Tensor` of shape `(num_negatives, dim)`, *optional*): L2-normalised embeddings of
+            hard negative paraphrases; extra candidates for every caption.
+        negative_index (`torch.LongTensor` of shape `(num_negatives,)`, *optional*): the batch row of each negative
+            (checked; every negative is a candidate for every caption).
+
+    Returns:
+        The scalar float32 loss ½ · (CE(caption → [paraphrases ; negatives]) + CE(paraphrase → captions)), averaged
+        over the paraphrases.
+    """
+    _check_rows("text_embeds", text_embeds)
+    dim = text_embeds.shape[1]
+    _check_rows("paraphrase_embeds", paraphrase_embeds, dim)
+    _check_index("paraphrase_index", paraphrase_index, paraphrase_embeds.shape[0], text_embeds.shape[0])
+    if paraphrase_index.numel() == 0:
+        raise ValueError("paraphrase_loss needs at least one paraphrase")
+    if paraphrase_index.unique().numel() != paraphrase_index.numel():
+        raise ValueError(f"paraphrase_index must name each batch row at most once, got {paraphrase_index}")
+    if (negative_embeds is None) != (negative_index is None):
+        raise ValueError("negative_embeds and negative_index must be given together")
+    anchors = text_embeds.float()[paraphrase_index]
+    candidates = paraphrase_embeds.float()
+    if negative_embeds is not None:
+        _check_rows("negative_embeds", negative_embeds, dim)
+        _check_index("negative_index", negative_index, negative_embeds.shape[0], text_embeds.shape[0])
+        candidates = torch.cat((candidates, negative_embeds.float()))
+    target = torch.arange(anchors.shape[0], device=anchors.device)
+    caption_to_paraphrase = F.cross_entropy(logit_scale * anchors @ candidates.t(), target)
+    paraphrase_to_caption = F.cross_entropy(logit_scale * paraphrase_embeds.float() @ anchors.t(), target)
+    return 0.5 * (caption_to_paraphrase + paraphrase_to_caption)
 
 
 class ClipContrastiveLoss(nn.Module):

