@@ -127,14 +127,15 @@ from trajtok_hf.data import (
     MOTION_WORDINGS,
     MOTIONS,
     SHAPE_WORDS,
-    SPEED_FLIPS,
     TIME_REVERSALS,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     caption_from_objects,
+    flipped_speeds,
     generate_clip,
     generate_composite,
     motion_kind,
+    reversed_occlusions,
     swap_motions_caption,
 )
 
@@ -243,15 +244,6 @@ def photo_probe_clips(num_frames: int, height: int, width: int, seed: int, num_c
     return clips
 
 
-def reversed_occlusions(objects: list[dict]) -> list[dict]:
-    """The objects with every "A in front of B" (``in_front_of``) turned into "B in front of A"."""
-    covered_by = {obj["id"]: [] for obj in objects}
-    for obj in objects:
-        for other in obj.get("in_front_of") or ():
-            covered_by[other].append(obj["id"])
-    return [{**obj, "in_front_of": covered_by[obj["id"]]} for obj in objects]
-
-
 def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, str, str | None]]]:
     """Per probe, ``(clip index, true caption, altered caption)``; the altered caption is None for the time-reversal
     probe, which alters the clip instead. A clip with a ``flipped_caption`` (the photo clips) brings its own
@@ -270,8 +262,7 @@ def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, s
         if swapped is not None:
             pairs["object_swap"].append((index, caption, swapped))
         if "speed" in pairs and any(obj.get("speed") for obj in objects):
-            flipped = [{**obj, "speed": SPEED_FLIPS.get(obj.get("speed"))} for obj in objects]
-            pairs["speed"].append((index, caption, caption_from_objects(flipped, None, template)))
+            pairs["speed"].append((index, caption, caption_from_objects(flipped_speeds(objects), None, template)))
         if "occlusion" in pairs and any(obj.get("in_front_of") for obj in objects):
             altered = caption_from_objects(reversed_occlusions(objects), None, template)
             pairs["occlusion"].append((index, caption, altered))

@@ -15,7 +15,8 @@ Loss = contrastive InfoNCE (weight 1) + the tokenizer's segmentation loss of pap
 ``trajtok_hf.negative_caption_loss`` of each caption against its object-swapped copy (logged as ``swaps``), +
 ``--shape_negative_weight`` × the same loss against the caption with one object's shape replaced (``shapes``), +
 ``--paraphrase_loss_weight`` × ``trajtok_hf.paraphrase_loss`` of each caption against the same facts in another
-training wording (``paraphrases``).
+training wording (``paraphrases``), + ``--fact_negative_weight`` × ``negative_caption_loss`` against the caption with
+its speed or occlusion facts turned around (``facts``, with ``--caption_facts``).
 ``--segmenter PATH`` warm-starts the
 tokenizer from segmentation pre-training (``train_segmenter.py``'s ``final`` folder or any of its checkpoints); with
 ``--model DIR`` it replaces that model's segmenter instead, and ``--freeze_segmenter`` keeps the segmenter fixed
@@ -185,6 +186,14 @@ def parse_args(argv=None):
         "so a model can ignore shapes; one process; 0 = off)",
     )
     g.add_argument(
+        "--fact_negative_weight",
+        type=float,
+        default=0.0,
+        help="with --caption_facts: weight of trajtok_hf.negative_caption_loss with each clip's caption against the "
+        "same caption with its speed words flipped or its 'in front of' reversed (a hard negative for the facts the "
+        "rest of the batch rarely tells apart; one process; 0 = off)",
+    )
+    g.add_argument(
         "--paraphrase_loss_weight",
         type=float,
         default=0.0,
@@ -251,6 +260,12 @@ def parse_args(argv=None):
         parser.error(f"--shape_negative_weight must be a finite number >= 0, got {args.shape_negative_weight}")
     if args.shape_negative_weight and args.data != "synthetic":
         parser.error("--shape_negative_weight rewrites the synthetic captions (they know the shapes)")
+    if not args.fact_negative_weight >= 0 or args.fact_negative_weight == float("inf"):
+        parser.error(f"--fact_negative_weight must be a finite number >= 0, got {args.fact_negative_weight}")
+    if args.fact_negative_weight and not args.caption_facts:
+        parser.error(
+            "--fact_negative_weight turns the captions' speed / occlusion facts around: it needs --caption_facts"
+        )
     if not args.paraphrase_loss_weight >= 0 or args.paraphrase_loss_weight == float("inf"):
         parser.error(f"--paraphrase_loss_weight must be a finite number >= 0, got {args.paraphrase_loss_weight}")
     if args.paraphrase_loss_weight and (args.data != "synthetic" or args.caption_wording != "train"):
@@ -527,6 +542,7 @@ def build_datasets(args, video_processor):
             swap_negatives=bool(args.swap_negative_weight),
             shape_negatives=bool(args.shape_negative_weight),
             paraphrases=bool(args.paraphrase_loss_weight),
+            fact_negatives=bool(args.fact_negative_weight),
         )
         # Paraphrased training captions: retrieval is measured on the wordings training never used.
         eval_wording = "held_out" if args.caption_wording == "train" else "fixed"
@@ -607,7 +623,7 @@ def main(argv=None):
         mixed_precision=args.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # e.g. ViT3D + unused pooler
     )
-    for flag in ("swap_negative_weight", "shape_negative_weight", "paraphrase_loss_weight"):
+    for flag in ("swap_negative_weight", "shape_negative_weight", "fact_negative_weight", "paraphrase_loss_weight"):
         if getattr(args, flag) and accelerator.num_processes > 1:
             # the negative captions run through the text tower outside the DDP-wrapped forward
             raise SystemExit(f"error: --{flag} trains in one process; drop it or launch one process")
@@ -715,6 +731,9 @@ def main(argv=None):
             shapes = hard_negative_loss(accelerator.unwrap_model(model), out, batch, "shape_negative")
             if shapes is not None:
                 loss = loss + args.shape_negative_weight * shapes
+            facts = hard_negative_loss(accelerator.unwrap_model(model), out, batch, "fact_negative")
+            if facts is not None:  # only with --fact_negative_weight
+                loss = loss + args.fact_negative_weight * facts
             paraphrases = paraphrase_term(accelerator.unwrap_model(model), out, batch)
             if paraphrases is not None:  # only with --paraphrase_loss_weight
                 loss = loss + args.paraphrase_loss_weight * paraphrases
@@ -728,8 +747,9 @@ def main(argv=None):
         swaps = torch.zeros_like(out.loss) if swaps is None else swaps
         shapes = torch.zeros_like(out.loss) if shapes is None else shapes
         paraphrases = torch.zeros_like(out.loss) if paraphrases is None else paraphrases
+        facts = torch.zeros_like(out.loss) if facts is None else facts
         window.append(
-            torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps, shapes, paraphrases]).detach()
+            torch.stack([loss, out.contrastive_loss, segmentation, pairs, swaps, shapes, paraphrases, facts]).detach()
         )
         if not accelerator.sync_gradients:
             continue
@@ -740,7 +760,7 @@ def main(argv=None):
         steps_this_run += 1
         progress.update(1)
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-            loss, contrastive, seg, pair_loss, swap_loss, shape_loss, paraphrase_loss_value = accelerator.reduce(
+            loss, contrastive, seg, pair_loss, swap_loss, shape_loss, paraphrase_value, fact_loss = accelerator.reduce(
                 torch.stack(window).mean(0), "mean"
             ).tolist()
             window = []
@@ -752,7 +772,8 @@ def main(argv=None):
                 **({"pairs": pair_loss} if args.pair_loss_weight else {}),
                 **({"swaps": swap_loss} if args.swap_negative_weight else {}),
                 **({"shapes": shape_loss} if args.shape_negative_weight else {}),
-                **({"paraphrases": paraphrase_loss_value} if args.paraphrase_loss_weight else {}),
+                **({"paraphrases": paraphrase_value} if args.paraphrase_loss_weight else {}),
+                **({"facts": fact_loss} if args.fact_negative_weight else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "logit_scale": accelerator.unwrap_model(model).logit_scale.detach().exp().item(),

@@ -135,6 +135,7 @@ EXTRA_CAPTIONS = [
     ("shape_negative_caption", "shape_negative"),
     ("paraphrase_caption", "paraphrase"),
     ("paraphrase_negative_caption", "paraphrase_negative"),
+    ("fact_negative_caption", "fact_negative"),
 ]
 
 

@@ -812,3 +812,29 @@ def test_swap_moves_the_speed_with_the_motion_and_bad_facts():
         caption_from_objects([{**objects[0], "speed": "fast"}])
     with pytest.raises(ValueError, match="in_front_of"):
         caption_from_objects([{**objects[0], "in_front_of": [7]}])
+
+
+def test_fact_negative_caption_turns_one_fact_around():
+    from trajtok_hf.data import fact_negative_caption, flipped_speeds, reversed_occlusions
+
+    objects = [
+        {"id": 1, "shape": "circle", "colour": "red", "size": "small", "texture": "plain", "motion": "move_left"},
+        {"id": 2, "shape": "star", "colour": "blue", "size": "small", "texture": "plain", "motion": "static"},
+    ]
+    speed = [{**objects[0], "speed": "slowly"}, objects[1]]
+    both = [speed[0], {**objects[1], "in_front_of": [1]}]
+    assert [o.get("speed") for o in flipped_speeds(speed)] == ["quickly", None]
+    assert [o["in_front_of"] for o in reversed_occlusions(both)] == [[2], []]
+    assert fact_negative_caption({"objects": objects}, np.random.default_rng(0)) is None  # no fact to turn around
+    assert fact_negative_caption({"objects": speed}, np.random.default_rng(0)) == (
+        "a small red circle moves left quickly while a small blue star stays still"
+    )
+    drawn = {fact_negative_caption({"objects": both}, np.random.default_rng(seed)) for seed in range(20)}
+    assert drawn == {
+        "a small red circle moves left quickly while a small blue star stays still, in front of the red circle",
+        "a small red circle moves left slowly, in front of the blue star while a small blue star stays still",
+    }
+    with pytest.raises(ValueError, match="objects"):
+        fact_negative_caption({"caption": "a clip"}, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng"):
+        fact_negative_caption({"objects": speed}, 0)

@@ -237,6 +237,8 @@ def test_pair_loss_and_motion_init_flags(tmp_path, capsys, extra, message):
         (["--shape_negative_weight", "1", "--data", "some/folder"], "rewrites the synthetic captions"),
         (["--caption_facts", "speed", "--data", "some/folder"], "--caption_facts words the synthetic captions"),
         (["--caption_facts", "colour"], "invalid choice"),
+        (["--fact_negative_weight", "-2"], "--fact_negative_weight must be a finite"),
+        (["--fact_negative_weight", "1"], "it needs --caption_facts"),
         (["--paraphrase_loss_weight", "inf"], "--paraphrase_loss_weight must be a finite"),
         (["--paraphrase_loss_weight", "1"], "needs synthetic data and --caption_wording train"),
         (["--paraphrase_loss_weight", "1", "--caption_wording", "train", "--data", "d"], "--caption_wording train"),

@@ -613,24 +613,25 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
 
 
 def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
-    """--paired_transforms with --pair_loss_weight, --swap_negative_weight, --shape_negative_weight and
-    --paraphrase_loss_weight: every term is logged and added to the loss; the motion projection starts from the
-    requested normal draw."""
+    """--paired_transforms with --pair_loss_weight, --swap_negative_weight, --shape_negative_weight,
+    --paraphrase_loss_weight and --fact_negative_weight: every term is logged and added to the loss; the motion
+    projection starts from the requested normal draw."""
     out = tmp_path / "run"
     argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "--pair_loss_weight", "0.5"]
     argv += ["--trajectory_motion_encoding", "--trajectory_motion_init_std", "0.1", "--swap_negative_weight", "2"]
     argv += ["--shape_negative_weight", "0.25", "--same_kind_motion_probability", "0.5"]
     argv += ["--paraphrase_loss_weight", "0.75", "--caption_wording", "train", "--max_objects", "3", "--seed", "3"]
-    argv += ["--caption_facts", "speed", "occlusion"]
+    argv += ["--caption_facts", "speed", "occlusion", "--fact_negative_weight", "1.5"]
     run_script(TRAJVIT2, ["--output_dir", str(out), *argv])
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "pairs" in r]
     assert [r["step"] for r in steps] == [1, 2]
     for r in steps:  # loss = contrastive + segmentation + 0.5 · pairs + 2 · swaps + 0.25 · shapes + 0.75 · paraphrases
         total = r["contrastive"] + r["segmentation"] + 0.5 * r["pairs"] + 2 * r["swaps"] + 0.25 * r["shapes"]
-        total += 0.75 * r["paraphrases"]
+        total += 0.75 * r["paraphrases"] + 1.5 * r["facts"]
         assert 0 < r["pairs"] and 0 < r["shapes"] and 0 < r["paraphrases"] and abs(r["loss"] - total) < 1e-4
     assert any(r["swaps"] > 0 for r in steps)  # a batch with a 2-object clip whose objects move differently
+    assert all(r["facts"] >= 0 for r in steps)  # logged every step (0 for a batch with no speed or occlusion)
     config = json.loads((out / "final" / "config.json").read_text())["vision_config"]["trajtok_config"]
     assert config["trajectory_motion_encoding"] and config["trajectory_motion_init_std"] == 0.1
 

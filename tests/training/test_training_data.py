@@ -111,17 +111,18 @@ def test_paired_transforms_put_a_clip_and_its_transform_side_by_side():
         SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms="reverse")
 
 
-def test_swap_negatives_give_each_item_its_object_swapped_caption():
+def _mirror_pairs(config, **extras):
+    """8 items (4 clips, each followed by its horizontal mirror) of seed 4 at 64², 4 frames, with ``extras``."""
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
-    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3)
     dataset = SyntheticClipDataset(
-        config,
-        seed=4,
-        num_clips=8,
-        video_processor=processor,
-        paired_transforms=("mirror_horizontal",),
-        swap_negatives=True,
+        config, seed=4, num_clips=8, video_processor=processor, paired_transforms=("mirror_horizontal",), **extras
     )
+    return dataset, processor
+
+
+def test_swap_negatives_give_each_item_its_object_swapped_caption():
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3)
+    dataset, processor = _mirror_pairs(config, swap_negatives=True)
     for pair in range(4):
         clip = generate_clip(config, 4, pair)
         first, second = dataset[2 * pair], dataset[2 * pair + 1]
@@ -161,17 +162,8 @@ def test_shape_negatives_change_one_shape_the_same_way_for_both_copies_of_a_pair
 
 
 def test_paraphrases_reword_each_item_and_swap_the_paraphrase():
-    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3, caption_wording="train")
-    dataset = SyntheticClipDataset(
-        config,
-        seed=4,
-        num_clips=8,
-        video_processor=processor,
-        paired_transforms=("mirror_horizontal",),
-        swap_negatives=True,
-        paraphrases=True,
-    )
+    dataset, processor = _mirror_pairs(config, swap_negatives=True, paraphrases=True)
     for pair in range(4):
         clip = generate_clip(config, 4, pair)
         for second, source in enumerate((clip, transform_clip(clip, "mirror_horizontal"))):
@@ -187,3 +179,24 @@ def test_paraphrases_reword_each_item_and_swap_the_paraphrase():
     photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
     with pytest.raises(ValueError, match="paraphrases needs procedural clips"):
         SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, paraphrases=True)
+
+
+def test_fact_negatives_turn_a_fact_around_the_same_way_for_both_copies_of_a_pair():
+    from trajtok_hf.data import fact_negative_caption
+
+    config = SyntheticVideoConfig(
+        num_frames=4, height=64, width=64, max_objects=3, caption_speed=True, caption_occlusion=True
+    )
+    dataset, processor = _mirror_pairs(config, fact_negatives=True)
+    for pair in range(4):
+        clip = generate_clip(config, 4, pair)
+        for second, source in enumerate((clip, transform_clip(clip, "mirror_horizontal"))):
+            item = dataset[2 * pair + second]
+            expected = fact_negative_caption(source, np.random.default_rng([4, pair, 6]))
+            assert item["fact_negative_caption"] == expected and expected != item["caption"]
+    assert "fact_negative_caption" not in SyntheticClipDataset(config, 4, 2, processor)[0]
+    with pytest.raises(TypeError, match="fact_negatives must be a bool"):
+        SyntheticClipDataset(config, seed=4, num_clips=2, video_processor=processor, fact_negatives="yes")
+    photos = PhotoCompositeConfig(num_frames=4, height=64, width=64)
+    with pytest.raises(ValueError, match="fact_negatives needs procedural clips"):
+        SyntheticClipDataset(photos, seed=4, num_clips=2, video_processor=processor, fact_negatives=True)

@@ -16,7 +16,8 @@
 * ``shape_negative_input_ids`` / ``shape_negative_attention_mask`` / ``shape_negative_index`` — the same for a
   second hard negative per item, ``shape_negative_caption`` (``SyntheticClipDataset``'s ``shape_negatives``).
 * ``paraphrase_*`` and ``paraphrase_negative_*`` — the same for ``paraphrase_caption`` (the caption in another
-  wording) and ``paraphrase_negative_caption`` (``SyntheticClipDataset``'s ``paraphrases``).
+  wording) and ``paraphrase_negative_caption`` (``SyntheticClipDataset``'s ``paraphrases``), and ``fact_negative_*``
+  for ``fact_negative_caption`` (``SyntheticClipDataset``'s ``fact_negatives``).
 
 Items whose video failed to decode (``decode_error`` set, or no video at all) are dropped and counted in
 ``num_dropped``, so one corrupt file never stops an epoch. If every item of a batch failed, the collator
@@ -43,6 +44,7 @@ CAPTION_EXTRAS = (
     ("shape_negative_caption", "shape_negative"),
     ("paraphrase_caption", "paraphrase"),
     ("paraphrase_negative_caption", "paraphrase_negative"),
+    ("fact_negative_caption", "fact_negative"),
 )
 
 

@@ -888,6 +888,45 @@ def shape_negative_caption(
     return caption_from_objects(changed, background, clip.get("caption_template", 0))
 
 
+def flipped_speeds(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the objects with every ``speed`` flipped (slowly ↔ quickly, :data:`SPEED_FLIPS`)."""
+    return [{**obj, "speed": SPEED_FLIPS[obj["speed"]]} if obj.get("speed") else dict(obj) for obj in objects]
+
+
+def reversed_occlusions(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the objects with every "A in front of B" (``in_front_of``) turned into "B in front of A"."""
+    covered_by = {obj["id"]: [] for obj in objects}
+    for obj in objects:
+        for other in obj.get("in_front_of") or ():
+            covered_by[other].append(obj["id"])
+    return [{**obj, "in_front_of": covered_by[obj["id"]]} for obj in objects]
+
+
+def fact_negative_caption(
+    clip: dict[str, Any], rng: np.random.Generator, caption_background: bool = False
+) -> str | None:
+    """The caption of a rendered clip with one of its speed and occlusion facts turned around, in the clip's own
+    wording: every speed word flipped (:func:`flipped_speeds`) or every "in front of" reversed
+    (:func:`reversed_occlusions`), drawn by ``rng`` when the clip has both. A caption that only how fast things move,
+    or which is in front, tells apart from the truth: a hard negative for training with ``caption_speed`` /
+    ``caption_occlusion``. ``None`` when the clip states neither."""
+    objects = clip.get("objects")
+    if not isinstance(objects, (list, tuple)) or not objects:
+        raise ValueError("`clip` must be a rendered clip with an `objects` list (generate_clip's output)")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"`rng` must be a numpy Generator, got {type(rng).__name__}")
+    changes = []
+    if any(obj.get("speed") for obj in objects):
+        changes.append(flipped_speeds)
+    if any(obj.get("in_front_of") for obj in objects):
+        changes.append(reversed_occlusions)
+    if not changes:
+        return None
+    change = changes[int(rng.integers(len(changes)))]
+    background = clip.get("background") if caption_background else None
+    return caption_from_objects(change(objects), background, clip.get("caption_template", 0))
+
+
 def paraphrase_clip(clip: dict[str, Any], rng: np.random.Generator, caption_background: bool = False) -> dict[str, Any]:
     """A copy of a rendered clip whose caption says the same facts in another training wording: each object's motion
     in a training wording other than its own (:data:`MOTION_WORDINGS` without the held-out last one), its training

@@ -23,6 +23,7 @@ from ..data import (
     FootageClipConfig,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
+    fact_negative_caption,
     generate_clip,
     generate_composite,
     generate_footage_clip,
@@ -105,6 +106,11 @@ class SyntheticClipDataset(Dataset):
     and, with ``swap_negatives``, ``paraphrase_negative_caption``: that paraphrase with the motions of the first two
     objects exchanged (or ``None``, as ``negative_caption``). The targets of a caption-to-paraphrase loss that asks the
     text tower for the facts, whatever the wording.
+
+    ``fact_negatives`` (procedural clips only): every item also has ``fact_negative_caption``, its caption with its
+    speed words flipped or its "in front of" reversed (:func:`~trajtok_hf.data.fact_negative_caption`; drawn from
+    (``seed``, clip index)), or ``None`` when its caption states neither (configs with ``caption_speed`` /
+    ``caption_occlusion``).
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class SyntheticClipDataset(Dataset):
         swap_negatives: bool = False,
         shape_negatives: bool = False,
         paraphrases: bool = False,
+        fact_negatives: bool = False,
     ):
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive int, got {num_clips!r}")
@@ -149,6 +156,7 @@ class SyntheticClipDataset(Dataset):
             ("swap_negatives", swap_negatives, "motions"),
             ("shape_negatives", shape_negatives, "shapes"),
             ("paraphrases", paraphrases, "facts"),
+            ("fact_negatives", fact_negatives, "speeds and occlusions"),
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
@@ -159,6 +167,7 @@ class SyntheticClipDataset(Dataset):
         self.swap_negatives = swap_negatives
         self.shape_negatives = shape_negatives
         self.paraphrases = paraphrases
+        self.fact_negatives = fact_negatives
         if self.paired_transforms and not procedural:
             raise ValueError(
                 "paired_transforms needs procedural clips (SyntheticVideoConfig): their captions know the motions"
@@ -196,6 +205,9 @@ class SyntheticClipDataset(Dataset):
         if self.shape_negatives:
             rng = np.random.default_rng([self.seed, clip_index, 3])  # the same object and shape for a pair's copy
             item["shape_negative_caption"] = shape_negative_caption(clip, rng, config.caption_background, config.shapes)
+        if self.fact_negatives:
+            rng = np.random.default_rng([self.seed, clip_index, 6])  # the same change for a pair's copy
+            item["fact_negative_caption"] = fact_negative_caption(clip, rng, config.caption_background)
         if self.paraphrases:
             rng = np.random.default_rng([self.seed, clip_index, 5, second])
             paraphrase = paraphrase_clip(clip, rng, config.caption_background)
