@@ -838,3 +838,9 @@ def test_fact_negative_caption_turns_one_fact_around():
         fact_negative_caption({"caption": "a clip"}, np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng"):
         fact_negative_caption({"objects": speed}, 0)
+    with pytest.raises(ValueError, match="unknown speeds"):
+        flipped_speeds([{**objects[0], "speed": "fast"}])
+    with pytest.raises(ValueError, match="need an `id`"):
+        reversed_occlusions([{k: v for k, v in objects[0].items() if k != "id"}])
+    with pytest.raises(ValueError, match="names id 9"):
+        reversed_occlusions([{**objects[0], "in_front_of": [9]}])

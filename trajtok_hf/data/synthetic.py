@@ -890,14 +890,21 @@ def shape_negative_caption(
 
 def flipped_speeds(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Copies of the objects with every ``speed`` flipped (slowly ↔ quickly, :data:`SPEED_FLIPS`)."""
+    unknown = [obj["speed"] for obj in objects if obj.get("speed") and obj["speed"] not in SPEED_FLIPS]
+    if unknown:
+        raise ValueError(f"`objects` have unknown speeds {unknown}: speeds are the keys of SPEED_FLIPS")
     return [{**obj, "speed": SPEED_FLIPS[obj["speed"]]} if obj.get("speed") else dict(obj) for obj in objects]
 
 
 def reversed_occlusions(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Copies of the objects with every "A in front of B" (``in_front_of``) turned into "B in front of A"."""
+    if any("id" not in obj for obj in objects):
+        raise ValueError("`objects` entries need an `id` (generate_clip's objects) to reverse `in_front_of`")
     covered_by = {obj["id"]: [] for obj in objects}
     for obj in objects:
         for other in obj.get("in_front_of") or ():
+            if other not in covered_by:
+                raise ValueError(f"`in_front_of` of object {obj['id']} names id {other!r}, not in `objects`")
             covered_by[other].append(obj["id"])
     return [{**obj, "in_front_of": covered_by[obj["id"]]} for obj in objects]
 
