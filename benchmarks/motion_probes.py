@@ -74,6 +74,12 @@ def parse_args(argv=None):
         "(SyntheticVideoConfig.caption_speed / caption_occlusion), and a probe for each is added",
     )
     parser.add_argument(
+        "--shuffle_clauses",
+        action="store_true",
+        help="synthetic clips: the captions name the objects in a random order instead of painting order "
+        "(SyntheticVideoConfig.shuffle_clauses), for models trained so",
+    )
+    parser.add_argument(
         "--held_out_parts",
         nargs="+",
         choices=HELD_OUT_PARTS,
@@ -93,10 +99,15 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
     if args.data == "photos":
-        if args.max_objects is not None or args.caption_wording is not None or args.caption_facts:
+        if (
+            args.max_objects is not None
+            or args.caption_wording is not None
+            or args.caption_facts
+            or args.shuffle_clauses
+        ):
             parser.error(
                 "--data photos draws one sprite per clip with a caption of its own: drop --max_objects, "
-                "--caption_wording and --caption_facts"
+                "--caption_wording, --caption_facts and --shuffle_clauses"
             )
     else:
         args.max_objects = 3 if args.max_objects is None else args.max_objects
@@ -368,11 +379,14 @@ def main(argv=None) -> dict:
             caption_wording=args.caption_wording,
             caption_speed="speed" in args.caption_facts,
             caption_occlusion="occlusion" in args.caption_facts,
+            shuffle_clauses=args.shuffle_clauses,
         )
         clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
         described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"
         if args.caption_facts:
             described += f" with {' and '.join(args.caption_facts)}"
+        if args.shuffle_clauses:
+            described += ", objects named in a random order"
         if args.held_out_parts is not None:
             clips = [
                 reword_parts(clip, args.held_out_parts, np.random.default_rng([args.seed, i, 7]))
@@ -397,6 +411,7 @@ def main(argv=None) -> dict:
         "caption_wording": "size and motion only" if args.data == "photos" else args.caption_wording,
         **({"held_out_parts": args.held_out_parts} if args.held_out_parts is not None else {}),
         **({"caption_facts": list(args.caption_facts)} if args.caption_facts else {}),
+        **({"shuffle_clauses": True} if args.shuffle_clauses else {}),
         "probes": results,
     }
     write_record(record, args.output)

@@ -143,6 +143,12 @@ def parse_args(argv=None):
         "caption_occlusion); the held-out clips too",
     )
     g.add_argument(
+        "--shuffle_clauses",
+        action="store_true",
+        help="synthetic data: name the objects in a random order, not in painting order, so that 'in front of' "
+        "carries no cue from the word order (SyntheticVideoConfig.shuffle_clauses); the held-out clips too",
+    )
+    g.add_argument(
         "--token_position_encoding",
         action="store_true",
         help="TrajTok tokens also see each pixel's (frame, row, column): TrajTokConfig.token_position_encoding, an "
@@ -286,8 +292,9 @@ def parse_args(argv=None):
             )
     if args.paired_transforms and args.per_device_train_batch_size % 2:
         parser.error("--paired_transforms keeps a clip and its transform in one batch: use an even batch size")
-    if args.caption_facts and args.data != "synthetic":
-        parser.error("--caption_facts words the synthetic captions; a --data folder brings its own captions")
+    for flag in ("caption_facts", "shuffle_clauses"):
+        if getattr(args, flag) and args.data != "synthetic":
+            parser.error(f"--{flag} words the synthetic captions; a --data folder brings its own captions")
     if args.caption_wording != "fixed" and args.data != "synthetic":
         parser.error("--caption_wording words the synthetic captions; a --data folder brings its own captions")
     if args.text_model is not None and args.tokenizer is not None:
@@ -531,6 +538,7 @@ def build_datasets(args, video_processor):
             caption_wording=args.caption_wording,
             caption_speed="speed" in args.caption_facts,
             caption_occlusion="occlusion" in args.caption_facts,
+            shuffle_clauses=args.shuffle_clauses,
             same_kind_motion_probability=args.same_kind_motion_probability,
         )
         train = SyntheticClipDataset(

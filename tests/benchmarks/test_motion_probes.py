@@ -161,10 +161,11 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     mixed = probes.main([*argv, "--held_out_parts", "motion"])
     assert mixed["held_out_parts"] == ["motion"] and "held out: motion" in capsys.readouterr().out
     argv = ["--model", str(folder), "--num_clips", "12", "--batch_size", "6", "--caption_facts", "speed", "occlusion"]
-    facts = probes.main(argv)
+    facts = probes.main([*argv, "--shuffle_clauses"])
     assert list(facts["probes"]) == [*probes.PROBES, "speed", "occlusion"]
     assert facts["probes"]["speed"]["pairs"] > 0 and facts["caption_facts"] == ["speed", "occlusion"]
-    assert "with speed and occlusion" in capsys.readouterr().out
+    assert facts["shuffle_clauses"] is True
+    assert "with speed and occlusion, objects named in a random order" in capsys.readouterr().out
 
 
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
@@ -240,6 +241,7 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--data", "photos", "--max_objects", "3"], "--data photos draws one sprite"),  # even the default value
         (["--held_out_parts", "motion"], "it needs --caption_wording held_out"),
         (["--data", "photos", "--caption_facts", "speed"], "--data photos draws one sprite"),
+        (["--data", "photos", "--shuffle_clauses"], "--data photos draws one sprite"),
         (["--held_out_parts", "colour", "--caption_wording", "held_out"], "invalid choice"),
     ],
 )

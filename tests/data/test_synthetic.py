@@ -844,3 +844,70 @@ def test_fact_negative_caption_turns_one_fact_around():
         reversed_occlusions([{k: v for k, v in objects[0].items() if k != "id"}])
     with pytest.raises(ValueError, match="names id 9"):
         reversed_occlusions([{**objects[0], "in_front_of": [9]}])
+
+
+@pytest.mark.parametrize("wording", ["fixed", "train", "held_out"])
+def test_shuffle_clauses_names_the_objects_in_a_random_order(wording):
+    from trajtok_hf.data import paraphrase_clip
+
+    base = dict(**SMALL, min_objects=3, max_objects=3, caption_wording=wording, caption_occlusion=True)
+    shuffled_config = SyntheticVideoConfig(**base, shuffle_clauses=True)
+    first_named = []
+    for i in range(12):
+        plain, shuffled = generate_clip(SyntheticVideoConfig(**base), 5, i), generate_clip(shuffled_config, 5, i)
+        np.testing.assert_array_equal(plain["video"], shuffled["video"])  # its own random stream
+        ranks = [obj["caption_rank"] for obj in shuffled["objects"]]
+        assert sorted(ranks) == [0, 1, 2]
+        # the same clauses, reordered by caption_rank; the painting order stays the order of `objects`
+        assert [obj["id"] for obj in shuffled["objects"]] == [1, 2, 3]
+        in_order = sorted(shuffled["objects"], key=lambda obj: obj["caption_rank"])
+        assert shuffled["caption"] == caption_from_objects(
+            [{k: v for k, v in obj.items() if k != "caption_rank"} for obj in in_order],
+            None,
+            shuffled.get("caption_template", 0),
+        )
+        first_named.append(in_order[0]["id"])
+        # captions rebuilt from the objects keep the order: a transform, a swap, a paraphrase
+        reversed_clip = transform_clip(shuffled, "reverse")
+        assert [o["caption_rank"] for o in reversed_clip["objects"]] == ranks
+        paraphrase = paraphrase_clip(shuffled, np.random.default_rng(i))
+        assert paraphrase["caption"].index(in_order[0]["colour"]) < paraphrase["caption"].index(in_order[2]["colour"])
+    assert len(set(first_named)) == 3  # each object comes first in some clip
+
+
+@pytest.mark.parametrize(
+    "ranks, match",
+    [
+        ([0, 0], "permutation of 0..1"),
+        ([0, None], "every object or for none"),
+        ([1, 2], "permutation"),
+        ([0, True], "permutation"),
+    ],
+)
+def test_caption_rank_must_be_a_permutation(ranks, match):
+    objects = [
+        {"id": j + 1, "shape": "circle", "colour": c, "size": "small", "texture": "plain", "motion": "static"}
+        for j, c in enumerate(("red", "blue"))
+    ]
+    for obj, rank in zip(objects, ranks, strict=True):
+        obj["caption_rank"] = rank
+    with pytest.raises(ValueError, match=match):
+        caption_from_objects(objects)
+    objects[0]["caption_rank"], objects[1]["caption_rank"] = 1, 0
+    assert caption_from_objects(objects) == "a small blue circle stays still while a small red circle stays still"
+    with pytest.raises(TypeError, match="shuffle_clauses` must be a bool"):
+        SyntheticVideoConfig(**SMALL, shuffle_clauses="yes")
+
+
+def test_dataset_rows_keep_speed_occlusion_and_caption_rank(tmp_path):
+    config = SyntheticVideoConfig(
+        **SMALL, max_objects=3, caption_wording="train", caption_speed=True, caption_occlusion=True,
+        shuffle_clauses=True,
+    )  # fmt: skip
+    dataset = make_synthetic_dataset(6, config, seed=2, cache_dir=tmp_path)
+    for row in dataset:
+        clip = generate_clip(config, 2, row["index"])
+        for stored, drawn in zip(row["objects"], clip["objects"], strict=True):
+            assert stored["speed"] == drawn.get("speed")
+            assert stored["in_front_of"] == drawn["in_front_of"] and stored["caption_rank"] == drawn["caption_rank"]
+        assert caption_from_objects(row["objects"], None, row["caption_template"]) == row["caption"]

@@ -236,6 +236,7 @@ def test_pair_loss_and_motion_init_flags(tmp_path, capsys, extra, message):
         (["--shape_negative_weight", "-1"], "--shape_negative_weight must be a finite"),
         (["--shape_negative_weight", "1", "--data", "some/folder"], "rewrites the synthetic captions"),
         (["--caption_facts", "speed", "--data", "some/folder"], "--caption_facts words the synthetic captions"),
+        (["--shuffle_clauses", "--data", "some/folder"], "--shuffle_clauses words the synthetic captions"),
         (["--caption_facts", "colour"], "invalid choice"),
         (["--fact_negative_weight", "-2"], "--fact_negative_weight must be a finite"),
         (["--fact_negative_weight", "1"], "it needs --caption_facts"),

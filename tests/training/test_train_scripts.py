@@ -376,15 +376,19 @@ def test_segmenter_photos_trains_on_composites_and_shapes_and_holds_out_unseen_p
     assert item["pixel_values_videos"].shape == (4, 3, 64, 64) and item["segmentation_labels"].shape == (4, 16, 16)
 
 
-@pytest.mark.parametrize("facts", [(), ("speed",), ("speed", "occlusion")])
-def test_trajvit2_caption_facts_reach_the_training_and_held_out_clips(tmp_path, facts):
+@pytest.mark.parametrize(
+    "facts, shuffle", [((), False), (("speed",), False), (("speed", "occlusion"), False), (("occlusion",), True)]
+)
+def test_trajvit2_caption_facts_reach_the_training_and_held_out_clips(tmp_path, facts, shuffle):
     script = load_script(TRAJVIT2)
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     argv = ["--output_dir", str(tmp_path), "--num_frames", "4", "--caption_wording", "train"]
     argv += ["--caption_facts", *facts] if facts else []
+    argv += ["--shuffle_clauses"] if shuffle else []
     train, _, held_out, words = script.build_datasets(script.parse_args(argv), processor)
     for config in (train.config, held_out.config):
         assert (config.caption_speed, config.caption_occlusion) == ("speed" in facts, "occlusion" in facts)
+        assert config.shuffle_clauses == shuffle
     assert held_out.config.caption_wording == "held_out"
     assert ("quickly" in words) == ("speed" in facts) and ("front" in words) == ("occlusion" in facts)
 

@@ -328,6 +328,11 @@ class SyntheticVideoConfig:
         caption_occlusion: each clause also names the objects its object covers in some frame (z-order: object
             ``k`` over objects ``< k``; :data:`OCCLUSION_WORDINGS`), e.g. "…, in front of the blue square"; the
             object's ``in_front_of`` lists their ids. The video does not depend on it.
+        shuffle_clauses: name the objects in a random order instead of painting (z) order. With
+            ``caption_occlusion`` the painting order is a text-only cue ("in front of" would always point back to an
+            object named earlier); shuffled, only the video tells. Each object's ``caption_rank`` is its place in
+            the caption, and every caption rebuilt from the objects (transforms, swaps, paraphrases, probes) keeps
+            it. Drawn from its own random stream: the video is the same with or without it.
     """
 
     num_frames: int = 16
@@ -353,6 +358,7 @@ class SyntheticVideoConfig:
     same_kind_motion_probability: float = 0.0
     caption_speed: bool = False
     caption_occlusion: bool = False
+    shuffle_clauses: bool = False
 
     def __post_init__(self):
         for name in ("num_frames", "height", "width", "min_objects", "max_objects", "mask_stride"):
@@ -407,7 +413,7 @@ class SyntheticVideoConfig:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
         if self.max_pan_speed < 0:
             raise ValueError(f"`max_pan_speed` must be >= 0, got {self.max_pan_speed!r}")
-        for name in ("caption_speed", "caption_occlusion"):
+        for name in ("caption_speed", "caption_occlusion", "shuffle_clauses"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool, got {type(getattr(self, name)).__name__}")
         if self.min_visible_cells < 0:
@@ -761,8 +767,10 @@ def caption_from_objects(
     :func:`generate_clip`), joined by :data:`CLAUSE_TEMPLATES` ``[template]`` (the clip's ``caption_template``), with
     the background clause when ``background`` (``{"kind", "pan"}``) is given. An object's optional ``speed``
     (:data:`SPEED_WORDINGS`) follows its motion, and its optional ``in_front_of`` (ids of other objects of the list)
-    adds "…, in front of the blue square" (:data:`OCCLUSION_WORDINGS`), both in the object's ``wording``. Edit the
-    dicts (another motion, swapped objects) to build the altered captions of the motion probes."""
+    adds "…, in front of the blue square" (:data:`OCCLUSION_WORDINGS`), both in the object's ``wording``. When every
+    object has a ``caption_rank`` (``SyntheticVideoConfig.shuffle_clauses``), the clauses come in that order instead
+    of the list's. Edit the dicts (another motion, swapped objects) to build the altered captions of the motion
+    probes."""
     if isinstance(template, bool) or not isinstance(template, int) or not 0 <= template < len(CLAUSE_TEMPLATES):
         raise ValueError(
             f"`template` must be an index into CLAUSE_TEMPLATES (0..{len(CLAUSE_TEMPLATES) - 1}), got {template!r}"
@@ -801,6 +809,15 @@ def caption_from_objects(
             ]
             clause += f", {OCCLUSION_WORDINGS[obj.get('wording', 0)]} " + " and ".join(names)
         clauses.append(clause)
+    ranks = [obj.get("caption_rank") for obj in objects]
+    if any(rank is not None for rank in ranks):
+        valid = all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in ranks)
+        if not valid or sorted(ranks) != list(range(len(objects))):
+            raise ValueError(
+                f"`caption_rank` must be given for every object or for none, as a permutation of 0..{len(objects) - 1}"
+                f"; got {ranks}"
+            )
+        clauses = [clauses[i] for i in np.argsort(ranks, kind="stable")]
     pair, between, before_last = CLAUSE_TEMPLATES[template]
     if len(clauses) == 1:
         text = clauses[0]
@@ -1015,6 +1032,13 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
     for _ in range(_MAX_ATTEMPTS):
         clip = _try_render(cfg, rng)
         if clip is not None:
+            if cfg.shuffle_clauses:
+                order = np.random.default_rng([int(seed), int(index), 2]).permutation(len(clip["objects"]))
+                for obj, rank in zip(clip["objects"], order, strict=True):
+                    obj["caption_rank"] = int(rank)
+                clip["caption"] = caption_from_objects(
+                    clip["objects"], clip["background"] if cfg.caption_background else None
+                )
             if cfg.caption_wording != "fixed":
                 _reword(clip, cfg, seed, index)
             clip["seed"], clip["index"] = int(seed), int(index)
@@ -1112,6 +1136,9 @@ def _features(cfg: SyntheticVideoConfig, with_segmentation: bool):
                         if cfg.caption_wording != "fixed"
                         else {}
                     ),
+                    **({"speed": datasets.Value("string")} if cfg.caption_speed else {}),
+                    **({"in_front_of": datasets.List(datasets.Value("int64"))} if cfg.caption_occlusion else {}),
+                    **({"caption_rank": datasets.Value("int64")} if cfg.shuffle_clauses else {}),
                 }
             ),
             "seed": datasets.Value("int64"),
