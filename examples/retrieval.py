@@ -61,6 +61,20 @@ def parse_args(argv=None):
         help="synthetic clips: the captions' wording (SyntheticVideoConfig.caption_wording; default fixed, the "
         "generator's first wording); held_out: the wordings that no training caption uses",
     )
+    parser.add_argument(
+        "--caption_facts",
+        nargs="+",
+        choices=("speed", "occlusion"),
+        default=(),
+        help="synthetic clips: captions also say how fast straight moves go and what is in front of what "
+        "(SyntheticVideoConfig.caption_speed / caption_occlusion), for models trained on such captions",
+    )
+    parser.add_argument(
+        "--shuffle_clauses",
+        action="store_true",
+        help="synthetic clips: the objects are named in a random order, not in painting order "
+        "(SyntheticVideoConfig.shuffle_clauses)",
+    )
     parser.add_argument("--output_dir", default="outputs/retrieval", help="where the PNG/GIF go")
     parser.add_argument("--num_visualize", type=int, default=4, help="clips in the trajectory picture (0 = none)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -78,8 +92,9 @@ def parse_args(argv=None):
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.num_frames is not None and args.num_frames < 1:
         parser.error(f"--num_frames must be >= 1, got {args.num_frames}")
-    if args.caption_wording is not None and args.data is not None:
-        parser.error("--caption_wording words the synthetic captions: drop it with --data (the folder has its own)")
+    for flag in ("caption_wording", "caption_facts", "shuffle_clauses"):
+        if getattr(args, flag) and args.data is not None:
+            parser.error(f"--{flag} words the synthetic captions: drop it with --data (the folder has its own)")
     if args.num_visualize < 0:
         parser.error(f"--num_visualize must be >= 0, got {args.num_visualize}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -126,7 +141,13 @@ def load_clips(args, video_processor):
     frames, height, width = frame_geometry(video_processor, args.num_frames)
     if args.data is None:
         config = SyntheticVideoConfig(
-            num_frames=frames, height=height, width=width, caption_wording=args.caption_wording or "fixed"
+            num_frames=frames,
+            height=height,
+            width=width,
+            caption_wording=args.caption_wording or "fixed",
+            caption_speed="speed" in args.caption_facts,
+            caption_occlusion="occlusion" in args.caption_facts,
+            shuffle_clauses=args.shuffle_clauses,
         )
         clips = (generate_clip(config, args.seed, i) for i in range(args.num_clips))
         videos, captions, labels = [], [], []
@@ -237,6 +258,10 @@ def main(argv=None) -> dict[str, float]:
 
     videos, captions, labels = load_clips(args, processor.video_processor)
     wording = "" if args.caption_wording in (None, "fixed") else f", {args.caption_wording} caption wording"
+    if args.caption_facts:
+        wording += f", captions with {' and '.join(args.caption_facts)}"
+    if args.shuffle_clauses:
+        wording += ", objects named in a random order"
     source = args.data or f"synthetic held-out clips (seed {args.seed}{wording})"
     video_emb, text_emb, tokens, seconds_per_clip, first, trajectory_ids = embed(
         model,

@@ -103,6 +103,13 @@ def test_retrieval_demo_in_the_held_out_wording(retrieval, tmp_path, capsys):
     assert "held_out caption wording" in capsys.readouterr().out
     split = json.loads((tmp_path / "held_out.json").read_text())["dataset"]["split"]
     assert split == "held-out (seed 2000000, 4 clips, held_out caption wording)"
+    facts = ["--caption_facts", "speed", "occlusion", "--shuffle_clauses", "--output", str(tmp_path / "facts.json")]
+    retrieval.main([*argv, "--caption_wording", "held_out", *facts])
+    split = json.loads((tmp_path / "facts.json").read_text())["dataset"]["split"]
+    assert split == (
+        "held-out (seed 2000000, 4 clips, held_out caption wording, captions with speed and occlusion, "
+        "objects named in a random order)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,6 +118,9 @@ def test_retrieval_demo_in_the_held_out_wording(retrieval, tmp_path, capsys):
         (["--num_clips", "0"], "num_clips"),
         (["--model", "/nonexistent"], "model"),
         (["--caption_wording", "held_out", "--data", "."], "--caption_wording words the synthetic captions"),
+        (["--caption_facts", "speed", "--data", "."], "--caption_facts words the synthetic captions"),
+        (["--shuffle_clauses", "--data", "."], "--shuffle_clauses words the synthetic captions"),
+        (["--caption_facts", "colour"], "invalid choice"),
     ],
 )
 def test_retrieval_demo_rejects_bad_arguments(retrieval, argv, match, capsys):
