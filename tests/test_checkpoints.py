@@ -24,8 +24,13 @@ CHECKPOINTS = {
     "vit3d-tiny-shapes": "vit3d",
     "trajvit2-minilm-shapes": "trajtok",
     "trajvit2-minilm-lite0": "trajtok",
+    "trajvit2-minilm-lite0-facts": "trajtok",
 }
-MINILM = ("trajvit2-minilm-shapes", "trajvit2-minilm-lite0")
+MINILM = ("trajvit2-minilm-shapes", "trajvit2-minilm-lite0", "trajvit2-minilm-lite0-facts")
+LITE0_TRAJVIT2 = {
+    "trajvit2-minilm-lite0": "trajvit2-minilm-shapes",
+    "trajvit2-minilm-lite0-facts": "trajvit2-minilm-lite0",
+}
 SEGMENTER = "trajtok-small-shapes"
 PHOTO_SEGMENTER = "trajtok-lite0-photos"
 SEGMENTERS = (SEGMENTER, PHOTO_SEGMENTER)
@@ -199,15 +204,17 @@ def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_
     assert model.config.text_config.hidden_size == 384 and model.config.text_pooling == "mean"
 
 
-def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged():
-    """trajvit2-minilm-lite0 is the photo segmenter under the motion-aware TrajViT2, trained with the segmenter frozen:
-    every segmenter weight equals the shipped segmenter's, its config describes that segmenter, and the token side
-    was trained (its refinement Perceiver differs from trajvit2-minilm-shapes')."""
+@pytest.mark.parametrize("name", LITE0_TRAJVIT2)
+def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged(name):
+    """trajvit2-minilm-lite0 is the photo segmenter under the motion-aware TrajViT2, trained with the segmenter frozen,
+    and trajvit2-minilm-lite0-facts continues it the same way: every segmenter weight equals the shipped segmenter's,
+    its config describes that segmenter, and the token side was trained (its refinement Perceiver differs from the
+    model it started from)."""
     from transformers import AutoModel
 
     from trajtok_hf.training import SEGMENTER_CONFIG_KEYS, SEGMENTER_MODULES
 
-    model = AutoModel.from_pretrained(ROOT / "checkpoints" / "trajvit2-minilm-lite0")
+    model = AutoModel.from_pretrained(ROOT / "checkpoints" / name)
     segmenter = AutoModel.from_pretrained(ROOT / "checkpoints" / PHOTO_SEGMENTER)
     tokenizer = model.vision_model.tokenizer
     assert tokenizer.config.trajectory_motion_encoding and model.config.segmentation_loss_weight == 0
@@ -221,6 +228,6 @@ def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged():
     assert segmenter_keys
     for key in segmenter_keys:
         torch.testing.assert_close(state[key], expected[key], rtol=0, atol=0, msg=key)
-    shapes = AutoModel.from_pretrained(ROOT / "checkpoints" / "trajvit2-minilm-shapes").vision_model.tokenizer
+    start = AutoModel.from_pretrained(ROOT / "checkpoints" / LITE0_TRAJVIT2[name]).vision_model.tokenizer
     weight = "refinement_perceiver.layers.0.attention.to_q.weight"
-    assert not torch.equal(state[weight], shapes.state_dict()[weight])
+    assert not torch.equal(state[weight], start.state_dict()[weight])

@@ -19,6 +19,7 @@ SHIPPED = (
     "trajtok-lite0-photos",
     "trajtok-small-shapes",
     "trajvit2-minilm-lite0",
+    "trajvit2-minilm-lite0-facts",
     "trajvit2-minilm-shapes",
     "trajvit2-tiny-shapes",
     "vit3d-tiny-shapes",
