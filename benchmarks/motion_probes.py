@@ -141,6 +141,7 @@ from trajtok_hf.data import (
     TIME_REVERSALS,
     PhotoCompositeConfig,
     SyntheticVideoConfig,
+    caption_fact_options,
     caption_from_objects,
     flipped_speeds,
     generate_clip,
@@ -377,9 +378,7 @@ def main(argv=None) -> dict:
             width=width,
             max_objects=args.max_objects,
             caption_wording=args.caption_wording,
-            caption_speed="speed" in args.caption_facts,
-            caption_occlusion="occlusion" in args.caption_facts,
-            shuffle_clauses=args.shuffle_clauses,
+            **caption_fact_options(args.caption_facts, args.shuffle_clauses),
         )
         clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
         described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"

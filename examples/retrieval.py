@@ -121,7 +121,13 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import trajtok_hf  # noqa: F401  (registers the Auto classes)
-from trajtok_hf.data import IGNORE_INDEX, SyntheticVideoConfig, generate_clip, load_video_text_dataset
+from trajtok_hf.data import (
+    IGNORE_INDEX,
+    SyntheticVideoConfig,
+    caption_fact_options,
+    generate_clip,
+    load_video_text_dataset,
+)
 from trajtok_hf.metrics import fg_ari_by_object_count, retrieval_metrics, segmentation_metrics
 from trajtok_hf.visualization import denormalize_video, save_trajectory_pictures
 
@@ -145,9 +151,7 @@ def load_clips(args, video_processor):
             height=height,
             width=width,
             caption_wording=args.caption_wording or "fixed",
-            caption_speed="speed" in args.caption_facts,
-            caption_occlusion="occlusion" in args.caption_facts,
-            shuffle_clauses=args.shuffle_clauses,
+            **caption_fact_options(args.caption_facts, args.shuffle_clauses),
         )
         clips = (generate_clip(config, args.seed, i) for i in range(args.num_clips))
         videos, captions, labels = [], [], []

@@ -360,7 +360,7 @@ from trajtok_hf import (
     paired_contrastive_loss,
     paraphrase_loss,
 )
-from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, load_video_text_dataset
+from trajtok_hf.data import SyntheticVideoConfig, VideoTextCollator, caption_fact_options, load_video_text_dataset
 from trajtok_hf.training import (
     PACKAGED_TEXT_ENCODERS,
     SEGMENTER_MODULES,
@@ -536,9 +536,7 @@ def build_datasets(args, video_processor):
             width=args.frame_size,
             max_objects=args.max_objects,
             caption_wording=args.caption_wording,
-            caption_speed="speed" in args.caption_facts,
-            caption_occlusion="occlusion" in args.caption_facts,
-            shuffle_clauses=args.shuffle_clauses,
+            **caption_fact_options(args.caption_facts, args.shuffle_clauses),
             same_kind_motion_probability=args.same_kind_motion_probability,
         )
         train = SyntheticClipDataset(

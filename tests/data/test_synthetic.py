@@ -911,3 +911,32 @@ def test_dataset_rows_keep_speed_occlusion_and_caption_rank(tmp_path):
             assert stored["speed"] == drawn.get("speed")
             assert stored["in_front_of"] == drawn["in_front_of"] and stored["caption_rank"] == drawn["caption_rank"]
         assert caption_from_objects(row["objects"], None, row["caption_template"]) == row["caption"]
+
+
+@pytest.mark.parametrize(
+    "facts, shuffle, expected",
+    [
+        ((), False, (False, False, False)),
+        (("speed",), False, (True, False, False)),
+        (["occlusion", "speed"], True, (True, True, True)),
+    ],
+)
+def test_caption_fact_options_turn_on_the_config_fields(facts, shuffle, expected):
+    from trajtok_hf.data import caption_fact_options
+
+    options = caption_fact_options(facts, shuffle)
+    assert tuple(options.values()) == expected and list(options) == [
+        "caption_speed",
+        "caption_occlusion",
+        "shuffle_clauses",
+    ]
+    config = SyntheticVideoConfig(**SMALL, **options)
+    assert (config.caption_speed, config.caption_occlusion, config.shuffle_clauses) == expected
+
+
+@pytest.mark.parametrize("facts", ["speed", ("speed", "colour")])
+def test_caption_fact_options_rejects_unknown_facts(facts):
+    from trajtok_hf.data import caption_fact_options
+
+    with pytest.raises(ValueError, match="`caption_facts` must be a sequence"):
+        caption_fact_options(facts)

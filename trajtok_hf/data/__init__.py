@@ -32,6 +32,7 @@ from .shards import (
 )
 from .synthetic import (
     BACKGROUNDS,
+    CAPTION_FACTS,
     CAPTION_WORDINGS,
     CLAUSE_TEMPLATES,
     CLIP_TRANSFORMS,
@@ -51,6 +52,7 @@ from .synthetic import (
     VERTICAL_MIRRORS,
     Mp4Writer,
     SyntheticVideoConfig,
+    caption_fact_options,
     caption_from_objects,
     default_video_codec,
     fact_negative_caption,
@@ -105,6 +107,7 @@ __all__ = [
     "SHAPE_WORDS",
     "SIZES",
     "SPEED_FLIPS",
+    "CAPTION_FACTS",
     "SPEED_WORDINGS",
     "OCCLUSION_WORDINGS",
     "SIZE_CLASSES",
@@ -131,6 +134,7 @@ __all__ = [
     "paraphrase_clip",
     "fact_negative_caption",
     "flipped_speeds",
+    "caption_fact_options",
     "reversed_occlusions",
     "shape_negative_caption",
     "swap_motions_caption",

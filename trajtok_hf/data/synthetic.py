@@ -202,6 +202,24 @@ rises, in front of the blue square". Captioned with ``SyntheticVideoConfig(capti
 
 SPEED_FLIPS = {"slowly": "quickly", "quickly": "slowly"}
 
+CAPTION_FACTS = ("speed", "occlusion")
+"""The facts a caption can state besides motion and direction: the ``caption_facts`` of the scripts
+(:func:`caption_fact_options`)."""
+
+
+def caption_fact_options(caption_facts: Sequence[str] = (), shuffle_clauses: bool = False) -> dict[str, bool]:
+    """The :class:`SyntheticVideoConfig` fields for the facts ``caption_facts`` (entries of :data:`CAPTION_FACTS`)
+    and the clause order: ``{"caption_speed", "caption_occlusion", "shuffle_clauses"}``, what the scripts'
+    ``--caption_facts`` / ``--shuffle_clauses`` turn on."""
+    if isinstance(caption_facts, str) or any(fact not in CAPTION_FACTS for fact in caption_facts):
+        raise ValueError(f"`caption_facts` must be a sequence of entries of {CAPTION_FACTS}, got {caption_facts!r}")
+    return {
+        "caption_speed": "speed" in caption_facts,
+        "caption_occlusion": "occlusion" in caption_facts,
+        "shuffle_clauses": shuffle_clauses,
+    }
+
+
 CAPTION_WORDINGS = ("fixed", "train", "held_out")
 
 _MIRRORED_MOVES = {
@@ -1036,11 +1054,12 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
                 order = np.random.default_rng([int(seed), int(index), 2]).permutation(len(clip["objects"]))
                 for obj, rank in zip(clip["objects"], order, strict=True):
                     obj["caption_rank"] = int(rank)
+            if cfg.caption_wording != "fixed":
+                _reword(clip, cfg, seed, index)
+            elif cfg.shuffle_clauses:
                 clip["caption"] = caption_from_objects(
                     clip["objects"], clip["background"] if cfg.caption_background else None
                 )
-            if cfg.caption_wording != "fixed":
-                _reword(clip, cfg, seed, index)
             clip["seed"], clip["index"] = int(seed), int(index)
             return clip
     raise RuntimeError(
