@@ -37,7 +37,6 @@ def synthetic_caption_words(caption_wording: str = "fixed", caption_facts: Seque
     words of ``"speed"`` (``SyntheticVideoConfig.caption_speed``) and ``"occlusion"`` (``caption_occlusion``)."""
     from ..data import (
         BACKGROUNDS,
-        CAPTION_FACTS,
         CLAUSE_TEMPLATES,
         COLOURS,
         MOTION_WORDINGS,
@@ -47,12 +46,12 @@ def synthetic_caption_words(caption_wording: str = "fixed", caption_facts: Seque
         SIZES,
         SPEED_WORDINGS,
         TEXTURES,
+        caption_fact_options,
     )
 
     if caption_wording not in ("fixed", "train"):
         raise ValueError(f"caption_wording must be 'fixed' or 'train', got {caption_wording!r}")
-    if isinstance(caption_facts, str) or any(fact not in CAPTION_FACTS for fact in caption_facts):
-        raise ValueError(f"caption_facts must be a sequence of 'speed' / 'occlusion', got {caption_facts!r}")
+    caption_fact_options(caption_facts)  # a clear ValueError for anything but entries of CAPTION_FACTS
     phrases = [
         *COLOURS,
         *SHAPES,
