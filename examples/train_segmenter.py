@@ -77,6 +77,14 @@ def parse_args(argv=None):
         help="feed the backbone each frame with its differences to the neighbouring frames (a motion cue; "
         "TrajTokConfig.frame_difference_input); a --model without it is widened so that it starts from its own outputs",
     )
+    g.add_argument(
+        "--frame_difference_alignment",
+        choices=["none", "translation"],
+        default="none",
+        help="'translation': also the differences after the camera's translation between the frames is taken out "
+        "(TrajTokConfig.frame_difference_alignment; needs --frame_difference_input); a --model without them is widened "
+        "so that it starts from its own outputs",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
     g.add_argument(
         "--shapes_fraction",
@@ -189,6 +197,8 @@ def parse_args(argv=None):
         parser.error(f"--footage_stills must be >= 1, got {args.footage_stills}")
     if args.train_objects is not None and not 1 <= args.train_objects[0] <= args.train_objects[1]:
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
+    if args.frame_difference_alignment != "none" and not args.frame_difference_input:
+        parser.error("--frame_difference_alignment needs --frame_difference_input")
     for flag in (
         "shapes_fraction",
         "footage_clip_fraction",
@@ -376,10 +386,17 @@ def main(argv=None):
             model, _ = load_segmenter(args.model)
         except ValueError as error:
             raise SystemExit(f"error: --model {error}") from None
-        if args.frame_difference_input and not model.config.frame_difference_input:
-            model = model.with_frame_difference_input()
+        aligned = args.frame_difference_alignment != "none"
+        if (args.frame_difference_input and not model.config.frame_difference_input) or (
+            aligned and model.config.frame_difference_alignment == "none"
+        ):
+            model = model.with_frame_difference_input(args.frame_difference_alignment)
     else:
-        config = TrajTokConfig(**TRAJTOK_PRESETS[args.preset], frame_difference_input=args.frame_difference_input)
+        config = TrajTokConfig(
+            **TRAJTOK_PRESETS[args.preset],
+            frame_difference_input=args.frame_difference_input,
+            frame_difference_alignment=args.frame_difference_alignment,
+        )
         try:  # --backbone: the checkpoint's backbone architecture and weights replace the preset's backbone
             model = (
                 TrajTokModel.from_pretrained_backbone(args.backbone, config) if args.backbone else TrajTokModel(config)

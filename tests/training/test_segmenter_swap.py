@@ -9,10 +9,12 @@ from tests.testers import TINY_BACKBONE, text_batch, tiny_trajtok_model, tiny_tr
 from trajtok_hf import TrajViT2Model
 from trajtok_hf.training import SEGMENTER_MODULES, freeze_segmenter, replace_segmenter
 
-# Another backbone (wider ConvNeXt stages), frame differences as input, other assignment heads: all segmenter fields.
+# Another backbone (wider ConvNeXt stages), camera-aligned frame differences as input, other assignment heads: all
+# segmenter fields.
 OTHER_SEGMENTER = dict(
     backbone_config={**TINY_BACKBONE, "hidden_sizes": [16, 24, 32, 48]},
     frame_difference_input=True,
+    frame_difference_alignment="translation",
     assignment_hidden_size=24,
     matching_tie_break="soft",
 )
@@ -38,6 +40,7 @@ def test_segmenter_weights_and_config_come_from_the_segmenter_the_rest_stays(swa
     tokenizer = model.vision_model.tokenizer
     config = tokenizer.config
     assert config.frame_difference_input and config.assignment_hidden_size == 24
+    assert config.frame_difference_alignment == "translation" and config.backbone_config.num_channels == 15
     assert config.backbone_config.hidden_sizes == [16, 24, 32, 48] and config.matching_tie_break == "soft"
     assert config.trajectory_motion_encoding  # a token-side field keeps the model's value
     assert config.name_or_path == "runs/other-segmenter/final"

@@ -752,6 +752,28 @@ def test_segmenter_frame_difference_input(tmp_path, warm_start):
     assert model.config.frame_difference_input and model.config.backbone_config.num_channels == 9
 
 
+@pytest.mark.parametrize("start", ["preset", "rgb", "frame_differences"])
+def test_segmenter_frame_difference_alignment(tmp_path, start):
+    """--frame_difference_alignment translation: a preset starts with the 15-channel input; a saved 3- or 9-channel
+    --model is widened to it; without --frame_difference_input the flag is refused."""
+    from trajtok_hf import TrajTokConfig, TrajTokModel
+    from trajtok_hf.training import TRAJTOK_PRESETS
+
+    argv = ["--output_dir", str(tmp_path / "run"), *TINY_RUN, "--max_steps", "1", "--frame_difference_input"]
+    argv += ["--frame_difference_alignment", "translation"]
+    if start != "preset":
+        config = TrajTokConfig(**TRAJTOK_PRESETS["tiny"], frame_difference_input=start == "frame_differences")
+        TrajTokModel(config).save_pretrained(tmp_path / "start")
+        TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4).save_pretrained(tmp_path / "start")
+        argv += ["--model", str(tmp_path / "start")]
+    run_script(SEGMENTER, argv)
+    model = TrajTokModel.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.frame_difference_alignment == "translation"
+    assert model.config.backbone_config.num_channels == 15
+    with pytest.raises(SystemExit):
+        load_script(SEGMENTER).parse_args([a for a in argv if a != "--frame_difference_input"])
+
+
 def test_segmenter_from_a_timm_backbone_with_frozen_batch_norm_and_its_own_lr(tmp_path):
     """--backbone (a saved TimmBackbone) --freeze_backbone_batch_norm --backbone_learning_rate: the run starts from
     the backbone's weights, keeps its BatchNorm statistics and affine weights, and saves a model that reloads with

@@ -30,6 +30,9 @@ LATENT_NORM_PLACEMENTS = ("final", "every_layer")
 MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
 ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
 FRAME_DIFFERENCE_CHANNELS = 9  # RGB, RGB − previous RGB, next RGB − RGB
+FRAME_DIFFERENCE_ALIGNMENTS = ("none", "translation")
+# frame_difference_alignment="translation" adds the two differences again, to the camera-aligned neighbours
+ALIGNED_FRAME_DIFFERENCE_CHANNELS = 15
 
 # ConvNeXt-Tiny (paper Sec. 3): depths 3/3/9/3, widths 96-768. All four stages are returned.
 _DEFAULT_BACKBONE = {
@@ -152,6 +155,15 @@ class TrajTokConfig(PreTrainedConfig):
             DINOv3) has appearance features that need no such cue. `backbone_config.num_channels` must be 9 (a
             backbone config left at 3 channels is set to 9). [`TrajTokModel.with_frame_difference_input`] turns a
             trained 3-channel model into one whose outputs are unchanged until it trains on.
+        frame_difference_alignment (`str`, *optional*, defaults to `"none"`):
+            Not in the paper. With `frame_difference_input`, `"translation"` adds six more channels (15 in all): the two
+            differences again, taken after each neighbouring frame is moved onto the frame by the camera's
+            translation between them (whole pixels, estimated by phase correlation of the grey frames; out-of-frame
+            pixels differ by zero). When the camera pans, the plain differences are large over the whole textured
+            background; the aligned ones are large only where something moves against it. Needs
+            `frame_difference_input=True`; `backbone_config.num_channels` must be 15 (a backbone config left at 3
+            channels is set to 15). [`TrajTokModel.with_frame_difference_input`] widens a trained 3- or 9-channel
+            model with unchanged outputs.
         backbone_frames_per_pass (`int`, *optional*):
             Speed only, never the result: the ConvNeXt runs over the frames of all chunks in passes of this many
             frames. `None` (default): on CPU, passes of about 4 frames of 224² (max(1, 200704 // (H·W)) frames, so
@@ -208,6 +220,7 @@ class TrajTokConfig(PreTrainedConfig):
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
     frame_difference_input: bool = False
+    frame_difference_alignment: str = "none"
     backbone_frames_per_pass: int | None = None
     output_size: int | None = None
     initializer_range: float = 0.02
@@ -250,14 +263,28 @@ class TrajTokConfig(PreTrainedConfig):
             raise ValueError(f"trajectory_motion_init_std must be a finite float >= 0, got {std!r}")
         if not isinstance(self.frame_difference_input, bool):
             raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
+        if self.frame_difference_alignment not in FRAME_DIFFERENCE_ALIGNMENTS:
+            raise ValueError(
+                f"frame_difference_alignment must be one of {FRAME_DIFFERENCE_ALIGNMENTS}, "
+                f"got {self.frame_difference_alignment!r}"
+            )
+        aligned = self.frame_difference_alignment != "none"
+        if aligned and not self.frame_difference_input:
+            raise ValueError(
+                f"frame_difference_alignment={self.frame_difference_alignment!r} needs frame_difference_input=True"
+            )
+        expected_channels, inputs = 3, "RGB"
+        if self.frame_difference_input:
+            expected_channels, inputs = FRAME_DIFFERENCE_CHANNELS, "RGB + two frame differences"
+        if aligned:
+            expected_channels, inputs = ALIGNED_FRAME_DIFFERENCE_CHANNELS, f"{inputs} + two camera-aligned ones"
         if self.frame_difference_input and backbone.num_channels == 3:
-            backbone.num_channels = FRAME_DIFFERENCE_CHANNELS
-        expected_channels = FRAME_DIFFERENCE_CHANNELS if self.frame_difference_input else 3
+            backbone.num_channels = expected_channels
         if backbone.num_channels != expected_channels:
             raise ValueError(
                 f"backbone_config.num_channels must be {expected_channels} with frame_difference_input="
-                f"{self.frame_difference_input} (RGB{' + two frame differences' * self.frame_difference_input}), "
-                f"got {backbone.num_channels}"
+                f"{self.frame_difference_input} and frame_difference_alignment={self.frame_difference_alignment!r} "
+                f"({inputs}), got {backbone.num_channels}"
             )
         # All four stages feed the multi-scale sum (paper Sec. 3): the ablation without them loses ~3 R@5.
         if backbone.model_type == TIMM_BACKBONE:

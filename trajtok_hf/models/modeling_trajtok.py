@@ -28,7 +28,8 @@ residual stream with a final norm (release: ``latent_norm_placement="every_layer
 
 An addition of this implementation, off by default: ``frame_difference_input`` feeds each frame to the backbone with
 its differences to the neighbouring frames (9 channels), a motion cue for segmenters trained from scratch on few
-images (see ``TrajTokConfig``).
+images (see ``TrajTokConfig``); ``frame_difference_alignment="translation"`` adds the same differences after the
+camera's translation is taken out (15 channels), so that a panning camera does not light up the whole background.
 
 What a loss on the trajectory tokens trains (e.g. TrajViT2's contrastive loss): with ``query_init="soft_pool"`` the
 refinement queries are the soft-mask pools of Eq. 2, so its gradient reaches the grouping (query Perceiver, query
@@ -55,7 +56,14 @@ from transformers import AutoBackbone, AutoConfig, PreTrainedConfig, PreTrainedM
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_trajtok import FRAME_DIFFERENCE_CHANNELS, SUPPORTED_BACKBONES, TIMM_BACKBONE, TrajTokConfig
+from .configuration_trajtok import (
+    ALIGNED_FRAME_DIFFERENCE_CHANNELS,
+    FRAME_DIFFERENCE_ALIGNMENTS,
+    FRAME_DIFFERENCE_CHANNELS,
+    SUPPORTED_BACKBONES,
+    TIMM_BACKBONE,
+    TrajTokConfig,
+)
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
 from .perceiver_trajtok import HardMask, TrajTokPerceiver
 
@@ -161,13 +169,73 @@ def _select_hidden_states(hidden_states: tuple, selection) -> tuple:
     return tuple(state if i in kept else None for i, state in enumerate(hidden_states))
 
 
-def add_frame_differences(videos: torch.Tensor) -> torch.Tensor:
+def add_frame_differences(videos: torch.Tensor, alignment: str = "none") -> torch.Tensor:
     """(B, T, 3, H, W) → (B, T, 9, H, W): each frame, its difference to the previous frame and the next frame's
     difference to it (zeros at the first and last frame; an image gets zeros). The backbone input of
-    ``config.frame_difference_input``."""
+    ``config.frame_difference_input``. With ``alignment="translation"`` (``config.frame_difference_alignment``),
+    (B, T, 15, H, W): the same two differences follow again, taken after the neighbouring frame is moved onto the
+    frame by the camera's translation (:func:`camera_translations`; out-of-frame pixels differ by zero)."""
+    if alignment not in FRAME_DIFFERENCE_ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {FRAME_DIFFERENCE_ALIGNMENTS}, got {alignment!r}")
     step = videos[:, 1:] - videos[:, :-1]
     edge = torch.zeros_like(videos[:, :1])
-    return torch.cat([videos, torch.cat([edge, step], dim=1), torch.cat([step, edge], dim=1)], dim=2)
+    channels = [videos, torch.cat([edge, step], dim=1), torch.cat([step, edge], dim=1)]
+    if alignment == "translation":
+        shifts = camera_translations(videos)  # (B, T - 1, 2): frame t's content moves by it into frame t + 1
+        previous, previous_valid = shift_frames(videos[:, :-1], shifts)  # frame t moved onto frame t + 1
+        following, following_valid = shift_frames(videos[:, 1:], -shifts)  # frame t + 1 moved onto frame t
+        to_previous = (videos[:, 1:] - previous) * previous_valid
+        to_following = (following - videos[:, :-1]) * following_valid
+        channels += [torch.cat([edge, to_previous], dim=1), torch.cat([to_following, edge], dim=1)]
+    return torch.cat(channels, dim=2)
+
+
+MAX_CAMERA_SHIFT_FRACTION = 0.25  # the largest translation camera_translations looks for, per axis
+
+
+def camera_translations(videos: torch.Tensor, max_shift_fraction: float = MAX_CAMERA_SHIFT_FRACTION) -> torch.Tensor:
+    """The camera's translation between consecutive frames, in whole pixels, by phase correlation.
+
+    (B, T, C, H, W) → (B, T - 1, 2) int64 ``(dy, dx)``: frame ``t + 1`` shows frame ``t``'s content moved by
+    ``(dy, dx)`` (down and right positive), as far as one translation explains the two frames. The grey frames,
+    centred and Hann-windowed, give the normalised cross-power spectrum whose inverse FFT peaks at the dominant shift
+    (Kuglin & Hines, 1975); the peak is searched within ``max_shift_fraction`` of each side. The textured background
+    dominates that peak in a panned shot; a flat background leaves the choice to whatever is textured. Computed in
+    float32 whatever the input dtype; no gradient."""
+    batch, frames, _, height, width = videos.shape
+    if frames < 2:
+        return torch.zeros(batch, 0, 2, dtype=torch.int64, device=videos.device)
+    with torch.no_grad():
+        grey = videos.detach().float().mean(dim=2)
+        grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
+        window = torch.outer(
+            torch.hann_window(height, periodic=False, device=videos.device),
+            torch.hann_window(width, periodic=False, device=videos.device),
+        )
+        spectrum = torch.fft.rfft2(grey * window)
+        cross = spectrum[:, 1:] * spectrum[:, :-1].conj()
+        surface = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=(height, width))
+        dy = torch.arange(height, device=videos.device)
+        dx = torch.arange(width, device=videos.device)
+        dy = torch.where(dy > height // 2, dy - height, dy)  # wrap to signed shifts
+        dx = torch.where(dx > width // 2, dx - width, dx)
+        reach = (dy.abs() <= max_shift_fraction * height)[:, None] & (dx.abs() <= max_shift_fraction * width)[None, :]
+        peak = surface.masked_fill(~reach, float("-inf")).flatten(-2).argmax(dim=-1)
+        return torch.stack([dy[peak // width], dx[peak % width]], dim=-1)
+
+
+def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each frame's content by whole pixels: (B, N, C, H, W) frames and (B, N, 2) ``(dy, dx)`` → the moved
+    frames (out-of-frame pixels repeat the nearest edge pixel) and a (B, N, 1, H, W) mask of the pixels that have a
+    source inside the frame (in the frames' dtype)."""
+    batch, count, channels, height, width = frames.shape
+    rows = torch.arange(height, device=frames.device) - shifts[..., :1]  # (B, N, H): source row of each row
+    cols = torch.arange(width, device=frames.device) - shifts[..., 1:]  # (B, N, W)
+    valid = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[..., None, :]
+    source = rows.clamp(0, height - 1)[..., :, None] * width + cols.clamp(0, width - 1)[..., None, :]
+    index = source.flatten(-2)[:, :, None, :].expand(batch, count, channels, height * width)
+    moved = frames.flatten(-2).gather(-1, index).view(batch, count, channels, height, width)
+    return moved, valid[:, :, None].to(frames.dtype)
 
 
 def fourier_ring_offsets(num_points: int, num_frequencies: int, projection: torch.Tensor) -> torch.Tensor:
@@ -553,17 +621,19 @@ class TrajTokModel(TrajTokPreTrainedModel):
         # The checkpoint is an RGB backbone: with frame_difference_input the RGB model loads it, then widens its stem
         # (with_frame_difference_input: the difference channels start at zero).
         frame_difference_input = config.frame_difference_input
+        alignment = config.frame_difference_alignment
         config = cls.config_class.from_dict(
             {
                 **config.to_dict(),
                 "backbone_config": backbone_config.to_dict(),
                 "pretrained_backbone_name_or_path": name,
                 "frame_difference_input": False,
+                "frame_difference_alignment": "none",
             }
         )
         model = cls(config)
         model.load_pretrained_backbone(**hub_kwargs)
-        return model.with_frame_difference_input() if frame_difference_input else model
+        return model.with_frame_difference_input(alignment) if frame_difference_input else model
 
     def load_pretrained_backbone(
         self, pretrained_backbone_name_or_path: str | os.PathLike | None = None, **hub_kwargs
@@ -590,27 +660,41 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self.feature_extractor.load_pretrained_backbone(name, **hub_kwargs)
         self.config.pretrained_backbone_name_or_path = name
 
-    def with_frame_difference_input(self) -> TrajTokModel:
-        """A copy of this 3-channel model with ``config.frame_difference_input=True`` whose outputs are those of this
-        model until it trains: the backbone's stem takes 9 channels, its weights on the two frame-difference inputs
-        start at zero, and every other weight is copied. How a trained appearance-only segmenter starts learning the
-        motion cue. The model must have ``frame_difference_input=False``."""
-        if self.config.frame_difference_input:
-            raise ValueError("with_frame_difference_input: this model already has frame_difference_input=True")
+    def with_frame_difference_input(self, alignment: str = "none") -> TrajTokModel:
+        """A copy of this model with ``config.frame_difference_input=True`` and ``config.frame_difference_alignment``
+        set to ``alignment``, whose outputs are those of this model until it trains: the backbone's stem takes 9
+        (``"none"``) or 15 (``"translation"``) channels, its weights on the added inputs start at zero, and every
+        other weight is copied. How a trained appearance-only segmenter starts learning the motion cue, and how a
+        9-channel one starts learning the camera-aligned differences. The model must have fewer input channels."""
+        if alignment not in FRAME_DIFFERENCE_ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {FRAME_DIFFERENCE_ALIGNMENTS}, got {alignment!r}")
+        target = FRAME_DIFFERENCE_CHANNELS if alignment == "none" else ALIGNED_FRAME_DIFFERENCE_CHANNELS
+        current = self.config.backbone_config.num_channels
+        if current >= target:
+            raise ValueError(
+                f"with_frame_difference_input: this model already has frame_difference_input="
+                f"{self.config.frame_difference_input} with frame_difference_alignment="
+                f"{self.config.frame_difference_alignment!r} ({current} input channels); alignment={alignment!r} "
+                f"needs {target}"
+            )
         config = copy.deepcopy(self.config)
         config.frame_difference_input = True
-        config.backbone_config.num_channels = FRAME_DIFFERENCE_CHANNELS
+        config.frame_difference_alignment = alignment
+        config.backbone_config.num_channels = target
         widened = type(self)(config).to(device=self.device, dtype=self.dtype)
         state = self.state_dict()
         stem = [
             name
             for name, value in state.items()
-            if name.startswith("feature_extractor.backbone.") and value.ndim == 4 and value.shape[1] == 3
+            if name.startswith("feature_extractor.backbone.") and value.ndim == 4 and value.shape[1] == current
         ]
         if len(stem) != 1:
-            raise ValueError(f"with_frame_difference_input: expected one 3-channel stem convolution, found {stem}")
+            raise ValueError(
+                f"with_frame_difference_input: expected one {current}-channel stem convolution, found {stem}"
+            )
         weight = state[stem[0]]
-        state[stem[0]] = torch.cat([weight, torch.zeros_like(weight), torch.zeros_like(weight)], dim=1)
+        added = weight.new_zeros(weight.shape[0], target - current, *weight.shape[2:])
+        state[stem[0]] = torch.cat([weight, added], dim=1)
         widened.load_state_dict(state, strict=True)
         widened.train(self.training)
         return widened
@@ -686,7 +770,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         self._check_pixel_values(pixel_values_videos)
         pixel_values_videos = pixel_values_videos.to(self.dtype)
         if self.config.frame_difference_input:
-            pixel_values_videos = add_frame_differences(pixel_values_videos)
+            pixel_values_videos = add_frame_differences(pixel_values_videos, self.config.frame_difference_alignment)
         if output_hidden_states is None:
             output_hidden_states = getattr(self.config, "output_hidden_states", False)
         if output_attentions is None:

@@ -27,6 +27,7 @@ SEGMENTER_CONFIG_KEYS = (
     "backbone_final_layernorm",
     "backbone_frames_per_pass",
     "frame_difference_input",
+    "frame_difference_alignment",
     "query_perceiver_depth",
     "query_init",
     "assignment_hidden_size",
