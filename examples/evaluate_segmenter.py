@@ -56,7 +56,7 @@ HELD_OUT_SEED = 2_000_000  # the retrieval demo's clips; training used seed 0, i
 DEFAULT_MAX_OBJECTS = {"shapes": 3, "photos": 4}  # the demo's clips; the photo generator's default
 METRIC_KEYS = ("FG-ARI", "ARI", "mIoU", "FG-mIoU")
 COMPOSITES = ("camouflaged", "mixed")
-OBJECT_KEYS = ("IoU", "recall")
+OBJECT_KEYS = ("IoU", "recall", "in background")
 
 
 def parse_args(argv=None):
@@ -253,13 +253,17 @@ def object_report(trajectory_ids, clips) -> dict:
 
 
 def objects_by_size(trajectory_ids, clips) -> dict[str, dict[str, float]]:
-    """Mean IoU and recall of the trajectory matched to each object, by the object's size class."""
+    """Mean IoU and recall of the trajectory matched to each object, and the fraction of objects that lie mostly in
+    the background's trajectory (``object_errors``' ``in_background``), by the object's size class."""
     sizes, columns = [], {key: [] for key in OBJECT_KEYS}
     for ids, clip in zip(trajectory_ids, clips, strict=True):
-        scores = object_scores(ids, clip["segmentation_labels"], background_id=0, ignore_index=IGNORE_INDEX)
+        labels = clip["segmentation_labels"]
+        scores = object_scores(ids, labels, background_id=0, ignore_index=IGNORE_INDEX)
+        errors = object_errors(ids, labels, background_id=0, ignore_index=IGNORE_INDEX)
         sizes.extend(clip["objects"][obj_id - 1]["size"] for obj_id in scores["ids"].tolist())
         columns["IoU"].append(scores["iou"])
         columns["recall"].append(scores["recall"])
+        columns["in background"].append(errors["in_background"].astype(np.float64))
     values = {key: np.concatenate(parts) for key, parts in columns.items()}
     return mean_by_group(sizes, values, order=tuple(SIZE_CLASSES), count_name="objects")
 
@@ -414,7 +418,9 @@ def evaluate_photos(args, segmenter, video_processor, frames, size) -> tuple[dic
         **blocks[main],
         "by_object_size_definition": (
             "per object: IoU and recall of the trajectory matched to it by FG-mIoU's Hungarian matching over the "
-            "clip; size classes of trajtok_hf.data.SIZE_CLASSES (longer side at mid-clip / shorter frame side)"
+            "clip, and 'in background': the fraction of objects whose majority trajectory is the background's "
+            "(trajtok_hf.metrics.object_errors); size classes of trajtok_hf.data.SIZE_CLASSES (longer side at "
+            "mid-clip / shorter frame side)"
         ),
         **{f"{kind}_composites": {**blocks[kind], "tables_markdown": tables[kind]} for kind in others},
         "shapes": shapes_record,

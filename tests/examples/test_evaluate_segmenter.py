@@ -66,6 +66,9 @@ def test_breakdown_keys_and_counts_add_up(photos_run, clips):
         assert -1 <= value <= 1
     for row in result["by_object_size"].values():
         assert 0 <= row["IoU"] <= row["recall"] <= 1
+        assert 0 <= row["in background"] <= 1 and row["in background"] * row["objects"] == pytest.approx(
+            round(row["in background"] * row["objects"])
+        )  # a fraction of the size class's objects
 
 
 def test_saved_json_is_an_eval_results_file_with_the_breakdown(photos_run):

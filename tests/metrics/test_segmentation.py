@@ -294,6 +294,11 @@ def test_object_errors_merges_and_missed_pixels():
     assert errors["ids"].tolist() == [1, 2, 3]
     assert errors["merged"].tolist() == [False, False, True]  # a trajectory with m objects counts m - 1
     assert errors["missed_pixels"].tolist() == [0, 1, 0]
+    assert errors["in_background"].tolist() == [False, True, False]  # object 2's tie 4 / 0 goes to the smaller id 0
+    # Object 2 absorbed by the background's trajectory 0, object 1 partly (its majority is its own id 7).
+    errors = object_errors([0, 0, 0, 7, 0, 7, 0, 0, 0], [0, 0, 0, 1, 1, 1, 2, 2, -100])
+    assert errors["in_background"].tolist() == [False, True] and errors["missed_pixels"].tolist() == [1, 0]
+    assert not object_errors([0, 0, 1, 1], [1, 1, 2, 2]).get("in_background").any()  # no background in the GT
     # Three objects in one trajectory: two merged; majority ties go to the smallest predicted id.
     errors = object_errors([5, 5, 5, 5, 5, 5, 3], [1, 1, 2, 2, 3, 3, 3], background_id=None)
     assert errors["merged"].tolist() == [False, True, True] and errors["missed_pixels"].tolist() == [0, 0, 1]

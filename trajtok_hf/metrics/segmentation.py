@@ -319,31 +319,45 @@ def segmentation_metrics(
 def object_errors(
     pred: Any, gt: Any, *, background_id: int | None = 0, ignore_index: int | None = -100
 ) -> dict[str, np.ndarray]:
-    """Per foreground GT segment (object) of one clip, the two ways FG-ARI loses it.
+    """Per foreground GT segment (object) of one clip, the ways FG-ARI loses it.
 
     Every object is assigned its *majority* predicted id (the predicted segment holding most of its valid pixels;
-    ties → the smallest id). Returns ``{"ids", "merged", "missed_pixels"}``, one entry per object in ascending id
-    order: ``merged`` is True when an object of smaller id has the same majority id (a trajectory holding m objects
-    counts m - 1 of them as merged); ``missed_pixels`` counts the object's pixels outside its majority id (for a
-    single-object clip, any such pixel drops its FG-ARI to 0). Empty arrays when the clip has no foreground.
+    ties → the smallest id). Returns ``{"ids", "merged", "missed_pixels", "in_background"}``, one entry per object in
+    ascending id order: ``merged`` is True when an object of smaller id has the same majority id (a trajectory holding
+    m objects counts m - 1 of them as merged); ``missed_pixels`` counts the object's pixels outside its majority id
+    (for a single-object clip, any such pixel drops its FG-ARI to 0); ``in_background`` is True when the object's
+    majority id is the background's majority id (the object is absorbed by the background's trajectory; always
+    False without a background segment). Empty arrays when the clip has no foreground.
     """
     p, g = _prepare(pred, gt, ignore_index)
-    empty = {"ids": np.zeros(0, np.int64), "merged": np.zeros(0, bool), "missed_pixels": np.zeros(0, np.int64)}
+    empty = {
+        "ids": np.zeros(0, np.int64),
+        "merged": np.zeros(0, bool),
+        "missed_pixels": np.zeros(0, np.int64),
+        "in_background": np.zeros(0, bool),
+    }
     if g.size == 0:
         return empty
     table, gt_ids, pred_ids = _contingency(p, g, dense=True)
     fg = gt_ids != background_id if background_id is not None else np.ones(gt_ids.size, bool)
     if not fg.any():
         return empty
+    background_majority = table[~fg].argmax(axis=1)  # zero or one row: the background's majority id
     table = table[fg]
     majority = table.argmax(axis=1)  # first maximum = smallest predicted id (pred_ids are sorted)
+    in_background = np.isin(majority, background_majority)
     # An object is merged when an object of smaller id already holds its majority trajectory: a group of m objects
     # in one trajectory counts m - 1 (the objects lost to the merge).
     first = np.unique(majority, return_index=True)[1]
     shared = np.ones(majority.size, bool)
     shared[first] = False
     missed = table.sum(axis=1) - table[np.arange(majority.size), majority]
-    return {"ids": gt_ids[fg], "merged": shared, "missed_pixels": missed.astype(np.int64)}
+    return {
+        "ids": gt_ids[fg],
+        "merged": shared,
+        "missed_pixels": missed.astype(np.int64),
+        "in_background": in_background,
+    }
 
 
 def fg_ari_by_object_count(
