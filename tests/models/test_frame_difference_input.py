@@ -204,3 +204,22 @@ def test_aligned_model_sees_the_camera_aligned_differences():
             a = model(pixel_values_videos=panned).assignment_logits
             b = model(pixel_values_videos=still).assignment_logits
         assert torch.equal(a, b) == same, reads  # aligned: all-zero input for both clips; plain: the pan shows
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: camera_translations(torch.zeros(2, 3, 8, 8)), "videos must be a floating tensor of shape"),
+        (lambda: camera_translations(torch.zeros(1, 2, 3, 8, 8, dtype=torch.long)), "videos must be a floating"),
+        (lambda: camera_translations(torch.zeros(1, 2, 3, 8, 8), max_shift_fraction=0.0), "max_shift_fraction"),
+        (lambda: camera_translations(torch.zeros(1, 2, 3, 8, 8), max_shift_fraction=0.6), "max_shift_fraction"),
+        (lambda: camera_translations(torch.zeros(1, 2, 3, 8, 8), max_shift_fraction="1"), "max_shift_fraction"),
+        (lambda: shift_frames(torch.zeros(1, 2, 3, 8, 8), torch.zeros(1, 2, 3, dtype=torch.long)), "shifts must be"),
+        (lambda: shift_frames(torch.zeros(1, 2, 3, 8, 8), torch.zeros(1, 2, 2)), "shifts must be an integer"),
+        (lambda: shift_frames([[0.0]], torch.zeros(1, 2, 2, dtype=torch.long)), "frames must be a floating tensor"),
+        (lambda: add_frame_differences(torch.zeros(2, 3, 8, 8), "translation"), "videos must be a floating tensor"),
+    ],
+)
+def test_alignment_functions_reject_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

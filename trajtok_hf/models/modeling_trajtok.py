@@ -177,6 +177,7 @@ def add_frame_differences(videos: torch.Tensor, alignment: str = "none") -> torc
     frame by the camera's translation (:func:`camera_translations`; out-of-frame pixels differ by zero)."""
     if alignment not in FRAME_DIFFERENCE_ALIGNMENTS:
         raise ValueError(f"alignment must be one of {FRAME_DIFFERENCE_ALIGNMENTS}, got {alignment!r}")
+    _check_frames("videos", videos)
     step = videos[:, 1:] - videos[:, :-1]
     edge = torch.zeros_like(videos[:, :1])
     channels = [videos, torch.cat([edge, step], dim=1), torch.cat([step, edge], dim=1)]
@@ -193,6 +194,16 @@ def add_frame_differences(videos: torch.Tensor, alignment: str = "none") -> torc
 MAX_CAMERA_SHIFT_FRACTION = 0.25  # the largest translation camera_translations looks for, per axis
 
 
+def _check_frames(name: str, frames) -> None:
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or not frames.is_floating_point():
+        got = (
+            f"shape {tuple(frames.shape)}, {frames.dtype}"
+            if isinstance(frames, torch.Tensor)
+            else type(frames).__name__
+        )
+        raise ValueError(f"{name} must be a floating tensor of shape (B, T, C, H, W), got {got}")
+
+
 def camera_translations(videos: torch.Tensor, max_shift_fraction: float = MAX_CAMERA_SHIFT_FRACTION) -> torch.Tensor:
     """The camera's translation between consecutive frames, in whole pixels, by phase correlation.
 
@@ -202,11 +213,16 @@ def camera_translations(videos: torch.Tensor, max_shift_fraction: float = MAX_CA
     (Kuglin & Hines, 1975); the peak is searched within ``max_shift_fraction`` of each side. The textured background
     dominates that peak in a panned shot; a flat background leaves the choice to whatever is textured. Computed in
     float32 whatever the input dtype; no gradient."""
+    _check_frames("videos", videos)
+    if isinstance(max_shift_fraction, bool) or not isinstance(max_shift_fraction, (int, float)):
+        raise TypeError(f"max_shift_fraction must be a float, got {type(max_shift_fraction).__name__}")
+    if not 0 < max_shift_fraction <= 0.5:
+        raise ValueError(f"max_shift_fraction must lie in (0, 0.5] (a fraction of each side), got {max_shift_fraction}")
     batch, frames, _, height, width = videos.shape
     if frames < 2:
         return torch.zeros(batch, 0, 2, dtype=torch.int64, device=videos.device)
     with torch.no_grad():
-        grey = videos.detach().float().mean(dim=2)
+        grey = videos.float().mean(dim=2)
         grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
         window = torch.outer(
             torch.hann_window(height, periodic=False, device=videos.device),
@@ -228,7 +244,11 @@ def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tens
     """Move each frame's content by whole pixels: (B, N, C, H, W) frames and (B, N, 2) ``(dy, dx)`` → the moved
     frames (out-of-frame pixels repeat the nearest edge pixel) and a (B, N, 1, H, W) mask of the pixels that have a
     source inside the frame (in the frames' dtype)."""
+    _check_frames("frames", frames)
     batch, count, channels, height, width = frames.shape
+    if not isinstance(shifts, torch.Tensor) or shifts.shape != (batch, count, 2) or shifts.is_floating_point():
+        got = tuple(shifts.shape) if isinstance(shifts, torch.Tensor) else type(shifts).__name__
+        raise ValueError(f"shifts must be an integer tensor of shape {(batch, count, 2)} (dy, dx), got {got}")
     rows = torch.arange(height, device=frames.device) - shifts[..., :1]  # (B, N, H): source row of each row
     cols = torch.arange(width, device=frames.device) - shifts[..., 1:]  # (B, N, W)
     valid = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[..., None, :]
