@@ -27,3 +27,21 @@ class TrajTokModelTest(TinyModelTestBase, ModelTesterMixin, unittest.TestCase):
             seq_length=8,
             key_length=8 + 4 * 16 * 16,
         )
+
+
+class TrajTokWithSegmenterOptionsModelTest(TrajTokModelTest):
+    """The same common tests with the options that add segmenter parameters (space-time blocks on the features and
+    the gates of the clustering update of the queries), so their initialisation, saving and loading are covered."""
+
+    def get_tester(self):
+        tester = super().get_tester()
+        get_config = tester.get_config
+
+        def config_with_options():
+            config = get_config()
+            config.pixel_context_layers = 1
+            config.query_update_iterations = 2
+            return config
+
+        tester.get_config = config_with_options
+        return tester

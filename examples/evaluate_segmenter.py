@@ -27,7 +27,10 @@ saw — agreement with a classical teacher, not accuracy (real footage has no gr
 background of a row's photo but cuts each sprite from any photo of the split (the generator's default composites,
 as training draws them): objects then differ from their background in appearance too, as real objects mostly do.
 The default, ``camouflaged``, is the harder setting above; ``--composites mixed camouflaged`` scores both (the
-first is the JSON's main dataset, the second a block ``camouflaged_composites``).
+first is the JSON's main dataset, the second a block ``camouflaged_composites``). ``--oracle_queries`` also scores
+the shapes and composites with the ground truth's queries (each trajectory's query embedding = the mean of its pixels'
+embeddings, :func:`trajtok_hf.training.oracle_query_trajectory_ids`): what the pixel embeddings allow if the queries
+found every object, so the gap to the model's own numbers is what its queries lose.
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
@@ -35,6 +38,7 @@ first is the JSON's main dataset, the second a block ``camouflaged_composites``)
     python examples/evaluate_segmenter.py --data photos --output photos.json
     python examples/evaluate_segmenter.py --data photos --photo_split train --clips_per_photo 50
     python examples/evaluate_segmenter.py --data photos --composites mixed
+    python examples/evaluate_segmenter.py --data photos --composites mixed --oracle_queries
     python examples/evaluate_segmenter.py --data footage --num_clips 200
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
@@ -96,6 +100,13 @@ def parse_args(argv=None):
         default=None,
         help="objects per clip: 1..max (default: 3 for the shapes, as in the demo; 4 for the photo composites)",
     )
+    parser.add_argument(
+        "--oracle_queries",
+        action="store_true",
+        help="also score the segmentation with the ground truth's queries (each trajectory's query = the mean "
+        "embedding of its pixels; trajtok_hf.training.oracle_query_trajectory_ids): what the pixel embeddings allow "
+        "if the queries found every object (shapes and photo composites)",
+    )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="data seed (shapes and composites)")
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
@@ -154,7 +165,7 @@ from trajtok_hf.metrics import (
     object_scores,
     segmentation_metrics,
 )
-from trajtok_hf.training import load_segmenter
+from trajtok_hf.training import load_segmenter, oracle_query_trajectory_ids
 
 # --------------------------------------------------------------------------------------------------------------
 # Clips and the segmenter's ids
@@ -218,6 +229,29 @@ def segment(segmenter, video_processor, clips: list[dict], batch_size: int, devi
     if expected != got:
         raise SystemExit(f"error: the model's ids are {got}, the labels {expected}: is the mask stride not 4?")
     return trajectory_ids
+
+
+@torch.inference_mode()
+def segment_with_oracle_queries(segmenter, video_processor, clips: list[dict], batch_size: int, device: str) -> list:
+    """The ids ``(T, h, w)`` that the ground truth's queries give (``oracle_query_trajectory_ids``), in batches."""
+    trajectory_ids = []
+    for first in range(0, len(clips), batch_size):
+        part = clips[first : first + batch_size]
+        pixel_values = video_processor([clip["video"] for clip in part], return_tensors="pt")["pixel_values_videos"]
+        labels = torch.stack([torch.as_tensor(clip["segmentation_labels"]) for clip in part])
+        ids = oracle_query_trajectory_ids(segmenter, pixel_values.to(device), labels.to(device))
+        trajectory_ids.extend(ids.cpu())
+    return trajectory_ids
+
+
+def oracle_scores(args, segmenter, video_processor, clips: list[dict], name: str) -> dict[str, float] | None:
+    """``--oracle_queries``: the four numbers with the ground truth's queries, printed; else None."""
+    if not args.oracle_queries:
+        return None
+    ids = segment_with_oracle_queries(segmenter, video_processor, clips, args.batch_size, args.device)
+    metrics, _ = overall_scores(ids, clips)
+    print(f"{name} with the ground truth's queries: {_numbers(metrics)}")
+    return metrics
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -324,6 +358,7 @@ def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dic
         "FG-ARI by objects per clip: "
         + " · ".join(f"{count}: {value['FG-ARI']:.3f} ({value['clips']} clips)" for count, value in by_objects.items())
     )
+    oracle = oracle_scores(args, segmenter, video_processor, clips, "shapes")
     print(f"objects merged with another object: {objects['merged']} of {objects['objects']}")
     print(
         "objects with a cell outside their trajectory: "
@@ -343,6 +378,8 @@ def evaluate_shapes(args, segmenter, video_processor, frames, size) -> tuple[dic
         "objects": objects,
         "num_clips": len(clips),
     }
+    if oracle is not None:
+        record["oracle_queries"] = oracle
     return record, {**metrics, "by_objects": by_objects, "objects": objects}
 
 
@@ -358,6 +395,7 @@ def _photo_report(args, segmenter, video_processor, frames, size, composites: st
         f"({', '.join(photos)}; seed {args.seed}, 1–{max_objects} sprites, {frames} frames of {size[0]}×{size[1]})"
     )
     print(f"{composites} photo composites: {_numbers(report['metrics'])}")
+    oracle = oracle_scores(args, segmenter, video_processor, clips, f"{composites} photo composites")
     block = {
         "metrics": report["metrics"],
         "dataset": {
@@ -368,6 +406,8 @@ def _photo_report(args, segmenter, video_processor, frames, size, composites: st
         },
         **{key: report[key] for key in ("by_photo", "by_objects_per_clip", "by_object_size")},
     }
+    if oracle is not None:
+        block["oracle_queries"] = oracle
     return block, report
 
 

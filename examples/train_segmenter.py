@@ -85,6 +85,24 @@ def parse_args(argv=None):
         "(TrajTokConfig.frame_difference_alignment; needs --frame_difference_input); a --model without them is widened "
         "so that it starts from its own outputs",
     )
+    g.add_argument(
+        "--pixel_context_layers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="space-time mixing blocks on the dense features (TrajTokConfig.pixel_context_layers; 3-D ConvNeXt "
+        "blocks over each chunk's 1/4 grid); default: the --model's, 0 for a preset. A --model with fewer gets new "
+        "blocks that start near the identity",
+    )
+    g.add_argument(
+        "--query_update_iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clustering updates of the query embeddings after Eq. 1 (TrajTokConfig.query_update_iterations; each "
+        "query moves toward the centre of the pixels it wins, by a learned gate); default: the --model's, 0 for a "
+        "preset. A --model with another number is converted, its gates starting at 1",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
     g.add_argument(
         "--shapes_fraction",
@@ -199,6 +217,9 @@ def parse_args(argv=None):
         parser.error(f"--train_objects MIN MAX needs 1 <= MIN <= MAX, got {args.train_objects}")
     if args.frame_difference_alignment != "none" and not args.frame_difference_input:
         parser.error("--frame_difference_alignment needs --frame_difference_input")
+    for flag in ("pixel_context_layers", "query_update_iterations"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            parser.error(f"--{flag} must be >= 0, got {getattr(args, flag)}")
     for flag in (
         "shapes_fraction",
         "footage_clip_fraction",
@@ -391,11 +412,18 @@ def main(argv=None):
             aligned and model.config.frame_difference_alignment == "none"
         ):
             model = model.with_frame_difference_input(args.frame_difference_alignment)
+        layers, iterations = args.pixel_context_layers, args.query_update_iterations
+        if layers is not None and layers != model.config.pixel_context_layers:
+            model = model.with_pixel_context_layers(layers)
+        if iterations is not None and iterations != model.config.query_update_iterations:
+            model = model.with_query_update_iterations(iterations)
     else:
         config = TrajTokConfig(
             **TRAJTOK_PRESETS[args.preset],
             frame_difference_input=args.frame_difference_input,
             frame_difference_alignment=args.frame_difference_alignment,
+            pixel_context_layers=args.pixel_context_layers or 0,
+            query_update_iterations=args.query_update_iterations or 0,
         )
         try:  # --backbone: the checkpoint's backbone architecture and weights replace the preset's backbone
             model = (

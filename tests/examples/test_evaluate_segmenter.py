@@ -226,3 +226,30 @@ def test_footage_agreement_with_the_pseudo_labels(evaluate, tiny_segmenter, tmp_
     perfect = segmentation_metrics(labels, labels, background_id=None)
     assert perfect["ARI"] == pytest.approx(1.0) and perfect["mIoU"] == pytest.approx(1.0)
     assert result["mIoU"] < 0.9
+
+
+def test_oracle_queries_are_scored_beside_the_model(evaluate, tiny_segmenter, tmp_path):
+    """--oracle_queries: each dataset block and the shapes carry the scores of the ground truth's queries, the same
+    numbers as oracle_query_trajectory_ids on the script's clips; the model's own scores are unchanged."""
+    from trajtok_hf.training import load_segmenter
+
+    out_json = tmp_path / "oracle.json"
+    argv = ["--model", str(tiny_segmenter), "--data", "photos", "--composites", "mixed", "camouflaged"]
+    argv += ["--clips_per_photo", "1", "--num_clips", "2", "--batch_size", "4", "--no_progress", "--output"]
+    evaluate.main([*argv, str(out_json), "--oracle_queries"])
+    record = json.loads(out_json.read_text())
+    for block in (record, record["camouflaged_composites"], record["shapes"]):
+        assert set(block["oracle_queries"]) == set(block["metrics"])
+    segmenter, processor = load_segmenter(tiny_segmenter)
+    clips = evaluate.photo_clips(1, FRAMES, (SIZE, SIZE), 4, evaluate.HELD_OUT_SEED, composites="mixed")
+    ids = evaluate.segment_with_oracle_queries(segmenter.eval(), processor, clips, 4, "cpu")
+    assert record["oracle_queries"] == pytest.approx(evaluate.overall_scores(ids, clips)[0])
+    plain = tmp_path / "plain.json"
+    evaluate.main([*argv, str(plain)])
+    plain_record = json.loads(plain.read_text())
+    assert "oracle_queries" not in plain_record and plain_record["metrics"] == record["metrics"]
+    assert [name for name, _ in load_eval_results_json(out_json).datasets()] == [
+        "metrics",
+        "camouflaged_composites",
+        "shapes",
+    ]

@@ -88,7 +88,7 @@ def test_segmenter_modules_are_what_the_segmentation_loss_trains():
     get a gradient from the segmentation loss, which is all that segmentation pre-training trains."""
     from trajtok_hf.models.loss_trajtok import trajectory_segmentation_loss
 
-    model = tiny_trajtok_model().train()
+    model = tiny_trajtok_model(pixel_context_layers=1, query_update_iterations=1).train()
     labels = torch.randint(0, 3, (2, 4, 16, 16))
     out = model(pixel_values_videos=video_batch(2, 4, 64))
     trajectory_segmentation_loss(out.assignment_logits, labels).backward()

@@ -9,12 +9,14 @@ from tests.testers import TINY_BACKBONE, text_batch, tiny_trajtok_model, tiny_tr
 from trajtok_hf import TrajViT2Model
 from trajtok_hf.training import SEGMENTER_MODULES, freeze_segmenter, replace_segmenter
 
-# Another backbone (wider ConvNeXt stages), camera-aligned frame differences as input, other assignment heads: all
-# segmenter fields.
+# Another backbone (wider ConvNeXt stages), camera-aligned frame differences as input, space-time blocks, other
+# assignment heads, the clustering update of the queries: all segmenter fields.
 OTHER_SEGMENTER = dict(
     backbone_config={**TINY_BACKBONE, "hidden_sizes": [16, 24, 32, 48]},
     frame_difference_input=True,
     frame_difference_alignment="translation",
+    query_update_iterations=2,
+    pixel_context_layers=1,
     assignment_hidden_size=24,
     matching_tie_break="soft",
 )
@@ -41,6 +43,8 @@ def test_segmenter_weights_and_config_come_from_the_segmenter_the_rest_stays(swa
     config = tokenizer.config
     assert config.frame_difference_input and config.assignment_hidden_size == 24
     assert config.frame_difference_alignment == "translation" and config.backbone_config.num_channels == 15
+    assert config.query_update_iterations == 2 and tokenizer.query_update_gates.shape == (2,)
+    assert config.pixel_context_layers == 1 and len(tokenizer.pixel_context) == 1
     assert config.backbone_config.hidden_sizes == [16, 24, 32, 48] and config.matching_tie_break == "soft"
     assert config.trajectory_motion_encoding  # a token-side field keeps the model's value
     assert config.name_or_path == "runs/other-segmenter/final"

@@ -805,3 +805,25 @@ def test_segmenter_from_a_timm_backbone_with_frozen_batch_norm_and_its_own_lr(tm
     assert not torch.equal(trained["_backbone.blocks.0.0.conv.weight"], saved["_backbone.blocks.0.0.conv.weight"])
     with pytest.raises(SystemExit, match="--freeze_backbone_batch_norm needs a timm backbone"):
         load_script(SEGMENTER).main(["--output_dir", str(tmp_path / "run2"), *TINY_RUN, "--freeze_backbone_batch_norm"])
+
+
+@pytest.mark.parametrize("start", ["preset", "model"])
+def test_segmenter_query_update_iterations_and_pixel_context_layers(tmp_path, start):
+    """--query_update_iterations N --pixel_context_layers M: a preset is built with them; a saved --model without
+    them is converted (gates at 1, new blocks); negative counts are refused."""
+    from trajtok_hf import TrajTokConfig, TrajTokModel
+    from trajtok_hf.training import TRAJTOK_PRESETS
+
+    argv = ["--output_dir", str(tmp_path / "run"), *TINY_RUN, "--max_steps", "1", "--query_update_iterations", "2"]
+    argv += ["--pixel_context_layers", "1"]
+    if start == "model":
+        TrajTokModel(TrajTokConfig(**TRAJTOK_PRESETS["tiny"])).save_pretrained(tmp_path / "start")
+        TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4).save_pretrained(tmp_path / "start")
+        argv += ["--model", str(tmp_path / "start")]
+    run_script(SEGMENTER, argv)
+    model = TrajTokModel.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.query_update_iterations == 2 and model.query_update_gates.shape == (2,)
+    assert model.config.pixel_context_layers == 1 and len(model.pixel_context) == 1
+    for flag in ("--query_update_iterations", "--pixel_context_layers"):
+        with pytest.raises(SystemExit):
+            load_script(SEGMENTER).parse_args([*argv, flag, "-1"])

@@ -116,6 +116,24 @@ class TrajTokConfig(PreTrainedConfig):
             `"index"` (scipy's choice, as the release) or `"soft"` (the slot with the most soft-mask mass on the
             GT trajectory); see `loss_trajtok.py`. Read by the training scripts and by [`TrajViT2Model`]'s
             segmentation loss.
+        pixel_context_layers (`int`, *optional*, defaults to 0):
+            Not in the paper (0 = its per-frame features). Blocks that mix the dense features F of a chunk over space
+            and time before the Perceivers and the assignment read them: each is a ConvNeXt block in 3-D (depthwise
+            3×7×7 convolution over (frame, row, column) of the 1/4 grid, LayerNorm, MLP ×4 with GELU, a layer scale
+            initialised to 1e-6, residual), zero-padded at the chunk's first and last frame, so chunks stay
+            independent. The paper's features come from a per-frame backbone, so a pixel's embedding sees neither
+            its neighbours in time nor the motion of the region around it; these blocks let it.
+        query_update_iterations (`int`, *optional*, defaults to 0):
+            Not in the paper (0 = its Eq. 1 as written). Each iteration moves every query embedding of Eq. 1 toward
+            the centre of the pixels it wins: q_k ← normalize(q_k + g_i · normalize(Σ_{p: argmax ℓ_p = k} e_p))
+            with e_p the pixel embeddings and g_i a learned gate (`query_update_gates`, initialised to 1), then the
+            logits are computed again; a slot that wins no pixel keeps its query. This is the cluster-wise argmax
+            update of k-means mask transformers (kMaX-DeepLab): the queries of the Perceiver only start the
+            clustering. Why: queries built from the mean pixel embedding of each ground-truth trajectory segment
+            real-photo composites far better than the Perceiver's own queries (docs/results.md), so the query side,
+            not the pixel embeddings alone, limits the segmentation. The assignment gradient does not flow through
+            the argmax; the centres pass gradient to the pixel embeddings and the gates. Switching it on for a
+            trained model changes its segmentation (the gates start at 1).
         use_hard_mask (`bool`, *optional*, defaults to `True`):
             Refinement tokens attend only to their own trajectory's pixels (hard mask). `False` = unmasked ablation.
         refinement_visible_last_pixels (`int`, *optional*, defaults to 0):
@@ -209,6 +227,8 @@ class TrajTokConfig(PreTrainedConfig):
     soft_pool_normalization: str = "mean"
     detach_features: bool = True
     matching_tie_break: str = "index"
+    pixel_context_layers: int = 0
+    query_update_iterations: int = 0
     use_hard_mask: bool = True
     refinement_visible_last_pixels: int = 0
     tokens_per_trajectory: int = 1
@@ -309,6 +329,10 @@ class TrajTokConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("pixel_context_layers", "query_update_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         pretrained = self.pretrained_backbone_name_or_path
         if pretrained is not None and (not isinstance(pretrained, str) or not pretrained):
             raise ValueError(

@@ -318,9 +318,16 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
         std = self.config.initializer_range
         if init_linear_and_norm(module, std):
             return
+        if isinstance(module, TrajTokPixelContextBlock):
+            init.trunc_normal_(module.depthwise.weight, std=std)
+            init.zeros_(module.depthwise.bias)
+            init.constant_(module.layer_scale, PIXEL_CONTEXT_LAYER_SCALE_INIT)
+            return
         if isinstance(module, TrajTokModel):
             config = self.config
             init.constant_(module.logit_scale, config.logit_scale_init_value)
+            if module.query_update_gates is not None:
+                init.ones_(module.query_update_gates)
             freqs = config.subtoken_fourier_frequencies
             init.copy_(
                 module.query_latents,
@@ -543,6 +550,30 @@ class TrajTokAssignmentHead(nn.Sequential):
         )
 
 
+# Layer-scale initialisation of the pixel-context blocks (ConvNeXt's): a block starts as (almost) the identity.
+PIXEL_CONTEXT_LAYER_SCALE_INIT = 1e-6
+
+
+class TrajTokPixelContextBlock(nn.Module):
+    """A ConvNeXt block in 3-D over one chunk's feature grid (``TrajTokConfig.pixel_context_layers``): depthwise
+    3×7×7 convolution over (frame, row, column), LayerNorm, MLP (×4, GELU), layer scale, residual."""
+
+    def __init__(self, hidden_size: int, layer_norm_eps: float):
+        super().__init__()
+        self.depthwise = nn.Conv3d(hidden_size, hidden_size, (3, 7, 7), padding=(1, 3, 3), groups=hidden_size)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.fc1 = nn.Linear(hidden_size, 4 * hidden_size)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(4 * hidden_size, hidden_size)
+        self.layer_scale = nn.Parameter(torch.empty(hidden_size))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (b, t, h, w, D) → (b, t, h, w, D)."""
+        mixed = self.depthwise(features.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
+        mixed = self.fc2(self.act(self.fc1(self.layer_norm(mixed))))
+        return features + self.layer_scale * mixed
+
+
 def _build_perceiver(config: TrajTokConfig, depth: int) -> TrajTokPerceiver:
     """A Perceiver (query or refinement, paper Sec. 3) of ``depth`` layers with the tokenizer's width, heads and
     options; its attention follows the tokenizer's ``attn_implementation``."""
@@ -582,11 +613,23 @@ class TrajTokModel(TrajTokPreTrainedModel):
         super().__init__(config)
         hidden, num_traj = config.hidden_size, config.num_trajectories
         self.feature_extractor = TrajTokFeatureExtractor(config)
+        self.pixel_context = (
+            nn.ModuleList(
+                TrajTokPixelContextBlock(hidden, config.feature_layer_norm_eps)
+                for _ in range(config.pixel_context_layers)
+            )
+            if config.pixel_context_layers
+            else None
+        )
         self.query_latents = nn.Parameter(torch.empty(num_traj, hidden))
         self.query_perceiver = _build_perceiver(config, config.query_perceiver_depth)
         self.query_head = TrajTokAssignmentHead(config)
         self.pixel_head = TrajTokAssignmentHead(config)
         self.logit_scale = nn.Parameter(torch.empty(1))
+        # The learned gates of the clustering update of the query embeddings (one per iteration), only when it is on.
+        self.query_update_gates = (
+            nn.Parameter(torch.empty(config.query_update_iterations)) if config.query_update_iterations else None
+        )
         # Matryoshka Fourier-ring sub-token offsets are only added to soft-pooled queries; the latent query inits carry
         # their own per-slot latents instead, so a converted release checkpoint has no unused parameter.
         self.subtoken_offsets = (
@@ -718,6 +761,35 @@ class TrajTokModel(TrajTokPreTrainedModel):
         widened.load_state_dict(state, strict=True)
         widened.train(self.training)
         return widened
+
+    def with_query_update_iterations(self, iterations: int) -> TrajTokModel:
+        """A copy of this model with ``config.query_update_iterations = iterations``: every weight is copied, the
+        gates of iterations this model lacks start at 1 and those it has keep their values (``iterations=0`` drops
+        the update). How a trained segmenter starts training with the clustering update of its queries."""
+        return self._with_added_parts("query_update_iterations", iterations)
+
+    def with_pixel_context_layers(self, layers: int) -> TrajTokModel:
+        """A copy of this model with ``config.pixel_context_layers = layers``: every weight is copied, the blocks
+        this model lacks are added as initialised (layer scale 1e-6: the outputs barely move until the model
+        trains), and blocks beyond ``layers`` are dropped."""
+        return self._with_added_parts("pixel_context_layers", layers)
+
+    def _with_added_parts(self, field: str, count: int) -> TrajTokModel:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{field} must be an int >= 0, got {count!r}")
+        config = copy.deepcopy(self.config)
+        setattr(config, field, count)
+        converted = type(self)(config).to(device=self.device, dtype=self.dtype)
+        state = converted.state_dict()
+        for name, value in self.state_dict().items():
+            if name == "query_update_gates" and name in state:
+                kept = min(count, value.numel())
+                state[name][:kept] = value[:kept]
+            elif name in state:  # pixel-context blocks beyond ``count`` are dropped
+                state[name] = value
+        converted.load_state_dict(state, strict=True)
+        converted.train(self.training)
+        return converted
 
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values_videos) -> None:
@@ -883,6 +955,11 @@ class TrajTokModel(TrajTokPreTrainedModel):
         b, t = chunks.shape[:2]
         features = self.feature_extractor(chunks.flatten(0, 1))  # (b·t, h, w, D)
         h, w = features.shape[1:3]
+        if self.pixel_context is not None:
+            grid = features.reshape(b, t, h, w, -1)
+            for block in self.pixel_context:
+                grid = block(grid)
+            features = grid
         features = features.reshape(b, t * h * w, -1)  # (t, row, col) raster order, t slowest
 
         streams = _PerceiverStreams(**perceiver_flags)
@@ -897,6 +974,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
         query_embed = F.normalize(self.query_head(queries), dim=-1)
         pixel_embed = F.normalize(self.pixel_head(features), dim=-1)
         logits = torch.einsum("bpe,bke->bpk", pixel_embed, query_embed) * scale  # (b, N, K)
+        if self.query_update_gates is not None:
+            logits = self._update_queries(logits, pixel_embed, query_embed, scale)
 
         ids = logits.argmax(dim=-1)  # (b, N), first index on ties
         num_traj = self.config.num_trajectories
@@ -917,6 +996,23 @@ class TrajTokModel(TrajTokPreTrainedModel):
             streams.attentions,
             streams.num_latent_keys,
         )
+
+    def _update_queries(self, logits, pixel_embed, query_embed, scale) -> torch.Tensor:
+        """``config.query_update_iterations`` clustering updates (kMaX-style): each query embedding moves toward the
+        normalised sum of the pixel embeddings that pick it (its cluster centre), weighted by a learned gate; a slot
+        that no pixel picks keeps its embedding (a zero sum normalises to zero). The update runs in float32 (in half
+        precision the normalisation's epsilon underflows and an empty slot's zero sum would give NaN). Returns the
+        final logits (b, N, K)."""
+        dtype = query_embed.dtype
+        pixels = pixel_embed.float()
+        for gate in self.query_update_gates:
+            ids = logits.argmax(dim=-1)  # (b, N): the hard assignment, no gradient through it
+            index = ids.unsqueeze(-1).expand(-1, -1, pixels.shape[-1])
+            centres = pixels.new_zeros(query_embed.shape).scatter_add(1, index, pixels)
+            query_embed = F.normalize(query_embed.float() + gate.float() * F.normalize(centres, dim=-1), dim=-1)
+            query_embed = query_embed.to(dtype)
+            logits = torch.einsum("bpe,bke->bpk", pixel_embed, query_embed) * scale
+        return logits
 
     def _position_features(self, frames: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """(t·h·w, hidden): the learned embedding of each pixel's (frame, row, column) in its chunk, each scaled to

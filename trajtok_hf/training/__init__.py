@@ -42,7 +42,7 @@ from .checkpoints import (
     CheckpointManager,
 )
 from .data import EpochShuffleSampler, SyntheticClipDataset, normalize_video
-from .evaluation import evaluate_retrieval, evaluate_segmentation, load_segmenter
+from .evaluation import evaluate_retrieval, evaluate_segmentation, load_segmenter, oracle_query_trajectory_ids
 from .loop import TrainState, iterate_batches
 from .optim import (
     NO_DECAY_NAME_PARTS,
@@ -107,6 +107,7 @@ __all__ = [
     "freeze_segmenter",
     "iterate_batches",
     "load_segmenter",
+    "oracle_query_trajectory_ids",
     "log_jsonl",
     "normalize_video",
     "parameter_groups",

@@ -1,6 +1,7 @@
 """Evaluation during training, gathered over processes and computed with :mod:`trajtok_hf.metrics`:
 :func:`evaluate_segmentation` (ARI / FG-ARI / matched mIoU of the hard trajectory ids against ground truth) and
-:func:`evaluate_retrieval` (R@1/5/10 in both directions); :func:`load_segmenter` loads a trained segmenter."""
+:func:`evaluate_retrieval` (R@1/5/10 in both directions); :func:`load_segmenter` loads a trained segmenter, and
+:func:`oracle_query_trajectory_ids` separates what a segmenter's pixel embeddings allow from what its queries find."""
 
 from __future__ import annotations
 
@@ -52,6 +53,61 @@ def evaluate_segmentation(model, dataloader, accelerator, background_id: int | N
     model.train(was_training)
     metrics = segmentation_metrics(predictions, references, background_id=background_id, ignore_index=IGNORE_INDEX)
     return {key: metrics[key] for key in ("ARI", "FG-ARI", "mIoU", "FG-mIoU")}
+
+
+@torch.no_grad()
+def oracle_query_trajectory_ids(
+    model: TrajTokModel, pixel_values_videos: torch.Tensor, segmentation_labels: torch.Tensor
+) -> torch.Tensor:
+    """The segmentation a TrajTok segmenter gives when its queries are replaced by the ground truth's: in each chunk
+    of each clip, every labeled trajectory's query embedding is the normalised mean of its pixels' embeddings (the
+    pixel head's output of Eq. 1), and every pixel takes the trajectory whose embedding is closest (cosine). A
+    diagnostic, not a segmenter: it scores the pixel embeddings alone, as if the query Perceiver found every object,
+    so its gap to the model's own ids is what the queries lose.
+
+    Args:
+        model: a :class:`~trajtok_hf.TrajTokModel`.
+        pixel_values_videos: ``(B, T, C, H, W)``, as the model takes them.
+        segmentation_labels: ``(B, T, h, w)`` integer ground-truth ids on the model's 1/4 grid, ``-100`` unlabeled.
+
+    Returns:
+        ``(B, T, h, w)`` long: for every pixel, the ground-truth id of the trajectory it joins (a chunk without
+        labeled pixels gives 0).
+    """
+    if not isinstance(model, TrajTokModel):
+        raise TypeError(f"`model` must be a TrajTokModel, got {type(model).__name__}")
+    if not isinstance(segmentation_labels, torch.Tensor) or segmentation_labels.is_floating_point():
+        raise TypeError("`segmentation_labels` must be an integer tensor (B, T, h, w)")
+    output = model(pixel_values_videos=pixel_values_videos, output_trajectory_tokens=False, output_pixel_features=True)
+    embeddings = nn.functional.normalize(model.pixel_head(output.pixel_features).float(), dim=-1)  # (B, T, h, w, E)
+    if segmentation_labels.shape != embeddings.shape[:4]:
+        raise ValueError(
+            f"`segmentation_labels` must have the shape of the model's grid {tuple(embeddings.shape[:4])}, got "
+            f"{tuple(segmentation_labels.shape)}"
+        )
+    labels = segmentation_labels.to(embeddings.device)
+    batch, frames = labels.shape[:2]
+    chunk = model.config.chunk_size
+    chunks = -(-frames // chunk)
+    pad = chunks * chunk - frames  # a shorter last chunk: padded frames carry no label and no score
+    embeddings = nn.functional.pad(embeddings, (0, 0, 0, 0, 0, 0, 0, pad)).flatten(0, 1)
+    labels = nn.functional.pad(labels, (0, 0, 0, 0, 0, pad), value=IGNORE_INDEX)
+    embeddings = embeddings.reshape(batch * chunks, -1, embeddings.shape[-1])  # (B·C, pixels, E)
+    labels = labels.reshape(batch * chunks, -1)
+    valid = labels != IGNORE_INDEX
+    if (labels[valid] < 0).any():
+        raise ValueError(f"`segmentation_labels` must be >= 0 or {IGNORE_INDEX} (unlabeled)")
+    num_ids = int(labels[valid].max()) + 1 if valid.any() else 1
+    group = torch.arange(batch * chunks, device=labels.device)[:, None] * num_ids + labels.clamp(min=0)
+    centres = embeddings.new_zeros(batch * chunks * num_ids, embeddings.shape[-1])
+    centres.index_add_(0, group[valid], embeddings[valid])
+    present = torch.zeros(batch * chunks * num_ids, dtype=torch.bool, device=labels.device)
+    present[group[valid]] = True
+    centres = nn.functional.normalize(centres, dim=-1).view(batch * chunks, num_ids, -1)
+    scores = torch.bmm(embeddings, centres.transpose(1, 2))
+    scores = scores.masked_fill(~present.view(batch * chunks, 1, num_ids), float("-inf"))
+    ids = scores.argmax(dim=-1).masked_fill(~present.view(batch * chunks, num_ids).any(-1, keepdim=True), 0)
+    return ids.reshape(batch, chunks * chunk, *segmentation_labels.shape[2:])[:, :frames]
 
 
 @torch.no_grad()

@@ -31,10 +31,21 @@ NO_DECAY_NAME_PARTS = (
 
 
 # The TrajTok modules that segmentation pre-training (paper Sec. 3, examples/train_segmenter.py) trains: the
-# feature extractor, the query latents and Perceiver, the two assignment heads and the logit scale of Eq. 1. The
+# feature extractor (and the optional space-time blocks after it, ``TrajTokConfig.pixel_context_layers``), the query
+# latents and Perceiver, the two assignment heads, the logit scale of Eq. 1 and the gates of the optional clustering
+# update of the queries (``TrajTokConfig.query_update_iterations``). The
 # refinement Perceiver, the sub-token offsets and the output projection get no gradient from the segmentation loss,
 # so they are still at their initialisation when TrajViT2 training warm-starts from a segmenter.
-SEGMENTER_MODULES = ("feature_extractor", "query_latents", "query_perceiver", "query_head", "pixel_head", "logit_scale")
+SEGMENTER_MODULES = (
+    "feature_extractor",
+    "pixel_context",
+    "query_latents",
+    "query_perceiver",
+    "query_head",
+    "pixel_head",
+    "logit_scale",
+    "query_update_gates",
+)
 
 
 def parameter_groups(

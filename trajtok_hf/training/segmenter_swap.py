@@ -30,6 +30,8 @@ SEGMENTER_CONFIG_KEYS = (
     "frame_difference_alignment",
     "query_perceiver_depth",
     "query_init",
+    "pixel_context_layers",
+    "query_update_iterations",
     "assignment_hidden_size",
     "assignment_embed_dim",
     "logit_scale_init_value",
