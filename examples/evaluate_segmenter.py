@@ -30,7 +30,9 @@ The default, ``camouflaged``, is the harder setting above; ``--composites mixed 
 first is the JSON's main dataset, the second a block ``camouflaged_composites``). ``--oracle_queries`` also scores
 the shapes and composites with the ground truth's queries (each trajectory's query embedding = the mean of its pixels'
 embeddings, :func:`trajtok_hf.training.oracle_query_trajectory_ids`): what the pixel embeddings allow if the queries
-found every object, so the gap to the model's own numbers is what its queries lose.
+found every object, so the gap to the model's own numbers is what its queries lose. ``--query_update_iterations N``
+scores the segmenter with N clustering updates of its queries (``TrajTokConfig.query_update_iterations``) instead of
+the number it was trained with.
 
     python examples/evaluate_segmenter.py
     python examples/evaluate_segmenter.py --model checkpoints/trajvit2-tiny-shapes     # the tokenizer of a TrajViT2
@@ -39,6 +41,8 @@ found every object, so the gap to the model's own numbers is what its queries lo
     python examples/evaluate_segmenter.py --data photos --photo_split train --clips_per_photo 50
     python examples/evaluate_segmenter.py --data photos --composites mixed
     python examples/evaluate_segmenter.py --data photos --composites mixed --oracle_queries
+    python examples/evaluate_segmenter.py --model checkpoints/trajtok-lite0-photos-qupdate --data photos \
+        --query_update_iterations 4
     python examples/evaluate_segmenter.py --data footage --num_clips 200
 
 Clips are rendered at the model's processor size, so the processor only normalises them. Only the assignment
@@ -107,6 +111,14 @@ def parse_args(argv=None):
         "embedding of its pixels; trajtok_hf.training.oracle_query_trajectory_ids): what the pixel embeddings allow "
         "if the queries found every object (shapes and photo composites)",
     )
+    parser.add_argument(
+        "--query_update_iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score the segmenter with N clustering updates of its queries instead of its own number "
+        "(TrajTokModel.with_query_update_iterations: gates it lacks are 1)",
+    )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="data seed (shapes and composites)")
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, mps")
@@ -126,6 +138,8 @@ def parse_args(argv=None):
     for name in ("num_frames", "max_objects"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.query_update_iterations is not None and args.query_update_iterations < 0:
+        parser.error(f"--query_update_iterations must be >= 0, got {args.query_update_iterations}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -484,16 +498,25 @@ def main(argv=None) -> dict:
         segmenter, video_processor = load_segmenter(args.model)
     except ValueError as error:
         raise SystemExit(f"error: --model {error}") from None
+    if args.query_update_iterations is not None:
+        segmenter = segmenter.with_query_update_iterations(args.query_update_iterations)
     segmenter = segmenter.to(device).eval()
     size = frame_size(video_processor)
     frames = args.num_frames or video_processor.num_frames or 8
-    print(f"segmenter: {args.model} ({type(segmenter).__name__}, K = {segmenter.config.num_trajectories})")
+    iterations = segmenter.config.query_update_iterations
+    print(
+        f"segmenter: {args.model} ({type(segmenter).__name__}, K = {segmenter.config.num_trajectories}"
+        + (f", {iterations} query updates" if iterations else "")
+        + ")"
+    )
     evaluate = {"photos": evaluate_photos, "footage": evaluate_footage, "shapes": evaluate_shapes}[args.data]
     record, result = evaluate(args, segmenter, video_processor, frames, size)
     print(f"total {time.perf_counter() - start:.1f} s")
     if args.output:
         # The --eval_results format of push_to_hub.py (the segmenter's model card quotes "metrics" and "dataset").
         record.update(model=args.model, num_frames=frames, device=args.device)
+        if args.query_update_iterations is not None:
+            record["query_update_iterations"] = args.query_update_iterations
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.output}")

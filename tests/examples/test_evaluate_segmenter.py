@@ -146,6 +146,7 @@ def test_frame_size_follows_the_processor(evaluate):
         (["--max_objects", "0"], "max_objects"),
         (["--device", "no_such_device"], "--device"),
         (["--data", "photos", "--composites", "same"], "--composites"),
+        (["--query_update_iterations", "-1"], "query_update_iterations"),
     ],
 )
 def test_bad_arguments(evaluate, argv, match, capsys):
@@ -253,3 +254,21 @@ def test_oracle_queries_are_scored_beside_the_model(evaluate, tiny_segmenter, tm
         "camouflaged_composites",
         "shapes",
     ]
+
+
+def test_query_update_iterations_override_the_model(evaluate, tiny_segmenter, tmp_path):
+    """--query_update_iterations N scores the segmenter converted to N clustering updates (and says so in the JSON);
+    with the segmenter's own number the scores are those of the plain run."""
+    from trajtok_hf.training import load_segmenter
+
+    argv = ["--model", str(tiny_segmenter), "--num_clips", "3", "--batch_size", "4", "--no_progress", "--output"]
+    plain = evaluate.main([*argv, str(tmp_path / "plain.json")])
+    same = evaluate.main([*argv, str(tmp_path / "same.json"), "--query_update_iterations", "0"])
+    updated = evaluate.main([*argv, str(tmp_path / "updated.json"), "--query_update_iterations", "3"])
+    assert same["FG-ARI"] == plain["FG-ARI"] and same["mIoU"] == plain["mIoU"]
+    assert json.loads((tmp_path / "updated.json").read_text())["query_update_iterations"] == 3
+    assert "query_update_iterations" not in json.loads((tmp_path / "plain.json").read_text())
+    segmenter, processor = load_segmenter(tiny_segmenter)
+    clips = evaluate.shapes_clips(3, FRAMES, (SIZE, SIZE), 3, evaluate.HELD_OUT_SEED)
+    ids = evaluate.segment(segmenter.with_query_update_iterations(3).eval(), processor, clips, 4, "cpu", False)
+    assert updated["mIoU"] == pytest.approx(evaluate.overall_scores(ids, clips)[0]["mIoU"])

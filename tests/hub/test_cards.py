@@ -17,6 +17,7 @@ from trajtok_hf.hub import build_model_card, load_eval_results_json, validate_ca
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "trajtok-lite0-photos",
+    "trajtok-lite0-photos-qupdate",
     "trajtok-small-shapes",
     "trajvit2-minilm-lite0",
     "trajvit2-minilm-lite0-facts",
