@@ -30,6 +30,10 @@ An addition of this implementation, off by default: ``frame_difference_input`` f
 its differences to the neighbouring frames (9 channels), a motion cue for segmenters trained from scratch on few
 images (see ``TrajTokConfig``); ``frame_difference_alignment="translation"`` adds the same differences after the
 camera's translation is taken out (15 channels), so that a panning camera does not light up the whole background.
+Two more, also off by default: ``pixel_context_layers`` mixes each chunk's features over space and time with 3-D
+ConvNeXt blocks before steps 2–5 (the paper's features are per frame), and ``query_update_iterations`` follows Eq. 1
+with clustering updates of the query embeddings toward the centres of the pixels they win, the logits computed again
+after each (the cluster-wise argmax update of k-means mask transformers).
 
 What a loss on the trajectory tokens trains (e.g. TrajViT2's contrastive loss): with ``query_init="soft_pool"`` the
 refinement queries are the soft-mask pools of Eq. 2, so its gradient reaches the grouping (query Perceiver, query
