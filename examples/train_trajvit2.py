@@ -521,7 +521,13 @@ def make_optimizer(args, model) -> torch.optim.AdamW:
     parameter groups."""
     learning_rates = None
     if args.segmenter_learning_rate is not None:
-        learning_rates = {f"vision_model.tokenizer.{name}": args.segmenter_learning_rate for name in SEGMENTER_MODULES}
+        # the segmenter modules this tokenizer has (pixel_context and query_update_gates exist only when configured)
+        tokenizer = model.vision_model.tokenizer
+        learning_rates = {
+            f"vision_model.tokenizer.{name}": args.segmenter_learning_rate
+            for name in SEGMENTER_MODULES
+            if getattr(tokenizer, name, None) is not None
+        }
     return build_optimizer(
         model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), learning_rates=learning_rates
     )

@@ -610,7 +610,17 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
     # The parts segmentation pre-training never trains keep the full LR.
     assert lr_of["vision_model.tokenizer.refinement_perceiver.norm_context.weight"] == 5e-4
     assert lr_of["vision_model.tokenizer.query_perceiver.norm_context.weight"] == 1e-4
-    assert set(SEGMENTER_MODULES) <= {n.split(".")[0] for n, _ in model.vision_model.tokenizer.named_parameters()}
+    # every segmenter module but the two that only exist when configured (pixel_context_layers,
+    # query_update_iterations) is in a default tokenizer
+    present = {n.split(".")[0] for n, _ in model.vision_model.tokenizer.named_parameters()}
+    assert set(SEGMENTER_MODULES) - {"pixel_context", "query_update_gates"} <= present
+    # with both configured, their parameters take the segmenter's LR too
+    tokenizer = model.vision_model.tokenizer.with_query_update_iterations(1).with_pixel_context_layers(1)
+    model.vision_model.tokenizer = tokenizer
+    optimizer = script.make_optimizer(args, model)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert lr_of[id(tokenizer.query_update_gates)] == 1e-4
+    assert {lr_of[id(p)] for p in tokenizer.pixel_context.parameters()} == {1e-4}
     default_args = script.parse_args(["--output_dir", str(tmp_path)])
     default = script.make_optimizer(default_args, model)
     assert {group["lr"] for group in default.param_groups} == {default_args.learning_rate}
