@@ -103,6 +103,15 @@ def parse_args(argv=None):
         "query moves toward the centre of the pixels it wins, by a learned gate); default: the --model's, 0 for a "
         "preset. A --model with another number is converted, its gates starting at 1",
     )
+    g.add_argument(
+        "--query_update_loss_weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="also apply the matched loss to the logits before each query update (the query Perceiver's own, then "
+        "each intermediate stage), weight W on their mean: deep supervision of the clustering updates; needs a "
+        "model with query updates",
+    )
     g.add_argument("--data", default="synthetic", help="'synthetic', 'photos' or a video folder with metadata + masks")
     g.add_argument(
         "--shapes_fraction",
@@ -220,6 +229,10 @@ def parse_args(argv=None):
     for flag in ("pixel_context_layers", "query_update_iterations"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             parser.error(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+    if not math.isfinite(args.query_update_loss_weight) or args.query_update_loss_weight < 0:
+        parser.error(f"--query_update_loss_weight must be a finite number >= 0, got {args.query_update_loss_weight}")
+    if args.query_update_loss_weight and args.query_update_iterations == 0:
+        parser.error("--query_update_loss_weight needs query updates (--query_update_iterations >= 1)")
     for flag in (
         "shapes_fraction",
         "footage_clip_fraction",
@@ -439,6 +452,10 @@ def main(argv=None):
             )
         backbone.freeze_batch_norm_2d()
         model.config.backbone_config.freeze_batch_norm_2d = True
+    if args.query_update_loss_weight and not model.config.query_update_iterations:
+        raise SystemExit(
+            "error: --query_update_loss_weight needs a model with query updates: pass --query_update_iterations N"
+        )
     if args.matching_tie_break is not None:
         model.config.matching_tie_break = args.matching_tie_break
     tie_break = model.config.matching_tie_break
@@ -521,20 +538,33 @@ def main(argv=None):
         with accelerator.accumulate(model):
             # The segmentation loss reads only the assignment logits: skipping the refinement Perceiver changes no
             # gradient and saves its forward and backward in every step.
-            out = model(pixel_values_videos=batch["pixel_values_videos"], output_trajectory_tokens=False)
-            losses = trajectory_segmentation_loss(
-                out.assignment_logits,
-                batch["segmentation_labels"],
-                return_dict=True,
-                tie_break=tie_break,
-                chunk_size=chunk_size,
+            stage_weight = args.query_update_loss_weight
+            out = model(
+                pixel_values_videos=batch["pixel_values_videos"],
+                output_trajectory_tokens=False,
+                output_query_update_logits=stage_weight > 0,
             )
-            accelerator.backward(losses["loss"])
+
+            labels = batch["segmentation_labels"]
+
+            def matched_loss(logits, labels=labels):
+                return trajectory_segmentation_loss(
+                    logits, labels, return_dict=True, tie_break=tie_break, chunk_size=chunk_size
+                )
+
+            losses = matched_loss(out.assignment_logits)
+            total = losses["loss"]
+            if stage_weight > 0:  # deep supervision: each stage matched on its own, as k-means mask transformers do
+                stage_loss = torch.stack([matched_loss(logits)["loss"] for logits in out.query_update_logits]).mean()
+                total = total + stage_weight * stage_loss
+            else:
+                stage_loss = total.new_zeros(())
+            accelerator.backward(total)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
-        window.append(torch.stack([losses["loss"], losses["focal"], losses["dice"]]).detach())
+        window.append(torch.stack([losses["loss"], losses["focal"], losses["dice"], stage_loss]).detach())
         if not accelerator.sync_gradients:
             continue
 
@@ -544,13 +574,14 @@ def main(argv=None):
         steps_this_run += 1
         progress.update(1)
         if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-            loss, focal, dice = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
+            loss, focal, dice, stage_loss = accelerator.reduce(torch.stack(window).mean(0), "mean").tolist()
             window = []
             record = {
                 "step": state.step,
                 "loss": loss,
                 "focal": focal,
                 "dice": dice,
+                **({"query_update_stage_loss": stage_loss} if args.query_update_loss_weight else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
                 "seconds": round(time.time() - started, 1),

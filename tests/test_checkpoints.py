@@ -2,8 +2,9 @@
 published), loading with trajtok_hf, publishing (a dry-run push stages the remote code of the installed package, which
 loads with trust_remote_code=True where trajtok_hf cannot be imported and gives the package's outputs), model cards,
 and the numbers their cards quote come from the files next to them. ``trajtok-small-shapes``,
-``trajtok-lite0-photos`` and ``trajtok-lite0-photos-qupdate`` are TrajTok segmenters (TrajTokModels, scored by
-examples/evaluate_segmenter.py on the shapes and on composites of held-out photographs)."""
+``trajtok-lite0-photos``, ``trajtok-lite0-photos-qupdate`` and ``trajtok-lite0-photos-qupdate4`` are TrajTok
+segmenters (TrajTokModels, scored by examples/evaluate_segmenter.py on the shapes and on composites of held-out
+photographs)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ LITE0_TRAJVIT2 = {
 }
 SEGMENTER = "trajtok-small-shapes"
 PHOTO_SEGMENTER = "trajtok-lite0-photos"  # the segmenter inside the lite0 TrajViT2 checkpoints
-PHOTO_SEGMENTERS = (PHOTO_SEGMENTER, "trajtok-lite0-photos-qupdate")
+PHOTO_SEGMENTERS = (PHOTO_SEGMENTER, "trajtok-lite0-photos-qupdate", "trajtok-lite0-photos-qupdate4")
+QUERY_UPDATES = {PHOTO_SEGMENTER: 0, "trajtok-lite0-photos-qupdate": 2, "trajtok-lite0-photos-qupdate4": 4}
 SEGMENTERS = (SEGMENTER, *PHOTO_SEGMENTERS)
 ALL = sorted(CHECKPOINTS) + list(SEGMENTERS)
 MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
@@ -180,7 +182,7 @@ def test_photo_segmenter_is_self_contained_and_reports_held_out_photos(name):
     assert config["backbone_config"]["model_type"] == "timm_backbone"
     model = AutoModel.from_pretrained(folder)
     assert model.config.backbone_config.backbone == "tf_efficientnet_lite0"
-    assert model.config.query_update_iterations == (2 if name.endswith("-qupdate") else 0)
+    assert model.config.query_update_iterations == QUERY_UPDATES[name]
     results = json.loads((folder / "eval_results.json").read_text())
     assert results["composites"] == "mixed"
     assert sorted(results["by_photo"]) == ["chelsea", "coffee", "grace_hopper"]

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "trajtok-lite0-photos",
     "trajtok-lite0-photos-qupdate",
+    "trajtok-lite0-photos-qupdate4",
     "trajtok-small-shapes",
     "trajvit2-minilm-lite0",
     "trajvit2-minilm-lite0-facts",

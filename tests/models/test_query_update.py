@@ -8,8 +8,9 @@ from testers import tiny_trajtok_config, tiny_trajtok_model, video_batch
 from trajtok_hf import TrajTokConfig, TrajTokModel
 
 
-def reference_logits(model: TrajTokModel, output, frames: int) -> torch.Tensor:
-    """Eq. 1 and the updates written out slot by slot, chunk by chunk: (B, T, h, w, K)."""
+def reference_logits(model: TrajTokModel, output, frames: int, stages: list | None = None) -> torch.Tensor:
+    """Eq. 1 and the updates written out slot by slot, chunk by chunk: (B, T, h, w, K). ``stages`` receives the
+    logits before each update, chunk by chunk (a list of per-chunk lists)."""
     config = model.config
     features = output.pixel_features  # (B, T, h, w, D)
     batch, _, height, width, _ = features.shape
@@ -22,7 +23,9 @@ def reference_logits(model: TrajTokModel, output, frames: int) -> torch.Tensor:
         pixel_embed = F.normalize(model.pixel_head(pixels), dim=-1)
         query_embed = F.normalize(model.query_head(queries), dim=-1)
         logits = pixel_embed @ query_embed.transpose(1, 2) * scale
+        chunk_stages = []
         for gate in model.query_update_gates if model.query_update_gates is not None else []:
+            chunk_stages.append(logits.reshape(batch, -1, height, width, num_traj))
             ids = logits.argmax(-1)
             updated = query_embed.clone()
             for b in range(batch):
@@ -34,6 +37,8 @@ def reference_logits(model: TrajTokModel, output, frames: int) -> torch.Tensor:
             query_embed = updated
             logits = pixel_embed @ query_embed.transpose(1, 2) * scale
         chunks.append(logits.reshape(batch, -1, height, width, num_traj))
+        if stages is not None:
+            stages.append(chunk_stages)
     return torch.cat(chunks, dim=1)
 
 
@@ -50,6 +55,50 @@ def test_logits_match_the_update_written_out(iterations, chunk_size, gates):
         expected = reference_logits(model, output, frames=4)
     torch.testing.assert_close(output.assignment_logits, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(output.trajectory_ids % model.config.num_trajectories, expected.argmax(-1))
+
+
+@pytest.mark.parametrize(("iterations", "frames", "chunk_size"), [(0, 4, 4), (1, 4, 4), (3, 5, 2), (2, 6, 4)])
+def test_logits_before_each_update_are_returned_when_asked(iterations, frames, chunk_size):
+    """``output_query_update_logits``: one (B, T, h, w, K) tensor per update, the stages of the written-out update
+    (chunks merged along frames, a shorter last chunk included); the first is the model without updates."""
+    torch.manual_seed(0)
+    model = tiny_trajtok_model(query_update_iterations=iterations, chunk_size=chunk_size)
+    if iterations:
+        with torch.no_grad():
+            model.query_update_gates.copy_(torch.linspace(0.5, 1.5, iterations))
+    video = video_batch(batch=2, frames=frames)
+    with torch.no_grad():
+        output = model(pixel_values_videos=video, output_pixel_features=True, output_query_update_logits=True)
+        assert model(pixel_values_videos=video).query_update_logits is None
+        per_chunk = []
+        reference_logits(model, output, frames=frames, stages=per_chunk)
+        without_updates = model.with_query_update_iterations(0)(pixel_values_videos=video).assignment_logits
+    assert isinstance(output.query_update_logits, tuple) and len(output.query_update_logits) == iterations
+    for index, logits in enumerate(output.query_update_logits):
+        expected = torch.cat([chunk[index] for chunk in per_chunk], dim=1)
+        assert logits.shape == output.assignment_logits.shape
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    if iterations:
+        torch.testing.assert_close(output.query_update_logits[0], without_updates, rtol=1e-5, atol=1e-5)
+
+
+def test_a_loss_on_the_first_stage_reaches_the_query_perceiver():
+    torch.manual_seed(0)
+    model = tiny_trajtok_model(query_update_iterations=2).train()
+    output = model(
+        pixel_values_videos=video_batch(batch=2, frames=4),
+        output_trajectory_tokens=False,
+        output_query_update_logits=True,
+    )
+    output.query_update_logits[0].log_softmax(-1).amax(-1).sum().backward()
+    assert model.query_latents.grad is not None and model.query_latents.grad.abs().sum() > 0
+    assert model.query_update_gates.grad is None  # the first stage comes before any gate
+
+
+def test_output_query_update_logits_must_be_a_bool():
+    model = tiny_trajtok_model(query_update_iterations=1)
+    with pytest.raises(TypeError, match="output_query_update_logits"):
+        model(pixel_values_videos=video_batch(batch=1, frames=4), output_query_update_logits="yes")
 
 
 def test_the_update_changes_the_segmentation_and_gates_only_exist_when_on():

@@ -837,3 +837,32 @@ def test_segmenter_query_update_iterations_and_pixel_context_layers(tmp_path, st
     for flag in ("--query_update_iterations", "--pixel_context_layers"):
         with pytest.raises(SystemExit):
             load_script(SEGMENTER).parse_args([*argv, flag, "-1"])
+
+
+def test_segmenter_query_update_loss_weight(tmp_path):
+    """--query_update_loss_weight W: the stages before each update get the matched loss too (logged as
+    ``query_update_stage_loss``), which changes what is learned; bad weights and a model without updates are refused."""
+    from trajtok_hf import TrajTokModel
+
+    base = [*TINY_RUN, "--max_steps", "2", "--query_update_iterations", "2", "--seed", "3"]
+    run_script(SEGMENTER, ["--output_dir", str(tmp_path / "plain"), *base])
+    run_script(SEGMENTER, ["--output_dir", str(tmp_path / "deep"), *base, "--query_update_loss_weight", "1"])
+    records = [json.loads(line) for line in (tmp_path / "deep" / "metrics.jsonl").read_text().splitlines()]
+    stage_losses = [r["query_update_stage_loss"] for r in records if "query_update_stage_loss" in r]
+    assert len(stage_losses) == 2 and all(np.isfinite(stage_losses)) and min(stage_losses) > 0
+    plain_records = (tmp_path / "plain" / "metrics.jsonl").read_text()
+    assert "query_update_stage_loss" not in plain_records
+    plain = TrajTokModel.from_pretrained(tmp_path / "plain" / "final")
+    deep = TrajTokModel.from_pretrained(tmp_path / "deep" / "final")
+    assert not torch.equal(plain.query_latents, deep.query_latents)
+    script = load_script(SEGMENTER)
+    for bad in (["--query_update_loss_weight", "-1"], ["--query_update_loss_weight", "nan"]):
+        with pytest.raises(SystemExit):
+            script.parse_args(["--output_dir", str(tmp_path / "x"), *base, *bad])
+    with pytest.raises(SystemExit):
+        script.parse_args(
+            ["--output_dir", str(tmp_path / "x"), *TINY_RUN, "--query_update_iterations", "0"]
+            + ["--query_update_loss_weight", "1"]
+        )
+    with pytest.raises(SystemExit, match="--query_update_loss_weight needs a model with query updates"):
+        script.main(["--output_dir", str(tmp_path / "none"), *TINY_RUN, "--query_update_loss_weight", "1"])

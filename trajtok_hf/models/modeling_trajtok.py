@@ -118,6 +118,12 @@ class TrajTokOutput(ModelOutput):
             query's own chunk's latents, then every pixel of the video in (t, row, col) order; pixels of other
             chunks (and, in the refinement, of other trajectories: the hard mask) have weight 0. Computed written
             out, so these are (L × keys) tensors per layer.
+        query_update_logits (`tuple(torch.FloatTensor)`, *optional*):
+            Returned when ``output_query_update_logits=True``: the logits of Eq. 1 before each of the
+            ``config.query_update_iterations`` clustering updates, each `(B, T, h, w, K)` — first those of the query
+            Perceiver's own queries, then those after each update but the last (`assignment_logits` are after the
+            last). Empty for a model without updates. For a loss on every stage (deep supervision, as k-means mask
+            transformers train their cluster-centre updates).
     """
 
     trajectory_tokens: torch.FloatTensor | None = None
@@ -130,6 +136,7 @@ class TrajTokOutput(ModelOutput):
     pixel_features: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    query_update_logits: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _merge_chunks(parts: list, batch: int) -> torch.Tensor:
@@ -833,6 +840,7 @@ class TrajTokModel(TrajTokPreTrainedModel):
         output_trajectory_tokens: bool = True,
         output_hidden_states: bool | int | list[int] | None = None,
         output_attentions: bool | None = None,
+        output_query_update_logits: bool = False,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TrajTokOutput | tuple:
@@ -858,6 +866,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
             output_attentions (`bool`, *optional*):
                 Return the Perceivers' attention weights (see [`TrajTokOutput`]). Defaults to
                 ``config.output_attentions``.
+            output_query_update_logits (`bool`, *optional*, defaults to `False`):
+                Also return the logits before each clustering update of the queries (see [`TrajTokOutput`]).
 
         Floating inputs are cast to the model's dtype, so a bf16/fp16 model runs on the processor's float32 output.
         """
@@ -871,7 +881,15 @@ class TrajTokModel(TrajTokPreTrainedModel):
             output_hidden_states = getattr(self.config, "output_hidden_states", False)
         if output_attentions is None:
             output_attentions = getattr(self.config, "output_attentions", False)
-        outputs_asked = {"hidden_states": output_hidden_states is not False, "attentions": bool(output_attentions)}
+        if not isinstance(output_query_update_logits, bool):
+            raise TypeError(
+                f"output_query_update_logits must be a bool, got {type(output_query_update_logits).__name__}"
+            )
+        outputs_asked = {
+            "hidden_states": output_hidden_states is not False,
+            "attentions": bool(output_attentions),
+            "query_update_logits": output_query_update_logits,
+        }
         if hard_mask_implementation not in HARD_MASK_IMPLEMENTATIONS:
             raise ValueError(
                 f"hard_mask_implementation must be one of {HARD_MASK_IMPLEMENTATIONS}, got {hard_mask_implementation!r}"
@@ -936,6 +954,10 @@ class TrajTokModel(TrajTokPreTrainedModel):
                 _merge_attention_maps([(count, g[7][i]) for count, g in groups], batch, num_latent_keys)
                 for i, num_latent_keys in enumerate(groups[0][1][8])
             )
+        if output_query_update_logits:
+            output.query_update_logits = tuple(
+                _merge_frames([(count, g[9][i]) for count, g in groups], batch) for i in range(len(groups[0][1][9]))
+            )
         return output if return_dict else output.to_tuple()
 
     def _tokenize_chunks(
@@ -950,7 +972,8 @@ class TrajTokModel(TrajTokPreTrainedModel):
 
         Returns tokens (b, K·n, D), active (b, K), logits (b, t, h, w, K), ids (b, t, h, w), queries (b, K, hidden),
         features (b, t, h, w, hidden), then the Perceivers' hidden states and attention weights (tuples, query
-        Perceiver first; empty unless ``outputs_asked``) and the number of latent keys of each attention map."""
+        Perceiver first; empty unless ``outputs_asked``), the number of latent keys of each attention map and the
+        logits before each query update (a tuple of (b, t, h, w, K); empty unless ``outputs_asked``)."""
         asked = outputs_asked or {}
         perceiver_flags = {
             "output_hidden_states": asked.get("hidden_states", False),
@@ -978,8 +1001,9 @@ class TrajTokModel(TrajTokPreTrainedModel):
         query_embed = F.normalize(self.query_head(queries), dim=-1)
         pixel_embed = F.normalize(self.pixel_head(features), dim=-1)
         logits = torch.einsum("bpe,bke->bpk", pixel_embed, query_embed) * scale  # (b, N, K)
+        stages = [] if asked.get("query_update_logits") else None
         if self.query_update_gates is not None:
-            logits = self._update_queries(logits, pixel_embed, query_embed, scale)
+            logits = self._update_queries(logits, pixel_embed, query_embed, scale, stages)
 
         ids = logits.argmax(dim=-1)  # (b, N), first index on ties
         num_traj = self.config.num_trajectories
@@ -999,17 +1023,20 @@ class TrajTokModel(TrajTokPreTrainedModel):
             streams.hidden_states,
             streams.attentions,
             streams.num_latent_keys,
+            tuple(stage.reshape(b, t, h, w, num_traj) for stage in stages or ()),
         )
 
-    def _update_queries(self, logits, pixel_embed, query_embed, scale) -> torch.Tensor:
+    def _update_queries(self, logits, pixel_embed, query_embed, scale, stages: list | None = None) -> torch.Tensor:
         """``config.query_update_iterations`` clustering updates (kMaX-style): each query embedding moves toward the
         normalised sum of the pixel embeddings that pick it (its cluster centre), weighted by a learned gate; a slot
         that no pixel picks keeps its embedding (a zero sum normalises to zero). The update runs in float32 (in half
         precision the normalisation's epsilon underflows and an empty slot's zero sum would give NaN). Returns the
-        final logits (b, N, K)."""
+        final logits (b, N, K); ``stages``, when given, receives the logits before each update."""
         dtype = query_embed.dtype
         pixels = pixel_embed.float()
         for gate in self.query_update_gates:
+            if stages is not None:
+                stages.append(logits)
             ids = logits.argmax(dim=-1)  # (b, N): the hard assignment, no gradient through it
             index = ids.unsqueeze(-1).expand(-1, -1, pixels.shape[-1])
             centres = pixels.new_zeros(query_embed.shape).scatter_add(1, index, pixels)
