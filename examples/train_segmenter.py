@@ -529,6 +529,13 @@ def main(argv=None):
             tqdm.write(f"step {state.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
 
+    stage_weight = args.query_update_loss_weight
+
+    def matched_loss(logits, labels):
+        return trajectory_segmentation_loss(
+            logits, labels, return_dict=True, tie_break=tie_break, chunk_size=chunk_size
+        )
+
     # ---- training loop
     model.train()
     progress = tqdm(total=args.max_steps, initial=state.step, desc="segmenter", disable=not accelerator.is_main_process)
@@ -538,24 +545,16 @@ def main(argv=None):
         with accelerator.accumulate(model):
             # The segmentation loss reads only the assignment logits: skipping the refinement Perceiver changes no
             # gradient and saves its forward and backward in every step.
-            stage_weight = args.query_update_loss_weight
             out = model(
                 pixel_values_videos=batch["pixel_values_videos"],
                 output_trajectory_tokens=False,
                 output_query_update_logits=stage_weight > 0,
             )
-
             labels = batch["segmentation_labels"]
-
-            def matched_loss(logits, labels=labels):
-                return trajectory_segmentation_loss(
-                    logits, labels, return_dict=True, tie_break=tie_break, chunk_size=chunk_size
-                )
-
-            losses = matched_loss(out.assignment_logits)
+            losses = matched_loss(out.assignment_logits, labels)
             total = losses["loss"]
             if stage_weight > 0:  # deep supervision: each stage matched on its own, as k-means mask transformers do
-                stage_loss = torch.stack([matched_loss(logits)["loss"] for logits in out.query_update_logits]).mean()
+                stage_loss = torch.stack([matched_loss(s, labels)["loss"] for s in out.query_update_logits]).mean()
                 total = total + stage_weight * stage_loss
             else:
                 stage_loss = total.new_zeros(())
