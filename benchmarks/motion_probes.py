@@ -13,7 +13,10 @@ embeddings (the logit scale does not change a comparison):
   right words, the wrong pairing); clips whose first two objects move differently. Also reported by group
   (:func:`swap_group`): two or three objects whose first two motions are of different kinds ("rotates" / "leaves
   at the left"), and first two motions of the same kind in different directions ("leaves at the left" / "leaves at
-  the top", :func:`trajtok_hf.data.motion_kind`), the hardest case.
+  the top", :func:`trajtok_hf.data.motion_kind`), the hardest case. ``--swap_by_segmentation`` (TrajTok models)
+  also splits the pairs by how the model's own tokenizer segments the two swapped objects
+  (:func:`swapped_objects_segmentation`): in one trajectory (the model cannot bind the motions apart), in two
+  trajectories that each hold at least 95 % of their object's cells, or in two less cleanly.
 
 ``--caption_facts speed occlusion`` words the clips' captions with those facts too
 (``SyntheticVideoConfig.caption_speed`` / ``caption_occlusion``, for models trained on such captions) and adds a
@@ -94,10 +97,18 @@ def parse_args(argv=None):
         default="synthetic",
         help="synthetic shapes (three probes), or composites of held-out photographs (direction and time reversal)",
     )
+    parser.add_argument(
+        "--swap_by_segmentation",
+        action="store_true",
+        help="synthetic clips, TrajTok models: also split the object-swap pairs by whether the model's tokenizer "
+        "puts the two swapped objects in one trajectory or in two, and how cleanly",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
+    if args.swap_by_segmentation and args.data == "photos":
+        parser.error("--swap_by_segmentation splits the object-swap pairs: the photo clips have one sprite")
     if args.data == "photos":
         if (
             args.max_objects is not None
@@ -185,6 +196,58 @@ def swap_group(clip: dict) -> str:
     if motion_kind(first) == motion_kind(second):
         return SWAP_GROUPS[2]
     return SWAP_GROUPS[0] if len(clip["objects"]) == 2 else SWAP_GROUPS[1]
+
+
+SEGMENTATION_GROUPS = (
+    "in one trajectory",
+    "apart, each at least 95 % in its trajectory",
+    "apart, less cleanly",
+    "an object off the mask grid",
+)
+CLEAN_SHARE = 0.95
+
+
+def swapped_objects_segmentation(trajectory_ids, labels, objects=(1, 2)) -> str:
+    """The :data:`SEGMENTATION_GROUPS` entry of an object-swap pair: how the hard trajectory ids ``(T, h, w)`` cut
+    the two swapped objects of the exact ids ``labels`` (same shape; object ``k`` of ``clip["objects"]`` has id
+    ``k + 1``). Each object's trajectory is the one holding most of its cells; *apart* when the two differ, *each at
+    least 95 %* when each trajectory holds that share of its object's cells."""
+    trajectory_ids, labels = np.asarray(trajectory_ids), np.asarray(labels)
+    if trajectory_ids.shape != labels.shape:
+        raise ValueError(f"trajectory_ids {trajectory_ids.shape} and labels {labels.shape} must have one shape")
+    majority, shares = [], []
+    for obj in objects:
+        cells = trajectory_ids[labels == obj]
+        if cells.size == 0:
+            return SEGMENTATION_GROUPS[3]
+        values, counts = np.unique(cells, return_counts=True)
+        majority.append(values[counts.argmax()])
+        shares.append(counts.max() / cells.size)
+    if majority[0] == majority[1]:
+        return SEGMENTATION_GROUPS[0]
+    return SEGMENTATION_GROUPS[1] if min(shares) >= CLEAN_SHARE else SEGMENTATION_GROUPS[2]
+
+
+@torch.inference_mode()
+def tokenizer_trajectory_ids(model, processor, videos: list[np.ndarray], batch_size: int, device) -> list:
+    """The hard trajectory ids ``(T, h, w)`` that a TrajViT2's TrajTok tokenizer gives each video."""
+    tokenizer = model.vision_model.tokenizer
+    out = []
+    for start in range(0, len(videos), batch_size):
+        inputs = processor(videos=videos[start : start + batch_size], return_tensors="pt")
+        ids = tokenizer(pixel_values_videos=inputs["pixel_values_videos"].to(device), output_trajectory_tokens=False)
+        out.extend(ids.trajectory_ids.cpu().numpy())
+    return out
+
+
+def grouped_pass_rates(true: torch.Tensor, other: torch.Tensor, groups: list[str], names) -> dict[str, dict]:
+    """:func:`pass_rate` and pair count of each group in ``names`` (``groups``: each pair's group)."""
+    rows = {}
+    for name in names:
+        members = torch.tensor([group == name for group in groups], dtype=torch.bool)
+        rates = pass_rate(true[members], other[members]) if members.any() else float("nan")
+        rows[name] = {"pass_rate": rates, "pairs": int(members.sum())}
+    return rows
 
 
 # A photo sprite's straight-line motion, as the synthetic generator names it, by the sign of its dominant shift.
@@ -318,7 +381,9 @@ def pass_rate(true_scores: torch.Tensor, other_scores: torch.Tensor) -> float:
     return float(wins.mean()) if wins.numel() else float("nan")
 
 
-def run_probes(model, processor, clips: list[dict], batch_size: int, device, probes=PROBES) -> dict[str, dict]:
+def run_probes(
+    model, processor, clips: list[dict], batch_size: int, device, probes=PROBES, swap_by_segmentation: bool = False
+) -> dict[str, dict]:
     pairs = probe_pairs(clips, probes)
     videos = [clip["video"] for clip in clips]
     video_embeds = embed_videos(model, processor, videos, batch_size, device)
@@ -346,14 +411,15 @@ def run_probes(model, processor, clips: list[dict], batch_size: int, device, pro
         results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
         if name == "object_swap":
             groups = [swap_group(clips[i]) for i, _, _ in rows]
-            results[name]["groups"] = {
-                group: {
-                    "pass_rate": pass_rate(true[members], other[members]) if members.any() else float("nan"),
-                    "pairs": int(members.sum()),
-                }
-                for group in SWAP_GROUPS
-                for members in [torch.tensor([g == group for g in groups], dtype=torch.bool)]
-            }
+            results[name]["groups"] = grouped_pass_rates(true, other, groups, SWAP_GROUPS)
+            if swap_by_segmentation:
+                indices = [i for i, _, _ in rows]
+                ids = tokenizer_trajectory_ids(model, processor, [videos[i] for i in indices], batch_size, device)
+                cuts = [
+                    swapped_objects_segmentation(clip_ids, clips[i]["segmentation_labels"])
+                    for clip_ids, i in zip(ids, indices, strict=True)
+                ]
+                results[name]["by_segmentation"] = grouped_pass_rates(true, other, cuts, SEGMENTATION_GROUPS)
     return results
 
 
@@ -392,14 +458,16 @@ def main(argv=None) -> dict:
                 for i, clip in enumerate(clips)
             ]
             described += f" (held out: {', '.join(args.held_out_parts)}; the rest in training wordings)"
+    if args.swap_by_segmentation and getattr(model.config, "vision_tokenizer", None) != "trajtok":
+        raise SystemExit(f"error: --swap_by_segmentation needs a TrajViT2 with TrajTok tokens; {args.model} has none")
     probes = PROBES + tuple(FACT_PROBES[fact] for fact in args.caption_facts)
-    results = run_probes(model, processor, clips, args.batch_size, device, probes)
+    results = run_probes(model, processor, clips, args.batch_size, device, probes, args.swap_by_segmentation)
     tokenizer = getattr(model.config, "vision_config", model.config)
     print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")
     print(f"clips: {args.num_clips} held-out {described} (seed {args.seed})")
     for name, row in results.items():
         print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
-        for group, part in row.get("groups", {}).items():
+        for group, part in {**row.get("groups", {}), **row.get("by_segmentation", {})}.items():
             print(f"{'':>16}{group}: {100 * part['pass_rate']:5.1f} % of {part['pairs']} pairs")
     record = {
         "model": args.model,

@@ -26,14 +26,22 @@ CHECKPOINTS = {
     "trajvit2-minilm-shapes": "trajtok",
     "trajvit2-minilm-lite0": "trajtok",
     "trajvit2-minilm-lite0-facts": "trajtok",
+    "trajvit2-minilm-lite0-qupdate4-facts": "trajtok",
 }
-MINILM = ("trajvit2-minilm-shapes", "trajvit2-minilm-lite0", "trajvit2-minilm-lite0-facts")
-LITE0_TRAJVIT2 = {
-    "trajvit2-minilm-lite0": "trajvit2-minilm-shapes",
-    "trajvit2-minilm-lite0-facts": "trajvit2-minilm-lite0",
-}
+MINILM = (
+    "trajvit2-minilm-shapes",
+    "trajvit2-minilm-lite0",
+    "trajvit2-minilm-lite0-facts",
+    "trajvit2-minilm-lite0-qupdate4-facts",
+)
 SEGMENTER = "trajtok-small-shapes"
-PHOTO_SEGMENTER = "trajtok-lite0-photos"  # the segmenter inside the lite0 TrajViT2 checkpoints
+PHOTO_SEGMENTER = "trajtok-lite0-photos"
+# TrajViT2 checkpoints with a photo segmenter frozen in their tokenizer: (the model they continue, that segmenter)
+LITE0_TRAJVIT2 = {
+    "trajvit2-minilm-lite0": ("trajvit2-minilm-shapes", PHOTO_SEGMENTER),
+    "trajvit2-minilm-lite0-facts": ("trajvit2-minilm-lite0", PHOTO_SEGMENTER),
+    "trajvit2-minilm-lite0-qupdate4-facts": ("trajvit2-minilm-lite0-facts", "trajtok-lite0-photos-qupdate4"),
+}
 PHOTO_SEGMENTERS = (PHOTO_SEGMENTER, "trajtok-lite0-photos-qupdate", "trajtok-lite0-photos-qupdate4")
 QUERY_UPDATES = {PHOTO_SEGMENTER: 0, "trajtok-lite0-photos-qupdate": 2, "trajtok-lite0-photos-qupdate4": 4}
 SEGMENTERS = (SEGMENTER, *PHOTO_SEGMENTERS)
@@ -215,16 +223,18 @@ def test_minilm_checkpoint_stores_its_text_tower_in_half_precision_and_loads_in_
 
 @pytest.mark.parametrize("name", LITE0_TRAJVIT2)
 def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged(name):
-    """trajvit2-minilm-lite0 is the photo segmenter under the motion-aware TrajViT2, trained with the segmenter frozen,
-    and trajvit2-minilm-lite0-facts continues it the same way: every segmenter weight equals the shipped segmenter's,
-    its config describes that segmenter, and the token side was trained (its refinement Perceiver differs from the
-    model it started from)."""
+    """trajvit2-minilm-lite0 is the photo segmenter under the motion-aware TrajViT2, trained with the segmenter frozen;
+    trajvit2-minilm-lite0-facts continues it the same way, and trajvit2-minilm-lite0-qupdate4-facts continues that one
+    with trajtok-lite0-photos-qupdate4 frozen in its place: every segmenter weight equals the shipped segmenter's
+    (four clustering updates included), its config describes that segmenter, and the token side was trained (its
+    refinement Perceiver differs from the model it started from)."""
     from transformers import AutoModel
 
     from trajtok_hf.training import SEGMENTER_CONFIG_KEYS, SEGMENTER_MODULES
 
     model = AutoModel.from_pretrained(ROOT / "checkpoints" / name)
-    segmenter = AutoModel.from_pretrained(ROOT / "checkpoints" / PHOTO_SEGMENTER)
+    start_name, segmenter_name = LITE0_TRAJVIT2[name]
+    segmenter = AutoModel.from_pretrained(ROOT / "checkpoints" / segmenter_name)
     tokenizer = model.vision_model.tokenizer
     assert tokenizer.config.trajectory_motion_encoding and model.config.segmentation_loss_weight == 0
     for key in SEGMENTER_CONFIG_KEYS:
@@ -237,6 +247,6 @@ def test_lite0_trajvit2_carries_the_photo_segmenter_unchanged(name):
     assert segmenter_keys
     for key in segmenter_keys:
         torch.testing.assert_close(state[key], expected[key], rtol=0, atol=0, msg=key)
-    start = AutoModel.from_pretrained(ROOT / "checkpoints" / LITE0_TRAJVIT2[name]).vision_model.tokenizer
+    start = AutoModel.from_pretrained(ROOT / "checkpoints" / start_name).vision_model.tokenizer
     weight = "refinement_perceiver.layers.0.attention.to_q.weight"
     assert not torch.equal(state[weight], start.state_dict()[weight])

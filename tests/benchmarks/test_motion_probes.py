@@ -168,6 +168,58 @@ def test_run_on_a_tiny_model(probes, tmp_path, capsys):
     assert "with speed and occlusion, objects named in a random order" in capsys.readouterr().out
 
 
+# (trajectory ids of the 8 cells that hold object 1 (first 4) and object 2 (last 4), the group; background id 0)
+SEGMENTATION_CASES = {
+    "one trajectory for both": ([3, 3, 3, 3, 3, 3, 3, 3], 0),
+    "two, each whole": ([3, 3, 3, 3, 5, 5, 5, 5], 1),
+    "two, one object partly in the background": ([3, 3, 3, 0, 5, 5, 5, 5], 2),
+    "two, one object partly in the other's trajectory": ([3, 3, 3, 3, 5, 5, 5, 3], 2),
+    "the majority decides which trajectory an object is in": ([3, 3, 3, 5, 3, 3, 5, 5], 0),
+}
+
+
+@pytest.mark.parametrize("case", SEGMENTATION_CASES)
+def test_swapped_objects_segmentation(probes, case):
+    import numpy as np
+
+    cells, group = SEGMENTATION_CASES[case]
+    labels = np.zeros((2, 4, 4), dtype=np.int64)
+    labels.reshape(-1)[:8] = [1, 1, 1, 1, 2, 2, 2, 2]
+    ids = np.zeros_like(labels)
+    ids.reshape(-1)[:8] = cells
+    assert probes.swapped_objects_segmentation(ids, labels) == probes.SEGMENTATION_GROUPS[group]
+    assert probes.swapped_objects_segmentation(torch.as_tensor(ids), labels) == probes.SEGMENTATION_GROUPS[group]
+
+
+def test_swapped_objects_segmentation_edge_cases(probes):
+    import numpy as np
+
+    labels = np.ones((2, 4, 4), dtype=np.int64)  # object 2 has no cell on the grid
+    assert probes.swapped_objects_segmentation(labels, labels) == probes.SEGMENTATION_GROUPS[3]
+    labels = np.repeat([1, 2], 20).reshape(2, 4, 5)  # 20 cells each
+    ids = np.where(labels == 1, 4, 7)
+    ids.reshape(-1)[0] = 7  # 19 of 20 cells (95 %) in its trajectory: clean
+    assert probes.swapped_objects_segmentation(ids, labels) == probes.SEGMENTATION_GROUPS[1]
+    ids.reshape(-1)[1] = 7  # 18 of 20
+    assert probes.swapped_objects_segmentation(ids, labels) == probes.SEGMENTATION_GROUPS[2]
+    with pytest.raises(ValueError, match="must have one shape"):
+        probes.swapped_objects_segmentation(ids[:1], labels)
+
+
+def test_swap_by_segmentation_on_a_tiny_model(probes, tmp_path, capsys):
+    folder = tmp_path / "model"
+    save_tiny_trajvit2_folder(folder)
+    argv = ["--model", str(folder), "--num_clips", "12", "--batch_size", "6", "--swap_by_segmentation"]
+    swap = probes.main(argv)["probes"]["object_swap"]
+    assert swap["pairs"] > 0 and list(swap["by_segmentation"]) == list(probes.SEGMENTATION_GROUPS)
+    assert sum(part["pairs"] for part in swap["by_segmentation"].values()) == swap["pairs"]
+    assert "in one trajectory" in capsys.readouterr().out
+    vit3d = tmp_path / "vit3d"
+    save_tiny_trajvit2_folder(vit3d, vision_tokenizer="vit3d")
+    with pytest.raises(SystemExit, match="needs a TrajViT2 with TrajTok tokens"):
+        probes.main(["--model", str(vit3d), "--num_clips", "4", "--swap_by_segmentation"])
+
+
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
     import numpy as np
 
@@ -242,6 +294,7 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--held_out_parts", "motion"], "it needs --caption_wording held_out"),
         (["--data", "photos", "--caption_facts", "speed"], "--data photos draws one sprite"),
         (["--data", "photos", "--shuffle_clauses"], "--data photos draws one sprite"),
+        (["--data", "photos", "--swap_by_segmentation"], "the photo clips have one sprite"),
         (["--held_out_parts", "colour", "--caption_wording", "held_out"], "invalid choice"),
     ],
 )

@@ -22,6 +22,7 @@ SHIPPED = (
     "trajtok-small-shapes",
     "trajvit2-minilm-lite0",
     "trajvit2-minilm-lite0-facts",
+    "trajvit2-minilm-lite0-qupdate4-facts",
     "trajvit2-minilm-shapes",
     "trajvit2-tiny-shapes",
     "vit3d-tiny-shapes",
