@@ -228,18 +228,6 @@ def swapped_objects_segmentation(trajectory_ids, labels, objects=(1, 2)) -> str:
     return SEGMENTATION_GROUPS[1] if min(shares) >= CLEAN_SHARE else SEGMENTATION_GROUPS[2]
 
 
-@torch.inference_mode()
-def tokenizer_trajectory_ids(model, processor, videos: list[np.ndarray], batch_size: int, device) -> list:
-    """The hard trajectory ids ``(T, h, w)`` that a TrajViT2's TrajTok tokenizer gives each video."""
-    tokenizer = model.vision_model.tokenizer
-    out = []
-    for start in range(0, len(videos), batch_size):
-        inputs = processor(videos=videos[start : start + batch_size], return_tensors="pt")
-        ids = tokenizer(pixel_values_videos=inputs["pixel_values_videos"].to(device), output_trajectory_tokens=False)
-        out.extend(ids.trajectory_ids.cpu().numpy())
-    return out
-
-
 def grouped_pass_rates(true: torch.Tensor, other: torch.Tensor, groups: list[str], names) -> dict[str, dict]:
     """:func:`pass_rate` and pair count of each group in ``names`` (``groups``: each pair's group)."""
     rows = {}
@@ -345,13 +333,19 @@ def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, s
 
 
 @torch.inference_mode()
-def embed_videos(model, processor, videos: list[np.ndarray], batch_size: int, device) -> torch.Tensor:
-    out = []
+def embed_videos(
+    model, processor, videos: list[np.ndarray], batch_size: int, device, return_trajectory_ids: bool = False
+):
+    """The L2-normalised video embeddings ``(N, D)``; with ``return_trajectory_ids`` also the TrajTok tokenizer's hard
+    trajectory ids ``(T, h, w)`` of each video, from the same forward pass."""
+    out, trajectory_ids = [], []
     for start in range(0, len(videos), batch_size):
         inputs = processor(videos=videos[start : start + batch_size], return_tensors="pt")
         features = model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"].to(device))
         out.append(torch.nn.functional.normalize(features.pooler_output.float(), dim=-1).cpu())
-    return torch.cat(out)
+        if return_trajectory_ids:
+            trajectory_ids.extend(features.trajectory_ids.cpu().numpy())
+    return (torch.cat(out), trajectory_ids) if return_trajectory_ids else torch.cat(out)
 
 
 @torch.inference_mode()
@@ -386,7 +380,10 @@ def run_probes(
 ) -> dict[str, dict]:
     pairs = probe_pairs(clips, probes)
     videos = [clip["video"] for clip in clips]
-    video_embeds = embed_videos(model, processor, videos, batch_size, device)
+    if swap_by_segmentation:
+        video_embeds, trajectory_ids = embed_videos(model, processor, videos, batch_size, device, True)
+    else:
+        video_embeds = embed_videos(model, processor, videos, batch_size, device)
     reversed_ids = [index for index, _, _ in pairs["time_reversal"]]
     reversed_embeds = embed_videos(
         model, processor, [np.ascontiguousarray(videos[i][::-1]) for i in reversed_ids], batch_size, device
@@ -413,11 +410,8 @@ def run_probes(
             groups = [swap_group(clips[i]) for i, _, _ in rows]
             results[name]["groups"] = grouped_pass_rates(true, other, groups, SWAP_GROUPS)
             if swap_by_segmentation:
-                indices = [i for i, _, _ in rows]
-                ids = tokenizer_trajectory_ids(model, processor, [videos[i] for i in indices], batch_size, device)
                 cuts = [
-                    swapped_objects_segmentation(clip_ids, clips[i]["segmentation_labels"])
-                    for clip_ids, i in zip(ids, indices, strict=True)
+                    swapped_objects_segmentation(trajectory_ids[i], clips[i]["segmentation_labels"]) for i, _, _ in rows
                 ]
                 results[name]["by_segmentation"] = grouped_pass_rates(true, other, cuts, SEGMENTATION_GROUPS)
     return results
