@@ -18,6 +18,12 @@ embeddings (the logit scale does not change a comparison):
   (:func:`swapped_objects_segmentation`): in one trajectory (the model cannot bind the motions apart), in two
   trajectories that each hold at least 95 % of their object's cells, or in two less cleanly.
 
+``--swapped_clip_probe`` adds the object swap from the video side: **object swap (clip)** — the clip against the
+same clip rendered again with the paths of its first two objects exchanged
+(:func:`trajtok_hf.data.generate_swapped_clip`: the same background and objects, each moving as the other did), for
+the true caption; clips that have such a copy. Where the caption-side probe asks whether the caption's embedding
+binds each motion to its object, this one asks the video's.
+
 ``--caption_facts speed occlusion`` words the clips' captions with those facts too
 (``SyntheticVideoConfig.caption_speed`` / ``caption_occlusion``, for models trained on such captions) and adds a
 probe for each: **speed** — the true caption against the same with every speed word flipped (slowly ↔ quickly);
@@ -103,12 +109,19 @@ def parse_args(argv=None):
         help="synthetic clips, TrajTok models: also split the object-swap pairs by whether the model's tokenizer "
         "puts the two swapped objects in one trajectory or in two, and how cleanly",
     )
+    parser.add_argument(
+        "--swapped_clip_probe",
+        action="store_true",
+        help="synthetic clips: add the object swap from the video side (the clip against its copy with the first "
+        "two objects' paths exchanged, for the true caption)",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, metavar="FILE", help="write the results as JSON (default: print)")
     args = parser.parse_args(argv)
-    if args.swap_by_segmentation and args.data == "photos":
-        parser.error("--swap_by_segmentation splits the object-swap pairs: the photo clips have one sprite")
+    for flag in ("swap_by_segmentation", "swapped_clip_probe"):
+        if getattr(args, flag) and args.data == "photos":
+            parser.error(f"--{flag} needs two objects per clip: the photo clips have one sprite")
     if args.data == "photos":
         if (
             args.max_objects is not None
@@ -157,6 +170,7 @@ from trajtok_hf.data import (
     flipped_speeds,
     generate_clip,
     generate_composite,
+    generate_swapped_clip,
     motion_kind,
     reversed_occlusions,
     swap_motions_caption,
@@ -309,7 +323,8 @@ def photo_probe_clips(num_frames: int, height: int, width: int, seed: int, num_c
 
 def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, str, str | None]]]:
     """Per probe, ``(clip index, true caption, altered caption)``; the altered caption is None for the time-reversal
-    probe, which alters the clip instead. A clip with a ``flipped_caption`` (the photo clips) brings its own
+    and object-swap (clip) probes, which alter the clip instead (the latter for clips with a ``swapped_video``). A
+    clip with a ``flipped_caption`` (the photo clips) brings its own
     direction-flipped caption."""
     pairs = {name: [] for name in probes}
     for index, clip in enumerate(clips):
@@ -324,6 +339,8 @@ def probe_pairs(clips: list[dict], probes=PROBES) -> dict[str, list[tuple[int, s
         swapped = swap_motions_caption(clip)
         if swapped is not None:
             pairs["object_swap"].append((index, caption, swapped))
+        if "object_swap_clip" in pairs and clip.get("swapped_video") is not None:
+            pairs["object_swap_clip"].append((index, caption, None))
         if "speed" in pairs and any(obj.get("speed") for obj in objects):
             pairs["speed"].append((index, caption, caption_from_objects(flipped_speeds(objects), None, template)))
         if "occlusion" in pairs and any(obj.get("in_front_of") for obj in objects):
@@ -388,6 +405,12 @@ def run_probes(
     reversed_embeds = embed_videos(
         model, processor, [np.ascontiguousarray(videos[i][::-1]) for i in reversed_ids], batch_size, device
     )
+    swapped_ids = [index for index, _, _ in pairs.get("object_swap_clip", ())]
+    swapped_embeds = (
+        embed_videos(model, processor, [clips[i]["swapped_video"] for i in swapped_ids], batch_size, device)
+        if swapped_ids
+        else None
+    )
     texts = sorted({text for rows in pairs.values() for _, true, alt in rows for text in (true, alt) if text})
     text_index = {text: i for i, text in enumerate(texts)}
     text_embeds = embed_texts(model, processor, texts, batch_size, device) if texts else None
@@ -403,6 +426,8 @@ def run_probes(
         true = torch.stack([cosine(video_embeds[i], caption) for i, caption, _ in rows])
         if name == "time_reversal":
             other = torch.stack([cosine(reversed_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
+        elif name == "object_swap_clip":
+            other = torch.stack([cosine(swapped_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
         else:
             other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
         results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
@@ -441,6 +466,10 @@ def main(argv=None) -> dict:
             **caption_fact_options(args.caption_facts, args.shuffle_clauses),
         )
         clips = [generate_clip(config, args.seed, i) for i in range(args.num_clips)]
+        if args.swapped_clip_probe:
+            for i, clip in enumerate(clips):
+                swapped = generate_swapped_clip(config, args.seed, i)
+                clip["swapped_video"] = None if swapped is None else swapped["video"]
         described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"
         if args.caption_facts:
             described += f" with {' and '.join(args.caption_facts)}"
@@ -454,7 +483,8 @@ def main(argv=None) -> dict:
             described += f" (held out: {', '.join(args.held_out_parts)}; the rest in training wordings)"
     if args.swap_by_segmentation and getattr(model.config, "vision_tokenizer", None) != "trajtok":
         raise SystemExit(f"error: --swap_by_segmentation needs a TrajViT2 with TrajTok tokens; {args.model} has none")
-    probes = PROBES + tuple(FACT_PROBES[fact] for fact in args.caption_facts)
+    probes = PROBES + ("object_swap_clip",) * args.swapped_clip_probe
+    probes += tuple(FACT_PROBES[fact] for fact in args.caption_facts)
     results = run_probes(model, processor, clips, args.batch_size, device, probes, args.swap_by_segmentation)
     tokenizer = getattr(model.config, "vision_config", model.config)
     print(f"model: {args.model} ({getattr(tokenizer, 'vision_tokenizer', type(model).__name__)})")

@@ -163,10 +163,12 @@ def parse_args(argv=None):
     g.add_argument(
         "--paired_transforms",
         nargs="+",
-        choices=("reverse", "mirror_horizontal", "mirror_vertical"),
+        choices=("reverse", "mirror_horizontal", "mirror_vertical", "swap_objects"),
         default=None,
-        help="synthetic data: every clip is followed in its batch by itself played backwards or mirrored, captioned "
-        "for what it shows (a hard negative: the loss must see time order and direction); needs an even batch size",
+        help="synthetic data: every clip is followed in its batch by itself played backwards or mirrored or, for "
+        "swap_objects, rendered again with its first two objects' paths exchanged (played backwards when it has no "
+        "such copy), captioned for what it shows (a hard negative: the loss must see time order, direction and which "
+        "object does what); the names take turns, a repeated name comes more often; needs an even batch size",
     )
     g.add_argument(
         "--pair_loss_weight",

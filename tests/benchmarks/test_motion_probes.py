@@ -220,6 +220,30 @@ def test_swap_by_segmentation_on_a_tiny_model(probes, tmp_path, capsys):
         probes.main(["--model", str(vit3d), "--num_clips", "4", "--swap_by_segmentation"])
 
 
+def test_swapped_clip_probe_on_a_tiny_model(probes, tmp_path, capsys):
+    from transformers import AutoProcessor
+
+    from trajtok_hf import TrajViT2Model
+    from trajtok_hf.data import SyntheticVideoConfig, generate_swapped_clip
+
+    folder = tmp_path / "model"
+    save_tiny_trajvit2_folder(folder)
+    argv = ["--model", str(folder), "--num_clips", "12", "--batch_size", "6", "--swapped_clip_probe"]
+    record = probes.main([*argv, "--caption_wording", "train"])
+    row = record["probes"]["object_swap_clip"]
+    model = TrajViT2Model.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    size, frames = processor.video_processor.size, processor.video_processor.num_frames
+    config = SyntheticVideoConfig(num_frames=frames, height=size["height"], width=size["width"], max_objects=3)
+    expected = sum(generate_swapped_clip(config, probes.HELD_OUT_SEED, i) is not None for i in range(12))
+    assert row["pairs"] == expected > 0 and 0.0 <= row["pass_rate"] <= 1.0
+    assert "object_swap_clip" in capsys.readouterr().out
+    # a "swapped" copy that is the clip itself scores a tie on every pair: the probe reads the copy's embedding
+    clips = [{**c, "swapped_video": c["video"]} for c in (probes.generate_clip(config, 5, i) for i in range(4))]
+    same = probes.run_probes(model, processor, clips, 4, "cpu", (*probes.PROBES, "object_swap_clip"))
+    assert same["object_swap_clip"] == {"pass_rate": 0.5, "pairs": 4}
+
+
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
     import numpy as np
 
@@ -295,6 +319,7 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--data", "photos", "--caption_facts", "speed"], "--data photos draws one sprite"),
         (["--data", "photos", "--shuffle_clauses"], "--data photos draws one sprite"),
         (["--data", "photos", "--swap_by_segmentation"], "the photo clips have one sprite"),
+        (["--data", "photos", "--swapped_clip_probe"], "the photo clips have one sprite"),
         (["--held_out_parts", "colour", "--caption_wording", "held_out"], "invalid choice"),
     ],
 )

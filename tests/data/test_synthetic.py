@@ -18,6 +18,7 @@ from trajtok_hf.data import (
     caption_from_objects,
     downsample_labels,
     generate_clip,
+    generate_swapped_clip,
     make_synthetic_dataset,
     motion_kind,
     paraphrase_clip,
@@ -600,6 +601,123 @@ def test_the_default_random_stream_is_pinned():
         "a small purple triangle appears while a small red square falls",
         "a small white cross rises",
     ]
+
+
+def _swappable(config, seed=3, count=60):
+    """(clip, swapped copy) for the indices of ``seed`` whose copy exists."""
+    pairs = ((generate_clip(config, seed, i), generate_swapped_clip(config, seed, i)) for i in range(count))
+    return [(clip, swapped) for clip, swapped in pairs if swapped is not None]
+
+
+def _centroids(segmentation, label):
+    """Per frame: the mean (x, y) of the pixels of ``label`` (NaN where it has none)."""
+    mask = segmentation == label
+    count = mask.sum(axis=(1, 2))
+    ys, xs = np.indices(mask.shape[1:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([(mask * xs).sum(axis=(1, 2)) / count, (mask * ys).sum(axis=(1, 2)) / count], axis=1)
+
+
+@pytest.mark.parametrize("wording, shuffle", [("fixed", False), ("train", False), ("held_out", False), ("train", True)])
+def test_swapped_clip_binds_each_motion_to_the_other_object(wording, shuffle):
+    config = SyntheticVideoConfig(
+        **SMALL, min_objects=2, max_objects=3, caption_wording=wording, shuffle_clauses=shuffle
+    )
+    pairs = _swappable(config)
+    assert len(pairs) >= 20
+    for clip, swapped in pairs:
+        first, second = clip["objects"][:2]
+        new_first, new_second = swapped["objects"][:2]
+        assert (new_first["motion"], new_second["motion"]) == (second["motion"], first["motion"])
+        for old, new in zip(clip["objects"], swapped["objects"], strict=True):  # appearance and order stay
+            assert {k: old[k] for k in ("id", "shape", "colour", "size", "texture")} == {
+                k: new[k] for k in ("id", "shape", "colour", "size", "texture")
+            }
+        # without occlusion facts the copy's caption is exactly the clip's object-swapped caption
+        assert swapped["caption"] == swap_motions_caption(clip) != clip["caption"]
+        # the background is the clip's wherever neither shows an object
+        free = (clip["segmentation"] == IGNORE_INDEX) & (swapped["segmentation"] == IGNORE_INDEX)
+        assert np.array_equal(clip["video"][free], swapped["video"][free])
+        assert swapped["swapped_from"] == (3, clip["index"]) and swapped["index"] == clip["index"]
+    again = generate_swapped_clip(config, 3, pairs[0][0]["index"])
+    assert again["caption"] == pairs[0][1]["caption"] and np.array_equal(again["video"], pairs[0][1]["video"])
+
+
+def test_swapped_clip_moves_each_object_along_the_others_path():
+    config = SyntheticVideoConfig(
+        **SMALL, min_objects=2, max_objects=2, motions=("move_left", "move_up", "static", "bounce"), sizes=("small",)
+    )
+    checked = 0
+    for clip, swapped in _swappable(config, seed=7):
+        for old_id, new_id in ((2, 1), (1, 2)):
+            before, after = _centroids(clip["segmentation"], old_id), _centroids(swapped["segmentation"], new_id)
+            # frames where neither object touches the other in either clip: the centroid follows the path
+            alone = (
+                np.isfinite(before).all(axis=1)
+                & np.isfinite(after).all(axis=1)
+                & ((clip["segmentation"] == old_id).sum(axis=(1, 2)) > 8)
+            )
+            if alone.sum() >= 4:
+                # different shapes of one size class: their pixel centroids sit within a radius of the centre
+                assert np.abs(before[alone] - after[alone]).mean() < 0.08 * 64
+                checked += 1
+    assert checked >= 10
+
+
+def test_swapped_exits_and_entries_end_out_of_view_for_a_larger_object():
+    config = SyntheticVideoConfig(
+        **SMALL,
+        min_objects=2,
+        max_objects=2,
+        motions=("exit_left", "exit_bottom", "enter_right", "enter_top", "static"),
+        min_visible_cells=1,
+    )
+    seen = 0
+    for _, swapped in _swappable(config, seed=11, count=80):
+        for obj in swapped["objects"]:
+            frame = -1 if obj["motion"].startswith("exit_") else 0 if obj["motion"].startswith("enter_") else None
+            if frame is not None:
+                assert not (swapped["segmentation"][frame] == obj["id"]).any(), obj
+                seen += 1
+    assert seen >= 20
+
+
+def test_swapped_clip_keeps_speed_with_its_path_and_recomputes_occlusion():
+    config = SyntheticVideoConfig(
+        **SMALL, min_objects=2, max_objects=3, caption_speed=True, caption_occlusion=True, caption_wording="train"
+    )
+    pairs = _swappable(config, seed=5, count=80)
+    for clip, swapped in pairs:
+        assert swapped["objects"][0].get("speed") == clip["objects"][1].get("speed")
+        assert swapped["objects"][1].get("speed") == clip["objects"][0].get("speed")
+        assert swapped["caption"] == caption_from_objects(swapped["objects"], None, clip["caption_template"])
+    # occlusion is what the new rendering shows: it differs from the clip's for some pairs
+    assert any(
+        [o.get("in_front_of") for o in c["objects"]] != [o.get("in_front_of") for o in s["objects"]] for c, s in pairs
+    )
+
+
+def test_swapped_clip_is_none_where_no_swap_can_be_shown():
+    one = SyntheticVideoConfig(**SMALL, max_objects=1)
+    assert generate_swapped_clip(one, 0, 0) is None
+    alike = SyntheticVideoConfig(**SMALL, min_objects=2, max_objects=2, motions=("move_up",))
+    assert generate_swapped_clip(alike, 0, 0) is None
+    # a plain circle cannot show a rotation: taking a rotating object's path gives no copy
+    round_and_turning = SyntheticVideoConfig(
+        **SMALL, min_objects=2, max_objects=2, motions=("rotate_cw", "static"), shapes=("circle", "square"), textures=()
+    )
+    clips = [generate_clip(round_and_turning, 0, i) for i in range(40)]
+    blocked = [
+        c["index"]
+        for c in clips
+        if {c["objects"][0]["motion"], c["objects"][1]["motion"]} == {"rotate_cw", "static"}
+        and any(o["shape"] == "circle" and o["motion"] == "static" for o in c["objects"][:2])
+    ]
+    assert blocked and all(generate_swapped_clip(round_and_turning, 0, i) is None for i in blocked)
+    with pytest.raises(TypeError, match="SyntheticVideoConfig"):
+        generate_swapped_clip({"num_frames": 4}, 0, 0)
+    with pytest.raises(ValueError, match="seed"):
+        generate_swapped_clip(one, -1, 0)
 
 
 @pytest.mark.parametrize("probability", [0.0, 1.0])

@@ -201,8 +201,9 @@ def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsy
     with pytest.raises(SystemExit):
         script.parse_args(argv)
     assert message in capsys.readouterr().err
-    ok = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", "reverse", "mirror_vertical"])
-    assert ok.paired_transforms == ["reverse", "mirror_vertical"]
+    transforms = ["reverse", "mirror_vertical", "swap_objects", "swap_objects"]
+    ok = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", *transforms])
+    assert ok.paired_transforms == transforms
 
 
 @pytest.mark.parametrize(

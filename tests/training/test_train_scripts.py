@@ -627,12 +627,20 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
 
 
 def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
-    """--paired_transforms with --pair_loss_weight, --swap_negative_weight, --shape_negative_weight,
-    --paraphrase_loss_weight and --fact_negative_weight: every term is logged and added to the loss; the motion
-    projection starts from the requested normal draw."""
+    """--paired_transforms (a mirror and the object-swapped copy) with --pair_loss_weight, --swap_negative_weight,
+    --shape_negative_weight, --paraphrase_loss_weight and --fact_negative_weight: every term is logged and added to
+    the loss; the motion projection starts from the requested normal draw."""
     out = tmp_path / "run"
-    argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "--pair_loss_weight", "0.5"]
-    argv += ["--trajectory_motion_encoding", "--trajectory_motion_init_std", "0.1", "--swap_negative_weight", "2"]
+    argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "swap_objects"]
+    argv += [
+        "--pair_loss_weight",
+        "0.5",
+        "--trajectory_motion_encoding",
+        "--trajectory_motion_init_std",
+        "0.1",
+        "--swap_negative_weight",
+        "2",
+    ]
     argv += ["--shape_negative_weight", "0.25", "--same_kind_motion_probability", "0.5"]
     argv += ["--paraphrase_loss_weight", "0.75", "--caption_wording", "train", "--max_objects", "3", "--seed", "3"]
     argv += ["--caption_facts", "speed", "occlusion", "--fact_negative_weight", "1.5"]

@@ -13,12 +13,13 @@ from trajtok_hf.data import (
     PhotoCompositeConfig,
     SyntheticVideoConfig,
     generate_clip,
+    generate_swapped_clip,
     paraphrase_clip,
     shape_negative_caption,
     swap_motions_caption,
     transform_clip,
 )
-from trajtok_hf.training import EpochShuffleSampler, SyntheticClipDataset, normalize_video
+from trajtok_hf.training import PAIRED_TRANSFORMS, EpochShuffleSampler, SyntheticClipDataset, normalize_video
 
 
 def test_normalize_video_matches_processor_and_synthetic_dataset_is_deterministic():
@@ -109,6 +110,26 @@ def test_paired_transforms_put_a_clip_and_its_transform_side_by_side():
         SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms=("rotate",))
     with pytest.raises(TypeError, match="sequence of names"):
         SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms="reverse")
+
+
+def test_swap_objects_pairs_a_clip_with_its_object_swapped_copy_or_its_reversal():
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    config = SyntheticVideoConfig(num_frames=4, height=64, width=64, max_objects=3, caption_wording="train")
+    dataset = SyntheticClipDataset(
+        config, seed=2, num_clips=16, video_processor=processor, paired_transforms=("swap_objects", "reverse")
+    )
+    kinds = set()
+    for pair in range(0, 8, 2):  # even pairs take swap_objects
+        clip, swapped = generate_clip(config, 2, pair), generate_swapped_clip(config, 2, pair)
+        expected = transform_clip(clip, "reverse") if swapped is None else swapped
+        second = dataset[2 * pair + 1]
+        assert dataset[2 * pair]["caption"] == clip["caption"] and second["caption"] == expected["caption"]
+        assert torch.equal(second["segmentation_labels"], torch.from_numpy(expected["segmentation_labels"]))
+        kinds.add(swapped is None)
+    assert kinds == {True, False}  # both a swapped copy and the fallback occur in these pairs
+    assert "swap_objects" in PAIRED_TRANSFORMS
+    with pytest.raises(ValueError, match="swap_objects"):
+        SyntheticClipDataset(config, seed=2, num_clips=2, video_processor=processor, paired_transforms=("swap",))
 
 
 def _mirror_pairs(config, **extras):

@@ -1041,6 +1041,79 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
         :data:`MOTIONS`)), in z-order; ``background`` — ``{"kind", "pan"}``; ``seed``, ``index``.
     """
     cfg = SyntheticVideoConfig() if config is None else config
+    clip, _ = _generate(cfg, seed, index)
+    return clip
+
+
+def generate_swapped_clip(
+    config: SyntheticVideoConfig | None = None, seed: int = 0, index: int = 0
+) -> dict[str, Any] | None:
+    """Clip ``(seed, index)`` rendered again with the paths of its first two objects exchanged: the same background
+    and objects (shape, colour, size, texture, painting order), the first moving as the second did and the second as
+    the first did (motion, speed and every frame's position, angle and visibility), with the caption of what it shows
+    in the clip's own wording (the same phrase per object, template and clause order). Paired with
+    :func:`generate_clip`'s clip, the two show the same motions bound to the other objects: a hard negative *video*
+    for binding motions to objects, where :func:`swap_motions_caption` gives the hard negative caption (the two
+    captions differ only where the re-rendered clip's "in front of" changes with the new paths).
+
+    An exit or entry path keeps its on-screen end and moves its off-screen end to one radius of the new object beyond
+    the border, so that a larger object also ends (or starts) out of view; the other paths are kept as they are, so a
+    larger object may be cut by the frame border by at most the difference of the two radii. ``None`` when the clip
+    has fewer than two objects, its first two move alike, a plain round shape would take a rotation (which it could
+    not show), or an object would cover fewer than ``min_visible_cells`` mask cells. Same dict as
+    :func:`generate_clip`, plus ``swapped_from`` = ``(seed, index)``."""
+    cfg = SyntheticVideoConfig() if config is None else config
+    clip, layout = _generate(cfg, seed, index)
+    background_video, objects = layout
+    if len(objects) < 2 or objects[0].motion == objects[1].motion:
+        return None
+    swapped = [dataclasses.replace(obj) for obj in objects]
+    for own, other in ((swapped[0], objects[1]), (swapped[1], objects[0])):
+        if own.shape in _ROTATION_INVARIANT_SHAPES and own.texture == "plain" and other.motion.startswith("rotate"):
+            return None
+        own.motion, own.speed, own.angle, own.visible = other.motion, other.speed, other.angle, other.visible
+        own.cx, own.cy = _refit_path(other, own.radius, cfg)
+        own.in_front_of = None
+    out = _paint(cfg, background_video.copy(), clip["background"], swapped)
+    if out is None:
+        return None
+    for key in ("caption_rank", "wording", "shape_word"):  # each object keeps its place and words in the caption
+        for new, old in zip(out["objects"], clip["objects"], strict=True):
+            if key in old:
+                new[key] = old[key]
+    if "caption_template" in clip:
+        out["caption_template"] = clip["caption_template"]
+    if cfg.caption_wording != "fixed" or cfg.shuffle_clauses:
+        out["caption"] = caption_from_objects(
+            out["objects"],
+            out["background"] if cfg.caption_background else None,
+            out.get("caption_template", 0),
+        )
+    out["seed"], out["index"] = clip["seed"], clip["index"]
+    out["swapped_from"] = (clip["seed"], clip["index"])
+    return out
+
+
+def _refit_path(obj: _Object, radius: float, cfg: SyntheticVideoConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``obj``'s centre path for an object of another ``radius``: an entry or exit keeps its on-screen end and puts
+    its off-screen end one new radius beyond the border (linear in time, as :func:`_motion_path` draws it)."""
+    cx, cy = obj.cx.copy(), obj.cy.copy()
+    entering, leaving = obj.motion.startswith("enter_"), obj.motion.startswith("exit_")
+    if not (entering or leaving) or cx.size < 2:
+        return cx, cy
+    side = obj.motion.split("_")[1]
+    horizontal = side in ("left", "right")
+    along = cx if horizontal else cy
+    extent = cfg.width if horizontal else cfg.height
+    outside = -radius if side in ("left", "top") else extent + radius
+    inner = along[-1] if entering else along[0]
+    start, end = (outside, inner) if entering else (inner, outside)
+    along[:] = start + (end - start) * _time(along.size)
+    return cx, cy
+
+
+def _generate(cfg: SyntheticVideoConfig, seed: int, index: int) -> tuple[dict[str, Any], tuple]:
+    """Clip ``(seed, index)`` and its layout: the background before any object is painted and the objects."""
     if not isinstance(cfg, SyntheticVideoConfig):
         raise TypeError(f"`config` must be a SyntheticVideoConfig, got {type(cfg).__name__}")
     for name, value in (("seed", seed), ("index", index)):
@@ -1048,7 +1121,9 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
             raise ValueError(f"`{name}` must be a non-negative int, got {value!r}")
     rng = np.random.default_rng([int(seed), int(index)])
     for _ in range(_MAX_ATTEMPTS):
-        clip = _try_render(cfg, rng)
+        video, background, objects = _sample_layout(cfg, rng)
+        background_video = video.copy()
+        clip = _paint(cfg, video, background, objects)
         if clip is not None:
             if cfg.shuffle_clauses:
                 order = np.random.default_rng([int(seed), int(index), 2]).permutation(len(clip["objects"]))
@@ -1061,7 +1136,7 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
                     clip["objects"], clip["background"] if cfg.caption_background else None
                 )
             clip["seed"], clip["index"] = int(seed), int(index)
-            return clip
+            return clip, (background_video, objects)
     raise RuntimeError(
         f"could not place {cfg.min_objects}..{cfg.max_objects} objects so that each covers "
         f"`min_visible_cells`={cfg.min_visible_cells} mask cells in {_MAX_ATTEMPTS} attempts; lower it or use "
@@ -1069,8 +1144,7 @@ def generate_clip(config: SyntheticVideoConfig | None = None, seed: int = 0, ind
     )
 
 
-def _try_render(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> dict[str, Any] | None:
-    T, H, W = cfg.num_frames, cfg.height, cfg.width
+def _sample_layout(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> tuple[np.ndarray, dict, list[_Object]]:
     video, background = _render_background(cfg, rng)
     num_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     colour_ids = rng.choice(len(cfg.colours), size=num_objects, replace=False)
@@ -1078,6 +1152,15 @@ def _try_render(cfg: SyntheticVideoConfig, rng: np.random.Generator) -> dict[str
     objects += [
         _sample_object(k + 1, cfg.colours[c], cfg, rng, objects[0].motion) for k, c in enumerate(colour_ids) if k
     ]
+    return video, background, objects
+
+
+def _paint(
+    cfg: SyntheticVideoConfig, video: np.ndarray, background: dict, objects: list[_Object]
+) -> dict[str, Any] | None:
+    """Paints ``objects`` over ``video`` (in place) in their order; ``None`` when one covers too few mask cells."""
+    T, H, W = cfg.num_frames, cfg.height, cfg.width
+    num_objects = len(objects)
     # uint8 while painting: 8× less memory traffic than int64; ids are < len(COLOURS) + 1.
     seg = np.zeros((T, H, W), dtype=np.uint8)
     min_covered = max(4, H * W // 256)  # pixels over the clip (one 4×4 mask cell at 64²) for "in front of"

@@ -41,7 +41,7 @@ from .checkpoints import (
     STATE_FILE,
     CheckpointManager,
 )
-from .data import EpochShuffleSampler, SyntheticClipDataset, normalize_video
+from .data import PAIRED_TRANSFORMS, EpochShuffleSampler, SyntheticClipDataset, normalize_video
 from .evaluation import evaluate_retrieval, evaluate_segmentation, load_segmenter, oracle_query_trajectory_ids
 from .loop import TrainState, iterate_batches
 from .optim import (
@@ -95,6 +95,7 @@ __all__ = [
     "save_model_and_optimizer",
     "shard_model",
     "EpochShuffleSampler",
+    "PAIRED_TRANSFORMS",
     "SyntheticClipDataset",
     "TrainState",
     "build_caption_tokenizer",

@@ -27,6 +27,7 @@ from ..data import (
     generate_clip,
     generate_composite,
     generate_footage_clip,
+    generate_swapped_clip,
     paraphrase_clip,
     shape_negative_caption,
     swap_motions_caption,
@@ -36,6 +37,11 @@ from ..data import (
 ClipConfig = SyntheticVideoConfig | PhotoCompositeConfig | FootageClipConfig
 CLIP_CONFIGS = (SyntheticVideoConfig, PhotoCompositeConfig, FootageClipConfig)
 CLIP_CONFIG_NAMES = tuple(c.__name__ for c in CLIP_CONFIGS)
+
+
+PAIRED_TRANSFORMS: tuple[str, ...] = (*CLIP_TRANSFORMS, "swap_objects")
+"""Names that :class:`SyntheticClipDataset`'s ``paired_transforms`` accepts: the transforms of
+:func:`~trajtok_hf.data.transform_clip` and ``"swap_objects"`` (:func:`~trajtok_hf.data.generate_swapped_clip`)."""
 
 
 def render_clip(config: ClipConfig, seed: int, index: int) -> dict[str, Any]:
@@ -88,10 +94,14 @@ class SyntheticClipDataset(Dataset):
     ``DataLoader`` calls it at every pass). Two datasets with different ``seed`` never share a clip (held-out sets);
     an evaluation set passes ``fresh_each_epoch=False`` so that every evaluation sees the same clips.
 
-    ``paired_transforms`` (procedural clips only): items come in pairs, item ``2j`` a clip and item ``2j + 1`` the
-    same clip played backwards or mirrored (:func:`~trajtok_hf.data.transform_clip`; the transform cycles through the
-    given names with ``j``), with the caption of what it shows. With an even batch size and a sequential sampler, a
-    pair shares a batch: the contrastive loss then has to tell a clip from its time reversal or mirror image.
+    ``paired_transforms`` (procedural clips only; names of :data:`PAIRED_TRANSFORMS`): items come in pairs, item
+    ``2j`` a clip and item ``2j + 1`` the same clip played backwards or mirrored
+    (:func:`~trajtok_hf.data.transform_clip`) or, for ``"swap_objects"``, rendered again with the paths of its first
+    two objects exchanged (:func:`~trajtok_hf.data.generate_swapped_clip`; a clip that has no such copy, e.g. one
+    with a single object, is played backwards instead), with the caption of what it shows; the transform cycles
+    through the given names with ``j`` (a name given twice comes twice as often). With an even batch size and a
+    sequential sampler, a pair shares a batch: the contrastive loss then has to tell a clip from its time reversal,
+    its mirror image or the clip with its motions bound to the other objects.
 
     ``swap_negatives`` (procedural clips only): every item also has ``negative_caption``, its caption with the motions
     of its first two objects exchanged (:func:`~trajtok_hf.data.swap_motions_caption`), or ``None`` when its first two
@@ -148,9 +158,9 @@ class SyntheticClipDataset(Dataset):
         if isinstance(paired_transforms, str):
             raise TypeError(f"paired_transforms must be a sequence of names, got the string {paired_transforms!r}")
         self.paired_transforms = tuple(paired_transforms)
-        unknown = [name for name in self.paired_transforms if name not in CLIP_TRANSFORMS]
+        unknown = [name for name in self.paired_transforms if name not in PAIRED_TRANSFORMS]
         if unknown:
-            raise ValueError(f"paired_transforms has unknown names {unknown}; allowed: {list(CLIP_TRANSFORMS)}")
+            raise ValueError(f"paired_transforms has unknown names {unknown}; allowed: {list(PAIRED_TRANSFORMS)}")
         procedural = all(isinstance(c, SyntheticVideoConfig) for c in configs)
         for name, value, knows in (
             ("swap_negatives", swap_negatives, "motions"),
@@ -194,7 +204,15 @@ class SyntheticClipDataset(Dataset):
             self._last_clip = (clip_index, clip)
         if second:
             transform = self.paired_transforms[pair % len(self.paired_transforms)]
-            clip = transform_clip(clip, transform, config.caption_background)
+            swapped = None
+            if transform == "swap_objects":
+                swapped = generate_swapped_clip(config, self.seed, clip_index)
+            if swapped is not None:
+                clip = swapped
+            else:
+                clip = transform_clip(
+                    clip, "reverse" if transform == "swap_objects" else transform, config.caption_background
+                )
         item = {
             "pixel_values_videos": normalize_video(clip["video"], self.video_processor),
             "segmentation_labels": torch.from_numpy(clip["segmentation_labels"]),
