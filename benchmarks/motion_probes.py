@@ -22,7 +22,10 @@ embeddings (the logit scale does not change a comparison):
 same clip rendered again with the paths of its first two objects exchanged
 (:func:`trajtok_hf.data.generate_swapped_clip`: the same background and objects, each moving as the other did), for
 the true caption; clips that have such a copy. Where the caption-side probe asks whether the caption's embedding
-binds each motion to its object, this one asks the video's.
+binds each motion to its object, this one asks the video's; it also reports the two clips matched to their two
+captions at once (the true pairing's summed cosines against the crossed pairing's). The object-swap probe is also
+split by how far the swap moves the caption in the model's own text tower (``1 - cos`` of the true and swapped
+captions, :func:`text_change_group`): a caption the text tower hardly changes leaves the video little to tell.
 
 ``--caption_facts speed occlusion`` words the clips' captions with those facts too
 (``SyntheticVideoConfig.caption_speed`` / ``caption_occlusion``, for models trained on such captions) and adds a
@@ -136,6 +139,8 @@ def parse_args(argv=None):
     else:
         args.max_objects = 3 if args.max_objects is None else args.max_objects
         args.caption_wording = args.caption_wording or "fixed"
+    if args.held_out_parts is not None and args.swapped_clip_probe:
+        parser.error("--swapped_clip_probe scores the copies in their own full wording: drop --held_out_parts")
     if args.held_out_parts is not None and args.caption_wording != "held_out":
         parser.error("--held_out_parts chooses parts of the held-out wording: it needs --caption_wording held_out")
     for name in ("num_clips", "max_objects", "batch_size"):
@@ -210,6 +215,18 @@ def swap_group(clip: dict) -> str:
     if motion_kind(first) == motion_kind(second):
         return SWAP_GROUPS[2]
     return SWAP_GROUPS[0] if len(clip["objects"]) == 2 else SWAP_GROUPS[1]
+
+
+TEXT_CHANGE_GROUPS = ("captions nearly alike (1 - cos < 0.05)", "1 - cos 0.05 to 0.25", "1 - cos from 0.25")
+TEXT_CHANGE_EDGES = (0.05, 0.25)
+
+
+def text_change_group(change: float) -> str:
+    """The :data:`TEXT_CHANGE_GROUPS` entry of an object-swap pair whose true and swapped captions embed at
+    ``1 - cosine`` = ``change`` in the model's own text tower: how much the swap moves the caption's embedding."""
+    if not change == change:  # NaN
+        raise ValueError("`change` must be a number, got NaN")
+    return TEXT_CHANGE_GROUPS[sum(change >= edge for edge in TEXT_CHANGE_EDGES)]
 
 
 SEGMENTATION_GROUPS = (
@@ -411,7 +428,8 @@ def run_probes(
         if swapped_ids
         else None
     )
-    texts = sorted({text for rows in pairs.values() for _, true, alt in rows for text in (true, alt) if text})
+    texts = {text for rows in pairs.values() for _, true, alt in rows for text in (true, alt) if text}
+    texts = sorted(texts | {clips[i]["swapped_caption"] for i in swapped_ids})
     text_index = {text: i for i, text in enumerate(texts)}
     text_embeds = embed_texts(model, processor, texts, batch_size, device) if texts else None
 
@@ -428,12 +446,26 @@ def run_probes(
             other = torch.stack([cosine(reversed_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
         elif name == "object_swap_clip":
             other = torch.stack([cosine(swapped_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
+            # both clips with both captions: the true pairing's two scores against the crossed pairing's
+            own = torch.stack(
+                [cosine(swapped_embeds[k], clips[i]["swapped_caption"]) for k, (i, _, _) in enumerate(rows)]
+            )
+            crossed = torch.stack([cosine(video_embeds[i], clips[i]["swapped_caption"]) for i, _, _ in rows])
+            matching = pass_rate(true + own, other + crossed)
         else:
             other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
         results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
+        if name == "object_swap_clip":
+            results[name]["matching_pass_rate"] = matching
         if name == "object_swap":
             groups = [swap_group(clips[i]) for i, _, _ in rows]
             results[name]["groups"] = grouped_pass_rates(true, other, groups, SWAP_GROUPS)
+            change = torch.stack(
+                [1 - (text_embeds[text_index[a]] * text_embeds[text_index[b]]).sum() for _, a, b in rows]
+            )
+            results[name]["text_change_median"] = float(change.median())
+            changes = [text_change_group(float(c)) for c in change]
+            results[name]["by_text_change"] = grouped_pass_rates(true, other, changes, TEXT_CHANGE_GROUPS)
             if swap_by_segmentation:
                 cuts = [
                     swapped_objects_segmentation(trajectory_ids[i], clips[i]["segmentation_labels"]) for i, _, _ in rows
@@ -470,6 +502,7 @@ def main(argv=None) -> dict:
             for i, clip in enumerate(clips):
                 swapped = generate_swapped_clip(config, args.seed, i)
                 clip["swapped_video"] = None if swapped is None else swapped["video"]
+                clip["swapped_caption"] = None if swapped is None else swapped["caption"]
         described = f"synthetic clips, 1–{args.max_objects} objects, {args.caption_wording} captions"
         if args.caption_facts:
             described += f" with {' and '.join(args.caption_facts)}"
@@ -491,7 +524,12 @@ def main(argv=None) -> dict:
     print(f"clips: {args.num_clips} held-out {described} (seed {args.seed})")
     for name, row in results.items():
         print(f"{name:>14}: {100 * row['pass_rate']:5.1f} % of {row['pairs']} pairs (chance 50 %)")
-        for group, part in {**row.get("groups", {}), **row.get("by_segmentation", {})}.items():
+        if "matching_pass_rate" in row:
+            print(f"{'':>16}both clips with both captions: {100 * row['matching_pass_rate']:5.1f} %")
+        if "text_change_median" in row:
+            print(f"{'':>16}median 1 - cos of the true and swapped captions: {row['text_change_median']:.4f}")
+        split = {**row.get("groups", {}), **row.get("by_text_change", {}), **row.get("by_segmentation", {})}
+        for group, part in split.items():
             print(f"{'':>16}{group}: {100 * part['pass_rate']:5.1f} % of {part['pairs']} pairs")
     record = {
         "model": args.model,

@@ -139,6 +139,13 @@ def test_swap_group(probes, case):
     assert probes.swap_group(_clip(probes, *objects)) == probes.SWAP_GROUPS[group]
 
 
+@pytest.mark.parametrize("change, group", [(0.0, 0), (0.0499, 0), (0.05, 1), (0.2499, 1), (0.25, 2), (1.7, 2)])
+def test_text_change_group(probes, change, group):
+    assert probes.text_change_group(change) == probes.TEXT_CHANGE_GROUPS[group]
+    with pytest.raises(ValueError, match="NaN"):
+        probes.text_change_group(float("nan"))
+
+
 def test_pass_rate_counts_ties_as_half(probes):
     assert probes.pass_rate(torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0.0, 0.5, 0.3])) == pytest.approx(0.5)
 
@@ -239,9 +246,16 @@ def test_swapped_clip_probe_on_a_tiny_model(probes, tmp_path, capsys):
     assert row["pairs"] == expected > 0 and 0.0 <= row["pass_rate"] <= 1.0
     assert "object_swap_clip" in capsys.readouterr().out
     # a "swapped" copy that is the clip itself scores a tie on every pair: the probe reads the copy's embedding
-    clips = [{**c, "swapped_video": c["video"]} for c in (probes.generate_clip(config, 5, i) for i in range(4))]
+    clips = [
+        {**c, "swapped_video": c["video"], "swapped_caption": c["caption"]}
+        for c in (probes.generate_clip(config, 5, i) for i in range(4))
+    ]
     same = probes.run_probes(model, processor, clips, 4, "cpu", (*probes.PROBES, "object_swap_clip"))
-    assert same["object_swap_clip"] == {"pass_rate": 0.5, "pairs": 4}
+    assert same["object_swap_clip"] == {"pass_rate": 0.5, "pairs": 4, "matching_pass_rate": 0.5}
+    assert 0.0 <= row["matching_pass_rate"] <= 1.0
+    swap = record["probes"]["object_swap"]
+    assert sum(part["pairs"] for part in swap["by_text_change"].values()) == swap["pairs"]
+    assert swap["text_change_median"] >= 0
 
 
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):
@@ -320,6 +334,10 @@ def test_run_on_photos(probes, tmp_path, capsys):
         (["--data", "photos", "--shuffle_clauses"], "--data photos draws one sprite"),
         (["--data", "photos", "--swap_by_segmentation"], "the photo clips have one sprite"),
         (["--data", "photos", "--swapped_clip_probe"], "the photo clips have one sprite"),
+        (
+            ["--caption_wording", "held_out", "--held_out_parts", "motion", "--swapped_clip_probe"],
+            "drop --held_out_parts",
+        ),
         (["--held_out_parts", "colour", "--caption_wording", "held_out"], "invalid choice"),
     ],
 )
