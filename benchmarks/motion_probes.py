@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -224,7 +225,7 @@ TEXT_CHANGE_EDGES = (0.05, 0.25)
 def text_change_group(change: float) -> str:
     """The :data:`TEXT_CHANGE_GROUPS` entry of an object-swap pair whose true and swapped captions embed at
     ``1 - cosine`` = ``change`` in the model's own text tower: how much the swap moves the caption's embedding."""
-    if not change == change:  # NaN
+    if math.isnan(change):
         raise ValueError("`change` must be a number, got NaN")
     return TEXT_CHANGE_GROUPS[sum(change >= edge for edge in TEXT_CHANGE_EDGES)]
 
@@ -446,17 +447,16 @@ def run_probes(
             other = torch.stack([cosine(reversed_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
         elif name == "object_swap_clip":
             other = torch.stack([cosine(swapped_embeds[k], caption) for k, (_, caption, _) in enumerate(rows)])
+        else:
+            other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
+        results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
+        if name == "object_swap_clip":
             # both clips with both captions: the true pairing's two scores against the crossed pairing's
             own = torch.stack(
                 [cosine(swapped_embeds[k], clips[i]["swapped_caption"]) for k, (i, _, _) in enumerate(rows)]
             )
             crossed = torch.stack([cosine(video_embeds[i], clips[i]["swapped_caption"]) for i, _, _ in rows])
-            matching = pass_rate(true + own, other + crossed)
-        else:
-            other = torch.stack([cosine(video_embeds[i], altered) for i, _, altered in rows])
-        results[name] = {"pass_rate": pass_rate(true, other), "pairs": len(rows)}
-        if name == "object_swap_clip":
-            results[name]["matching_pass_rate"] = matching
+            results[name]["matching_pass_rate"] = pass_rate(true + own, other + crossed)
         if name == "object_swap":
             groups = [swap_group(clips[i]) for i, _, _ in rows]
             results[name]["groups"] = grouped_pass_rates(true, other, groups, SWAP_GROUPS)

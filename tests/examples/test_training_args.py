@@ -204,6 +204,10 @@ def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsy
     transforms = ["reverse", "mirror_vertical", "swap_objects", "swap_objects"]
     ok = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", *transforms])
     assert ok.paired_transforms == transforms
+    from trajtok_hf.training import PAIRED_TRANSFORMS  # the script lists the dataset's names without importing it
+
+    every = script.parse_args(["--output_dir", str(tmp_path / "ok"), "--paired_transforms", *PAIRED_TRANSFORMS])
+    assert every.paired_transforms == list(PAIRED_TRANSFORMS)
 
 
 @pytest.mark.parametrize(
