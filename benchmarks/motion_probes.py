@@ -25,7 +25,11 @@ the true caption; clips that have such a copy. Where the caption-side probe asks
 binds each motion to its object, this one asks the video's; it also reports the two clips matched to their two
 captions at once (the true pairing's summed cosines against the crossed pairing's). The object-swap probe is also
 split by how far the swap moves the caption in the model's own text tower (``1 - cos`` of the true and swapped
-captions, :func:`text_change_group`): a caption the text tower hardly changes leaves the video little to tell.
+captions, :func:`text_change_group`): a caption the text tower hardly changes leaves the video little to tell; and
+by motion (the pairs in which either swapped object makes it, :func:`pass_rates_by_motion`), which shows a motion
+whose wording the text tower misreads. The video-side probe is split likewise by how far the swap moves the clip in
+the model's own video tower (:func:`video_change_group`): a clip whose embedding hardly moves when two objects
+exchange paths has not bound each path to its object.
 
 ``--caption_facts speed occlusion`` words the clips' captions with those facts too
 (``SyntheticVideoConfig.caption_speed`` / ``caption_occlusion``, for models trained on such captions) and adds a
@@ -219,15 +223,42 @@ def swap_group(clip: dict) -> str:
 
 
 TEXT_CHANGE_GROUPS = ("captions nearly alike (1 - cos < 0.05)", "1 - cos 0.05 to 0.25", "1 - cos from 0.25")
-TEXT_CHANGE_EDGES = (0.05, 0.25)
+VIDEO_CHANGE_GROUPS = ("clips nearly alike (1 - cos < 0.05)", "clips 1 - cos 0.05 to 0.25", "clips 1 - cos from 0.25")
+CHANGE_EDGES = (0.05, 0.25)
 
 
 def text_change_group(change: float) -> str:
     """The :data:`TEXT_CHANGE_GROUPS` entry of an object-swap pair whose true and swapped captions embed at
     ``1 - cosine`` = ``change`` in the model's own text tower: how much the swap moves the caption's embedding."""
+    return TEXT_CHANGE_GROUPS[_change_index(change)]
+
+
+def video_change_group(change: float) -> str:
+    """The :data:`VIDEO_CHANGE_GROUPS` entry of a clip whose object-swapped copy embeds at ``1 - cosine`` =
+    ``change`` from it in the model's own video tower: how much exchanging two objects' paths moves the video."""
+    return VIDEO_CHANGE_GROUPS[_change_index(change)]
+
+
+def _change_index(change: float) -> int:
     if math.isnan(change):
         raise ValueError("`change` must be a number, got NaN")
-    return TEXT_CHANGE_GROUPS[sum(change >= edge for edge in TEXT_CHANGE_EDGES)]
+    return sum(change >= edge for edge in CHANGE_EDGES)
+
+
+def swapped_motions(clip: dict) -> tuple[str, str]:
+    """The motions of the two objects an object swap exchanges (the clip's first two)."""
+    return clip["objects"][0]["motion"], clip["objects"][1]["motion"]
+
+
+def pass_rates_by_motion(true: torch.Tensor, other: torch.Tensor, motions: list[tuple[str, str]]) -> dict[str, dict]:
+    """:func:`pass_rate` and pair count per motion of :data:`~trajtok_hf.data.MOTIONS`, over the pairs in which
+    either swapped object makes it (``motions``: each pair's two motions); motions in no pair are left out."""
+    rows = {}
+    for motion in MOTIONS:
+        members = torch.tensor([motion in pair for pair in motions], dtype=torch.bool)
+        if members.any():
+            rows[motion] = {"pass_rate": pass_rate(true[members], other[members]), "pairs": int(members.sum())}
+    return rows
 
 
 SEGMENTATION_GROUPS = (
@@ -457,6 +488,10 @@ def run_probes(
             )
             crossed = torch.stack([cosine(video_embeds[i], clips[i]["swapped_caption"]) for i, _, _ in rows])
             results[name]["matching_pass_rate"] = pass_rate(true + own, other + crossed)
+            change = 1 - (video_embeds[[i for i, _, _ in rows]] * swapped_embeds).sum(-1)
+            results[name]["video_change_median"] = float(change.median())
+            changes = [video_change_group(float(c)) for c in change]
+            results[name]["by_video_change"] = grouped_pass_rates(true, other, changes, VIDEO_CHANGE_GROUPS)
         if name == "object_swap":
             groups = [swap_group(clips[i]) for i, _, _ in rows]
             results[name]["groups"] = grouped_pass_rates(true, other, groups, SWAP_GROUPS)
@@ -466,6 +501,9 @@ def run_probes(
             results[name]["text_change_median"] = float(change.median())
             changes = [text_change_group(float(c)) for c in change]
             results[name]["by_text_change"] = grouped_pass_rates(true, other, changes, TEXT_CHANGE_GROUPS)
+            results[name]["by_motion"] = pass_rates_by_motion(
+                true, other, [swapped_motions(clips[i]) for i, _, _ in rows]
+            )
             if swap_by_segmentation:
                 cuts = [
                     swapped_objects_segmentation(trajectory_ids[i], clips[i]["segmentation_labels"]) for i, _, _ in rows
@@ -528,9 +566,19 @@ def main(argv=None) -> dict:
             print(f"{'':>16}both clips with both captions: {100 * row['matching_pass_rate']:5.1f} %")
         if "text_change_median" in row:
             print(f"{'':>16}median 1 - cos of the true and swapped captions: {row['text_change_median']:.4f}")
-        split = {**row.get("groups", {}), **row.get("by_text_change", {}), **row.get("by_segmentation", {})}
+        if "video_change_median" in row:
+            print(f"{'':>16}median 1 - cos of the clip and its swapped copy: {row['video_change_median']:.4f}")
+        split = {
+            **row.get("groups", {}),
+            **row.get("by_text_change", {}),
+            **row.get("by_video_change", {}),
+            **row.get("by_segmentation", {}),
+        }
         for group, part in split.items():
             print(f"{'':>16}{group}: {100 * part['pass_rate']:5.1f} % of {part['pairs']} pairs")
+        if "by_motion" in row:
+            parts = [f"{m} {100 * part['pass_rate']:.0f} % ({part['pairs']})" for m, part in row["by_motion"].items()]
+            print(f"{'':>16}pairs with each motion: " + ", ".join(parts))
     record = {
         "model": args.model,
         "data": args.data,

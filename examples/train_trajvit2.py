@@ -38,6 +38,7 @@ import time
 from training_args import (
     PACKAGED_TEXT_ENCODER_NAMES,
     PRESET_NAMES,
+    TRAJECTORY_MOTION_FUSIONS,
     add_training_args,
     check_data_args,
     check_training_args,
@@ -159,6 +160,15 @@ def parse_args(argv=None):
         action="store_true",
         help="every TrajTok token also gets its trajectory's path through the chunk (presence and centroid per "
         "frame): TrajTokConfig.trajectory_motion_encoding, an addition to the paper",
+    )
+    g.add_argument(
+        "--trajectory_motion_fusion",
+        choices=TRAJECTORY_MOTION_FUSIONS,
+        default=None,
+        help="how the trajectory path joins a TrajTok token (TrajTokConfig.trajectory_motion_fusion): 'mlp' adds a "
+        "per-token MLP of the token and its path (output zero at the start) so a token can bind its appearance to "
+        "its motion; with --model, the model's tokenizer gets it (TrajTokModel.with_trajectory_motion_fusion); "
+        "needs a tokenizer with --trajectory_motion_encoding; an addition to the paper",
     )
     g.add_argument(
         "--paired_transforms",
@@ -319,6 +329,13 @@ def parse_args(argv=None):
     for flag in ("token_position_encoding", "trajectory_motion_encoding"):
         if getattr(args, flag) and (args.vision_tokenizer != "trajtok" or args.model is not None):
             parser.error(f"--{flag} builds a new TrajTok tokenizer: it needs --vision_tokenizer trajtok, no --model")
+    if args.trajectory_motion_fusion is not None:
+        if args.vision_tokenizer != "trajtok":
+            parser.error(
+                "--trajectory_motion_fusion is a TrajTok tokenizer setting: it needs --vision_tokenizer trajtok"
+            )
+        if args.model is None and args.trajectory_motion_fusion != "add" and not args.trajectory_motion_encoding:
+            parser.error("--trajectory_motion_fusion mlp needs --trajectory_motion_encoding for a new model")
     if args.num_trajectories is not None:
         if args.vision_tokenizer != "trajtok" or args.model is not None:
             parser.error(
@@ -408,6 +425,15 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
                 replace_segmenter(model, _load_segmenter(args.segmenter))
             except ValueError as error:
                 raise SystemExit(f"error: --segmenter {args.segmenter}: {error}") from None
+        if args.trajectory_motion_fusion is not None:
+            if model.config.vision_tokenizer != "trajtok":
+                raise SystemExit(f"error: --trajectory_motion_fusion needs a TrajTok model; {args.model} uses ViT3D")
+            try:
+                tokenizer = model.vision_model.tokenizer.with_trajectory_motion_fusion(args.trajectory_motion_fusion)
+            except ValueError as error:
+                raise SystemExit(f"error: --trajectory_motion_fusion: {error}") from None
+            model.vision_model.tokenizer = tokenizer
+            model.config.vision_config.trajtok_config = tokenizer.config  # the vision model shares this config object
         if args.segmentation_loss_weight is not None:
             model.config.segmentation_loss_weight = args.segmentation_loss_weight
         return model, processor
@@ -440,6 +466,8 @@ def build_model_and_processor(args, video_processor, captions_for_vocab):
             trajtok_config.trajectory_motion_encoding = True
             if args.trajectory_motion_init_std is not None:
                 trajtok_config.trajectory_motion_init_std = args.trajectory_motion_init_std
+        if args.trajectory_motion_fusion is not None:
+            trajtok_config.trajectory_motion_fusion = args.trajectory_motion_fusion
         if args.num_trajectories is not None:
             trajtok_config.num_trajectories = args.num_trajectories
         vision["trajtok_config"] = trajtok_config

@@ -23,6 +23,8 @@ VIDEO_FOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
 """What ``trajtok_hf.data.load_video_text_dataset`` reads in a video folder."""
 PACKAGED_TEXT_ENCODER_NAMES = ("minilm",)
 """The keys of ``trajtok_hf.training.PACKAGED_TEXT_ENCODERS`` (``--text_model NAME``)."""
+TRAJECTORY_MOTION_FUSIONS = ("add", "mlp")
+"""``trajtok_hf.models.configuration_trajtok.TRAJECTORY_MOTION_FUSIONS`` (``--trajectory_motion_fusion``)."""
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -213,15 +213,20 @@ def tiny_trajvit2_vision_model(vision_tokenizer="trajtok", **kwargs) -> TrajViT2
     return TrajViT2VisionModel(tiny_trajvit2_vision_config(vision_tokenizer, **kwargs)).eval()
 
 
-def save_tiny_trajvit2_folder(folder, num_frames: int = 4, size: int = 64, vision_tokenizer: str = "trajtok") -> None:
-    """A tiny TrajViT2Model (TrajTok or ViT3D tokenizer) with a word-level caption tokenizer and a processor, saved as a
-    model folder (what the benchmark scripts load with --model)."""
+def save_tiny_trajvit2_folder(
+    folder, num_frames: int = 4, size: int = 64, vision_tokenizer: str = "trajtok", tokenizer_overrides=None
+) -> None:
+    """A tiny TrajViT2Model (TrajTok or ViT3D tokenizer; ``tokenizer_overrides`` for its TrajTokConfig) with a
+    word-level caption tokenizer and a processor, saved as a model folder (what the benchmark scripts load with
+    --model)."""
     from trajtok_hf import TrajTokVideoProcessor, TrajViT2Processor
     from trajtok_hf.training import build_caption_tokenizer, synthetic_caption_words
 
     tokenizer = build_caption_tokenizer([" ".join(synthetic_caption_words())])
     torch.manual_seed(0)
-    tiny_trajvit2_model(vision_tokenizer, text_overrides={"vocab_size": len(tokenizer)}).save_pretrained(folder)
+    tiny_trajvit2_model(
+        vision_tokenizer, text_overrides={"vocab_size": len(tokenizer)}, tokenizer_overrides=tokenizer_overrides
+    ).save_pretrained(folder)
     video_processor = TrajTokVideoProcessor(num_frames=num_frames, size={"height": size, "width": size})
     TrajViT2Processor(video_processor=video_processor, tokenizer=tokenizer).save_pretrained(folder)
 

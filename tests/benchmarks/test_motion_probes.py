@@ -146,6 +146,23 @@ def test_text_change_group(probes, change, group):
         probes.text_change_group(float("nan"))
 
 
+@pytest.mark.parametrize("change, group", [(0.0, 0), (0.0499, 0), (0.05, 1), (0.2499, 1), (0.25, 2), (1.7, 2)])
+def test_video_change_group(probes, change, group):
+    assert probes.video_change_group(change) == probes.VIDEO_CHANGE_GROUPS[group]
+    with pytest.raises(ValueError, match="NaN"):
+        probes.video_change_group(float("nan"))
+
+
+def test_pass_rates_by_motion_count_a_pair_for_both_its_motions(probes):
+    true, other = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 1.0])
+    motions = [("move_left", "disappear"), ("disappear", "rotate_cw"), ("move_left", "static")]
+    rows = probes.pass_rates_by_motion(true, other, motions)
+    assert list(rows) == [m for m in probes.MOTIONS if m in {"move_left", "disappear", "rotate_cw", "static"}]
+    assert rows["disappear"] == {"pass_rate": 0.5, "pairs": 2}
+    assert rows["move_left"] == {"pass_rate": 0.75, "pairs": 2}  # a pass and a tie
+    assert rows["rotate_cw"] == {"pass_rate": 0.0, "pairs": 1} and rows["static"] == {"pass_rate": 0.5, "pairs": 1}
+
+
 def test_pass_rate_counts_ties_as_half(probes):
     assert probes.pass_rate(torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0.0, 0.5, 0.3])) == pytest.approx(0.5)
 
@@ -244,18 +261,28 @@ def test_swapped_clip_probe_on_a_tiny_model(probes, tmp_path, capsys):
     config = SyntheticVideoConfig(num_frames=frames, height=size["height"], width=size["width"], max_objects=3)
     expected = sum(generate_swapped_clip(config, probes.HELD_OUT_SEED, i) is not None for i in range(12))
     assert row["pairs"] == expected > 0 and 0.0 <= row["pass_rate"] <= 1.0
-    assert "object_swap_clip" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "object_swap_clip" in printed and "pairs with each motion:" in printed
+    assert "median 1 - cos of the clip and its swapped copy" in printed
     # a "swapped" copy that is the clip itself scores a tie on every pair: the probe reads the copy's embedding
     clips = [
         {**c, "swapped_video": c["video"], "swapped_caption": c["caption"]}
         for c in (probes.generate_clip(config, 5, i) for i in range(4))
     ]
-    same = probes.run_probes(model, processor, clips, 4, "cpu", (*probes.PROBES, "object_swap_clip"))
-    assert same["object_swap_clip"] == {"pass_rate": 0.5, "pairs": 4, "matching_pass_rate": 0.5}
+    same = probes.run_probes(model, processor, clips, 4, "cpu", (*probes.PROBES, "object_swap_clip"))[
+        "object_swap_clip"
+    ]
+    assert (same["pass_rate"], same["pairs"], same["matching_pass_rate"]) == (0.5, 4, 0.5)
+    assert same["video_change_median"] == pytest.approx(0.0, abs=1e-6)  # the copy is the clip: the video is unmoved
+    alike, moved, far = (same["by_video_change"][g] for g in probes.VIDEO_CHANGE_GROUPS)
+    assert alike == {"pass_rate": 0.5, "pairs": 4} and moved["pairs"] == far["pairs"] == 0
     assert 0.0 <= row["matching_pass_rate"] <= 1.0
+    assert sum(part["pairs"] for part in row["by_video_change"].values()) == row["pairs"]
     swap = record["probes"]["object_swap"]
     assert sum(part["pairs"] for part in swap["by_text_change"].values()) == swap["pairs"]
     assert swap["text_change_median"] >= 0
+    # each pair counts for both of its swapped motions
+    assert sum(part["pairs"] for part in swap["by_motion"].values()) == 2 * swap["pairs"]
 
 
 def _moving_square(shift_x: int, shift_y: int, frames: int = 4, size: int = 64, side: int = 8):

@@ -13,6 +13,7 @@ from testers import load_file_module
 from training_args import check_output_dir, check_resume_arg
 
 from trajtok_hf.data import video_folder, video_qa
+from trajtok_hf.models.configuration_trajtok import TRAJECTORY_MOTION_FUSIONS
 from trajtok_hf.training import (
     PACKAGED_TEXT_ENCODERS,
     STATE_FILE,
@@ -159,6 +160,7 @@ def _finetune_question_types():
         (lambda: training_args.VIDEO_FOLDER_METADATA, video_folder.METADATA_FILENAMES),
         (_finetune_question_types, video_qa.QUESTION_TYPES),
         (lambda: set(training_args.PACKAGED_TEXT_ENCODER_NAMES), set(PACKAGED_TEXT_ENCODERS)),
+        (lambda: training_args.TRAJECTORY_MOTION_FUSIONS, TRAJECTORY_MOTION_FUSIONS),
     ],
     ids=[
         "state_file",
@@ -167,6 +169,7 @@ def _finetune_question_types():
         "video_folder_metadata",
         "question_types",
         "packaged_text_encoders",
+        "trajectory_motion_fusions",
     ],
 )
 def test_spelled_out_names_match_the_package(spelled_out, package):
@@ -219,6 +222,12 @@ def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsy
         (["--trajectory_motion_init_std", "0.1"], "needs --trajectory_motion_encoding"),
         (["--trajectory_motion_encoding", "--trajectory_motion_init_std", "-0.1"], "must be a finite number >= 0"),
         (["--trajectory_motion_encoding", "--trajectory_motion_init_std", "nan"], "must be a finite number >= 0"),
+        (["--trajectory_motion_fusion", "mlp"], "--trajectory_motion_fusion mlp needs --trajectory_motion_encoding"),
+        (["--trajectory_motion_fusion", "concat"], "invalid choice: 'concat'"),
+        (
+            ["--vision_tokenizer", "vit3d", "--trajectory_motion_fusion", "add"],
+            "--trajectory_motion_fusion is a TrajTok tokenizer setting",
+        ),
     ],
 )
 def test_pair_loss_and_motion_init_flags(tmp_path, capsys, extra, message):

@@ -629,7 +629,7 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
 def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
     """--paired_transforms (a mirror and the object-swapped copy) with --pair_loss_weight, --swap_negative_weight,
     --shape_negative_weight, --paraphrase_loss_weight and --fact_negative_weight: every term is logged and added to
-    the loss; the motion projection starts from the requested normal draw."""
+    the loss; the motion projection starts from the requested normal draw, with the fusion MLP."""
     out = tmp_path / "run"
     argv = [*TINY_RUN, "--max_steps", "2", "--paired_transforms", "mirror_horizontal", "swap_objects"]
     argv += [
@@ -640,6 +640,8 @@ def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
         "0.1",
         "--swap_negative_weight",
         "2",
+        "--trajectory_motion_fusion",
+        "mlp",
     ]
     argv += ["--shape_negative_weight", "0.25", "--same_kind_motion_probability", "0.5"]
     argv += ["--paraphrase_loss_weight", "0.75", "--caption_wording", "train", "--max_objects", "3", "--seed", "3"]
@@ -656,6 +658,7 @@ def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
     assert all(r["facts"] >= 0 for r in steps)  # logged every step (0 for a batch with no speed or occlusion)
     config = json.loads((out / "final" / "config.json").read_text())["vision_config"]["trajtok_config"]
     assert config["trajectory_motion_encoding"] and config["trajectory_motion_init_std"] == 0.1
+    assert config["trajectory_motion_fusion"] == "mlp"
 
 
 @pytest.fixture(scope="module")
@@ -667,7 +670,7 @@ def model_and_other_segmenter(tmp_path_factory):
     from trajtok_hf import TrajTokModel
 
     folder = tmp_path_factory.mktemp("swap")
-    save_tiny_trajvit2_folder(folder / "model")
+    save_tiny_trajvit2_folder(folder / "model", tokenizer_overrides={"trajectory_motion_encoding": True})
     torch.manual_seed(1)
     backbone = {**TINY_BACKBONE, "hidden_sizes": [16, 24, 32, 48]}
     TrajTokModel(tiny_trajtok_config(backbone_config=backbone, frame_difference_input=True)).save_pretrained(
@@ -683,7 +686,7 @@ def test_trajvit2_model_with_another_segmenter_frozen_trains_only_the_rest(tmp_p
     model_dir, segmenter_dir = model_and_other_segmenter
     out = tmp_path / "run"
     argv = [*TINY_RUN, "--max_steps", "2", "--model", str(model_dir), "--segmenter", str(segmenter_dir)]
-    run_script(TRAJVIT2, ["--output_dir", str(out), *argv, "--freeze_segmenter"])
+    run_script(TRAJVIT2, ["--output_dir", str(out), *argv, "--freeze_segmenter", "--trajectory_motion_fusion", "mlp"])
     final = load_file(out / "final" / "model.safetensors")
     start = load_file(model_dir / "model.safetensors")
     segmenter = load_file(segmenter_dir / "model.safetensors")
@@ -697,6 +700,10 @@ def test_trajvit2_model_with_another_segmenter_frozen_trains_only_the_rest(tmp_p
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["vision_config"]["trajtok_config"]["frame_difference_input"]
     assert config["segmentation_loss_weight"] == 0
+    # --trajectory_motion_fusion mlp gave the model's tokenizer the fusion MLP: saved, and trained from zero
+    assert config["vision_config"]["trajtok_config"]["trajectory_motion_fusion"] == "mlp"
+    assert not any("motion_fusion" in n for n in start)
+    assert final[prefix + "motion_fusion.fc2.weight"].abs().max() > 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["segmentation"] for r in records if "segmentation" in r] == [0.0, 0.0]
 
@@ -726,6 +733,26 @@ def test_trajvit2_model_refuses_a_segmenter_that_does_not_fit(tmp_path, model_an
     script = load_script(TRAJVIT2)
     args = script.parse_args(
         ["--output_dir", str(tmp_path / "run"), "--model", str(model_dir), "--segmenter", str(tmp_path / "segmenter")]
+    )
+    processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        script.build_model_and_processor(args, processor, synthetic_caption_words())
+
+
+@pytest.mark.parametrize(
+    "vision_tokenizer, message",
+    [
+        ("trajtok", "--trajectory_motion_fusion: trajectory_motion_fusion='mlp' needs a model with trajectory_motion_"),
+        ("vit3d", "--trajectory_motion_fusion needs a TrajTok model"),
+    ],
+)
+def test_trajvit2_model_refuses_a_motion_fusion_it_cannot_take(tmp_path, vision_tokenizer, message):
+    from testers import save_tiny_trajvit2_folder
+
+    save_tiny_trajvit2_folder(tmp_path / "model", vision_tokenizer=vision_tokenizer)  # no trajectory_motion_encoding
+    script = load_script(TRAJVIT2)
+    args = script.parse_args(
+        ["--output_dir", str(tmp_path / "run"), "--model", str(tmp_path / "model"), "--trajectory_motion_fusion", "mlp"]
     )
     processor = TrajTokVideoProcessor(size={"height": 64, "width": 64}, num_frames=4)
     with pytest.raises(SystemExit, match=re.escape(message)):

@@ -29,6 +29,7 @@ SOFT_POOL_NORMALIZATIONS = ("sum", "mean")
 LATENT_NORM_PLACEMENTS = ("final", "every_layer")
 MATCHING_TIE_BREAKS = ("index", "soft")  # loss_trajtok.TIE_BREAKS (the config must not import the loss)
 ALLOWED_TOKENS_PER_TRAJECTORY = (1, 2, 4)
+TRAJECTORY_MOTION_FUSIONS = ("add", "mlp")
 FRAME_DIFFERENCE_CHANNELS = 9  # RGB, RGB − previous RGB, next RGB − RGB
 FRAME_DIFFERENCE_ALIGNMENTS = ("none", "translation")
 # frame_difference_alignment="translation" adds the two differences again, to the camera-aligned neighbours
@@ -159,6 +160,14 @@ class TrajTokConfig(PreTrainedConfig):
             mirror image embed identically at the start, so the caption tower gets no gradient that tells "left" from
             "right" and, unless the captions already differ, the video tower none that tells the two paths apart (a
             symmetric saddle of the contrastive loss); a non-zero draw starts away from it. Not in the paper.
+        trajectory_motion_fusion (`str`, *optional*, defaults to `"add"`):
+            How the `trajectory_motion_encoding` path joins a token. `"add"`: its linear projection is added, so a
+            token is (appearance) + (path) and the sum of a clip's tokens is the same when two objects exchange their
+            paths — which object makes which motion is then left to the encoder's non-linear layers. `"mlp"`: a
+            per-token MLP of the layer-normed token and the path, `Linear(D + 3·chunk_size, D)` → GELU →
+            `Linear(D, D)` with the last layer zero at initialisation, is added as well, so a token can carry features
+            of *this* appearance with *this* path (binding). Needs `trajectory_motion_encoding`. Not in the paper;
+            `"add"` for converted checkpoints.
         subtoken_fourier_frequencies (`int`, *optional*, defaults to 16):
             F, the number of ring frequencies of the Fourier initialisation of the sub-token offsets.
         subtoken_init_scale (`float`, *optional*, defaults to 0.02):
@@ -236,6 +245,7 @@ class TrajTokConfig(PreTrainedConfig):
     token_position_encoding: bool = False
     trajectory_motion_encoding: bool = False
     trajectory_motion_init_std: float = 0.0
+    trajectory_motion_fusion: str = "add"
     subtoken_fourier_frequencies: int = 16
     subtoken_init_scale: float = 0.02
     chunk_size: int = 16
@@ -281,6 +291,11 @@ class TrajTokConfig(PreTrainedConfig):
         std = self.trajectory_motion_init_std
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0 or std == float("inf"):
             raise ValueError(f"trajectory_motion_init_std must be a finite float >= 0, got {std!r}")
+        fusion = self.trajectory_motion_fusion
+        if fusion not in TRAJECTORY_MOTION_FUSIONS:
+            raise ValueError(f"trajectory_motion_fusion must be one of {TRAJECTORY_MOTION_FUSIONS}, got {fusion!r}")
+        if fusion != "add" and not self.trajectory_motion_encoding:
+            raise ValueError(f"trajectory_motion_fusion={fusion!r} needs trajectory_motion_encoding=True")
         if not isinstance(self.frame_difference_input, bool):
             raise ValueError(f"frame_difference_input must be a bool, got {self.frame_difference_input!r}")
         if self.frame_difference_alignment not in FRAME_DIFFERENCE_ALIGNMENTS:

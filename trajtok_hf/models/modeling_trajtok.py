@@ -66,6 +66,7 @@ from .configuration_trajtok import (
     FRAME_DIFFERENCE_CHANNELS,
     SUPPORTED_BACKBONES,
     TIMM_BACKBONE,
+    TRAJECTORY_MOTION_FUSIONS,
     TrajTokConfig,
 )
 from .modeling_utils_trajtok import SafetensorsFileCheckMixin, check_video_pixels, from_sub_config
@@ -363,6 +364,9 @@ class TrajTokPreTrainedModel(SafetensorsFileCheckMixin, PreTrainedModel):
                 else:  # zero: switching it on changes no output until trained
                     init.zeros_(projection.weight)
                 init.zeros_(projection.bias)
+            if module.motion_fusion is not None:  # its output layer starts at zero (its children come first)
+                init.zeros_(module.motion_fusion.fc2.weight)
+                init.zeros_(module.motion_fusion.fc2.bias)
 
 
 # Pixels per ConvNeXt pass on CPU when config.backbone_frames_per_pass is None (4 frames of 224²).
@@ -585,6 +589,23 @@ class TrajTokPixelContextBlock(nn.Module):
         return features + self.layer_scale * mixed
 
 
+class TrajTokMotionFusion(nn.Module):
+    """Binds a token to its trajectory's path (``trajectory_motion_fusion="mlp"``; not in the paper): an MLP of the
+    layer-normed token and the path, ``Linear(D + 3·chunk_size, D)`` → GELU → ``Linear(D, D)``, whose output is
+    added to the token. The last layer starts at zero, so switching it on changes no output until trained."""
+
+    def __init__(self, hidden_size: int, path_size: int, layer_norm_eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.fc1 = nn.Linear(hidden_size + path_size, hidden_size)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, tokens: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+        """tokens (b, N, D) and their trajectories' paths (b, N, 3·chunk_size) → (b, N, D) to add to the tokens."""
+        return self.fc2(self.act(self.fc1(torch.cat((self.norm(tokens), paths), dim=-1))))
+
+
 def _build_perceiver(config: TrajTokConfig, depth: int) -> TrajTokPerceiver:
     """A Perceiver (query or refinement, paper Sec. 3) of ``depth`` layers with the tokenizer's width, heads and
     options; its attention follows the tokenizer's ``attn_implementation``."""
@@ -656,6 +677,11 @@ class TrajTokModel(TrajTokPreTrainedModel):
             nn.Linear(6 * config.subtoken_fourier_frequencies, hidden) if config.token_position_encoding else None
         )
         self.motion_projection = nn.Linear(3 * config.chunk_size, hidden) if config.trajectory_motion_encoding else None
+        self.motion_fusion = (
+            TrajTokMotionFusion(hidden, 3 * config.chunk_size, config.feature_layer_norm_eps)
+            if config.trajectory_motion_fusion == "mlp"
+            else None
+        )
         self.output_projection = nn.Linear(hidden, config.token_size)
         self.gradient_checkpointing = False
         self.post_init()
@@ -785,15 +811,25 @@ class TrajTokModel(TrajTokPreTrainedModel):
         trains), and blocks beyond ``layers`` are dropped."""
         return self._with_added_parts("pixel_context_layers", layers)
 
-    def _with_added_parts(self, field: str, count: int) -> TrajTokModel:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    def with_trajectory_motion_fusion(self, fusion: str) -> TrajTokModel:
+        """A copy of this model with ``config.trajectory_motion_fusion = fusion``: every weight is copied; a fusion
+        MLP this model lacks starts with its output layer at zero (no output changes until the model trains), and
+        ``"add"`` drops it. How a trained model with ``trajectory_motion_encoding`` starts learning to bind."""
+        if fusion not in TRAJECTORY_MOTION_FUSIONS:
+            raise ValueError(f"trajectory_motion_fusion must be one of {TRAJECTORY_MOTION_FUSIONS}, got {fusion!r}")
+        if fusion != "add" and not self.config.trajectory_motion_encoding:
+            raise ValueError(f"trajectory_motion_fusion={fusion!r} needs a model with trajectory_motion_encoding=True")
+        return self._with_added_parts("trajectory_motion_fusion", fusion)
+
+    def _with_added_parts(self, field: str, count) -> TrajTokModel:
+        if field != "trajectory_motion_fusion" and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
             raise ValueError(f"{field} must be an int >= 0, got {count!r}")
         config = copy.deepcopy(self.config)
         setattr(config, field, count)
         converted = type(self)(config).to(device=self.device, dtype=self.dtype)
         state = converted.state_dict()
         for name, value in self.state_dict().items():
-            if name == "query_update_gates" and name in state:
+            if field == "query_update_iterations" and name == "query_update_gates" and name in state:
                 kept = min(count, value.numel())
                 state[name][:kept] = value[:kept]
             elif name in state:  # pixel-context blocks beyond ``count`` are dropped
@@ -1083,8 +1119,9 @@ class TrajTokModel(TrajTokPreTrainedModel):
         streams = streams or _PerceiverStreams()
         refined = streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask)
         if self.motion_projection is not None:
-            motion = self.motion_projection(self._trajectory_paths(ids, grid, features.dtype))  # (b, K, D)
-            refined = refined + motion.repeat_interleave(n, dim=1)
+            paths = self._trajectory_paths(ids, grid, features.dtype).repeat_interleave(n, dim=1)  # (b, K·n, 3·C)
+            bound = self.motion_fusion(refined, paths) if self.motion_fusion is not None else 0
+            refined = refined + self.motion_projection(paths) + bound
         return self.output_projection(refined)
 
     def _trajectory_paths(self, ids: torch.Tensor, grid: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
