@@ -20,8 +20,10 @@ cosine of the model's video and text embeddings over a set of candidate labels:
 The two references bound the zero-shot shape tasks: unseen words cannot tell shapes apart better than the words the
 model trained on.
 
-The script reports top-1 accuracy against chance and, per task, which label words do occur in the training captions
-(``trajtok_hf.training.synthetic_caption_words("train")``), so that "never read" is checked, not assumed. A model
+The script reports top-1 accuracy against chance, per class the share of its clips given its own label and the
+label given to most of them (:func:`per_class_recall`), and, per task, which label words do occur in the training
+captions (``trajtok_hf.training.synthetic_caption_words("train")``), so that "never read" is checked, not
+assumed. A model
 whose text tokenizer only knows the training vocabulary reads the unseen words as ``[UNK]`` and sits at chance; a
 pretrained text tower (``train_trajvit2.py --text_model minilm``) can carry what it knows about the words.
 
@@ -103,6 +105,24 @@ def classify(video_embeds: torch.Tensor, label_embeds: torch.Tensor) -> torch.Te
     return (video_embeds @ label_embeds.T).argmax(dim=1)
 
 
+def per_class_recall(predicted: torch.Tensor, truth: torch.Tensor, classes: list[str]) -> dict[str, dict]:
+    """Per true class (in ``classes`` order, those with clips): the share of its clips given its own label, the clip
+    count, and the label given to most of its clips (a tie goes to the earlier class), which shows a label wording the
+    text tower reads as another motion or shape."""
+    rows = {}
+    for index, name in enumerate(classes):
+        mine = truth == index
+        if not mine.any():
+            continue
+        counts = torch.bincount(predicted[mine], minlength=len(classes))
+        rows[name] = {
+            "recall": round(float(counts[index]) / int(mine.sum()), 4),
+            "clips": int(mine.sum()),
+            "most_often_labelled": classes[int(counts.argmax())],
+        }
+    return rows
+
+
 def shape_in_caption(model, processor, clips, video_embeds, args, device, word: int = 1) -> dict:
     """Each clip against its held-out-wording caption with every shape word (the true one among them): the held-out
     shape words (``word=1``) or the training ones (``word=0``), :data:`~trajtok_hf.data.SHAPE_WORDS`."""
@@ -142,13 +162,15 @@ def main(argv=None) -> dict:
         classes = list(labels)
         label_embeds = embed_texts(model, processor, [labels[c] for c in classes], args.batch_size, device)
         truth = torch.tensor([classes.index(c["objects"][0][TASK_ATTRIBUTE[task]]) for c in clips])
-        accuracy = float((classify(video_embeds, label_embeds) == truth).float().mean())
+        predicted = classify(video_embeds, label_embeds)
+        accuracy = float((predicted == truth).float().mean())
         results[task] = {
             "accuracy": round(accuracy, 4),
             "chance": round(1 / len(classes), 4),
             "classes": len(classes),
             "labels": labels,
             "label_words_seen_in_training": seen_words(labels),
+            "per_class": per_class_recall(predicted, truth, classes),
         }
         print(
             f"{task:>20}: {100 * accuracy:5.1f} % top-1 over {len(classes)} labels "

@@ -45,6 +45,17 @@ def test_classify_takes_the_closest_label(zero_shot):
     assert zero_shot.classify(videos, labels).tolist() == [1, 0, 0]
 
 
+def test_per_class_recall_names_the_label_a_class_gets_most(zero_shot):
+    classes = ["appear", "disappear", "static"]
+    truth = torch.tensor([0, 0, 1, 1, 1, 0])
+    predicted = torch.tensor([0, 2, 2, 2, 1, 0])
+    rows = zero_shot.per_class_recall(predicted, truth, classes)
+    assert rows == {
+        "appear": {"recall": pytest.approx(2 / 3, abs=1e-4), "clips": 3, "most_often_labelled": "appear"},
+        "disappear": {"recall": pytest.approx(1 / 3, abs=1e-4), "clips": 3, "most_often_labelled": "static"},
+    }  # a class without clips is left out
+
+
 def test_run_on_a_tiny_model(zero_shot, tmp_path):
     folder = tmp_path / "model"
     save_tiny_trajvit2_folder(folder)
@@ -55,3 +66,6 @@ def test_run_on_a_tiny_model(zero_shot, tmp_path):
     for task in zero_shot.TASKS:
         row = record["tasks"][task]
         assert 0.0 <= row["accuracy"] <= 1.0 and row["chance"] == pytest.approx(1 / row["classes"], abs=1e-4)
+        if "per_class" in row:  # every clip counted once, under its true class
+            assert sum(part["clips"] for part in row["per_class"].values()) == 6
+            assert set(row["per_class"]) <= set(row["labels"])
