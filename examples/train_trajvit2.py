@@ -171,6 +171,13 @@ def parse_args(argv=None):
         "needs a tokenizer with --trajectory_motion_encoding; an addition to the paper",
     )
     g.add_argument(
+        "--motion_fusion_learning_rate",
+        type=float,
+        default=None,
+        help="with --trajectory_motion_fusion mlp: peak LR of the fusion MLP (it starts at zero); default: "
+        "--learning_rate",
+    )
+    g.add_argument(
         "--paired_transforms",
         nargs="+",
         choices=("reverse", "mirror_horizontal", "mirror_vertical", "swap_objects"),
@@ -336,6 +343,15 @@ def parse_args(argv=None):
             )
         if args.model is None and args.trajectory_motion_fusion != "add" and not args.trajectory_motion_encoding:
             parser.error("--trajectory_motion_fusion mlp needs --trajectory_motion_encoding for a new model")
+    if args.motion_fusion_learning_rate is not None:
+        if args.trajectory_motion_fusion != "mlp":
+            parser.error(
+                "--motion_fusion_learning_rate sets the LR of the fusion MLP: it needs --trajectory_motion_fusion mlp"
+            )
+        if not 0 < args.motion_fusion_learning_rate < float("inf"):
+            parser.error(
+                f"--motion_fusion_learning_rate must be a finite number > 0, got {args.motion_fusion_learning_rate}"
+            )
     if args.num_trajectories is not None:
         if args.vision_tokenizer != "trajtok" or args.model is not None:
             parser.error(
@@ -547,9 +563,9 @@ def _warm_start_video_tower(model, path):
 
 def make_optimizer(args, model) -> torch.optim.AdamW:
     """AdamW (the release's TrajViT2 recipe) at ``--learning_rate``; with ``--segmenter_learning_rate`` the
-    warm-started segmenter modules (``SEGMENTER_MODULES`` of the tokenizer) get that peak LR instead, in their own
-    parameter groups."""
-    learning_rates = None
+    warm-started segmenter modules (``SEGMENTER_MODULES`` of the tokenizer) get that peak LR instead, and with
+    ``--motion_fusion_learning_rate`` the fusion MLP gets that one, each in their own parameter groups."""
+    learning_rates = {}
     if args.segmenter_learning_rate is not None:
         # the segmenter modules this tokenizer has (pixel_context and query_update_gates exist only when configured)
         tokenizer = model.vision_model.tokenizer
@@ -558,8 +574,14 @@ def make_optimizer(args, model) -> torch.optim.AdamW:
             for name in SEGMENTER_MODULES
             if getattr(tokenizer, name, None) is not None
         }
+    if getattr(args, "motion_fusion_learning_rate", None) is not None:
+        learning_rates["vision_model.tokenizer.motion_fusion"] = args.motion_fusion_learning_rate
     return build_optimizer(
-        model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), learning_rates=learning_rates
+        model,
+        args.learning_rate,
+        args.weight_decay,
+        (args.adam_beta1, args.adam_beta2),
+        learning_rates=learning_rates or None,
     )
 
 

@@ -224,6 +224,11 @@ def test_paired_transforms_need_synthetic_data_and_an_even_batch(tmp_path, capsy
         (["--trajectory_motion_encoding", "--trajectory_motion_init_std", "nan"], "must be a finite number >= 0"),
         (["--trajectory_motion_fusion", "mlp"], "--trajectory_motion_fusion mlp needs --trajectory_motion_encoding"),
         (["--trajectory_motion_fusion", "concat"], "invalid choice: 'concat'"),
+        (["--motion_fusion_learning_rate", "1e-3"], "--motion_fusion_learning_rate sets the LR of the fusion MLP"),
+        (
+            ["--trajectory_motion_encoding", "--trajectory_motion_fusion", "mlp", "--motion_fusion_learning_rate", "0"],
+            "--motion_fusion_learning_rate must be a finite number > 0",
+        ),
         (
             ["--vision_tokenizer", "vit3d", "--trajectory_motion_fusion", "add"],
             "--trajectory_motion_fusion is a TrajTok tokenizer setting",

@@ -626,6 +626,21 @@ def test_trajvit2_segmenter_learning_rate_covers_exactly_the_segmenter_modules(t
     assert {group["lr"] for group in default.param_groups} == {default_args.learning_rate}
 
 
+def test_trajvit2_motion_fusion_learning_rate_gives_only_the_fusion_its_own_lr(tmp_path):
+    script = load_script(TRAJVIT2)
+    argv = ["--trajectory_motion_encoding", "--trajectory_motion_fusion", "mlp", "--learning_rate", "1e-4"]
+    argv += ["--motion_fusion_learning_rate", "2e-3", "--segmenter_learning_rate", "5e-5"]
+    args = script.parse_args(["--output_dir", str(tmp_path), "--num_frames", "4", *argv])
+    model, _ = _build_trajvit2(tmp_path, *argv)
+    optimizer = script.make_optimizer(args, model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    fusion = {n for n in lr_of if n.startswith("vision_model.tokenizer.motion_fusion.")}
+    assert len(fusion) == 6 and {lr_of[n] for n in fusion} == {2e-3}
+    assert lr_of["vision_model.tokenizer.motion_projection.weight"] == 1e-4
+    assert lr_of["vision_model.tokenizer.query_perceiver.norm_context.weight"] == 5e-5
+
+
 def test_trajvit2_pair_loss_and_motion_init_train_end_to_end(tmp_path):
     """--paired_transforms (a mirror and the object-swapped copy) with --pair_loss_weight, --swap_negative_weight,
     --shape_negative_weight, --paraphrase_loss_weight and --fact_negative_weight: every term is logged and added to
