@@ -23,9 +23,9 @@ model trained on.
 The script reports top-1 accuracy against chance, per class the share of its clips given its own label and the
 label given to most of them (:func:`per_class_recall`), and, per task, which label words do occur in the training
 captions (``trajtok_hf.training.synthetic_caption_words("train")``), so that "never read" is checked, not
-assumed. A model
-whose text tokenizer only knows the training vocabulary reads the unseen words as ``[UNK]`` and sits at chance; a
-pretrained text tower (``train_trajvit2.py --text_model minilm``) can carry what it knows about the words.
+assumed. A model whose text tokenizer only knows the training vocabulary reads the unseen words as ``[UNK]`` and sits
+at chance; a pretrained text tower (``train_trajvit2.py --text_model minilm``) can carry what it knows about the
+words.
 
     python benchmarks/zero_shot.py --model runs/trajvit2-minilm/final --output zero_shot.json
 """

@@ -574,7 +574,7 @@ def make_optimizer(args, model) -> torch.optim.AdamW:
             for name in SEGMENTER_MODULES
             if getattr(tokenizer, name, None) is not None
         }
-    if getattr(args, "motion_fusion_learning_rate", None) is not None:
+    if args.motion_fusion_learning_rate is not None:
         learning_rates["vision_model.tokenizer.motion_fusion"] = args.motion_fusion_learning_rate
     return build_optimizer(
         model,

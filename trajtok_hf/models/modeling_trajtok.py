@@ -606,6 +606,12 @@ class TrajTokMotionFusion(nn.Module):
         return self.fc2(self.act(self.fc1(torch.cat((self.norm(tokens), paths), dim=-1))))
 
 
+def _check_count(field: str, count) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"{field} must be an int >= 0, got {count!r}")
+    return count
+
+
 def _build_perceiver(config: TrajTokConfig, depth: int) -> TrajTokPerceiver:
     """A Perceiver (query or refinement, paper Sec. 3) of ``depth`` layers with the tokenizer's width, heads and
     options; its attention follows the tokenizer's ``attn_implementation``."""
@@ -803,13 +809,13 @@ class TrajTokModel(TrajTokPreTrainedModel):
         """A copy of this model with ``config.query_update_iterations = iterations``: every weight is copied, the
         gates of iterations this model lacks start at 1 and those it has keep their values (``iterations=0`` drops
         the update). How a trained segmenter starts training with the clustering update of its queries."""
-        return self._with_added_parts("query_update_iterations", iterations)
+        return self._with_added_parts("query_update_iterations", _check_count("query_update_iterations", iterations))
 
     def with_pixel_context_layers(self, layers: int) -> TrajTokModel:
         """A copy of this model with ``config.pixel_context_layers = layers``: every weight is copied, the blocks
         this model lacks are added as initialised (layer scale 1e-6: the outputs barely move until the model
         trains), and blocks beyond ``layers`` are dropped."""
-        return self._with_added_parts("pixel_context_layers", layers)
+        return self._with_added_parts("pixel_context_layers", _check_count("pixel_context_layers", layers))
 
     def with_trajectory_motion_fusion(self, fusion: str) -> TrajTokModel:
         """A copy of this model with ``config.trajectory_motion_fusion = fusion``: every weight is copied; a fusion
@@ -821,18 +827,18 @@ class TrajTokModel(TrajTokPreTrainedModel):
             raise ValueError(f"trajectory_motion_fusion={fusion!r} needs a model with trajectory_motion_encoding=True")
         return self._with_added_parts("trajectory_motion_fusion", fusion)
 
-    def _with_added_parts(self, field: str, count) -> TrajTokModel:
-        if field != "trajectory_motion_fusion" and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            raise ValueError(f"{field} must be an int >= 0, got {count!r}")
+    def _with_added_parts(self, field: str, setting) -> TrajTokModel:
+        """A copy with ``config.<field> = setting`` (checked by the caller): weights this model has are copied, parts it
+        lacks start as initialised, parts the new config has no room for are dropped."""
         config = copy.deepcopy(self.config)
-        setattr(config, field, count)
+        setattr(config, field, setting)
         converted = type(self)(config).to(device=self.device, dtype=self.dtype)
         state = converted.state_dict()
         for name, value in self.state_dict().items():
             if field == "query_update_iterations" and name == "query_update_gates" and name in state:
-                kept = min(count, value.numel())
+                kept = min(setting, value.numel())
                 state[name][:kept] = value[:kept]
-            elif name in state:  # pixel-context blocks beyond ``count`` are dropped
+            elif name in state:  # pixel-context blocks beyond the new count are dropped
                 state[name] = value
         converted.load_state_dict(state, strict=True)
         converted.train(self.training)
@@ -1119,9 +1125,11 @@ class TrajTokModel(TrajTokPreTrainedModel):
         streams = streams or _PerceiverStreams()
         refined = streams.run(self.refinement_perceiver, refinement_queries, features, hard_mask)
         if self.motion_projection is not None:
-            paths = self._trajectory_paths(ids, grid, features.dtype).repeat_interleave(n, dim=1)  # (b, K·n, 3·C)
-            bound = self.motion_fusion(refined, paths) if self.motion_fusion is not None else 0
-            refined = refined + self.motion_projection(paths) + bound
+            paths = self._trajectory_paths(ids, grid, features.dtype)  # (b, K, 3·C)
+            motion = self.motion_projection(paths).repeat_interleave(n, dim=1)  # (b, K·n, D)
+            if self.motion_fusion is not None:  # per token: the fusion reads each sub-token's own refined state
+                motion = motion + self.motion_fusion(refined, paths.repeat_interleave(n, dim=1))
+            refined = refined + motion
         return self.output_projection(refined)
 
     def _trajectory_paths(self, ids: torch.Tensor, grid: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
